@@ -1,0 +1,97 @@
+//! The facts scores are computed from: statistics filed per org unit, metric and year; survey
+//! tallies per org unit and question; evidence records per criterion, unit and org unit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::code::ItemCode;
+use crate::org::OrgUnitId;
+use crate::rules::{MetricId, QuestionId};
+use crate::units::UnitId;
+
+/// One filed statistic. For a (org unit, metric, period) filed several times, the highest
+/// `version` counts; this keeps redelivered and out-of-order filings harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatFact {
+    pub org_unit: OrgUnitId,
+    pub metric: MetricId,
+    pub period: i32,
+    /// Counts as they are; money in fen.
+    pub value: i64,
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// Survey answers to one question in one org unit, already judged: `positive` of `responses`
+/// were yes / satisfied. Tallies of separate batches add up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurveyTally {
+    pub org_unit: OrgUnitId,
+    pub question: QuestionId,
+    pub period: i32,
+    pub responses: u64,
+    pub positive: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EvidenceState {
+    /// Waiting for review; counts in the projected score only.
+    Submitted,
+    /// Accepted with the reviewer's grade, 0–100.
+    Accepted { grade: u8 },
+    /// Returned with comments; counts nowhere until resubmitted.
+    Returned,
+}
+
+impl EvidenceState {
+    fn rank(self) -> (u8, u8) {
+        match self {
+            EvidenceState::Returned => (0, 0),
+            EvidenceState::Submitted => (1, 0),
+            EvidenceState::Accepted { grade } => (2, grade),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EvidenceState::Submitted => "submitted",
+            EvidenceState::Accepted { .. } => "accepted",
+            EvidenceState::Returned => "returned",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceFact {
+    /// Evidence record id; versions of one record share it and the highest version counts.
+    pub id: String,
+    pub criterion: ItemCode,
+    pub unit: UnitId,
+    pub org_unit: OrgUnitId,
+    /// Material kind when the rule asks for several; none otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material: Option<String>,
+    #[serde(flatten)]
+    pub state: EvidenceState,
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+}
+
+impl EvidenceFact {
+    /// Total order used to pick one record among same-id duplicates, independent of arrival.
+    pub fn precedence(&self) -> (u64, (u8, u8)) {
+        (self.version, self.state.rank())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    #[serde(default)]
+    pub statistics: Vec<StatFact>,
+    #[serde(default)]
+    pub surveys: Vec<SurveyTally>,
+    #[serde(default)]
+    pub evidence: Vec<EvidenceFact>,
+}

@@ -1,0 +1,382 @@
+//! The seed-table shape: level columns (一级指标, 二级指标, 三级指标 …), then 分值, 提供材料,
+//! 负责单位. Merged cells arrive as empty cells below the first; "同上" repeats the row above.
+
+use crate::code::{split_cell, ItemCode};
+use crate::findings::{Finding, FindingKind, Findings, Location, Severity};
+use crate::framework::Item;
+use crate::import::Row;
+use crate::points::Points;
+use crate::units::{split_unit_list, Resolution, UnitRegistry};
+
+#[derive(Debug, Clone, Default)]
+pub struct TableItems {
+    pub items: Vec<Item>,
+    pub findings: Findings,
+}
+
+struct Columns {
+    levels: Vec<usize>,
+    points: usize,
+    materials: usize,
+    units: usize,
+}
+
+const LEVEL_NAMES: [&str; 9] = ["一", "二", "三", "四", "五", "六", "七", "八", "九"];
+
+fn header_level(cell: &str) -> Option<usize> {
+    let c = cell.trim().to_ascii_lowercase().replace([' ', '_'], "-");
+    for (i, n) in LEVEL_NAMES.iter().enumerate() {
+        if c == format!("{n}级指标") || c == format!("level-{}", i + 1) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn find_columns(row: &Row) -> Result<Columns, String> {
+    let mut levels: Vec<(usize, usize)> = Vec::new();
+    let (mut points, mut materials, mut units) = (None, None, None);
+    for (i, cell) in row.cells.iter().enumerate() {
+        let c = cell.trim();
+        if let Some(l) = header_level(c) {
+            levels.push((l, i));
+        } else if c == "分值" || c.eq_ignore_ascii_case("points") {
+            points = Some(i);
+        } else if c == "提供材料" || c.eq_ignore_ascii_case("materials") {
+            materials = Some(i);
+        } else if c == "负责单位" || c.eq_ignore_ascii_case("responsible units") {
+            units = Some(i);
+        }
+    }
+    levels.sort();
+    if levels.is_empty() {
+        return Err("no level columns (一级指标, 二级指标 … or level-1, level-2 …)".into());
+    }
+    for (expect, (l, _)) in levels.iter().enumerate() {
+        if *l != expect {
+            return Err(format!(
+                "level columns must start at 一级指标 and have no gaps; level {} is missing",
+                expect + 1
+            ));
+        }
+    }
+    let missing: Vec<&str> = [(points, "分值"), (materials, "提供材料"), (units, "负责单位")]
+        .iter()
+        .filter(|(c, _)| c.is_none())
+        .map(|(_, n)| *n)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("missing column(s): {}", missing.join(", ")));
+    }
+    Ok(Columns {
+        levels: levels.into_iter().map(|(_, i)| i).collect(),
+        points: points.unwrap_or_default(),
+        materials: materials.unwrap_or_default(),
+        units: units.unwrap_or_default(),
+    })
+}
+
+fn is_same_as_above(cell: &str) -> bool {
+    let t = cell.trim().trim_end_matches(['，', ',', '。', '.', '；', ';']).trim();
+    t == "同上" || t == "同上栏" || t == "同上述"
+}
+
+/// Parses table rows into items. The header is the first row naming the level columns.
+pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
+    let mut out = TableItems::default();
+    let Some(header_at) = rows.iter().position(|r| r.cells.iter().any(|c| header_level(c).is_some()))
+    else {
+        out.findings.push(Finding::new(
+            Severity::Error,
+            FindingKind::MalformedHeader,
+            Location::default(),
+            "no header row naming the level columns (一级指标, 二级指标 …) was found",
+        ));
+        return out;
+    };
+    let cols = match find_columns(&rows[header_at]) {
+        Ok(c) => c,
+        Err(e) => {
+            out.findings.push(Finding::new(
+                Severity::Error,
+                FindingKind::MalformedHeader,
+                Location::row(rows[header_at].number),
+                format!("header row: {e}"),
+            ));
+            return out;
+        }
+    };
+
+    // Code of the current item at each level, as the merged cells continue downwards.
+    let mut context: Vec<Option<ItemCode>> = vec![None; cols.levels.len()];
+    // Resolved materials and units of the last row, for "同上".
+    let mut above: Option<(u32, String, String)> = None;
+    let cell = |r: &Row, i: usize| r.cells.get(i).map(|s| s.trim().to_string()).unwrap_or_default();
+
+    for row in &rows[header_at + 1..] {
+        if row.cells.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        let n = row.number;
+        let mut created: Vec<usize> = Vec::new();
+        for (level, &col) in cols.levels.iter().enumerate() {
+            let text = cell(row, col);
+            if text.is_empty() {
+                continue;
+            }
+            let column = format!("level-{}", level + 1);
+            let head = split_cell(&text);
+            let Some(code) = head.code.clone() else {
+                let shown = if head.raw_code.is_empty() { text.chars().take(12).collect() } else { head.raw_code.clone() };
+                out.findings.push(Finding::new(
+                    Severity::Error,
+                    FindingKind::MalformedCode,
+                    Location::row(n).with_column(&column),
+                    format!("'{shown}' does not start with an item code such as 3.2.1; the row's item is left out"),
+                ));
+                context[level] = None;
+                context[level + 1..].iter_mut().for_each(|c| *c = None);
+                continue;
+            };
+            if code.depth() != level + 1 {
+                out.findings.push(Finding::new(
+                    Severity::Error,
+                    FindingKind::CodeOutOfPlace,
+                    Location::row(n).with_column(&column).with_item(&code),
+                    format!(
+                        "code {code} has {} level(s) but stands in the level-{} column",
+                        code.depth(),
+                        level + 1
+                    ),
+                ));
+            } else if level > 0
+                && let Some(Some(parent)) = context.get(level - 1)
+                && code.parent().as_ref() != Some(parent)
+            {
+                out.findings.push(Finding::new(
+                    Severity::Error,
+                    FindingKind::CodeOutOfPlace,
+                    Location::row(n).with_column(&column).with_item(&code),
+                    format!("code {code} stands under {parent} in the table; it is placed by its code"),
+                ));
+            }
+            let (points, declared) = match &head.points {
+                Some(p) => match Points::parse(p) {
+                    Ok(v) => (v, true),
+                    Err(e) => {
+                        out.findings.push(Finding::new(
+                            Severity::Error,
+                            FindingKind::MalformedPoints,
+                            Location::row(n).with_column(&column).with_item(&code),
+                            e,
+                        ));
+                        (Points::ZERO, false)
+                    }
+                },
+                None => (Points::ZERO, false),
+            };
+            if head.title.is_empty() {
+                out.findings.push(Finding::new(
+                    Severity::Error,
+                    FindingKind::EmptyField,
+                    Location::row(n).with_column(&column).with_item(&code),
+                    format!("item {code} has a code but no title"),
+                ));
+            }
+            context[level] = Some(code.clone());
+            context[level + 1..].iter_mut().for_each(|c| *c = None);
+            out.items.push(Item {
+                code,
+                title: head.title,
+                points,
+                declared,
+                key: head.key,
+                materials: String::new(),
+                responsible: Vec::new(),
+                rule: None,
+                source_row: Some(n),
+            });
+            created.push(out.items.len() - 1);
+        }
+
+        let points_cell = cell(row, cols.points);
+        let mut materials = cell(row, cols.materials);
+        let mut unit_cell = cell(row, cols.units);
+        let Some(&deepest) = created.last() else {
+            if !points_cell.is_empty() || !materials.is_empty() || !unit_cell.is_empty() {
+                out.findings.push(Finding::new(
+                    Severity::Error,
+                    FindingKind::OrphanItem,
+                    Location::row(n),
+                    "the row has points, materials or units but no item in any level column",
+                ));
+            }
+            continue;
+        };
+        let code = out.items[deepest].code.clone();
+        let at = |column: &str| Location::row(n).with_column(column).with_item(&code);
+
+        if points_cell.is_empty() {
+            if !out.items[deepest].declared {
+                out.findings.push(Finding::new(
+                    Severity::Error,
+                    FindingKind::EmptyField,
+                    at("分值"),
+                    format!("item {code} has no points"),
+                ));
+            }
+        } else {
+            match Points::parse(&points_cell) {
+                Ok(p) => {
+                    let it = &mut out.items[deepest];
+                    if it.declared && it.points != p {
+                        out.findings.push(Finding::new(
+                            Severity::Error,
+                            FindingKind::MalformedPoints,
+                            at("分值"),
+                            format!(
+                                "item {code} declares {} in its title but {p} in the points column",
+                                it.points
+                            ),
+                        ));
+                    }
+                    it.points = p;
+                    it.declared = true;
+                }
+                Err(e) => out.findings.push(Finding::new(
+                    Severity::Error,
+                    FindingKind::MalformedPoints,
+                    at("分值"),
+                    e,
+                )),
+            }
+        }
+
+        for (value, column) in [(&mut materials, "提供材料"), (&mut unit_cell, "负责单位")] {
+            if !is_same_as_above(value) {
+                continue;
+            }
+            match &above {
+                Some((row_above, m, u)) => {
+                    let resolved = if column == "提供材料" { m.clone() } else { u.clone() };
+                    out.findings.push(Finding::new(
+                        Severity::Warning,
+                        FindingKind::SameAsAbove,
+                        at(column),
+                        format!(
+                            "'{}' (same as above) is resolved to row {row_above}'s value: {resolved}",
+                            value.trim()
+                        ),
+                    ));
+                    *value = resolved;
+                }
+                None => {
+                    out.findings.push(Finding::new(
+                        Severity::Error,
+                        FindingKind::SameAsAbove,
+                        at(column),
+                        format!("'{}' (same as above) but there is no row above", value.trim()),
+                    ));
+                    value.clear();
+                }
+            }
+        }
+
+        let mut responsible = Vec::new();
+        for spelling in split_unit_list(&unit_cell) {
+            match units.resolve(&spelling) {
+                Resolution::Canonical(id) => {
+                    if !responsible.contains(&id) {
+                        responsible.push(id);
+                    }
+                }
+                Resolution::Alias { id, canonical } => {
+                    out.findings.push(Finding::new(
+                        Severity::Warning,
+                        FindingKind::UnitAlias,
+                        at("负责单位"),
+                        format!("'{spelling}' is read as '{canonical}' ({id})"),
+                    ));
+                    if !responsible.contains(&id) {
+                        responsible.push(id);
+                    }
+                }
+                Resolution::Unknown => out.findings.push(Finding::new(
+                    Severity::Error,
+                    FindingKind::UnknownUnit,
+                    at("负责单位"),
+                    format!("'{spelling}' is not a known responsible unit or alias; it is left out"),
+                )),
+            }
+        }
+        let it = &mut out.items[deepest];
+        it.materials = materials.clone();
+        it.responsible = responsible;
+        above = Some((n, materials, unit_cell));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(lines: &[&[&str]]) -> Vec<Row> {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Row { number: i as u32 + 1, cells: l.iter().map(|s| s.to_string()).collect() })
+            .collect()
+    }
+
+    fn registry() -> UnitRegistry {
+        UnitRegistry::from_toml(
+            "[[unit]]\nid = \"education\"\nname = \"区教育局\"\naliases = [\"区教育\"]\n",
+        )
+        .unwrap()
+    }
+
+    const HEADER: &[&str] = &["一级指标", "二级指标", "三级指标", "分值", "提供材料", "负责单位"];
+
+    #[test]
+    fn reads_merged_cells_and_same_as_above() {
+        let t = parse_table(
+            &rows(&[
+                HEADER,
+                &["1.领导（4分）", "1.1认知（4分）", "★1.1.1认识到位", "2分", "文件", "区教育"],
+                &["", "", "1.1.2规划", "2分", "同上，", "区教育局"],
+            ]),
+            &registry(),
+        );
+        assert_eq!(t.items.len(), 4);
+        assert!(t.items[2].key);
+        assert_eq!(t.items[3].materials, "文件");
+        assert_eq!(t.findings.of_kind(FindingKind::SameAsAbove).count(), 1);
+        let alias = t.findings.of_kind(FindingKind::UnitAlias).next().unwrap();
+        assert_eq!(alias.location.row, Some(2));
+        assert!(alias.message.contains("区教育局"));
+    }
+
+    #[test]
+    fn reports_codes_out_of_place_and_unknown_units() {
+        let t = parse_table(
+            &rows(&[
+                HEADER,
+                &["1.领导（4分）", "1.1认知（4分）", "1.2.1错位", "2分", "文件", "区体育局"],
+                &["", "", "x认识", "2分", "文件", "区教育局"],
+            ]),
+            &registry(),
+        );
+        assert_eq!(t.findings.of_kind(FindingKind::CodeOutOfPlace).count(), 1);
+        assert_eq!(t.findings.of_kind(FindingKind::UnknownUnit).count(), 1);
+        let bad = t.findings.of_kind(FindingKind::MalformedCode).next().unwrap();
+        assert_eq!(bad.location.row, Some(3));
+    }
+
+    #[test]
+    fn a_missing_column_is_a_header_error() {
+        let t = parse_table(&rows(&[&["一级指标", "分值", "提供材料"]]), &registry());
+        let f = t.findings.of_kind(FindingKind::MalformedHeader).next().unwrap();
+        assert!(f.message.contains("负责单位"), "{}", f.message);
+    }
+}

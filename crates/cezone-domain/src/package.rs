@@ -1,0 +1,129 @@
+//! A framework package: a manifest naming the indicator table, the unit registry, the rules and
+//! the calendar. Files are read through a caller-supplied function, so this stays free of I/O.
+
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Calendar;
+use crate::findings::Findings;
+use crate::framework::{Framework, FrameworkId, FrameworkMeta};
+use crate::import::{parse_table, read_csv_rows, read_xlsx_rows, Row, TableFormat};
+use crate::points::Points;
+use crate::rules::RulesFile;
+use crate::units::UnitRegistry;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub id: FrameworkId,
+    pub edition: String,
+    pub title: String,
+    #[serde(default)]
+    pub total_points: Option<Points>,
+    pub table: String,
+    pub units: String,
+    #[serde(default)]
+    pub rules: Option<String>,
+    #[serde(default)]
+    pub calendar: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+}
+
+fn file_err(file: &str, message: impl Into<String>) -> PackageError {
+    PackageError::File { file: file.to_string(), message: message.into() }
+}
+
+/// Everything a framework is built from, already read.
+#[derive(Debug, Clone)]
+pub struct PackageParts {
+    pub meta: FrameworkMeta,
+    pub table_name: String,
+    pub rows: Vec<Row>,
+    pub units: UnitRegistry,
+    pub rules: RulesFile,
+    pub calendar: Calendar,
+}
+
+pub fn read_table(name: &str, bytes: &[u8]) -> Result<Vec<Row>, PackageError> {
+    match TableFormat::from_name(name) {
+        Some(TableFormat::Csv) => read_csv_rows(bytes).map_err(|e| file_err(name, e)),
+        Some(TableFormat::Xlsx) => read_xlsx_rows(bytes).map_err(|e| file_err(name, e)),
+        None => Err(file_err(name, "the table must be a .csv or .xlsx file")),
+    }
+}
+
+/// Reads a manifest and the files it names (paths relative to the manifest).
+pub fn read_parts(
+    manifest_name: &str,
+    manifest_text: &str,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<PackageParts, PackageError> {
+    let m: Manifest =
+        toml::from_str(manifest_text).map_err(|e| file_err(manifest_name, e.to_string()))?;
+    let text = |name: &str| -> Result<String, PackageError> {
+        let bytes = read(name).map_err(|e| file_err(name, e))?;
+        String::from_utf8(bytes).map_err(|_| file_err(name, "not UTF-8 text"))
+    };
+    let table_bytes = read(&m.table).map_err(|e| file_err(&m.table, e))?;
+    let rows = read_table(&m.table, &table_bytes)?;
+    let units = UnitRegistry::from_toml(&text(&m.units)?).map_err(|e| file_err(&m.units, e))?;
+    let rules = match &m.rules {
+        Some(f) => RulesFile::from_toml(&text(f)?).map_err(|e| file_err(f, e))?,
+        None => RulesFile::default(),
+    };
+    let calendar = match &m.calendar {
+        Some(f) => Calendar::from_toml(&text(f)?).map_err(|e| file_err(f, e))?,
+        None => Calendar::default(),
+    };
+    Ok(PackageParts {
+        meta: FrameworkMeta {
+            id: m.id,
+            edition: m.edition,
+            title: m.title,
+            total_points: m.total_points,
+        },
+        table_name: m.table,
+        rows,
+        units,
+        rules,
+        calendar,
+    })
+}
+
+impl PackageParts {
+    /// The same package with another indicator table, as when an office imports its own sheet.
+    pub fn with_table(mut self, name: &str, rows: Vec<Row>) -> PackageParts {
+        self.table_name = name.to_string();
+        self.rows = rows;
+        self
+    }
+
+    /// Builds the framework; every finding carries the file it came from.
+    pub fn build(self) -> (Framework, Findings) {
+        let table = parse_table(&self.rows, &self.units);
+        let mut findings = table.findings;
+        for f in &mut findings.0 {
+            f.location.file = Some(self.table_name.clone());
+        }
+        let table_name = self.table_name.clone();
+        let (fw, more) = Framework::assemble(
+            self.meta,
+            table.items,
+            self.units,
+            self.rules.catalog,
+            self.calendar,
+            self.rules.rules,
+        );
+        // Findings that point at a source row point into the table.
+        for mut f in more.0 {
+            if f.location.row.is_some() && f.location.file.is_none() {
+                f.location.file = Some(table_name.clone());
+            }
+            findings.push(f);
+        }
+        (fw, findings)
+    }
+}

@@ -1,0 +1,586 @@
+//! Scoring rules: how a criterion's points are earned from evidence, statistics and surveys.
+//! Rules are plain data (read from a framework's rules file) evaluated by `engine`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::org::{OrgLevel, RegionClass};
+
+macro_rules! ident_newtype {
+    ($name:ident, $what:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(text: &str) -> Result<Self, String> {
+                let ok = !text.is_empty()
+                    && text.len() <= 64
+                    && text.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && text
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if ok {
+                    Ok($name(text.to_string()))
+                } else {
+                    Err(format!(
+                        concat!("'{}' is not a ", $what, " id (lowercase letters, digits, '_')"),
+                        text
+                    ))
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                $name::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+ident_newtype!(MetricId, "metric");
+ident_newtype!(QuestionId, "question");
+
+impl MetricId {
+    /// The reserved metric standing for the resident population of the org units concerned.
+    pub const POPULATION: &'static str = "population";
+
+    pub fn is_population(&self) -> bool {
+        self.0 == Self::POPULATION
+    }
+}
+
+/// A rate in basis points (1% = 100), written "70%" in rule files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Percent(pub u32);
+
+impl Percent {
+    pub fn parse(text: &str) -> Result<Percent, String> {
+        let t = text.trim();
+        let Some(num) = t.strip_suffix('%') else {
+            return Err(format!("'{text}' is not a percentage (expected e.g. 70%)"));
+        };
+        let v: f64 = num.trim().parse().map_err(|_| format!("'{text}' is not a percentage"))?;
+        if !(0.0..=100.0).contains(&v) {
+            return Err(format!("'{text}' is outside 0%..100%"));
+        }
+        Ok(Percent((v * 100.0).round() as u32))
+    }
+
+    pub fn as_fraction(self) -> f64 {
+        f64::from(self.0) / 10_000.0
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_multiple_of(100) {
+            write!(f, "{}%", self.0 / 100)
+        } else {
+            write!(f, "{:.2}%", f64::from(self.0) / 100.0)
+        }
+    }
+}
+
+/// An amount of money in fen (分, 1/100 yuan), written in yuan ("2", "1.5", "2元") in rule files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fen(pub i64);
+
+impl Fen {
+    pub fn parse_yuan(text: &str) -> Result<Fen, String> {
+        let t = text.trim().trim_end_matches('元').trim();
+        let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        if !digits(int) || (!frac.is_empty() && !digits(frac)) || frac.len() > 2 {
+            return Err(format!("'{text}' is not an amount in yuan (expected e.g. 2 or 1.5)"));
+        }
+        let int: i64 = int.parse().map_err(|_| format!("'{text}' is too large"))?;
+        let frac: i64 = format!("{frac:0<2}").parse().unwrap_or(0);
+        int.checked_mul(100)
+            .and_then(|v| v.checked_add(frac))
+            .map(Fen)
+            .ok_or_else(|| format!("'{text}' is too large"))
+    }
+}
+
+impl fmt::Display for Fen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02} 元", a / 100, a % 100)
+    }
+}
+
+macro_rules! text_serde {
+    ($t:ty, $parse:path) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum Raw {
+                    Text(String),
+                    Int(i64),
+                    Float(f64),
+                }
+                let text = match Raw::deserialize(d)? {
+                    Raw::Text(t) => t,
+                    Raw::Int(i) => i.to_string(),
+                    Raw::Float(f) => f.to_string(),
+                };
+                $parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+text_serde!(Percent, Percent::parse);
+
+impl Serialize for Fen {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}.{:02}", self.0 / 100, (self.0 % 100).abs()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Fen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Int(i64),
+            Float(f64),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Text(t) => t,
+            Raw::Int(i) => i.to_string(),
+            Raw::Float(f) => f.to_string(),
+        };
+        Fen::parse_yuan(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A target that is either fixed or depends on the district's region class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Target<T> {
+    ByRegion { pearl_river_delta: T, less_developed: T },
+    Fixed(T),
+}
+
+impl<T: Copy> Target<T> {
+    pub fn for_region(&self, region: RegionClass) -> T {
+        match *self {
+            Target::Fixed(t) => t,
+            Target::ByRegion { pearl_river_delta, less_developed } => match region {
+                RegionClass::PearlRiverDelta => pearl_river_delta,
+                RegionClass::LessDeveloped => less_developed,
+            },
+        }
+    }
+}
+
+/// How a measured value short of its target earns points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partial {
+    /// value / target of the points, up to all of them.
+    #[default]
+    Linear,
+    /// All or nothing.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Falling,
+    Rising,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightedPart {
+    pub weight: u32,
+    pub rule: Rule,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Rule {
+    /// Every responsible unit has its materials accepted; the reviewer's grade (0–100) counts.
+    Evidence {
+        /// Separate material kinds each responsible unit must provide; empty means one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        materials: Vec<String>,
+    },
+    /// Σ numerator / Σ denominator over the org unit's subtree against a target rate.
+    Ratio {
+        numerator: MetricId,
+        denominator: MetricId,
+        target: Target<Percent>,
+        #[serde(default)]
+        partial: Partial,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        basis: String,
+    },
+    /// Σ amount (yuan) / resident population against a target amount per resident per year.
+    PerCapita {
+        amount: MetricId,
+        target: Target<Fen>,
+        #[serde(default)]
+        partial: Partial,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        basis: String,
+    },
+    /// Population-weighted survey rate of every listed question against the target; all must pass.
+    SurveyRate {
+        questions: Vec<QuestionId>,
+        target: Target<Percent>,
+        #[serde(default)]
+        partial: Partial,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        basis: String,
+    },
+    /// Each org unit at `level` reports at least `at_least` of the metric; the share that does.
+    CountAtLeast {
+        metric: MetricId,
+        at_least: i64,
+        level: OrgLevel,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        basis: String,
+    },
+    /// The metric (optionally per resident) moves in `direction` from last period to this one.
+    Trend {
+        metric: MetricId,
+        direction: Direction,
+        #[serde(default)]
+        per_capita: bool,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        basis: String,
+    },
+    /// One rule for urban communities and one for rural ones; each applies to its own
+    /// communities and both must pass.
+    ByCommunityType { urban: Box<Rule>, rural: Box<Rule> },
+    /// Every part must pass: the lowest fraction counts.
+    AllOf { rules: Vec<Rule> },
+    /// The points are split between parts in proportion to their weights.
+    Weighted { parts: Vec<WeightedPart> },
+}
+
+impl Rule {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Rule::Evidence { .. } => "evidence",
+            Rule::Ratio { .. } => "ratio",
+            Rule::PerCapita { .. } => "per_capita",
+            Rule::SurveyRate { .. } => "survey_rate",
+            Rule::CountAtLeast { .. } => "count_at_least",
+            Rule::Trend { .. } => "trend",
+            Rule::ByCommunityType { .. } => "by_community_type",
+            Rule::AllOf { .. } => "all_of",
+            Rule::Weighted { .. } => "weighted",
+        }
+    }
+
+    /// The default rule of a criterion with none attached.
+    pub fn evidence() -> Rule {
+        Rule::Evidence { materials: Vec::new() }
+    }
+
+    /// Whether any part of the rule reads evidence.
+    pub fn uses_evidence(&self) -> bool {
+        match self {
+            Rule::Evidence { .. } => true,
+            Rule::ByCommunityType { urban, rural } => urban.uses_evidence() || rural.uses_evidence(),
+            Rule::AllOf { rules } => rules.iter().any(Rule::uses_evidence),
+            Rule::Weighted { parts } => parts.iter().any(|p| p.rule.uses_evidence()),
+            _ => false,
+        }
+    }
+
+    /// Metrics the rule reads (the population pseudo-metric excluded).
+    pub fn metrics(&self) -> Vec<&MetricId> {
+        let mut out = Vec::new();
+        self.visit(&mut |r| match r {
+            Rule::Ratio { numerator, denominator, .. } => {
+                out.push(numerator);
+                out.push(denominator);
+            }
+            Rule::PerCapita { amount, .. } => out.push(amount),
+            Rule::CountAtLeast { metric, .. } | Rule::Trend { metric, .. } => out.push(metric),
+            _ => {}
+        });
+        out.retain(|m| !m.is_population());
+        out
+    }
+
+    pub fn questions(&self) -> Vec<&QuestionId> {
+        let mut out = Vec::new();
+        self.visit(&mut |r| {
+            if let Rule::SurveyRate { questions, .. } = r {
+                out.extend(questions.iter());
+            }
+        });
+        out
+    }
+
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Rule)) {
+        f(self);
+        match self {
+            Rule::ByCommunityType { urban, rural } => {
+                urban.visit(f);
+                rural.visit(f);
+            }
+            Rule::AllOf { rules } => rules.iter().for_each(|r| r.visit(f)),
+            Rule::Weighted { parts } => parts.iter().for_each(|p| p.rule.visit(f)),
+            _ => {}
+        }
+    }
+
+    /// Structural problems, each a sentence naming the field and value.
+    pub fn problems(&self, catalog: &Catalog) -> Vec<String> {
+        let mut out = Vec::new();
+        self.check(catalog, false, &mut out);
+        out
+    }
+
+    fn check(&self, catalog: &Catalog, in_segment: bool, out: &mut Vec<String>) {
+        let metric = |m: &MetricId, field: &str, out: &mut Vec<String>| {
+            if !m.is_population() && catalog.metric(m).is_none() {
+                out.push(format!("{field} '{m}' is not a declared metric"));
+            }
+        };
+        match self {
+            Rule::Evidence { .. } => {}
+            Rule::Ratio { numerator, denominator, .. } => {
+                if numerator.is_population() {
+                    out.push("numerator cannot be the population".into());
+                }
+                metric(numerator, "numerator", out);
+                metric(denominator, "denominator", out);
+            }
+            Rule::PerCapita { amount, .. } => {
+                metric(amount, "amount", out);
+                if let Some(m) = catalog.metric(amount)
+                    && m.unit != MetricUnit::Yuan
+                {
+                    out.push(format!("amount '{amount}' is counted in {:?}, not yuan", m.unit));
+                }
+            }
+            Rule::SurveyRate { questions, .. } => {
+                if questions.is_empty() {
+                    out.push("questions is empty; a survey rate needs at least one".into());
+                }
+                for q in questions {
+                    if catalog.question(q).is_none() {
+                        out.push(format!("question '{q}' is not a declared survey question"));
+                    }
+                }
+            }
+            Rule::CountAtLeast { metric: m, at_least, .. } => {
+                metric(m, "metric", out);
+                if *at_least < 1 {
+                    out.push(format!("at_least is {at_least}; it must be 1 or more"));
+                }
+            }
+            Rule::Trend { metric: m, .. } => metric(m, "metric", out),
+            Rule::ByCommunityType { urban, rural } => {
+                if in_segment {
+                    out.push("by_community_type cannot be nested inside another".into());
+                }
+                urban.check(catalog, true, out);
+                rural.check(catalog, true, out);
+            }
+            Rule::AllOf { rules } => {
+                if rules.is_empty() {
+                    out.push("all_of has no rules".into());
+                }
+                rules.iter().for_each(|r| r.check(catalog, in_segment, out));
+            }
+            Rule::Weighted { parts } => {
+                if parts.is_empty() {
+                    out.push("weighted has no parts".into());
+                }
+                for p in parts {
+                    if p.weight == 0 {
+                        out.push(format!("a {} part has weight 0", p.rule.kind_name()));
+                    }
+                    p.rule.check(catalog, in_segment, out);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricUnit {
+    Count,
+    Person,
+    /// Stored in fen (1/100 yuan).
+    Yuan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricDef {
+    pub id: MetricId,
+    pub name: String,
+    pub unit: MetricUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionKind {
+    /// 0 = no, 1 = yes.
+    YesNo,
+    /// 1..=5; `satisfied_from` and above count as satisfied.
+    Likert5,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuestionDef {
+    pub id: QuestionId,
+    pub text: String,
+    pub kind: QuestionKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satisfied_from: Option<u8>,
+}
+
+impl QuestionDef {
+    /// Whether `answer` is a valid answer, and if so whether it counts as positive.
+    pub fn judge(&self, answer: i32) -> Result<bool, String> {
+        match self.kind {
+            QuestionKind::YesNo => match answer {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err(format!(
+                    "answer {answer} to '{}' is out of range: a yes/no answer is 0 or 1",
+                    self.id
+                )),
+            },
+            QuestionKind::Likert5 => {
+                if (1..=5).contains(&answer) {
+                    Ok(answer >= i32::from(self.satisfied_from.unwrap_or(4)))
+                } else {
+                    Err(format!(
+                        "answer {answer} to '{}' is out of range: a Likert answer is 1 to 5",
+                        self.id
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Metrics and survey questions a framework's rules may name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    #[serde(default, rename = "metric")]
+    pub metrics: Vec<MetricDef>,
+    #[serde(default, rename = "question")]
+    pub questions: Vec<QuestionDef>,
+}
+
+impl Catalog {
+    pub fn metric(&self, id: &MetricId) -> Option<&MetricDef> {
+        self.metrics.iter().find(|m| &m.id == id)
+    }
+
+    pub fn question(&self, id: &QuestionId) -> Option<&QuestionDef> {
+        self.questions.iter().find(|q| &q.id == id)
+    }
+}
+
+/// The contents of a rules file: the catalog and one rule per criterion code.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RulesFile {
+    #[serde(flatten)]
+    pub catalog: Catalog,
+    #[serde(default)]
+    pub rules: BTreeMap<String, Rule>,
+}
+
+impl RulesFile {
+    pub fn from_toml(text: &str) -> Result<RulesFile, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(Percent::parse("70%").unwrap(), Percent(7000));
+        assert_eq!(Percent::parse("12.5%").unwrap(), Percent(1250));
+        assert!(Percent::parse("70").is_err());
+        assert!(Percent::parse("170%").is_err());
+        assert_eq!(Fen::parse_yuan("2").unwrap(), Fen(200));
+        assert_eq!(Fen::parse_yuan("1.5").unwrap(), Fen(150));
+        assert_eq!(Fen::parse_yuan("2元").unwrap(), Fen(200));
+        assert!(Fen::parse_yuan("1.234").is_err());
+        assert!(Fen::parse_yuan("-1").is_err());
+    }
+
+    #[test]
+    fn region_targets_choose_by_class() {
+        let t: Target<Percent> =
+            toml::from_str::<BTreeMap<String, Target<Percent>>>("t = { pearl_river_delta = \"50%\", less_developed = \"30%\" }")
+                .unwrap()
+                .remove("t")
+                .unwrap();
+        assert_eq!(t.for_region(RegionClass::PearlRiverDelta), Percent(5000));
+        assert_eq!(t.for_region(RegionClass::LessDeveloped), Percent(3000));
+    }
+
+    #[test]
+    fn judges_answers() {
+        let q = QuestionDef {
+            id: QuestionId::parse("satisfaction").unwrap(),
+            text: String::new(),
+            kind: QuestionKind::Likert5,
+            satisfied_from: Some(4),
+        };
+        assert_eq!(q.judge(4), Ok(true));
+        assert_eq!(q.judge(3), Ok(false));
+        assert!(q.judge(6).unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn reports_unknown_metric_and_zero_weight() {
+        let rule: Rule = toml::from_str::<BTreeMap<String, Rule>>(
+            r#"r = { kind = "weighted", parts = [ { weight = 0, rule = { kind = "trend", metric = "nope", direction = "falling" } } ] }"#,
+        )
+        .unwrap()
+        .remove("r")
+        .unwrap();
+        let problems = rule.problems(&Catalog::default());
+        assert!(problems.iter().any(|p| p.contains("'nope'")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("weight 0")), "{problems:?}");
+    }
+}

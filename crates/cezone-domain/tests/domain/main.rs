@@ -1,0 +1,9 @@
+//! Integration tests of the domain core, one binary: the seed framework, importers and
+//! exporters, scoring rules, properties of the engine, and the demo district.
+
+mod demo_district;
+mod import_export;
+mod properties;
+mod rules_scoring;
+mod seed_framework;
+mod support;

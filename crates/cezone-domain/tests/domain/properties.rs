@@ -1,0 +1,151 @@
+//! Invariants of the engine on random districts scored by the real Guangdong rules:
+//! 0 ≤ confirmed ≤ projected ≤ points, groups are their children's sum capped, and the order
+//! (or duplication) of facts changes nothing.
+
+use std::collections::BTreeMap;
+
+use cezone_domain::engine::Engine;
+use cezone_domain::facts::{EvidenceFact, EvidenceState, Facts, StatFact, SurveyTally};
+use cezone_domain::framework::Framework;
+use cezone_domain::guangdong;
+use cezone_domain::org::{CommunityType, OrgLevel, OrgTree, OrgUnit, OrgUnitId, RegionClass};
+use cezone_domain::points::Points;
+use proptest::prelude::*;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random_district(seed: u64, fw: &Framework) -> (OrgTree, Facts) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let oid = |s: String| OrgUnitId::parse(&s).unwrap();
+    let mut units = vec![OrgUnit {
+        id: oid("d".into()),
+        name: "d".into(),
+        level: OrgLevel::District,
+        parent: None,
+        community_type: None,
+        region: Some(if rng.random_bool(0.5) { RegionClass::PearlRiverDelta } else { RegionClass::LessDeveloped }),
+        population: BTreeMap::new(),
+    }];
+    for t in 0..rng.random_range(1..5) {
+        units.push(OrgUnit {
+            id: oid(format!("t{t}")),
+            name: format!("t{t}"),
+            level: OrgLevel::Town,
+            parent: Some(oid("d".into())),
+            community_type: None,
+            region: None,
+            population: BTreeMap::new(),
+        });
+        for c in 0..rng.random_range(0..6) {
+            let pop = if rng.random_bool(0.9) { rng.random_range(1..20_000) } else { 0 };
+            units.push(OrgUnit {
+                id: oid(format!("t{t}.c{c}")),
+                name: format!("c{c}"),
+                level: OrgLevel::Community,
+                parent: Some(oid(format!("t{t}"))),
+                community_type: Some(if rng.random_bool(0.5) { CommunityType::Urban } else { CommunityType::Rural }),
+                region: None,
+                population: BTreeMap::from([(2012, pop), (2013, pop)]),
+            });
+        }
+    }
+    let ids: Vec<OrgUnitId> = units.iter().map(|u| u.id.clone()).collect();
+    let mut facts = Facts::default();
+    for m in &fw.catalog.metrics {
+        for _ in 0..rng.random_range(0..12) {
+            facts.statistics.push(StatFact {
+                org_unit: ids[rng.random_range(0..ids.len())].clone(),
+                metric: m.id.clone(),
+                period: rng.random_range(2012..=2013),
+                value: rng.random_range(0..50_000),
+                version: rng.random_range(0..3),
+            });
+        }
+    }
+    for q in &fw.catalog.questions {
+        for _ in 0..rng.random_range(0..8) {
+            let n = rng.random_range(0..200);
+            facts.surveys.push(SurveyTally {
+                org_unit: ids[rng.random_range(0..ids.len())].clone(),
+                question: q.id.clone(),
+                period: 2013,
+                responses: n,
+                positive: rng.random_range(0..=n),
+            });
+        }
+    }
+    for (k, c) in fw.leaves().enumerate() {
+        let it = fw.item(c);
+        for u in &it.responsible {
+            for (i, org) in ids.iter().enumerate() {
+                if !rng.random_bool(0.3) {
+                    continue;
+                }
+                let state = match rng.random_range(0..3) {
+                    0 => EvidenceState::Submitted,
+                    1 => EvidenceState::Returned,
+                    _ => EvidenceState::Accepted { grade: rng.random_range(0..=100) },
+                };
+                facts.evidence.push(EvidenceFact {
+                    id: format!("e{k}-{u}-{i}-{}", rng.random_range(0..2)),
+                    criterion: it.code.clone(),
+                    unit: u.clone(),
+                    org_unit: org.clone(),
+                    material: None,
+                    state,
+                    version: rng.random_range(0..3),
+                    title: String::new(),
+                });
+            }
+        }
+    }
+    (OrgTree::build(units).unwrap(), facts)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn scores_stay_within_their_points_and_groups_are_capped_sums(seed in any::<u64>()) {
+        let (fw, _) = guangdong::framework();
+        let (tree, facts) = random_district(seed, &fw);
+        let engine = Engine::new(&fw, &tree, &facts, 2013);
+        let board = engine.scoreboard();
+        for node in 0..tree.len() {
+            for i in 0..fw.len() {
+                let cell = board.cell(node, i);
+                let points = fw.item(i).points;
+                prop_assert!(Points::ZERO <= cell.confirmed, "negative score");
+                prop_assert!(cell.confirmed <= cell.projected, "confirmed above projected at {node}/{i}");
+                prop_assert!(cell.projected <= points, "above points at {node}/{i}");
+                if !fw.is_leaf(i) {
+                    let sum = board.children_sum(&fw, node, i);
+                    prop_assert_eq!(cell.confirmed, sum.confirmed.min(points));
+                    prop_assert_eq!(cell.projected, sum.projected.min(points));
+                }
+            }
+            prop_assert!(board.total(&fw, node).projected <= fw.max_points());
+        }
+    }
+
+    #[test]
+    fn the_order_and_duplication_of_facts_change_nothing(seed in any::<u64>(), shuffle in any::<u64>()) {
+        let (fw, _) = guangdong::framework();
+        let (tree, facts) = random_district(seed, &fw);
+        let board = Engine::new(&fw, &tree, &facts, 2013).scoreboard();
+        let mut rng = ChaCha8Rng::seed_from_u64(shuffle);
+        let mut again = facts.clone();
+        // Redelivered statistics and evidence (same version) are harmless; survey tallies are
+        // batches and do add up, so they are only reordered.
+        let dup_stats: Vec<StatFact> = again.statistics.iter().filter(|_| rng.random_bool(0.3)).cloned().collect();
+        again.statistics.extend(dup_stats);
+        let dup_ev: Vec<EvidenceFact> = again.evidence.iter().filter(|_| rng.random_bool(0.3)).cloned().collect();
+        again.evidence.extend(dup_ev);
+        again.statistics.shuffle(&mut rng);
+        again.surveys.shuffle(&mut rng);
+        again.evidence.shuffle(&mut rng);
+        let board2 = Engine::new(&fw, &tree, &again, 2013).scoreboard();
+        prop_assert_eq!(board, board2);
+    }
+}
