@@ -117,7 +117,11 @@ impl DateMention {
 }
 
 pub fn last_day_of_month(year: i32, month: u32) -> Option<NaiveDate> {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
     NaiveDate::from_ymd_opt(ny, nm, 1).and_then(|d| d.pred_opt())
 }
 
@@ -159,7 +163,11 @@ pub fn mentions(text: &str) -> Vec<DateMention> {
                         i = save;
                     }
                 }
-                out.push(DateMention { year: y, month: n, day });
+                out.push(DateMention {
+                    year: y,
+                    month: n,
+                    day,
+                });
             }
             _ => {}
         }
@@ -190,7 +198,9 @@ impl Calendar {
         let median = all_years.get(all_years.len() / 2).copied();
 
         for p in &self.phases {
-            let loc = Location::default().with_item(format!("phase {}", p.id)).in_file("calendar");
+            let loc = Location::default()
+                .with_item(format!("phase {}", p.id))
+                .in_file("calendar");
             let ms = mentions(&p.original);
             if ms.is_empty() {
                 findings.push(Finding::new(
@@ -202,8 +212,26 @@ impl Calendar {
             } else {
                 let first = ms[0];
                 let last = *ms.last().unwrap_or(&first);
-                compare(&mut findings, &loc, &p.original, first, p.start, true, median, p.correction.as_deref());
-                compare(&mut findings, &loc, &p.original, last, p.end, false, median, p.correction.as_deref());
+                compare(
+                    &mut findings,
+                    &loc,
+                    &p.original,
+                    first,
+                    p.start,
+                    true,
+                    median,
+                    p.correction.as_deref(),
+                );
+                compare(
+                    &mut findings,
+                    &loc,
+                    &p.original,
+                    last,
+                    p.end,
+                    false,
+                    median,
+                    p.correction.as_deref(),
+                );
             }
             if p.start > p.end {
                 findings.push(Finding::new(
@@ -221,7 +249,9 @@ impl Calendar {
                 findings.push(Finding::new(
                     Severity::Error,
                     FindingKind::CalendarOrder,
-                    Location::default().with_item(format!("phase {}", w[1].id)).in_file("calendar"),
+                    Location::default()
+                        .with_item(format!("phase {}", w[1].id))
+                        .in_file("calendar"),
                     format!(
                         "phase {} ({}) starts {} before phase {} ({}) starts {}",
                         w[1].number, w[1].id, w[1].start, w[0].number, w[0].id, w[0].start
@@ -230,12 +260,20 @@ impl Calendar {
             }
         }
         for c in &self.checkpoints {
-            let loc =
-                Location::default().with_item(format!("checkpoint {}", c.id)).in_file("calendar");
+            let loc = Location::default()
+                .with_item(format!("checkpoint {}", c.id))
+                .in_file("calendar");
             match mentions(&c.original).first() {
-                Some(&m) => {
-                    compare(&mut findings, &loc, &c.original, m, c.due, false, median, c.correction.as_deref())
-                }
+                Some(&m) => compare(
+                    &mut findings,
+                    &loc,
+                    &c.original,
+                    m,
+                    c.due,
+                    false,
+                    median,
+                    c.correction.as_deref(),
+                ),
                 None => findings.push(Finding::new(
                     Severity::Warning,
                     FindingKind::DateMismatch,
@@ -248,7 +286,10 @@ impl Calendar {
                     Severity::Error,
                     FindingKind::UnknownPhase,
                     loc,
-                    format!("checkpoint {} belongs to phase '{}', which does not exist", c.id, c.phase),
+                    format!(
+                        "checkpoint {} belongs to phase '{}', which does not exist",
+                        c.id, c.phase
+                    ),
                 )),
                 Some(p) if c.due < p.start || c.due > p.end => findings.push(Finding::new(
                     Severity::Warning,
@@ -279,7 +320,11 @@ fn compare(
     correction: Option<&str>,
 ) {
     let documented = correction.is_some();
-    let severity = if documented { Severity::Warning } else { Severity::Error };
+    let severity = if documented {
+        Severity::Warning
+    } else {
+        Severity::Error
+    };
     let why = correction.map(|c| format!(" ({c})")).unwrap_or_default();
     let used_note = if documented {
         format!("the calendar uses {used}{why}")
@@ -310,7 +355,11 @@ fn compare(
         ));
         return;
     }
-    let range = if is_start { m.first_day() } else { m.last_day() };
+    let range = if is_start {
+        m.first_day()
+    } else {
+        m.last_day()
+    };
     let fits = match m.day {
         Some(_) => range == Some(used.0),
         None => used.0.year() == m.year && used.0.month() == m.month,
@@ -341,7 +390,11 @@ mod tests {
 
     #[test]
     fn refuses_nonexistent_dates_in_the_file() {
-        assert!(Date::parse("2014-02-30").unwrap_err().contains("does not exist"));
+        assert!(
+            Date::parse("2014-02-30")
+                .unwrap_err()
+                .contains("does not exist")
+        );
         assert!(Date::parse("2014-02-28").is_ok());
     }
 
@@ -377,7 +430,12 @@ mod tests {
     #[test]
     fn a_recorded_correction_is_a_warning_naming_both_values() {
         let cal = Calendar {
-            phases: vec![phase("2014年2月30日", "2014-02-28", "2014-02-28", Some("Feb has 28 days"))],
+            phases: vec![phase(
+                "2014年2月30日",
+                "2014-02-28",
+                "2014-02-28",
+                Some("Feb has 28 days"),
+            )],
             checkpoints: vec![],
         };
         let f = cal.check();

@@ -13,14 +13,20 @@ impl ItemCode {
         let t = text.trim().replace('．', ".");
         let t = t.trim_end_matches('.');
         if t.is_empty() {
-            return Err(format!("'{text}' is not an item code (expected e.g. 3.2.1)"));
+            return Err(format!(
+                "'{text}' is not an item code (expected e.g. 3.2.1)"
+            ));
         }
         let mut parts = Vec::new();
         for seg in t.split('.') {
             if seg.is_empty() || !seg.chars().all(|c| c.is_ascii_digit()) || seg.len() > 6 {
-                return Err(format!("'{text}' is not an item code (expected e.g. 3.2.1)"));
+                return Err(format!(
+                    "'{text}' is not an item code (expected e.g. 3.2.1)"
+                ));
             }
-            let n: u32 = seg.parse().map_err(|_| format!("'{text}' is not an item code"))?;
+            let n: u32 = seg
+                .parse()
+                .map_err(|_| format!("'{text}' is not an item code"))?;
             if n == 0 {
                 return Err(format!("'{text}' has a zero segment; codes count from 1"));
             }
@@ -120,7 +126,13 @@ pub fn split_cell(cell: &str) -> CellHead {
             }
         }
     }
-    CellHead { key, code, raw_code, title, points }
+    CellHead {
+        key,
+        code,
+        raw_code,
+        title,
+        points,
+    }
 }
 
 #[cfg(test)]
@@ -134,7 +146,14 @@ mod tests {
         assert!(ItemCode::parse("3..1").is_err());
         assert!(ItemCode::parse("3.0").is_err());
         assert!(ItemCode::parse("a.1").is_err());
-        assert_eq!(ItemCode::parse("3.2.1").unwrap().parent().unwrap().to_string(), "3.2");
+        assert_eq!(
+            ItemCode::parse("3.2.1")
+                .unwrap()
+                .parent()
+                .unwrap()
+                .to_string(),
+            "3.2"
+        );
     }
 
     #[test]

@@ -39,7 +39,12 @@ impl DemoParams {
 
     /// Guangdong at province scale: ~1,600 towns, ~26,000 communities.
     pub fn province(seed: u64) -> DemoParams {
-        DemoParams { towns: 1600, communities: 26_000, responses_per_community: 20, ..DemoParams::nanhai(seed) }
+        DemoParams {
+            towns: 1600,
+            communities: 26_000,
+            responses_per_community: 20,
+            ..DemoParams::nanhai(seed)
+        }
     }
 }
 
@@ -87,7 +92,11 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
     let root = id("nanhai");
     let mut units = vec![OrgUnit {
         id: root.clone(),
-        name: if params.towns == 7 { "南海区".into() } else { "示范区".into() },
+        name: if params.towns == 7 {
+            "南海区".into()
+        } else {
+            "示范区".into()
+        },
         level: OrgLevel::District,
         parent: None,
         community_type: None,
@@ -97,17 +106,37 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
     let towns: Vec<(String, String, f64, f64)> = if params.towns == 7 {
         NANHAI_TOWNS
             .iter()
-            .map(|(code, name, share, urban)| (code.to_string(), name.to_string(), f64::from(*share), *urban))
+            .map(|(code, name, share, urban)| {
+                (
+                    code.to_string(),
+                    name.to_string(),
+                    f64::from(*share),
+                    *urban,
+                )
+            })
             .collect()
     } else {
         (0..params.towns)
-            .map(|t| (format!("t{t:04}"), format!("第{}镇", t + 1), rng.random_range(0.5..1.5), rng.random_range(0.2..0.9)))
+            .map(|t| {
+                (
+                    format!("t{t:04}"),
+                    format!("第{}镇", t + 1),
+                    rng.random_range(0.5..1.5),
+                    rng.random_range(0.2..0.9),
+                )
+            })
             .collect()
     };
     let share_sum: f64 = towns.iter().map(|t| t.2).sum();
     let mut statistics = Vec::new();
     let mut stat = |org: &OrgUnitId, m: &str, period: i32, value: i64| {
-        statistics.push(StatFact { org_unit: org.clone(), metric: metric(m), period, value, version: 1 });
+        statistics.push(StatFact {
+            org_unit: org.clone(),
+            metric: metric(m),
+            period,
+            value,
+            version: 1,
+        });
     };
     let mut survey_profile = Vec::new();
     let mut assigned = 0usize;
@@ -132,13 +161,22 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
         let mut town_pop: [u64; 2] = [0, 0];
         for ci in 0..count {
             let urban = rng.random_bool(*urban_share);
-            let ctype = if urban { CommunityType::Urban } else { CommunityType::Rural };
+            let ctype = if urban {
+                CommunityType::Urban
+            } else {
+                CommunityType::Rural
+            };
             let cid = id(&format!("nanhai.{code}.c{ci:03}"));
             let pop_prev: u64 = rng.random_range(2_500..16_000);
             let pop: u64 = (pop_prev as f64 * rng.random_range(0.99..1.04)) as u64;
             town_pop[0] += pop_prev;
             town_pop[1] += pop;
-            let cname = format!("{}{}{:02}", name.trim_end_matches(['镇', '街', '道']), if urban { "社区" } else { "村" }, ci + 1);
+            let cname = format!(
+                "{}{}{:02}",
+                name.trim_end_matches(['镇', '街', '道']),
+                if urban { "社区" } else { "村" },
+                ci + 1
+            );
             units.push(OrgUnit {
                 id: cid.clone(),
                 name: cname,
@@ -151,43 +189,117 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
             for (year, popy) in [(p - 1, pop_prev), (p, pop)] {
                 let f = popy as f64;
                 let lift = if year == p { 1.05 } else { 1.0 };
-                stat(&cid, "residents_served", year, (f * rng.random_range(0.38..0.66) * lift) as i64);
+                stat(
+                    &cid,
+                    "residents_served",
+                    year,
+                    (f * rng.random_range(0.38..0.66) * lift) as i64,
+                );
                 stat(&cid, "communities", year, 1);
-                stat(&cid, "learning_communities", year, i64::from(rng.random_bool(0.6 * lift.min(1.0))));
-                stat(&cid, "learning_points", year, i64::from(rng.random_bool(0.93)));
-                stat(&cid, "criminal_cases", year, (f * 0.004 * rng.random_range(0.8..1.1) / lift) as i64);
+                stat(
+                    &cid,
+                    "learning_communities",
+                    year,
+                    i64::from(rng.random_bool(0.6 * lift.min(1.0))),
+                );
+                stat(
+                    &cid,
+                    "learning_points",
+                    year,
+                    i64::from(rng.random_bool(0.93)),
+                );
+                stat(
+                    &cid,
+                    "criminal_cases",
+                    year,
+                    (f * 0.004 * rng.random_range(0.8..1.1) / lift) as i64,
+                );
                 if urban {
                     let reg = (f * rng.random_range(0.006..0.014)) as i64 + 1;
                     stat(&cid, "laid_off_registered", year, reg);
-                    stat(&cid, "laid_off_trained", year, (reg as f64 * rng.random_range(0.55..0.95)) as i64);
+                    stat(
+                        &cid,
+                        "laid_off_trained",
+                        year,
+                        (reg as f64 * rng.random_range(0.55..0.95)) as i64,
+                    );
                     let mig = (f * rng.random_range(0.1..0.3)) as i64 + 1;
                     stat(&cid, "migrant_workers_registered", year, mig);
-                    stat(&cid, "migrant_workers_trained", year, (mig as f64 * rng.random_range(0.35..0.7)) as i64);
+                    stat(
+                        &cid,
+                        "migrant_workers_trained",
+                        year,
+                        (mig as f64 * rng.random_range(0.35..0.7)) as i64,
+                    );
                 } else {
                     let lab = (f * rng.random_range(0.35..0.55)) as i64 + 1;
                     stat(&cid, "rural_labour", year, lab);
-                    stat(&cid, "farmers_trained", year, (lab as f64 * rng.random_range(0.2..0.45)) as i64);
-                    stat(&cid, "labour_transfer_trained", year, (lab as f64 * rng.random_range(0.35..0.7)) as i64);
+                    stat(
+                        &cid,
+                        "farmers_trained",
+                        year,
+                        (lab as f64 * rng.random_range(0.2..0.45)) as i64,
+                    );
+                    stat(
+                        &cid,
+                        "labour_transfer_trained",
+                        year,
+                        (lab as f64 * rng.random_range(0.35..0.7)) as i64,
+                    );
                 }
             }
             survey_profile.push((
                 cid,
-                [rng.random_range(0.62..0.92), rng.random_range(0.6..0.9), rng.random_range(0.5..0.85)],
+                [
+                    rng.random_range(0.62..0.92),
+                    rng.random_range(0.6..0.9),
+                    rng.random_range(0.5..0.85),
+                ],
             ));
         }
         for (year, popy) in [(p - 1, town_pop[0]), (p, town_pop[1])] {
-            stat(&town_id, "fulltime_managers", year, i64::from(rng.random_bool(0.9)) + i64::from(rng.random_bool(0.3)));
-            stat(&town_id, "tutor_groups", year, i64::from(rng.random_bool(0.85)));
+            stat(
+                &town_id,
+                "fulltime_managers",
+                year,
+                i64::from(rng.random_bool(0.9)) + i64::from(rng.random_bool(0.3)),
+            );
+            stat(
+                &town_id,
+                "tutor_groups",
+                year,
+                i64::from(rng.random_bool(0.85)),
+            );
             let staff = rng.random_range(10..30);
             stat(&town_id, "staff_fulltime", year, staff);
-            stat(&town_id, "staff_trained", year, (staff as f64 * rng.random_range(0.7..1.0)) as i64);
+            stat(
+                &town_id,
+                "staff_trained",
+                year,
+                (staff as f64 * rng.random_range(0.7..1.0)) as i64,
+            );
             let organs = rng.random_range(15..40);
             stat(&town_id, "party_gov_organs", year, organs);
-            stat(&town_id, "learning_party_gov_organs", year, (organs as f64 * rng.random_range(0.55..0.85)) as i64);
-            let pilots = rng.random_range(10..20) + if year == p { rng.random_range(-1..6) } else { 0 };
+            stat(
+                &town_id,
+                "learning_party_gov_organs",
+                year,
+                (organs as f64 * rng.random_range(0.55..0.85)) as i64,
+            );
+            let pilots = rng.random_range(10..20)
+                + if year == p {
+                    rng.random_range(-1..6)
+                } else {
+                    0
+                };
             stat(&town_id, "learning_org_pilots", year, pilots);
             // Funding in fen: between 1.6 and 2.6 yuan per resident.
-            stat(&town_id, "education_funding", year, (popy as f64 * rng.random_range(1.6..2.6) * 100.0) as i64);
+            stat(
+                &town_id,
+                "education_funding",
+                year,
+                (popy as f64 * rng.random_range(1.6..2.6) * 100.0) as i64,
+            );
         }
     }
     for year in [p - 1, p] {
@@ -204,14 +316,18 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
         }
         for unit in &item.responsible {
             let nodes: Vec<usize> = match fw.units.get(unit).and_then(|u| u.expands_to()) {
-                Some(level) => (0..org.len()).filter(|&i| org.unit(i).level == level).collect(),
+                Some(level) => (0..org.len())
+                    .filter(|&i| org.unit(i).level == level)
+                    .collect(),
                 None => vec![org.root()],
             };
             for node in nodes {
                 let roll: f64 = rng.random();
                 let state = if roll < 0.62 {
                     let grades = [100u8, 100, 90, 80, 60];
-                    EvidenceState::Accepted { grade: grades[rng.random_range(0..grades.len())] }
+                    EvidenceState::Accepted {
+                        grade: grades[rng.random_range(0..grades.len())],
+                    }
                 } else if roll < 0.82 {
                     EvidenceState::Submitted
                 } else if roll < 0.87 {
@@ -228,25 +344,43 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
                     material: None,
                     state,
                     version: 1,
-                    title: format!("{} {}", item.code, item.materials.chars().take(24).collect::<String>()),
+                    title: format!(
+                        "{} {}",
+                        item.code,
+                        item.materials.chars().take(24).collect::<String>()
+                    ),
                 });
             }
         }
     }
-    DemoDistrict { params: params.clone(), units, statistics, evidence, survey_profile }
+    DemoDistrict {
+        params: params.clone(),
+        units,
+        statistics,
+        evidence,
+        survey_profile,
+    }
 }
 
 impl DemoDistrict {
     /// Every survey response, generated on the fly (deterministic, independent of the rest).
-    pub fn responses<'c>(&'c self, catalog: &'c Catalog) -> impl Iterator<Item = SurveyResponse> + 'c {
+    pub fn responses<'c>(
+        &'c self,
+        catalog: &'c Catalog,
+    ) -> impl Iterator<Item = SurveyResponse> + 'c {
         let mut rng = ChaCha8Rng::seed_from_u64(self.params.seed ^ 0x0005_EED5_u64);
         let per = self.params.responses_per_community;
         let period = self.params.period;
-        let questions: Vec<(QuestionId, QuestionKind, u8)> = ["awareness", "acceptance", "satisfaction"]
-            .iter()
-            .filter_map(|q| QuestionId::parse(q).ok())
-            .filter_map(|q| catalog.question(&q).map(|d| (q, d.kind, d.satisfied_from.unwrap_or(4))))
-            .collect();
+        let questions: Vec<(QuestionId, QuestionKind, u8)> =
+            ["awareness", "acceptance", "satisfaction"]
+                .iter()
+                .filter_map(|q| QuestionId::parse(q).ok())
+                .filter_map(|q| {
+                    catalog
+                        .question(&q)
+                        .map(|d| (q, d.kind, d.satisfied_from.unwrap_or(4)))
+                })
+                .collect();
         self.survey_profile.iter().flat_map(move |(org, probs)| {
             let mut out = Vec::with_capacity(per as usize);
             for r in 0..per {
@@ -259,13 +393,22 @@ impl DemoDistrict {
                             QuestionKind::YesNo => i32::from(positive),
                             QuestionKind::Likert5 => {
                                 let cut = i32::from(*cut);
-                                if positive { rng.random_range(cut..=5) } else { rng.random_range(1..cut) }
+                                if positive {
+                                    rng.random_range(cut..=5)
+                                } else {
+                                    rng.random_range(1..cut)
+                                }
                             }
                         };
                         (q.clone(), a)
                     })
                     .collect();
-                out.push(SurveyResponse { respondent: format!("{org}-r{r:05}"), org_unit: org.clone(), period, answers });
+                out.push(SurveyResponse {
+                    respondent: format!("{org}-r{r:05}"),
+                    org_unit: org.clone(),
+                    period,
+                    answers,
+                });
             }
             out
         })
@@ -284,25 +427,36 @@ impl DemoDistrict {
 /// Judges responses against the catalog and counts them per org unit, question and period.
 /// Answers to unknown questions or out of range are skipped (the survey service rejects them
 /// before they get here).
-pub fn tally(responses: impl Iterator<Item = SurveyResponse>, catalog: &Catalog) -> Vec<SurveyTally> {
+pub fn tally(
+    responses: impl Iterator<Item = SurveyResponse>,
+    catalog: &Catalog,
+) -> Vec<SurveyTally> {
     let mut counts: BTreeMap<(OrgUnitId, QuestionId, i32), (u64, u64)> = BTreeMap::new();
     for r in responses {
         for (q, a) in &r.answers {
-            let Some(def) = catalog.question(q) else { continue };
-            let Ok(positive) = def.judge(*a) else { continue };
-            let e = counts.entry((r.org_unit.clone(), q.clone(), r.period)).or_default();
+            let Some(def) = catalog.question(q) else {
+                continue;
+            };
+            let Ok(positive) = def.judge(*a) else {
+                continue;
+            };
+            let e = counts
+                .entry((r.org_unit.clone(), q.clone(), r.period))
+                .or_default();
             e.0 += 1;
             e.1 += u64::from(positive);
         }
     }
     counts
         .into_iter()
-        .map(|((org_unit, question, period), (responses, positive))| SurveyTally {
-            org_unit,
-            question,
-            period,
-            responses,
-            positive,
-        })
+        .map(
+            |((org_unit, question, period), (responses, positive))| SurveyTally {
+                org_unit,
+                question,
+                period,
+                responses,
+                positive,
+            },
+        )
         .collect()
 }

@@ -7,13 +7,16 @@ use crate::framework::{Framework, ItemIdx};
 /// first row of their group, as merged cells print.
 pub fn to_csv(fw: &Framework) -> String {
     let depth = fw.items().iter().map(|i| i.code.depth()).max().unwrap_or(1);
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
     let mut header: Vec<String> = (0..depth).map(level_header).collect();
     header.extend(["分值", "提供材料", "负责单位"].map(str::to_string));
     w.write_record(&header).expect("writing to memory");
 
     for leaf in fw.leaves() {
-        let mut chain: Vec<ItemIdx> = std::iter::successors(Some(leaf), |&i| fw.parent(i)).collect();
+        let mut chain: Vec<ItemIdx> =
+            std::iter::successors(Some(leaf), |&i| fw.parent(i)).collect();
         chain.reverse();
         let mut record = vec![String::new(); depth + 3];
         for (level, &i) in chain.iter().enumerate() {
@@ -35,8 +38,12 @@ pub fn to_csv(fw: &Framework) -> String {
         let it = fw.item(leaf);
         record[depth] = format!("{}分", it.points);
         record[depth + 1] = it.materials.clone();
-        record[depth + 2] =
-            it.responsible.iter().map(|u| fw.units.name_of(u)).collect::<Vec<_>>().join("、");
+        record[depth + 2] = it
+            .responsible
+            .iter()
+            .map(|u| fw.units.name_of(u))
+            .collect::<Vec<_>>()
+            .join("、");
         w.write_record(&record).expect("writing to memory");
     }
     String::from_utf8(w.into_inner().expect("flushing memory")).expect("CSV of UTF-8 is UTF-8")

@@ -94,11 +94,17 @@ pub struct Location {
 
 impl Location {
     pub fn row(row: u32) -> Self {
-        Location { row: Some(row), ..Default::default() }
+        Location {
+            row: Some(row),
+            ..Default::default()
+        }
     }
 
     pub fn item(code: impl fmt::Display) -> Self {
-        Location { item: Some(code.to_string()), ..Default::default() }
+        Location {
+            item: Some(code.to_string()),
+            ..Default::default()
+        }
     }
 
     pub fn with_item(mut self, code: impl fmt::Display) -> Self {
@@ -160,13 +166,25 @@ impl Finding {
         location: Location,
         message: impl Into<String>,
     ) -> Self {
-        Finding { severity, kind, location, message: message.into() }
+        Finding {
+            severity,
+            kind,
+            location,
+            message: message.into(),
+        }
     }
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<7} {} [{}]: {}", self.severity, self.location, self.kind.as_str(), self.message)
+        write!(
+            f,
+            "{:<7} {} [{}]: {}",
+            self.severity,
+            self.location,
+            self.kind.as_str(),
+            self.message
+        )
     }
 }
 

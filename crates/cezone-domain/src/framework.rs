@@ -22,7 +22,9 @@ impl FrameworkId {
     pub fn parse(text: &str) -> Result<FrameworkId, String> {
         let ok = !text.is_empty()
             && text.len() <= 64
-            && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !text.starts_with('-');
         if ok {
             Ok(FrameworkId(text.to_string()))
@@ -136,7 +138,10 @@ impl Framework {
                     Severity::Error,
                     FindingKind::DuplicateCode,
                     loc(&it),
-                    format!("code {} is used again (first at {prev}); this item is left out", it.code),
+                    format!(
+                        "code {} is used again (first at {prev}); this item is left out",
+                        it.code
+                    ),
                 ));
                 continue;
             }
@@ -168,8 +173,11 @@ impl Framework {
         }
 
         kept.sort_by(|a, b| a.code.cmp(&b.code));
-        let index: HashMap<ItemCode, ItemIdx> =
-            kept.iter().enumerate().map(|(i, it)| (it.code.clone(), i)).collect();
+        let index: HashMap<ItemCode, ItemIdx> = kept
+            .iter()
+            .enumerate()
+            .map(|(i, it)| (it.code.clone(), i))
+            .collect();
         let mut parent = vec![None; kept.len()];
         let mut children = vec![Vec::new(); kept.len()];
         let mut roots = Vec::new();
@@ -205,7 +213,10 @@ impl Framework {
                     Severity::Info,
                     FindingKind::PointsMismatch,
                     loc(&fw.items[i]),
-                    format!("group {} declares no points; its children's sum {sum} is used", fw.items[i].code),
+                    format!(
+                        "group {} declares no points; its children's sum {sum} is used",
+                        fw.items[i].code
+                    ),
                 ));
             }
         }
@@ -236,7 +247,9 @@ impl Framework {
                     Severity::Error,
                     FindingKind::RuleOnGroup,
                     at,
-                    format!("a rule is attached to group {code}; rules belong to criteria (leaves)"),
+                    format!(
+                        "a rule is attached to group {code}; rules belong to criteria (leaves)"
+                    ),
                 ));
                 continue;
             }

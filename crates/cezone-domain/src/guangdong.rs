@@ -2,7 +2,7 @@
 
 use crate::findings::Findings;
 use crate::framework::Framework;
-use crate::package::{read_parts, PackageParts};
+use crate::package::{PackageParts, read_parts};
 
 pub const MANIFEST: &str = include_str!("../../../data/guangdong-2013/framework.toml");
 pub const TABLE: &str = include_str!("../../../data/guangdong-2013/indicators.csv");

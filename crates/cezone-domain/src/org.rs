@@ -151,7 +151,12 @@ pub enum OrgError {
     #[error("org unit '{0}' has no parent but the tree already has root '{1}'")]
     SecondRoot(OrgUnitId, OrgUnitId),
     #[error("org unit '{id}' at level {level} cannot sit under '{parent}' at level {parent_level}")]
-    LevelOrder { id: OrgUnitId, level: &'static str, parent: OrgUnitId, parent_level: &'static str },
+    LevelOrder {
+        id: OrgUnitId,
+        level: &'static str,
+        parent: OrgUnitId,
+        parent_level: &'static str,
+    },
     #[error("community '{0}' needs a community_type (urban or rural)")]
     MissingCommunityType(OrgUnitId),
     #[error("the org tree is empty")]
@@ -201,7 +206,10 @@ impl OrgTree {
                 }
                 Some(p) => {
                     let Some(&pi) = by_id.get(p) else {
-                        return Err(OrgError::UnknownParent { id: u.id.clone(), parent: p.clone() });
+                        return Err(OrgError::UnknownParent {
+                            id: u.id.clone(),
+                            parent: p.clone(),
+                        });
                     };
                     if units[pi].level >= u.level {
                         return Err(OrgError::LevelOrder {
@@ -248,8 +256,18 @@ impl OrgTree {
         for i in (0..n).rev() {
             end[i] = children[i].last().map_or(i + 1, |&c| end[c]);
         }
-        let index = out_units.iter().enumerate().map(|(i, u)| (u.id.clone(), i)).collect();
-        Ok(OrgTree { units: out_units, parent, children, end, index })
+        let index = out_units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.id.clone(), i))
+            .collect();
+        Ok(OrgTree {
+            units: out_units,
+            parent,
+            children,
+            end,
+            index,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -305,7 +323,9 @@ impl OrgTree {
 
     /// The region class in force for a unit: its own or its nearest ancestor's, else the default.
     pub fn region(&self, i: OrgIdx) -> RegionClass {
-        self.path_to_root(i).find_map(|a| self.units[a].region).unwrap_or_default()
+        self.path_to_root(i)
+            .find_map(|a| self.units[a].region)
+            .unwrap_or_default()
     }
 
     /// The unit at `level` on the path from `i` to the root, if any.

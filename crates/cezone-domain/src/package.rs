@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 use crate::findings::Findings;
 use crate::framework::{Framework, FrameworkId, FrameworkMeta};
-use crate::import::{parse_table, read_csv_rows, read_xlsx_rows, Row, TableFormat};
+use crate::import::{Row, TableFormat, parse_table, read_csv_rows, read_xlsx_rows};
 use crate::points::Points;
 use crate::rules::RulesFile;
 use crate::units::UnitRegistry;
@@ -33,7 +33,10 @@ pub enum PackageError {
 }
 
 fn file_err(file: &str, message: impl Into<String>) -> PackageError {
-    PackageError::File { file: file.to_string(), message: message.into() }
+    PackageError::File {
+        file: file.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Everything a framework is built from, already read.
@@ -41,6 +44,8 @@ fn file_err(file: &str, message: impl Into<String>) -> PackageError {
 pub struct PackageParts {
     pub meta: FrameworkMeta,
     pub table_name: String,
+    /// The calendar file's name, for findings.
+    pub calendar_name: Option<String>,
     pub rows: Vec<Row>,
     pub units: UnitRegistry,
     pub rules: RulesFile,
@@ -86,6 +91,7 @@ pub fn read_parts(
             total_points: m.total_points,
         },
         table_name: m.table,
+        calendar_name: m.calendar.clone(),
         rows,
         units,
         rules,
@@ -121,6 +127,11 @@ impl PackageParts {
         for mut f in more.0 {
             if f.location.row.is_some() && f.location.file.is_none() {
                 f.location.file = Some(table_name.clone());
+            }
+            if f.location.file.as_deref() == Some("calendar")
+                && let Some(name) = &self.calendar_name
+            {
+                f.location.file = Some(name.clone());
             }
             findings.push(f);
         }

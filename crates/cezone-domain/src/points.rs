@@ -31,13 +31,21 @@ impl Points {
 
     /// `self × fraction`, rounded to the nearest thousandth; the fraction is clamped to [0, 1].
     pub fn scaled(self, fraction: f64) -> Points {
-        let f = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
+        let f = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
         Points((self.0 as f64 * f).round() as i64)
     }
 
     /// Parses "2", "2分", "0.5", "1.25 分", "（ 24分）"-style inner text. At most three decimals.
     pub fn parse(text: &str) -> Result<Points, String> {
-        let t = text.trim().trim_end_matches('分').trim_end_matches("points").trim();
+        let t = text
+            .trim()
+            .trim_end_matches('分')
+            .trim_end_matches("points")
+            .trim();
         if t.is_empty() {
             return Err(format!("'{text}' holds no number of points"));
         }
@@ -47,7 +55,9 @@ impl Points {
         };
         let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
         if !digits(int_part) || (!frac_part.is_empty() && !digits(frac_part)) {
-            return Err(format!("'{text}' is not a number of points (expected e.g. 2, 2分, 0.5)"));
+            return Err(format!(
+                "'{text}' is not a number of points (expected e.g. 2, 2分, 0.5)"
+            ));
         }
         if frac_part.len() > 3 {
             return Err(format!("'{text}' has more than three decimals"));

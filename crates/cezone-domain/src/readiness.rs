@@ -74,8 +74,11 @@ impl Engine<'_> {
                 }
             })
             .collect();
-        let key_short: Vec<CriterionGap> =
-            gaps.iter().filter(|g| g.key && g.lost > Points::ZERO).cloned().collect();
+        let key_short: Vec<CriterionGap> = gaps
+            .iter()
+            .filter(|g| g.key && g.lost > Points::ZERO)
+            .cloned()
+            .collect();
         gaps.retain(|g| g.lost > Points::ZERO);
         gaps.sort_by(|a, b| b.lost.cmp(&a.lost).then_with(|| a.code.cmp(&b.code)));
         gaps.truncate(top);
@@ -83,14 +86,16 @@ impl Engine<'_> {
         let mut by_unit: BTreeMap<String, UnitGap> = BTreeMap::new();
         for c in fw.leaves() {
             for s in self.evidence.relevant(self.org, c, node) {
-                let g = by_unit.entry(s.unit.to_string()).or_insert_with(|| UnitGap {
-                    unit: s.unit.to_string(),
-                    unit_name: fw.units.name_of(&s.unit),
-                    missing: 0,
-                    pending: 0,
-                    required: 0,
-                    owed: Vec::new(),
-                });
+                let g = by_unit
+                    .entry(s.unit.to_string())
+                    .or_insert_with(|| UnitGap {
+                        unit: s.unit.to_string(),
+                        unit_name: fw.units.name_of(&s.unit),
+                        missing: 0,
+                        pending: 0,
+                        required: 0,
+                        owed: Vec::new(),
+                    });
                 g.required += 1;
                 match s.status {
                     SlotStatus::Accepted => continue,
@@ -106,8 +111,10 @@ impl Engine<'_> {
                 });
             }
         }
-        let mut units: Vec<UnitGap> =
-            by_unit.into_values().filter(|g| g.missing + g.pending > 0).collect();
+        let mut units: Vec<UnitGap> = by_unit
+            .into_values()
+            .filter(|g| g.missing + g.pending > 0)
+            .collect();
         units.sort_by(|a, b| b.missing.cmp(&a.missing).then_with(|| a.unit.cmp(&b.unit)));
 
         let unit = self.org.unit(node);

@@ -26,7 +26,11 @@ macro_rules! ident_newtype {
                     Ok($name(text.to_string()))
                 } else {
                     Err(format!(
-                        concat!("'{}' is not a ", $what, " id (lowercase letters, digits, '_')"),
+                        concat!(
+                            "'{}' is not a ",
+                            $what,
+                            " id (lowercase letters, digits, '_')"
+                        ),
                         text
                     ))
                 }
@@ -80,7 +84,10 @@ impl Percent {
         let Some(num) = t.strip_suffix('%') else {
             return Err(format!("'{text}' is not a percentage (expected e.g. 70%)"));
         };
-        let v: f64 = num.trim().parse().map_err(|_| format!("'{text}' is not a percentage"))?;
+        let v: f64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{text}' is not a percentage"))?;
         if !(0.0..=100.0).contains(&v) {
             return Err(format!("'{text}' is outside 0%..100%"));
         }
@@ -112,7 +119,9 @@ impl Fen {
         let (int, frac) = t.split_once('.').unwrap_or((t, ""));
         let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
         if !digits(int) || (!frac.is_empty() && !digits(frac)) || frac.len() > 2 {
-            return Err(format!("'{text}' is not an amount in yuan (expected e.g. 2 or 1.5)"));
+            return Err(format!(
+                "'{text}' is not an amount in yuan (expected e.g. 2 or 1.5)"
+            ));
         }
         let int: i64 = int.parse().map_err(|_| format!("'{text}' is too large"))?;
         let frac: i64 = format!("{frac:0<2}").parse().unwrap_or(0);
@@ -188,7 +197,10 @@ impl<'de> Deserialize<'de> for Fen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Target<T> {
-    ByRegion { pearl_river_delta: T, less_developed: T },
+    ByRegion {
+        pearl_river_delta: T,
+        less_developed: T,
+    },
     Fixed(T),
 }
 
@@ -196,7 +208,10 @@ impl<T: Copy> Target<T> {
     pub fn for_region(&self, region: RegionClass) -> T {
         match *self {
             Target::Fixed(t) => t,
-            Target::ByRegion { pearl_river_delta, less_developed } => match region {
+            Target::ByRegion {
+                pearl_river_delta,
+                less_developed,
+            } => match region {
                 RegionClass::PearlRiverDelta => pearl_river_delta,
                 RegionClass::LessDeveloped => less_developed,
             },
@@ -308,14 +323,18 @@ impl Rule {
 
     /// The default rule of a criterion with none attached.
     pub fn evidence() -> Rule {
-        Rule::Evidence { materials: Vec::new() }
+        Rule::Evidence {
+            materials: Vec::new(),
+        }
     }
 
     /// Whether any part of the rule reads evidence.
     pub fn uses_evidence(&self) -> bool {
         match self {
             Rule::Evidence { .. } => true,
-            Rule::ByCommunityType { urban, rural } => urban.uses_evidence() || rural.uses_evidence(),
+            Rule::ByCommunityType { urban, rural } => {
+                urban.uses_evidence() || rural.uses_evidence()
+            }
             Rule::AllOf { rules } => rules.iter().any(Rule::uses_evidence),
             Rule::Weighted { parts } => parts.iter().any(|p| p.rule.uses_evidence()),
             _ => false,
@@ -326,7 +345,11 @@ impl Rule {
     pub fn metrics(&self) -> Vec<&MetricId> {
         let mut out = Vec::new();
         self.visit(&mut |r| match r {
-            Rule::Ratio { numerator, denominator, .. } => {
+            Rule::Ratio {
+                numerator,
+                denominator,
+                ..
+            } => {
                 out.push(numerator);
                 out.push(denominator);
             }
@@ -376,7 +399,11 @@ impl Rule {
         };
         match self {
             Rule::Evidence { .. } => {}
-            Rule::Ratio { numerator, denominator, .. } => {
+            Rule::Ratio {
+                numerator,
+                denominator,
+                ..
+            } => {
                 if numerator.is_population() {
                     out.push("numerator cannot be the population".into());
                 }
@@ -388,7 +415,10 @@ impl Rule {
                 if let Some(m) = catalog.metric(amount)
                     && m.unit != MetricUnit::Yuan
                 {
-                    out.push(format!("amount '{amount}' is counted in {:?}, not yuan", m.unit));
+                    out.push(format!(
+                        "amount '{amount}' is counted in {:?}, not yuan",
+                        m.unit
+                    ));
                 }
             }
             Rule::SurveyRate { questions, .. } => {
@@ -401,7 +431,11 @@ impl Rule {
                     }
                 }
             }
-            Rule::CountAtLeast { metric: m, at_least, .. } => {
+            Rule::CountAtLeast {
+                metric: m,
+                at_least,
+                ..
+            } => {
                 metric(m, "metric", out);
                 if *at_least < 1 {
                     out.push(format!("at_least is {at_least}; it must be 1 or more"));
@@ -549,11 +583,12 @@ mod tests {
 
     #[test]
     fn region_targets_choose_by_class() {
-        let t: Target<Percent> =
-            toml::from_str::<BTreeMap<String, Target<Percent>>>("t = { pearl_river_delta = \"50%\", less_developed = \"30%\" }")
-                .unwrap()
-                .remove("t")
-                .unwrap();
+        let t: Target<Percent> = toml::from_str::<BTreeMap<String, Target<Percent>>>(
+            "t = { pearl_river_delta = \"50%\", less_developed = \"30%\" }",
+        )
+        .unwrap()
+        .remove("t")
+        .unwrap();
         assert_eq!(t.for_region(RegionClass::PearlRiverDelta), Percent(5000));
         assert_eq!(t.for_region(RegionClass::LessDeveloped), Percent(3000));
     }
@@ -580,7 +615,13 @@ mod tests {
         .remove("r")
         .unwrap();
         let problems = rule.problems(&Catalog::default());
-        assert!(problems.iter().any(|p| p.contains("'nope'")), "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("weight 0")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("'nope'")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("weight 0")),
+            "{problems:?}"
+        );
     }
 }

@@ -38,7 +38,11 @@ pub struct WeightedRate {
 impl WeightedRate {
     pub fn stratum(weight: f64, responses: u64, positive: u64) -> WeightedRate {
         if responses == 0 || weight <= 0.0 {
-            return WeightedRate { responses, positive, ..Default::default() };
+            return WeightedRate {
+                responses,
+                positive,
+                ..Default::default()
+            };
         }
         let n = responses as f64;
         WeightedRate {

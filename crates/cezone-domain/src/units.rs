@@ -17,7 +17,9 @@ impl UnitId {
     pub fn parse(text: &str) -> Result<UnitId, String> {
         let ok = !text.is_empty()
             && text.len() <= 64
-            && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !text.starts_with('-');
         if ok {
             Ok(UnitId(text.to_string()))
@@ -116,7 +118,9 @@ impl UnitRegistry {
     }
 
     pub fn name_of(&self, id: &UnitId) -> String {
-        self.get(id).map(|u| u.name.clone()).unwrap_or_else(|| id.to_string())
+        self.get(id)
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|| id.to_string())
     }
 
     /// Maps a spelling to its unit; full-width and half-width brackets and spaces are equal.
@@ -129,7 +133,10 @@ impl UnitRegistry {
         }
         for u in &self.units {
             if u.aliases.iter().any(|a| normalize(a) == key) {
-                return Resolution::Alias { id: u.id.clone(), canonical: u.name.clone() };
+                return Resolution::Alias {
+                    id: u.id.clone(),
+                    canonical: u.name.clone(),
+                };
             }
         }
         Resolution::Unknown
@@ -180,9 +187,15 @@ level = "town"
     #[test]
     fn resolves_canonical_alias_and_unknown() {
         let r = registry();
-        assert_eq!(r.resolve("区教育局"), Resolution::Canonical(UnitId::parse("education").unwrap()));
+        assert_eq!(
+            r.resolve("区教育局"),
+            Resolution::Canonical(UnitId::parse("education").unwrap())
+        );
         assert!(matches!(r.resolve("区教育"), Resolution::Alias { .. }));
-        assert_eq!(r.resolve("各镇(街道)"), Resolution::Canonical(UnitId::parse("towns").unwrap()));
+        assert_eq!(
+            r.resolve("各镇(街道)"),
+            Resolution::Canonical(UnitId::parse("towns").unwrap())
+        );
         assert_eq!(r.resolve("区体育局"), Resolution::Unknown);
     }
 
@@ -197,7 +210,10 @@ level = "town"
 
     #[test]
     fn splits_unit_cells() {
-        assert_eq!(split_unit_list("区府办、区教育、各镇（街道）"), vec!["区府办", "区教育", "各镇（街道）"]);
+        assert_eq!(
+            split_unit_list("区府办、区教育、各镇（街道）"),
+            vec!["区府办", "区教育", "各镇（街道）"]
+        );
         assert_eq!(split_unit_list(" 区公安局 "), vec!["区公安局"]);
     }
 }

@@ -67,29 +67,41 @@ pub struct Aggregates {
 }
 
 impl Aggregates {
-    pub fn build(org: &OrgTree, stats: &[StatFact], surveys: &[SurveyTally], years: &[i32]) -> Aggregates {
+    pub fn build(
+        org: &OrgTree,
+        stats: &[StatFact],
+        surveys: &[SurveyTally],
+        years: &[i32],
+    ) -> Aggregates {
         let n = org.len();
         // Latest version per (unit, metric, period); ties broken by value so order is irrelevant.
         let mut latest: HashMap<(OrgIdx, &MetricId, i32), (u64, i64)> = HashMap::new();
         for s in stats {
-            let Some(i) = org.find(&s.org_unit) else { continue };
+            let Some(i) = org.find(&s.org_unit) else {
+                continue;
+            };
             let key = (i, &s.metric, s.period);
             let cand = (s.version, s.value);
-            latest.entry(key).and_modify(|v| *v = (*v).max(cand)).or_insert(cand);
+            latest
+                .entry(key)
+                .and_modify(|v| *v = (*v).max(cand))
+                .or_insert(cand);
         }
         let mut metric_index = HashMap::new();
         let mut metrics: Vec<MetricAgg> = Vec::new();
         let mut entries: Vec<_> = latest.into_iter().collect();
         entries.sort_by(|a, b| (a.0.1, a.0.2, a.0.0).cmp(&(b.0.1, b.0.2, b.0.0)));
         for ((i, metric, period), (_, value)) in entries {
-            let idx = *metric_index.entry((metric.clone(), period)).or_insert_with(|| {
-                metrics.push(MetricAgg {
-                    own: vec![None; n],
-                    sum: [vec![0; n], vec![0; n], vec![0; n]],
-                    filed: [vec![0; n], vec![0; n], vec![0; n]],
+            let idx = *metric_index
+                .entry((metric.clone(), period))
+                .or_insert_with(|| {
+                    metrics.push(MetricAgg {
+                        own: vec![None; n],
+                        sum: [vec![0; n], vec![0; n], vec![0; n]],
+                        filed: [vec![0; n], vec![0; n], vec![0; n]],
+                    });
+                    metrics.len() - 1
                 });
-                metrics.len() - 1
-            });
             metrics[idx].own[i] = Some(value);
         }
         for m in &mut metrics {
@@ -139,8 +151,12 @@ impl Aggregates {
 
         let mut own_tallies: HashMap<(&QuestionId, i32), Vec<(u64, u64)>> = HashMap::new();
         for t in surveys {
-            let Some(i) = org.find(&t.org_unit) else { continue };
-            let v = own_tallies.entry((&t.question, t.period)).or_insert_with(|| vec![(0, 0); n]);
+            let Some(i) = org.find(&t.org_unit) else {
+                continue;
+            };
+            let v = own_tallies
+                .entry((&t.question, t.period))
+                .or_insert_with(|| vec![(0, 0); n]);
             v[i].0 += t.responses;
             v[i].1 += t.positive.min(t.responses);
         }
@@ -151,8 +167,11 @@ impl Aggregates {
         for key in keys {
             let own = own_tallies.remove(&key).unwrap_or_default();
             let pop = &population[&key.1][Segment::All as usize];
-            let mut sum: [Vec<WeightedRate>; 3] =
-                [vec![WeightedRate::default(); n], vec![WeightedRate::default(); n], vec![WeightedRate::default(); n]];
+            let mut sum: [Vec<WeightedRate>; 3] = [
+                vec![WeightedRate::default(); n],
+                vec![WeightedRate::default(); n],
+                vec![WeightedRate::default(); n],
+            ];
             for seg in Segment::EACH {
                 let s = seg as usize;
                 for i in (0..n).rev() {
@@ -176,9 +195,8 @@ impl Aggregates {
         for seg in Segment::EACH {
             let s = seg as usize;
             for i in (0..n).rev() {
-                let mut c = u32::from(
-                    org.unit(i).level == OrgLevel::Community && seg.includes(org, i),
-                );
+                let mut c =
+                    u32::from(org.unit(i).level == OrgLevel::Community && seg.includes(org, i));
                 for &ch in org.children(i) {
                     c += community_count[s][ch];
                 }
@@ -197,11 +215,15 @@ impl Aggregates {
     }
 
     pub fn metric(&self, id: &MetricId, period: i32) -> Option<&MetricAgg> {
-        self.metric_index.get(&(id.clone(), period)).map(|&i| &self.metrics[i])
+        self.metric_index
+            .get(&(id.clone(), period))
+            .map(|&i| &self.metrics[i])
     }
 
     pub fn survey(&self, id: &QuestionId, period: i32) -> Option<&SurveyAgg> {
-        self.survey_index.get(&(id.clone(), period)).map(|&i| &self.surveys[i])
+        self.survey_index
+            .get(&(id.clone(), period))
+            .map(|&i| &self.surveys[i])
     }
 
     pub fn population(&self, year: i32, seg: Segment, i: OrgIdx) -> u64 {

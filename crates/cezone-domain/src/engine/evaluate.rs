@@ -1,9 +1,9 @@
 //! Rule evaluation for one org unit: a fraction of the criterion's points, confirmed and
 //! projected, and (when asked) the explanation of how it came about.
 
+use crate::engine::Engine;
 use crate::engine::aggregate::{MetricAgg, Segment, SurveyAgg};
 use crate::engine::explain::{RuleExplanation, SurveyStat};
-use crate::engine::Engine;
 use crate::org::{OrgIdx, OrgLevel, RegionClass};
 use crate::rules::{Direction, Fen, MetricId, Partial, Percent, QuestionId, Rule, Target};
 use crate::stats::WeightedRate;
@@ -16,7 +16,10 @@ pub(crate) struct Eval {
 
 impl Eval {
     fn same(f: f64) -> Eval {
-        Eval { confirmed: f, projected: f }
+        Eval {
+            confirmed: f,
+            projected: f,
+        }
     }
 }
 
@@ -42,9 +45,26 @@ pub(crate) enum Compiled<'e> {
         partial: Partial,
         basis: &'e str,
     },
-    PerCapita { amount: Option<&'e MetricAgg>, amount_id: &'e MetricId, target: Target<Fen>, partial: Partial, basis: &'e str },
-    Survey { questions: Vec<(&'e QuestionId, Option<&'e SurveyAgg>)>, target: Target<Percent>, partial: Partial, basis: &'e str },
-    Count { metric_id: &'e MetricId, at_least: i64, level: OrgLevel, table: CountTable, basis: &'e str },
+    PerCapita {
+        amount: Option<&'e MetricAgg>,
+        amount_id: &'e MetricId,
+        target: Target<Fen>,
+        partial: Partial,
+        basis: &'e str,
+    },
+    Survey {
+        questions: Vec<(&'e QuestionId, Option<&'e SurveyAgg>)>,
+        target: Target<Percent>,
+        partial: Partial,
+        basis: &'e str,
+    },
+    Count {
+        metric_id: &'e MetricId,
+        at_least: i64,
+        level: OrgLevel,
+        table: CountTable,
+        basis: &'e str,
+    },
     Trend {
         metric_id: &'e MetricId,
         current: Option<&'e MetricAgg>,
@@ -53,7 +73,10 @@ pub(crate) enum Compiled<'e> {
         per_capita: bool,
         basis: &'e str,
     },
-    BySegment { urban: Box<Compiled<'e>>, rural: Box<Compiled<'e>> },
+    BySegment {
+        urban: Box<Compiled<'e>>,
+        rural: Box<Compiled<'e>>,
+    },
     AllOf(Vec<Compiled<'e>>),
     Weighted(Vec<(u32, Compiled<'e>)>),
 }
@@ -106,7 +129,13 @@ impl<'e, 'a> Context<'e, 'a> {
         let p = self.eng.period;
         match rule {
             Rule::Evidence { .. } => Compiled::Evidence,
-            Rule::Ratio { numerator, denominator, target, partial, basis } => Compiled::Ratio {
+            Rule::Ratio {
+                numerator,
+                denominator,
+                target,
+                partial,
+                basis,
+            } => Compiled::Ratio {
                 num: agg.metric(numerator, p),
                 num_id: numerator,
                 den: if denominator.is_population() {
@@ -119,20 +148,35 @@ impl<'e, 'a> Context<'e, 'a> {
                 partial: *partial,
                 basis,
             },
-            Rule::PerCapita { amount, target, partial, basis } => Compiled::PerCapita {
+            Rule::PerCapita {
+                amount,
+                target,
+                partial,
+                basis,
+            } => Compiled::PerCapita {
                 amount: agg.metric(amount, p),
                 amount_id: amount,
                 target: *target,
                 partial: *partial,
                 basis,
             },
-            Rule::SurveyRate { questions, target, partial, basis } => Compiled::Survey {
+            Rule::SurveyRate {
+                questions,
+                target,
+                partial,
+                basis,
+            } => Compiled::Survey {
                 questions: questions.iter().map(|q| (q, agg.survey(q, p))).collect(),
                 target: *target,
                 partial: *partial,
                 basis,
             },
-            Rule::CountAtLeast { metric, at_least, level, basis } => {
+            Rule::CountAtLeast {
+                metric,
+                at_least,
+                level,
+                basis,
+            } => {
                 let org = self.eng.org;
                 let n = org.len();
                 let m = agg.metric(metric, p);
@@ -155,9 +199,20 @@ impl<'e, 'a> Context<'e, 'a> {
                         table.meet[s][i] = k;
                     }
                 }
-                Compiled::Count { metric_id: metric, at_least: *at_least, level: *level, table, basis }
+                Compiled::Count {
+                    metric_id: metric,
+                    at_least: *at_least,
+                    level: *level,
+                    table,
+                    basis,
+                }
             }
-            Rule::Trend { metric, direction, per_capita, basis } => Compiled::Trend {
+            Rule::Trend {
+                metric,
+                direction,
+                per_capita,
+                basis,
+            } => Compiled::Trend {
                 metric_id: metric,
                 current: agg.metric(metric, p),
                 previous: agg.metric(metric, p - 1),
@@ -169,10 +224,15 @@ impl<'e, 'a> Context<'e, 'a> {
                 urban: Box::new(self.compile(urban)),
                 rural: Box::new(self.compile(rural)),
             },
-            Rule::AllOf { rules } => Compiled::AllOf(rules.iter().map(|r| self.compile(r)).collect()),
-            Rule::Weighted { parts } => {
-                Compiled::Weighted(parts.iter().map(|p| (p.weight, self.compile(&p.rule))).collect())
+            Rule::AllOf { rules } => {
+                Compiled::AllOf(rules.iter().map(|r| self.compile(r)).collect())
             }
+            Rule::Weighted { parts } => Compiled::Weighted(
+                parts
+                    .iter()
+                    .map(|p| (p.weight, self.compile(&p.rule)))
+                    .collect(),
+            ),
         }
     }
 
@@ -191,8 +251,19 @@ impl<'e, 'a> Context<'e, 'a> {
         let period = self.eng.period;
         let agg = &self.eng.agg;
         let out = match rule {
-            Compiled::Evidence => Eval { confirmed: evidence.0, projected: evidence.1 },
-            Compiled::Ratio { num, num_id, den, den_id, target, partial, basis } => {
+            Compiled::Evidence => Eval {
+                confirmed: evidence.0,
+                projected: evidence.1,
+            },
+            Compiled::Ratio {
+                num,
+                num_id,
+                den,
+                den_id,
+                target,
+                partial,
+                basis,
+            } => {
                 let t = target.for_region(region);
                 let n = num.map_or(0, |m| m.sum[s][node]);
                 let (d, has_den) = match den {
@@ -207,9 +278,19 @@ impl<'e, 'a> Context<'e, 'a> {
                 };
                 let has_num = num.is_some_and(|m| m.filed[s][node] > 0);
                 let (f, measured, note) = if !has_den || d <= 0 {
-                    (0.0, None, Some(format!("no {den_id} filed for {period}, so the rate cannot be computed")))
+                    (
+                        0.0,
+                        None,
+                        Some(format!(
+                            "no {den_id} filed for {period}, so the rate cannot be computed"
+                        )),
+                    )
                 } else if !has_num {
-                    (0.0, Some(pct(0.0)), Some(format!("no {num_id} filed for {period}")))
+                    (
+                        0.0,
+                        Some(pct(0.0)),
+                        Some(format!("no {num_id} filed for {period}")),
+                    )
                 } else {
                     let v = n as f64 / d as f64;
                     (linear(v, t.as_fraction(), *partial), Some(pct(v)), None)
@@ -224,30 +305,54 @@ impl<'e, 'a> Context<'e, 'a> {
                 }
                 Eval::same(f)
             }
-            Compiled::PerCapita { amount, amount_id, target, partial, basis } => {
+            Compiled::PerCapita {
+                amount,
+                amount_id,
+                target,
+                partial,
+                basis,
+            } => {
                 let t = target.for_region(region);
                 let fen = amount.map_or(0, |m| m.sum[s][node]);
                 let filed = amount.is_some_and(|m| m.filed[s][node] > 0);
                 let pop = agg.population(period, seg, node);
                 let (f, measured, note) = if pop == 0 {
-                    (0.0, None, Some(format!("no resident population known for {period}")))
+                    (
+                        0.0,
+                        None,
+                        Some(format!("no resident population known for {period}")),
+                    )
                 } else if !filed {
-                    (0.0, None, Some(format!("no {amount_id} filed for {period}")))
+                    (
+                        0.0,
+                        None,
+                        Some(format!("no {amount_id} filed for {period}")),
+                    )
                 } else {
                     let per = fen as f64 / pop as f64;
-                    (linear(per, t.0 as f64, *partial), Some(format!("{:.2} 元 per resident", per / 100.0)), None)
+                    (
+                        linear(per, t.0 as f64, *partial),
+                        Some(format!("{:.2} 元 per resident", per / 100.0)),
+                        None,
+                    )
                 };
                 if let Some(x) = explain.as_deref_mut() {
                     x.basis = basis.to_string();
                     x.target = Some(format!("≥ {t} per resident per year"));
                     x.measured = measured;
-                    x.facts.push(format!("{amount_id} = {} ({period})", Fen(fen)));
+                    x.facts
+                        .push(format!("{amount_id} = {} ({period})", Fen(fen)));
                     x.facts.push(format!("population = {pop} ({period})"));
                     x.note = note;
                 }
                 Eval::same(f)
             }
-            Compiled::Survey { questions, target, partial, basis } => {
+            Compiled::Survey {
+                questions,
+                target,
+                partial,
+                basis,
+            } => {
                 let t = target.for_region(region);
                 let mut f = 1.0f64;
                 let mut notes = Vec::new();
@@ -297,7 +402,13 @@ impl<'e, 'a> Context<'e, 'a> {
                 }
                 Eval::same(f)
             }
-            Compiled::Count { metric_id, at_least, level, table, basis } => {
+            Compiled::Count {
+                metric_id,
+                at_least,
+                level,
+                table,
+                basis,
+            } => {
                 let org = self.eng.org;
                 let (total, meet, at) = if org.unit(node).level > *level {
                     match org.ancestor_at(node, *level) {
@@ -307,13 +418,27 @@ impl<'e, 'a> Context<'e, 'a> {
                 } else {
                     (table.total[s][node], table.meet[s][node], None)
                 };
-                let f = if total == 0 { 0.0 } else { f64::from(meet) / f64::from(total) };
+                let f = if total == 0 {
+                    0.0
+                } else {
+                    f64::from(meet) / f64::from(total)
+                };
                 if let Some(x) = explain.as_deref_mut() {
                     x.basis = basis.to_string();
-                    x.target = Some(format!("{metric_id} ≥ {at_least} in every {}", level.as_str()));
-                    x.measured = Some(format!("{meet} of {total} {} unit(s) meet it", level.as_str()));
+                    x.target = Some(format!(
+                        "{metric_id} ≥ {at_least} in every {}",
+                        level.as_str()
+                    ));
+                    x.measured = Some(format!(
+                        "{meet} of {total} {} unit(s) meet it",
+                        level.as_str()
+                    ));
                     if let Some(a) = at {
-                        x.facts.push(format!("judged at {} ({})", org.unit(a).name, org.unit(a).id));
+                        x.facts.push(format!(
+                            "judged at {} ({})",
+                            org.unit(a).name,
+                            org.unit(a).id
+                        ));
                     }
                     if total == 0 {
                         x.note = Some(format!("no org unit at level {} here", level.as_str()));
@@ -321,7 +446,14 @@ impl<'e, 'a> Context<'e, 'a> {
                 }
                 Eval::same(f)
             }
-            Compiled::Trend { metric_id, current, previous, direction, per_capita, basis } => {
+            Compiled::Trend {
+                metric_id,
+                current,
+                previous,
+                direction,
+                per_capita,
+                basis,
+            } => {
                 let value = |m: &Option<&MetricAgg>, year: i32| -> Option<f64> {
                     let m = (*m)?;
                     if m.filed[s][node] == 0 {
@@ -342,17 +474,28 @@ impl<'e, 'a> Context<'e, 'a> {
                     _ => 0.0,
                 };
                 if let Some(x) = explain.as_deref_mut() {
-                    let unit = if *per_capita { " per 10,000 residents" } else { "" };
-                    let show = |v: Option<f64>| v.map_or("not filed".to_string(), |v| format!("{v:.2}"));
+                    let unit = if *per_capita {
+                        " per 10,000 residents"
+                    } else {
+                        ""
+                    };
+                    let show =
+                        |v: Option<f64>| v.map_or("not filed".to_string(), |v| format!("{v:.2}"));
                     x.basis = basis.to_string();
                     x.target = Some(format!(
                         "{metric_id}{unit} {} from {} to {period}",
-                        if *direction == Direction::Falling { "falls" } else { "rises" },
+                        if *direction == Direction::Falling {
+                            "falls"
+                        } else {
+                            "rises"
+                        },
                         period - 1
                     ));
                     x.measured = Some(format!("{} → {}", show(prev), show(cur)));
-                    x.facts.push(format!("{metric_id}{unit} {}: {}", period - 1, show(prev)));
-                    x.facts.push(format!("{metric_id}{unit} {period}: {}", show(cur)));
+                    x.facts
+                        .push(format!("{metric_id}{unit} {}: {}", period - 1, show(prev)));
+                    x.facts
+                        .push(format!("{metric_id}{unit} {period}: {}", show(cur)));
                     if cur.is_none() || prev.is_none() {
                         x.note = Some("both periods must be filed to judge a trend".into());
                     }
@@ -362,9 +505,10 @@ impl<'e, 'a> Context<'e, 'a> {
             Compiled::BySegment { urban, rural } => {
                 let counts = &agg.community_count;
                 let mut result: Option<Eval> = None;
-                for (sub, subseg, label) in
-                    [(urban, Segment::Urban, "urban"), (rural, Segment::Rural, "rural")]
-                {
+                for (sub, subseg, label) in [
+                    (urban, Segment::Urban, "urban"),
+                    (rural, Segment::Rural, "rural"),
+                ] {
                     let applies = counts[subseg as usize][node] > 0;
                     let mut part = explain.as_ref().map(|_| RuleExplanation::named(label));
                     if applies {
@@ -395,7 +539,9 @@ impl<'e, 'a> Context<'e, 'a> {
             Compiled::AllOf(parts) => {
                 let mut r = Eval::same(1.0);
                 for sub in parts {
-                    let mut part = explain.as_ref().map(|_| RuleExplanation::named(sub_kind(sub)));
+                    let mut part = explain
+                        .as_ref()
+                        .map(|_| RuleExplanation::named(sub_kind(sub)));
                     let e = self.eval(sub, node, seg, evidence, part.as_mut());
                     r.confirmed = r.confirmed.min(e.confirmed);
                     r.projected = r.projected.min(e.projected);
@@ -409,9 +555,15 @@ impl<'e, 'a> Context<'e, 'a> {
                 let total: u32 = parts.iter().map(|(w, _)| *w).sum();
                 let mut r = Eval::same(0.0);
                 for (w, sub) in parts {
-                    let mut part = explain.as_ref().map(|_| RuleExplanation::named(sub_kind(sub)));
+                    let mut part = explain
+                        .as_ref()
+                        .map(|_| RuleExplanation::named(sub_kind(sub)));
                     let e = self.eval(sub, node, seg, evidence, part.as_mut());
-                    let share = if total == 0 { 0.0 } else { f64::from(*w) / f64::from(total) };
+                    let share = if total == 0 {
+                        0.0
+                    } else {
+                        f64::from(*w) / f64::from(total)
+                    };
                     r.confirmed += share * e.confirmed;
                     r.projected += share * e.projected;
                     if let (Some(x), Some(mut p)) = (explain.as_deref_mut(), part) {

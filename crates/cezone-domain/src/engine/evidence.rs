@@ -43,7 +43,9 @@ fn materials_of(rule: &Rule) -> Option<Vec<Option<String>>> {
     match rule {
         Rule::Evidence { materials } if materials.is_empty() => Some(vec![None]),
         Rule::Evidence { materials } => Some(materials.iter().cloned().map(Some).collect()),
-        Rule::ByCommunityType { urban, rural } => materials_of(urban).or_else(|| materials_of(rural)),
+        Rule::ByCommunityType { urban, rural } => {
+            materials_of(urban).or_else(|| materials_of(rural))
+        }
         Rule::AllOf { rules } => rules.iter().find_map(materials_of),
         Rule::Weighted { parts } => parts.iter().find_map(|p| materials_of(&p.rule)),
         _ => None,
@@ -108,12 +110,16 @@ impl EvidenceIndex {
 
         let mut slots = vec![Vec::new(); fw.len()];
         for c in fw.leaves() {
-            let Some(materials) = materials_of(&fw.rule_of(c)) else { continue };
+            let Some(materials) = materials_of(&fw.rule_of(c)) else {
+                continue;
+            };
             let item = fw.item(c);
             let mut out = Vec::new();
             for unit in &item.responsible {
                 let nodes: Vec<OrgIdx> = match fw.units.get(unit).and_then(|u| u.expands_to()) {
-                    Some(level) => (0..org.len()).filter(|&i| org.unit(i).level == level).collect(),
+                    Some(level) => (0..org.len())
+                        .filter(|&i| org.unit(i).level == level)
+                        .collect(),
                     None => vec![org.root()],
                 };
                 for node in nodes {
@@ -188,7 +194,11 @@ impl EvidenceIndex {
         let mut anc = vec![(0u64, 0u64, 0u64); n];
         for i in 0..n {
             if let Some(p) = org.parent(i) {
-                anc[i] = (anc[p].0 + own[p].0, anc[p].1 + own[p].1, anc[p].2 + own[p].2);
+                anc[i] = (
+                    anc[p].0 + own[p].0,
+                    anc[p].1 + own[p].1,
+                    anc[p].2 + own[p].2,
+                );
             }
         }
         (0..n)
@@ -198,14 +208,22 @@ impl EvidenceIndex {
                     (0.0, 0.0)
                 } else {
                     let d = (k * 100) as f64;
-                    ((sub[i].0 + anc[i].0) as f64 / d, (sub[i].1 + anc[i].1) as f64 / d)
+                    (
+                        (sub[i].0 + anc[i].0) as f64 / d,
+                        (sub[i].1 + anc[i].1) as f64 / d,
+                    )
                 }
             })
             .collect()
     }
 
     /// The slots that count for one org unit.
-    pub fn relevant<'s>(&'s self, org: &'s OrgTree, c: ItemIdx, node: OrgIdx) -> impl Iterator<Item = &'s Slot> + 's {
+    pub fn relevant<'s>(
+        &'s self,
+        org: &'s OrgTree,
+        c: ItemIdx,
+        node: OrgIdx,
+    ) -> impl Iterator<Item = &'s Slot> + 's {
         self.slots[c]
             .iter()
             .filter(move |s| org.contains(node, s.node) || org.contains(s.node, node))

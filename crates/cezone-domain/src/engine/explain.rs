@@ -75,7 +75,10 @@ fn is_zero(n: &usize) -> bool {
 
 impl RuleExplanation {
     pub fn named(rule: &'static str) -> RuleExplanation {
-        RuleExplanation { rule, ..Default::default() }
+        RuleExplanation {
+            rule,
+            ..Default::default()
+        }
     }
 }
 
@@ -198,8 +201,14 @@ fn attach_slots(x: &mut RuleExplanation, mut slots: Vec<SlotView>) {
     let Some(target) = find(x) else { return };
     // Missing and returned first: those are what someone has to act on.
     slots.sort_by_key(|s| (s.status, s.org_unit.clone(), s.unit.clone()));
-    let accepted = slots.iter().filter(|s| s.status == SlotStatus::Accepted).count();
-    let pending = slots.iter().filter(|s| s.status == SlotStatus::Pending).count();
+    let accepted = slots
+        .iter()
+        .filter(|s| s.status == SlotStatus::Accepted)
+        .count();
+    let pending = slots
+        .iter()
+        .filter(|s| s.status == SlotStatus::Pending)
+        .count();
     target.measured = Some(format!(
         "{accepted} of {} required submissions accepted, {pending} pending review",
         slots.len()

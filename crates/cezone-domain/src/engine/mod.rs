@@ -47,7 +47,10 @@ impl Scoreboard {
     pub fn total(&self, fw: &Framework, node: OrgIdx) -> Cell {
         fw.roots().iter().fold(Cell::default(), |acc, &r| {
             let c = self.cell(node, r);
-            Cell { confirmed: acc.confirmed + c.confirmed, projected: acc.projected + c.projected }
+            Cell {
+                confirmed: acc.confirmed + c.confirmed,
+                projected: acc.projected + c.projected,
+            }
         })
     }
 
@@ -55,7 +58,10 @@ impl Scoreboard {
     pub fn children_sum(&self, fw: &Framework, node: OrgIdx, item: ItemIdx) -> Cell {
         fw.children(item).iter().fold(Cell::default(), |acc, &c| {
             let x = self.cell(node, c);
-            Cell { confirmed: acc.confirmed + x.confirmed, projected: acc.projected + x.projected }
+            Cell {
+                confirmed: acc.confirmed + x.confirmed,
+                projected: acc.projected + x.projected,
+            }
         })
     }
 
@@ -76,9 +82,20 @@ pub struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     pub fn new(fw: &'a Framework, org: &'a OrgTree, facts: &Facts, period: i32) -> Engine<'a> {
-        let agg = Aggregates::build(org, &facts.statistics, &facts.surveys, &[period, period - 1]);
+        let agg = Aggregates::build(
+            org,
+            &facts.statistics,
+            &facts.surveys,
+            &[period, period - 1],
+        );
         let evidence = EvidenceIndex::build(fw, org, &facts.evidence);
-        Engine { fw, org, period, agg, evidence }
+        Engine {
+            fw,
+            org,
+            period,
+            agg,
+            evidence,
+        }
     }
 
     /// Every cell: criteria by their rules, groups as their children's sum capped at their points.
@@ -104,7 +121,11 @@ impl<'a> Engine<'a> {
             let row = &mut cells[node * m..(node + 1) * m];
             roll_up(self.fw, row);
         }
-        Scoreboard { period: self.period, items: m, cells }
+        Scoreboard {
+            period: self.period,
+            items: m,
+            cells,
+        }
     }
 }
 
@@ -121,6 +142,9 @@ pub fn roll_up(fw: &Framework, row: &mut [Cell]) {
             proj = proj + row[k].projected;
         }
         let cap = fw.item(i).points;
-        row[i] = Cell { confirmed: conf.min(cap), projected: proj.min(cap) };
+        row[i] = Cell {
+            confirmed: conf.min(cap),
+            projected: proj.min(cap),
+        };
     }
 }

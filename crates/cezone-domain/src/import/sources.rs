@@ -35,7 +35,10 @@ impl TableFormat {
 pub fn read_csv_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
     let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        format!("the CSV file is not UTF-8 text (byte {}); save it as CSV UTF-8", e.valid_up_to())
+        format!(
+            "the CSV file is not UTF-8 text (byte {}); save it as CSV UTF-8",
+            e.valid_up_to()
+        )
     })?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -44,8 +47,13 @@ pub fn read_csv_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for rec in reader.records() {
         let rec = rec.map_err(|e| format!("the CSV file cannot be read: {e}"))?;
-        let number = rec.position().map_or(rows.len() as u32 + 1, |p| p.line() as u32);
-        rows.push(Row { number, cells: rec.iter().map(str::to_string).collect() });
+        let number = rec
+            .position()
+            .map_or(rows.len() as u32 + 1, |p| p.line() as u32);
+        rows.push(Row {
+            number,
+            cells: rec.iter().map(str::to_string).collect(),
+        });
     }
     Ok(rows)
 }
@@ -64,7 +72,10 @@ pub fn read_xlsx_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
     for (i, r) in range.rows().enumerate() {
         let mut cells: Vec<String> = vec![String::new(); first_col as usize];
         cells.extend(r.iter().map(cell_text));
-        rows.push(Row { number: first_row + i as u32 + 1, cells });
+        rows.push(Row {
+            number: first_row + i as u32 + 1,
+            cells,
+        });
     }
     Ok(rows)
 }

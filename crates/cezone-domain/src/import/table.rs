@@ -1,12 +1,12 @@
 //! The seed-table shape: level columns (一级指标, 二级指标, 三级指标 …), then 分值, 提供材料,
 //! 负责单位. Merged cells arrive as empty cells below the first; "同上" repeats the row above.
 
-use crate::code::{split_cell, ItemCode};
+use crate::code::{ItemCode, split_cell};
 use crate::findings::{Finding, FindingKind, Findings, Location, Severity};
 use crate::framework::Item;
 use crate::import::Row;
 use crate::points::Points;
-use crate::units::{split_unit_list, Resolution, UnitRegistry};
+use crate::units::{Resolution, UnitRegistry, split_unit_list};
 
 #[derive(Debug, Clone, Default)]
 pub struct TableItems {
@@ -60,11 +60,15 @@ fn find_columns(row: &Row) -> Result<Columns, String> {
             ));
         }
     }
-    let missing: Vec<&str> = [(points, "分值"), (materials, "提供材料"), (units, "负责单位")]
-        .iter()
-        .filter(|(c, _)| c.is_none())
-        .map(|(_, n)| *n)
-        .collect();
+    let missing: Vec<&str> = [
+        (points, "分值"),
+        (materials, "提供材料"),
+        (units, "负责单位"),
+    ]
+    .iter()
+    .filter(|(c, _)| c.is_none())
+    .map(|(_, n)| *n)
+    .collect();
     if !missing.is_empty() {
         return Err(format!("missing column(s): {}", missing.join(", ")));
     }
@@ -77,14 +81,19 @@ fn find_columns(row: &Row) -> Result<Columns, String> {
 }
 
 fn is_same_as_above(cell: &str) -> bool {
-    let t = cell.trim().trim_end_matches(['，', ',', '。', '.', '；', ';']).trim();
+    let t = cell
+        .trim()
+        .trim_end_matches(['，', ',', '。', '.', '；', ';'])
+        .trim();
     t == "同上" || t == "同上栏" || t == "同上述"
 }
 
 /// Parses table rows into items. The header is the first row naming the level columns.
 pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
     let mut out = TableItems::default();
-    let Some(header_at) = rows.iter().position(|r| r.cells.iter().any(|c| header_level(c).is_some()))
+    let Some(header_at) = rows
+        .iter()
+        .position(|r| r.cells.iter().any(|c| header_level(c).is_some()))
     else {
         out.findings.push(Finding::new(
             Severity::Error,
@@ -111,7 +120,12 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
     let mut context: Vec<Option<ItemCode>> = vec![None; cols.levels.len()];
     // Resolved materials and units of the last row, for "同上".
     let mut above: Option<(u32, String, String)> = None;
-    let cell = |r: &Row, i: usize| r.cells.get(i).map(|s| s.trim().to_string()).unwrap_or_default();
+    let cell = |r: &Row, i: usize| {
+        r.cells
+            .get(i)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
 
     for row in &rows[header_at + 1..] {
         if row.cells.iter().all(|c| c.trim().is_empty()) {
@@ -127,7 +141,11 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
             let column = format!("level-{}", level + 1);
             let head = split_cell(&text);
             let Some(code) = head.code.clone() else {
-                let shown = if head.raw_code.is_empty() { text.chars().take(12).collect() } else { head.raw_code.clone() };
+                let shown = if head.raw_code.is_empty() {
+                    text.chars().take(12).collect()
+                } else {
+                    head.raw_code.clone()
+                };
                 out.findings.push(Finding::new(
                     Severity::Error,
                     FindingKind::MalformedCode,
@@ -157,7 +175,9 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
                     Severity::Error,
                     FindingKind::CodeOutOfPlace,
                     Location::row(n).with_column(&column).with_item(&code),
-                    format!("code {code} stands under {parent} in the table; it is placed by its code"),
+                    format!(
+                        "code {code} stands under {parent} in the table; it is placed by its code"
+                    ),
                 ));
             }
             let (points, declared) = match &head.points {
@@ -252,13 +272,18 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
             }
         }
 
-        for (value, column) in [(&mut materials, "提供材料"), (&mut unit_cell, "负责单位")] {
+        for (value, column) in [(&mut materials, "提供材料"), (&mut unit_cell, "负责单位")]
+        {
             if !is_same_as_above(value) {
                 continue;
             }
             match &above {
                 Some((row_above, m, u)) => {
-                    let resolved = if column == "提供材料" { m.clone() } else { u.clone() };
+                    let resolved = if column == "提供材料" {
+                        m.clone()
+                    } else {
+                        u.clone()
+                    };
                     out.findings.push(Finding::new(
                         Severity::Warning,
                         FindingKind::SameAsAbove,
@@ -275,7 +300,10 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
                         Severity::Error,
                         FindingKind::SameAsAbove,
                         at(column),
-                        format!("'{}' (same as above) but there is no row above", value.trim()),
+                        format!(
+                            "'{}' (same as above) but there is no row above",
+                            value.trim()
+                        ),
                     ));
                     value.clear();
                 }
@@ -305,7 +333,9 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
                     Severity::Error,
                     FindingKind::UnknownUnit,
                     at("负责单位"),
-                    format!("'{spelling}' is not a known responsible unit or alias; it is left out"),
+                    format!(
+                        "'{spelling}' is not a known responsible unit or alias; it is left out"
+                    ),
                 )),
             }
         }
@@ -325,7 +355,10 @@ mod tests {
         lines
             .iter()
             .enumerate()
-            .map(|(i, l)| Row { number: i as u32 + 1, cells: l.iter().map(|s| s.to_string()).collect() })
+            .map(|(i, l)| Row {
+                number: i as u32 + 1,
+                cells: l.iter().map(|s| s.to_string()).collect(),
+            })
             .collect()
     }
 
@@ -336,14 +369,28 @@ mod tests {
         .unwrap()
     }
 
-    const HEADER: &[&str] = &["一级指标", "二级指标", "三级指标", "分值", "提供材料", "负责单位"];
+    const HEADER: &[&str] = &[
+        "一级指标",
+        "二级指标",
+        "三级指标",
+        "分值",
+        "提供材料",
+        "负责单位",
+    ];
 
     #[test]
     fn reads_merged_cells_and_same_as_above() {
         let t = parse_table(
             &rows(&[
                 HEADER,
-                &["1.领导（4分）", "1.1认知（4分）", "★1.1.1认识到位", "2分", "文件", "区教育"],
+                &[
+                    "1.领导（4分）",
+                    "1.1认知（4分）",
+                    "★1.1.1认识到位",
+                    "2分",
+                    "文件",
+                    "区教育",
+                ],
                 &["", "", "1.1.2规划", "2分", "同上，", "区教育局"],
             ]),
             &registry(),
@@ -362,21 +409,36 @@ mod tests {
         let t = parse_table(
             &rows(&[
                 HEADER,
-                &["1.领导（4分）", "1.1认知（4分）", "1.2.1错位", "2分", "文件", "区体育局"],
+                &[
+                    "1.领导（4分）",
+                    "1.1认知（4分）",
+                    "1.2.1错位",
+                    "2分",
+                    "文件",
+                    "区体育局",
+                ],
                 &["", "", "x认识", "2分", "文件", "区教育局"],
             ]),
             &registry(),
         );
         assert_eq!(t.findings.of_kind(FindingKind::CodeOutOfPlace).count(), 1);
         assert_eq!(t.findings.of_kind(FindingKind::UnknownUnit).count(), 1);
-        let bad = t.findings.of_kind(FindingKind::MalformedCode).next().unwrap();
+        let bad = t
+            .findings
+            .of_kind(FindingKind::MalformedCode)
+            .next()
+            .unwrap();
         assert_eq!(bad.location.row, Some(3));
     }
 
     #[test]
     fn a_missing_column_is_a_header_error() {
         let t = parse_table(&rows(&[&["一级指标", "分值", "提供材料"]]), &registry());
-        let f = t.findings.of_kind(FindingKind::MalformedHeader).next().unwrap();
+        let f = t
+            .findings
+            .of_kind(FindingKind::MalformedHeader)
+            .next()
+            .unwrap();
         assert!(f.message.contains("负责单位"), "{}", f.message);
     }
 }

@@ -1,6 +1,6 @@
 //! The demo district is realistic in shape and exactly reproducible from its seed.
 
-use cezone_domain::demo::{generate, DemoParams};
+use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::engine::Engine;
 use cezone_domain::guangdong;
 use cezone_domain::org::{CommunityType, OrgLevel, OrgTree};
@@ -12,14 +12,33 @@ fn nanhai_has_seven_towns_and_about_290_communities_of_both_types() {
     let tree = OrgTree::build(d.units.clone()).unwrap();
     assert_eq!(tree.count_at_level(OrgLevel::Town), 7);
     assert_eq!(tree.count_at_level(OrgLevel::Community), 290);
-    let names: Vec<&str> = tree.children(0).iter().map(|&t| tree.unit(t).name.as_str()).collect();
-    for town in ["桂城街道", "九江镇", "西樵镇", "丹灶镇", "狮山镇", "大沥镇", "里水镇"] {
+    let names: Vec<&str> = tree
+        .children(0)
+        .iter()
+        .map(|&t| tree.unit(t).name.as_str())
+        .collect();
+    for town in [
+        "桂城街道",
+        "九江镇",
+        "西樵镇",
+        "丹灶镇",
+        "狮山镇",
+        "大沥镇",
+        "里水镇",
+    ] {
         assert!(names.contains(&town), "{town} missing from {names:?}");
     }
-    let urban = d.units.iter().filter(|u| u.community_type == Some(CommunityType::Urban)).count();
+    let urban = d
+        .units
+        .iter()
+        .filter(|u| u.community_type == Some(CommunityType::Urban))
+        .count();
     assert!(urban > 60 && urban < 230, "{urban} urban communities");
     let pop = tree.populations(2013)[0];
-    assert!((1_500_000..4_000_000).contains(&pop), "district population {pop}");
+    assert!(
+        (1_500_000..4_000_000).contains(&pop),
+        "district population {pop}"
+    );
 }
 
 #[test]
@@ -28,7 +47,11 @@ fn the_same_seed_gives_the_same_district_and_scores() {
     let a = generate(&fw, &DemoParams::nanhai(42));
     let b = generate(&fw, &DemoParams::nanhai(42));
     let c = generate(&fw, &DemoParams::nanhai(43));
-    let (fa, fb, fc) = (a.facts(&fw.catalog), b.facts(&fw.catalog), c.facts(&fw.catalog));
+    let (fa, fb, fc) = (
+        a.facts(&fw.catalog),
+        b.facts(&fw.catalog),
+        c.facts(&fw.catalog),
+    );
     assert_eq!(fa, fb);
     assert_ne!(fa, fc);
     let tree = OrgTree::build(a.units.clone()).unwrap();
@@ -37,14 +60,22 @@ fn the_same_seed_gives_the_same_district_and_scores() {
     assert_eq!(sa, sb);
     let total = sa.total(&fw, 0);
     // A district mid-way through its preparation: far from zero, short of full marks.
-    assert!(total.confirmed.as_f64() > 35.0 && total.confirmed.as_f64() < 95.0, "{total:?}");
+    assert!(
+        total.confirmed.as_f64() > 35.0 && total.confirmed.as_f64() < 95.0,
+        "{total:?}"
+    );
     assert!(total.projected > total.confirmed);
 }
 
 #[test]
 fn sizes_scale_to_a_province() {
     let (fw, _) = guangdong::framework();
-    let p = DemoParams { towns: 40, communities: 900, responses_per_community: 2, ..DemoParams::province(1) };
+    let p = DemoParams {
+        towns: 40,
+        communities: 900,
+        responses_per_community: 2,
+        ..DemoParams::province(1)
+    };
     let d = generate(&fw, &p);
     let tree = OrgTree::build(d.units).unwrap();
     assert_eq!(tree.count_at_level(OrgLevel::Town), 40);

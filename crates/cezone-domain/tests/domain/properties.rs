@@ -24,7 +24,11 @@ fn random_district(seed: u64, fw: &Framework) -> (OrgTree, Facts) {
         level: OrgLevel::District,
         parent: None,
         community_type: None,
-        region: Some(if rng.random_bool(0.5) { RegionClass::PearlRiverDelta } else { RegionClass::LessDeveloped }),
+        region: Some(if rng.random_bool(0.5) {
+            RegionClass::PearlRiverDelta
+        } else {
+            RegionClass::LessDeveloped
+        }),
         population: BTreeMap::new(),
     }];
     for t in 0..rng.random_range(1..5) {
@@ -38,13 +42,21 @@ fn random_district(seed: u64, fw: &Framework) -> (OrgTree, Facts) {
             population: BTreeMap::new(),
         });
         for c in 0..rng.random_range(0..6) {
-            let pop = if rng.random_bool(0.9) { rng.random_range(1..20_000) } else { 0 };
+            let pop = if rng.random_bool(0.9) {
+                rng.random_range(1..20_000)
+            } else {
+                0
+            };
             units.push(OrgUnit {
                 id: oid(format!("t{t}.c{c}")),
                 name: format!("c{c}"),
                 level: OrgLevel::Community,
                 parent: Some(oid(format!("t{t}"))),
-                community_type: Some(if rng.random_bool(0.5) { CommunityType::Urban } else { CommunityType::Rural }),
+                community_type: Some(if rng.random_bool(0.5) {
+                    CommunityType::Urban
+                } else {
+                    CommunityType::Rural
+                }),
                 region: None,
                 population: BTreeMap::from([(2012, pop), (2013, pop)]),
             });
@@ -85,7 +97,9 @@ fn random_district(seed: u64, fw: &Framework) -> (OrgTree, Facts) {
                 let state = match rng.random_range(0..3) {
                     0 => EvidenceState::Submitted,
                     1 => EvidenceState::Returned,
-                    _ => EvidenceState::Accepted { grade: rng.random_range(0..=100) },
+                    _ => EvidenceState::Accepted {
+                        grade: rng.random_range(0..=100),
+                    },
                 };
                 facts.evidence.push(EvidenceFact {
                     id: format!("e{k}-{u}-{i}-{}", rng.random_range(0..2)),

@@ -44,7 +44,11 @@ fn ev(id: &str, unit: &str, org: &str, state: EvidenceState, version: u64) -> Ev
 
 /// Score (milli-points) of criterion 1.1 (10 points) for each of d, t1, t2, c1, c2, c3.
 fn scores(rule: &str, tree: &OrgTree, facts: &Facts) -> Vec<(i64, i64)> {
-    let fw = framework(10, vec![item("1.1", 10, &["education", "towns"])], &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()));
+    let fw = framework(
+        10,
+        vec![item("1.1", 10, &["education", "towns"])],
+        &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()),
+    );
     let engine = Engine::new(&fw, tree, facts, 2013);
     let board = engine.scoreboard();
     let c = fw.find(&code("1.1")).unwrap();
@@ -65,7 +69,11 @@ fn confirmed(rule: &str, tree: &OrgTree, facts: &Facts) -> Vec<i64> {
 fn ratios_roll_up_from_summed_numerators_and_denominators_not_averaged_percentages() {
     let tree = small_tree(RegionClass::PearlRiverDelta);
     let facts = Facts {
-        statistics: vec![stat("c1", "served", 2013, 900), stat("c2", "served", 2013, 300), stat("c3", "served", 2013, 2000)],
+        statistics: vec![
+            stat("c1", "served", 2013, 900),
+            stat("c2", "served", 2013, 300),
+            stat("c3", "served", 2013, 2000),
+        ],
         ..Default::default()
     };
     let rule = r#"kind = "ratio"
@@ -74,19 +82,29 @@ denominator = "population"
 target = { pearl_river_delta = "50%", less_developed = "30%" }"#;
     // d: 3200/8000 = 40% of 50% → 8 points (the mean of 90%, 10%, 50% would give full marks).
     // t1: 1200/4000 = 30% → 6; t2: 50% → 10; c1 90% → 10; c2 10% → 2; c3 → 10.
-    assert_eq!(confirmed(rule, &tree, &facts), vec![8000, 6000, 10000, 10000, 2000, 10000]);
+    assert_eq!(
+        confirmed(rule, &tree, &facts),
+        vec![8000, 6000, 10000, 10000, 2000, 10000]
+    );
     let less = small_tree(RegionClass::LessDeveloped);
     // The less developed target is 30%: d 40% and t1 30% now pass.
-    assert_eq!(confirmed(rule, &less, &facts), vec![10000, 10000, 10000, 10000, 3333, 10000]);
+    assert_eq!(
+        confirmed(rule, &less, &facts),
+        vec![10000, 10000, 10000, 10000, 3333, 10000]
+    );
 }
 
 #[test]
 fn a_ratio_with_nothing_filed_scores_zero_and_says_so() {
     let tree = small_tree(RegionClass::PearlRiverDelta);
-    let fw = framework(10, vec![item("1.1", 10, &["education"])], &format!(
-        "{}\n[rules.\"1.1\"]\nkind = \"ratio\"\nnumerator = \"trained\"\ndenominator = \"registered\"\ntarget = \"70%\"\n",
-        catalog_toml()
-    ));
+    let fw = framework(
+        10,
+        vec![item("1.1", 10, &["education"])],
+        &format!(
+            "{}\n[rules.\"1.1\"]\nkind = \"ratio\"\nnumerator = \"trained\"\ndenominator = \"registered\"\ntarget = \"70%\"\n",
+            catalog_toml()
+        ),
+    );
     let engine = Engine::new(&fw, &tree, &Facts::default(), 2013);
     let board = engine.scoreboard();
     let x = engine.explain(&board, 0, fw.find(&code("1.1")).unwrap());
@@ -101,7 +119,10 @@ fn per_capita_funding_uses_population_and_region_targets() {
     let tree = small_tree(RegionClass::PearlRiverDelta);
     let facts = Facts {
         // Fen: t1 2 yuan × 4000 residents, t2 1 yuan × 4000 residents.
-        statistics: vec![stat("t1", "funding", 2013, 800_000), stat("t2", "funding", 2013, 400_000)],
+        statistics: vec![
+            stat("t1", "funding", 2013, 800_000),
+            stat("t2", "funding", 2013, 400_000),
+        ],
         ..Default::default()
     };
     let rule = r#"kind = "per_capita"
@@ -135,29 +156,51 @@ target = "70%""#;
     // c2 has no answers: nothing to judge, zero.
     assert_eq!(s[4], 0);
 
-    let fw = framework(10, vec![item("1.1", 10, &["education"])], &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()));
+    let fw = framework(
+        10,
+        vec![item("1.1", 10, &["education"])],
+        &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()),
+    );
     let engine = Engine::new(&fw, &tree, &facts, 2013);
     let board = engine.scoreboard();
-    let x = engine.explain(&board, 0, fw.find(&code("1.1")).unwrap()).rule.unwrap();
+    let x = engine
+        .explain(&board, 0, fw.find(&code("1.1")).unwrap())
+        .rule
+        .unwrap();
     let aware = &x.surveys[0];
     assert!((aware.rate.unwrap() - 0.676).abs() < 1e-12);
     assert_eq!(aware.responses, 200);
     assert!(aware.low < 0.676 && aware.high > 0.676);
-    assert!(aware.effective_n < 200.0, "unequal weights shrink the effective sample");
-    assert!(aware.straddles_target, "0.70 lies inside the interval with ~150 effective answers");
+    assert!(
+        aware.effective_n < 200.0,
+        "unequal weights shrink the effective sample"
+    );
+    assert!(
+        aware.straddles_target,
+        "0.70 lies inside the interval with ~150 effective answers"
+    );
     assert!(x.note.unwrap().contains("straddles"));
 }
 
 #[test]
 fn count_at_least_is_the_share_of_units_at_the_level_that_meet_it() {
     let tree = small_tree(RegionClass::PearlRiverDelta);
-    let facts = Facts { statistics: vec![stat("t1", "managers", 2013, 1), stat("t2", "managers", 2013, 0)], ..Default::default() };
+    let facts = Facts {
+        statistics: vec![
+            stat("t1", "managers", 2013, 1),
+            stat("t2", "managers", 2013, 0),
+        ],
+        ..Default::default()
+    };
     let rule = r#"kind = "count_at_least"
 metric = "managers"
 at_least = 1
 level = "town""#;
     // d: one of two towns; communities are judged by their own town.
-    assert_eq!(confirmed(rule, &tree, &facts), vec![5000, 10000, 0, 10000, 10000, 0]);
+    assert_eq!(
+        confirmed(rule, &tree, &facts),
+        vec![5000, 10000, 0, 10000, 10000, 0]
+    );
 }
 
 #[test]
@@ -167,11 +210,20 @@ fn a_falling_case_rate_earns_the_points_and_a_missing_year_does_not() {
 metric = "cases"
 direction = "falling"
 per_capita = true"#;
-    let falling = Facts { statistics: vec![stat("d", "cases", 2012, 100), stat("d", "cases", 2013, 80)], ..Default::default() };
+    let falling = Facts {
+        statistics: vec![stat("d", "cases", 2012, 100), stat("d", "cases", 2013, 80)],
+        ..Default::default()
+    };
     assert_eq!(confirmed(rule, &tree, &falling)[0], 10000);
-    let rising = Facts { statistics: vec![stat("d", "cases", 2012, 80), stat("d", "cases", 2013, 100)], ..Default::default() };
+    let rising = Facts {
+        statistics: vec![stat("d", "cases", 2012, 80), stat("d", "cases", 2013, 100)],
+        ..Default::default()
+    };
     assert_eq!(confirmed(rule, &tree, &rising)[0], 0);
-    let missing = Facts { statistics: vec![stat("d", "cases", 2013, 80)], ..Default::default() };
+    let missing = Facts {
+        statistics: vec![stat("d", "cases", 2013, 80)],
+        ..Default::default()
+    };
     assert_eq!(confirmed(rule, &tree, &missing)[0], 0);
 }
 
@@ -194,7 +246,10 @@ urban = { kind = "ratio", numerator = "trained", denominator = "registered", tar
 rural = { kind = "ratio", numerator = "trained", denominator = "registered", target = "30%" }"#;
     // d: urban (80+50)/200 = 65% of 70%; rural 40% passes → min = 65/70.
     // t1: urban 80% passes, rural passes; t2: urban 50/70, no rural communities.
-    assert_eq!(confirmed(rule, &tree, &facts), vec![9286, 10000, 7143, 10000, 10000, 7143]);
+    assert_eq!(
+        confirmed(rule, &tree, &facts),
+        vec![9286, 10000, 7143, 10000, 10000, 7143]
+    );
 }
 
 #[test]
@@ -203,7 +258,13 @@ fn evidence_counts_accepted_grades_confirmed_and_pending_as_projected() {
     let facts = Facts {
         evidence: vec![
             ev("e1", "education", "d", EvidenceState::Returned, 1),
-            ev("e1", "education", "d", EvidenceState::Accepted { grade: 80 }, 2),
+            ev(
+                "e1",
+                "education",
+                "d",
+                EvidenceState::Accepted { grade: 80 },
+                2,
+            ),
             ev("e2", "towns", "t1", EvidenceState::Submitted, 1),
         ],
         ..Default::default()
@@ -220,8 +281,18 @@ fn evidence_counts_accepted_grades_confirmed_and_pending_as_projected() {
 fn weighted_parts_split_the_points_and_the_explanation_lists_every_fact() {
     let tree = small_tree(RegionClass::PearlRiverDelta);
     let facts = Facts {
-        statistics: vec![stat("c1", "served", 2013, 1000), stat("c2", "served", 2013, 3000), stat("c3", "served", 2013, 4000)],
-        evidence: vec![ev("e1", "education", "d", EvidenceState::Accepted { grade: 100 }, 1)],
+        statistics: vec![
+            stat("c1", "served", 2013, 1000),
+            stat("c2", "served", 2013, 3000),
+            stat("c3", "served", 2013, 4000),
+        ],
+        evidence: vec![ev(
+            "e1",
+            "education",
+            "d",
+            EvidenceState::Accepted { grade: 100 },
+            1,
+        )],
         ..Default::default()
     };
     let rule = r#"kind = "weighted"
@@ -231,7 +302,11 @@ parts = [
 ]"#;
     // Evidence 1 of 3 slots, ratio 100% → (1/3 + 1) / 2 of 10.
     assert_eq!(confirmed(rule, &tree, &facts)[0], 6667);
-    let fw = framework(10, vec![item("1.1", 10, &["education", "towns"])], &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()));
+    let fw = framework(
+        10,
+        vec![item("1.1", 10, &["education", "towns"])],
+        &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()),
+    );
     let engine = Engine::new(&fw, &tree, &facts, 2013);
     let board = engine.scoreboard();
     let x = engine.explain(&board, 0, fw.find(&code("1.1")).unwrap());
@@ -239,7 +314,11 @@ parts = [
     assert_eq!(r.parts.len(), 2);
     let evidence = &r.parts[0];
     assert_eq!(evidence.evidence.len(), 3);
-    assert_eq!(evidence.evidence[0].status, SlotStatus::Missing, "what must be acted on comes first");
+    assert_eq!(
+        evidence.evidence[0].status,
+        SlotStatus::Missing,
+        "what must be acted on comes first"
+    );
     let ratio = &r.parts[1];
     assert_eq!(ratio.basis, "达50%以上");
     assert_eq!(ratio.measured.as_deref(), Some("100.0%"));
@@ -250,11 +329,36 @@ parts = [
 #[test]
 fn a_group_whose_children_exceed_it_is_capped_and_both_numbers_are_kept() {
     let tree = small_tree(RegionClass::PearlRiverDelta);
-    let fw = framework(7, vec![item("1.1", 4, &["education"]), item("1.2", 4, &["education"])], catalog_toml());
+    let fw = framework(
+        7,
+        vec![
+            item("1.1", 4, &["education"]),
+            item("1.2", 4, &["education"]),
+        ],
+        catalog_toml(),
+    );
     let facts = Facts {
         evidence: vec![
-            EvidenceFact { criterion: code("1.1"), ..ev("a", "education", "d", EvidenceState::Accepted { grade: 100 }, 1) },
-            EvidenceFact { criterion: code("1.2"), ..ev("b", "education", "d", EvidenceState::Accepted { grade: 100 }, 1) },
+            EvidenceFact {
+                criterion: code("1.1"),
+                ..ev(
+                    "a",
+                    "education",
+                    "d",
+                    EvidenceState::Accepted { grade: 100 },
+                    1,
+                )
+            },
+            EvidenceFact {
+                criterion: code("1.2"),
+                ..ev(
+                    "b",
+                    "education",
+                    "d",
+                    EvidenceState::Accepted { grade: 100 },
+                    1,
+                )
+            },
         ],
         ..Default::default()
     };
@@ -264,7 +368,10 @@ fn a_group_whose_children_exceed_it_is_capped_and_both_numbers_are_kept() {
     assert_eq!(board.cell(0, area).confirmed, Points::whole(7));
     let x = engine.explain(&board, 0, area);
     let cap = x.capped.unwrap();
-    assert_eq!((cap.children_confirmed, cap.declared), (Points::whole(8), Points::whole(7)));
+    assert_eq!(
+        (cap.children_confirmed, cap.declared),
+        (Points::whole(8), Points::whole(7))
+    );
     assert_eq!(x.children.len(), 2);
 }
 
@@ -276,7 +383,13 @@ fn readiness_lists_key_criteria_short_ranked_losses_and_units_owing_evidence() {
     let fw = framework(11, vec![key, item("1.2", 5, &["finance"])], catalog_toml());
     let facts = Facts {
         evidence: vec![
-            ev("a", "education", "d", EvidenceState::Accepted { grade: 100 }, 1),
+            ev(
+                "a",
+                "education",
+                "d",
+                EvidenceState::Accepted { grade: 100 },
+                1,
+            ),
             ev("b", "towns", "t1", EvidenceState::Submitted, 1),
         ],
         ..Default::default()
@@ -286,8 +399,18 @@ fn readiness_lists_key_criteria_short_ranked_losses_and_units_owing_evidence() {
     let r = engine.readiness(&board, 0, 10);
     assert_eq!(r.key_short.len(), 1);
     assert_eq!(r.key_short[0].code, "1.1");
-    assert_eq!(r.weakest.iter().map(|g| g.code.as_str()).collect::<Vec<_>>(), ["1.2", "1.1"]);
-    let units: Vec<(&str, usize, usize)> = r.units.iter().map(|u| (u.unit.as_str(), u.missing, u.pending)).collect();
+    assert_eq!(
+        r.weakest
+            .iter()
+            .map(|g| g.code.as_str())
+            .collect::<Vec<_>>(),
+        ["1.2", "1.1"]
+    );
+    let units: Vec<(&str, usize, usize)> = r
+        .units
+        .iter()
+        .map(|u| (u.unit.as_str(), u.missing, u.pending))
+        .collect();
     assert_eq!(units, [("finance", 1, 0), ("towns", 1, 1)]);
     // For town t1 only its own slot and the district's count.
     let t1 = tree.find(&OrgUnitId::parse("t1").unwrap()).unwrap();

@@ -36,7 +36,10 @@ pub fn item(c: &str, points: i64, responsible: &[&str]) -> Item {
         declared: true,
         key: false,
         materials: "材料".into(),
-        responsible: responsible.iter().map(|u| UnitId::parse(u).unwrap()).collect(),
+        responsible: responsible
+            .iter()
+            .map(|u| UnitId::parse(u).unwrap())
+            .collect(),
         rule: None,
         source_row: None,
     }
@@ -64,7 +67,13 @@ pub fn framework(area_points: i64, criteria: Vec<Item>, rules_toml: &str) -> Fra
     fw
 }
 
-pub fn ou(id: &str, level: OrgLevel, parent: Option<&str>, ctype: Option<CommunityType>, pop: u64) -> OrgUnit {
+pub fn ou(
+    id: &str,
+    level: OrgLevel,
+    parent: Option<&str>,
+    ctype: Option<CommunityType>,
+    pop: u64,
+) -> OrgUnit {
     OrgUnit {
         id: OrgUnitId::parse(id).unwrap(),
         name: id.to_string(),
@@ -72,7 +81,11 @@ pub fn ou(id: &str, level: OrgLevel, parent: Option<&str>, ctype: Option<Communi
         parent: parent.map(|p| OrgUnitId::parse(p).unwrap()),
         community_type: ctype,
         region: None,
-        population: if pop > 0 { BTreeMap::from([(2013, pop), (2012, pop)]) } else { BTreeMap::new() },
+        population: if pop > 0 {
+            BTreeMap::from([(2013, pop), (2012, pop)])
+        } else {
+            BTreeMap::new()
+        },
     }
 }
 
@@ -84,9 +97,27 @@ pub fn small_tree(region: RegionClass) -> OrgTree {
         d,
         ou("t1", OrgLevel::Town, Some("d"), None, 0),
         ou("t2", OrgLevel::Town, Some("d"), None, 0),
-        ou("c1", OrgLevel::Community, Some("t1"), Some(CommunityType::Urban), 1000),
-        ou("c2", OrgLevel::Community, Some("t1"), Some(CommunityType::Rural), 3000),
-        ou("c3", OrgLevel::Community, Some("t2"), Some(CommunityType::Urban), 4000),
+        ou(
+            "c1",
+            OrgLevel::Community,
+            Some("t1"),
+            Some(CommunityType::Urban),
+            1000,
+        ),
+        ou(
+            "c2",
+            OrgLevel::Community,
+            Some("t1"),
+            Some(CommunityType::Rural),
+            3000,
+        ),
+        ou(
+            "c3",
+            OrgLevel::Community,
+            Some("t2"),
+            Some(CommunityType::Urban),
+            4000,
+        ),
     ])
     .unwrap()
 }

@@ -1,0 +1,151 @@
+//! What each command does.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use cezone_domain::demo::{DemoParams, generate};
+use cezone_domain::engine::Engine;
+use cezone_domain::export;
+use cezone_domain::findings::Findings;
+use cezone_domain::framework::{Framework, FrameworkDocument};
+use cezone_domain::guangdong;
+use cezone_domain::org::OrgTree;
+use cezone_domain::package::{PackageParts, read_parts, read_table};
+
+use crate::cli::{
+    Cli, Command, DemoArgs, FindingsFormat, FrameworkCommand, OutputFormat, ShowFormat,
+};
+use crate::render;
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Framework(cmd) => framework(cmd),
+        Command::Demo(args) => demo(args),
+    }
+}
+
+fn read_package(manifest: &Path) -> Result<PackageParts> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+    let reader = move |name: &str| -> Result<Vec<u8>, String> {
+        std::fs::read(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"))
+    };
+    Ok(read_parts(&manifest.display().to_string(), &text, &reader)?)
+}
+
+/// Loads any framework file: a table (.csv/.xlsx) with a package's units, rules and calendar,
+/// a package manifest (.toml) or a framework document (.json).
+pub fn load_framework(file: &Path, package: Option<&Path>) -> Result<(Framework, Findings)> {
+    let name = file.display().to_string();
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".toml") {
+        return Ok(read_package(file)?.build());
+    }
+    if lower.ends_with(".json") {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?;
+        let doc: FrameworkDocument = serde_json::from_str(&text)
+            .with_context(|| format!("{name} is not a framework document"))?;
+        return Ok(Framework::from_document(doc));
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {name}"))?;
+    let rows = read_table(&name, &bytes)?;
+    let base = match package {
+        Some(m) => read_package(m)?,
+        None => guangdong::parts(),
+    };
+    Ok(base.with_table(&name, rows).build())
+}
+
+fn framework(cmd: FrameworkCommand) -> Result<ExitCode> {
+    match cmd {
+        FrameworkCommand::Validate {
+            file,
+            package,
+            format,
+        } => {
+            let (_, findings) = load_framework(&file, package.as_deref())?;
+            match format {
+                FindingsFormat::Text => print!("{}", render::findings(&findings)),
+                FindingsFormat::Json => println!("{}", serde_json::to_string_pretty(&findings.0)?),
+            }
+            Ok(if findings.has_errors() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        FrameworkCommand::Show {
+            file,
+            package,
+            format,
+        } => {
+            let (fw, _) = match &file {
+                Some(f) => load_framework(f, package.as_deref())?,
+                None => guangdong::framework(),
+            };
+            match format {
+                ShowFormat::Table => print!("{}", render::framework_tree(&fw)),
+                ShowFormat::Json => println!("{}", export::to_json(&fw)),
+                ShowFormat::Csv => print!("{}", export::to_csv(&fw)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        FrameworkCommand::Import {
+            file,
+            package,
+            out,
+            force,
+        } => {
+            let (fw, findings) = load_framework(&file, package.as_deref())?;
+            eprint!("{}", render::findings(&findings));
+            if findings.has_errors() && !force {
+                bail!(
+                    "{} has {} error(s); nothing written (use --force to write anyway)",
+                    file.display(),
+                    findings.errors()
+                );
+            }
+            let json = export::to_json(&fw);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, json)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote {} ({} items)", path.display(), fw.len());
+                }
+                None => println!("{json}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn demo(args: DemoArgs) -> Result<ExitCode> {
+    if args.towns == 0 || args.communities < args.towns {
+        bail!(
+            "--towns must be at least 1 and --communities at least --towns (got {} and {})",
+            args.towns,
+            args.communities
+        );
+    }
+    let (fw, _) = guangdong::framework();
+    let params = DemoParams {
+        seed: args.seed,
+        towns: args.towns,
+        communities: args.communities,
+        responses_per_community: args.responses_per_community,
+        ..DemoParams::nanhai(args.seed)
+    };
+    let district = generate(&fw, &params);
+    let facts = district.facts(&fw.catalog);
+    let tree = OrgTree::build(district.units)?;
+    let engine = Engine::new(&fw, &tree, &facts, params.period);
+    let board = engine.scoreboard();
+    let summary = engine.summary(&board, tree.root(), args.weak_links);
+    match args.format {
+        OutputFormat::Text => print!("{}", render::scoreboard(&summary)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}

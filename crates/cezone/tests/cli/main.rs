@@ -1,0 +1,135 @@
+//! The `cezone` command as an operator runs it.
+
+use std::process::{Command, Output};
+
+fn cezone(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cezone"))
+        .args(args)
+        .output()
+        .expect("cezone runs")
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn validating_the_seed_table_reports_its_defects_and_succeeds() {
+    let o = cezone(&[
+        "framework",
+        "validate",
+        &repo("data/guangdong-2013/indicators.csv"),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = stdout(&o);
+    assert!(out.contains("group 3.2 declares 7 points but its 3 children add up to 8"));
+    assert!(out.contains("calendar.toml"));
+    assert!(out.contains("'2014年2月30日'"));
+    assert!(
+        out.ends_with("0 error(s), 40 warning(s), 0 note(s)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validation_exits_1_on_errors_and_json_names_each_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "一级指标,二级指标,三级指标,分值,提供材料,负责单位\n1.甲（2分）,1.1乙（2分）,1.1.1丙,2分,材料,区体育局\n").unwrap();
+    let o = cezone(&[
+        "framework",
+        "validate",
+        bad.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let findings: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let unknown = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "unknown_unit")
+        .expect("unknown unit reported");
+    assert_eq!(unknown["severity"], "error");
+    assert_eq!(unknown["location"]["row"], 2);
+    assert_eq!(unknown["location"]["item"], "1.1.1");
+}
+
+#[test]
+fn import_writes_the_framework_document_and_refuses_a_broken_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fw.json");
+    let o = cezone(&[
+        "framework",
+        "import",
+        &repo("data/guangdong-2013/indicators.csv"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(doc["format"], "cezone.framework.v1");
+    assert_eq!(doc["items"].as_array().unwrap().len(), 5);
+    // The document validates on its own.
+    let o = cezone(&["framework", "validate", out.to_str().unwrap()]);
+    assert!(o.status.success());
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "一级指标,分值,提供材料,负责单位\n").unwrap();
+    let target = dir.path().join("never.json");
+    let o = cezone(&[
+        "framework",
+        "import",
+        bad.to_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!target.exists(), "nothing is written for a broken table");
+}
+
+#[test]
+fn demo_prints_the_district_scoreboard_and_stable_json() {
+    let o = cezone(&["demo"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for needle in [
+        "南海区",
+        "TOTAL",
+        "AREAS",
+        "桂城街道",
+        "KEY CRITERIA (★)",
+        "WEAK LINKS",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    let o = cezone(&["demo", "--format", "json"]);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["format"], "cezone.summary.v1");
+    assert_eq!(s["max_points"], "100");
+    assert_eq!(s["areas"].as_array().unwrap().len(), 5);
+    assert_eq!(s["children"].as_array().unwrap().len(), 7);
+    assert_eq!(s["key_criteria"].as_array().unwrap().len(), 9);
+    // Same seed, same numbers.
+    let again: serde_json::Value =
+        serde_json::from_slice(&cezone(&["demo", "--format", "json"]).stdout).unwrap();
+    assert_eq!(s, again);
+}
+
+#[test]
+fn demo_refuses_impossible_sizes() {
+    let o = cezone(&["demo", "--towns", "5", "--communities", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--communities"));
+}
