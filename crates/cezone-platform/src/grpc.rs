@@ -1,0 +1,145 @@
+//! Serving a gRPC service: bound listener (port 0 in tests), health checking, server reflection,
+//! request spans, message size limits and graceful shutdown.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::LatencyUnit;
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{
+    DefaultMakeSpan, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer,
+};
+use tracing::Level;
+
+pub use tonic_health::server::HealthReporter;
+
+pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind((host, port)).await?;
+    Ok(listener)
+}
+
+/// gRPC server reflection over every cezone contract.
+pub fn reflection() -> tonic_reflection::server::v1::ServerReflectionServer<
+    impl tonic_reflection::server::v1::ServerReflection,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cezone_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptors are valid")
+}
+
+/// A span per request with the gRPC method, and status and latency on completion. Answers
+/// about bad input (InvalidArgument, NotFound, …) are not server failures; they log at debug.
+pub fn trace_layer() -> TraceLayer<
+    SharedClassifier<GrpcErrorsAsFailures>,
+    DefaultMakeSpan,
+    DefaultOnRequest,
+    DefaultOnResponse,
+    tower_http::trace::DefaultOnBodyChunk,
+    tower_http::trace::DefaultOnEos,
+    DefaultOnFailure,
+> {
+    let classifier = [
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::PermissionDenied,
+        GrpcCode::Unauthenticated,
+        GrpcCode::OutOfRange,
+        GrpcCode::Cancelled,
+    ]
+    .into_iter()
+    .fold(
+        GrpcErrorsAsFailures::new(),
+        GrpcErrorsAsFailures::with_success,
+    );
+    TraceLayer::new(SharedClassifier::new(classifier))
+        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+        .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+        .on_response(
+            DefaultOnResponse::new()
+                .level(Level::DEBUG)
+                .latency_unit(LatencyUnit::Micros),
+        )
+        .on_failure(
+            DefaultOnFailure::new()
+                .level(Level::WARN)
+                .latency_unit(LatencyUnit::Micros),
+        )
+}
+
+/// A running server: its address, a handle to stop it and the task to await.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Running {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn stop(self) -> Result<(), tonic::transport::Error> {
+        self.shutdown.cancel();
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "server task panicked");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Serves `routes` (the service plus health and reflection) on a bound listener until the
+/// returned handle is stopped.
+pub fn spawn(listener: TcpListener, routes: tonic::service::Routes) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(trace_layer())
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await })
+            .await
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// Routes of one service with health checking (reported SERVING) and reflection.
+pub async fn routes_with_health<S>(service: S) -> tonic::service::Routes
+where
+    S: tonic::codegen::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<S>().await;
+    tonic::service::Routes::new(health)
+        .add_service(reflection())
+        .add_service(service)
+}

@@ -1,0 +1,16 @@
+//! What every cezone service shares: typed settings, telemetry, database connections and
+//! migrations, gRPC serving with health and reflection, the error-code mapping, pagination.
+
+pub mod convert;
+pub mod db;
+pub mod error;
+pub mod grpc;
+pub mod paging;
+pub mod registry_view;
+pub mod settings;
+pub mod telemetry;
+pub mod testing;
+pub mod time;
+
+pub use error::{ApiError, ErrorCode};
+pub use settings::Settings;

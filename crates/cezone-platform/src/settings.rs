@@ -1,0 +1,300 @@
+//! One typed settings tree: embedded defaults, then an optional file, then `CEZONE__…`
+//! environment variables. Invalid settings fail at start naming the key and the reason.
+
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULTS: &str = include_str!("default.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub grpc: GrpcSettings,
+    pub registry: ServicePort,
+    pub evidence: EvidenceSettings,
+    pub surveys: SurveySettings,
+    pub scoring: ScoringSettings,
+    pub services: ServiceUrls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrpcSettings {
+    pub host: String,
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServicePort {
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceSettings {
+    pub port: u16,
+    pub storage_root: PathBuf,
+    pub max_file_bytes: u64,
+    pub chunk_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurveySettings {
+    pub port: u16,
+    pub write_batch_rows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoringSettings {
+    pub port: u16,
+    pub framework_id: String,
+    pub edition: String,
+    pub period: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceUrls {
+    pub registry_url: String,
+    pub evidence_url: String,
+    pub surveys_url: String,
+    pub scoring_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration cannot be read: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("setting {key} = {value:?} is invalid: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Settings {
+    /// Defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        Settings::load_with_env(
+            file,
+            Environment::with_prefix("CEZONE")
+                .prefix_separator("__")
+                .separator("__"),
+        )
+    }
+
+    /// The embedded defaults alone, as tests start from.
+    pub fn defaults() -> Settings {
+        let s: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .build()
+            .and_then(Config::try_deserialize)
+            .expect("the embedded defaults deserialize");
+        s.validate().expect("the embedded defaults are valid");
+        s
+    }
+
+    fn load_with_env(file: Option<&Path>, env: Environment) -> Result<Settings, SettingsError> {
+        let mut b = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(f) = file {
+            b = b.add_source(File::from(f).required(true));
+        }
+        let s: Settings = b
+            .add_source(env.try_parsing(true))
+            .build()?
+            .try_deserialize()?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |key: &'static str, value: &dyn std::fmt::Display, reason: &str| {
+            SettingsError::Invalid {
+                key,
+                value: value.to_string(),
+                reason: reason.to_string(),
+            }
+        };
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "database.url",
+                url,
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(bad("database.max_connections", &0, "must be at least 1"));
+        }
+        if self.grpc.max_message_bytes < 64 * 1024 {
+            return Err(bad(
+                "grpc.max_message_bytes",
+                &self.grpc.max_message_bytes,
+                "must be at least 65536",
+            ));
+        }
+        if self.grpc.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(
+                "grpc.host",
+                &self.grpc.host,
+                "must be an IP address such as 127.0.0.1 or 0.0.0.0",
+            ));
+        }
+        if self.evidence.max_file_bytes == 0 {
+            return Err(bad("evidence.max_file_bytes", &0, "must be at least 1"));
+        }
+        if self.evidence.chunk_bytes < 1024
+            || self.evidence.chunk_bytes > self.grpc.max_message_bytes / 2
+        {
+            return Err(bad(
+                "evidence.chunk_bytes",
+                &self.evidence.chunk_bytes,
+                "must be between 1024 and half of grpc.max_message_bytes",
+            ));
+        }
+        if self.surveys.write_batch_rows == 0 || self.surveys.write_batch_rows > 50_000 {
+            return Err(bad(
+                "surveys.write_batch_rows",
+                &self.surveys.write_batch_rows,
+                "must be between 1 and 50000",
+            ));
+        }
+        if !(1900..=2200).contains(&self.scoring.period) {
+            return Err(bad(
+                "scoring.period",
+                &self.scoring.period,
+                "must be a year between 1900 and 2200",
+            ));
+        }
+        for (key, v) in [
+            ("services.registry_url", &self.services.registry_url),
+            ("services.evidence_url", &self.services.evidence_url),
+            ("services.surveys_url", &self.services.surveys_url),
+            ("services.scoring_url", &self.services.scoring_url),
+        ] {
+            if v.parse::<http::Uri>()
+                .map(|u| u.scheme().is_none() || u.host().is_none())
+                .unwrap_or(true)
+            {
+                return Err(bad(
+                    key,
+                    v,
+                    "must be an absolute URL such as http://127.0.0.1:50051",
+                ));
+            }
+        }
+        match self.log.format {
+            LogFormat::Human | LogFormat::Json => {}
+        }
+        Ok(())
+    }
+
+    /// The effective configuration with secrets (passwords in URLs) masked.
+    pub fn masked(&self) -> Settings {
+        let mut s = self.clone();
+        s.database.url = mask_url_password(&s.database.url);
+        s
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((creds, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match creds.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let s = Settings::defaults();
+        assert!(s.database.url.starts_with("sqlite:"));
+        assert_eq!(s.registry.port, 50051);
+    }
+
+    #[test]
+    fn environment_overrides_the_defaults() {
+        let env = Environment::with_prefix("CEZONE")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(
+                [
+                    (
+                        "CEZONE__DATABASE__URL".to_string(),
+                        "postgres://u:p@h/db".to_string(),
+                    ),
+                    ("CEZONE__SCORING__PERIOD".to_string(), "2014".to_string()),
+                ]
+                .into_iter()
+                .collect(),
+            ));
+        let s = Settings::load_with_env(None, env).unwrap();
+        assert_eq!(s.database.url, "postgres://u:p@h/db");
+        assert_eq!(s.scoring.period, 2014);
+        assert_eq!(s.masked().database.url, "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn an_invalid_setting_names_its_key_and_reason() {
+        let env = Environment::with_prefix("CEZONE")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(
+                [("CEZONE__DATABASE__URL".to_string(), "mysql://x".to_string())]
+                    .into_iter()
+                    .collect(),
+            ));
+        let err = Settings::load_with_env(None, env).unwrap_err().to_string();
+        assert!(
+            err.contains("database.url") && err.contains("sqlite: or postgres://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_wrongly_typed_value_is_refused() {
+        let env = Environment::with_prefix("CEZONE")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(
+                [("CEZONE__REGISTRY__PORT".to_string(), "many".to_string())]
+                    .into_iter()
+                    .collect(),
+            ));
+        let err = Settings::load_with_env(None, env).unwrap_err().to_string();
+        assert!(err.contains("port"), "{err}");
+    }
+}

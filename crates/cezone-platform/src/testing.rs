@@ -1,0 +1,107 @@
+//! Test support: a fresh PostgreSQL database per test, on the server CI and developers run
+//! (`CEZONE_TEST_POSTGRES_URL`, default postgres://postgres@127.0.0.1:5432/test). Tests that
+//! ask for one fail when PostgreSQL cannot be reached; they are never skipped.
+
+use sea_orm::{ConnectionTrait, Database};
+
+pub fn admin_url() -> String {
+    std::env::var("CEZONE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// Creates an empty database and returns its URL. Databases left by runs more than an hour
+/// old are dropped on the way.
+pub async fn fresh_postgres_database() -> String {
+    let admin = admin_url();
+    let db = Database::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed by this test: {e}"));
+    let now = chrono::Utc::now().timestamp();
+    let name = format!("cezone_t_{now}_{}", uuid::Uuid::new_v4().simple());
+    if let Ok(rows) = db
+        .query_all(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'cezone_t_%'".to_string(),
+        ))
+        .await
+    {
+        for row in rows {
+            let Ok(old) = row.try_get::<String>("", "datname") else {
+                continue;
+            };
+            let ts: i64 = old
+                .split('_')
+                .nth(2)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(now);
+            if now - ts > 3600 {
+                let _ = db
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"))
+                    .await;
+            }
+        }
+    }
+    db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+/// Which database a contract test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Settings for one test: every port 0, a private SQLite file or a fresh PostgreSQL database,
+/// evidence files under a temporary directory (removed when this is dropped).
+#[derive(Debug)]
+pub struct TestEnv {
+    pub settings: crate::settings::Settings,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn test_env(backend: Backend) -> TestEnv {
+    crate::telemetry::init_for_tests();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut s = crate::settings::Settings::defaults();
+    s.registry.port = 0;
+    s.evidence.port = 0;
+    s.surveys.port = 0;
+    s.scoring.port = 0;
+    s.database.max_connections = 4;
+    s.database.url = match backend {
+        Backend::Sqlite => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("cezone.db").display()
+        ),
+        Backend::Postgres => fresh_postgres_database().await,
+    };
+    s.evidence.storage_root = dir.path().join("evidence");
+    TestEnv { settings: s, dir }
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed async fn taking a `Backend`.
+#[macro_export]
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,21 @@
+//! Generates the contracts with the vendored protoc: no system protoc is needed.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files: Vec<PathBuf> = [
+        "common", "registry", "evidence", "surveys", "scoring", "events",
+    ]
+    .iter()
+    .map(|p| root.join(format!("cezone/{p}/v1/{p}.proto")))
+    .collect();
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("cezone_descriptor.bin"))
+        .compile_with_config(config, &files, std::slice::from_ref(&root))?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! cezone's gRPC and event contracts (`proto/`), generated at build time.
+
+#![allow(clippy::all, missing_debug_implementations)]
+
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("cezone.common.v1");
+    }
+}
+pub mod registry {
+    pub mod v1 {
+        tonic::include_proto!("cezone.registry.v1");
+    }
+}
+pub mod evidence {
+    pub mod v1 {
+        tonic::include_proto!("cezone.evidence.v1");
+    }
+}
+pub mod surveys {
+    pub mod v1 {
+        tonic::include_proto!("cezone.surveys.v1");
+    }
+}
+pub mod scoring {
+    pub mod v1 {
+        tonic::include_proto!("cezone.scoring.v1");
+    }
+}
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("cezone.events.v1");
+    }
+}
+
+/// Every service's descriptors, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cezone_descriptor");

@@ -1,0 +1,250 @@
+//! gRPC edge of the registry: translate requests to the core and results back.
+
+use cezone_platform::ApiError;
+use cezone_platform::convert::{
+    finding_to_proto, level_to_proto, org_unit_from_proto, org_unit_to_proto,
+};
+use cezone_platform::paging::Page;
+use cezone_proto::registry::v1 as pr;
+use cezone_proto::registry::v1::registry_service_server::RegistryService;
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+use crate::{frameworks, org_units};
+
+#[derive(Debug, Clone)]
+pub struct RegistryApi {
+    pub db: DatabaseConnection,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn ok<T>(v: T) -> Reply<T> {
+    Ok(Response::new(v))
+}
+
+impl RegistryApi {
+    async fn framework(
+        &self,
+        r: &pr::FrameworkRef,
+    ) -> Result<
+        (
+            crate::entities::framework_version::Model,
+            cezone_domain::Framework,
+        ),
+        ApiError,
+    > {
+        let m = frameworks::find(&self.db, &r.framework_id, &r.edition).await?;
+        let fw = frameworks::parse_stored(&m)?;
+        Ok((m, fw))
+    }
+}
+
+#[tonic::async_trait]
+impl RegistryService for RegistryApi {
+    async fn validate_framework(
+        &self,
+        req: Request<pr::FrameworkSource>,
+    ) -> Reply<pr::ValidateFrameworkResponse> {
+        let (_, findings) = frameworks::read_source(req.get_ref())?;
+        ok(pr::ValidateFrameworkResponse {
+            findings: findings.iter().map(finding_to_proto).collect(),
+            errors: findings.errors() as u32,
+            warnings: findings.warnings() as u32,
+        })
+    }
+
+    async fn import_framework(
+        &self,
+        req: Request<pr::FrameworkSource>,
+    ) -> Reply<pr::FrameworkVersion> {
+        let (fw, findings) = frameworks::read_source(req.get_ref())?;
+        if findings.has_errors() {
+            return Err(frameworks::error_for_findings(&findings).into());
+        }
+        let stored = frameworks::store_draft(&self.db, &fw, &findings).await?;
+        tracing::info!(framework = %fw.meta.id, edition = %fw.meta.edition, warnings = findings.warnings(), "framework draft imported");
+        ok(frameworks::version_to_proto(&stored, true))
+    }
+
+    async fn publish_framework(
+        &self,
+        req: Request<pr::FrameworkRef>,
+    ) -> Reply<pr::FrameworkVersion> {
+        let r = req.into_inner();
+        let m = frameworks::publish(&self.db, &r.framework_id, &r.edition).await?;
+        tracing::info!(framework = %r.framework_id, edition = %r.edition, "framework published");
+        ok(frameworks::version_to_proto(&m, false))
+    }
+
+    async fn get_framework(&self, req: Request<pr::FrameworkRef>) -> Reply<pr::Framework> {
+        let (m, fw) = self.framework(req.get_ref()).await?;
+        ok(pr::Framework {
+            version: Some(frameworks::version_to_proto(&m, true)),
+            items: frameworks::items_to_proto(&fw, false),
+            document_json: m.document_json.clone(),
+        })
+    }
+
+    async fn list_frameworks(
+        &self,
+        req: Request<pr::ListFrameworksRequest>,
+    ) -> Reply<pr::ListFrameworksResponse> {
+        let page = Page::parse(req.get_ref().page.as_ref())?;
+        let all: Vec<pr::FrameworkVersion> = frameworks::list(&self.db)
+            .await?
+            .iter()
+            .map(|m| frameworks::version_to_proto(m, false))
+            .collect();
+        let (versions, page) = page.slice(&all);
+        ok(pr::ListFrameworksResponse { versions, page })
+    }
+
+    async fn list_criteria(
+        &self,
+        req: Request<pr::ListCriteriaRequest>,
+    ) -> Reply<pr::ListCriteriaResponse> {
+        let r = req.into_inner();
+        let page = Page::parse(r.page.as_ref())?;
+        let fref = r
+            .framework
+            .ok_or_else(|| ApiError::invalid("framework", "is missing"))?;
+        let (_, fw) = self.framework(&fref).await?;
+        if !r.responsible_unit.is_empty()
+            && !fw
+                .units
+                .units
+                .iter()
+                .any(|u| u.id.as_str() == r.responsible_unit)
+        {
+            return Err(ApiError::invalid(
+                "responsible_unit",
+                format!("'{}' is not a unit of this framework", r.responsible_unit),
+            )
+            .into());
+        }
+        let all: Vec<pr::Item> = frameworks::items_to_proto(&fw, true)
+            .into_iter()
+            .filter(|i| !r.key_only || i.key)
+            .filter(|i| {
+                r.responsible_unit.is_empty() || i.responsible_units.contains(&r.responsible_unit)
+            })
+            .collect();
+        let (criteria, page) = page.slice(&all);
+        ok(pr::ListCriteriaResponse { criteria, page })
+    }
+
+    async fn get_responsibility_matrix(
+        &self,
+        req: Request<pr::FrameworkRef>,
+    ) -> Reply<pr::ResponsibilityMatrix> {
+        let (_, fw) = self.framework(req.get_ref()).await?;
+        ok(pr::ResponsibilityMatrix {
+            units: fw
+                .units
+                .units
+                .iter()
+                .map(|u| pr::ResponsibleUnit {
+                    id: u.id.to_string(),
+                    name: u.name.clone(),
+                    aliases: u.aliases.clone(),
+                    kind: match u.kind {
+                        cezone_domain::units::UnitKind::Department => "department",
+                        cezone_domain::units::UnitKind::EachOrgLevel => "each_org_level",
+                    }
+                    .to_string(),
+                    level: u.expands_to().map_or(0, |l| level_to_proto(l) as i32),
+                    duties: u.duties.clone(),
+                })
+                .collect(),
+            rows: fw
+                .leaves()
+                .map(|c| {
+                    let it = fw.item(c);
+                    pr::MatrixRow {
+                        criterion: it.code.to_string(),
+                        key: it.key,
+                        points: it.points.to_string(),
+                        unit_ids: it.responsible.iter().map(ToString::to_string).collect(),
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    async fn get_calendar(&self, req: Request<pr::FrameworkRef>) -> Reply<pr::Calendar> {
+        let (_, fw) = self.framework(req.get_ref()).await?;
+        ok(pr::Calendar {
+            phases: fw
+                .calendar
+                .phases
+                .iter()
+                .map(|p| pr::Phase {
+                    id: p.id.clone(),
+                    number: p.number,
+                    name: p.name.clone(),
+                    original: p.original.clone(),
+                    start: p.start.to_string(),
+                    end: p.end.to_string(),
+                    correction: p.correction.clone().unwrap_or_default(),
+                })
+                .collect(),
+            checkpoints: fw
+                .calendar
+                .checkpoints
+                .iter()
+                .map(|c| pr::Checkpoint {
+                    id: c.id.clone(),
+                    phase: c.phase.clone(),
+                    name: c.name.clone(),
+                    original: c.original.clone(),
+                    due: c.due.to_string(),
+                    correction: c.correction.clone().unwrap_or_default(),
+                })
+                .collect(),
+        })
+    }
+
+    async fn create_org_unit(&self, req: Request<pr::OrgUnit>) -> Reply<pr::OrgUnit> {
+        let unit = org_unit_from_proto(req.get_ref())?;
+        let (u, rev) = org_units::create(&self.db, unit).await?;
+        ok(org_unit_to_proto(&u, rev))
+    }
+
+    async fn get_org_unit(&self, req: Request<pr::GetOrgUnitRequest>) -> Reply<pr::OrgUnit> {
+        let (u, rev) = org_units::get(&self.db, &req.get_ref().id).await?;
+        ok(org_unit_to_proto(&u, rev))
+    }
+
+    async fn update_population(
+        &self,
+        req: Request<pr::UpdatePopulationRequest>,
+    ) -> Reply<pr::OrgUnit> {
+        let r = req.into_inner();
+        let (u, rev) = org_units::update_population(&self.db, &r.id, r.year, r.residents).await?;
+        ok(org_unit_to_proto(&u, rev))
+    }
+
+    async fn move_org_unit(&self, req: Request<pr::MoveOrgUnitRequest>) -> Reply<pr::OrgUnit> {
+        let r = req.into_inner();
+        let (u, rev) = org_units::move_unit(&self.db, &r.id, &r.new_parent_id).await?;
+        ok(org_unit_to_proto(&u, rev))
+    }
+
+    async fn list_org_units(
+        &self,
+        req: Request<pr::ListOrgUnitsRequest>,
+    ) -> Reply<pr::ListOrgUnitsResponse> {
+        let r = req.into_inner();
+        let page = Page::parse(r.page.as_ref())?;
+        let all = org_units::subtree(&self.db, &r.root_id).await?;
+        let (units, page) = page.slice(&all);
+        ok(pr::ListOrgUnitsResponse {
+            units: units
+                .iter()
+                .map(|(u, rev)| org_unit_to_proto(u, *rev))
+                .collect(),
+            page,
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! The indicator registry: framework versions (imported, validated, published, immutable once
+//! published), org units with populations per year, the responsibility matrix and the calendar.
+
+mod api;
+mod app;
+mod entities;
+mod frameworks;
+mod migration;
+mod org_units;
+
+pub use app::Application;

@@ -1,0 +1,74 @@
+//! The registry's schema, migrated at start.
+
+use sea_orm::Schema;
+use sea_orm_migration::prelude::*;
+
+use crate::entities::{framework_version, org_unit};
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(Initial)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        Alias::new("registry_migrations").into_iden()
+    }
+}
+
+/// Advisory-lock key of the registry's migrations on PostgreSQL.
+pub const LOCK_KEY: i64 = 0x00ce_0001;
+
+struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Initial {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let schema = Schema::new(manager.get_database_backend());
+        manager
+            .create_table(
+                schema
+                    .create_table_from_entity(framework_version::Entity)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("registry_framework_versions_id_edition")
+                    .table(framework_version::Entity)
+                    .col(framework_version::Column::FrameworkId)
+                    .col(framework_version::Column::Edition)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                schema
+                    .create_table_from_entity(org_unit::Entity)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("registry_org_units_parent")
+                    .table(org_unit::Entity)
+                    .col(org_unit::Column::ParentId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}

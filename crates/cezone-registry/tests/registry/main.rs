@@ -1,0 +1,523 @@
+//! The registry over real gRPC on 127.0.0.1, against SQLite and PostgreSQL alike.
+
+use cezone_domain::guangdong;
+use cezone_platform::error::violations;
+use cezone_platform::testing::{Backend, TestEnv, test_env};
+use cezone_proto::common::v1::{CommunityType, OrgLevel, PageRequest, RegionClass};
+use cezone_proto::registry::v1 as pr;
+use cezone_proto::registry::v1::framework_source::Source;
+use cezone_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use cezone_registry::Application;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct TestApp {
+    app: Application,
+    client: RegistryServiceClient<Channel>,
+    _env: TestEnv,
+}
+
+async fn spawn_app(backend: Backend) -> TestApp {
+    let env = test_env(backend).await;
+    let app = Application::build(&env.settings)
+        .await
+        .expect("registry starts");
+    let client = RegistryServiceClient::connect(app.url())
+        .await
+        .expect("connects");
+    TestApp {
+        app,
+        client,
+        _env: env,
+    }
+}
+
+fn seed_table() -> pr::FrameworkSource {
+    pr::FrameworkSource {
+        source: Some(Source::Table(guangdong::TABLE.as_bytes().to_vec())),
+        file_name: "indicators.csv".into(),
+        ..Default::default()
+    }
+}
+
+fn fref(edition: &str) -> pr::FrameworkRef {
+    pr::FrameworkRef {
+        framework_id: "gd-community-education".into(),
+        edition: edition.into(),
+    }
+}
+
+async fn frameworks_import_publish_and_stay_immutable(backend: Backend) {
+    let mut t = spawn_app(backend).await;
+    let v = t
+        .client
+        .import_framework(seed_table())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.state, pr::FrameworkState::Draft as i32);
+    assert_eq!(v.criteria, 40);
+    assert_eq!(v.total_points, "100");
+    assert_eq!(
+        v.findings
+            .iter()
+            .filter(|f| f.severity == "warning")
+            .count(),
+        40
+    );
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.kind == "points_mismatch" && f.item == "3.2" && f.row == 27)
+    );
+
+    // No published edition yet.
+    let err = t.client.get_framework(fref("")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let p = t
+        .client
+        .publish_framework(fref("2013-nanhai"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.state, pr::FrameworkState::Published as i32);
+    let err = t
+        .client
+        .publish_framework(fref("2013-nanhai"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = t.client.import_framework(seed_table()).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+
+    let fw = t.client.get_framework(fref("")).await.unwrap().into_inner();
+    assert_eq!(fw.items.len(), 5 + 16 + 40);
+    assert_eq!(fw.version.as_ref().unwrap().content_hash, p.content_hash);
+    let c = fw.items.iter().find(|i| i.code == "2.3.1").unwrap();
+    assert!(c.key && c.leaf);
+    assert_eq!(c.rule_kind, "weighted");
+    assert_eq!(c.responsible_units, ["finance", "education", "towns"]);
+
+    // A new edition is a new version; the published one is untouched.
+    let mut next = seed_table();
+    next.edition = "2014-nanhai".into();
+    let v2 = t.client.import_framework(next).await.unwrap().into_inner();
+    assert_eq!(v2.edition, "2014-nanhai");
+    let list = t
+        .client
+        .list_frameworks(pr::ListFrameworksRequest { page: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.versions.len(), 2);
+    t.app.stop().await;
+}
+
+async fn a_broken_table_is_refused_with_its_rows_and_nothing_is_stored(backend: Backend) {
+    let mut t = spawn_app(backend).await;
+    let table = "一级指标,二级指标,三级指标,分值,提供材料,负责单位\n\
+1.甲（2分）,1.1乙（2分）,1.1.1丙,2分,材料,区体育局\n\
+,,1.1.1丁,两分,材料,区教育局\n";
+    let src = pr::FrameworkSource {
+        source: Some(Source::Table(table.as_bytes().to_vec())),
+        file_name: "bad.csv".into(),
+        rules_toml: "# none".into(),
+        ..Default::default()
+    };
+    let checked = t
+        .client
+        .validate_framework(src.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(checked.errors >= 3, "{checked:#?}");
+    let err = t.client.import_framework(src).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let v = violations(&err);
+    assert!(
+        v.iter()
+            .any(|(field, d)| field.contains("row 2") && d.contains("区体育局")),
+        "{v:#?}"
+    );
+    assert!(
+        v.iter()
+            .any(|(field, d)| field.contains("row 3") && d.contains("duplicate_code")),
+        "{v:#?}"
+    );
+    let list = t
+        .client
+        .list_frameworks(pr::ListFrameworksRequest { page: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.versions.is_empty());
+
+    let err = t
+        .client
+        .import_framework(pr::FrameworkSource {
+            source: Some(Source::Table(b"x".to_vec())),
+            file_name: "x.pdf".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err)[0].0, "table");
+    let err = t
+        .client
+        .import_framework(pr::FrameworkSource::default())
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "source");
+    t.app.stop().await;
+}
+
+async fn criteria_matrix_and_calendar_follow_the_published_framework(backend: Backend) {
+    let mut t = spawn_app(backend).await;
+    t.client.import_framework(seed_table()).await.unwrap();
+    t.client
+        .publish_framework(fref("2013-nanhai"))
+        .await
+        .unwrap();
+    let finance = t
+        .client
+        .list_criteria(pr::ListCriteriaRequest {
+            framework: Some(fref("")),
+            responsible_unit: "finance".into(),
+            key_only: false,
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let codes: Vec<&str> = finance.criteria.iter().map(|c| c.code.as_str()).collect();
+    assert_eq!(codes, ["2.3.1", "2.3.2"]);
+    let key = t
+        .client
+        .list_criteria(pr::ListCriteriaRequest {
+            framework: Some(fref("")),
+            responsible_unit: String::new(),
+            key_only: true,
+            page: Some(PageRequest {
+                page_size: 5,
+                page_token: String::new(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(key.criteria.len(), 5);
+    let next = key.page.unwrap().next_page_token;
+    let rest = t
+        .client
+        .list_criteria(pr::ListCriteriaRequest {
+            framework: Some(fref("")),
+            responsible_unit: String::new(),
+            key_only: true,
+            page: Some(PageRequest {
+                page_size: 5,
+                page_token: next,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.criteria.len(), 4);
+    assert!(rest.page.unwrap().next_page_token.is_empty());
+    let err = t
+        .client
+        .list_criteria(pr::ListCriteriaRequest {
+            framework: Some(fref("")),
+            responsible_unit: "nobody".into(),
+            key_only: false,
+            page: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "responsible_unit");
+
+    let m = t
+        .client
+        .get_responsibility_matrix(fref(""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.rows.len(), 40);
+    let towns = m.units.iter().find(|u| u.id == "towns").unwrap();
+    assert_eq!(towns.kind, "each_org_level");
+    assert_eq!(towns.level, OrgLevel::Town as i32);
+    let police = m.rows.iter().find(|r| r.criterion == "4.3.2").unwrap();
+    assert_eq!(police.unit_ids, ["public-security"]);
+
+    let cal = t.client.get_calendar(fref("")).await.unwrap().into_inner();
+    assert_eq!(cal.phases.len(), 4);
+    let submitted = cal
+        .checkpoints
+        .iter()
+        .find(|c| c.id == "materials-submitted")
+        .unwrap();
+    assert_eq!(submitted.due, "2014-02-28");
+    assert!(submitted.original.contains("2014年2月30日"));
+    assert!(!submitted.correction.is_empty());
+    t.app.stop().await;
+}
+
+fn unit(id: &str, level: OrgLevel, parent: &str, ctype: CommunityType) -> pr::OrgUnit {
+    pr::OrgUnit {
+        id: id.into(),
+        name: format!("{id} 名"),
+        level: level as i32,
+        parent_id: parent.into(),
+        community_type: ctype as i32,
+        region: RegionClass::Unspecified as i32,
+        populations: vec![pr::Population {
+            year: 2013,
+            residents: 1000,
+        }],
+        revision: 0,
+    }
+}
+
+async fn org_units_keep_the_tree_valid(backend: Backend) {
+    let mut t = spawn_app(backend).await;
+    let c = &mut t.client;
+    let mut d = unit("nanhai", OrgLevel::District, "", CommunityType::Unspecified);
+    d.region = RegionClass::PearlRiverDelta as i32;
+    c.create_org_unit(d.clone()).await.unwrap();
+    c.create_org_unit(unit(
+        "nanhai.guicheng",
+        OrgLevel::Town,
+        "nanhai",
+        CommunityType::Unspecified,
+    ))
+    .await
+    .unwrap();
+    c.create_org_unit(unit(
+        "nanhai.jiujiang",
+        OrgLevel::Town,
+        "nanhai",
+        CommunityType::Unspecified,
+    ))
+    .await
+    .unwrap();
+    let created = c
+        .create_org_unit(unit(
+            "nanhai.guicheng.c001",
+            OrgLevel::Community,
+            "nanhai.guicheng",
+            CommunityType::Urban,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.revision, 1);
+
+    let err = c.create_org_unit(d.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = c
+        .create_org_unit(unit(
+            "other",
+            OrgLevel::District,
+            "",
+            CommunityType::Unspecified,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&err)[0].0,
+        "parent_id",
+        "a second root is refused"
+    );
+    let err = c
+        .create_org_unit(unit(
+            "x.c",
+            OrgLevel::Community,
+            "nanhai.guicheng",
+            CommunityType::Unspecified,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "community_type");
+    let err = c
+        .create_org_unit(unit(
+            "x.c",
+            OrgLevel::Community,
+            "nowhere",
+            CommunityType::Rural,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&err)[0],
+        (
+            "parent_id".to_string(),
+            "'nowhere' is not an existing org unit".to_string()
+        )
+    );
+    let err = c
+        .create_org_unit(unit(
+            "bad id!",
+            OrgLevel::Town,
+            "nanhai",
+            CommunityType::Unspecified,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "id");
+    let err = c
+        .create_org_unit(unit(
+            "t2",
+            OrgLevel::District,
+            "nanhai",
+            CommunityType::Unspecified,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "level");
+
+    let u = c
+        .update_population(pr::UpdatePopulationRequest {
+            id: "nanhai.guicheng.c001".into(),
+            year: 2014,
+            residents: 1200,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(u.revision, 2);
+    assert_eq!(u.populations.len(), 2);
+    let err = c
+        .update_population(pr::UpdatePopulationRequest {
+            id: "nanhai.guicheng.c001".into(),
+            year: 14,
+            residents: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "year");
+    let err = c
+        .update_population(pr::UpdatePopulationRequest {
+            id: "nope".into(),
+            year: 2014,
+            residents: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let moved = c
+        .move_org_unit(pr::MoveOrgUnitRequest {
+            id: "nanhai.guicheng.c001".into(),
+            new_parent_id: "nanhai.jiujiang".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.parent_id, "nanhai.jiujiang");
+    assert_eq!(moved.revision, 3);
+    let err = c
+        .move_org_unit(pr::MoveOrgUnitRequest {
+            id: "nanhai.jiujiang".into(),
+            new_parent_id: "nanhai.guicheng.c001".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(violations(&err)[0].1.contains("subtree"), "{err:?}");
+    let err = c
+        .move_org_unit(pr::MoveOrgUnitRequest {
+            id: "nanhai.jiujiang".into(),
+            new_parent_id: "nanhai.guicheng".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        violations(&err)[0].1.contains("cannot sit under"),
+        "{err:?}"
+    );
+
+    let all = c
+        .list_org_units(pr::ListOrgUnitsRequest {
+            root_id: String::new(),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = all.units.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "nanhai",
+            "nanhai.guicheng",
+            "nanhai.jiujiang",
+            "nanhai.guicheng.c001"
+        ]
+    );
+    let sub = c
+        .list_org_units(pr::ListOrgUnitsRequest {
+            root_id: "nanhai.jiujiang".into(),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sub.units.len(), 2);
+    t.app.stop().await;
+}
+
+async fn health_and_reflection_are_served(backend: Backend) {
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let t = spawn_app(backend).await;
+    let channel = tonic::transport::Endpoint::from_shared(t.app.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "cezone.registry.v1.RegistryService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = refl
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = resp.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("{first:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"cezone.registry.v1.RegistryService".to_string()),
+        "{names:?}"
+    );
+    t.app.stop().await;
+}
+
+cezone_platform::contract_tests!(
+    frameworks_import_publish_and_stay_immutable,
+    a_broken_table_is_refused_with_its_rows_and_nothing_is_stored,
+    criteria_matrix_and_calendar_follow_the_published_framework,
+    org_units_keep_the_tree_valid,
+    health_and_reflection_are_served,
+);
