@@ -96,3 +96,92 @@ pub async fn fetch_org_tree(client: &mut RegistryClient) -> Result<OrgTree, ApiE
     OrgTree::build(units)
         .map_err(|e| ApiError::precondition(format!("the org tree is not usable: {e}")))
 }
+
+/// Frameworks and org units as other services see them, with a cache: a named edition is
+/// immutable once published and is kept; "latest" and the org tree are re-read after a while.
+#[derive(Debug, Clone)]
+pub struct RegistryView {
+    client: RegistryClient,
+    cache: std::sync::Arc<tokio::sync::Mutex<ViewCache>>,
+}
+
+#[derive(Debug, Default)]
+struct ViewCache {
+    by_edition: std::collections::HashMap<(String, String), std::sync::Arc<Framework>>,
+    latest: std::collections::HashMap<String, (std::time::Instant, String)>,
+    tree: Option<(std::time::Instant, std::sync::Arc<OrgTree>)>,
+}
+
+const LATEST_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl RegistryView {
+    pub fn new(url: &str, max_message_bytes: usize) -> Result<RegistryView, ApiError> {
+        Ok(RegistryView {
+            client: registry_client(url, max_message_bytes)?,
+            cache: Default::default(),
+        })
+    }
+
+    pub fn client(&self) -> RegistryClient {
+        self.client.clone()
+    }
+
+    /// The framework and the edition it resolved to.
+    pub async fn framework(
+        &self,
+        framework_id: &str,
+        edition: &str,
+    ) -> Result<(std::sync::Arc<Framework>, String), ApiError> {
+        if framework_id.is_empty() {
+            return Err(ApiError::invalid("framework_id", "is empty"));
+        }
+        let mut cache = self.cache.lock().await;
+        let edition = if edition.is_empty() {
+            match cache.latest.get(framework_id) {
+                Some((at, e)) if at.elapsed() < LATEST_TTL => e.clone(),
+                _ => String::new(),
+            }
+        } else {
+            edition.to_string()
+        };
+        if let Some(fw) = cache
+            .by_edition
+            .get(&(framework_id.to_string(), edition.clone()))
+        {
+            return Ok((fw.clone(), edition));
+        }
+        let mut client = self.client.clone();
+        let (fw, resolved) = fetch_framework(&mut client, framework_id, &edition)
+            .await
+            .map_err(|e| match e.code {
+                crate::ErrorCode::NotFound => ApiError::invalid("framework_id", e.message),
+                _ => e,
+            })?;
+        let fw = std::sync::Arc::new(fw);
+        if edition.is_empty() {
+            cache.latest.insert(
+                framework_id.to_string(),
+                (std::time::Instant::now(), resolved.clone()),
+            );
+        }
+        cache
+            .by_edition
+            .insert((framework_id.to_string(), resolved.clone()), fw.clone());
+        Ok((fw, resolved))
+    }
+
+    /// The org tree, re-read when older than a few seconds or when `fresh` is asked.
+    pub async fn org_tree(&self, fresh: bool) -> Result<std::sync::Arc<OrgTree>, ApiError> {
+        let mut cache = self.cache.lock().await;
+        if !fresh
+            && let Some((at, tree)) = &cache.tree
+            && at.elapsed() < LATEST_TTL
+        {
+            return Ok(tree.clone());
+        }
+        let mut client = self.client.clone();
+        let tree = std::sync::Arc::new(fetch_org_tree(&mut client).await?);
+        cache.tree = Some((std::time::Instant::now(), tree.clone()));
+        Ok(tree)
+    }
+}

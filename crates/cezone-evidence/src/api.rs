@@ -1,0 +1,197 @@
+//! gRPC edge of the evidence service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cezone_platform::ApiError;
+use cezone_platform::registry_view::RegistryView;
+use cezone_proto::evidence::v1 as pe;
+use cezone_proto::evidence::v1::evidence_service_server::EvidenceService;
+use cezone_proto::evidence::v1::upload_request::Part;
+use futures::Stream;
+use sea_orm::DatabaseConnection;
+use tokio::io::AsyncReadExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::blobs::{BlobError, BlobStore};
+use crate::{completeness, metadata, records};
+
+#[derive(Debug, Clone)]
+pub struct EvidenceApi {
+    pub db: DatabaseConnection,
+    pub blobs: Arc<BlobStore>,
+    pub view: RegistryView,
+    pub max_file_bytes: u64,
+    pub chunk_bytes: usize,
+}
+
+fn blob_error(e: BlobError) -> Status {
+    match e {
+        BlobError::TooLarge { .. } => ApiError::invalid("chunk", e.to_string()).into(),
+        BlobError::Missing { .. } | BlobError::Corrupted { .. } => {
+            tracing::error!(error = %e, "evidence file failed its integrity check");
+            Status::data_loss(e.to_string())
+        }
+        BlobError::Io(io) => ApiError::internal(io).into(),
+    }
+}
+
+type DownloadStream = Pin<Box<dyn Stream<Item = Result<pe::DownloadResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EvidenceService for EvidenceApi {
+    async fn upload(
+        &self,
+        req: Request<Streaming<pe::UploadRequest>>,
+    ) -> Result<Response<pe::Evidence>, Status> {
+        let mut stream = req.into_inner();
+        let meta = match stream.message().await?.and_then(|m| m.part) {
+            Some(Part::Metadata(m)) => m,
+            Some(Part::Chunk(_)) => {
+                return Err(ApiError::invalid(
+                    "metadata",
+                    "the first message must be the metadata, not a chunk",
+                )
+                .into());
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    "metadata",
+                    "the upload is empty; send the metadata first",
+                )
+                .into());
+            }
+        };
+        let checked = metadata::check(&meta, &self.view).await?;
+        if let Some(id) = &checked.replaces {
+            // Refuse early, before the file is received; checked again when stored.
+            let (rec, _) = records::get(&self.db, id).await.map_err(|_| {
+                ApiError::invalid("replaces", format!("'{id}' is not an evidence record"))
+            })?;
+            if rec.state != records::RETURNED {
+                return Err(ApiError::precondition(format!(
+                    "evidence {id} is {}; only returned evidence is resubmitted",
+                    rec.state
+                ))
+                .into());
+            }
+        }
+        let mut writer = self
+            .blobs
+            .writer(self.max_file_bytes)
+            .await
+            .map_err(ApiError::from)?;
+        while let Some(msg) = stream.message().await? {
+            match msg.part {
+                Some(Part::Chunk(bytes)) => writer.write(&bytes).await.map_err(blob_error)?,
+                Some(Part::Metadata(_)) => {
+                    return Err(
+                        ApiError::invalid("metadata", "sent twice; send it once, first").into(),
+                    );
+                }
+                None => {}
+            }
+        }
+        if writer.size() == 0 {
+            return Err(ApiError::invalid("chunk", "the file is empty").into());
+        }
+        let stored = writer.finish(&self.blobs).await.map_err(blob_error)?;
+        let evidence = records::submit(&self.db, &checked, &stored).await?;
+        tracing::info!(
+            evidence = %evidence.id,
+            criterion = %checked.criterion,
+            unit = %checked.unit,
+            org_unit = %checked.org_unit,
+            bytes = stored.size,
+            sha256 = %stored.sha256,
+            deduplicated = !stored.new,
+            "evidence submitted"
+        );
+        Ok(Response::new(evidence))
+    }
+
+    type DownloadStream = DownloadStream;
+
+    async fn download(
+        &self,
+        req: Request<pe::DownloadRequest>,
+    ) -> Result<Response<DownloadStream>, Status> {
+        let r = req.into_inner();
+        let (rec, versions) = records::get(&self.db, &r.id).await?;
+        let want = if r.version == 0 {
+            rec.current_version
+        } else {
+            r.version as i32
+        };
+        let Some(v) = versions.iter().find(|v| v.version == want) else {
+            return Err(
+                ApiError::not_found(format!("evidence {} has no version {want}", r.id)).into(),
+            );
+        };
+        let path = self
+            .blobs
+            .verify(&v.sha256, self.chunk_bytes)
+            .await
+            .map_err(blob_error)?;
+        let first = pe::DownloadResponse {
+            part: Some(pe::download_response::Part::Evidence(records::to_proto(
+                &rec, &versions,
+            ))),
+        };
+        let chunk = self.chunk_bytes;
+        let stream = async_stream::try_stream! {
+            yield first;
+            let mut file = tokio::fs::File::open(&path).await.map_err(|e| Status::from(ApiError::internal(e)))?;
+            let mut buf = vec![0u8; chunk];
+            loop {
+                let n = file.read(&mut buf).await.map_err(|e| Status::from(ApiError::internal(e)))?;
+                if n == 0 {
+                    break;
+                }
+                yield pe::DownloadResponse { part: Some(pe::download_response::Part::Chunk(buf[..n].to_vec())) };
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn review(
+        &self,
+        req: Request<pe::ReviewRequest>,
+    ) -> Result<Response<pe::Evidence>, Status> {
+        let r = req.into_inner();
+        let decision = pe::Decision::try_from(r.decision).map_err(|_| {
+            ApiError::invalid("decision", format!("{} is not a decision", r.decision))
+        })?;
+        let evidence =
+            records::review(&self.db, &r.id, decision, r.grade, &r.comment, &r.reviewer).await?;
+        tracing::info!(evidence = %r.id, decision = ?decision, grade = r.grade, "evidence reviewed");
+        Ok(Response::new(evidence))
+    }
+
+    async fn get_evidence(
+        &self,
+        req: Request<pe::GetEvidenceRequest>,
+    ) -> Result<Response<pe::Evidence>, Status> {
+        let (rec, versions) = records::get(&self.db, &req.get_ref().id).await?;
+        Ok(Response::new(records::to_proto(&rec, &versions)))
+    }
+
+    async fn list_evidence(
+        &self,
+        req: Request<pe::ListEvidenceRequest>,
+    ) -> Result<Response<pe::ListEvidenceResponse>, Status> {
+        let (evidence, page) = records::list(&self.db, req.get_ref()).await?;
+        Ok(Response::new(pe::ListEvidenceResponse { evidence, page }))
+    }
+
+    async fn get_completeness(
+        &self,
+        req: Request<pe::GetCompletenessRequest>,
+    ) -> Result<Response<pe::Completeness>, Status> {
+        let r = req.into_inner();
+        let (fw, _) = self.view.framework(&r.framework_id, &r.edition).await?;
+        let tree = self.view.org_tree(false).await?;
+        let all = records::all_records(&self.db, fw.meta.id.as_str()).await?;
+        Ok(Response::new(completeness::compute(&fw, &tree, &all, &r)?))
+    }
+}

@@ -1,0 +1,62 @@
+//! Building and running the evidence service.
+
+use std::sync::Arc;
+
+use cezone_platform::grpc::{Running, bind, routes_with_health, spawn};
+use cezone_platform::registry_view::RegistryView;
+use cezone_platform::settings::Settings;
+use cezone_platform::{ApiError, db};
+use cezone_proto::evidence::v1::evidence_service_server::EvidenceServiceServer;
+use sea_orm::DatabaseConnection;
+
+use crate::api::EvidenceApi;
+use crate::blobs::BlobStore;
+use crate::migration::{LOCK_KEY, Migrator};
+
+#[derive(Debug)]
+pub struct Application {
+    running: Running,
+    pub db: DatabaseConnection,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Application, ApiError> {
+        let db = db::connect(&settings.database).await?;
+        db::migrate::<Migrator>(&db, LOCK_KEY).await?;
+        let blobs = Arc::new(BlobStore::open(&settings.evidence.storage_root).await?);
+        let max = settings.grpc.max_message_bytes;
+        let api = EvidenceApi {
+            db: db.clone(),
+            blobs,
+            view: RegistryView::new(&settings.services.registry_url, max)?,
+            max_file_bytes: settings.evidence.max_file_bytes,
+            chunk_bytes: settings.evidence.chunk_bytes,
+        };
+        let listener = bind(&settings.grpc.host, settings.evidence.port).await?;
+        let svc = EvidenceServiceServer::new(api)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let running = spawn(listener, routes_with_health(svc).await)?;
+        tracing::info!(
+            service = "evidence",
+            address = %running.addr,
+            storage = %settings.evidence.storage_root.display(),
+            "listening"
+        );
+        Ok(Application { running, db })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.running.port()
+    }
+
+    pub fn url(&self) -> String {
+        self.running.url()
+    }
+
+    pub async fn stop(self) {
+        if let Err(e) = self.running.stop().await {
+            tracing::error!(service = "evidence", error = %e, "server stopped with an error");
+        }
+    }
+}

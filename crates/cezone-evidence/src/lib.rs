@@ -1,0 +1,15 @@
+//! Evidence storage: files kept once per SHA-256 under a configured root, metadata per
+//! criterion, responsible unit and org unit, the review workflow with its history, and
+//! completeness per unit against the calendar's deadlines.
+
+mod api;
+mod app;
+mod blobs;
+mod completeness;
+mod entities;
+mod metadata;
+mod migration;
+mod records;
+
+pub use app::Application;
+pub use metadata::safe_file_name;

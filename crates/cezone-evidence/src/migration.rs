@@ -1,0 +1,83 @@
+//! The evidence service's schema, migrated at start.
+
+use sea_orm::Schema;
+use sea_orm_migration::prelude::*;
+
+use crate::entities::{blob, record, version};
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(Initial)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        Alias::new("evidence_migrations").into_iden()
+    }
+}
+
+pub const LOCK_KEY: i64 = 0x00ce_0002;
+
+struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Initial {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let schema = Schema::new(manager.get_database_backend());
+        manager
+            .create_table(
+                schema
+                    .create_table_from_entity(record::Entity)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                schema
+                    .create_table_from_entity(version::Entity)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                schema
+                    .create_table_from_entity(blob::Entity)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("evidence_versions_record_version")
+                    .table(version::Entity)
+                    .col(version::Column::EvidenceId)
+                    .col(version::Column::Version)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("evidence_records_criterion")
+                    .table(record::Entity)
+                    .col(record::Column::FrameworkId)
+                    .col(record::Column::Criterion)
+                    .col(record::Column::OrgUnit)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
