@@ -4,6 +4,7 @@
 
 pub mod evidence;
 pub mod registry;
+pub mod surveys;
 
 use std::time::Duration;
 

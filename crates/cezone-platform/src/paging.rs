@@ -9,10 +9,13 @@ use crate::error::ApiError;
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
 pub const MAX_PAGE_SIZE: u64 = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A page: an offset (for small, in-memory lists) or, for large tables, the key of the last
+/// row of the previous page (`after`), so deep pages cost no more than the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     pub offset: u64,
     pub size: u64,
+    pub after: Option<String>,
 }
 
 impl Page {
@@ -21,6 +24,7 @@ impl Page {
             return Ok(Page {
                 offset: 0,
                 size: DEFAULT_PAGE_SIZE,
+                after: None,
             });
         };
         if req.page_size < 0 {
@@ -33,17 +37,34 @@ impl Page {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
-        let offset = if req.page_token.is_empty() {
-            0
-        } else {
-            decode(&req.page_token).ok_or_else(|| {
-                ApiError::invalid(
-                    "page.page_token",
-                    format!("'{}' is not a page token from this service", req.page_token),
-                )
-            })?
+        let bad = || {
+            ApiError::invalid(
+                "page.page_token",
+                format!("'{}' is not a page token from this service", req.page_token),
+            )
         };
-        Ok(Page { offset, size })
+        let (offset, after) = if req.page_token.is_empty() {
+            (0, None)
+        } else {
+            match decode(&req.page_token).ok_or_else(bad)? {
+                Token::Offset(o) => (o, None),
+                Token::After(k) => (0, Some(k)),
+            }
+        };
+        Ok(Page {
+            offset,
+            size,
+            after,
+        })
+    }
+
+    /// The page info after a keyset page: `last` is the key of its last row, if more follow.
+    pub fn info_after(&self, last: Option<String>) -> Option<PageInfo> {
+        Some(PageInfo {
+            next_page_token: last
+                .map(|k| URL_SAFE_NO_PAD.encode(format!("k:{k}")))
+                .unwrap_or_default(),
+        })
     }
 
     /// The page info for a page that returned `returned` items (one more was fetched to know
@@ -70,10 +91,18 @@ fn encode(offset: u64) -> String {
     URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
 }
 
-fn decode(token: &str) -> Option<u64> {
+enum Token {
+    Offset(u64),
+    After(String),
+}
+
+fn decode(token: &str) -> Option<Token> {
     let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
     let text = String::from_utf8(bytes).ok()?;
-    text.strip_prefix("o:")?.parse().ok()
+    if let Some(k) = text.strip_prefix("k:") {
+        return Some(Token::After(k.to_string()));
+    }
+    text.strip_prefix("o:")?.parse().ok().map(Token::Offset)
 }
 
 #[cfg(test)]
@@ -109,5 +138,18 @@ mod tests {
             }))
             .is_err()
         );
+    }
+
+    #[test]
+    fn keyset_tokens_carry_the_last_key() {
+        let p = Page::parse(None).unwrap();
+        let k = p.info_after(Some("42".into())).unwrap().next_page_token;
+        let r = Page::parse(Some(&PageRequest {
+            page_size: 10,
+            page_token: k,
+        }))
+        .unwrap();
+        assert_eq!(r.after.as_deref(), Some("42"));
+        assert!(p.info_after(None).unwrap().next_page_token.is_empty());
     }
 }

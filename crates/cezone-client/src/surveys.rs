@@ -1,0 +1,112 @@
+//! Surveys and statistics through the survey service's API.
+
+use cezone_domain::demo::SurveyResponse;
+use cezone_domain::facts::StatFact;
+use cezone_domain::rules::{Catalog, QuestionKind};
+use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1::survey_service_client::SurveyServiceClient;
+use tonic::transport::Channel;
+
+use crate::{ClientError, MAX_MESSAGE_BYTES};
+
+pub type Surveys = SurveyServiceClient<Channel>;
+
+/// Responses per streamed message.
+pub const RESPONSES_PER_MESSAGE: usize = 2000;
+
+pub fn client(channel: Channel) -> Surveys {
+    SurveyServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// A survey asking every question of a framework's catalog.
+pub fn survey_for(catalog: &Catalog, id: &str, title: &str, period: i32) -> ps::Survey {
+    ps::Survey {
+        id: id.to_string(),
+        title: title.to_string(),
+        period,
+        questions: catalog
+            .questions
+            .iter()
+            .map(|q| ps::Question {
+                id: q.id.to_string(),
+                text: q.text.clone(),
+                kind: match q.kind {
+                    QuestionKind::YesNo => ps::QuestionKind::YesNo,
+                    QuestionKind::Likert5 => ps::QuestionKind::Likert5,
+                } as i32,
+                satisfied_from: u32::from(q.satisfied_from.unwrap_or(0)),
+            })
+            .collect(),
+        created_at: String::new(),
+        responses: 0,
+    }
+}
+
+pub fn response(r: &SurveyResponse) -> ps::Response {
+    ps::Response {
+        respondent_id: r.respondent.clone(),
+        org_unit: r.org_unit.to_string(),
+        answers: r
+            .answers
+            .iter()
+            .map(|(q, v)| ps::Answer {
+                question: q.to_string(),
+                value: *v,
+            })
+            .collect(),
+    }
+}
+
+/// Streams responses in messages of `RESPONSES_PER_MESSAGE`; all or nothing on the server.
+pub async fn ingest<I>(
+    client: &mut Surveys,
+    survey_id: &str,
+    responses: I,
+) -> Result<ps::IngestSummary, tonic::Status>
+where
+    I: IntoIterator<Item = ps::Response>,
+    I::IntoIter: Send + 'static,
+{
+    let first = ps::IngestRequest {
+        part: Some(ps::ingest_request::Part::SurveyId(survey_id.to_string())),
+    };
+    let mut it = responses.into_iter();
+    let batches = std::iter::from_fn(move || {
+        let chunk: Vec<ps::Response> = it.by_ref().take(RESPONSES_PER_MESSAGE).collect();
+        (!chunk.is_empty()).then(|| ps::IngestRequest {
+            part: Some(ps::ingest_request::Part::Batch(ps::ResponseBatch {
+                responses: chunk,
+            })),
+        })
+    });
+    let stream = futures::stream::iter(std::iter::once(first).chain(batches));
+    client
+        .ingest_responses(stream)
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub fn statistic(s: &StatFact, filed_by: &str) -> ps::StatisticReturn {
+    ps::StatisticReturn {
+        org_unit: s.org_unit.to_string(),
+        metric: s.metric.to_string(),
+        period: s.period,
+        value: s.value,
+        filed_by: filed_by.to_string(),
+        ..Default::default()
+    }
+}
+
+pub async fn record(
+    client: &mut Surveys,
+    s: &StatFact,
+    filed_by: &str,
+) -> Result<ps::StatisticReturn, ClientError> {
+    client
+        .record_statistic(statistic(s, filed_by))
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|st| ClientError::call("RecordStatistic", st))
+}

@@ -1,0 +1,198 @@
+//! gRPC edge of the survey service.
+
+use std::collections::{HashMap, HashSet};
+
+use cezone_platform::ApiError;
+use cezone_platform::convert::org_unit_id;
+use cezone_platform::paging::Page;
+use cezone_platform::registry_view::RegistryView;
+use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1::ingest_request::Part;
+use cezone_proto::surveys::v1::survey_service_server::SurveyService;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::definitions::{self, check_id};
+use crate::entities::response;
+use crate::ingest::{Writer, check_response};
+use crate::{aggregates, statistics};
+
+#[derive(Debug, Clone)]
+pub struct SurveyApi {
+    pub db: DatabaseConnection,
+    pub view: RegistryView,
+    pub write_batch_rows: usize,
+    /// Metrics are checked against this framework's latest published catalog.
+    pub framework_id: String,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl SurveyService for SurveyApi {
+    async fn define_survey(&self, req: Request<ps::Survey>) -> Reply<ps::Survey> {
+        let def = definitions::from_proto(req.get_ref())?;
+        let def = definitions::create(&self.db, def).await?;
+        tracing::info!(survey = %def.id, questions = def.questions.len(), "survey defined");
+        Ok(Response::new(definitions::to_proto(&def, 0)))
+    }
+
+    async fn get_survey(&self, req: Request<ps::GetSurveyRequest>) -> Reply<ps::Survey> {
+        let def = definitions::get(&self.db, &req.get_ref().id).await?;
+        let n = response::Entity::find()
+            .filter(response::Column::SurveyId.eq(&def.id))
+            .count(&self.db)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(definitions::to_proto(&def, n)))
+    }
+
+    async fn ingest_responses(
+        &self,
+        req: Request<Streaming<ps::IngestRequest>>,
+    ) -> Reply<ps::IngestSummary> {
+        let mut stream = req.into_inner();
+        let survey_id = match stream.message().await?.and_then(|m| m.part) {
+            Some(Part::SurveyId(id)) => id,
+            Some(Part::Batch(_)) => {
+                return Err(ApiError::invalid(
+                    "survey_id",
+                    "the first message must name the survey",
+                )
+                .into());
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    "survey_id",
+                    "the upload is empty; name the survey first",
+                )
+                .into());
+            }
+        };
+        check_id("survey_id", &survey_id)?;
+        let survey = definitions::get(&self.db, &survey_id).await?;
+        let tree = self.view.org_tree(true).await?;
+        let batch_id = uuid::Uuid::now_v7().to_string();
+        let mut writer = Writer::begin(&self.db).await?;
+        let mut seen = HashSet::new();
+        let mut tallies = HashMap::new();
+        let mut buffer = Vec::with_capacity(self.write_batch_rows);
+        let mut rows: u64 = 0;
+        while let Some(msg) = stream.message().await? {
+            let batch = match msg.part {
+                Some(Part::Batch(b)) => b,
+                Some(Part::SurveyId(_)) => {
+                    return Err(ApiError::invalid(
+                        "survey_id",
+                        "sent twice; name the survey once, first",
+                    )
+                    .into());
+                }
+                None => continue,
+            };
+            for r in &batch.responses {
+                rows += 1;
+                buffer.push(check_response(
+                    &survey,
+                    &tree,
+                    rows,
+                    r,
+                    &mut seen,
+                    &mut tallies,
+                )?);
+                if buffer.len() >= self.write_batch_rows {
+                    writer.check_new(&survey.id, &buffer).await?;
+                    writer.write(&survey.id, &batch_id, &buffer).await?;
+                    buffer.clear();
+                }
+            }
+        }
+        if !buffer.is_empty() {
+            writer.check_new(&survey.id, &buffer).await?;
+            writer.write(&survey.id, &batch_id, &buffer).await?;
+        }
+        if rows == 0 {
+            return Err(ApiError::invalid("batch", "no responses were sent").into());
+        }
+        let org_units = tallies
+            .keys()
+            .map(|(o, _)| o.as_str())
+            .collect::<HashSet<_>>()
+            .len() as u32;
+        writer.finish(&survey, &batch_id, rows, &tallies).await?;
+        tracing::info!(survey = %survey.id, batch = %batch_id, responses = rows, org_units, "survey responses ingested");
+        Ok(Response::new(ps::IngestSummary {
+            batch_id,
+            accepted: rows,
+            org_units,
+        }))
+    }
+
+    async fn record_statistic(
+        &self,
+        req: Request<ps::StatisticReturn>,
+    ) -> Reply<ps::StatisticReturn> {
+        let r = req.into_inner();
+        org_unit_id("org_unit", &r.org_unit)?;
+        let (fw, _) = self
+            .view
+            .framework(&self.framework_id, "")
+            .await
+            .map_err(|e| {
+                ApiError::precondition(format!(
+                    "metrics are checked against framework {}: {}",
+                    self.framework_id, e.message
+                ))
+            })?;
+        let mut tree = self.view.org_tree(false).await?;
+        if statistics::check(&r, &tree, &fw).is_err() {
+            tree = self.view.org_tree(true).await?;
+        }
+        statistics::check(&r, &tree, &fw)?;
+        let m = statistics::record(&self.db, &r).await?;
+        tracing::info!(org_unit = %m.org_unit, metric = %m.metric, period = m.period, version = m.version, "statistic recorded");
+        Ok(Response::new(statistics::to_proto(&m)))
+    }
+
+    async fn list_statistics(
+        &self,
+        req: Request<ps::ListStatisticsRequest>,
+    ) -> Reply<ps::ListStatisticsResponse> {
+        let (statistics, page) = statistics::list(&self.db, req.get_ref()).await?;
+        Ok(Response::new(ps::ListStatisticsResponse {
+            statistics,
+            page,
+        }))
+    }
+
+    async fn list_tallies(
+        &self,
+        req: Request<ps::ListTalliesRequest>,
+    ) -> Reply<ps::ListTalliesResponse> {
+        let r = req.into_inner();
+        let page = Page::parse(r.page.as_ref())?;
+        let all: Vec<ps::Tally> = aggregates::tallies(&self.db, r.period)
+            .await?
+            .into_iter()
+            .map(|t| ps::Tally {
+                org_unit: t.org_unit.to_string(),
+                question: t.question.to_string(),
+                period: t.period,
+                responses: t.responses,
+                positive: t.positive,
+            })
+            .collect();
+        let (tallies, page) = page.slice(&all);
+        Ok(Response::new(ps::ListTalliesResponse { tallies, page }))
+    }
+
+    async fn get_aggregates(
+        &self,
+        req: Request<ps::GetAggregatesRequest>,
+    ) -> Reply<ps::Aggregates> {
+        let r = req.into_inner();
+        let tree = self.view.org_tree(false).await?;
+        let all = aggregates::tallies(&self.db, r.period).await?;
+        Ok(Response::new(aggregates::compute(&tree, &all, &r)?))
+    }
+}

@@ -1,0 +1,52 @@
+//! Building and running the survey service.
+
+use cezone_platform::grpc::{Running, bind, routes_with_health, spawn};
+use cezone_platform::registry_view::RegistryView;
+use cezone_platform::settings::Settings;
+use cezone_platform::{ApiError, db};
+use cezone_proto::surveys::v1::survey_service_server::SurveyServiceServer;
+use sea_orm::DatabaseConnection;
+
+use crate::api::SurveyApi;
+use crate::migration::{LOCK_KEY, Migrator};
+
+#[derive(Debug)]
+pub struct Application {
+    running: Running,
+    pub db: DatabaseConnection,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Application, ApiError> {
+        let db = db::connect(&settings.database).await?;
+        db::migrate::<Migrator>(&db, LOCK_KEY).await?;
+        let max = settings.grpc.max_message_bytes;
+        let api = SurveyApi {
+            db: db.clone(),
+            view: RegistryView::new(&settings.services.registry_url, max)?,
+            write_batch_rows: settings.surveys.write_batch_rows,
+            framework_id: settings.scoring.framework_id.clone(),
+        };
+        let listener = bind(&settings.grpc.host, settings.surveys.port).await?;
+        let svc = SurveyServiceServer::new(api)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let running = spawn(listener, routes_with_health(svc).await)?;
+        tracing::info!(service = "surveys", address = %running.addr, "listening");
+        Ok(Application { running, db })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.running.port()
+    }
+
+    pub fn url(&self) -> String {
+        self.running.url()
+    }
+
+    pub async fn stop(self) {
+        if let Err(e) = self.running.stop().await {
+            tracing::error!(service = "surveys", error = %e, "server stopped with an error");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Bulk ingestion of survey responses: every row checked (row numbers count from 1 across the
+//! whole call), written in batches inside one transaction — COPY on PostgreSQL, multi-row
+//! INSERT on SQLite — so a rejected call stores nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use cezone_domain::org::{OrgLevel, OrgTree, OrgUnitId};
+use cezone_platform::ApiError;
+use cezone_platform::time::now_rfc3339;
+use cezone_proto::surveys::v1 as ps;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, Set, TransactionTrait,
+};
+
+use crate::definitions::SurveyDef;
+use crate::entities::{batch, response, tally};
+
+/// One checked response, ready to write.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub number: u64,
+    pub respondent: String,
+    pub org_unit: String,
+    pub answers: String,
+}
+
+/// Checks one response against the survey and the org tree; counts it into `tallies`.
+pub fn check_response(
+    survey: &SurveyDef,
+    tree: &OrgTree,
+    number: u64,
+    r: &ps::Response,
+    seen: &mut HashSet<String>,
+    tallies: &mut HashMap<(String, usize), (u64, u64)>,
+) -> Result<Row, ApiError> {
+    let field = |f: &str| format!("responses[{number}].{f}");
+    let rid = r.respondent_id.trim();
+    if rid.is_empty() || rid.len() > 64 || rid.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            &field("respondent_id"),
+            format!(
+                "row {number}: '{}' is not a respondent id (1 to 64 printable characters)",
+                r.respondent_id.escape_debug()
+            ),
+        ));
+    }
+    if !seen.insert(rid.to_string()) {
+        return Err(ApiError::invalid(
+            &field("respondent_id"),
+            format!("row {number}: respondent '{rid}' appears twice in this upload"),
+        ));
+    }
+    let known = OrgUnitId::parse(&r.org_unit)
+        .ok()
+        .and_then(|id| tree.find(&id))
+        .filter(|&i| tree.unit(i).level == OrgLevel::Community);
+    if known.is_none() {
+        return Err(ApiError::invalid(
+            &field("org_unit"),
+            format!(
+                "row {number}: '{}' is not a known community",
+                r.org_unit.escape_debug()
+            ),
+        ));
+    }
+    if r.answers.is_empty() {
+        return Err(ApiError::invalid(
+            &field("answers"),
+            format!("row {number}: the response has no answers"),
+        ));
+    }
+    let mut given = vec![None::<i32>; survey.questions.len()];
+    for a in &r.answers {
+        let Some((qi, q)) = survey.question(&a.question) else {
+            return Err(ApiError::invalid(
+                &field("answers"),
+                format!(
+                    "row {number}: '{}' is not a question of survey {}",
+                    a.question.escape_debug(),
+                    survey.id
+                ),
+            ));
+        };
+        if given[qi].is_some() {
+            return Err(ApiError::invalid(
+                &field("answers"),
+                format!("row {number}: '{}' is answered twice", q.id),
+            ));
+        }
+        q.judge(a.value)
+            .map_err(|e| ApiError::invalid(&field("answers"), format!("row {number}: {e}")))?;
+        given[qi] = Some(a.value);
+    }
+    let mut answers = String::new();
+    for (qi, v) in given.iter().enumerate() {
+        let Some(v) = v else { continue };
+        let q = &survey.questions[qi];
+        let positive = q.judge(*v).unwrap_or(false);
+        let t = tallies.entry((r.org_unit.clone(), qi)).or_default();
+        t.0 += 1;
+        t.1 += u64::from(positive);
+        if !answers.is_empty() {
+            answers.push(';');
+        }
+        let _ = write!(answers, "{}={v}", q.id);
+    }
+    Ok(Row {
+        number,
+        respondent: rid.to_string(),
+        org_unit: r.org_unit.clone(),
+        answers,
+    })
+}
+
+/// The open transaction a call writes into.
+pub enum Writer {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sea(DatabaseTransaction),
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Writer::Postgres(_) => "Writer::Postgres",
+            Writer::Sea(_) => "Writer::Sea",
+        })
+    }
+}
+
+fn pg(e: sqlx::Error) -> ApiError {
+    ApiError::internal(e)
+}
+
+/// COPY text format: backslash, tab, newline and carriage return escaped.
+fn copy_field(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl Writer {
+    pub async fn begin(db: &DatabaseConnection) -> Result<Writer, ApiError> {
+        Ok(match db.get_database_backend() {
+            DatabaseBackend::Postgres => Writer::Postgres(
+                db.get_postgres_connection_pool()
+                    .begin()
+                    .await
+                    .map_err(pg)?,
+            ),
+            _ => Writer::Sea(db.begin().await?),
+        })
+    }
+
+    /// Refuses rows whose respondent already answered this survey in an earlier call.
+    pub async fn check_new(&mut self, survey: &str, rows: &[Row]) -> Result<(), ApiError> {
+        let ids: Vec<String> = rows.iter().map(|r| r.respondent.clone()).collect();
+        let existing: Vec<String> = match self {
+            Writer::Postgres(tx) => sqlx::query_scalar::<_, String>(
+                "SELECT respondent_id FROM surveys_responses WHERE survey_id = $1 AND respondent_id = ANY($2)",
+            )
+            .bind(survey)
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(pg)?,
+            Writer::Sea(tx) => response::Entity::find()
+                .filter(response::Column::SurveyId.eq(survey))
+                .filter(response::Column::RespondentId.is_in(ids))
+                .all(tx)
+                .await?
+                .into_iter()
+                .map(|m| m.respondent_id)
+                .collect(),
+        };
+        if let Some(dup) = rows.iter().find(|r| existing.contains(&r.respondent)) {
+            return Err(ApiError::invalid(
+                &format!("responses[{}].respondent_id", dup.number),
+                format!(
+                    "row {}: respondent '{}' already answered survey {survey}",
+                    dup.number, dup.respondent
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn write(
+        &mut self,
+        survey: &str,
+        batch_id: &str,
+        rows: &[Row],
+    ) -> Result<(), ApiError> {
+        match self {
+            Writer::Postgres(tx) => {
+                let mut buf = String::with_capacity(rows.len() * 96);
+                for r in rows {
+                    copy_field(&mut buf, survey);
+                    buf.push('\t');
+                    copy_field(&mut buf, batch_id);
+                    buf.push('\t');
+                    copy_field(&mut buf, &r.respondent);
+                    buf.push('\t');
+                    copy_field(&mut buf, &r.org_unit);
+                    buf.push('\t');
+                    copy_field(&mut buf, &r.answers);
+                    buf.push('\n');
+                }
+                let mut copy = (**tx)
+                    .copy_in_raw("COPY surveys_responses (survey_id, batch_id, respondent_id, org_unit, answers) FROM STDIN")
+                    .await
+                    .map_err(pg)?;
+                copy.send(buf.as_bytes()).await.map_err(pg)?;
+                copy.finish().await.map_err(pg)?;
+            }
+            Writer::Sea(tx) => {
+                // SQLite allows 32,766 parameters per statement: 5 per row.
+                for chunk in rows.chunks(6000) {
+                    response::Entity::insert_many(chunk.iter().map(|r| response::ActiveModel {
+                        survey_id: Set(survey.to_string()),
+                        batch_id: Set(batch_id.to_string()),
+                        respondent_id: Set(r.respondent.clone()),
+                        org_unit: Set(r.org_unit.clone()),
+                        answers: Set(r.answers.clone()),
+                        ..Default::default()
+                    }))
+                    .exec(tx)
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the batch and adds its counts to the tallies, then commits.
+    pub async fn finish(
+        self,
+        survey: &SurveyDef,
+        batch_id: &str,
+        accepted: u64,
+        tallies: &HashMap<(String, usize), (u64, u64)>,
+    ) -> Result<(), ApiError> {
+        let mut keys: Vec<_> = tallies.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        match self {
+            Writer::Postgres(mut tx) => {
+                sqlx::query("INSERT INTO surveys_batches (id, survey_id, responses, received_at) VALUES ($1, $2, $3, $4)")
+                    .bind(batch_id)
+                    .bind(&survey.id)
+                    .bind(accepted as i64)
+                    .bind(now_rfc3339())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg)?;
+                for ((org, qi), (n, k)) in keys {
+                    sqlx::query(
+                        "INSERT INTO surveys_tallies (survey_id, org_unit, question, period, responses, positive) \
+                         VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (survey_id, org_unit, question, period) DO UPDATE SET \
+                         responses = surveys_tallies.responses + excluded.responses, \
+                         positive = surveys_tallies.positive + excluded.positive",
+                    )
+                    .bind(&survey.id)
+                    .bind(org)
+                    .bind(survey.questions[*qi].id.as_str())
+                    .bind(survey.period)
+                    .bind(*n as i64)
+                    .bind(*k as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg)?;
+                }
+                tx.commit().await.map_err(pg)?;
+            }
+            Writer::Sea(tx) => {
+                batch::Entity::insert(batch::ActiveModel {
+                    id: Set(batch_id.to_string()),
+                    survey_id: Set(survey.id.clone()),
+                    responses: Set(accepted as i64),
+                    received_at: Set(now_rfc3339()),
+                })
+                .exec(&tx)
+                .await?;
+                for ((org, qi), (n, k)) in keys {
+                    tally::Entity::insert(tally::ActiveModel {
+                        survey_id: Set(survey.id.clone()),
+                        org_unit: Set(org.clone()),
+                        question: Set(survey.questions[*qi].id.to_string()),
+                        period: Set(survey.period),
+                        responses: Set(*n as i64),
+                        positive: Set(*k as i64),
+                        ..Default::default()
+                    })
+                    .on_conflict(
+                        OnConflict::columns([
+                            tally::Column::SurveyId,
+                            tally::Column::OrgUnit,
+                            tally::Column::Question,
+                            tally::Column::Period,
+                        ])
+                        .value(
+                            tally::Column::Responses,
+                            Expr::cust("surveys_tallies.responses + excluded.responses"),
+                        )
+                        .value(
+                            tally::Column::Positive,
+                            Expr::cust("surveys_tallies.positive + excluded.positive"),
+                        )
+                        .to_owned(),
+                    )
+                    .exec(&tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_fields_escape_the_separators() {
+        let mut s = String::new();
+        copy_field(&mut s, "a\tb\\c\nd");
+        assert_eq!(s, "a\\tb\\\\c\\nd");
+    }
+}

@@ -1,0 +1,14 @@
+//! Survey aggregation: survey definitions, responses ingested in bulk (all or nothing per call,
+//! written in batches — COPY on PostgreSQL), statistical returns with versions, and aggregates
+//! per org unit with Wilson intervals and population-weighted roll-ups.
+
+mod aggregates;
+mod api;
+mod app;
+mod definitions;
+mod entities;
+mod ingest;
+mod migration;
+mod statistics;
+
+pub use app::Application;

@@ -1,0 +1,88 @@
+//! The survey service's schema, migrated at start.
+
+use sea_orm::Schema;
+use sea_orm_migration::prelude::*;
+
+use crate::entities::{batch, response, statistic, survey, tally};
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(Initial)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        Alias::new("surveys_migrations").into_iden()
+    }
+}
+
+pub const LOCK_KEY: i64 = 0x00ce_0003;
+
+struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Initial {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let schema = Schema::new(manager.get_database_backend());
+        for mut stmt in [
+            schema.create_table_from_entity(survey::Entity),
+            schema.create_table_from_entity(response::Entity),
+            schema.create_table_from_entity(batch::Entity),
+            schema.create_table_from_entity(tally::Entity),
+            schema.create_table_from_entity(statistic::Entity),
+        ] {
+            manager
+                .create_table(stmt.if_not_exists().to_owned())
+                .await?;
+        }
+        let unique = |name: &str, table: DynIden, cols: Vec<DynIden>| {
+            let mut i = Index::create();
+            i.name(name).table(table).unique().if_not_exists();
+            for c in cols {
+                i.col(c);
+            }
+            i.to_owned()
+        };
+        manager
+            .create_index(unique(
+                "surveys_responses_respondent",
+                response::Entity.into_iden(),
+                vec![
+                    response::Column::SurveyId.into_iden(),
+                    response::Column::RespondentId.into_iden(),
+                ],
+            ))
+            .await?;
+        manager
+            .create_index(unique(
+                "surveys_tallies_key",
+                tally::Entity.into_iden(),
+                vec![
+                    tally::Column::SurveyId.into_iden(),
+                    tally::Column::OrgUnit.into_iden(),
+                    tally::Column::Question.into_iden(),
+                    tally::Column::Period.into_iden(),
+                ],
+            ))
+            .await?;
+        manager
+            .create_index(unique(
+                "surveys_statistics_key",
+                statistic::Entity.into_iden(),
+                vec![
+                    statistic::Column::OrgUnit.into_iden(),
+                    statistic::Column::Metric.into_iden(),
+                    statistic::Column::Period.into_iden(),
+                    statistic::Column::Version.into_iden(),
+                ],
+            ))
+            .await
+    }
+}

@@ -1,0 +1,441 @@
+//! The survey service over real gRPC with a real registry, on SQLite and PostgreSQL.
+
+use cezone_client::registry as reg;
+use cezone_client::surveys::{self as sv, Surveys};
+use cezone_domain::demo::{DemoParams, generate, tally};
+use cezone_domain::guangdong;
+use cezone_domain::org::{OrgLevel, OrgTree};
+use cezone_platform::error::violations;
+use cezone_platform::testing::{Backend, TestEnv, test_env};
+use cezone_proto::common::v1::PageRequest;
+use cezone_proto::surveys::v1 as ps;
+use tonic::Code;
+
+struct Stack {
+    registry: cezone_registry::Application,
+    surveys: cezone_surveys::Application,
+    sv: Surveys,
+    district: cezone_domain::demo::DemoDistrict,
+    _env: TestEnv,
+}
+
+/// A small demo district (2 towns, 6 communities) registered, and a survey defined.
+async fn spawn(backend: Backend) -> Stack {
+    let mut env = test_env(backend).await;
+    // Small write batches, so a failing call has already written some before it fails.
+    env.settings.surveys.write_batch_rows = 25;
+    let registry = cezone_registry::Application::build(&env.settings)
+        .await
+        .unwrap();
+    env.settings.services.registry_url = registry.url();
+    let surveys = cezone_surveys::Application::build(&env.settings)
+        .await
+        .unwrap();
+    let (fw, _) = guangdong::framework();
+    let district = generate(
+        &fw,
+        &DemoParams {
+            towns: 2,
+            communities: 6,
+            responses_per_community: 40,
+            ..DemoParams::nanhai(5)
+        },
+    );
+    let mut r = reg::client(cezone_client::connect(&registry.url()).await.unwrap());
+    reg::import_and_publish(&mut r, reg::guangdong_source())
+        .await
+        .unwrap();
+    reg::create_org_units(&mut r, &reg::parents_first(&district.units))
+        .await
+        .unwrap();
+    let mut sv = sv::client(cezone_client::connect(&surveys.url()).await.unwrap());
+    sv.define_survey(sv::survey_for(
+        &fw.catalog,
+        "resident-2013",
+        "2013年社区教育居民调查",
+        2013,
+    ))
+    .await
+    .unwrap();
+    Stack {
+        registry,
+        surveys,
+        sv,
+        district,
+        _env: env,
+    }
+}
+
+impl Stack {
+    async fn stop(self) {
+        self.surveys.stop().await;
+        self.registry.stop().await;
+    }
+
+    fn responses(&self) -> Vec<ps::Response> {
+        let (fw, _) = guangdong::framework();
+        self.district
+            .responses(&fw.catalog)
+            .map(|r| sv::response(&r))
+            .collect()
+    }
+
+    async fn tallies(&mut self) -> Vec<ps::Tally> {
+        self.sv
+            .list_tallies(ps::ListTalliesRequest {
+                period: 2013,
+                page: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .tallies
+    }
+
+    async fn stored(&mut self) -> u64 {
+        self.sv
+            .get_survey(ps::GetSurveyRequest {
+                id: "resident-2013".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .responses
+    }
+}
+
+async fn survey_definitions_are_checked(backend: Backend) {
+    let mut s = spawn(backend).await;
+    let (fw, _) = guangdong::framework();
+    let err =
+        s.sv.define_survey(sv::survey_for(&fw.catalog, "resident-2013", "again", 2013))
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let mut bad = sv::survey_for(&fw.catalog, "x", "x", 2013);
+    bad.questions[2].satisfied_from = 7;
+    assert_eq!(
+        violations(&s.sv.define_survey(bad).await.unwrap_err())[0].0,
+        "questions[2].satisfied_from"
+    );
+    let mut bad = sv::survey_for(&fw.catalog, "x", "x", 2013);
+    bad.questions[1].id = bad.questions[0].id.clone();
+    assert_eq!(
+        violations(&s.sv.define_survey(bad).await.unwrap_err())[0].0,
+        "questions[1].id"
+    );
+    let bad = ps::Survey {
+        questions: vec![],
+        ..sv::survey_for(&fw.catalog, "x", "x", 2013)
+    };
+    assert_eq!(
+        violations(&s.sv.define_survey(bad).await.unwrap_err())[0].0,
+        "questions"
+    );
+    let bad = sv::survey_for(&fw.catalog, "Bad Id", "x", 2013);
+    assert_eq!(
+        violations(&s.sv.define_survey(bad).await.unwrap_err())[0].0,
+        "id"
+    );
+    s.stop().await;
+}
+
+async fn bulk_responses_are_stored_and_tallied(backend: Backend) {
+    let mut s = spawn(backend).await;
+    let all = s.responses();
+    assert_eq!(all.len(), 240);
+    let summary = sv::ingest(&mut s.sv, "resident-2013", all).await.unwrap();
+    assert_eq!(summary.accepted, 240);
+    assert_eq!(summary.org_units, 6);
+    assert_eq!(s.stored().await, 240);
+    let (fw, _) = guangdong::framework();
+    let expected = tally(s.district.responses(&fw.catalog), &fw.catalog);
+    let got = s.tallies().await;
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(
+            (
+                g.org_unit.as_str(),
+                g.question.as_str(),
+                g.responses,
+                g.positive
+            ),
+            (
+                e.org_unit.as_str(),
+                e.question.as_str(),
+                e.responses,
+                e.positive
+            )
+        );
+    }
+    s.stop().await;
+}
+
+async fn a_bad_row_rejects_the_whole_call_with_its_row_number(backend: Backend) {
+    let mut s = spawn(backend).await;
+    let good = s.responses();
+    let cases: Vec<(usize, Box<dyn Fn(&mut ps::Response)>, &str)> = vec![
+        (
+            123,
+            Box::new(|r| r.answers[2].value = 7),
+            "answer 7 to 'satisfaction' is out of range",
+        ),
+        (
+            200,
+            Box::new(|r| r.answers[0].value = 2),
+            "yes/no answer is 0 or 1",
+        ),
+        (
+            77,
+            Box::new(|r| r.org_unit = "nanhai.nowhere.c001".into()),
+            "not a known community",
+        ),
+        (
+            50,
+            Box::new(|r| r.org_unit = "nanhai".into()),
+            "not a known community",
+        ),
+        (
+            90,
+            Box::new(|r| {
+                r.answers.push(ps::Answer {
+                    question: "mood".into(),
+                    value: 1,
+                })
+            }),
+            "'mood' is not a question",
+        ),
+        (
+            31,
+            Box::new(|r| r.respondent_id = String::new()),
+            "not a respondent id",
+        ),
+        (40, Box::new(|r| r.answers.clear()), "no answers"),
+    ];
+    for (row, damage, needle) in cases {
+        let mut batch = good.clone();
+        damage(&mut batch[row - 1]);
+        let err = sv::ingest(&mut s.sv, "resident-2013", batch)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        let v = violations(&err);
+        assert!(v[0].0.starts_with(&format!("responses[{row}].")), "{v:?}");
+        assert!(
+            v[0].1.starts_with(&format!("row {row}: ")) && v[0].1.contains(needle),
+            "{v:?}"
+        );
+    }
+    // A respondent twice in one call.
+    let mut batch = good.clone();
+    batch[150].respondent_id = batch[10].respondent_id.clone();
+    let err = sv::ingest(&mut s.sv, "resident-2013", batch)
+        .await
+        .unwrap_err();
+    assert!(
+        violations(&err)[0].1.starts_with("row 151: ") && err.message().contains("twice"),
+        "{err:?}"
+    );
+    assert_eq!(s.stored().await, 0, "a rejected call stores nothing");
+    assert!(s.tallies().await.is_empty());
+
+    // Accepted once; the same respondents again are refused, and still nothing more is stored.
+    sv::ingest(&mut s.sv, "resident-2013", good[..100].to_vec())
+        .await
+        .unwrap();
+    let err = sv::ingest(&mut s.sv, "resident-2013", good[90..].to_vec())
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("already answered"), "{err:?}");
+    assert!(
+        violations(&err)[0].0.starts_with("responses[1]."),
+        "{err:?}"
+    );
+    assert_eq!(s.stored().await, 100);
+    let err = sv::ingest(&mut s.sv, "no-such-survey", good.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = sv::ingest(&mut s.sv, "resident-2013", Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "batch");
+    s.stop().await;
+}
+
+async fn statistics_are_versioned_and_checked(backend: Backend) {
+    let mut s = spawn(backend).await;
+    let town = s
+        .district
+        .units
+        .iter()
+        .find(|u| u.level == OrgLevel::Town)
+        .unwrap()
+        .id
+        .to_string();
+    let stat = |value: i64| ps::StatisticReturn {
+        org_unit: town.clone(),
+        metric: "staff_trained".into(),
+        period: 2013,
+        value,
+        filed_by: "区教育局".into(),
+        ..Default::default()
+    };
+    let v1 = s.sv.record_statistic(stat(12)).await.unwrap().into_inner();
+    assert_eq!(v1.version, 1);
+    let v2 = s.sv.record_statistic(stat(14)).await.unwrap().into_inner();
+    assert_eq!(v2.version, 2);
+    let latest =
+        s.sv.list_statistics(ps::ListStatisticsRequest {
+            org_unit: town.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(latest.statistics.len(), 1);
+    assert_eq!(latest.statistics[0].value, 14);
+    let all =
+        s.sv.list_statistics(ps::ListStatisticsRequest {
+            org_unit: town.clone(),
+            all_versions: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.statistics.len(), 2);
+
+    let err = s.sv.record_statistic(stat(-1)).await.unwrap_err();
+    assert_eq!(violations(&err)[0].0, "value");
+    let err =
+        s.sv.record_statistic(ps::StatisticReturn {
+            metric: "staff_trainned".into(),
+            ..stat(1)
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        violations(&err)[0].1.contains("staff_trainned")
+            && violations(&err)[0].1.contains("staff_trained")
+    );
+    let err =
+        s.sv.record_statistic(ps::StatisticReturn {
+            org_unit: "nanhai.x".into(),
+            ..stat(1)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "org_unit");
+    let err =
+        s.sv.record_statistic(ps::StatisticReturn {
+            period: 20130,
+            ..stat(1)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "period");
+
+    // Keyset pages over many returns.
+    for (i, f) in s
+        .district
+        .statistics
+        .iter()
+        .filter(|f| f.period == 2013)
+        .take(25)
+        .enumerate()
+    {
+        sv::record(&mut s.sv, f, &format!("filer {i}"))
+            .await
+            .unwrap();
+    }
+    let mut token = String::new();
+    let mut seen = 0;
+    loop {
+        let page =
+            s.sv.list_statistics(ps::ListStatisticsRequest {
+                page: Some(PageRequest {
+                    page_size: 7,
+                    page_token: token,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen += page.statistics.len();
+        token = page.page.unwrap().next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    // The 25th return is a third version of the town's staff_trained: 25 latest values in all.
+    assert_eq!(seen, 25);
+    s.stop().await;
+}
+
+async fn aggregates_are_population_weighted_with_wilson_intervals(backend: Backend) {
+    let mut s = spawn(backend).await;
+    let all = s.responses();
+    sv::ingest(&mut s.sv, "resident-2013", all).await.unwrap();
+    let agg =
+        s.sv.get_aggregates(ps::GetAggregatesRequest {
+            org_unit: String::new(),
+            period: 2013,
+            include_children: true,
+            target: 0.7,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let total = agg.total.unwrap();
+    assert_eq!(total.org_unit, "nanhai");
+    assert_eq!(agg.children.len(), 2);
+    let aware = total
+        .questions
+        .iter()
+        .find(|q| q.question == "awareness")
+        .unwrap();
+    assert_eq!(aware.responses, 240);
+    // The same rate the domain computes from the same tallies and populations.
+    let (fw, _) = guangdong::framework();
+    let tree = OrgTree::build(s.district.units.clone()).unwrap();
+    let tallies = tally(s.district.responses(&fw.catalog), &fw.catalog);
+    let domain = cezone_domain::engine::Aggregates::build(&tree, &[], &tallies, &[2013]);
+    let expected = domain
+        .survey(&"awareness".parse_question(), 2013)
+        .unwrap()
+        .sum[0][0];
+    assert!((aware.rate.unwrap() - expected.rate().unwrap()).abs() < 1e-12);
+    assert!(aware.wilson_low < aware.rate.unwrap() && aware.rate.unwrap() < aware.wilson_high);
+    assert!(aware.effective_n > 0.0 && aware.effective_n <= 240.0);
+    let err =
+        s.sv.get_aggregates(ps::GetAggregatesRequest {
+            org_unit: "nowhere".into(),
+            period: 2013,
+            include_children: false,
+            target: 0.0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "org_unit");
+    s.stop().await;
+}
+
+trait ParseQuestion {
+    fn parse_question(&self) -> cezone_domain::rules::QuestionId;
+}
+
+impl ParseQuestion for &str {
+    fn parse_question(&self) -> cezone_domain::rules::QuestionId {
+        cezone_domain::rules::QuestionId::parse(self).unwrap()
+    }
+}
+
+cezone_platform::contract_tests!(
+    survey_definitions_are_checked,
+    bulk_responses_are_stored_and_tallied,
+    a_bad_row_rejects_the_whole_call_with_its_row_number,
+    statistics_are_versioned_and_checked,
+    aggregates_are_population_weighted_with_wilson_intervals,
+);
