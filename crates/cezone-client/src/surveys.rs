@@ -75,7 +75,7 @@ where
     let mut it = responses.into_iter();
     let batches = std::iter::from_fn(move || {
         let chunk: Vec<ps::Response> = it.by_ref().take(RESPONSES_PER_MESSAGE).collect();
-        (!chunk.is_empty()).then(|| ps::IngestRequest {
+        (!chunk.is_empty()).then_some(ps::IngestRequest {
             part: Some(ps::ingest_request::Part::Batch(ps::ResponseBatch {
                 responses: chunk,
             })),
