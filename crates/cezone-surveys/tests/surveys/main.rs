@@ -171,10 +171,13 @@ async fn bulk_responses_are_stored_and_tallied(backend: Backend) {
     s.stop().await;
 }
 
+/// Spoils one response of a good batch.
+type Damage = Box<dyn Fn(&mut ps::Response)>;
+
 async fn a_bad_row_rejects_the_whole_call_with_its_row_number(backend: Backend) {
     let mut s = spawn(backend).await;
     let good = s.responses();
-    let cases: Vec<(usize, Box<dyn Fn(&mut ps::Response)>, &str)> = vec![
+    let cases: Vec<(usize, Damage, &str)> = vec![
         (
             123,
             Box::new(|r| r.answers[2].value = 7),
