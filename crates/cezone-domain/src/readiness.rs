@@ -54,10 +54,10 @@ pub struct Readiness {
     pub units: Vec<UnitGap>,
 }
 
-impl Engine<'_> {
+impl Engine {
     /// `top` bounds the ranked list; ★ criteria short of full marks are always all listed.
     pub fn readiness(&self, board: &Scoreboard, node: OrgIdx, top: usize) -> Readiness {
-        let fw = self.fw;
+        let fw = &self.fw;
         let mut gaps: Vec<CriterionGap> = fw
             .leaves()
             .map(|c| {
@@ -85,7 +85,7 @@ impl Engine<'_> {
 
         let mut by_unit: BTreeMap<String, UnitGap> = BTreeMap::new();
         for c in fw.leaves() {
-            for s in self.evidence.relevant(self.org, c, node) {
+            for s in self.evidence.relevant(&self.org, c, node) {
                 let g = by_unit
                     .entry(s.unit.to_string())
                     .or_insert_with(|| UnitGap {

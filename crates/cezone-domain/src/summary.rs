@@ -54,9 +54,9 @@ pub struct Summary {
 
 pub const SUMMARY_FORMAT: &str = "cezone.summary.v1";
 
-impl Engine<'_> {
+impl Engine {
     pub fn summary(&self, board: &Scoreboard, node: OrgIdx, weak_links: usize) -> Summary {
-        let fw = self.fw;
+        let fw = &self.fw;
         let areas = fw
             .roots()
             .iter()

@@ -140,7 +140,12 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
     let district = generate(&fw, &params);
     let facts = district.facts(&fw.catalog);
     let tree = OrgTree::build(district.units)?;
-    let engine = Engine::new(&fw, &tree, &facts, params.period);
+    let engine = Engine::new(
+        fw.clone().into(),
+        tree.clone().into(),
+        &facts,
+        params.period,
+    );
     let board = engine.scoreboard();
     let summary = engine.summary(&board, tree.root(), args.weak_links);
     match args.format {

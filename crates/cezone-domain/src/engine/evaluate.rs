@@ -81,8 +81,8 @@ pub(crate) enum Compiled<'e> {
     Weighted(Vec<(u32, Compiled<'e>)>),
 }
 
-pub(crate) struct Context<'e, 'a> {
-    eng: &'e Engine<'a>,
+pub(crate) struct Context<'e> {
+    eng: &'e Engine,
     region: Vec<RegionClass>,
 }
 
@@ -106,9 +106,9 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
-impl<'e, 'a> Context<'e, 'a> {
-    pub fn new(eng: &'e Engine<'a>) -> Context<'e, 'a> {
-        let org = eng.org;
+impl<'e> Context<'e> {
+    pub fn new(eng: &'e Engine) -> Context<'e> {
+        let org = &eng.org;
         let mut region = Vec::with_capacity(org.len());
         for i in 0..org.len() {
             let r = match (org.unit(i).region, org.parent(i)) {
@@ -177,7 +177,7 @@ impl<'e, 'a> Context<'e, 'a> {
                 level,
                 basis,
             } => {
-                let org = self.eng.org;
+                let org = &self.eng.org;
                 let n = org.len();
                 let m = agg.metric(metric, p);
                 let mut table = CountTable {
@@ -409,7 +409,7 @@ impl<'e, 'a> Context<'e, 'a> {
                 table,
                 basis,
             } => {
-                let org = self.eng.org;
+                let org = &self.eng.org;
                 let (total, meet, at) = if org.unit(node).level > *level {
                     match org.ancestor_at(node, *level) {
                         Some(a) => (table.total[s][a], table.meet[s][a], Some(a)),

@@ -120,10 +120,10 @@ pub struct CellExplanation {
     pub capped: Option<CapNote>,
 }
 
-impl Engine<'_> {
+impl Engine {
     /// Explains one cell of `board` (which must come from this engine).
     pub fn explain(&self, board: &Scoreboard, node: OrgIdx, item: ItemIdx) -> CellExplanation {
-        let fw = self.fw;
+        let fw = &self.fw;
         let it = fw.item(item);
         let cell = board.cell(node, item);
         let unit = self.org.unit(node);
@@ -146,12 +146,12 @@ impl Engine<'_> {
             let ctx = Context::new(self);
             let rule = fw.rule_of(item);
             let compiled = ctx.compile(&rule);
-            let ev = self.evidence.fractions(self.org, item)[node];
+            let ev = self.evidence.fractions(&self.org, item)[node];
             let mut x = RuleExplanation::named(rule.kind_name());
             ctx.eval(&compiled, node, Segment::All, ev, Some(&mut x));
             let slots: Vec<SlotView> = self
                 .evidence
-                .relevant(self.org, item, node)
+                .relevant(&self.org, item, node)
                 .map(|s| SlotView {
                     unit: s.unit.to_string(),
                     unit_name: fw.units.name_of(&s.unit),

@@ -6,6 +6,8 @@ mod evaluate;
 mod evidence;
 mod explain;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 pub use aggregate::{Aggregates, Segment};
@@ -72,23 +74,23 @@ impl Scoreboard {
 
 /// Facts aggregated over one org tree for one framework and period, ready to score.
 #[derive(Debug)]
-pub struct Engine<'a> {
-    pub fw: &'a Framework,
-    pub org: &'a OrgTree,
+pub struct Engine {
+    pub fw: Arc<Framework>,
+    pub org: Arc<OrgTree>,
     pub period: i32,
     pub agg: Aggregates,
     pub evidence: EvidenceIndex,
 }
 
-impl<'a> Engine<'a> {
-    pub fn new(fw: &'a Framework, org: &'a OrgTree, facts: &Facts, period: i32) -> Engine<'a> {
+impl Engine {
+    pub fn new(fw: Arc<Framework>, org: Arc<OrgTree>, facts: &Facts, period: i32) -> Engine {
         let agg = Aggregates::build(
-            org,
+            &org,
             &facts.statistics,
             &facts.surveys,
             &[period, period - 1],
         );
-        let evidence = EvidenceIndex::build(fw, org, &facts.evidence);
+        let evidence = EvidenceIndex::build(&fw, &org, &facts.evidence);
         Engine {
             fw,
             org,
@@ -107,7 +109,7 @@ impl<'a> Engine<'a> {
         for c in self.fw.leaves() {
             let rule = self.fw.rule_of(c);
             let compiled = ctx.compile(&rule);
-            let evidence = self.evidence.fractions(self.org, c);
+            let evidence = self.evidence.fractions(&self.org, c);
             let points = self.fw.item(c).points;
             for node in 0..n {
                 let e = ctx.eval(&compiled, node, Segment::All, evidence[node], None);
@@ -119,7 +121,7 @@ impl<'a> Engine<'a> {
         }
         for node in 0..n {
             let row = &mut cells[node * m..(node + 1) * m];
-            roll_up(self.fw, row);
+            roll_up(&self.fw, row);
         }
         Scoreboard {
             period: self.period,

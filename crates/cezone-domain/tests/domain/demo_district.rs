@@ -55,8 +55,8 @@ fn the_same_seed_gives_the_same_district_and_scores() {
     assert_eq!(fa, fb);
     assert_ne!(fa, fc);
     let tree = OrgTree::build(a.units.clone()).unwrap();
-    let sa = Engine::new(&fw, &tree, &fa, 2013).scoreboard();
-    let sb = Engine::new(&fw, &tree, &fb, 2013).scoreboard();
+    let sa = Engine::new(fw.clone().into(), tree.clone().into(), &fa, 2013).scoreboard();
+    let sb = Engine::new(fw.clone().into(), tree.clone().into(), &fb, 2013).scoreboard();
     assert_eq!(sa, sb);
     let total = sa.total(&fw, 0);
     // A district mid-way through its preparation: far from zero, short of full marks.

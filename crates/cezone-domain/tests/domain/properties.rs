@@ -124,7 +124,7 @@ proptest! {
     fn scores_stay_within_their_points_and_groups_are_capped_sums(seed in any::<u64>()) {
         let (fw, _) = guangdong::framework();
         let (tree, facts) = random_district(seed, &fw);
-        let engine = Engine::new(&fw, &tree, &facts, 2013);
+        let engine = Engine::new(fw.clone().into(), tree.clone().into(), &facts, 2013);
         let board = engine.scoreboard();
         for node in 0..tree.len() {
             for i in 0..fw.len() {
@@ -147,7 +147,7 @@ proptest! {
     fn the_order_and_duplication_of_facts_change_nothing(seed in any::<u64>(), shuffle in any::<u64>()) {
         let (fw, _) = guangdong::framework();
         let (tree, facts) = random_district(seed, &fw);
-        let board = Engine::new(&fw, &tree, &facts, 2013).scoreboard();
+        let board = Engine::new(fw.clone().into(), tree.clone().into(), &facts, 2013).scoreboard();
         let mut rng = ChaCha8Rng::seed_from_u64(shuffle);
         let mut again = facts.clone();
         // Redelivered statistics and evidence (same version) are harmless; survey tallies are
@@ -159,7 +159,7 @@ proptest! {
         again.statistics.shuffle(&mut rng);
         again.surveys.shuffle(&mut rng);
         again.evidence.shuffle(&mut rng);
-        let board2 = Engine::new(&fw, &tree, &again, 2013).scoreboard();
+        let board2 = Engine::new(fw.clone().into(), tree.clone().into(), &again, 2013).scoreboard();
         prop_assert_eq!(board, board2);
     }
 }

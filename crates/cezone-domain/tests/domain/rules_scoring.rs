@@ -49,7 +49,7 @@ fn scores(rule: &str, tree: &OrgTree, facts: &Facts) -> Vec<(i64, i64)> {
         vec![item("1.1", 10, &["education", "towns"])],
         &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()),
     );
-    let engine = Engine::new(&fw, tree, facts, 2013);
+    let engine = Engine::new(fw.clone().into(), tree.clone().into(), facts, 2013);
     let board = engine.scoreboard();
     let c = fw.find(&code("1.1")).unwrap();
     ["d", "t1", "t2", "c1", "c2", "c3"]
@@ -105,7 +105,12 @@ fn a_ratio_with_nothing_filed_scores_zero_and_says_so() {
             catalog_toml()
         ),
     );
-    let engine = Engine::new(&fw, &tree, &Facts::default(), 2013);
+    let engine = Engine::new(
+        fw.clone().into(),
+        tree.clone().into(),
+        &Facts::default(),
+        2013,
+    );
     let board = engine.scoreboard();
     let x = engine.explain(&board, 0, fw.find(&code("1.1")).unwrap());
     assert_eq!(x.confirmed, Points::ZERO);
@@ -161,7 +166,7 @@ target = "70%""#;
         vec![item("1.1", 10, &["education"])],
         &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()),
     );
-    let engine = Engine::new(&fw, &tree, &facts, 2013);
+    let engine = Engine::new(fw.clone().into(), tree.clone().into(), &facts, 2013);
     let board = engine.scoreboard();
     let x = engine
         .explain(&board, 0, fw.find(&code("1.1")).unwrap())
@@ -307,7 +312,7 @@ parts = [
         vec![item("1.1", 10, &["education", "towns"])],
         &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()),
     );
-    let engine = Engine::new(&fw, &tree, &facts, 2013);
+    let engine = Engine::new(fw.clone().into(), tree.clone().into(), &facts, 2013);
     let board = engine.scoreboard();
     let x = engine.explain(&board, 0, fw.find(&code("1.1")).unwrap());
     let r = x.rule.unwrap();
@@ -362,7 +367,7 @@ fn a_group_whose_children_exceed_it_is_capped_and_both_numbers_are_kept() {
         ],
         ..Default::default()
     };
-    let engine = Engine::new(&fw, &tree, &facts, 2013);
+    let engine = Engine::new(fw.clone().into(), tree.clone().into(), &facts, 2013);
     let board = engine.scoreboard();
     let area = fw.find(&code("1")).unwrap();
     assert_eq!(board.cell(0, area).confirmed, Points::whole(7));
@@ -394,7 +399,7 @@ fn readiness_lists_key_criteria_short_ranked_losses_and_units_owing_evidence() {
         ],
         ..Default::default()
     };
-    let engine = Engine::new(&fw, &tree, &facts, 2013);
+    let engine = Engine::new(fw.clone().into(), tree.clone().into(), &facts, 2013);
     let board = engine.scoreboard();
     let r = engine.readiness(&board, 0, 10);
     assert_eq!(r.key_short.len(), 1);
