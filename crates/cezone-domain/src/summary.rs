@@ -1,14 +1,14 @@
 //! The district scoreboard in one structure: total against the maximum, each first-level area,
 //! each child org unit (towns of a district), ★ criteria and the weakest links.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{Cell, Engine, Scoreboard};
 use crate::org::OrgIdx;
 use crate::points::Points;
 use crate::readiness::CriterionGap;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AreaScore {
     pub code: String,
     pub title: String,
@@ -17,7 +17,7 @@ pub struct AreaScore {
     pub projected: Points,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitScore {
     pub org_unit: String,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct UnitScore {
     pub areas: Vec<Cell>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyStatus {
     pub code: String,
     pub title: String,
@@ -36,9 +36,9 @@ pub struct KeyStatus {
     pub full_marks: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
-    pub format: &'static str,
+    pub format: String,
     pub framework: String,
     pub edition: String,
     pub org_unit: String,
@@ -102,7 +102,7 @@ impl Engine {
         let readiness = self.readiness(board, node, weak_links);
         let unit = self.org.unit(node);
         Summary {
-            format: SUMMARY_FORMAT,
+            format: SUMMARY_FORMAT.to_string(),
             framework: fw.meta.id.to_string(),
             edition: fw.meta.edition.clone(),
             org_unit: unit.id.to_string(),

@@ -21,7 +21,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Application, ApiError> {
-        let db = db::connect(&settings.database).await?;
+        let db = db::connect(&settings.database, "evidence").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let blobs = Arc::new(BlobStore::open(&settings.evidence.storage_root).await?);
         let max = settings.grpc.max_message_bytes;
@@ -55,8 +55,6 @@ impl Application {
     }
 
     pub async fn stop(self) {
-        if let Err(e) = self.running.stop().await {
-            tracing::error!(service = "evidence", error = %e, "server stopped with an error");
-        }
+        self.running.stop_logged("evidence").await;
     }
 }

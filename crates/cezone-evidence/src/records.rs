@@ -326,11 +326,23 @@ pub async fn list(
         .all(db)
         .await?;
     let has_more = rows.len() as u64 > page.size;
-    let mut out = Vec::new();
-    for rec in rows.into_iter().take(page.size as usize) {
-        let versions = versions_of(db, &rec.id).await?;
-        out.push(to_proto(&rec, &versions));
+    let rows: Vec<record::Model> = rows.into_iter().take(page.size as usize).collect();
+    // Every version of the page's records in one query.
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut by_record: std::collections::HashMap<String, Vec<version::Model>> =
+        std::collections::HashMap::new();
+    for v in version::Entity::find()
+        .filter(version::Column::EvidenceId.is_in(ids))
+        .order_by_asc(version::Column::Version)
+        .all(db)
+        .await?
+    {
+        by_record.entry(v.evidence_id.clone()).or_default().push(v);
     }
+    let out: Vec<pe::Evidence> = rows
+        .iter()
+        .map(|r| to_proto(r, by_record.get(&r.id).map(Vec::as_slice).unwrap_or(&[])))
+        .collect();
     Ok((out, page.info(has_more)))
 }
 

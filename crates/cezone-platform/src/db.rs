@@ -11,8 +11,17 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::settings::DatabaseSettings;
 
-pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
-    let url = settings.url.as_str();
+/// Connects one service. PostgreSQL is shared (each service owns its own tables in it). With
+/// SQLite, each service keeps its own file beside the configured one (`cezone.db` →
+/// `cezone-registry.db`) and writes through a single connection: SQLite has one writer at a
+/// time, and this way it never has to refuse one.
+pub async fn connect(
+    settings: &DatabaseSettings,
+    service: &str,
+) -> Result<DatabaseConnection, DbErr> {
+    let url = service_url(&settings.url, service);
+    let url = url.as_str();
+    let sqlite = sqlite_path(url).is_some();
     if let Some(path) = sqlite_path(url)
         && let Some(dir) = std::path::Path::new(&path).parent()
         && !dir.as_os_str().is_empty()
@@ -21,7 +30,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
             .map_err(|e| DbErr::Custom(format!("cannot create the directory of {path}: {e}")))?;
     }
     let mut opts = ConnectOptions::new(url.to_string());
-    opts.max_connections(settings.max_connections)
+    opts.max_connections(if sqlite { 1 } else { settings.max_connections })
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
@@ -34,6 +43,21 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         db.execute_unprepared("PRAGMA foreign_keys=ON").await?;
     }
     Ok(db)
+}
+
+/// The URL a service uses: the configured one, or for SQLite a file of the service's own.
+pub fn service_url(url: &str, service: &str) -> String {
+    let Some(path) = sqlite_path(url) else {
+        return url.to_string();
+    };
+    let p = std::path::Path::new(&path);
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("cezone");
+    let file = match p.extension().and_then(|e| e.to_str()) {
+        Some(ext) => format!("{stem}-{service}.{ext}"),
+        None => format!("{stem}-{service}"),
+    };
+    let new_path = p.with_file_name(file);
+    url.replacen(&path, &new_path.to_string_lossy(), 1)
 }
 
 /// The file behind a `sqlite:` URL, if it names one.
@@ -64,5 +88,23 @@ pub async fn migrate<M: MigratorTrait>(
             txn.commit().await
         }
         _ => M::up(db, None).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_service_gets_its_own_sqlite_file() {
+        assert_eq!(
+            service_url("sqlite://var/cezone.db?mode=rwc", "registry"),
+            "sqlite://var/cezone-registry.db?mode=rwc"
+        );
+        assert_eq!(
+            service_url("postgres://u@h/db", "registry"),
+            "postgres://u@h/db"
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 }

@@ -89,6 +89,13 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
+    /// Stops as `stop` does, logging a failure under the service's name.
+    pub async fn stop_logged(self, service: &str) {
+        if let Err(e) = self.stop().await {
+            tracing::error!(service, error = %e, "server stopped with an error");
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish, and waits.
     pub async fn stop(self) -> Result<(), tonic::transport::Error> {
         self.shutdown.cancel();

@@ -19,7 +19,7 @@ impl Application {
     /// Connects and migrates the database, binds `grpc.host:registry.port` (0 picks a free
     /// port) and starts serving.
     pub async fn build(settings: &Settings) -> Result<Application, ApiError> {
-        let db = db::connect(&settings.database).await?;
+        let db = db::connect(&settings.database, "registry").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let listener = bind(&settings.grpc.host, settings.registry.port).await?;
         let api = RegistryApi { db: db.clone() };
@@ -41,8 +41,6 @@ impl Application {
     }
 
     pub async fn stop(self) {
-        if let Err(e) = self.running.stop().await {
-            tracing::error!(service = "registry", error = %e, "server stopped with an error");
-        }
+        self.running.stop_logged("registry").await;
     }
 }

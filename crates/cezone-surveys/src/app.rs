@@ -18,7 +18,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Application, ApiError> {
-        let db = db::connect(&settings.database).await?;
+        let db = db::connect(&settings.database, "surveys").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let max = settings.grpc.max_message_bytes;
         let api = SurveyApi {
@@ -45,8 +45,6 @@ impl Application {
     }
 
     pub async fn stop(self) {
-        if let Err(e) = self.running.stop().await {
-            tracing::error!(service = "surveys", error = %e, "server stopped with an error");
-        }
+        self.running.stop_logged("surveys").await;
     }
 }

@@ -20,8 +20,47 @@ pub enum Command {
     /// Validate, show, import and export indicator frameworks.
     #[command(subcommand)]
     Framework(FrameworkCommand),
-    /// Generate the demo district, score it and print the district scoreboard.
+    /// Generate the demo district, score it in-process and print the district scoreboard.
     Demo(DemoArgs),
+    /// Run services: all of them in one process (the embedded default) or any subset.
+    Serve(ServeArgs),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Run all four services (the default when --services is not given).
+    #[arg(long, conflicts_with = "services")]
+    pub all: bool,
+    /// Comma-separated subset: registry, evidence, surveys, scoring.
+    #[arg(long, value_delimiter = ',')]
+    pub services: Vec<ServiceName>,
+    /// On an empty system, load the demo district through the services' APIs, recompute and
+    /// print the district scoreboard.
+    #[arg(long)]
+    pub demo: bool,
+    /// Configuration file (TOML), layered over the embedded defaults and under CEZONE__… .
+    #[arg(long, env = "CEZONE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    Registry,
+    Evidence,
+    Surveys,
+    Scoring,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (defaults, file, environment) with secrets masked.
+    Show {
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

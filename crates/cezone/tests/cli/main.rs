@@ -133,3 +133,55 @@ fn demo_refuses_impossible_sizes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--communities"));
 }
+
+/// `cezone serve --all --demo` on a fresh directory: all four services in one process, the demo
+/// district loaded through their APIs, the scoreboard printed, and a clean stop on SIGTERM.
+#[test]
+fn serve_all_with_demo_prints_the_scoreboard_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cezone"))
+        .args(["serve", "--all", "--demo"])
+        .current_dir(dir.path())
+        .env("CEZONE__REGISTRY__PORT", "0")
+        .env("CEZONE__EVIDENCE__PORT", "0")
+        .env("CEZONE__SURVEYS__PORT", "0")
+        .env("CEZONE__SCORING__PORT", "0")
+        .env("CEZONE__LOG__FILTER", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    // The same district, scored through the services, as `cezone demo` scores it in-process.
+    let offline = stdout_of(&cezone(&["demo"]));
+    let total = offline.lines().find(|l| l.starts_with("TOTAL")).unwrap();
+    assert!(text.contains(total), "{text}");
+    assert!(
+        text.contains("loaded 298 org units, 17400 survey responses"),
+        "{text}"
+    );
+    assert!(dir.path().join("var/cezone-scoring.db").exists());
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+fn stdout_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

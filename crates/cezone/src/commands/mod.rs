@@ -14,14 +14,29 @@ use cezone_domain::org::OrgTree;
 use cezone_domain::package::{PackageParts, read_parts, read_table};
 
 use crate::cli::{
-    Cli, Command, DemoArgs, FindingsFormat, FrameworkCommand, OutputFormat, ShowFormat,
+    Cli, Command, ConfigCommand, DemoArgs, FindingsFormat, FrameworkCommand, OutputFormat,
+    ShowFormat,
 };
 use crate::render;
+
+mod serve;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Framework(cmd) => framework(cmd),
         Command::Demo(args) => demo(args),
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Show { config }) => {
+            let settings = cezone_platform::Settings::load(config.as_deref())?;
+            print!("{}", toml::to_string_pretty(&settings.masked())?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,0 +1,179 @@
+//! Loads the demo district through the services' public APIs, exactly as a district's own
+//! systems would: framework, org units, a resident survey, statistics, evidence and reviews.
+
+use cezone_domain::demo::DemoDistrict;
+use cezone_domain::facts::EvidenceState;
+use cezone_domain::framework::Framework;
+use cezone_proto::common::v1::PageRequest;
+use cezone_proto::evidence::v1 as pe;
+use cezone_proto::surveys::v1 as ps;
+use futures::{StreamExt, TryStreamExt};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::{ClientError, evidence, registry, surveys};
+
+/// Calls in flight at once while loading.
+const CONCURRENCY: usize = 8;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub org_units: usize,
+    pub responses: u64,
+    pub statistics: usize,
+    pub evidence: usize,
+    /// True when the services already held demo data and nothing was loaded again.
+    pub already_loaded: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Channels {
+    pub registry: Channel,
+    pub evidence: Channel,
+    pub surveys: Channel,
+}
+
+pub fn survey_id(period: i32) -> String {
+    format!("resident-{period}")
+}
+
+pub async fn load(
+    ch: &Channels,
+    fw: &Framework,
+    district: &DemoDistrict,
+) -> Result<LoadReport, ClientError> {
+    let mut report = LoadReport::default();
+    let mut reg = registry::client(ch.registry.clone());
+    registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
+    report.org_units =
+        registry::create_org_units(&mut reg, &registry::parents_first(&district.units)).await?;
+
+    let mut sv = surveys::client(ch.surveys.clone());
+    let period = district.params.period;
+    let id = survey_id(period);
+    match sv
+        .define_survey(surveys::survey_for(
+            &fw.catalog,
+            &id,
+            &format!("{period}年社区教育居民调查"),
+            period,
+        ))
+        .await
+    {
+        Ok(_) => {}
+        Err(s) if s.code() == Code::AlreadyExists => {}
+        Err(s) => return Err(ClientError::call("DefineSurvey", s)),
+    }
+    let existing = sv
+        .get_survey(ps::GetSurveyRequest { id: id.clone() })
+        .await
+        .map_err(|s| ClientError::call("GetSurvey", s))?
+        .into_inner()
+        .responses;
+    if existing == 0 {
+        let responses: Vec<ps::Response> = district
+            .responses(&fw.catalog)
+            .map(|r| surveys::response(&r))
+            .collect();
+        report.responses = surveys::ingest(&mut sv, &id, responses)
+            .await
+            .map_err(|s| ClientError::call("IngestResponses", s))?
+            .accepted;
+    } else {
+        report.already_loaded = true;
+    }
+
+    let filed = sv
+        .list_statistics(ps::ListStatisticsRequest {
+            page: Some(PageRequest {
+                page_size: 1,
+                page_token: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| ClientError::call("ListStatistics", s))?
+        .into_inner()
+        .statistics;
+    if filed.is_empty() {
+        report.statistics = futures::stream::iter(district.statistics.iter())
+            .map(|f| {
+                let mut c = sv.clone();
+                async move { surveys::record(&mut c, f, "示范数据").await }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+            .await?;
+    }
+
+    let ev = evidence::client(ch.evidence.clone());
+    let any = ev
+        .clone()
+        .list_evidence(pe::ListEvidenceRequest {
+            page: Some(PageRequest {
+                page_size: 1,
+                page_token: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| ClientError::call("ListEvidence", s))?
+        .into_inner()
+        .evidence;
+    if any.is_empty() {
+        report.evidence = futures::stream::iter(district.evidence.iter())
+            .map(|f| {
+                let mut c = ev.clone();
+                let meta = pe::UploadMetadata {
+                    framework_id: fw.meta.id.to_string(),
+                    edition: fw.meta.edition.clone(),
+                    criterion: f.criterion.to_string(),
+                    org_unit: f.org_unit.to_string(),
+                    responsible_unit: f.unit.to_string(),
+                    period,
+                    title: f.title.clone(),
+                    material_type: f.material.clone().unwrap_or_default(),
+                    file_name: format!("{}.txt", f.criterion),
+                    content_type: "text/plain; charset=utf-8".into(),
+                    replaces: String::new(),
+                    submitted_by: fw.units.name_of(&f.unit),
+                };
+                let body = format!("{}\n{}\n{}\n{}\n", f.title, f.criterion, f.unit, f.org_unit)
+                    .into_bytes();
+                let state = f.state;
+                async move {
+                    let rec = evidence::upload(&mut c, meta, body)
+                        .await
+                        .map_err(|s| ClientError::call("Upload", s))?;
+                    match state {
+                        EvidenceState::Accepted { grade } => {
+                            evidence::review(
+                                &mut c,
+                                &rec.id,
+                                pe::Decision::Accept,
+                                u32::from(grade),
+                                "",
+                            )
+                            .await?;
+                        }
+                        EvidenceState::Returned => {
+                            evidence::review(
+                                &mut c,
+                                &rec.id,
+                                pe::Decision::Return,
+                                0,
+                                "材料不完整，请补充后重新提交",
+                            )
+                            .await?;
+                        }
+                        EvidenceState::Submitted => {}
+                    }
+                    Ok::<_, ClientError>(())
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+            .await?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,109 @@
+//! The scoring service's schema, migrated at start.
+
+use sea_orm::Schema;
+use sea_orm_migration::prelude::*;
+
+use crate::entities::*;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(Initial)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        Alias::new("scoring_migrations").into_iden()
+    }
+}
+
+pub const LOCK_KEY: i64 = 0x00ce_0004;
+
+struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
+
+fn index(name: &str, table: DynIden, cols: Vec<DynIden>, unique: bool) -> IndexCreateStatement {
+    let mut i = Index::create();
+    i.name(name).table(table).if_not_exists();
+    if unique {
+        i.unique();
+    }
+    for c in cols {
+        i.col(c);
+    }
+    i.to_owned()
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Initial {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let schema = Schema::new(manager.get_database_backend());
+        for mut stmt in [
+            schema.create_table_from_entity(framework::Entity),
+            schema.create_table_from_entity(org_unit::Entity),
+            schema.create_table_from_entity(stat_fact::Entity),
+            schema.create_table_from_entity(tally_fact::Entity),
+            schema.create_table_from_entity(evidence_fact::Entity),
+            schema.create_table_from_entity(cell::Entity),
+            schema.create_table_from_entity(run::Entity),
+            schema.create_table_from_entity(snapshot::Entity),
+            schema.create_table_from_entity(snapshot_cell::Entity),
+        ] {
+            manager
+                .create_table(stmt.if_not_exists().to_owned())
+                .await?;
+        }
+        manager
+            .create_index(index(
+                "scoring_stat_facts_key",
+                stat_fact::Entity.into_iden(),
+                vec![
+                    stat_fact::Column::OrgUnit.into_iden(),
+                    stat_fact::Column::Metric.into_iden(),
+                    stat_fact::Column::Period.into_iden(),
+                ],
+                true,
+            ))
+            .await?;
+        manager
+            .create_index(index(
+                "scoring_tally_facts_key",
+                tally_fact::Entity.into_iden(),
+                vec![
+                    tally_fact::Column::OrgUnit.into_iden(),
+                    tally_fact::Column::Question.into_iden(),
+                    tally_fact::Column::Period.into_iden(),
+                ],
+                true,
+            ))
+            .await?;
+        manager
+            .create_index(index(
+                "scoring_cells_unit",
+                cell::Entity.into_iden(),
+                vec![
+                    cell::Column::OrgUnit.into_iden(),
+                    cell::Column::Item.into_iden(),
+                ],
+                true,
+            ))
+            .await?;
+        manager
+            .create_index(index(
+                "scoring_snapshot_cells_unit",
+                snapshot_cell::Entity.into_iden(),
+                vec![
+                    snapshot_cell::Column::SnapshotId.into_iden(),
+                    snapshot_cell::Column::OrgUnit.into_iden(),
+                    snapshot_cell::Column::Item.into_iden(),
+                ],
+                true,
+            ))
+            .await
+    }
+}

@@ -1,0 +1,157 @@
+//! The scored read model: the inputs (framework, org units, facts) and what the engine makes of
+//! them. Pure translation between the domain and the API; no I/O here.
+
+use std::sync::Arc;
+
+use cezone_domain::engine::{Cell, Engine, Scoreboard};
+use cezone_domain::facts::Facts;
+use cezone_domain::framework::{Framework, FrameworkDocument};
+use cezone_domain::org::{OrgIdx, OrgTree, OrgUnit, OrgUnitId};
+use cezone_domain::points::Points;
+use cezone_platform::ApiError;
+use cezone_platform::convert::score;
+use cezone_proto::scoring::v1 as ps;
+use serde::{Deserialize, Serialize};
+
+/// Everything scores are computed from. Frozen with every snapshot, so a snapshot's
+/// explanations can be recomputed exactly, point by point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub framework_id: String,
+    pub edition: String,
+    pub period: i32,
+    /// The framework document ("cezone.framework.v1").
+    pub framework_json: String,
+    pub org_units: Vec<(OrgUnit, u64)>,
+    pub facts: Facts,
+}
+
+#[derive(Debug)]
+pub struct Scored {
+    pub inputs: Arc<Inputs>,
+    pub engine: Engine,
+    pub board: Scoreboard,
+    pub computed_at: String,
+}
+
+impl Scored {
+    pub fn compute(inputs: Arc<Inputs>, computed_at: String) -> Result<Scored, ApiError> {
+        let doc: FrameworkDocument = serde_json::from_str(&inputs.framework_json).map_err(|e| {
+            ApiError::internal_msg(format!("the stored framework is unreadable: {e}"))
+        })?;
+        let (fw, findings) = Framework::from_document(doc);
+        if findings.has_errors() {
+            return Err(ApiError::precondition("the framework to score has errors"));
+        }
+        let tree = OrgTree::build(inputs.org_units.iter().map(|(u, _)| u.clone()).collect())
+            .map_err(|e| ApiError::precondition(format!("the org tree cannot be scored: {e}")))?;
+        let engine = Engine::new(Arc::new(fw), Arc::new(tree), &inputs.facts, inputs.period);
+        let board = engine.scoreboard();
+        Ok(Scored {
+            inputs,
+            engine,
+            board,
+            computed_at,
+        })
+    }
+
+    pub fn framework(&self) -> &Framework {
+        &self.engine.fw
+    }
+
+    pub fn tree(&self) -> &OrgTree {
+        &self.engine.org
+    }
+
+    /// The org unit named (the root when empty).
+    pub fn node(&self, id: &str) -> Result<OrgIdx, ApiError> {
+        if id.is_empty() {
+            return Ok(self.tree().root());
+        }
+        let oid = OrgUnitId::parse(id).map_err(|e| ApiError::invalid("org_unit", e))?;
+        self.tree().find(&oid).ok_or_else(|| {
+            ApiError::invalid(
+                "org_unit",
+                format!("'{id}' is not an org unit of the scored tree"),
+            )
+        })
+    }
+
+    pub fn total(&self) -> Cell {
+        self.board.total(self.framework(), self.tree().root())
+    }
+
+    pub fn scores(
+        &self,
+        node: OrgIdx,
+        items: &[String],
+        explain: bool,
+    ) -> Result<ps::OrgUnitScores, ApiError> {
+        let fw = self.framework();
+        let mut wanted = Vec::new();
+        for code in items {
+            let c =
+                cezone_domain::ItemCode::parse(code).map_err(|e| ApiError::invalid("items", e))?;
+            wanted.push(fw.find(&c).ok_or_else(|| {
+                ApiError::invalid("items", format!("'{code}' is not an item of the framework"))
+            })?);
+        }
+        if wanted.is_empty() {
+            wanted = (0..fw.len()).collect();
+        }
+        let unit = self.tree().unit(node);
+        let items = wanted
+            .into_iter()
+            .map(|i| {
+                let it = fw.item(i);
+                let cell = self.board.cell(node, i);
+                let explanation_json = if explain {
+                    serde_json::to_string(&self.engine.explain(&self.board, node, i))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                ps::ItemScore {
+                    code: it.code.to_string(),
+                    title: it.title.clone(),
+                    key: it.key,
+                    leaf: fw.is_leaf(i),
+                    points: it.points.to_string(),
+                    score: Some(score(cell)),
+                    lost: (it.points - cell.confirmed).to_string(),
+                    explanation_json,
+                }
+            })
+            .collect();
+        Ok(ps::OrgUnitScores {
+            org_unit: unit.id.to_string(),
+            name: unit.name.clone(),
+            framework_id: fw.meta.id.to_string(),
+            edition: fw.meta.edition.clone(),
+            period: self.inputs.period,
+            max_points: fw.max_points().to_string(),
+            total: Some(score(self.board.total(fw, node))),
+            items,
+            computed_at: self.computed_at.clone(),
+        })
+    }
+
+    /// (org unit, item code, confirmed, projected) of every cell, for storage.
+    pub fn cells(&self) -> Vec<(String, String, Points, Points)> {
+        let fw = self.framework();
+        let tree = self.tree();
+        let mut out = Vec::with_capacity(tree.len() * fw.len());
+        for node in 0..tree.len() {
+            let id = tree.unit(node).id.to_string();
+            for (i, cell) in self.board.row(node).iter().enumerate() {
+                out.push((
+                    id.clone(),
+                    fw.item(i).code.to_string(),
+                    cell.confirmed,
+                    cell.projected,
+                ));
+            }
+        }
+        out
+    }
+}

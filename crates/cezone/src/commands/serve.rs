@@ -1,0 +1,175 @@
+//! `cezone serve`: the services in one process, wired to each other, with an optional demo
+//! district loaded through their own APIs.
+
+use anyhow::{Context, Result};
+use cezone_client::demo::{self, Channels};
+use cezone_domain::demo::{DemoParams, generate};
+use cezone_domain::guangdong;
+use cezone_platform::settings::Settings;
+use cezone_platform::telemetry;
+use cezone_proto::scoring::v1 as ps;
+use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+
+use crate::cli::{ServeArgs, ServiceName};
+use crate::render;
+
+enum Running {
+    Registry(cezone_registry::Application),
+    Evidence(cezone_evidence::Application),
+    Surveys(cezone_surveys::Application),
+    Scoring(cezone_scoring::Application),
+}
+
+impl Running {
+    async fn stop(self) {
+        match self {
+            Running::Registry(a) => a.stop().await,
+            Running::Evidence(a) => a.stop().await,
+            Running::Surveys(a) => a.stop().await,
+            Running::Scoring(a) => a.stop().await,
+        }
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let mut settings = Settings::load(args.config.as_deref())?;
+    telemetry::init(&settings.log);
+    let wanted =
+        |s: ServiceName| args.all || args.services.is_empty() || args.services.contains(&s);
+    let mut running = Vec::new();
+    // Started in dependency order; each in-process service is reached at its real address.
+    if wanted(ServiceName::Registry) {
+        let app = cezone_registry::Application::build(&settings)
+            .await
+            .context("starting the registry")?;
+        settings.services.registry_url = app.url();
+        running.push(Running::Registry(app));
+    }
+    if wanted(ServiceName::Evidence) {
+        let app = cezone_evidence::Application::build(&settings)
+            .await
+            .context("starting the evidence service")?;
+        settings.services.evidence_url = app.url();
+        running.push(Running::Evidence(app));
+    }
+    if wanted(ServiceName::Surveys) {
+        let app = cezone_surveys::Application::build(&settings)
+            .await
+            .context("starting the survey service")?;
+        settings.services.surveys_url = app.url();
+        running.push(Running::Surveys(app));
+    }
+    if wanted(ServiceName::Scoring) {
+        let app = cezone_scoring::Application::build(&settings)
+            .await
+            .context("starting the scoring service")?;
+        settings.services.scoring_url = app.url();
+        running.push(Running::Scoring(app));
+    }
+    println!("cezone is running:");
+    for (name, url, on) in [
+        (
+            "registry",
+            &settings.services.registry_url,
+            wanted(ServiceName::Registry),
+        ),
+        (
+            "evidence",
+            &settings.services.evidence_url,
+            wanted(ServiceName::Evidence),
+        ),
+        (
+            "surveys ",
+            &settings.services.surveys_url,
+            wanted(ServiceName::Surveys),
+        ),
+        (
+            "scoring ",
+            &settings.services.scoring_url,
+            wanted(ServiceName::Scoring),
+        ),
+    ] {
+        if on {
+            println!("  {name}  {url}  (gRPC, health and reflection)");
+        }
+    }
+    println!(
+        "  database  {}",
+        cezone_platform::settings::mask_url_password(&settings.database.url)
+    );
+
+    if args.demo {
+        load_demo(&settings).await?;
+    }
+    println!("\nPress Ctrl-C to stop.");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    for r in running.into_iter().rev() {
+        r.stop().await;
+    }
+    Ok(())
+}
+
+async fn load_demo(settings: &Settings) -> Result<()> {
+    let (fw, _) = guangdong::framework();
+    let district = generate(&fw, &DemoParams::nanhai(2013));
+    let channels = Channels {
+        registry: cezone_client::connect(&settings.services.registry_url).await?,
+        evidence: cezone_client::connect(&settings.services.evidence_url).await?,
+        surveys: cezone_client::connect(&settings.services.surveys_url).await?,
+    };
+    println!("\nloading the demo district through the services' APIs …");
+    let report = demo::load(&channels, &fw, &district).await?;
+    if report.already_loaded {
+        println!("the services already hold the demo district; nothing loaded again");
+    } else {
+        println!(
+            "loaded {} org units, {} survey responses, {} statistics, {} evidence documents",
+            report.org_units, report.responses, report.statistics, report.evidence
+        );
+    }
+    let mut scoring =
+        ScoringServiceClient::new(cezone_client::connect(&settings.services.scoring_url).await?)
+            .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES);
+    let r = scoring
+        .recompute(ps::RecomputeRequest::default())
+        .await?
+        .into_inner();
+    println!(
+        "recomputed {} cells for {} org units in {} ms\n",
+        r.cells,
+        r.org_units,
+        r.elapsed_micros / 1000
+    );
+    let summary = scoring
+        .get_summary(ps::GetSummaryRequest {
+            org_unit: String::new(),
+            weak_links: 8,
+        })
+        .await?
+        .into_inner();
+    let summary: cezone_domain::summary::Summary = serde_json::from_str(&summary.summary_json)?;
+    print!("{}", render::scoreboard(&summary));
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
