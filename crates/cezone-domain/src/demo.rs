@@ -456,6 +456,8 @@ pub fn tally(
                 period,
                 responses,
                 positive,
+                source: String::new(),
+                version: 0,
             },
         )
         .collect()

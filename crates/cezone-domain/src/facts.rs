@@ -22,7 +22,8 @@ pub struct StatFact {
 }
 
 /// Survey answers to one question in one org unit, already judged: `positive` of `responses`
-/// were yes / satisfied. Tallies of separate batches add up.
+/// were yes / satisfied. Tallies of different sources (surveys) add up; for one source, org
+/// unit, question and period the highest `version` counts, like statistics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SurveyTally {
     pub org_unit: OrgUnitId,
@@ -30,6 +31,18 @@ pub struct SurveyTally {
     pub period: i32,
     pub responses: u64,
     pub positive: u64,
+    /// The survey the answers come from; empty when tallies are already summed over surveys.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl SurveyTally {
+    /// Total order used to pick one tally among same-key duplicates.
+    pub fn precedence(&self) -> (u64, u64, u64) {
+        (self.version, self.responses, self.positive)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

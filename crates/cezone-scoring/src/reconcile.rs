@@ -127,6 +127,8 @@ pub async fn pull(
                 period: t.period,
                 responses: t.responses,
                 positive: t.positive,
+                source: String::new(),
+                version: 0,
             });
         }
         token = resp.page.map(|p| p.next_page_token).unwrap_or_default();

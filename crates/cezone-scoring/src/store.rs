@@ -170,6 +170,8 @@ pub async fn load(
             period: m.period,
             responses: m.responses as u64,
             positive: m.positive as u64,
+            source: String::new(),
+            version: 0,
         });
     }
     for m in evidence_fact::Entity::find().all(db).await? {

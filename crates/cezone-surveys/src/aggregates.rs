@@ -42,6 +42,8 @@ pub async fn tallies(db: &DatabaseConnection, period: i32) -> Result<Vec<SurveyT
                 period: r.period,
                 responses: r.responses as u64,
                 positive: r.positive as u64,
+                source: String::new(),
+                version: 0,
             }),
         }
     }

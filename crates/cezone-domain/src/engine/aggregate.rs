@@ -1,6 +1,7 @@
 //! Subtree aggregates of statistics, populations and survey tallies per org unit, by segment
 //! (all units, urban communities only, rural communities only). Integer sums and per-stratum
-//! terms in a fixed tree order: the same facts in any order give the same aggregates.
+//! terms in a fixed tree order: the same facts in any order give the same aggregates, and a
+//! fact applied later (`apply_stat`, `apply_tally`) gives exactly what a full build gives.
 
 use std::collections::HashMap;
 
@@ -40,17 +41,86 @@ impl Segment {
 /// Subtree sums of one metric in one period.
 #[derive(Debug, Clone)]
 pub struct MetricAgg {
-    /// The unit's own filed value.
+    /// The unit's own filed value and the version it came with.
     pub own: Vec<Option<i64>>,
+    pub version: Vec<u64>,
     pub sum: [Vec<i64>; 3],
     /// How many units in the subtree filed a value, to tell "no data" from zero.
     pub filed: [Vec<u32>; 3],
 }
 
+impl MetricAgg {
+    fn empty(n: usize) -> MetricAgg {
+        MetricAgg {
+            own: vec![None; n],
+            version: vec![0; n],
+            sum: [vec![0; n], vec![0; n], vec![0; n]],
+            filed: [vec![0; n], vec![0; n], vec![0; n]],
+        }
+    }
+
+    fn roll_up(&mut self, org: &OrgTree) {
+        for seg in Segment::EACH {
+            let s = seg as usize;
+            for i in (0..org.len()).rev() {
+                let (mut sum, mut filed) = match self.own[i] {
+                    Some(v) if seg.includes(org, i) => (v, 1),
+                    _ => (0, 0),
+                };
+                for &c in org.children(i) {
+                    sum += self.sum[s][c];
+                    filed += self.filed[s][c];
+                }
+                self.sum[s][i] = sum;
+                self.filed[s][i] = filed;
+            }
+        }
+    }
+}
+
+/// One source's tally at one unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceTally {
+    pub version: u64,
+    pub responses: u64,
+    pub positive: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct SurveyAgg {
+    /// Summed over sources, per unit.
     pub own: Vec<(u64, u64)>,
+    pub sources: HashMap<(OrgIdx, String), SourceTally>,
     pub sum: [Vec<WeightedRate>; 3],
+}
+
+impl SurveyAgg {
+    fn empty(n: usize) -> SurveyAgg {
+        SurveyAgg {
+            own: vec![(0, 0); n],
+            sources: HashMap::new(),
+            sum: [
+                vec![WeightedRate::default(); n],
+                vec![WeightedRate::default(); n],
+                vec![WeightedRate::default(); n],
+            ],
+        }
+    }
+
+    /// One unit's sums from its own stratum and its children's sums, in child order.
+    fn node_sum(&self, org: &OrgTree, pop: &[u64], seg: Segment, i: OrgIdx) -> WeightedRate {
+        let s = seg as usize;
+        let mut acc = if seg.includes(org, i) && self.own[i].0 > 0 {
+            WeightedRate::stratum(pop[i] as f64, self.own[i].0, self.own[i].1)
+        } else {
+            WeightedRate::default()
+        };
+        for &c in org.children(i) {
+            let child = self.sum[s][c];
+            acc.add(&child);
+        }
+        acc
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +136,29 @@ pub struct Aggregates {
     pub community_count: [Vec<u32>; 3],
 }
 
+fn populations(org: &OrgTree, year: i32) -> [Vec<u64>; 3] {
+    let n = org.len();
+    let all = org.populations(year);
+    let mut urban = vec![0u64; n];
+    let mut rural = vec![0u64; n];
+    for i in (0..n).rev() {
+        let (mut u, mut r) = (0, 0);
+        if Segment::Urban.includes(org, i) {
+            u += all[i];
+        }
+        if Segment::Rural.includes(org, i) {
+            r += all[i];
+        }
+        for &c in org.children(i) {
+            u += urban[c];
+            r += rural[c];
+        }
+        urban[i] = u;
+        rural[i] = r;
+    }
+    [all, urban, rural]
+}
+
 impl Aggregates {
     pub fn build(
         org: &OrgTree,
@@ -74,144 +167,186 @@ impl Aggregates {
         years: &[i32],
     ) -> Aggregates {
         let n = org.len();
+        let mut agg = Aggregates {
+            metrics: Vec::new(),
+            metric_index: HashMap::new(),
+            surveys: Vec::new(),
+            survey_index: HashMap::new(),
+            population: HashMap::new(),
+            community_count: [vec![0u32; n], vec![0u32; n], vec![0u32; n]],
+        };
         // Latest version per (unit, metric, period); ties broken by value so order is irrelevant.
         let mut latest: HashMap<(OrgIdx, &MetricId, i32), (u64, i64)> = HashMap::new();
         for s in stats {
             let Some(i) = org.find(&s.org_unit) else {
                 continue;
             };
-            let key = (i, &s.metric, s.period);
             let cand = (s.version, s.value);
             latest
-                .entry(key)
+                .entry((i, &s.metric, s.period))
                 .and_modify(|v| *v = (*v).max(cand))
                 .or_insert(cand);
         }
-        let mut metric_index = HashMap::new();
-        let mut metrics: Vec<MetricAgg> = Vec::new();
         let mut entries: Vec<_> = latest.into_iter().collect();
         entries.sort_by(|a, b| (a.0.1, a.0.2, a.0.0).cmp(&(b.0.1, b.0.2, b.0.0)));
-        for ((i, metric, period), (_, value)) in entries {
-            let idx = *metric_index
-                .entry((metric.clone(), period))
-                .or_insert_with(|| {
-                    metrics.push(MetricAgg {
-                        own: vec![None; n],
-                        sum: [vec![0; n], vec![0; n], vec![0; n]],
-                        filed: [vec![0; n], vec![0; n], vec![0; n]],
-                    });
-                    metrics.len() - 1
-                });
-            metrics[idx].own[i] = Some(value);
+        for ((i, metric, period), (version, value)) in entries {
+            let idx = agg.metric_slot(metric, period, n);
+            agg.metrics[idx].own[i] = Some(value);
+            agg.metrics[idx].version[i] = version;
         }
-        for m in &mut metrics {
-            for seg in Segment::EACH {
-                let s = seg as usize;
-                for i in (0..n).rev() {
-                    let (mut sum, mut filed) = match m.own[i] {
-                        Some(v) if seg.includes(org, i) => (v, 1),
-                        _ => (0, 0),
-                    };
-                    for &c in org.children(i) {
-                        sum += m.sum[s][c];
-                        filed += m.filed[s][c];
-                    }
-                    m.sum[s][i] = sum;
-                    m.filed[s][i] = filed;
-                }
-            }
+        for m in &mut agg.metrics {
+            m.roll_up(org);
         }
 
-        let mut population = HashMap::new();
-        let mut pop_years: Vec<i32> = years.to_vec();
-        pop_years.extend(surveys.iter().map(|s| s.period));
-        pop_years.sort_unstable();
-        pop_years.dedup();
-        for &y in &pop_years {
-            let all = org.populations(y);
-            let mut urban = vec![0u64; n];
-            let mut rural = vec![0u64; n];
-            for i in (0..n).rev() {
-                let (mut u, mut r) = (0, 0);
-                if Segment::Urban.includes(org, i) {
-                    u += all[i];
-                }
-                if Segment::Rural.includes(org, i) {
-                    r += all[i];
-                }
-                for &c in org.children(i) {
-                    u += urban[c];
-                    r += rural[c];
-                }
-                urban[i] = u;
-                rural[i] = r;
-            }
-            population.insert(y, [all, urban, rural]);
+        let mut years: Vec<i32> = years.to_vec();
+        years.extend(surveys.iter().map(|s| s.period));
+        years.sort_unstable();
+        years.dedup();
+        for &y in &years {
+            agg.population.insert(y, populations(org, y));
         }
 
-        let mut own_tallies: HashMap<(&QuestionId, i32), Vec<(u64, u64)>> = HashMap::new();
+        // Latest tally per (unit, source, question, period).
+        let mut tallies: HashMap<(OrgIdx, &str, &QuestionId, i32), SourceTally> = HashMap::new();
         for t in surveys {
             let Some(i) = org.find(&t.org_unit) else {
                 continue;
             };
-            let v = own_tallies
-                .entry((&t.question, t.period))
-                .or_insert_with(|| vec![(0, 0); n]);
-            v[i].0 += t.responses;
-            v[i].1 += t.positive.min(t.responses);
+            let cand = SourceTally {
+                version: t.version,
+                responses: t.responses,
+                positive: t.positive.min(t.responses),
+            };
+            tallies
+                .entry((i, t.source.as_str(), &t.question, t.period))
+                .and_modify(|v| *v = (*v).max(cand))
+                .or_insert(cand);
         }
-        let mut survey_index = HashMap::new();
-        let mut survey_aggs = Vec::new();
-        let mut keys: Vec<_> = own_tallies.keys().copied().collect();
-        keys.sort();
-        for key in keys {
-            let own = own_tallies.remove(&key).unwrap_or_default();
-            let pop = &population[&key.1][Segment::All as usize];
-            let mut sum: [Vec<WeightedRate>; 3] = [
-                vec![WeightedRate::default(); n],
-                vec![WeightedRate::default(); n],
-                vec![WeightedRate::default(); n],
-            ];
+        let mut entries: Vec<_> = tallies.into_iter().collect();
+        entries.sort_by(|a, b| (a.0.2, a.0.3, a.0.0, a.0.1).cmp(&(b.0.2, b.0.3, b.0.0, b.0.1)));
+        for ((i, source, q, period), t) in entries {
+            let idx = agg.survey_slot(q, period, n);
+            let sa = &mut agg.surveys[idx];
+            sa.own[i].0 += t.responses;
+            sa.own[i].1 += t.positive;
+            sa.sources.insert((i, source.to_string()), t);
+        }
+        let keys: Vec<((QuestionId, i32), usize)> = agg
+            .survey_index
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for ((_, period), idx) in keys {
+            let pop = &agg.population[&period][Segment::All as usize];
+            let sa = &mut agg.surveys[idx];
             for seg in Segment::EACH {
-                let s = seg as usize;
                 for i in (0..n).rev() {
-                    let mut acc = if seg.includes(org, i) && own[i].0 > 0 {
-                        WeightedRate::stratum(pop[i] as f64, own[i].0, own[i].1)
-                    } else {
-                        WeightedRate::default()
-                    };
-                    for &c in org.children(i) {
-                        let child = sum[s][c];
-                        acc.add(&child);
-                    }
-                    sum[s][i] = acc;
+                    sa.sum[seg as usize][i] = sa.node_sum(org, pop, seg, i);
                 }
             }
-            survey_index.insert((key.0.clone(), key.1), survey_aggs.len());
-            survey_aggs.push(SurveyAgg { own, sum });
         }
 
-        let mut community_count = [vec![0u32; n], vec![0u32; n], vec![0u32; n]];
         for seg in Segment::EACH {
             let s = seg as usize;
             for i in (0..n).rev() {
                 let mut c =
                     u32::from(org.unit(i).level == OrgLevel::Community && seg.includes(org, i));
                 for &ch in org.children(i) {
-                    c += community_count[s][ch];
+                    c += agg.community_count[s][ch];
                 }
-                community_count[s][i] = c;
+                agg.community_count[s][i] = c;
             }
         }
+        agg
+    }
 
-        Aggregates {
-            metrics,
-            metric_index,
-            surveys: survey_aggs,
-            survey_index,
-            population,
-            community_count,
+    fn metric_slot(&mut self, metric: &MetricId, period: i32, n: usize) -> usize {
+        if let Some(&i) = self.metric_index.get(&(metric.clone(), period)) {
+            return i;
         }
+        self.metrics.push(MetricAgg::empty(n));
+        self.metric_index
+            .insert((metric.clone(), period), self.metrics.len() - 1);
+        self.metrics.len() - 1
+    }
+
+    fn survey_slot(&mut self, q: &QuestionId, period: i32, n: usize) -> usize {
+        if let Some(&i) = self.survey_index.get(&(q.clone(), period)) {
+            return i;
+        }
+        self.surveys.push(SurveyAgg::empty(n));
+        self.survey_index
+            .insert((q.clone(), period), self.surveys.len() - 1);
+        self.surveys.len() - 1
+    }
+
+    /// Applies one statistic if it is newer than what unit `i` holds (same order as `build`:
+    /// higher version, then higher value). Returns whether anything changed.
+    pub fn apply_stat(
+        &mut self,
+        org: &OrgTree,
+        i: OrgIdx,
+        metric: &MetricId,
+        period: i32,
+        version: u64,
+        value: i64,
+    ) -> bool {
+        let idx = self.metric_slot(metric, period, org.len());
+        let m = &mut self.metrics[idx];
+        if let Some(old) = m.own[i]
+            && (version, value) <= (m.version[i], old)
+        {
+            return false;
+        }
+        let old = m.own[i];
+        m.own[i] = Some(value);
+        m.version[i] = version;
+        for seg in Segment::EACH {
+            if !seg.includes(org, i) {
+                continue;
+            }
+            let s = seg as usize;
+            let delta = value - old.unwrap_or(0);
+            let filed = u32::from(old.is_none());
+            for a in org.path_to_root(i) {
+                m.sum[s][a] += delta;
+                m.filed[s][a] += filed;
+            }
+        }
+        true
+    }
+
+    /// Applies one source's tally if newer; the path's weighted sums are recomputed from the
+    /// children in child order, so the result is the one `build` gives.
+    pub fn apply_tally(&mut self, org: &OrgTree, i: OrgIdx, t: &SurveyTally) -> bool {
+        let idx = self.survey_slot(&t.question, t.period, org.len());
+        let cand = SourceTally {
+            version: t.version,
+            responses: t.responses,
+            positive: t.positive.min(t.responses),
+        };
+        let key = (i, t.source.clone());
+        let sa = &mut self.surveys[idx];
+        let old = sa.sources.get(&key).copied();
+        if old.is_some_and(|o| cand <= o) {
+            return false;
+        }
+        let (on, ok) = old.map_or((0, 0), |o| (o.responses, o.positive));
+        sa.own[i].0 = sa.own[i].0 - on + cand.responses;
+        sa.own[i].1 = sa.own[i].1 - ok + cand.positive;
+        sa.sources.insert(key, cand);
+        let pop = self
+            .population
+            .entry(t.period)
+            .or_insert_with(|| populations(org, t.period));
+        let pop = &pop[Segment::All as usize];
+        let sa = &mut self.surveys[idx];
+        for a in org.path_to_root(i) {
+            for seg in Segment::EACH {
+                sa.sum[seg as usize][a] = sa.node_sum(org, pop, seg, a);
+            }
+        }
+        true
     }
 
     pub fn metric(&self, id: &MetricId, period: i32) -> Option<&MetricAgg> {

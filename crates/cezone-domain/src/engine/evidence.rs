@@ -1,5 +1,7 @@
 //! Evidence slots: for each criterion, one slot per responsible unit (a department files for the
 //! district; a unit group such as 各镇（街道） files once per town) and per required material.
+//! A slot's value comes from the evidence records filed for it; `apply` replaces one record and
+//! refreshes just its slots.
 
 use std::collections::HashMap;
 
@@ -33,10 +35,18 @@ pub struct Slot {
     pub evidence_ids: Vec<String>,
 }
 
+type SlotKey = (ItemIdx, UnitId, OrgIdx);
+
 #[derive(Debug, Clone, Default)]
 pub struct EvidenceIndex {
     /// Slots per framework item (empty for groups and for rules without an evidence part).
     pub slots: Vec<Vec<Slot>>,
+    /// The record that counts for each id: highest version, ties by state.
+    records: HashMap<String, EvidenceFact>,
+    /// Record ids per (criterion, unit, org unit), sorted.
+    filed: HashMap<SlotKey, Vec<String>>,
+    /// Where each (criterion, unit, org unit)'s slots sit in `slots[criterion]`.
+    positions: HashMap<SlotKey, Vec<usize>>,
 }
 
 fn materials_of(rule: &Rule) -> Option<Vec<Option<String>>> {
@@ -52,79 +62,50 @@ fn materials_of(rule: &Rule) -> Option<Vec<Option<String>>> {
     }
 }
 
-type SlotKey<'a> = (ItemIdx, &'a UnitId, OrgIdx);
-
-#[derive(Default)]
-struct Found {
-    best_grade: Option<u8>,
-    pending: bool,
-    returned: bool,
-    ids: Vec<String>,
-}
-
 impl EvidenceIndex {
     pub fn build(fw: &Framework, org: &OrgTree, evidence: &[EvidenceFact]) -> EvidenceIndex {
-        // The record that counts for each id: highest version, ties by state.
-        let mut latest: HashMap<&str, &EvidenceFact> = HashMap::new();
+        let mut idx = EvidenceIndex {
+            slots: vec![Vec::new(); fw.len()],
+            ..Default::default()
+        };
         for e in evidence {
-            latest
-                .entry(e.id.as_str())
-                .and_modify(|cur| {
-                    if e.precedence() > cur.precedence() {
-                        *cur = e;
-                    }
-                })
-                .or_insert(e);
-        }
-        let mut records: Vec<&EvidenceFact> = latest.into_values().collect();
-        records.sort_by(|a, b| a.id.cmp(&b.id));
-
-        // Found evidence by (criterion, unit, org unit), then by material.
-        let mut found: HashMap<SlotKey<'_>, Vec<(Option<&str>, Found)>> = HashMap::new();
-        for e in records {
-            let (Some(c), Some(node)) = (fw.find(&e.criterion), org.find(&e.org_unit)) else {
-                continue;
-            };
-            let per_material = found.entry((c, &e.unit, node)).or_default();
-            let material = e.material.as_deref();
-            let pos = match per_material.iter().position(|(m, _)| *m == material) {
-                Some(p) => p,
-                None => {
-                    per_material.push((material, Found::default()));
-                    per_material.len() - 1
+            match idx.records.get(&e.id) {
+                Some(cur) if e.precedence() <= cur.precedence() => {}
+                _ => {
+                    idx.records.insert(e.id.clone(), e.clone());
                 }
-            };
-            let f = &mut per_material[pos].1;
-            f.ids.push(e.id.clone());
-            match e.state {
-                EvidenceState::Accepted { grade } => {
-                    f.best_grade = Some(f.best_grade.unwrap_or(0).max(grade.min(100)));
-                }
-                EvidenceState::Submitted => f.pending = true,
-                EvidenceState::Returned => f.returned = true,
             }
         }
-        for v in found.values_mut() {
-            v.sort_by(|a, b| a.0.cmp(&b.0));
+        for e in idx.records.values() {
+            if let Some(key) = key_of(fw, org, e) {
+                idx.filed.entry(key).or_default().push(e.id.clone());
+            }
         }
-
-        let mut slots = vec![Vec::new(); fw.len()];
+        for ids in idx.filed.values_mut() {
+            ids.sort();
+        }
+        // Nodes of each level, for unit groups.
+        let mut by_level: HashMap<crate::org::OrgLevel, Vec<OrgIdx>> = HashMap::new();
+        for i in 0..org.len() {
+            by_level.entry(org.unit(i).level).or_default().push(i);
+        }
         for c in fw.leaves() {
             let Some(materials) = materials_of(&fw.rule_of(c)) else {
                 continue;
             };
-            let item = fw.item(c);
-            let mut out = Vec::new();
-            for unit in &item.responsible {
+            for unit in &fw.item(c).responsible {
                 let nodes: Vec<OrgIdx> = match fw.units.get(unit).and_then(|u| u.expands_to()) {
-                    Some(level) => (0..org.len())
-                        .filter(|&i| org.unit(i).level == level)
-                        .collect(),
+                    Some(level) => by_level.get(&level).cloned().unwrap_or_default(),
                     None => vec![org.root()],
                 };
                 for node in nodes {
+                    let key = (c, unit.clone(), node);
                     for m in &materials {
-                        let mut slot = Slot {
+                        idx.positions
+                            .entry(key.clone())
+                            .or_default()
+                            .push(idx.slots[c].len());
+                        idx.slots[c].push(Slot {
                             unit: unit.clone(),
                             node,
                             material: m.clone(),
@@ -132,39 +113,95 @@ impl EvidenceIndex {
                             projected: 0,
                             status: SlotStatus::Missing,
                             evidence_ids: Vec::new(),
-                        };
-                        let mut absorb = |f: &Found| {
-                            if let Some(g) = f.best_grade {
-                                slot.confirmed = slot.confirmed.max(g);
-                                slot.status = SlotStatus::Accepted;
-                            }
-                            if f.pending {
-                                slot.projected = 100;
-                                if slot.status != SlotStatus::Accepted {
-                                    slot.status = SlotStatus::Pending;
-                                }
-                            }
-                            if f.returned && slot.status == SlotStatus::Missing {
-                                slot.status = SlotStatus::Returned;
-                            }
-                            slot.evidence_ids.extend(f.ids.iter().cloned());
-                        };
-                        // Without a material list any material counts toward the one slot.
-                        if let Some(per_material) = found.get(&(c, unit, node)) {
-                            for (fm, f) in per_material {
-                                if m.is_none() || m.as_deref() == *fm {
-                                    absorb(f);
-                                }
-                            }
-                        }
-                        slot.projected = slot.projected.max(slot.confirmed);
-                        out.push(slot);
+                        });
                     }
+                    idx.refresh(&key);
                 }
             }
-            slots[c] = out;
         }
-        EvidenceIndex { slots }
+        idx
+    }
+
+    /// Recomputes the slots of one (criterion, unit, org unit) from the records filed for it.
+    fn refresh(&mut self, key: &SlotKey) {
+        let Some(positions) = self.positions.get(key) else {
+            return;
+        };
+        let ids = self.filed.get(key).cloned().unwrap_or_default();
+        for &p in positions {
+            let slot = &mut self.slots[key.0][p];
+            slot.confirmed = 0;
+            slot.projected = 0;
+            slot.status = SlotStatus::Missing;
+            slot.evidence_ids.clear();
+            let (mut accepted, mut pending, mut returned) = (false, false, false);
+            for id in &ids {
+                let Some(e) = self.records.get(id) else {
+                    continue;
+                };
+                // Without a material list any material counts toward the one slot.
+                if slot.material.is_some() && slot.material != e.material {
+                    continue;
+                }
+                slot.evidence_ids.push(id.clone());
+                match e.state {
+                    EvidenceState::Accepted { grade } => {
+                        accepted = true;
+                        slot.confirmed = slot.confirmed.max(grade.min(100));
+                    }
+                    EvidenceState::Submitted => pending = true,
+                    EvidenceState::Returned => returned = true,
+                }
+            }
+            slot.projected = if pending { 100 } else { slot.confirmed };
+            slot.status = if accepted {
+                SlotStatus::Accepted
+            } else if pending {
+                SlotStatus::Pending
+            } else if returned {
+                SlotStatus::Returned
+            } else {
+                SlotStatus::Missing
+            };
+        }
+    }
+
+    /// Applies one record if it takes precedence over the one held for its id. Returns the
+    /// criterion and the org units of the slots that changed.
+    pub fn apply(
+        &mut self,
+        fw: &Framework,
+        org: &OrgTree,
+        e: &EvidenceFact,
+    ) -> Vec<(ItemIdx, OrgIdx)> {
+        if let Some(cur) = self.records.get(&e.id)
+            && e.precedence() <= cur.precedence()
+        {
+            return Vec::new();
+        }
+        let old_key = self.records.get(&e.id).and_then(|old| key_of(fw, org, old));
+        self.records.insert(e.id.clone(), e.clone());
+        let new_key = key_of(fw, org, e);
+        let mut touched = Vec::new();
+        if old_key != new_key
+            && let Some(k) = &old_key
+            && let Some(ids) = self.filed.get_mut(k)
+        {
+            ids.retain(|x| x != &e.id);
+        }
+        if let Some(k) = &new_key {
+            let ids = self.filed.entry(k.clone()).or_default();
+            if let Err(pos) = ids.binary_search(&e.id) {
+                ids.insert(pos, e.id.clone());
+            }
+        }
+        for k in [old_key, new_key].into_iter().flatten() {
+            self.refresh(&k);
+            if !touched.contains(&(k.0, k.2)) {
+                touched.push((k.0, k.2));
+            }
+        }
+        touched
     }
 
     /// Per-unit fractions (confirmed, projected) of a criterion's evidence for every org unit:
@@ -203,18 +240,24 @@ impl EvidenceIndex {
         }
         (0..n)
             .map(|i| {
-                let k = sub[i].2 + anc[i].2;
-                if k == 0 {
-                    (0.0, 0.0)
-                } else {
-                    let d = (k * 100) as f64;
-                    (
-                        (sub[i].0 + anc[i].0) as f64 / d,
-                        (sub[i].1 + anc[i].1) as f64 / d,
-                    )
-                }
+                ratio(
+                    sub[i].0 + anc[i].0,
+                    sub[i].1 + anc[i].1,
+                    sub[i].2 + anc[i].2,
+                )
             })
             .collect()
+    }
+
+    /// The fraction of one org unit alone, without computing every unit's.
+    pub fn fraction_at(&self, org: &OrgTree, c: ItemIdx, node: OrgIdx) -> (f64, f64) {
+        let (mut a, mut b, mut k) = (0u64, 0u64, 0u64);
+        for s in self.relevant(org, c, node) {
+            a += u64::from(s.confirmed);
+            b += u64::from(s.projected);
+            k += 1;
+        }
+        ratio(a, b, k)
     }
 
     /// The slots that count for one org unit.
@@ -228,4 +271,21 @@ impl EvidenceIndex {
             .iter()
             .filter(move |s| org.contains(node, s.node) || org.contains(s.node, node))
     }
+}
+
+fn ratio(confirmed: u64, projected: u64, slots: u64) -> (f64, f64) {
+    if slots == 0 {
+        (0.0, 0.0)
+    } else {
+        let d = (slots * 100) as f64;
+        (confirmed as f64 / d, projected as f64 / d)
+    }
+}
+
+fn key_of(fw: &Framework, org: &OrgTree, e: &EvidenceFact) -> Option<SlotKey> {
+    Some((
+        fw.find(&e.criterion)?,
+        e.unit.clone(),
+        org.find(&e.org_unit)?,
+    ))
 }

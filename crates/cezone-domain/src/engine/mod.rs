@@ -5,6 +5,7 @@ mod aggregate;
 mod evaluate;
 mod evidence;
 mod explain;
+mod incremental;
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use aggregate::{Aggregates, Segment};
 pub use evidence::{EvidenceIndex, Slot, SlotStatus};
 pub use explain::{CapNote, CellExplanation, ChildScore, RuleExplanation, SlotView, SurveyStat};
+pub use incremental::{Affected, Change, NodeSet, Readers};
 
 use crate::facts::Facts;
 use crate::framework::{Framework, ItemIdx};
@@ -73,13 +75,14 @@ impl Scoreboard {
 }
 
 /// Facts aggregated over one org tree for one framework and period, ready to score.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Engine {
     pub fw: Arc<Framework>,
     pub org: Arc<OrgTree>,
     pub period: i32,
     pub agg: Aggregates,
     pub evidence: EvidenceIndex,
+    pub readers: Readers,
 }
 
 impl Engine {
@@ -91,12 +94,14 @@ impl Engine {
             &[period, period - 1],
         );
         let evidence = EvidenceIndex::build(&fw, &org, &facts.evidence);
+        let readers = Readers::of(&fw);
         Engine {
             fw,
             org,
             period,
             agg,
             evidence,
+            readers,
         }
     }
 

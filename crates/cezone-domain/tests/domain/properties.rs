@@ -84,6 +84,8 @@ fn random_district(seed: u64, fw: &Framework) -> (OrgTree, Facts) {
                 period: 2013,
                 responses: n,
                 positive: rng.random_range(0..=n),
+                source: String::new(),
+                version: 0,
             });
         }
     }
@@ -161,5 +163,50 @@ proptest! {
         again.evidence.shuffle(&mut rng);
         let board2 = Engine::new(fw.clone().into(), tree.clone().into(), &again, 2013).scoreboard();
         prop_assert_eq!(board, board2);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Facts arriving one by one (shuffled, duplicated, some stale) and rescored incrementally
+    /// give exactly the scoreboard a full recompute over all of them gives.
+    #[test]
+    fn incremental_rescoring_equals_a_full_recompute(seed in any::<u64>(), split in any::<u64>()) {
+        use cezone_domain::engine::{Affected, Change};
+        let (fw, _) = guangdong::framework();
+        let (tree, facts) = random_district(seed, &fw);
+        let (fw, tree) = (std::sync::Arc::new(fw), std::sync::Arc::new(tree));
+        let mut rng = ChaCha8Rng::seed_from_u64(split);
+        let mut first = Facts::default();
+        let mut later: Vec<Change> = Vec::new();
+        for s in &facts.statistics {
+            if rng.random_bool(0.5) { first.statistics.push(s.clone()) } else { later.push(Change::Statistic(s.clone())) }
+        }
+        for t in &facts.surveys {
+            if rng.random_bool(0.5) { first.surveys.push(t.clone()) } else { later.push(Change::Tally(t.clone())) }
+        }
+        for e in &facts.evidence {
+            if rng.random_bool(0.5) { first.evidence.push(e.clone()) } else { later.push(Change::Evidence(e.clone())) }
+        }
+        // Redeliveries.
+        let dups: Vec<Change> = later.iter().filter(|_| rng.random_bool(0.2)).cloned().collect();
+        later.extend(dups);
+        later.shuffle(&mut rng);
+
+        let mut engine = Engine::new(fw.clone(), tree.clone(), &first, 2013);
+        let mut board = engine.scoreboard();
+        let mut affected = Affected::default();
+        for (i, change) in later.iter().enumerate() {
+            engine.apply(change, &mut affected);
+            // Coalesce bursts: rescore every few changes, not after each.
+            if i % 7 == 6 {
+                engine.rescore(&mut board, &affected);
+                affected = Affected::default();
+            }
+        }
+        engine.rescore(&mut board, &affected);
+        let full = Engine::new(fw, tree, &facts, 2013).scoreboard();
+        prop_assert_eq!(board, full);
     }
 }

@@ -26,6 +26,8 @@ fn tally(org: &str, q: &str, n: u64, k: u64) -> SurveyTally {
         period: 2013,
         responses: n,
         positive: k,
+        source: String::new(),
+        version: 0,
     }
 }
 
