@@ -19,6 +19,8 @@ use crate::{completeness, metadata, records};
 #[derive(Debug, Clone)]
 pub struct EvidenceApi {
     pub db: DatabaseConnection,
+    /// Woken after a committed change whose event sits in the outbox.
+    pub relay: cezone_bus::outbox::RelayHandle,
     pub blobs: Arc<BlobStore>,
     pub view: RegistryView,
     pub max_file_bytes: u64,
@@ -97,6 +99,7 @@ impl EvidenceService for EvidenceApi {
         }
         let stored = writer.finish(&self.blobs).await.map_err(blob_error)?;
         let evidence = records::submit(&self.db, &checked, &stored).await?;
+        self.relay.notify();
         tracing::info!(
             evidence = %evidence.id,
             criterion = %checked.criterion,
@@ -164,6 +167,7 @@ impl EvidenceService for EvidenceApi {
         })?;
         let evidence =
             records::review(&self.db, &r.id, decision, r.grade, &r.comment, &r.reviewer).await?;
+        self.relay.notify();
         tracing::info!(evidence = %r.id, decision = ?decision, grade = r.grade, "evidence reviewed");
         Ok(Response::new(evidence))
     }

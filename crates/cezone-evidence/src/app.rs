@@ -2,6 +2,10 @@
 
 use std::sync::Arc;
 
+use cezone_bus::Bus;
+use cezone_bus::outbox::{Relay, RelayHandle};
+use tokio_util::sync::CancellationToken;
+
 use cezone_platform::grpc::{Running, bind, routes_with_health, spawn};
 use cezone_platform::registry_view::RegistryView;
 use cezone_platform::settings::Settings;
@@ -16,17 +20,22 @@ use crate::migration::{LOCK_KEY, Migrator};
 #[derive(Debug)]
 pub struct Application {
     running: Running,
+    shutdown: CancellationToken,
+    relay: RelayHandle,
     pub db: DatabaseConnection,
 }
 
 impl Application {
-    pub async fn build(settings: &Settings) -> Result<Application, ApiError> {
+    pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "evidence").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let blobs = Arc::new(BlobStore::open(&settings.evidence.storage_root).await?);
         let max = settings.grpc.max_message_bytes;
+        let shutdown = CancellationToken::new();
+        let relay = Relay::spawn(db.clone(), crate::OUTBOX, bus, shutdown.clone());
         let api = EvidenceApi {
             db: db.clone(),
+            relay: relay.clone(),
             blobs,
             view: RegistryView::new(&settings.services.registry_url, max)?,
             max_file_bytes: settings.evidence.max_file_bytes,
@@ -43,7 +52,12 @@ impl Application {
             storage = %settings.evidence.storage_root.display(),
             "listening"
         );
-        Ok(Application { running, db })
+        Ok(Application {
+            running,
+            shutdown,
+            relay,
+            db,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -54,7 +68,15 @@ impl Application {
         self.running.url()
     }
 
+    /// Stops serving, publishes what the outbox holds (for up to 5 s), and returns.
     pub async fn stop(self) {
         self.running.stop_logged("evidence").await;
+        self.shutdown.cancel();
+        self.relay.stopped().await;
+    }
+
+    /// Waits until every event committed so far is published.
+    pub async fn flush_events(&self) {
+        self.relay.flush().await;
     }
 }

@@ -12,4 +12,7 @@ mod migration;
 mod records;
 
 pub use app::Application;
+
+/// The evidence service's outbox table.
+pub const OUTBOX: &str = "evidence_outbox";
 pub use metadata::safe_file_name;

@@ -30,6 +30,12 @@ impl MigrationName for Initial {
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Initial {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // The transactional outbox: state changes and their events commit together.
+        let backend = manager.get_database_backend();
+        manager
+            .get_connection()
+            .execute_unprepared(&cezone_bus::outbox::create_table(backend, crate::OUTBOX))
+            .await?;
         let schema = Schema::new(manager.get_database_backend());
         manager
             .create_table(

@@ -189,8 +189,28 @@ pub async fn submit(
             (rec, versions)
         }
     };
+    let out = to_proto(&rec, &versions);
+    announce(&txn, "evidence.submitted", &out).await?;
     txn.commit().await?;
-    Ok(to_proto(&rec, &versions))
+    Ok(out)
+}
+
+/// The event of an evidence change, in the change's transaction.
+async fn announce(
+    txn: &DatabaseTransaction,
+    event_type: &str,
+    e: &pe::Evidence,
+) -> Result<(), ApiError> {
+    let payload = cezone_proto::events::v1::EvidenceChanged {
+        evidence: Some(e.clone()),
+    };
+    cezone_bus::outbox::enqueue(
+        txn,
+        crate::OUTBOX,
+        &cezone_bus::envelope(event_type, "evidence", &payload, None),
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn review(
@@ -272,8 +292,10 @@ pub async fn review(
     ra.updated_at = Set(now);
     let rec = ra.update(&txn).await?;
     let versions = versions_of(&txn, id).await?;
+    let out = to_proto(&rec, &versions);
+    announce(&txn, "evidence.reviewed", &out).await?;
     txn.commit().await?;
-    Ok(to_proto(&rec, &versions))
+    Ok(out)
 }
 
 pub async fn get(

@@ -17,7 +17,15 @@ pub struct Settings {
     pub evidence: EvidenceSettings,
     pub surveys: SurveySettings,
     pub scoring: ScoringSettings,
+    pub bus: BusSettings,
     pub services: ServiceUrls,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusSettings {
+    pub amqp_url: String,
+    pub prefix: String,
+    pub prefetch: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,8 +214,29 @@ impl Settings {
                 ));
             }
         }
-        match self.log.format {
-            LogFormat::Human | LogFormat::Json => {}
+        let url = &self.bus.amqp_url;
+        if !url.is_empty() && !url.starts_with("amqp://") {
+            return Err(bad(
+                "bus.amqp_url",
+                &mask_url_password(url),
+                "must be empty (in-process) or start with amqp://",
+            ));
+        }
+        let p = &self.bus.prefix;
+        if p.is_empty()
+            || p.len() > 64
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(bad(
+                "bus.prefix",
+                p,
+                "must be 1 to 64 letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if self.bus.prefetch == 0 {
+            return Err(bad("bus.prefetch", &0, "must be at least 1"));
         }
         Ok(())
     }
@@ -216,6 +245,7 @@ impl Settings {
     pub fn masked(&self) -> Settings {
         let mut s = self.clone();
         s.database.url = mask_url_password(&s.database.url);
+        s.bus.amqp_url = mask_url_password(&s.bus.amqp_url);
         s
     }
 }

@@ -105,3 +105,14 @@ macro_rules! contract_tests {
         }
     };
 }
+
+/// A bus prefix no other test uses, so tests sharing one broker never see each other's events.
+pub fn fresh_bus_prefix() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The RabbitMQ the event tests use (`CEZONE_TEST_AMQP_URL`, default the local broker).
+pub fn amqp_url() -> String {
+    std::env::var("CEZONE_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}

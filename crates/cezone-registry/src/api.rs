@@ -15,6 +15,8 @@ use crate::{frameworks, org_units};
 #[derive(Debug, Clone)]
 pub struct RegistryApi {
     pub db: DatabaseConnection,
+    /// Woken after a committed change whose event sits in the outbox.
+    pub relay: cezone_bus::outbox::RelayHandle,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -73,6 +75,7 @@ impl RegistryService for RegistryApi {
     ) -> Reply<pr::FrameworkVersion> {
         let r = req.into_inner();
         let m = frameworks::publish(&self.db, &r.framework_id, &r.edition).await?;
+        self.relay.notify();
         tracing::info!(framework = %r.framework_id, edition = %r.edition, "framework published");
         ok(frameworks::version_to_proto(&m, false))
     }
@@ -208,6 +211,7 @@ impl RegistryService for RegistryApi {
     async fn create_org_unit(&self, req: Request<pr::OrgUnit>) -> Reply<pr::OrgUnit> {
         let unit = org_unit_from_proto(req.get_ref())?;
         let (u, rev) = org_units::create(&self.db, unit).await?;
+        self.relay.notify();
         ok(org_unit_to_proto(&u, rev))
     }
 
@@ -222,12 +226,14 @@ impl RegistryService for RegistryApi {
     ) -> Reply<pr::OrgUnit> {
         let r = req.into_inner();
         let (u, rev) = org_units::update_population(&self.db, &r.id, r.year, r.residents).await?;
+        self.relay.notify();
         ok(org_unit_to_proto(&u, rev))
     }
 
     async fn move_org_unit(&self, req: Request<pr::MoveOrgUnitRequest>) -> Reply<pr::OrgUnit> {
         let r = req.into_inner();
         let (u, rev) = org_units::move_unit(&self.db, &r.id, &r.new_parent_id).await?;
+        self.relay.notify();
         ok(org_unit_to_proto(&u, rev))
     }
 

@@ -1,10 +1,15 @@
 //! Building and running the registry service.
 
+use std::sync::Arc;
+
+use cezone_bus::Bus;
+use cezone_bus::outbox::{Relay, RelayHandle};
 use cezone_platform::grpc::{Running, bind, routes_with_health, spawn};
 use cezone_platform::settings::Settings;
 use cezone_platform::{ApiError, db};
 use cezone_proto::registry::v1::registry_service_server::RegistryServiceServer;
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::RegistryApi;
 use crate::migration::{LOCK_KEY, Migrator};
@@ -12,24 +17,36 @@ use crate::migration::{LOCK_KEY, Migrator};
 #[derive(Debug)]
 pub struct Application {
     running: Running,
+    shutdown: CancellationToken,
+    relay: RelayHandle,
     pub db: DatabaseConnection,
 }
 
 impl Application {
     /// Connects and migrates the database, binds `grpc.host:registry.port` (0 picks a free
     /// port) and starts serving.
-    pub async fn build(settings: &Settings) -> Result<Application, ApiError> {
+    pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "registry").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let listener = bind(&settings.grpc.host, settings.registry.port).await?;
-        let api = RegistryApi { db: db.clone() };
+        let shutdown = CancellationToken::new();
+        let relay = Relay::spawn(db.clone(), crate::OUTBOX, bus, shutdown.clone());
+        let api = RegistryApi {
+            db: db.clone(),
+            relay: relay.clone(),
+        };
         let max = settings.grpc.max_message_bytes;
         let svc = RegistryServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         let running = spawn(listener, routes_with_health(svc).await)?;
         tracing::info!(service = "registry", address = %running.addr, "listening");
-        Ok(Application { running, db })
+        Ok(Application {
+            running,
+            shutdown,
+            relay,
+            db,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -40,7 +57,15 @@ impl Application {
         self.running.url()
     }
 
+    /// Stops serving, publishes what the outbox holds (for up to 5 s), and returns.
     pub async fn stop(self) {
         self.running.stop_logged("registry").await;
+        self.shutdown.cancel();
+        self.relay.stopped().await;
+    }
+
+    /// Waits until every event committed so far is published.
+    pub async fn flush_events(&self) {
+        self.relay.flush().await;
     }
 }

@@ -235,6 +235,17 @@ pub async fn publish(
         .one(&txn)
         .await?
         .ok_or_else(|| ApiError::internal_msg("published row vanished"))?;
+    let event = cezone_proto::events::v1::FrameworkPublished {
+        framework_id: model.framework_id.clone(),
+        edition: model.edition.clone(),
+        document_json: model.document_json.clone(),
+    };
+    cezone_bus::outbox::enqueue(
+        &txn,
+        crate::OUTBOX,
+        &cezone_bus::envelope("framework.published", "registry", &event, None),
+    )
+    .await?;
     txn.commit().await?;
     Ok(model)
 }

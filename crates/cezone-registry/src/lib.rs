@@ -9,3 +9,6 @@ mod migration;
 mod org_units;
 
 pub use app::Application;
+
+/// The registry's outbox table.
+pub const OUTBOX: &str = "registry_outbox";

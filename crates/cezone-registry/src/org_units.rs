@@ -71,6 +71,28 @@ fn active(u: &OrgUnit, revision: i64) -> ou::ActiveModel {
     }
 }
 
+/// The event of an org unit change, in the change's transaction.
+async fn announce(
+    txn: &impl ConnectionTrait,
+    event_type: &str,
+    unit: &OrgUnit,
+    revision: i64,
+) -> Result<(), ApiError> {
+    let payload = cezone_proto::events::v1::OrgUnitChanged {
+        unit: Some(cezone_platform::convert::org_unit_to_proto(
+            unit,
+            revision as u64,
+        )),
+    };
+    cezone_bus::outbox::enqueue(
+        txn,
+        crate::OUTBOX,
+        &cezone_bus::envelope(event_type, "registry", &payload, None),
+    )
+    .await?;
+    Ok(())
+}
+
 async fn get_model(db: &impl ConnectionTrait, id: &str) -> Result<Option<ou::Model>, ApiError> {
     Ok(ou::Entity::find_by_id(id.to_string()).one(db).await?)
 }
@@ -128,6 +150,7 @@ pub async fn create(db: &DatabaseConnection, unit: OrgUnit) -> Result<(OrgUnit, 
             }
             _ => ApiError::from(e),
         })?;
+    announce(&txn, "org_unit.created", &unit, 1).await?;
     txn.commit().await?;
     Ok((unit, 1))
 }
@@ -165,6 +188,7 @@ pub async fn update_population(
     unit.population.insert(year, residents);
     let revision = m.revision + 1;
     active(&unit, revision).update(&txn).await?;
+    announce(&txn, "org_unit.population_updated", &unit, revision).await?;
     txn.commit().await?;
     Ok((unit, revision as u64))
 }
@@ -218,6 +242,7 @@ pub async fn move_unit(
     unit.parent = Some(new_parent_id);
     let revision = m.revision + 1;
     active(&unit, revision).update(&txn).await?;
+    announce(&txn, "org_unit.moved", &unit, revision).await?;
     txn.commit().await?;
     Ok((unit, revision as u64))
 }

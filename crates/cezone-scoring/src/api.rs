@@ -3,72 +3,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::pin::Pin;
+
 use cezone_platform::ApiError;
 use cezone_platform::convert::score;
-use cezone_platform::time::now_rfc3339;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_server::ScoringService;
-use sea_orm::DatabaseConnection;
-use tokio::sync::{Mutex, RwLock};
+use futures::Stream;
+use sea_orm::TransactionTrait;
+use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
-use crate::model::{Inputs, Scored};
-use crate::reconcile::{self, Upstream};
-use crate::{snapshots, store};
-
-#[derive(Debug)]
-pub struct State {
-    pub db: DatabaseConnection,
-    pub upstream: Upstream,
-    pub current: RwLock<Option<Arc<Scored>>>,
-    /// One rebuild at a time.
-    pub rebuilding: Mutex<()>,
-    pub framework_id: String,
-    pub edition: String,
-    pub period: i32,
-}
-
-impl State {
-    /// Scores from inputs, computed off the async threads.
-    async fn score(inputs: Inputs) -> Result<Scored, ApiError> {
-        let inputs = Arc::new(inputs);
-        tokio::task::spawn_blocking(move || Scored::compute(inputs, now_rfc3339()))
-            .await
-            .map_err(|e| ApiError::internal_msg(format!("scoring task failed: {e}")))?
-    }
-
-    /// Rebuilds the read model from the other services and recomputes everything.
-    pub async fn rebuild(
-        &self,
-        framework_id: &str,
-        edition: &str,
-        period: i32,
-    ) -> Result<Arc<Scored>, ApiError> {
-        let _one = self.rebuilding.lock().await;
-        let inputs = reconcile::pull(&self.upstream, framework_id, edition, period).await?;
-        store::replace_all(&self.db, &inputs).await?;
-        let scored = Arc::new(Self::score(inputs).await?);
-        store::save_scores(&self.db, &scored).await?;
-        *self.current.write().await = Some(scored.clone());
-        Ok(scored)
-    }
-
-    /// Restores the read model stored by an earlier run, if any.
-    pub async fn restore(&self) -> Result<bool, ApiError> {
-        let Some(inputs) = store::load(&self.db, self.period).await? else {
-            return Ok(false);
-        };
-        let scored = Arc::new(Self::score(inputs).await?);
-        *self.current.write().await = Some(scored);
-        Ok(true)
-    }
-
-    pub async fn current(&self) -> Result<Arc<Scored>, ApiError> {
-        self.current.read().await.clone().ok_or_else(|| {
-            ApiError::precondition("no scores yet: the read model is empty; call Recompute")
-        })
-    }
-}
+use crate::model::Scored;
+use crate::state::State;
+use crate::{events, snapshots};
 
 #[derive(Debug, Clone)]
 pub struct ScoringApi {
@@ -173,8 +121,7 @@ impl ScoringService for ScoringApi {
         req: Request<ps::FreezeSnapshotRequest>,
     ) -> Reply<ps::Snapshot> {
         let r = req.into_inner();
-        let scored = self.state.current().await?;
-        let snap = snapshots::freeze(&self.state.db, &scored, &r).await?;
+        let snap = self.state.freeze(&r).await?;
         tracing::info!(snapshot = %snap.id, checkpoint = %snap.checkpoint, hash = %snap.content_hash, "snapshot frozen");
         Ok(Response::new(snap))
     }
@@ -204,5 +151,92 @@ impl ScoringService for ScoringApi {
         Ok(Response::new(
             snapshots::diff(&self.state.db, req.get_ref()).await?,
         ))
+    }
+
+    type WatchScoresStream = Pin<Box<dyn Stream<Item = Result<ps::ScoresUpdate, Status>> + Send>>;
+
+    async fn watch_scores(
+        &self,
+        req: Request<ps::WatchScoresRequest>,
+    ) -> Reply<Self::WatchScoresStream> {
+        let r = req.into_inner();
+        let mut updates = self.state.updates.subscribe();
+        let scored = self.state.current().await?;
+        let node = scored.node(&r.org_unit)?;
+        let unit_id = scored.tree().unit(node).id.clone();
+        let children = scored.tree().children(node).to_vec();
+        let first = watch_update(&scored, node, &children, 0, Vec::new(), &scored.computed_at);
+        let shutdown = self.state.shutdown.clone();
+        let stream = async_stream::stream! {
+            yield Ok(first);
+            loop {
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    u = updates.recv() => u,
+                };
+                match next {
+                    Ok(u) => {
+                        let m = &u.model;
+                        let Some(node) = m.tree().find(&unit_id) else { continue };
+                        let inside: Vec<usize> = u.changed.iter().copied().filter(|&i| m.tree().contains(node, i)).collect();
+                        if inside.is_empty() {
+                            continue;
+                        }
+                        yield Ok(watch_update(m, node, &inside, u.cells_recomputed, u.caused_by.clone(), &u.computed_at));
+                    }
+                    // A slow watcher skips intermediate updates; the next one carries current totals.
+                    Err(RecvError::Lagged(n)) => tracing::debug!(skipped = n, "score watcher lagged"),
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn unit_score(scored: &Scored, i: usize) -> ps::UnitScore {
+    let u = scored.tree().unit(i);
+    ps::UnitScore {
+        org_unit: u.id.to_string(),
+        name: u.name.clone(),
+        total: Some(score(scored.board.total(scored.framework(), i))),
+    }
+}
+
+fn watch_update(
+    scored: &Scored,
+    node: usize,
+    changed: &[usize],
+    cells: u32,
+    caused_by: Vec<String>,
+    at: &str,
+) -> ps::ScoresUpdate {
+    ps::ScoresUpdate {
+        computed_at: at.to_string(),
+        unit: Some(unit_score(scored, node)),
+        changed: changed.iter().map(|&i| unit_score(scored, i)).collect(),
+        cells_recomputed: cells,
+        caused_by,
+    }
+}
+
+impl State {
+    /// Freezes a snapshot computed from exactly the stored read model, and announces it.
+    pub async fn freeze(&self, r: &ps::FreezeSnapshotRequest) -> Result<ps::Snapshot, ApiError> {
+        self.current().await?;
+        let inputs = crate::store::load(&self.db, self.period)
+            .await?
+            .ok_or_else(|| {
+                ApiError::precondition("no scores yet: the read model is empty; call Recompute")
+            })?;
+        let scored = State::score(inputs).await?;
+        let txn = self.db.begin().await?;
+        let snap = snapshots::freeze(&txn, &scored, r).await?;
+        cezone_bus::outbox::enqueue(&txn, crate::OUTBOX, &events::snapshot_frozen(&snap)).await?;
+        txn.commit().await?;
+        if let Some(relay) = &self.relay {
+            relay.notify();
+        }
+        Ok(snap)
     }
 }

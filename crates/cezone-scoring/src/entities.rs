@@ -22,7 +22,7 @@ macro_rules! entity {
 
 entity!(framework, "scoring_frameworks", {
     #[sea_orm(primary_key, auto_increment = false)]
-    key: String,
+    slot: String,
     framework_id: String,
     edition: String,
     #[sea_orm(column_type = "Text")]
@@ -50,11 +50,13 @@ entity!(stat_fact, "scoring_stat_facts", {
 entity!(tally_fact, "scoring_tally_facts", {
     #[sea_orm(primary_key)]
     id: i64,
+    survey_id: String,
     org_unit: String,
     question: String,
     period: i32,
     responses: i64,
     positive: i64,
+    version: i64,
 });
 
 entity!(evidence_fact, "scoring_evidence_facts", {
@@ -67,6 +69,8 @@ entity!(evidence_fact, "scoring_evidence_facts", {
     state: String,
     grade: i32,
     version: i64,
+    /// Orders same-version duplicates: returned < submitted < accepted.
+    rank: i32,
 });
 
 entity!(cell, "scoring_cells", {
@@ -114,4 +118,20 @@ entity!(snapshot_cell, "scoring_snapshot_cells", {
     item: String,
     confirmed_milli: i64,
     projected_milli: i64,
+});
+
+entity!(processed_event, "scoring_processed_events", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    event_id: String,
+    event_type: String,
+    processed_at: String,
+});
+
+entity!(fact_log, "scoring_fact_log", {
+    #[sea_orm(primary_key)]
+    id: i64,
+    kind: String,
+    fact_key: String,
+    /// The event that changed the fact ("rebuild" for a reconciliation).
+    event_id: String,
 });

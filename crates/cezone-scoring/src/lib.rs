@@ -4,11 +4,19 @@
 
 mod api;
 mod app;
+mod consumer;
 mod entities;
+mod events;
+mod facts_db;
 mod migration;
 mod model;
 mod reconcile;
+mod scorer;
 mod snapshots;
+mod state;
 mod store;
 
 pub use app::Application;
+
+/// The scoring service's outbox table.
+pub const OUTBOX: &str = "scoring_outbox";

@@ -53,6 +53,8 @@ impl MigrationTrait for Initial {
             schema.create_table_from_entity(run::Entity),
             schema.create_table_from_entity(snapshot::Entity),
             schema.create_table_from_entity(snapshot_cell::Entity),
+            schema.create_table_from_entity(processed_event::Entity),
+            schema.create_table_from_entity(fact_log::Entity),
         ] {
             manager
                 .create_table(stmt.if_not_exists().to_owned())
@@ -75,6 +77,7 @@ impl MigrationTrait for Initial {
                 "scoring_tally_facts_key",
                 tally_fact::Entity.into_iden(),
                 vec![
+                    tally_fact::Column::SurveyId.into_iden(),
                     tally_fact::Column::OrgUnit.into_iden(),
                     tally_fact::Column::Question.into_iden(),
                     tally_fact::Column::Period.into_iden(),
@@ -92,6 +95,11 @@ impl MigrationTrait for Initial {
                 ],
                 true,
             ))
+            .await?;
+        let backend = manager.get_database_backend();
+        manager
+            .get_connection()
+            .execute_unprepared(&cezone_bus::outbox::create_table(backend, crate::OUTBOX))
             .await?;
         manager
             .create_index(index(

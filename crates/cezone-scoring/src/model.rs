@@ -26,7 +26,7 @@ pub struct Inputs {
     pub facts: Facts,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Scored {
     pub inputs: Arc<Inputs>,
     pub engine: Engine,
@@ -79,6 +79,13 @@ impl Scored {
 
     pub fn total(&self) -> Cell {
         self.board.total(self.framework(), self.tree().root())
+    }
+
+    /// Every org unit's total.
+    pub fn unit_totals(&self) -> Vec<Cell> {
+        (0..self.tree().len())
+            .map(|i| self.board.total(self.framework(), i))
+            .collect()
     }
 
     pub fn scores(

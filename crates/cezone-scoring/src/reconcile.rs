@@ -127,8 +127,8 @@ pub async fn pull(
                 period: t.period,
                 responses: t.responses,
                 positive: t.positive,
-                source: String::new(),
-                version: 0,
+                source: t.survey_id,
+                version: t.version,
             });
         }
         token = resp.page.map(|p| p.next_page_token).unwrap_or_default();

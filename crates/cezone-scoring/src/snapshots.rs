@@ -12,8 +12,8 @@ use cezone_platform::time::now_rfc3339;
 use cezone_proto::common::v1::{PageInfo, Score};
 use cezone_proto::scoring::v1 as ps;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, Set,
 };
 use sha2::{Digest, Sha256};
 
@@ -39,7 +39,7 @@ fn to_proto(m: &snapshot::Model) -> ps::Snapshot {
 }
 
 pub async fn freeze(
-    db: &DatabaseConnection,
+    txn: &impl ConnectionTrait,
     scored: &Scored,
     r: &ps::FreezeSnapshotRequest,
 ) -> Result<ps::Snapshot, ApiError> {
@@ -95,9 +95,8 @@ pub async fn freeze(
         content_hash: hex::encode(hasher.finalize()),
         inputs_json,
     };
-    let txn = db.begin().await?;
     snapshot::ActiveModel::from(model.clone())
-        .insert(&txn)
+        .insert(txn)
         .await?;
     let rows: Vec<snapshot_cell::ActiveModel> = cells
         .into_iter()
@@ -112,10 +111,9 @@ pub async fn freeze(
         .collect();
     for chunk in rows.chunks(3000) {
         snapshot_cell::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
     }
-    txn.commit().await?;
     Ok(to_proto(&model))
 }
 

@@ -1,138 +1,58 @@
 //! The scoring service's own copy of the facts, and the current scores, in its tables.
 
-use cezone_domain::code::ItemCode;
-use cezone_domain::facts::{EvidenceFact, EvidenceState, Facts, StatFact, SurveyTally};
+use cezone_domain::facts::{Facts, StatFact, SurveyTally};
 use cezone_domain::org::{OrgUnit, OrgUnitId};
 use cezone_domain::rules::{MetricId, QuestionId};
-use cezone_domain::units::UnitId;
 use cezone_platform::ApiError;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Set,
     TransactionTrait,
 };
 
-use crate::entities::{cell, evidence_fact, framework, org_unit, run, stat_fact, tally_fact};
+use crate::entities::{cell, framework, org_unit, run, stat_fact, tally_fact};
+use crate::facts_db::{self, FactKey, evidence_from_row};
 use crate::model::{Inputs, Scored};
+
+/// The cause recorded in the fact log for facts merged by a rebuild.
+pub const REBUILD: &str = "rebuild";
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 parameters for 8 columns.
 const CHUNK: usize = 3000;
 
-async fn insert_chunked<E, A>(db: &impl ConnectionTrait, rows: Vec<A>) -> Result<(), ApiError>
-where
-    E: sea_orm::EntityTrait,
-    E::Model: sea_orm::IntoActiveModel<A>,
-    A: sea_orm::ActiveModelTrait<Entity = E> + Send,
-{
-    let mut rows = rows;
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(CHUNK));
-        E::insert_many(std::mem::replace(&mut rows, rest))
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
-}
-
-fn state_name(s: EvidenceState) -> (&'static str, i32) {
-    match s {
-        EvidenceState::Submitted => ("submitted", 0),
-        EvidenceState::Accepted { grade } => ("accepted", i32::from(grade)),
-        EvidenceState::Returned => ("returned", 0),
-    }
-}
-
-/// Replaces the whole read model with `inputs` in one transaction (reconciliation).
-pub async fn replace_all(db: &DatabaseConnection, inputs: &Inputs) -> Result<(), ApiError> {
+/// Merges `inputs` (pulled from the other services) into the read model: each fact replaces the
+/// stored one only when newer, exactly as events do, so a rebuild racing with events converges.
+/// Returns how many facts changed.
+pub async fn merge_all(db: &DatabaseConnection, inputs: &Inputs) -> Result<usize, ApiError> {
+    let mut changed = 0;
     let txn = db.begin().await?;
-    framework::Entity::delete_many().exec(&txn).await?;
-    org_unit::Entity::delete_many().exec(&txn).await?;
-    stat_fact::Entity::delete_many().exec(&txn).await?;
-    tally_fact::Entity::delete_many().exec(&txn).await?;
-    evidence_fact::Entity::delete_many().exec(&txn).await?;
-    framework::ActiveModel {
-        key: Set("current".into()),
-        framework_id: Set(inputs.framework_id.clone()),
-        edition: Set(inputs.edition.clone()),
-        document_json: Set(inputs.framework_json.clone()),
+    let one = |k: Option<FactKey>| usize::from(k.is_some());
+    changed += one(facts_db::set_framework(
+        &txn,
+        &inputs.framework_id,
+        &inputs.edition,
+        &inputs.framework_json,
+        REBUILD,
+    )
+    .await?);
+    for (u, rev) in &inputs.org_units {
+        changed += one(facts_db::upsert_org_unit(&txn, u, *rev, REBUILD).await?);
     }
-    .insert(&txn)
-    .await?;
-    insert_chunked(
-        &txn,
-        inputs
-            .org_units
-            .iter()
-            .map(|(u, rev)| org_unit::ActiveModel {
-                id: Set(u.id.to_string()),
-                unit_json: Set(serde_json::to_string(u).unwrap_or_default()),
-                revision: Set(*rev as i64),
-            })
-            .collect(),
-    )
-    .await?;
-    insert_chunked(
-        &txn,
-        inputs
-            .facts
-            .statistics
-            .iter()
-            .map(|s| stat_fact::ActiveModel {
-                org_unit: Set(s.org_unit.to_string()),
-                metric: Set(s.metric.to_string()),
-                period: Set(s.period),
-                value: Set(s.value),
-                version: Set(s.version as i64),
-                ..Default::default()
-            })
-            .collect(),
-    )
-    .await?;
-    insert_chunked(
-        &txn,
-        inputs
-            .facts
-            .surveys
-            .iter()
-            .map(|t| tally_fact::ActiveModel {
-                org_unit: Set(t.org_unit.to_string()),
-                question: Set(t.question.to_string()),
-                period: Set(t.period),
-                responses: Set(t.responses as i64),
-                positive: Set(t.positive as i64),
-                ..Default::default()
-            })
-            .collect(),
-    )
-    .await?;
-    insert_chunked(
-        &txn,
-        inputs
-            .facts
-            .evidence
-            .iter()
-            .map(|e| {
-                let (state, grade) = state_name(e.state);
-                evidence_fact::ActiveModel {
-                    id: Set(e.id.clone()),
-                    criterion: Set(e.criterion.to_string()),
-                    unit: Set(e.unit.to_string()),
-                    org_unit: Set(e.org_unit.to_string()),
-                    material: Set(e.material.clone()),
-                    state: Set(state.to_string()),
-                    grade: Set(grade),
-                    version: Set(e.version as i64),
-                }
-            })
-            .collect(),
-    )
-    .await?;
+    for s in &inputs.facts.statistics {
+        changed += one(facts_db::upsert_stat(&txn, s, REBUILD).await?);
+    }
+    for t in &inputs.facts.surveys {
+        changed += one(facts_db::upsert_tally(&txn, t, REBUILD).await?);
+    }
+    for e in &inputs.facts.evidence {
+        changed += one(facts_db::upsert_evidence(&txn, e, REBUILD).await?);
+    }
     txn.commit().await?;
-    Ok(())
+    Ok(changed)
 }
 
 /// The read model as stored, if it has ever been filled.
 pub async fn load(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     default_period: i32,
 ) -> Result<Option<Inputs>, ApiError> {
     let Some(fw) = framework::Entity::find_by_id("current".to_string())
@@ -170,27 +90,22 @@ pub async fn load(
             period: m.period,
             responses: m.responses as u64,
             positive: m.positive as u64,
-            source: String::new(),
-            version: 0,
+            source: m.survey_id,
+            version: m.version as u64,
         });
     }
-    for m in evidence_fact::Entity::find().all(db).await? {
-        facts.evidence.push(EvidenceFact {
-            id: m.id.clone(),
-            criterion: ItemCode::parse(&m.criterion).map_err(|_| bad("criterion"))?,
-            unit: UnitId::parse(&m.unit).map_err(|_| bad("unit"))?,
-            org_unit: OrgUnitId::parse(&m.org_unit).map_err(|_| bad("evidence org unit"))?,
-            material: m.material,
-            state: match m.state.as_str() {
-                "accepted" => EvidenceState::Accepted {
-                    grade: m.grade.clamp(0, 100) as u8,
-                },
-                "returned" => EvidenceState::Returned,
-                _ => EvidenceState::Submitted,
-            },
-            version: m.version as u64,
-            title: String::new(),
-        });
+    let rows = db
+        .query_all(facts_db::stmt(
+            db.get_database_backend(),
+            "SELECT id, criterion, unit, org_unit, material, state, grade, version FROM scoring_evidence_facts",
+            vec![],
+        ))
+        .await?;
+    for r in rows {
+        let id: String = r.try_get("", "id")?;
+        if let Some(e) = evidence_from_row(&id, &r)? {
+            facts.evidence.push(e);
+        }
     }
     Ok(Some(Inputs {
         framework_id: fw.framework_id,
@@ -202,26 +117,27 @@ pub async fn load(
     }))
 }
 
-/// Stores the current scores (replacing the previous ones) and records the run.
+/// Stores every current score (replacing the previous ones) and records the run.
 pub async fn save_scores(db: &DatabaseConnection, scored: &Scored) -> Result<i64, ApiError> {
     let total = scored.total();
     let txn = db.begin().await?;
     cell::Entity::delete_many().exec(&txn).await?;
-    insert_chunked(
-        &txn,
-        scored
-            .cells()
-            .into_iter()
-            .map(|(org, item, c, p)| cell::ActiveModel {
-                org_unit: Set(org),
-                item: Set(item),
-                confirmed_milli: Set(c.milli()),
-                projected_milli: Set(p.milli()),
-                ..Default::default()
-            })
-            .collect(),
-    )
-    .await?;
+    let rows: Vec<cell::ActiveModel> = scored
+        .cells()
+        .into_iter()
+        .map(|(org, item, c, p)| cell::ActiveModel {
+            org_unit: Set(org),
+            item: Set(item),
+            confirmed_milli: Set(c.milli()),
+            projected_milli: Set(p.milli()),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        cell::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&txn)
+            .await?;
+    }
     let r = run::ActiveModel {
         framework_id: Set(scored.inputs.framework_id.clone()),
         edition: Set(scored.inputs.edition.clone()),
@@ -235,4 +151,21 @@ pub async fn save_scores(db: &DatabaseConnection, scored: &Scored) -> Result<i64
     .await?;
     txn.commit().await?;
     Ok(r.id)
+}
+
+/// Upserts the cells an incremental rescore changed.
+pub async fn save_cells(
+    txn: &impl ConnectionTrait,
+    cells: &[(String, String, i64, i64)],
+) -> Result<(), ApiError> {
+    for (org, item, c, p) in cells {
+        txn.execute(facts_db::stmt(
+            txn.get_database_backend(),
+            "INSERT INTO scoring_cells (org_unit, item, confirmed_milli, projected_milli) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (org_unit, item) DO UPDATE SET confirmed_milli = excluded.confirmed_milli, projected_milli = excluded.projected_milli",
+            vec![org.clone().into(), item.clone().into(), (*c).into(), (*p).into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }

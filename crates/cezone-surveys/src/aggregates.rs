@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 
 use crate::entities::tally;
 
-/// Tallies summed over surveys, per (org unit, question, period).
+/// Tallies per survey, org unit, question and period, with their versions.
 pub async fn tallies(db: &DatabaseConnection, period: i32) -> Result<Vec<SurveyTally>, ApiError> {
     let mut q = tally::Entity::find();
     if period != 0 {
@@ -21,33 +21,23 @@ pub async fn tallies(db: &DatabaseConnection, period: i32) -> Result<Vec<SurveyT
         .order_by_asc(tally::Column::OrgUnit)
         .order_by_asc(tally::Column::Question)
         .order_by_asc(tally::Column::Period)
+        .order_by_asc(tally::Column::SurveyId)
         .all(db)
         .await?;
-    let mut out: Vec<SurveyTally> = Vec::new();
-    for r in rows {
-        let (Ok(org_unit), Ok(question)) = (
-            OrgUnitId::parse(&r.org_unit),
-            QuestionId::parse(&r.question),
-        ) else {
-            continue;
-        };
-        match out.last_mut() {
-            Some(t) if t.org_unit == org_unit && t.question == question && t.period == r.period => {
-                t.responses += r.responses as u64;
-                t.positive += r.positive as u64;
-            }
-            _ => out.push(SurveyTally {
-                org_unit,
-                question,
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(SurveyTally {
+                org_unit: OrgUnitId::parse(&r.org_unit).ok()?,
+                question: QuestionId::parse(&r.question).ok()?,
                 period: r.period,
                 responses: r.responses as u64,
                 positive: r.positive as u64,
-                source: String::new(),
-                version: 0,
-            }),
-        }
-    }
-    Ok(out)
+                source: r.survey_id,
+                version: r.version as u64,
+            })
+        })
+        .collect())
 }
 
 fn org_aggregate(

@@ -20,6 +20,8 @@ use crate::{aggregates, statistics};
 #[derive(Debug, Clone)]
 pub struct SurveyApi {
     pub db: DatabaseConnection,
+    /// Woken after a committed change whose event sits in the outbox.
+    pub relay: cezone_bus::outbox::RelayHandle,
     pub view: RegistryView,
     pub write_batch_rows: usize,
     /// Metrics are checked against this framework's latest published catalog.
@@ -120,6 +122,7 @@ impl SurveyService for SurveyApi {
             .collect::<HashSet<_>>()
             .len() as u32;
         writer.finish(&survey, &batch_id, rows, &tallies).await?;
+        self.relay.notify();
         tracing::info!(survey = %survey.id, batch = %batch_id, responses = rows, org_units, "survey responses ingested");
         Ok(Response::new(ps::IngestSummary {
             batch_id,
@@ -150,6 +153,7 @@ impl SurveyService for SurveyApi {
         }
         statistics::check(&r, &tree, &fw)?;
         let m = statistics::record(&self.db, &r).await?;
+        self.relay.notify();
         tracing::info!(org_unit = %m.org_unit, metric = %m.metric, period = m.period, version = m.version, "statistic recorded");
         Ok(Response::new(statistics::to_proto(&m)))
     }
@@ -180,6 +184,8 @@ impl SurveyService for SurveyApi {
                 period: t.period,
                 responses: t.responses,
                 positive: t.positive,
+                survey_id: t.source,
+                version: t.version,
             })
             .collect();
         let (tallies, page) = page.slice(&all);

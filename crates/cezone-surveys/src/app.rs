@@ -1,11 +1,16 @@
 //! Building and running the survey service.
 
+use std::sync::Arc;
+
+use cezone_bus::Bus;
+use cezone_bus::outbox::{Relay, RelayHandle};
 use cezone_platform::grpc::{Running, bind, routes_with_health, spawn};
 use cezone_platform::registry_view::RegistryView;
 use cezone_platform::settings::Settings;
 use cezone_platform::{ApiError, db};
 use cezone_proto::surveys::v1::survey_service_server::SurveyServiceServer;
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::SurveyApi;
 use crate::migration::{LOCK_KEY, Migrator};
@@ -13,16 +18,21 @@ use crate::migration::{LOCK_KEY, Migrator};
 #[derive(Debug)]
 pub struct Application {
     running: Running,
+    shutdown: CancellationToken,
+    relay: RelayHandle,
     pub db: DatabaseConnection,
 }
 
 impl Application {
-    pub async fn build(settings: &Settings) -> Result<Application, ApiError> {
+    pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "surveys").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let max = settings.grpc.max_message_bytes;
+        let shutdown = CancellationToken::new();
+        let relay = Relay::spawn(db.clone(), crate::OUTBOX, bus, shutdown.clone());
         let api = SurveyApi {
             db: db.clone(),
+            relay: relay.clone(),
             view: RegistryView::new(&settings.services.registry_url, max)?,
             write_batch_rows: settings.surveys.write_batch_rows,
             framework_id: settings.scoring.framework_id.clone(),
@@ -33,7 +43,12 @@ impl Application {
             .max_encoding_message_size(max);
         let running = spawn(listener, routes_with_health(svc).await)?;
         tracing::info!(service = "surveys", address = %running.addr, "listening");
-        Ok(Application { running, db })
+        Ok(Application {
+            running,
+            shutdown,
+            relay,
+            db,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -44,7 +59,15 @@ impl Application {
         self.running.url()
     }
 
+    /// Stops serving, publishes what the outbox holds (for up to 5 s), and returns.
     pub async fn stop(self) {
         self.running.stop_logged("surveys").await;
+        self.shutdown.cancel();
+        self.relay.stopped().await;
+    }
+
+    /// Waits until every event committed so far is published.
+    pub async fn flush_events(&self) {
+        self.relay.flush().await;
     }
 }

@@ -76,6 +76,8 @@ pub mod tally {
         pub period: i32,
         pub responses: i64,
         pub positive: i64,
+        /// Increases with every batch that changes this tally.
+        pub version: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,7 @@ use sea_orm::{
 
 use crate::definitions::SurveyDef;
 use crate::entities::{batch, response, tally};
+use cezone_proto::events::v1 as ev;
 
 /// One checked response, ready to write.
 #[derive(Debug, Clone)]
@@ -240,7 +241,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Records the batch and adds its counts to the tallies, then commits.
+    /// Records the batch, adds its counts to the tallies (each changed tally's version goes up)
+    /// and enqueues the `survey.batch_aggregated` event with the new totals, then commits.
     pub async fn finish(
         self,
         survey: &SurveyDef,
@@ -250,6 +252,25 @@ impl Writer {
     ) -> Result<(), ApiError> {
         let mut keys: Vec<_> = tallies.iter().collect();
         keys.sort_by(|a, b| a.0.cmp(b.0));
+        let mut totals = Vec::with_capacity(keys.len());
+        let tally_event = |org: &str, qi: usize, (n, k, v): (i64, i64, i64)| ev::SurveyTally {
+            survey_id: survey.id.clone(),
+            org_unit: org.to_string(),
+            question: survey.questions[qi].id.to_string(),
+            period: survey.period,
+            responses: n as u64,
+            positive: k as u64,
+            version: v as u64,
+        };
+        let event = |totals: Vec<ev::SurveyTally>| {
+            let payload = ev::SurveyBatchAggregated {
+                survey_id: survey.id.clone(),
+                batch_id: batch_id.to_string(),
+                responses: accepted,
+                tallies: totals,
+            };
+            cezone_bus::envelope("survey.batch_aggregated", "surveys", &payload, None)
+        };
         match self {
             Writer::Postgres(mut tx) => {
                 sqlx::query("INSERT INTO surveys_batches (id, survey_id, responses, received_at) VALUES ($1, $2, $3, $4)")
@@ -261,12 +282,14 @@ impl Writer {
                     .await
                     .map_err(pg)?;
                 for ((org, qi), (n, k)) in keys {
-                    sqlx::query(
-                        "INSERT INTO surveys_tallies (survey_id, org_unit, question, period, responses, positive) \
-                         VALUES ($1, $2, $3, $4, $5, $6) \
+                    let row: (i64, i64, i64) = sqlx::query_as(
+                        "INSERT INTO surveys_tallies (survey_id, org_unit, question, period, responses, positive, version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 1) \
                          ON CONFLICT (survey_id, org_unit, question, period) DO UPDATE SET \
                          responses = surveys_tallies.responses + excluded.responses, \
-                         positive = surveys_tallies.positive + excluded.positive",
+                         positive = surveys_tallies.positive + excluded.positive, \
+                         version = surveys_tallies.version + 1 \
+                         RETURNING responses, positive, version",
                     )
                     .bind(&survey.id)
                     .bind(org)
@@ -274,10 +297,23 @@ impl Writer {
                     .bind(survey.period)
                     .bind(*n as i64)
                     .bind(*k as i64)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(pg)?;
+                    totals.push(tally_event(org, *qi, row));
                 }
+                let env = event(totals);
+                sqlx::query(&format!(
+                    "INSERT INTO {} (event_id, event_type, envelope, created_at) VALUES ($1, $2, $3, $4)",
+                    crate::OUTBOX
+                ))
+                .bind(&env.event_id)
+                .bind(&env.r#type)
+                .bind(cezone_bus::encode(&env))
+                .bind(now_rfc3339())
+                .execute(&mut *tx)
+                .await
+                .map_err(pg)?;
                 tx.commit().await.map_err(pg)?;
             }
             Writer::Sea(tx) => {
@@ -290,13 +326,15 @@ impl Writer {
                 .exec(&tx)
                 .await?;
                 for ((org, qi), (n, k)) in keys {
+                    let question = survey.questions[*qi].id.to_string();
                     tally::Entity::insert(tally::ActiveModel {
                         survey_id: Set(survey.id.clone()),
                         org_unit: Set(org.clone()),
-                        question: Set(survey.questions[*qi].id.to_string()),
+                        question: Set(question.clone()),
                         period: Set(survey.period),
                         responses: Set(*n as i64),
                         positive: Set(*k as i64),
+                        version: Set(1),
                         ..Default::default()
                     })
                     .on_conflict(
@@ -314,11 +352,29 @@ impl Writer {
                             tally::Column::Positive,
                             Expr::cust("surveys_tallies.positive + excluded.positive"),
                         )
+                        .value(
+                            tally::Column::Version,
+                            Expr::cust("surveys_tallies.version + 1"),
+                        )
                         .to_owned(),
                     )
                     .exec(&tx)
                     .await?;
+                    let row = tally::Entity::find()
+                        .filter(tally::Column::SurveyId.eq(&survey.id))
+                        .filter(tally::Column::OrgUnit.eq(org.as_str()))
+                        .filter(tally::Column::Question.eq(question.as_str()))
+                        .filter(tally::Column::Period.eq(survey.period))
+                        .one(&tx)
+                        .await?
+                        .ok_or_else(|| ApiError::internal_msg("an upserted tally is missing"))?;
+                    totals.push(tally_event(
+                        org,
+                        *qi,
+                        (row.responses, row.positive, row.version),
+                    ));
                 }
+                cezone_bus::outbox::enqueue(&tx, crate::OUTBOX, &event(totals)).await?;
                 tx.commit().await?;
             }
         }

@@ -12,3 +12,6 @@ mod migration;
 mod statistics;
 
 pub use app::Application;
+
+/// The surveys service's outbox table.
+pub const OUTBOX: &str = "surveys_outbox";

@@ -118,6 +118,15 @@ pub async fn record(
         .await;
         match inserted {
             Ok(m) => {
+                let payload = cezone_proto::events::v1::StatisticRecorded {
+                    statistic: Some(to_proto(&m)),
+                };
+                cezone_bus::outbox::enqueue(
+                    &txn,
+                    crate::OUTBOX,
+                    &cezone_bus::envelope("statistic.recorded", "surveys", &payload, None),
+                )
+                .await?;
                 txn.commit().await?;
                 return Ok(m);
             }

@@ -30,12 +30,17 @@ fn ou(id: &str, level: OrgLevel, parent: Option<&str>, ctype: Option<CommunityTy
 
 async fn spawn(backend: Backend, max_file_bytes: u64) -> Stack {
     let mut env = test_env(backend).await;
+    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+        &cezone_platform::testing::fresh_bus_prefix(),
+    ))
+    .await
+    .unwrap();
     env.settings.evidence.max_file_bytes = max_file_bytes;
-    let registry = cezone_registry::Application::build(&env.settings)
+    let registry = cezone_registry::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
     env.settings.services.registry_url = registry.url();
-    let evidence = cezone_evidence::Application::build(&env.settings)
+    let evidence = cezone_evidence::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
     let mut r: Registry = reg::client(cezone_client::connect(&registry.url()).await.unwrap());

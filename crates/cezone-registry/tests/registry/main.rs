@@ -19,7 +19,12 @@ struct TestApp {
 
 async fn spawn_app(backend: Backend) -> TestApp {
     let env = test_env(backend).await;
-    let app = Application::build(&env.settings)
+    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+        &cezone_platform::testing::fresh_bus_prefix(),
+    ))
+    .await
+    .unwrap();
+    let app = Application::build(&env.settings, bus.clone())
         .await
         .expect("registry starts");
     let client = RegistryServiceClient::connect(app.url())

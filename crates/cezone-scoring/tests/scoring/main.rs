@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+mod events;
+
 use cezone_client::demo::{self, Channels};
 use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::engine::Engine;
@@ -23,24 +25,35 @@ struct Stack {
     client: ScoringServiceClient<Channel>,
     channels: Channels,
     district: DemoDistrict,
+    bus: std::sync::Arc<dyn cezone_bus::Bus>,
     env: TestEnv,
 }
 
 async fn spawn(backend: Backend) -> Stack {
+    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+        &cezone_platform::testing::fresh_bus_prefix(),
+    ))
+    .await
+    .unwrap();
+    spawn_with(backend, bus).await
+}
+
+/// The four services sharing one bus and one database, and a small demo district to load.
+async fn spawn_with(backend: Backend, bus: std::sync::Arc<dyn cezone_bus::Bus>) -> Stack {
     let mut env = test_env(backend).await;
-    let registry = cezone_registry::Application::build(&env.settings)
+    let registry = cezone_registry::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
     env.settings.services.registry_url = registry.url();
-    let evidence = cezone_evidence::Application::build(&env.settings)
+    let evidence = cezone_evidence::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
-    let surveys = cezone_surveys::Application::build(&env.settings)
+    let surveys = cezone_surveys::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
     env.settings.services.evidence_url = evidence.url();
     env.settings.services.surveys_url = surveys.url();
-    let scoring = cezone_scoring::Application::build(&env.settings)
+    let scoring = cezone_scoring::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
     let channels = Channels {
@@ -67,6 +80,7 @@ async fn spawn(backend: Backend) -> Stack {
         client,
         channels,
         district,
+        bus,
         env,
     }
 }
@@ -385,7 +399,7 @@ async fn a_restarted_scoring_service_serves_its_stored_read_model(backend: Backe
         .unwrap()
         .into_inner();
     s.scoring.take().unwrap().stop().await;
-    let scoring = cezone_scoring::Application::build(&s.env.settings)
+    let scoring = cezone_scoring::Application::build(&s.env.settings, s.bus.clone())
         .await
         .unwrap();
     let mut client =

@@ -22,13 +22,18 @@ struct Stack {
 /// A small demo district (2 towns, 6 communities) registered, and a survey defined.
 async fn spawn(backend: Backend) -> Stack {
     let mut env = test_env(backend).await;
+    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+        &cezone_platform::testing::fresh_bus_prefix(),
+    ))
+    .await
+    .unwrap();
     // Small write batches, so a failing call has already written some before it fails.
     env.settings.surveys.write_batch_rows = 25;
-    let registry = cezone_registry::Application::build(&env.settings)
+    let registry = cezone_registry::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
     env.settings.services.registry_url = registry.url();
-    let surveys = cezone_surveys::Application::build(&env.settings)
+    let surveys = cezone_surveys::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
     let (fw, _) = guangdong::framework();

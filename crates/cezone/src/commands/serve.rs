@@ -36,31 +36,50 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     telemetry::init(&settings.log);
     let wanted =
         |s: ServiceName| args.all || args.services.is_empty() || args.services.contains(&s);
+    let names: Vec<&str> = [
+        (ServiceName::Registry, "registry"),
+        (ServiceName::Evidence, "evidence"),
+        (ServiceName::Surveys, "surveys"),
+        (ServiceName::Scoring, "scoring"),
+    ]
+    .iter()
+    .filter(|(s, _)| wanted(*s))
+    .map(|(_, n)| *n)
+    .collect();
+    // One bus (one named broker connection) for every service in this process.
+    let bus = cezone_bus::connect(&cezone_bus::BusConfig {
+        amqp_url: settings.bus.amqp_url.clone(),
+        prefix: settings.bus.prefix.clone(),
+        connection_name: format!("cezone {}", names.join(",")),
+        prefetch: settings.bus.prefetch,
+    })
+    .await
+    .context("connecting to the event bus")?;
     let mut running = Vec::new();
     // Started in dependency order; each in-process service is reached at its real address.
     if wanted(ServiceName::Registry) {
-        let app = cezone_registry::Application::build(&settings)
+        let app = cezone_registry::Application::build(&settings, bus.clone())
             .await
             .context("starting the registry")?;
         settings.services.registry_url = app.url();
         running.push(Running::Registry(app));
     }
     if wanted(ServiceName::Evidence) {
-        let app = cezone_evidence::Application::build(&settings)
+        let app = cezone_evidence::Application::build(&settings, bus.clone())
             .await
             .context("starting the evidence service")?;
         settings.services.evidence_url = app.url();
         running.push(Running::Evidence(app));
     }
     if wanted(ServiceName::Surveys) {
-        let app = cezone_surveys::Application::build(&settings)
+        let app = cezone_surveys::Application::build(&settings, bus.clone())
             .await
             .context("starting the survey service")?;
         settings.services.surveys_url = app.url();
         running.push(Running::Surveys(app));
     }
     if wanted(ServiceName::Scoring) {
-        let app = cezone_scoring::Application::build(&settings)
+        let app = cezone_scoring::Application::build(&settings, bus.clone())
             .await
             .context("starting the scoring service")?;
         settings.services.scoring_url = app.url();
@@ -107,6 +126,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     for r in running.into_iter().rev() {
         r.stop().await;
     }
+    bus.close().await;
     Ok(())
 }
 

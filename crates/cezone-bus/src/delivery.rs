@@ -1,0 +1,165 @@
+//! What a consumer receives: a [`Subscription`] yielding [`Delivery`]s, each settled exactly
+//! once by ack, retry or dead-letter. A delivery dropped without being settled (a handler that
+//! panicked, say) goes back to its queue, as it would when a channel closes.
+
+use std::fmt;
+
+use cezone_proto::events::v1::Envelope;
+use tokio::sync::mpsc;
+use tokio_util::sync::DropGuard;
+
+use crate::{BusError, amqp, memory};
+
+/// A stream of deliveries from one consumer queue. Dropping it stops consuming; the unacked
+/// deliveries go back to the queue.
+#[derive(Debug)]
+pub struct Subscription {
+    inner: SubscriptionInner,
+}
+
+#[derive(Debug)]
+enum SubscriptionInner {
+    /// Fed by a supervisor task that reconnects; dropping the guard stops the task.
+    Amqp {
+        deliveries: mpsc::Receiver<Delivery>,
+        _stop: DropGuard,
+    },
+    Memory(memory::MemorySubscription),
+}
+
+impl Subscription {
+    pub(crate) fn amqp(deliveries: mpsc::Receiver<Delivery>, stop: DropGuard) -> Self {
+        Subscription {
+            inner: SubscriptionInner::Amqp {
+                deliveries,
+                _stop: stop,
+            },
+        }
+    }
+
+    pub(crate) fn memory(sub: memory::MemorySubscription) -> Self {
+        Subscription {
+            inner: SubscriptionInner::Memory(sub),
+        }
+    }
+
+    /// The next delivery; waits while the queue is empty or `prefetch` deliveries are unacked.
+    /// `None` once the bus is closed.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        match &mut self.inner {
+            SubscriptionInner::Amqp { deliveries, .. } => deliveries.recv().await,
+            SubscriptionInner::Memory(sub) => sub.next().await,
+        }
+    }
+}
+
+/// One message from a consumer queue.
+pub struct Delivery {
+    /// The encoded envelope (see [`Delivery::envelope`]).
+    pub body: Vec<u8>,
+    /// True when the message was delivered before and not acked (retry, consumer crash,
+    /// connection loss): the consumer may have applied it already.
+    pub redelivered: bool,
+    /// The event type it was published with.
+    pub routing_key: String,
+    settler: Option<Settler>,
+}
+
+/// How a delivery is settled on its transport.
+#[derive(Debug)]
+pub(crate) enum Settler {
+    Amqp(amqp::AmqpSettler),
+    Memory(memory::MemorySettler),
+}
+
+impl Delivery {
+    pub(crate) fn new(
+        body: Vec<u8>,
+        redelivered: bool,
+        routing_key: String,
+        settler: Settler,
+    ) -> Self {
+        Delivery {
+            body,
+            redelivered,
+            routing_key,
+            settler: Some(settler),
+        }
+    }
+
+    /// Decodes the body; a malformed one should be dead-lettered, it will never decode.
+    pub fn envelope(&self) -> Result<Envelope, BusError> {
+        crate::decode(&self.body)
+    }
+
+    /// Done: call it after the consumer committed the effect of the event.
+    pub async fn ack(mut self) -> Result<(), BusError> {
+        match self.settler.take() {
+            Some(Settler::Amqp(s)) => s.ack().await,
+            Some(Settler::Memory(s)) => s.ack(),
+            None => Ok(()),
+        }
+    }
+
+    /// Transient failure (database down …): the message goes back to the front of the queue and
+    /// comes again with `redelivered = true`.
+    pub async fn retry(mut self) -> Result<(), BusError> {
+        match self.settler.take() {
+            Some(Settler::Amqp(s)) => s.retry().await,
+            Some(Settler::Memory(s)) => s.retry(),
+            None => Ok(()),
+        }
+    }
+
+    /// Permanent failure (malformed, unknown schema version …): the message goes to the
+    /// consumer's dead-letter queue `{prefix}.{consumer}.dead` with `reason`, and the consumer
+    /// receives the following messages.
+    ///
+    /// On RabbitMQ the original body and properties are republished (confirmed) to the
+    /// dead-letter exchange with the headers `x-cezone-reason` and
+    /// `x-cezone-original-routing-key`, and only then is the original acked. (A plain reject
+    /// would dead-letter it through the queue's `x-dead-letter-exchange` too, but the broker
+    /// records only "rejected", not why.) If the republish fails the original is requeued and
+    /// the error returned: nothing is lost, it comes again. A crash between the two steps leaves
+    /// a copy in the dead-letter queue and redelivers the original.
+    pub async fn dead_letter(mut self, reason: &str) -> Result<(), BusError> {
+        let body = std::mem::take(&mut self.body);
+        let routing_key = std::mem::take(&mut self.routing_key);
+        match self.settler.take() {
+            Some(Settler::Amqp(s)) => s.dead_letter(body, &routing_key, reason).await,
+            Some(Settler::Memory(s)) => s.dead_letter(body, routing_key, reason),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        match self.settler.take() {
+            Some(Settler::Amqp(s)) => s.abandon(),
+            Some(Settler::Memory(s)) => s.abandon(),
+            None => {}
+        }
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("routing_key", &self.routing_key)
+            .field("redelivered", &self.redelivered)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message read back from a dead-letter queue (for tests and operators).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub body: Vec<u8>,
+    /// Why the consumer gave up on it; for messages the broker dead-lettered by itself
+    /// (expiry, overflow), the broker's `x-death` reason.
+    pub reason: String,
+    /// The routing key (event type) it was originally published with.
+    pub routing_key: String,
+}

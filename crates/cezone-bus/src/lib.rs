@@ -1,0 +1,134 @@
+//! cezone's event bus.
+//!
+//! Services publish [`Envelope`]s to one topic exchange (`{prefix}.events`, routing key = the
+//! event type) and consume them from durable per-consumer queues. Two transports share one
+//! contract, the [`Bus`] trait:
+//!
+//! - [`AmqpBus`] on RabbitMQ (lapin): publisher confirms, mandatory publishes, persistent
+//!   messages, dead-lettering, and reconnection after a broker restart.
+//! - [`InProcessBus`] for the embedded single-process setup (all services, SQLite): the same
+//!   routing, prefetch, redelivery and dead-letter rules, in memory and without durability.
+//!
+//! Delivery is **at least once**: a publish whose confirmation was lost to a connection failure
+//! is published again, and a delivery whose ack was lost comes again. Consumers drop duplicates
+//! by `event_id`. Every state change and its event commit together through the [`outbox`].
+//!
+//! Connect once per process and share the `Arc<dyn Bus>`: each [`connect`] to RabbitMQ opens
+//! its own named connection.
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+//! use cezone_bus::outbox::{self, Relay};
+//! use sea_orm::TransactionTrait;
+//!
+//! let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process("cezone")).await?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let relay = Relay::spawn(db.clone(), "evidence_outbox", bus.clone(), shutdown.clone());
+//!
+//! // Producing: the state change and its event commit together.
+//! let txn = db.begin().await?;
+//! // ... write the change on `txn` ...
+//! let payload = "the event's protobuf message".to_string();
+//! let event = cezone_bus::envelope("evidence.reviewed", "evidence", &payload, None);
+//! outbox::enqueue(&txn, "evidence_outbox", &event).await?;
+//! txn.commit().await?;
+//! relay.notify();
+//!
+//! // Consuming: ack after the effect committed, dead-letter what can never succeed.
+//! let mut subscription = bus.subscribe("scoring", &["evidence.*"]).await?;
+//! while let Some(delivery) = subscription.next().await {
+//!     match delivery.envelope() {
+//!         Ok(_event) => {
+//!             // ... apply it idempotently (skip a known event_id), commit ...
+//!             delivery.ack().await?;
+//!         }
+//!         Err(e) => delivery.dead_letter(&e.to_string()).await?,
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod amqp;
+mod backoff;
+mod delivery;
+pub mod envelope;
+mod error;
+mod memory;
+mod names;
+pub mod outbox;
+pub mod topic;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+pub use cezone_proto::events::v1::Envelope;
+
+pub use amqp::AmqpBus;
+pub use delivery::{DeadLetter, Delivery, Subscription};
+pub use envelope::{decode, encode, envelope};
+pub use error::BusError;
+pub use memory::InProcessBus;
+pub use names::{dead_exchange_name, dead_queue_name, exchange_name, queue_name};
+
+/// The header carrying the reason of a dead letter (see [`Delivery::dead_letter`]).
+pub const REASON_HEADER: &str = "x-cezone-reason";
+/// The header carrying the routing key a dead letter was originally published with.
+pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-cezone-original-routing-key";
+
+/// The event bus a service publishes to and consumes from.
+#[async_trait]
+pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
+    /// Publishes durably (persistent delivery, routing key = envelope.type) and returns only once
+    /// the broker confirmed it; a nack or an unroutable return (mandatory flag) is an error.
+    /// Transient failures (connection lost) are retried with backoff up to a deadline before
+    /// giving up. A retry after a lost confirmation may deliver the event twice.
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError>;
+
+    /// Declares (idempotently) a durable queue named `{prefix}.{consumer}` bound to the events
+    /// exchange with these topic patterns (e.g. "evidence.*"), with dead-lettering to the
+    /// `{prefix}.dead` exchange → queue `{prefix}.{consumer}.dead`, and starts consuming with
+    /// prefetch = config.prefetch. Deliveries keep arriving across broker restarts (the
+    /// subscription reconnects and re-declares by itself).
+    async fn subscribe(&self, consumer: &str, patterns: &[&str]) -> Result<Subscription, BusError>;
+
+    /// Closes connections; pending confirms are awaited first. Subscriptions then end
+    /// (`next()` returns `None`) and their unacked deliveries go back to their queues.
+    async fn close(&self);
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// `amqp://user:password@host:5672/%2f`; empty = the in-process bus.
+    pub amqp_url: String,
+    /// Namespaces every exchange and queue (`{prefix}.events`, `{prefix}.{consumer}` …).
+    pub prefix: String,
+    /// Shown by RabbitMQ's management UI for this process's connection.
+    pub connection_name: String,
+    /// How many unacked deliveries one subscription may hold (0 = unlimited).
+    pub prefetch: u16,
+}
+
+impl BusConfig {
+    /// An in-process bus configuration (as used by the embedded single-process setup).
+    pub fn in_process(prefix: &str) -> Self {
+        BusConfig {
+            amqp_url: String::new(),
+            prefix: prefix.to_string(),
+            connection_name: "cezone".to_string(),
+            prefetch: 16,
+        }
+    }
+}
+
+/// Connects to RabbitMQ when `amqp_url` is set, otherwise returns the in-process bus of
+/// `prefix` (buses connected with the same prefix in one process share their queues, as
+/// connections to the same broker would).
+pub async fn connect(config: &BusConfig) -> Result<Arc<dyn Bus>, BusError> {
+    if config.amqp_url.is_empty() {
+        Ok(Arc::new(InProcessBus::connect(config)?))
+    } else {
+        Ok(Arc::new(AmqpBus::connect(config).await?))
+    }
+}

@@ -1,0 +1,58 @@
+//! Transactional outbox: a service writes its state change and the event announcing it in one
+//! database transaction ([`enqueue`]); the [`Relay`] publishes committed events with confirms
+//! and marks them published. An event is therefore published if and only if its change
+//! committed, and a broker outage only delays it.
+//!
+//! Publishing is at least once: a crash (or a lost confirmation) between publishing and marking
+//! publishes the event again later. Consumers drop duplicates by event id. Events are published
+//! in id order by one relay; with several replicas relaying the same table (PostgreSQL, `FOR
+//! UPDATE SKIP LOCKED`) batches interleave, so consumers must not rely on a global order.
+//!
+//! An event no queue is bound for (no consumer of its type has ever subscribed) is refused by
+//! the broker as unroutable; the relay logs it and marks it published rather than blocking
+//! every later event behind it — exactly what the broker does with a message nobody listens
+//! to. Consumers therefore subscribe (declare their queues) at start-up, before they depend
+//! on events; a read model that missed events rebuilds over gRPC.
+//!
+//! Published rows are kept (with `published_at`) as a record of what was announced.
+
+mod relay;
+mod sql;
+
+use cezone_proto::events::v1::Envelope;
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr};
+
+pub use relay::{Relay, RelayHandle};
+use sql::Sql;
+
+/// The DDL of an outbox table (idempotent: `IF NOT EXISTS`), with an index on the unpublished
+/// rows. Run it from the service's migration with
+/// `manager.get_connection().execute_unprepared(&create_table(backend, "evidence_outbox"))`.
+///
+/// # Panics
+/// When `table` is not a plain SQL identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most 50 bytes):
+/// table names are constants of the service, not input.
+pub fn create_table(backend: DatabaseBackend, table: &str) -> String {
+    Sql::new(backend, table)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .create_table()
+}
+
+/// Inserts the event into the outbox on `conn`, which should be the transaction that also
+/// writes the state change. Notify the relay ([`RelayHandle::notify`]) after committing.
+pub async fn enqueue<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    envelope: &Envelope,
+) -> Result<(), DbErr> {
+    crate::envelope::check_publishable(envelope).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let sql = Sql::new(conn.get_database_backend(), table)?;
+    conn.execute(sql.insert(envelope)).await?;
+    Ok(())
+}
+
+/// How many committed events are not yet published.
+pub async fn pending<C: ConnectionTrait>(db: &C, table: &str) -> Result<u64, DbErr> {
+    let sql = Sql::new(db.get_database_backend(), table)?;
+    sql.count_pending(db, None).await
+}

@@ -1,0 +1,189 @@
+//! RabbitMQ only: a broker restart in the middle of publishing and consuming loses nothing that
+//! was confirmed, and raw bytes that are no envelope are dead-lettered like any poison message.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cezone_bus::{AmqpBus, Bus};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+use crate::support::{BrokerLock, amqp_url, config, connect_amqp, event, fresh_prefix, init, recv};
+
+/// Runs `rabbitmqctl <args>`, panicking when it fails.
+async fn rabbitmqctl(args: &'static [&'static str]) {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("rabbitmqctl")
+            .args(args)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("rabbitmqctl must be installed for this test");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn wait_for_port(port: u16, within: Duration) {
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(start.elapsed() < within, "port {port} did not come back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts the broker app again if the test fails while it is stopped.
+struct Restarter {
+    stopped: bool,
+}
+
+impl Drop for Restarter {
+    fn drop(&mut self) {
+        if self.stopped {
+            let _ = std::process::Command::new("rabbitmqctl")
+                .arg("start_app")
+                .status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_loses_no_confirmed_event() {
+    init();
+    let _lock = BrokerLock::exclusive().await;
+    let prefix = fresh_prefix();
+    let bus = Arc::new(connect_amqp(&config(&amqp_url(), &prefix, 20)).await);
+    let mut sub = bus.subscribe("restart", &["restart.*"]).await.unwrap();
+
+    // Consumer: records every event id it receives and acks it.
+    let received = Arc::new(Mutex::new(HashSet::new()));
+    let deliveries = Arc::new(AtomicUsize::new(0));
+    let consumer = tokio::spawn({
+        let (received, deliveries) = (received.clone(), deliveries.clone());
+        async move {
+            while let Some(d) = sub.next().await {
+                let id = d.envelope().unwrap().event_id;
+                received.lock().unwrap().insert(id);
+                deliveries.fetch_add(1, Ordering::SeqCst);
+                let _ = d.ack().await;
+            }
+        }
+    });
+
+    // Publisher: 200 events, one every 50 ms, through the restart.
+    let published = Arc::new(AtomicUsize::new(0));
+    let publisher = tokio::spawn({
+        let (bus, published) = (bus.clone(), published.clone());
+        async move {
+            let mut results = Vec::new();
+            for i in 0..200 {
+                let e = event("restart.tick", &format!("tick {i}"));
+                let result = bus.publish(&e).await;
+                results.push((e.event_id, result.map_err(|e| e.to_string())));
+                published.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            results
+        }
+    });
+
+    while published.load(Ordering::SeqCst) < 40 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut restarter = Restarter { stopped: true };
+    rabbitmqctl(&["stop_app"]).await;
+    let during = published.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rabbitmqctl(&["start_app"]).await;
+    restarter.stopped = false;
+    wait_for_port(5672, Duration::from_secs(60)).await;
+
+    let results = tokio::time::timeout(Duration::from_secs(90), publisher)
+        .await
+        .expect("the publisher finishes")
+        .unwrap();
+    let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "publishes failed across the restart: {failed:?}"
+    );
+    let confirmed: HashSet<String> = results.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(confirmed.len(), 200);
+
+    let start = Instant::now();
+    loop {
+        let missing = confirmed.difference(&received.lock().unwrap()).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{missing} confirmed events never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "broker restart: stopped after {during} publishes; {} deliveries for 200 events",
+        deliveries.load(Ordering::SeqCst)
+    );
+    consumer.abort();
+    bus.delete_topology(&["restart"]).await.unwrap();
+    bus.close().await;
+}
+
+/// Bytes that are not an envelope at all (another system publishing to the exchange) are
+/// refused by `Delivery::envelope` and dead-lettered with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_garbage_is_dead_lettered() {
+    init();
+    let _lock = BrokerLock::shared().await;
+    let prefix = fresh_prefix();
+    let bus: AmqpBus = connect_amqp(&config(&amqp_url(), &prefix, 10)).await;
+    let mut sub = bus.subscribe("raw", &["foreign.*"]).await.unwrap();
+
+    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ is needed by this test");
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirmation = channel
+        .basic_publish(
+            cezone_bus::exchange_name(&prefix).into(),
+            "foreign.thing".into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"\xff\xfe not protobuf",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirmation.is_ack());
+    let _ = conn.close(200, "done".into()).await;
+
+    let d = recv(&mut sub).await;
+    let err = d.envelope().unwrap_err();
+    let reason = format!("not an envelope: {err}");
+    d.dead_letter(&reason).await.unwrap();
+    let dead = bus.take_dead_letter("raw").await.unwrap().unwrap();
+    assert_eq!(dead.body, b"\xff\xfe not protobuf");
+    assert_eq!(dead.reason, reason);
+    assert_eq!(dead.routing_key, "foreign.thing");
+    drop(sub);
+    bus.delete_topology(&["raw"]).await.unwrap();
+    bus.close().await;
+}

@@ -1,0 +1,181 @@
+//! Events in and out: applying the other services' events to the read model (idempotently, by
+//! event id and fact version), and the events scoring publishes.
+
+use cezone_bus::Envelope;
+use cezone_domain::engine::Cell;
+use cezone_domain::facts::StatFact;
+use cezone_domain::org::OrgUnitId;
+use cezone_domain::rules::{MetricId, QuestionId};
+use cezone_platform::convert::{org_unit_from_proto, score};
+use cezone_proto::events::v1 as ev;
+use prost::Message;
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+
+use crate::facts_db;
+use crate::model::Scored;
+use crate::reconcile::evidence_fact;
+
+/// Routing patterns the scoring consumer binds.
+pub const PATTERNS: &[&str] = &[
+    "framework.*",
+    "org_unit.*",
+    "evidence.*",
+    "statistic.*",
+    "survey.*",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The message can never be applied: it goes to the dead-letter queue with this reason.
+    #[error("{0}")]
+    Malformed(String),
+    /// The database failed; the delivery is retried.
+    #[error(transparent)]
+    Transient(#[from] DbErr),
+}
+
+fn payload<M: Message + Default>(env: &Envelope) -> Result<M, EventError> {
+    M::decode(env.payload.as_slice()).map_err(|e| {
+        EventError::Malformed(format!(
+            "{} payload of event {} cannot be decoded: {e}",
+            env.r#type, env.event_id
+        ))
+    })
+}
+
+/// Applies one event in one transaction with its event id; false when it was a duplicate or
+/// changed nothing.
+pub async fn apply(
+    db: &DatabaseConnection,
+    env: &Envelope,
+    framework_id: &str,
+    edition: &str,
+) -> Result<bool, EventError> {
+    let txn = db.begin().await?;
+    if !facts_db::mark_processed(&txn, &env.event_id, &env.r#type).await? {
+        txn.commit().await?;
+        return Ok(false);
+    }
+    let id = env.event_id.as_str();
+    let mut changed = false;
+    match env.r#type.as_str() {
+        "framework.published" => {
+            let p: ev::FrameworkPublished = payload(env)?;
+            if p.framework_id == framework_id && (edition.is_empty() || p.edition == edition) {
+                changed |= facts_db::set_framework(
+                    &txn,
+                    &p.framework_id,
+                    &p.edition,
+                    &p.document_json,
+                    id,
+                )
+                .await?
+                .is_some();
+            }
+        }
+        t if t.starts_with("org_unit.") => {
+            let p: ev::OrgUnitChanged = payload(env)?;
+            let unit = p
+                .unit
+                .ok_or_else(|| EventError::Malformed(format!("{t} event {id} carries no unit")))?;
+            let domain = org_unit_from_proto(&unit)
+                .map_err(|e| EventError::Malformed(format!("{t} event {id}: {}", e.message)))?;
+            changed |= facts_db::upsert_org_unit(&txn, &domain, unit.revision, id)
+                .await?
+                .is_some();
+        }
+        t if t.starts_with("evidence.") => {
+            let p: ev::EvidenceChanged = payload(env)?;
+            let e = p.evidence.ok_or_else(|| {
+                EventError::Malformed(format!("{t} event {id} carries no evidence"))
+            })?;
+            if e.framework_id == framework_id {
+                let fact = evidence_fact(&e).ok_or_else(|| {
+                    EventError::Malformed(format!("{t} event {id}: unreadable evidence {}", e.id))
+                })?;
+                changed |= facts_db::upsert_evidence(&txn, &fact, id).await?.is_some();
+            }
+        }
+        "statistic.recorded" => {
+            let p: ev::StatisticRecorded = payload(env)?;
+            let s = p.statistic.ok_or_else(|| {
+                EventError::Malformed(format!(
+                    "statistic.recorded event {id} carries no statistic"
+                ))
+            })?;
+            let fact = StatFact {
+                org_unit: OrgUnitId::parse(&s.org_unit).map_err(EventError::Malformed)?,
+                metric: MetricId::parse(&s.metric).map_err(EventError::Malformed)?,
+                period: s.period,
+                value: s.value,
+                version: s.version,
+            };
+            changed |= facts_db::upsert_stat(&txn, &fact, id).await?.is_some();
+        }
+        "survey.batch_aggregated" => {
+            let p: ev::SurveyBatchAggregated = payload(env)?;
+            for t in p.tallies {
+                let fact = cezone_domain::facts::SurveyTally {
+                    org_unit: OrgUnitId::parse(&t.org_unit).map_err(EventError::Malformed)?,
+                    question: QuestionId::parse(&t.question).map_err(EventError::Malformed)?,
+                    period: t.period,
+                    responses: t.responses,
+                    positive: t.positive,
+                    source: t.survey_id,
+                    version: t.version,
+                };
+                changed |= facts_db::upsert_tally(&txn, &fact, id).await?.is_some();
+            }
+        }
+        other => tracing::debug!(
+            event_type = other,
+            event_id = id,
+            "event type not used by scoring"
+        ),
+    }
+    txn.commit().await?;
+    Ok(changed)
+}
+
+/// The `scores.changed` event of a committed recomputation (none when nothing changed).
+pub fn scores_changed(
+    scored: &Scored,
+    units: &[(usize, Cell)],
+    recomputed: usize,
+    caused_by: &[String],
+) -> Option<Envelope> {
+    if units.is_empty() {
+        return None;
+    }
+    let p = ev::ScoresChanged {
+        framework_id: scored.inputs.framework_id.clone(),
+        edition: scored.framework().meta.edition.clone(),
+        period: scored.inputs.period,
+        computed_at: scored.computed_at.clone(),
+        district_total: Some(score(scored.total())),
+        units: units
+            .iter()
+            .map(|(i, c)| ev::UnitTotal {
+                org_unit: scored.tree().unit(*i).id.to_string(),
+                total: Some(score(*c)),
+            })
+            .collect(),
+        cells_recomputed: recomputed as u32,
+        caused_by: caused_by.to_vec(),
+    };
+    Some(cezone_bus::envelope("scores.changed", "scoring", &p, None))
+}
+
+pub fn snapshot_frozen(s: &cezone_proto::scoring::v1::Snapshot) -> Envelope {
+    let p = ev::SnapshotFrozen {
+        snapshot_id: s.id.clone(),
+        checkpoint: s.checkpoint.clone(),
+        framework_id: s.framework_id.clone(),
+        edition: s.edition.clone(),
+        period: s.period,
+        frozen_at: s.frozen_at.clone(),
+        district_total: s.district_total.clone(),
+        content_hash: s.content_hash.clone(),
+    };
+    cezone_bus::envelope("snapshot.frozen", "scoring", &p, None)
+}

@@ -1,0 +1,476 @@
+//! Event-driven recomputation: facts flow from the services' outboxes over the bus (in-process
+//! or RabbitMQ) into the scoring read model, and scores follow — live, exactly once in effect,
+//! and equal to a from-scratch recompute.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cezone_bus::{AmqpBus, Bus, BusConfig};
+use cezone_domain::engine::Engine;
+use cezone_domain::facts::{EvidenceState, Facts};
+use cezone_domain::guangdong;
+use cezone_domain::org::OrgTree;
+use cezone_platform::testing::{Backend, amqp_url, fresh_bus_prefix};
+use cezone_proto::common::v1::PageRequest;
+use cezone_proto::evidence::v1 as pe;
+use cezone_proto::scoring::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
+
+use super::{Stack, spawn, spawn_with};
+
+/// The district total the domain computes from these facts.
+fn domain_total(s: &Stack, facts: &Facts) -> String {
+    let (fw, _) = guangdong::framework();
+    let tree = OrgTree::build(s.district.units.clone()).unwrap();
+    let engine = Engine::new(Arc::new(fw), Arc::new(tree), facts, 2013);
+    engine
+        .scoreboard()
+        .total(&engine.fw, 0)
+        .confirmed
+        .to_string()
+}
+
+async fn flush(s: &Stack) {
+    s.registry.flush_events().await;
+    s.evidence.flush_events().await;
+    s.surveys.flush_events().await;
+}
+
+/// Waits until the event-fed district total is `want`; panics with the last value seen.
+async fn converge(s: &mut Stack, want: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = String::from("(no scores yet)");
+    loop {
+        if let Ok(r) = s
+            .client
+            .get_scores(ps::GetScoresRequest {
+                items: vec!["1".into()],
+                ..Default::default()
+            })
+            .await
+        {
+            last = r.into_inner().total.unwrap().confirmed;
+            if last == want {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "scores did not converge to {want}; last seen {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every cell of every org unit, as the scoring API reports it.
+async fn all_cells(s: &mut Stack) -> Vec<ps::OrgUnitScores> {
+    let mut out = Vec::new();
+    for u in s.district.units.clone() {
+        let mut r = s
+            .client
+            .get_scores(ps::GetScoresRequest {
+                org_unit: u.id.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        r.computed_at.clear();
+        out.push(r);
+    }
+    out
+}
+
+async fn pending_evidence(s: &Stack) -> Vec<pe::Evidence> {
+    let mut ev = cezone_client::evidence::client(s.channels.evidence.clone());
+    ev.list_evidence(pe::ListEvidenceRequest {
+        state: pe::ReviewState::Submitted as i32,
+        page: Some(PageRequest {
+            page_size: 1000,
+            page_token: String::new(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .evidence
+}
+
+/// The demo facts with these evidence ids accepted at grade 100.
+fn accepted(s: &Stack, ids: &[String]) -> Facts {
+    let (fw, _) = guangdong::framework();
+    let mut facts = s.district.facts(&fw.catalog);
+    for e in &mut facts.evidence {
+        if ids.iter().any(|id| id == &e.id) {
+            e.state = EvidenceState::Accepted { grade: 100 };
+        }
+    }
+    facts
+}
+
+/// Loads the district without ever calling Recompute: the read model is fed by events alone.
+async fn load_and_converge(s: &mut Stack) {
+    s.load().await;
+    flush(s).await;
+    let want = s.expected_total();
+    converge(s, &want, Duration::from_secs(60)).await;
+}
+
+/// Upload → review → the district score changes, seen through WatchScores and a query, and a
+/// full recompute agrees with the incremental result cell for cell.
+async fn live_scores(mut s: Stack) {
+    load_and_converge(&mut s).await;
+    let before = all_cells(&mut s).await;
+    let mut watch = s
+        .client
+        .watch_scores(ps::WatchScoresRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(
+        first
+            .unit
+            .as_ref()
+            .unwrap()
+            .total
+            .as_ref()
+            .unwrap()
+            .confirmed,
+        s.expected_total()
+    );
+    assert_eq!(
+        first.changed.len(),
+        2,
+        "the first message carries every child's total"
+    );
+
+    let pending = pending_evidence(&s).await;
+    let target = pending
+        .iter()
+        .find(|e| e.org_unit == "nanhai")
+        .or(pending.first())
+        .unwrap()
+        .clone();
+    let mut ev = cezone_client::evidence::client(s.channels.evidence.clone());
+    cezone_client::evidence::review(&mut ev, &target.id, pe::Decision::Accept, 100, "")
+        .await
+        .unwrap();
+    let update = tokio::time::timeout(Duration::from_secs(20), watch.message())
+        .await
+        .expect("an update within 20 s")
+        .unwrap()
+        .unwrap();
+    let new_total = update
+        .unit
+        .as_ref()
+        .unwrap()
+        .total
+        .as_ref()
+        .unwrap()
+        .confirmed
+        .clone();
+    let old_total: f64 = s.expected_total().parse().unwrap();
+    assert!(
+        new_total.parse::<f64>().unwrap() > old_total,
+        "{new_total} after accepting {}",
+        target.id
+    );
+    assert!(!update.caused_by.is_empty());
+    assert!(update.cells_recomputed > 0);
+
+    // A query shows the same total.
+    let q = s
+        .client
+        .get_scores(ps::GetScoresRequest {
+            items: vec!["1".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(q.total.unwrap().confirmed, new_total);
+
+    // Full recompute from the services agrees with the incremental result, cell for cell.
+    let incremental = all_cells(&mut s).await;
+    assert_ne!(incremental, before);
+    s.client
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    let full = all_cells(&mut s).await;
+    assert_eq!(incremental, full);
+    s.stop().await;
+}
+
+async fn scores_follow_the_events_live(backend: Backend) {
+    live_scores(spawn(backend).await).await;
+}
+
+cezone_platform::contract_tests!(scores_follow_the_events_live);
+
+async fn amqp_stack() -> (Stack, Arc<AmqpBus>) {
+    let bus = Arc::new(
+        AmqpBus::connect(&BusConfig {
+            amqp_url: amqp_url(),
+            prefix: fresh_bus_prefix(),
+            connection_name: "cezone-scoring-test".into(),
+            prefetch: 32,
+        })
+        .await
+        .expect("RabbitMQ on 127.0.0.1:5672 is needed by this test"),
+    );
+    let dynbus: Arc<dyn Bus> = bus.clone();
+    (spawn_with(Backend::Postgres, dynbus).await, bus)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_scores_follow_the_events_live() {
+    let (s, bus) = amqp_stack().await;
+    live_scores(s).await;
+    let _ = bus.delete_topology(&["scoring"]).await;
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
+}
+
+async fn broker_accepts() {
+    for _ in 0..120 {
+        if tokio::net::TcpStream::connect("127.0.0.1:5672")
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("RabbitMQ did not come back");
+}
+
+/// Statistics filed while the broker restarts: afterwards every filing's effect is present once
+/// and the event-fed scores equal a from-scratch recompute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_broker_restart_loses_nothing() {
+    let (mut s, bus) = amqp_stack().await;
+    load_and_converge(&mut s).await;
+    let towns: Vec<String> = s
+        .district
+        .units
+        .iter()
+        .filter(|u| u.parent.as_ref().is_some_and(|p| p.as_str() == "nanhai"))
+        .map(|u| u.id.to_string())
+        .collect();
+    let mut sv = cezone_client::surveys::client(s.channels.surveys.clone());
+    let filer = tokio::spawn(async move {
+        let mut last = BTreeMap::new();
+        for i in 0..120i64 {
+            let town = towns[(i as usize) % towns.len()].clone();
+            let value = 5 + i % 17;
+            sv.record_statistic(psv::StatisticReturn {
+                org_unit: town.clone(),
+                metric: "staff_trained".into(),
+                period: 2013,
+                value,
+                filed_by: "t".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("filing works without the broker: the outbox keeps the event");
+            last.insert(town, value);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        last
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    rabbitmqctl(&["stop_app"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rabbitmqctl(&["start_app"]);
+    broker_accepts().await;
+    let last = filer.await.unwrap();
+    flush(&s).await;
+
+    let (fw, _) = guangdong::framework();
+    let mut facts = s.district.facts(&fw.catalog);
+    for f in &mut facts.statistics {
+        if f.metric.as_str() == "staff_trained"
+            && f.period == 2013
+            && let Some(v) = last.get(f.org_unit.as_str())
+        {
+            f.value = *v;
+        }
+    }
+    let want = domain_total(&s, &facts);
+    converge(&mut s, &want, Duration::from_secs(90)).await;
+    let fed = all_cells(&mut s).await;
+    s.client
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        fed,
+        all_cells(&mut s).await,
+        "event-fed scores equal a from-scratch recompute"
+    );
+    s.stop().await;
+    let _ = bus.delete_topology(&["scoring"]).await;
+}
+
+/// The scoring service stops while reviews keep coming, and starts again: the queue kept the
+/// events and the scores catch up exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_scoring_restart_mid_stream_catches_up() {
+    let (mut s, bus) = amqp_stack().await;
+    load_and_converge(&mut s).await;
+    let pending = pending_evidence(&s).await;
+    assert!(pending.len() >= 4);
+    let ids: Vec<String> = pending.iter().map(|e| e.id.clone()).collect();
+    let mut ev = cezone_client::evidence::client(s.channels.evidence.clone());
+    let half = ids.len() / 2;
+    for id in &ids[..half] {
+        cezone_client::evidence::review(&mut ev, id, pe::Decision::Accept, 100, "")
+            .await
+            .unwrap();
+    }
+    s.scoring.take().unwrap().stop().await;
+    for id in &ids[half..] {
+        cezone_client::evidence::review(&mut ev, id, pe::Decision::Accept, 100, "")
+            .await
+            .unwrap();
+    }
+    flush(&s).await;
+    let scoring = cezone_scoring::Application::build(&s.env.settings, s.bus.clone())
+        .await
+        .unwrap();
+    s.client = cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient::new(
+        cezone_client::connect(&scoring.url()).await.unwrap(),
+    );
+    s.scoring = Some(scoring);
+    // The demo's evidence ids are not the services' record ids: map by (criterion, unit, org).
+    let by_slot: Vec<(String, String, String)> = pending
+        .iter()
+        .map(|e| {
+            (
+                e.criterion.clone(),
+                e.responsible_unit.clone(),
+                e.org_unit.clone(),
+            )
+        })
+        .collect();
+    let demo_ids: Vec<String> = s
+        .district
+        .evidence
+        .iter()
+        .filter(|f| {
+            by_slot.contains(&(
+                f.criterion.to_string(),
+                f.unit.to_string(),
+                f.org_unit.to_string(),
+            ))
+        })
+        .map(|f| f.id.clone())
+        .collect();
+    let want = domain_total(&s, &accepted(&s, &demo_ids));
+    converge(&mut s, &want, Duration::from_secs(60)).await;
+    let fed = all_cells(&mut s).await;
+    s.client
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(fed, all_cells(&mut s).await);
+    s.stop().await;
+    let _ = bus.delete_topology(&["scoring"]).await;
+}
+
+/// Duplicated deliveries change nothing, and a malformed message lands in the dead-letter queue
+/// with its reason while the consumer keeps going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_duplicates_and_poison_messages() {
+    let (mut s, bus) = amqp_stack().await;
+    load_and_converge(&mut s).await;
+    let town = s
+        .district
+        .units
+        .iter()
+        .find(|u| u.parent.as_ref().is_some_and(|p| p.as_str() == "nanhai"))
+        .unwrap()
+        .id
+        .to_string();
+
+    // A filing's event, published twice more by hand with the same event id.
+    let mut sv = cezone_client::surveys::client(s.channels.surveys.clone());
+    let filed = sv
+        .record_statistic(psv::StatisticReturn {
+            org_unit: town.clone(),
+            metric: "staff_trained".into(),
+            period: 2013,
+            value: 0,
+            filed_by: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    flush(&s).await;
+    let payload = cezone_proto::events::v1::StatisticRecorded {
+        statistic: Some(filed.clone()),
+    };
+    let env = cezone_bus::envelope("statistic.recorded", "surveys", &payload, None);
+    bus.publish(&env).await.unwrap();
+    bus.publish(&env).await.unwrap();
+
+    // Poison: a statistic event whose payload is not a statistic.
+    let mut poison = cezone_bus::envelope("statistic.recorded", "surveys", &payload, None);
+    poison.payload = vec![0xff, 0xfe, 0x01, 0x02];
+    bus.publish(&poison).await.unwrap();
+
+    // A later, valid filing is still applied.
+    let later = sv
+        .record_statistic(psv::StatisticReturn {
+            org_unit: town.clone(),
+            metric: "staff_trained".into(),
+            period: 2013,
+            value: 1,
+            filed_by: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(later.version, filed.version + 1);
+    flush(&s).await;
+    let (fw, _) = guangdong::framework();
+    let mut facts = s.district.facts(&fw.catalog);
+    for f in &mut facts.statistics {
+        if f.metric.as_str() == "staff_trained" && f.period == 2013 && f.org_unit.as_str() == town {
+            f.value = 1;
+        }
+    }
+    let want = domain_total(&s, &facts);
+    converge(&mut s, &want, Duration::from_secs(30)).await;
+
+    let mut dead = None;
+    for _ in 0..50 {
+        dead = bus.take_dead_letter("scoring").await.unwrap();
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead = dead.expect("the poison message is in the dead-letter queue");
+    assert!(dead.reason.contains("cannot be decoded"), "{dead:?}");
+    let fed = all_cells(&mut s).await;
+    s.client
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(fed, all_cells(&mut s).await);
+    s.stop().await;
+    let _ = bus.delete_topology(&["scoring"]).await;
+}
