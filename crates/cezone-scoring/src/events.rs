@@ -43,95 +43,123 @@ fn payload<M: Message + Default>(env: &Envelope) -> Result<M, EventError> {
     })
 }
 
-/// Applies one event in one transaction with its event id; false when it was a duplicate or
-/// changed nothing.
-pub async fn apply(
-    db: &DatabaseConnection,
-    env: &Envelope,
-    framework_id: &str,
-    edition: &str,
-) -> Result<bool, EventError> {
-    let txn = db.begin().await?;
-    if !facts_db::mark_processed(&txn, &env.event_id, &env.r#type).await? {
-        txn.commit().await?;
-        return Ok(false);
-    }
+/// A fact an event carries, decoded and checked.
+#[derive(Debug, Clone)]
+pub enum Fact {
+    Framework {
+        framework_id: String,
+        edition: String,
+        document: String,
+    },
+    OrgUnit(cezone_domain::org::OrgUnit, u64),
+    Evidence(cezone_domain::facts::EvidenceFact),
+    Stat(StatFact),
+    Tally(cezone_domain::facts::SurveyTally),
+}
+
+/// Decodes an event into the facts scoring keeps (none for events of other frameworks or of
+/// types scoring does not use). A malformed event is an error naming why.
+pub fn decode(env: &Envelope, framework_id: &str, edition: &str) -> Result<Vec<Fact>, EventError> {
     let id = env.event_id.as_str();
-    let mut changed = false;
-    match env.r#type.as_str() {
+    let bad = |what: String| EventError::Malformed(format!("{} event {id}: {what}", env.r#type));
+    Ok(match env.r#type.as_str() {
         "framework.published" => {
             let p: ev::FrameworkPublished = payload(env)?;
             if p.framework_id == framework_id && (edition.is_empty() || p.edition == edition) {
-                changed |= facts_db::set_framework(
-                    &txn,
-                    &p.framework_id,
-                    &p.edition,
-                    &p.document_json,
-                    id,
-                )
-                .await?
-                .is_some();
+                vec![Fact::Framework {
+                    framework_id: p.framework_id,
+                    edition: p.edition,
+                    document: p.document_json,
+                }]
+            } else {
+                Vec::new()
             }
         }
         t if t.starts_with("org_unit.") => {
             let p: ev::OrgUnitChanged = payload(env)?;
-            let unit = p
-                .unit
-                .ok_or_else(|| EventError::Malformed(format!("{t} event {id} carries no unit")))?;
-            let domain = org_unit_from_proto(&unit)
-                .map_err(|e| EventError::Malformed(format!("{t} event {id}: {}", e.message)))?;
-            changed |= facts_db::upsert_org_unit(&txn, &domain, unit.revision, id)
-                .await?
-                .is_some();
+            let unit = p.unit.ok_or_else(|| bad("it carries no unit".into()))?;
+            let domain = org_unit_from_proto(&unit).map_err(|e| bad(e.message))?;
+            vec![Fact::OrgUnit(domain, unit.revision)]
         }
         t if t.starts_with("evidence.") => {
             let p: ev::EvidenceChanged = payload(env)?;
-            let e = p.evidence.ok_or_else(|| {
-                EventError::Malformed(format!("{t} event {id} carries no evidence"))
-            })?;
-            if e.framework_id == framework_id {
-                let fact = evidence_fact(&e).ok_or_else(|| {
-                    EventError::Malformed(format!("{t} event {id}: unreadable evidence {}", e.id))
-                })?;
-                changed |= facts_db::upsert_evidence(&txn, &fact, id).await?.is_some();
+            let e = p
+                .evidence
+                .ok_or_else(|| bad("it carries no evidence".into()))?;
+            if e.framework_id != framework_id {
+                return Ok(Vec::new());
             }
+            vec![Fact::Evidence(evidence_fact(&e).ok_or_else(|| {
+                bad(format!("unreadable evidence {}", e.id))
+            })?)]
         }
         "statistic.recorded" => {
             let p: ev::StatisticRecorded = payload(env)?;
-            let s = p.statistic.ok_or_else(|| {
-                EventError::Malformed(format!(
-                    "statistic.recorded event {id} carries no statistic"
-                ))
-            })?;
-            let fact = StatFact {
-                org_unit: OrgUnitId::parse(&s.org_unit).map_err(EventError::Malformed)?,
-                metric: MetricId::parse(&s.metric).map_err(EventError::Malformed)?,
+            let s = p
+                .statistic
+                .ok_or_else(|| bad("it carries no statistic".into()))?;
+            vec![Fact::Stat(StatFact {
+                org_unit: OrgUnitId::parse(&s.org_unit).map_err(bad)?,
+                metric: MetricId::parse(&s.metric).map_err(bad)?,
                 period: s.period,
                 value: s.value,
                 version: s.version,
-            };
-            changed |= facts_db::upsert_stat(&txn, &fact, id).await?.is_some();
+            })]
         }
         "survey.batch_aggregated" => {
             let p: ev::SurveyBatchAggregated = payload(env)?;
+            let mut out = Vec::with_capacity(p.tallies.len());
             for t in p.tallies {
-                let fact = cezone_domain::facts::SurveyTally {
-                    org_unit: OrgUnitId::parse(&t.org_unit).map_err(EventError::Malformed)?,
-                    question: QuestionId::parse(&t.question).map_err(EventError::Malformed)?,
+                out.push(Fact::Tally(cezone_domain::facts::SurveyTally {
+                    org_unit: OrgUnitId::parse(&t.org_unit).map_err(bad)?,
+                    question: QuestionId::parse(&t.question).map_err(bad)?,
                     period: t.period,
                     responses: t.responses,
                     positive: t.positive,
                     source: t.survey_id,
                     version: t.version,
-                };
-                changed |= facts_db::upsert_tally(&txn, &fact, id).await?.is_some();
+                }));
             }
+            out
         }
-        other => tracing::debug!(
-            event_type = other,
-            event_id = id,
-            "event type not used by scoring"
-        ),
+        other => {
+            tracing::debug!(
+                event_type = other,
+                event_id = id,
+                "event type not used by scoring"
+            );
+            Vec::new()
+        }
+    })
+}
+
+/// Applies decoded events in one transaction, each with its event id (a duplicate is skipped).
+/// Returns whether any stored fact changed.
+pub async fn apply_batch(
+    db: &DatabaseConnection,
+    events: &[(&Envelope, Vec<Fact>)],
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let mut changed = false;
+    for (env, facts) in events {
+        if !facts_db::mark_processed(&txn, &env.event_id, &env.r#type).await? {
+            continue;
+        }
+        let id = env.event_id.as_str();
+        for f in facts {
+            let k = match f {
+                Fact::Framework {
+                    framework_id,
+                    edition,
+                    document,
+                } => facts_db::set_framework(&txn, framework_id, edition, document, id).await?,
+                Fact::OrgUnit(u, rev) => facts_db::upsert_org_unit(&txn, u, *rev, id).await?,
+                Fact::Evidence(e) => facts_db::upsert_evidence(&txn, e, id).await?,
+                Fact::Stat(s) => facts_db::upsert_stat(&txn, s, id).await?,
+                Fact::Tally(t) => facts_db::upsert_tally(&txn, t, id).await?,
+            };
+            changed |= k.is_some();
+        }
     }
     txn.commit().await?;
     Ok(changed)

@@ -97,7 +97,7 @@ impl State {
             let mut ids: Vec<String> = fresh.iter().map(|r| r.2.clone()).collect();
             ids.sort();
             ids.dedup();
-            ids.truncate(1000);
+            ids.truncate(10_000);
             ids
         };
         let current = self.current.read().await.clone();

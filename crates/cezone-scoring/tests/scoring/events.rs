@@ -82,6 +82,20 @@ async fn all_cells(s: &mut Stack) -> Vec<ps::OrgUnitScores> {
     out
 }
 
+/// The event-fed scores equal, cell for cell, a from-scratch recompute from the services.
+async fn recompute_agrees(s: &mut Stack) {
+    let fed = all_cells(s).await;
+    s.client
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        fed,
+        all_cells(s).await,
+        "event-fed scores equal a from-scratch recompute"
+    );
+}
+
 async fn pending_evidence(s: &Stack) -> Vec<pe::Evidence> {
     let mut ev = cezone_client::evidence::client(s.channels.evidence.clone());
     ev.list_evidence(pe::ListEvidenceRequest {
@@ -194,14 +208,8 @@ async fn live_scores(mut s: Stack) {
     assert_eq!(q.total.unwrap().confirmed, new_total);
 
     // Full recompute from the services agrees with the incremental result, cell for cell.
-    let incremental = all_cells(&mut s).await;
-    assert_ne!(incremental, before);
-    s.client
-        .recompute(ps::RecomputeRequest::default())
-        .await
-        .unwrap();
-    let full = all_cells(&mut s).await;
-    assert_eq!(incremental, full);
+    assert_ne!(all_cells(&mut s).await, before);
+    recompute_agrees(&mut s).await;
     s.stop().await;
 }
 
@@ -308,16 +316,7 @@ async fn rabbitmq_broker_restart_loses_nothing() {
     }
     let want = domain_total(&s, &facts);
     converge(&mut s, &want, Duration::from_secs(90)).await;
-    let fed = all_cells(&mut s).await;
-    s.client
-        .recompute(ps::RecomputeRequest::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        fed,
-        all_cells(&mut s).await,
-        "event-fed scores equal a from-scratch recompute"
-    );
+    recompute_agrees(&mut s).await;
     s.stop().await;
     let _ = bus.delete_topology(&["scoring"]).await;
 }
@@ -378,12 +377,7 @@ async fn rabbitmq_scoring_restart_mid_stream_catches_up() {
         .collect();
     let want = domain_total(&s, &accepted(&s, &demo_ids));
     converge(&mut s, &want, Duration::from_secs(60)).await;
-    let fed = all_cells(&mut s).await;
-    s.client
-        .recompute(ps::RecomputeRequest::default())
-        .await
-        .unwrap();
-    assert_eq!(fed, all_cells(&mut s).await);
+    recompute_agrees(&mut s).await;
     s.stop().await;
     let _ = bus.delete_topology(&["scoring"]).await;
 }
@@ -465,12 +459,7 @@ async fn rabbitmq_duplicates_and_poison_messages() {
     }
     let dead = dead.expect("the poison message is in the dead-letter queue");
     assert!(dead.reason.contains("cannot be decoded"), "{dead:?}");
-    let fed = all_cells(&mut s).await;
-    s.client
-        .recompute(ps::RecomputeRequest::default())
-        .await
-        .unwrap();
-    assert_eq!(fed, all_cells(&mut s).await);
+    recompute_agrees(&mut s).await;
     s.stop().await;
     let _ = bus.delete_topology(&["scoring"]).await;
 }
