@@ -5,7 +5,13 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files: Vec<PathBuf> = [
-        "common", "registry", "evidence", "surveys", "scoring", "events",
+        "common",
+        "registry",
+        "evidence",
+        "surveys",
+        "scoring",
+        "scheduler",
+        "events",
     ]
     .iter()
     .map(|p| root.join(format!("cezone/{p}/v1/{p}.proto")))

@@ -17,6 +17,7 @@ pub mod package;
 pub mod points;
 pub mod readiness;
 pub mod rules;
+pub mod schedule;
 pub mod stats;
 pub mod summary;
 pub mod units;

@@ -19,6 +19,38 @@ pub struct Settings {
     pub scoring: ScoringSettings,
     pub bus: BusSettings,
     pub services: ServiceUrls,
+    pub web: WebSettings,
+    pub scheduler: SchedulerSettings,
+}
+
+/// The scoreboard web page, served beside gRPC on `grpc.host`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebSettings {
+    /// HTTP port; 0 picks a free one.
+    pub port: u16,
+}
+
+/// Recompute-and-freeze runs before each checkpoint of the calendar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerSettings {
+    pub port: u16,
+    /// Hours before each checkpoint, comma-separated: "72,24".
+    pub lead_hours: String,
+    /// Local time of day a checkpoint falls due, "HH:MM".
+    pub checkpoint_time: String,
+    pub utc_offset_hours: i32,
+    /// Longest wait between two looks at the calendar, in seconds.
+    pub poll_seconds: u64,
+}
+
+impl SchedulerSettings {
+    pub fn policy(&self) -> Result<cezone_domain::schedule::SchedulePolicy, String> {
+        cezone_domain::schedule::SchedulePolicy::parse(
+            &self.lead_hours,
+            &self.checkpoint_time,
+            self.utc_offset_hours,
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +118,7 @@ pub struct ServiceUrls {
     pub evidence_url: String,
     pub surveys_url: String,
     pub scoring_url: String,
+    pub scheduler_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +235,7 @@ impl Settings {
             ("services.evidence_url", &self.services.evidence_url),
             ("services.surveys_url", &self.services.surveys_url),
             ("services.scoring_url", &self.services.scoring_url),
+            ("services.scheduler_url", &self.services.scheduler_url),
         ] {
             if v.parse::<http::Uri>()
                 .map(|u| u.scheme().is_none() || u.host().is_none())
@@ -237,6 +271,27 @@ impl Settings {
         }
         if self.bus.prefetch == 0 {
             return Err(bad("bus.prefetch", &0, "must be at least 1"));
+        }
+        if let Err(reason) = self.scheduler.policy() {
+            let (key, value) = if reason.contains("time of day") {
+                ("scheduler.checkpoint_time", &self.scheduler.checkpoint_time)
+            } else if reason.contains("offset") {
+                return Err(bad(
+                    "scheduler.utc_offset_hours",
+                    &self.scheduler.utc_offset_hours,
+                    &reason,
+                ));
+            } else {
+                ("scheduler.lead_hours", &self.scheduler.lead_hours)
+            };
+            return Err(bad(key, value, &reason));
+        }
+        if !(1..=86_400).contains(&self.scheduler.poll_seconds) {
+            return Err(bad(
+                "scheduler.poll_seconds",
+                &self.scheduler.poll_seconds,
+                "must be between 1 and 86400",
+            ));
         }
         Ok(())
     }
@@ -326,5 +381,54 @@ mod tests {
             ));
         let err = Settings::load_with_env(None, env).unwrap_err().to_string();
         assert!(err.contains("port"), "{err}");
+    }
+
+    fn load_env(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let env = Environment::with_prefix("CEZONE")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ));
+        Settings::load_with_env(None, env)
+    }
+
+    #[test]
+    fn schedule_lead_times_come_from_the_environment() {
+        let s = load_env(&[("CEZONE__SCHEDULER__LEAD_HOURS", "48")]).unwrap();
+        assert_eq!(s.scheduler.policy().unwrap().lead_hours, vec![48]);
+        let s = load_env(&[("CEZONE__SCHEDULER__LEAD_HOURS", "24,168")]).unwrap();
+        assert_eq!(s.scheduler.policy().unwrap().lead_hours, vec![168, 24]);
+    }
+
+    #[test]
+    fn a_bad_schedule_names_its_key() {
+        for (key, value, named) in [
+            (
+                "CEZONE__SCHEDULER__LEAD_HOURS",
+                "soon",
+                "scheduler.lead_hours",
+            ),
+            (
+                "CEZONE__SCHEDULER__CHECKPOINT_TIME",
+                "9 am",
+                "scheduler.checkpoint_time",
+            ),
+            (
+                "CEZONE__SCHEDULER__UTC_OFFSET_HOURS",
+                "20",
+                "scheduler.utc_offset_hours",
+            ),
+            (
+                "CEZONE__SCHEDULER__POLL_SECONDS",
+                "0",
+                "scheduler.poll_seconds",
+            ),
+        ] {
+            let err = load_env(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(named) && err.contains(value), "{err}");
+        }
     }
 }

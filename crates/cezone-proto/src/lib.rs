@@ -27,6 +27,11 @@ pub mod scoring {
         tonic::include_proto!("cezone.scoring.v1");
     }
 }
+pub mod scheduler {
+    pub mod v1 {
+        tonic::include_proto!("cezone.scheduler.v1");
+    }
+}
 pub mod events {
     pub mod v1 {
         tonic::include_proto!("cezone.events.v1");

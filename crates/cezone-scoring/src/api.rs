@@ -153,6 +153,21 @@ impl ScoringService for ScoringApi {
         ))
     }
 
+    type ExportReportStream = Pin<Box<dyn Stream<Item = Result<ps::ReportChunk, Status>> + Send>>;
+
+    async fn export_report(
+        &self,
+        req: Request<ps::ExportReportRequest>,
+    ) -> Reply<Self::ExportReportStream> {
+        let r = req.into_inner();
+        let rendered = crate::report::export(&self.state, &r).await?;
+        tracing::info!(file = %rendered.info.file_name, bytes = rendered.info.size, "report exported");
+        let chunks = crate::report::chunks(rendered);
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            chunks.into_iter().map(Ok),
+        ))))
+    }
+
     type WatchScoresStream = Pin<Box<dyn Stream<Item = Result<ps::ScoresUpdate, Status>> + Send>>;
 
     async fn watch_scores(

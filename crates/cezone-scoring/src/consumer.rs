@@ -47,7 +47,18 @@ async fn handle(state: &State, deliveries: Vec<Delivery>) {
                 events::decode(&env, &state.framework_id, &state.edition).map(|f| (env, f))
             });
         match decoded {
-            Ok((env, facts)) => ready.push((d, env, facts)),
+            Ok((env, facts)) => {
+                tracing::debug!(
+                    event_id = %env.event_id,
+                    event_type = %env.r#type,
+                    producer = %env.producer,
+                    correlation_id = %env.correlation_id,
+                    redelivered = d.redelivered,
+                    facts = facts.len(),
+                    "event received"
+                );
+                ready.push((d, env, facts))
+            }
             Err(e) => {
                 tracing::warn!(routing_key = %d.routing_key, reason = %e, "dead-lettering an event");
                 if let Err(e) = d.dead_letter(&e.to_string()).await {

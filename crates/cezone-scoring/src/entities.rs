@@ -108,6 +108,8 @@ entity!(snapshot, "scoring_snapshots", {
     content_hash: String,
     #[sea_orm(column_type = "Text")]
     inputs_json: String,
+    #[sea_orm(column_type = "Text")]
+    readiness_json: String,
 });
 
 entity!(snapshot_cell, "scoring_snapshot_cells", {

@@ -11,6 +11,7 @@ mod facts_db;
 mod migration;
 mod model;
 mod reconcile;
+mod report;
 mod scorer;
 mod snapshots;
 mod state;

@@ -9,7 +9,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(Initial), Box::new(SnapshotReadiness)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -112,6 +112,41 @@ impl MigrationTrait for Initial {
                 ],
                 true,
             ))
+            .await
+    }
+}
+
+/// Frozen snapshots keep the readiness report of their moment.
+struct SnapshotReadiness;
+
+impl MigrationName for SnapshotReadiness {
+    fn name(&self) -> &str {
+        "m0002_snapshot_readiness"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for SnapshotReadiness {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Databases created by the initial migration of this release already have it.
+        if manager
+            .has_column("scoring_snapshots", "readiness_json")
+            .await?
+        {
+            return Ok(());
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(snapshot::Entity)
+                    .add_column(
+                        ColumnDef::new(snapshot::Column::ReadinessJson)
+                            .text()
+                            .not_null()
+                            .default(""),
+                    )
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -20,6 +20,9 @@ use sha2::{Digest, Sha256};
 use crate::entities::{snapshot, snapshot_cell};
 use crate::model::{Inputs, Scored};
 
+/// Ranked losses kept with a frozen snapshot.
+const READINESS_TOP: usize = 20;
+
 fn to_proto(m: &snapshot::Model) -> ps::Snapshot {
     ps::Snapshot {
         id: m.id.clone(),
@@ -35,6 +38,7 @@ fn to_proto(m: &snapshot::Model) -> ps::Snapshot {
             projected: Points::from_milli(m.total_projected_milli).to_string(),
         }),
         content_hash: m.content_hash.clone(),
+        readiness_json: m.readiness_json.clone(),
     }
 }
 
@@ -81,6 +85,11 @@ pub async fn freeze(
         hasher.update(format!("\n{org}\t{item}\t{c}\t{p}").as_bytes());
     }
     let total = scored.total();
+    let readiness = scored
+        .engine
+        .readiness(&scored.board, scored.tree().root(), READINESS_TOP);
+    let readiness_json =
+        serde_json::to_string(&readiness).map_err(|e| ApiError::internal_msg(e.to_string()))?;
     let model = snapshot::Model {
         id: uuid::Uuid::now_v7().to_string(),
         checkpoint: r.checkpoint.clone(),
@@ -94,6 +103,7 @@ pub async fn freeze(
         total_projected_milli: total.projected.milli(),
         content_hash: hex::encode(hasher.finalize()),
         inputs_json,
+        readiness_json,
     };
     snapshot::ActiveModel::from(model.clone())
         .insert(txn)

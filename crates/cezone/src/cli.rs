@@ -24,18 +24,72 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run services: all of them in one process (the embedded default) or any subset.
     Serve(ServeArgs),
+    /// Run the benchmarks beside their baselines and print the table (needs PostgreSQL and
+    /// RabbitMQ as the tests do).
+    Bench(BenchArgs),
+    /// Export self-evaluation reports from a running scoring service (services.scoring_url).
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check running services over gRPC health checking; exits 0 when all are serving.
+    Health(HealthArgs),
+    /// The recompute-and-freeze runs before each checkpoint (asks the scheduler).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Frozen snapshots of the scores.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Services to check (default: all), at their configured ports on this host.
+    #[arg(long, value_delimiter = ',', env = "CEZONE_SERVICES")]
+    pub services: Vec<ServiceName>,
+    #[arg(long, env = "CEZONE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// The runs planned from the calendar and how each stands (pending ones unless --all).
+    List {
+        /// Every run, also those done and missed.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Recompute from every service's data and freeze a snapshot for a checkpoint now.
+    Freeze {
+        /// A checkpoint id of the calendar, e.g. materials-submitted.
+        #[arg(long)]
+        checkpoint: String,
+        /// Who asks, kept with the snapshot.
+        #[arg(long, default_value = "operator")]
+        by: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Run all four services (the default when --services is not given).
+    /// Run every service (the default when --services is not given).
     #[arg(long, conflicts_with = "services")]
     pub all: bool,
-    /// Comma-separated subset: registry, evidence, surveys, scoring.
-    #[arg(long, value_delimiter = ',')]
+    /// Comma-separated subset: registry, evidence, surveys, scoring, scheduler, web.
+    #[arg(long, value_delimiter = ',', env = "CEZONE_SERVICES")]
     pub services: Vec<ServiceName>,
     /// On an empty system, load the demo district through the services' APIs, recompute and
     /// print the district scoreboard.
@@ -52,6 +106,30 @@ pub enum ServiceName {
     Evidence,
     Surveys,
     Scoring,
+    Scheduler,
+    Web,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 6] = [
+        ServiceName::Registry,
+        ServiceName::Evidence,
+        ServiceName::Surveys,
+        ServiceName::Scoring,
+        ServiceName::Scheduler,
+        ServiceName::Web,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceName::Registry => "registry",
+            ServiceName::Evidence => "evidence",
+            ServiceName::Surveys => "surveys",
+            ServiceName::Scoring => "scoring",
+            ServiceName::Scheduler => "scheduler",
+            ServiceName::Web => "web",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,4 +211,59 @@ pub struct DemoArgs {
     pub weak_links: usize,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The quick run (about a minute on 2 cores) instead of the full one.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the results as JSON ("cezone.bench.v1").
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The self-score explanation (评估指标体系自评分说明): every criterion with its points,
+    /// confirmed and projected score, rule, facts, evidence and points lost.
+    SelfScore(ReportArgs),
+    /// Per department and per town, the materials still missing or late, with deadlines.
+    Checklist(ChecklistArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFileFormat {
+    Xlsx,
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The org unit reported on (default: the district).
+    #[arg(long, default_value = "")]
+    pub org_unit: String,
+    /// A frozen snapshot's id (default: the current scores).
+    #[arg(long, default_value = "")]
+    pub snapshot: String,
+    /// File format; taken from the --out extension when omitted.
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFileFormat>,
+    /// Where to write the file.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, env = "CEZONE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChecklistArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// The checkpoint whose date is the deadline (default: materials-submitted).
+    #[arg(long, default_value = "")]
+    pub checkpoint: String,
+    /// Today, for lateness, YYYY-MM-DD (default: the server's date).
+    #[arg(long, default_value = "")]
+    pub as_of: String,
 }

@@ -238,7 +238,9 @@ impl Shared {
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(returned)) => {
-                tracing::warn!(
+                // The caller decides whether this matters (the relay expects it for
+                // announcements nobody subscribes to).
+                tracing::debug!(
                     exchange,
                     routing_key,
                     reply_code = returned.reply_code,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 mod events;
+mod report;
 
 use cezone_client::demo::{self, Channels};
 use cezone_domain::demo::{DemoDistrict, DemoParams, generate};

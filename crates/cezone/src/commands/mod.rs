@@ -19,6 +19,9 @@ use crate::cli::{
 };
 use crate::render;
 
+mod bench;
+mod ops;
+mod report;
 mod serve;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -26,10 +29,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Framework(cmd) => framework(cmd),
         Command::Demo(args) => demo(args),
         Command::Serve(args) => {
+            async_command(async { serve::run(args).await.map(|()| ExitCode::SUCCESS) })
+        }
+        Command::Bench(args) => {
+            async_command(async { bench::run(args).await.map(|()| ExitCode::SUCCESS) })
+        }
+        Command::Health(args) => async_command(ops::health(args)),
+        Command::Schedule(cmd) => async_command(ops::schedule(cmd)),
+        Command::Snapshot(cmd) => async_command(ops::snapshot(cmd)),
+        Command::Report(cmd) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(serve::run(args))?;
+            runtime.block_on(report::run(cmd))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Show { config }) => {
@@ -38,6 +50,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn async_command(f: impl std::future::Future<Output = Result<ExitCode>>) -> Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 fn read_package(manifest: &Path) -> Result<PackageParts> {

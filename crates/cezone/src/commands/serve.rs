@@ -18,6 +18,8 @@ enum Running {
     Evidence(cezone_evidence::Application),
     Surveys(cezone_surveys::Application),
     Scoring(cezone_scoring::Application),
+    Scheduler(cezone_scheduler::Application),
+    Web(cezone_web::Application),
 }
 
 impl Running {
@@ -27,6 +29,8 @@ impl Running {
             Running::Evidence(a) => a.stop().await,
             Running::Surveys(a) => a.stop().await,
             Running::Scoring(a) => a.stop().await,
+            Running::Scheduler(a) => a.stop().await,
+            Running::Web(a) => a.stop().await,
         }
     }
 }
@@ -36,16 +40,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     telemetry::init(&settings.log);
     let wanted =
         |s: ServiceName| args.all || args.services.is_empty() || args.services.contains(&s);
-    let names: Vec<&str> = [
-        (ServiceName::Registry, "registry"),
-        (ServiceName::Evidence, "evidence"),
-        (ServiceName::Surveys, "surveys"),
-        (ServiceName::Scoring, "scoring"),
-    ]
-    .iter()
-    .filter(|(s, _)| wanted(*s))
-    .map(|(_, n)| *n)
-    .collect();
+    let names: Vec<&str> = ServiceName::ALL
+        .iter()
+        .filter(|s| wanted(**s))
+        .map(|s| s.name())
+        .collect();
     // One bus (one named broker connection) for every service in this process.
     let bus = cezone_bus::connect(&cezone_bus::BusConfig {
         amqp_url: settings.bus.amqp_url.clone(),
@@ -85,6 +84,24 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         settings.services.scoring_url = app.url();
         running.push(Running::Scoring(app));
     }
+    if wanted(ServiceName::Scheduler) {
+        let app = cezone_scheduler::Application::build(
+            &settings,
+            std::sync::Arc::new(cezone_scheduler::SystemClock),
+        )
+        .await
+        .context("starting the scheduler")?;
+        settings.services.scheduler_url = app.url();
+        running.push(Running::Scheduler(app));
+    }
+    let mut page = None;
+    if wanted(ServiceName::Web) {
+        let app = cezone_web::Application::build(&settings)
+            .await
+            .context("starting the scoreboard page")?;
+        page = Some(app.url());
+        running.push(Running::Web(app));
+    }
     println!("cezone is running:");
     for (name, url, on) in [
         (
@@ -98,19 +115,27 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             wanted(ServiceName::Evidence),
         ),
         (
-            "surveys ",
+            "surveys",
             &settings.services.surveys_url,
             wanted(ServiceName::Surveys),
         ),
         (
-            "scoring ",
+            "scoring",
             &settings.services.scoring_url,
             wanted(ServiceName::Scoring),
         ),
+        (
+            "scheduler",
+            &settings.services.scheduler_url,
+            wanted(ServiceName::Scheduler),
+        ),
     ] {
         if on {
-            println!("  {name}  {url}  (gRPC, health and reflection)");
+            println!("  {name:<9}  {url}  (gRPC, health and reflection)");
         }
+    }
+    if let Some(url) = &page {
+        println!("  {:<9}  {url}  (scoreboard page, HTTP)", "web");
     }
     println!(
         "  database  {}",
@@ -119,6 +144,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     if args.demo {
         load_demo(&settings).await?;
+    }
+    if let Some(url) = &page {
+        println!("\nscoreboard page: {url}");
     }
     println!("\nPress Ctrl-C to stop.");
     shutdown_signal().await;

@@ -2,6 +2,8 @@
 
 use std::process::{Command, Output};
 
+mod processes;
+
 fn cezone(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cezone"))
         .args(args)
@@ -149,6 +151,8 @@ fn serve_all_with_demo_prints_the_scoreboard_and_stops_on_sigterm() {
         .env("CEZONE__EVIDENCE__PORT", "0")
         .env("CEZONE__SURVEYS__PORT", "0")
         .env("CEZONE__SCORING__PORT", "0")
+        .env("CEZONE__SCHEDULER__PORT", "0")
+        .env("CEZONE__WEB__PORT", "0")
         .env("CEZONE__LOG__FILTER", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -171,6 +175,10 @@ fn serve_all_with_demo_prints_the_scoreboard_and_stops_on_sigterm() {
     assert!(
         text.contains("loaded 298 org units, 17400 survey responses"),
         "{text}"
+    );
+    assert!(
+        text.contains("scoreboard page: http://127.0.0.1:"),
+        "the page's address is printed: {text}"
     );
     assert!(dir.path().join("var/cezone-scoring.db").exists());
     let status = Command::new("kill")

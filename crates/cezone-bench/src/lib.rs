@@ -1,0 +1,17 @@
+//! Benchmarks: each workload runs beside its baseline in the same run, on the same data, and
+//! reports ours, the baseline and their ratio. Figures, never assertions: targets are checked
+//! by reading the table (and recorded in BENCHMARKS.md).
+
+pub mod pipeline;
+pub mod report;
+pub mod stack;
+
+pub use report::{Report, Row};
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// Within a minute on 2 cores.
+    Quick,
+    Full,
+}

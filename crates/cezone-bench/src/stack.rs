@@ -1,0 +1,152 @@
+//! The four services in this process on a fresh PostgreSQL database and a fresh RabbitMQ
+//! prefix, with a demo district loaded through their APIs and the scores converged.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use cezone_bus::{AmqpBus, Bus, BusConfig};
+use cezone_client::demo::{self, Channels};
+use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
+use cezone_domain::engine::Engine;
+use cezone_domain::guangdong;
+use cezone_domain::org::OrgTree;
+use cezone_platform::settings::Settings;
+use cezone_platform::testing::{amqp_url, fresh_bus_prefix, fresh_postgres_database};
+use cezone_proto::scoring::v1 as ps;
+use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use tonic::transport::Channel;
+
+#[derive(Debug)]
+pub struct Stack {
+    pub registry: cezone_registry::Application,
+    pub evidence: cezone_evidence::Application,
+    pub surveys: cezone_surveys::Application,
+    pub scoring: cezone_scoring::Application,
+    pub bus: Arc<AmqpBus>,
+    pub channels: Channels,
+    pub scores: ScoringServiceClient<Channel>,
+    pub district: DemoDistrict,
+    pub settings: Settings,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    #[derive(Debug)]
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start(params: &DemoParams) -> Result<Stack> {
+        let dir =
+            std::env::temp_dir().join(format!("cezone-bench-{}", uuid::Uuid::new_v4().simple()));
+        let mut settings = Settings::defaults();
+        settings.registry.port = 0;
+        settings.evidence.port = 0;
+        settings.surveys.port = 0;
+        settings.scoring.port = 0;
+        settings.database.url = fresh_postgres_database().await;
+        settings.evidence.storage_root = dir.join("evidence");
+        settings.bus.amqp_url = amqp_url();
+        settings.bus.prefix = fresh_bus_prefix();
+        let bus = Arc::new(
+            AmqpBus::connect(&BusConfig {
+                amqp_url: settings.bus.amqp_url.clone(),
+                prefix: settings.bus.prefix.clone(),
+                connection_name: "cezone-bench".into(),
+                prefetch: settings.bus.prefetch,
+            })
+            .await
+            .context("RabbitMQ on 127.0.0.1:5672")?,
+        );
+        let dynbus: Arc<dyn Bus> = bus.clone();
+        let registry = cezone_registry::Application::build(&settings, dynbus.clone()).await?;
+        settings.services.registry_url = registry.url();
+        let evidence = cezone_evidence::Application::build(&settings, dynbus.clone()).await?;
+        let surveys = cezone_surveys::Application::build(&settings, dynbus.clone()).await?;
+        settings.services.evidence_url = evidence.url();
+        settings.services.surveys_url = surveys.url();
+        let scoring = cezone_scoring::Application::build(&settings, dynbus.clone()).await?;
+        let channels = Channels {
+            registry: cezone_client::connect(&registry.url()).await?,
+            evidence: cezone_client::connect(&evidence.url()).await?,
+            surveys: cezone_client::connect(&surveys.url()).await?,
+        };
+        let scores = ScoringServiceClient::new(cezone_client::connect(&scoring.url()).await?)
+            .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES);
+        let (fw, _) = guangdong::framework();
+        let district = generate(&fw, params);
+        Ok(Stack {
+            registry,
+            evidence,
+            surveys,
+            scoring,
+            bus,
+            channels,
+            scores,
+            district,
+            settings,
+            _dir: tempdir::Dir(dir),
+        })
+    }
+
+    /// Loads the district through the APIs and waits until the event-fed scores are right.
+    pub async fn load(&mut self) -> Result<Duration> {
+        let started = Instant::now();
+        let (fw, _) = guangdong::framework();
+        demo::load(&self.channels, &fw, &self.district).await?;
+        self.registry.flush_events().await;
+        self.evidence.flush_events().await;
+        self.surveys.flush_events().await;
+        let want = {
+            let facts = self.district.facts(&fw.catalog);
+            let tree = OrgTree::build(self.district.units.clone())?;
+            let engine = Engine::new(
+                Arc::new(fw),
+                Arc::new(tree),
+                &facts,
+                self.district.params.period,
+            );
+            engine
+                .scoreboard()
+                .total(&engine.fw, 0)
+                .confirmed
+                .to_string()
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if let Ok(r) = self
+                .scores
+                .get_scores(ps::GetScoresRequest {
+                    items: vec!["1".into()],
+                    ..Default::default()
+                })
+                .await
+                && r.into_inner().total.is_some_and(|t| t.confirmed == want)
+            {
+                return Ok(started.elapsed());
+            }
+            if Instant::now() > deadline {
+                bail!("scores did not converge to {want}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.scoring.stop().await;
+        self.surveys.stop().await;
+        self.evidence.stop().await;
+        self.registry.stop().await;
+        let _ = self
+            .bus
+            .delete_topology(&["scoring", "bench-observer"])
+            .await;
+        self.bus.close().await;
+    }
+}

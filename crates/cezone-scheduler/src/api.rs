@@ -1,0 +1,40 @@
+//! The scheduler's gRPC face.
+
+use cezone_proto::scheduler::v1 as pc;
+use cezone_proto::scheduler::v1::scheduler_service_server::SchedulerService;
+use tokio::sync::Notify;
+use tonic::{Request, Response, Status};
+
+use crate::scheduler::Scheduler;
+
+#[derive(Debug)]
+pub struct SchedulerApi {
+    pub scheduler: Scheduler,
+    /// Wakes the loop after a manual run, so the plan is looked at again.
+    pub kick: std::sync::Arc<Notify>,
+}
+
+#[tonic::async_trait]
+impl SchedulerService for SchedulerApi {
+    async fn list_runs(
+        &self,
+        req: Request<pc::ListRunsRequest>,
+    ) -> Result<Response<pc::ListRunsResponse>, Status> {
+        Ok(Response::new(
+            self.scheduler.list(req.get_ref().pending_only).await?,
+        ))
+    }
+
+    async fn run_now(
+        &self,
+        req: Request<pc::RunNowRequest>,
+    ) -> Result<Response<pc::RunRecord>, Status> {
+        let r = req.into_inner();
+        let record = self
+            .scheduler
+            .run_now(r.checkpoint.trim(), &r.requested_by)
+            .await?;
+        self.kick.notify_one();
+        Ok(Response::new(record))
+    }
+}

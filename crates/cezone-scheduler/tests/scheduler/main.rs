@@ -1,0 +1,400 @@
+//! The scheduler against the four real services over gRPC, on SQLite and PostgreSQL, with a
+//! manual clock: runs fall due, freeze once, survive restarts, cover missed runs, and several
+//! replicas do each run once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cezone_client::demo::{self, Channels};
+use cezone_domain::demo::{DemoParams, generate};
+use cezone_domain::guangdong;
+use cezone_platform::error::violations;
+use cezone_platform::testing::{Backend, TestEnv, test_env};
+use cezone_proto::scheduler::v1 as pc;
+use cezone_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
+use cezone_proto::scoring::v1 as ps;
+use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use cezone_scheduler::{Clock, ManualClock};
+use chrono::{DateTime, Utc};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// The first checkpoint of the Guangdong calendar ("materials-complete", 2014-01-01 09:00
+/// Beijing time) and its two runs.
+const CHECKPOINT: &str = "materials-complete";
+const T72: &str = "materials-complete@T-72h";
+const T24: &str = "materials-complete@T-24h";
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+struct Stack {
+    registry: cezone_registry::Application,
+    evidence: cezone_evidence::Application,
+    surveys: cezone_surveys::Application,
+    scoring: cezone_scoring::Application,
+    scores: ScoringServiceClient<Channel>,
+    env: TestEnv,
+}
+
+async fn spawn(backend: Backend) -> Stack {
+    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+        &cezone_platform::testing::fresh_bus_prefix(),
+    ))
+    .await
+    .unwrap();
+    let mut env = test_env(backend).await;
+    env.settings.scheduler.port = 0;
+    let registry = cezone_registry::Application::build(&env.settings, bus.clone())
+        .await
+        .unwrap();
+    env.settings.services.registry_url = registry.url();
+    let evidence = cezone_evidence::Application::build(&env.settings, bus.clone())
+        .await
+        .unwrap();
+    let surveys = cezone_surveys::Application::build(&env.settings, bus.clone())
+        .await
+        .unwrap();
+    env.settings.services.evidence_url = evidence.url();
+    env.settings.services.surveys_url = surveys.url();
+    let scoring = cezone_scoring::Application::build(&env.settings, bus.clone())
+        .await
+        .unwrap();
+    env.settings.services.scoring_url = scoring.url();
+    let channels = Channels {
+        registry: cezone_client::connect(&registry.url()).await.unwrap(),
+        evidence: cezone_client::connect(&evidence.url()).await.unwrap(),
+        surveys: cezone_client::connect(&surveys.url()).await.unwrap(),
+    };
+    let (fw, _) = guangdong::framework();
+    let district = generate(
+        &fw,
+        &DemoParams {
+            towns: 2,
+            communities: 6,
+            responses_per_community: 20,
+            ..DemoParams::nanhai(5)
+        },
+    );
+    demo::load(&channels, &fw, &district).await.unwrap();
+    let scores = ScoringServiceClient::new(cezone_client::connect(&scoring.url()).await.unwrap());
+    Stack {
+        registry,
+        evidence,
+        surveys,
+        scoring,
+        scores,
+        env,
+    }
+}
+
+impl Stack {
+    async fn scheduler(
+        &self,
+        clock: &Arc<ManualClock>,
+    ) -> (
+        cezone_scheduler::Application,
+        SchedulerServiceClient<Channel>,
+    ) {
+        let clock: Arc<dyn Clock> = clock.clone();
+        let app = cezone_scheduler::Application::build(&self.env.settings, clock)
+            .await
+            .unwrap();
+        let client = SchedulerServiceClient::new(cezone_client::connect(&app.url()).await.unwrap());
+        (app, client)
+    }
+
+    async fn snapshots(&mut self) -> Vec<ps::Snapshot> {
+        self.scores
+            .list_snapshots(ps::ListSnapshotsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshots
+    }
+
+    async fn stop(self) {
+        self.scoring.stop().await;
+        self.surveys.stop().await;
+        self.evidence.stop().await;
+        self.registry.stop().await;
+    }
+}
+
+async fn runs(client: &mut SchedulerServiceClient<Channel>) -> pc::ListRunsResponse {
+    client
+        .list_runs(pc::ListRunsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn state_of(list: &pc::ListRunsResponse, key: &str) -> pc::RunState {
+    let run = list
+        .runs
+        .iter()
+        .find(|r| r.key == key)
+        .unwrap_or_else(|| panic!("{key} is not planned"));
+    pc::RunState::try_from(run.state).unwrap()
+}
+
+/// Waits (bounded) until the scheduler's loop has recorded `key`.
+async fn wait_done(client: &mut SchedulerServiceClient<Channel>, key: &str) -> pc::PlannedRun {
+    for _ in 0..300 {
+        let list = runs(client).await;
+        if state_of(&list, key) == pc::RunState::Done {
+            return list.runs.into_iter().find(|r| r.key == key).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{key} was not done within 30 s");
+}
+
+async fn a_due_run_freezes_once_and_a_restart_does_not_repeat_it(backend: Backend) {
+    let mut s = spawn(backend).await;
+    let clock = Arc::new(ManualClock::new(at("2013-12-28T00:00:00Z")));
+    let (app, mut client) = s.scheduler(&clock).await;
+    let list = runs(&mut client).await;
+    assert_eq!(state_of(&list, T72), pc::RunState::Upcoming);
+    assert_eq!(state_of(&list, T24), pc::RunState::Upcoming);
+    assert_eq!(
+        list.runs.iter().find(|r| r.key == T72).unwrap().due_at,
+        "2013-12-29T01:00:00.000Z",
+        "72 h before 09:00 Beijing time on 2014-01-01"
+    );
+    assert!(s.snapshots().await.is_empty(), "nothing is due yet");
+
+    clock.set(at("2013-12-29T01:00:05Z"));
+    let done = wait_done(&mut client, T72).await;
+    let record = done.record.unwrap();
+    assert_eq!(record.trigger, "schedule");
+    assert_eq!(
+        runs(&mut client)
+            .await
+            .runs
+            .iter()
+            .filter(|r| r.state == pc::RunState::Done as i32)
+            .count(),
+        1
+    );
+    let snapshots = s.snapshots().await;
+    assert_eq!(snapshots.len(), 1);
+    let snap = &snapshots[0];
+    assert_eq!(
+        (
+            snap.id.as_str(),
+            snap.checkpoint.as_str(),
+            snap.label.as_str()
+        ),
+        (record.snapshot_id.as_str(), CHECKPOINT, T72)
+    );
+    let readiness: serde_json::Value = serde_json::from_str(&snap.readiness_json).unwrap();
+    assert!(
+        readiness.get("key_short").is_some(),
+        "the snapshot keeps its readiness report: {readiness}"
+    );
+    let current = s
+        .scores
+        .get_scores(ps::GetScoresRequest {
+            items: vec!["1".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(record.district_total, snap.district_total);
+    assert!(current.total.is_some());
+    assert!(
+        record.slots_missing > 0,
+        "the demo district owes evidence: {record:?}"
+    );
+
+    // A restart (same database, same time) finds the run recorded and does not repeat it.
+    app.stop().await;
+    let (app, mut client) = s.scheduler(&clock).await;
+    let look = app.scheduler.look().await.unwrap();
+    assert!(look.ran.is_empty());
+    assert_eq!(look.next_due, Some(at("2013-12-31T01:00:00Z")));
+    assert_eq!(state_of(&runs(&mut client).await, T72), pc::RunState::Done);
+    assert_eq!(s.snapshots().await.len(), 1);
+
+    // The next lead time falls due while it runs.
+    clock.set(at("2013-12-31T02:00:00Z"));
+    wait_done(&mut client, T24).await;
+    assert_eq!(s.snapshots().await.len(), 2);
+    app.stop().await;
+    s.stop().await;
+}
+
+async fn missed_runs_are_done_once_at_start(backend: Backend) {
+    let mut s = spawn(backend).await;
+    // Both lead times passed while no scheduler ran; the checkpoint has not.
+    let clock = Arc::new(ManualClock::new(at("2013-12-31T12:00:00Z")));
+    let (app, mut client) = s.scheduler(&clock).await;
+    let late = wait_done(&mut client, T24).await;
+    let list = runs(&mut client).await;
+    assert_eq!(state_of(&list, T72), pc::RunState::Done);
+    let early = list.runs.iter().find(|r| r.key == T72).unwrap();
+    let (a, b) = (early.record.clone().unwrap(), late.record.unwrap());
+    assert_eq!(a.snapshot_id, b.snapshot_id, "one run stands for both");
+    assert_eq!(b.key, T24);
+    assert_eq!(b.covers.len(), 2);
+    assert_eq!(s.snapshots().await.len(), 1);
+    // A checkpoint already passed is reported missed, not frozen after the fact.
+    clock.set(at("2014-01-02T00:00:00Z"));
+    let look = app.scheduler.look().await.unwrap();
+    assert!(look.ran.is_empty());
+    assert_eq!(s.snapshots().await.len(), 1);
+    let pending = client
+        .list_runs(pc::ListRunsRequest { pending_only: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pending.runs.iter().all(|r| r.checkpoint != CHECKPOINT));
+    app.stop().await;
+    s.stop().await;
+}
+
+async fn run_now_freezes_and_refuses_an_unknown_checkpoint(backend: Backend) {
+    let mut s = spawn(backend).await;
+    let clock = Arc::new(ManualClock::new(at("2013-11-01T00:00:00Z")));
+    let (app, mut client) = s.scheduler(&clock).await;
+    let err = client
+        .run_now(pc::RunNowRequest {
+            checkpoint: "2014-02-30".into(),
+            requested_by: "office".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let v = violations(&err);
+    assert_eq!(v[0].0, "checkpoint");
+    assert!(
+        v[0].1.contains("'2014-02-30'") && v[0].1.contains("materials-submitted"),
+        "{v:?}"
+    );
+    let err = client
+        .run_now(pc::RunNowRequest {
+            checkpoint: CHECKPOINT.into(),
+            requested_by: "bad\u{7}name".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "requested_by");
+    assert!(
+        s.snapshots().await.is_empty(),
+        "refused requests freeze nothing"
+    );
+
+    let record = client
+        .run_now(pc::RunNowRequest {
+            checkpoint: CHECKPOINT.into(),
+            requested_by: "evaluation office".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(record.trigger, "manual");
+    let snapshots = s.snapshots().await;
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(snapshots[0].frozen_by, "evaluation office");
+    assert_eq!(snapshots[0].id, record.snapshot_id);
+    // A manual run is not a planned one: the plan still stands.
+    assert_eq!(
+        state_of(&runs(&mut client).await, T72),
+        pc::RunState::Upcoming
+    );
+    app.stop().await;
+    s.stop().await;
+}
+
+cezone_platform::contract_tests!(
+    a_due_run_freezes_once_and_a_restart_does_not_repeat_it,
+    missed_runs_are_done_once_at_start,
+    run_now_freezes_and_refuses_an_unknown_checkpoint,
+);
+
+/// Several replicas on one PostgreSQL database look at the same moment: each run is done once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_do_each_run_once() {
+    let mut s = spawn(Backend::Postgres).await;
+    let clock = Arc::new(ManualClock::new(at("2013-12-29T06:00:00Z")));
+    let dynclock: Arc<dyn Clock> = clock.clone();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let db = cezone_platform::db::connect(&s.env.settings.database, "scheduler")
+            .await
+            .unwrap();
+        replicas
+            .push(cezone_scheduler::Scheduler::new(&s.env.settings, db, dynclock.clone()).unwrap());
+    }
+    // The tables come from one scheduler application's migrations.
+    let (app, _) = s
+        .scheduler(&Arc::new(ManualClock::new(at("2013-01-01T00:00:00Z"))))
+        .await;
+    let looks = futures::future::join_all(replicas.iter().map(|r| r.look())).await;
+    let ran: usize = looks.into_iter().map(|l| l.unwrap().ran.len()).sum();
+    let snapshots = s.snapshots().await;
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert_eq!(ran, 1, "exactly one replica ran it");
+    // Whoever lost the race sees the run done at its next look.
+    for r in &replicas {
+        assert!(r.look().await.unwrap().ran.is_empty());
+    }
+    assert_eq!(s.snapshots().await.len(), 1);
+    app.stop().await;
+    s.stop().await;
+}
+
+/// A clock that reads `first` once, then `later`: time passing while a look works.
+#[derive(Debug)]
+struct SteppingClock {
+    first: DateTime<Utc>,
+    later: DateTime<Utc>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl Clock for SteppingClock {
+    fn now(&self) -> DateTime<Utc> {
+        if self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            self.first
+        } else {
+            self.later
+        }
+    }
+
+    fn sleep_until(&self, _: DateTime<Utc>) -> cezone_scheduler::clock::Sleep<'_> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// Regression: the next wake-up was computed from the time after a look, so a run falling due
+/// while the look worked was slept past (until the poll interval, or forever on a test clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_run_falling_due_during_a_look_is_not_slept_past() {
+    let s = spawn(Backend::Sqlite).await;
+    let clock: Arc<dyn Clock> = Arc::new(SteppingClock {
+        first: at("2013-12-28T00:00:00Z"),
+        later: at("2013-12-31T02:00:00Z"),
+        reads: Default::default(),
+    });
+    // Migrations come from an application; the look under test is a bare scheduler's.
+    let (app, _) = s
+        .scheduler(&Arc::new(ManualClock::new(at("2013-01-01T00:00:00Z"))))
+        .await;
+    let db = cezone_platform::db::connect(&s.env.settings.database, "scheduler")
+        .await
+        .unwrap();
+    let scheduler = cezone_scheduler::Scheduler::new(&s.env.settings, db, clock).unwrap();
+    let look = scheduler.look().await.unwrap();
+    assert_eq!(look.at, at("2013-12-28T00:00:00Z"));
+    assert!(look.ran.is_empty());
+    assert_eq!(
+        look.next_due,
+        Some(at("2013-12-29T01:00:00Z")),
+        "the 72 h run is next, already past by the clock"
+    );
+    app.stop().await;
+    s.stop().await;
+}

@@ -1,0 +1,241 @@
+//! The scoreboard web page, served over HTTP beside the gRPC services: the page itself (static
+//! assets embedded in the binary), a JSON document built from the services' gRPC answers, and a
+//! Server-Sent Events stream fed by the scoring service's `WatchScores`, on which the page
+//! fetches its data again.
+
+mod data;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cezone_platform::settings::Settings;
+use futures::{Stream, StreamExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+pub use data::{Backends, ScoreboardData};
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const SCOREBOARD_JS: &str = include_str!("assets/scoreboard.js");
+const SCOREBOARD_CSS: &str = include_str!("assets/scoreboard.css");
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("cannot listen on {host}:{port}: {source}")]
+    Bind {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("service url {url}: {reason}")]
+    Url { url: String, reason: String },
+}
+
+fn lazy(url: &str) -> Result<Channel, WebError> {
+    Ok(Endpoint::from_shared(url.to_string())
+        .map_err(|e| WebError::Url {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy())
+}
+
+#[derive(Debug, Clone)]
+struct AppState {
+    backends: Arc<Backends>,
+    shutdown: CancellationToken,
+}
+
+/// The running web server.
+#[derive(Debug)]
+pub struct Application {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Application {
+    /// Listens on `grpc.host`:`web.port` and reaches the services at `services.*_url`.
+    pub async fn build(settings: &Settings) -> Result<Application, WebError> {
+        let s = &settings.services;
+        let max = settings.grpc.max_message_bytes;
+        let backends = Backends::new(
+            lazy(&s.scoring_url)?,
+            lazy(&s.registry_url)?,
+            lazy(&s.evidence_url)?,
+            settings.scoring.framework_id.clone(),
+            settings.scoring.edition.clone(),
+            max,
+        );
+        let host = settings.grpc.host.clone();
+        let port = settings.web.port;
+        let listener = TcpListener::bind((host.as_str(), port))
+            .await
+            .map_err(|source| WebError::Bind {
+                host: host.clone(),
+                port,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| WebError::Bind {
+            host: host.clone(),
+            port,
+            source,
+        })?;
+        let shutdown = CancellationToken::new();
+        let state = AppState {
+            backends: Arc::new(backends),
+            shutdown: shutdown.clone(),
+        };
+        // gRPC health checks answer on the same port (HTTP/2), as on every service.
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let app = router(state).merge(tonic::service::Routes::new(health).into_axum_router());
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        tracing::info!(service = "web", address = %addr, "listening");
+        Ok(Application {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The page's address, e.g. `http://127.0.0.1:8080/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Ends the event streams, stops accepting and waits for requests in flight.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(service = "web", error = %e, "server stopped with an error")
+            }
+            Err(e) => tracing::error!(service = "web", error = %e, "server task panicked"),
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/scoreboard.js", get(script))
+        .route("/scoreboard.css", get(style))
+        .route("/api/scoreboard", get(scoreboard))
+        .route("/api/events", get(events))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCOREBOARD_JS)
+}
+
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", SCOREBOARD_CSS)
+}
+
+async fn scoreboard(State(state): State<AppState>) -> Response {
+    match state.backends.scoreboard().await {
+        Ok(data) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(data)).into_response(),
+        Err(status) => {
+            let code = match status.code() {
+                tonic::Code::FailedPrecondition => StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            tracing::warn!(code = ?status.code(), message = status.message(), "scoreboard data unavailable");
+            (
+                code,
+                axum::Json(serde_json::json!({ "error": status.message() })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `scores` events (the district's totals, each time committed scores change), first the
+/// current ones. When the scores stream cannot be opened one `waiting` event says why and the
+/// stream ends; the browser reconnects by itself.
+async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let shutdown = state.shutdown.clone();
+    let stream = async_stream(state)
+        .await
+        .take_until(shutdown.cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn async_stream(
+    state: AppState,
+) -> futures::stream::BoxStream<'static, Result<Event, Infallible>> {
+    let retry = Duration::from_secs(3);
+    match state.backends.watch().await {
+        Ok(updates) => updates
+            .map(move |u| {
+                let ev = match u {
+                    Ok(u) => {
+                        let total = u.unit.and_then(|x| x.total).unwrap_or_default();
+                        Event::default().event("scores").retry(retry).data(
+                            serde_json::json!({
+                                "computed_at": u.computed_at,
+                                "confirmed": total.confirmed,
+                                "projected": total.projected,
+                                "cells_recomputed": u.cells_recomputed,
+                            })
+                            .to_string(),
+                        )
+                    }
+                    Err(s) => Event::default()
+                        .event("waiting")
+                        .retry(retry)
+                        .data(s.message()),
+                };
+                Ok(ev)
+            })
+            .boxed(),
+        Err(s) => futures::stream::once(async move {
+            Ok(Event::default()
+                .event("waiting")
+                .retry(retry)
+                .data(s.message()))
+        })
+        .boxed(),
+    }
+}

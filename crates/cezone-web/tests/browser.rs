@@ -1,0 +1,359 @@
+//! The scoreboard in a real browser: the four services and the web page in-process on SQLite,
+//! the demo district loaded through the APIs, Debian's Chromium driven headless through
+//! chromedriver. The numbers on the page must be the scoring service's, and an evidence review
+//! must show up on the open page without reloading it.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use cezone_client::demo::{self, Channels};
+use cezone_domain::demo::{DemoParams, generate};
+use cezone_domain::guangdong;
+use cezone_platform::testing::{Backend, test_env};
+use cezone_proto::common::v1::PageRequest;
+use cezone_proto::evidence::v1 as pe;
+use cezone_proto::scoring::v1 as ps;
+use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long the page or the services may take to show a change before the test gives up.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn require_browser() {
+    for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "{path} is missing: this test needs Debian's {package} \
+             (apt-get install -y chromium chromium-driver; tests/run installs them as root)"
+        );
+    }
+}
+
+/// Polls `check` until it yields a value, for at most `PATIENCE`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+struct Driver {
+    child: tokio::process::Child,
+    url: String,
+}
+
+async fn start_chromedriver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
+    eventually("chromedriver to listen", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn open_browser(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1400,2200", "--lang=zh-CN"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a headless Chromium session")
+}
+
+async fn text(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} is not on the page: {e}"))
+        .text()
+        .await
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+async fn summary(scoring: &mut ScoringServiceClient<Channel>) -> Value {
+    let s = scoring
+        .get_summary(ps::GetSummaryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    serde_json::from_str(&s.summary_json).unwrap()
+}
+
+/// A submitted record whose acceptance must raise the district total: its slot is pending, its
+/// criterion is scored on evidence alone, and neither it nor any group above it is at full marks.
+async fn record_that_moves_the_total(
+    scoring: &mut ScoringServiceClient<Channel>,
+    evidence: Channel,
+) -> String {
+    let items = scoring
+        .get_scores(ps::GetScoresRequest {
+            explain: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    let short = |code: &str| {
+        items
+            .iter()
+            .find(|i| i.code == code)
+            .is_some_and(|i| i.lost.parse::<f64>().unwrap() > 0.0)
+    };
+    let pending = pe::evidence_service_client::EvidenceServiceClient::new(evidence)
+        .list_evidence(pe::ListEvidenceRequest {
+            state: pe::ReviewState::Submitted as i32,
+            page: Some(PageRequest {
+                page_size: 1000,
+                page_token: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .evidence;
+    for record in pending {
+        let Some(item) = items.iter().find(|i| i.code == record.criterion) else {
+            continue;
+        };
+        let x: Value = serde_json::from_str(&item.explanation_json).unwrap();
+        if x["rule"]["rule"] != "evidence" {
+            continue;
+        }
+        let slot_pending = x["rule"]["evidence"].as_array().is_some_and(|slots| {
+            slots.iter().any(|s| {
+                s["status"] == "pending"
+                    && s["evidence_ids"]
+                        .as_array()
+                        .is_some_and(|ids| ids.iter().any(|id| id == &json!(record.id)))
+            })
+        });
+        let segments: Vec<&str> = item.code.split('.').collect();
+        let chain_short = (1..=segments.len()).all(|n| short(&segments[..n].join(".")));
+        if slot_pending && chain_short {
+            return record.id;
+        }
+    }
+    panic!("the demo district has no pending evidence whose acceptance moves the total");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scoreboard_shows_the_scoring_numbers_and_follows_a_review_live() {
+    require_browser();
+    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+        &cezone_platform::testing::fresh_bus_prefix(),
+    ))
+    .await
+    .unwrap();
+    let mut env = test_env(Backend::Sqlite).await;
+    let registry = cezone_registry::Application::build(&env.settings, bus.clone())
+        .await
+        .unwrap();
+    env.settings.services.registry_url = registry.url();
+    let evidence = cezone_evidence::Application::build(&env.settings, bus.clone())
+        .await
+        .unwrap();
+    env.settings.services.evidence_url = evidence.url();
+    let surveys = cezone_surveys::Application::build(&env.settings, bus.clone())
+        .await
+        .unwrap();
+    env.settings.services.surveys_url = surveys.url();
+    let scoring = cezone_scoring::Application::build(&env.settings, bus.clone())
+        .await
+        .unwrap();
+    env.settings.services.scoring_url = scoring.url();
+    let web = cezone_web::Application::build(&env.settings).await.unwrap();
+    assert_ne!(web.port(), 0);
+
+    let channels = Channels {
+        registry: cezone_client::connect(&registry.url()).await.unwrap(),
+        evidence: cezone_client::connect(&evidence.url()).await.unwrap(),
+        surveys: cezone_client::connect(&surveys.url()).await.unwrap(),
+    };
+    let (fw, _) = guangdong::framework();
+    let district = generate(
+        &fw,
+        &DemoParams {
+            towns: 2,
+            communities: 12,
+            responses_per_community: 10,
+            ..DemoParams::nanhai(7)
+        },
+    );
+    demo::load(&channels, &fw, &district).await.unwrap();
+    let mut scoring_client =
+        ScoringServiceClient::new(cezone_client::connect(&scoring.url()).await.unwrap())
+            .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES);
+    scoring_client
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    scoring_client
+        .freeze_snapshot(ps::FreezeSnapshotRequest {
+            checkpoint: "materials-complete".into(),
+            label: "创建完成".into(),
+            frozen_by: "test".into(),
+        })
+        .await
+        .unwrap();
+
+    let driver = start_chromedriver().await;
+    let browser = open_browser(&driver).await;
+    browser.goto(&web.url()).await.unwrap();
+    eventually("the page to draw its data", || {
+        let b = browser.clone();
+        async move {
+            let n = b
+                .execute("return Number(document.body.dataset.renders || 0)", vec![])
+                .await
+                .ok()?;
+            (n.as_u64()? >= 1).then_some(())
+        }
+    })
+    .await;
+    let loaded_at = browser
+        .execute("return window.cezoneLoadedAt", vec![])
+        .await
+        .unwrap();
+
+    // The numbers shown are the scoring service's.
+    let before = summary(&mut scoring_client).await;
+    let scores = scoring_client
+        .get_scores(ps::GetScoresRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let total = scores.total.unwrap().confirmed;
+    assert_eq!(before["total"]["confirmed"], json!(total));
+    assert_eq!(text(&browser, "#total").await, total);
+    assert_eq!(text(&browser, "#max-points").await, "100");
+    let areas = before["areas"].as_array().unwrap();
+    assert_eq!(areas.len(), 5);
+    for a in areas {
+        let code = a["code"].as_str().unwrap();
+        let shown = text(&browser, &format!("#area-{code} .score")).await;
+        let item = scores.items.iter().find(|i| i.code == code).unwrap();
+        assert_eq!(shown, item.score.as_ref().unwrap().confirmed, "area {code}");
+        assert_eq!(shown, a["confirmed"].as_str().unwrap());
+    }
+    for town in before["children"].as_array().unwrap() {
+        let id = town["org_unit"].as_str().unwrap().replace('.', "\\.");
+        let row = text(&browser, &format!("#town-{id}")).await;
+        assert!(row.contains(town["name"].as_str().unwrap()), "{row}");
+        assert!(
+            row.contains(town["total"]["confirmed"].as_str().unwrap()),
+            "{row}"
+        );
+    }
+    let keys = browser
+        .find_all(Locator::Css("#key-criteria li"))
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), before["key_criteria"].as_array().unwrap().len());
+    // The demo calendar is in 2013–2014: every checkpoint is past, and the page says so.
+    assert!(
+        text(&browser, "#countdown")
+            .await
+            .contains("Every checkpoint is past")
+    );
+    assert!(text(&browser, "#completeness").await.contains("区教育局"));
+    let points = browser
+        .find_all(Locator::Css("#chart circle"))
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 2, "the snapshot and the current score");
+
+    // A review moves the score; the open page follows without reloading.
+    let id = record_that_moves_the_total(&mut scoring_client, channels.evidence.clone()).await;
+    let mut ev = cezone_client::evidence::client(channels.evidence.clone());
+    cezone_client::evidence::review(&mut ev, &id, pe::Decision::Accept, 100, "")
+        .await
+        .unwrap();
+    let new_total = eventually("scoring to follow the review", || {
+        let mut c = scoring_client.clone();
+        let old = total.clone();
+        async move {
+            let t = summary(&mut c).await["total"]["confirmed"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (t != old).then_some(t)
+        }
+    })
+    .await;
+    assert!(new_total.parse::<f64>().unwrap() > total.parse::<f64>().unwrap());
+    eventually("the page to show the new total", || {
+        let b = browser.clone();
+        let want = new_total.clone();
+        async move { (text(&b, "#total").await == want).then_some(()) }
+    })
+    .await;
+    let still = browser
+        .execute("return window.cezoneLoadedAt", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        still, loaded_at,
+        "the page was updated in place, not reloaded"
+    );
+
+    let png = browser.screenshot().await.unwrap();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("scoreboard.png"), &png).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+
+    browser.close().await.unwrap();
+    let mut driver = driver;
+    let _ = driver.child.kill().await;
+    web.stop().await;
+    scoring.stop().await;
+    surveys.stop().await;
+    evidence.stop().await;
+    registry.stop().await;
+    bus.close().await;
+}
