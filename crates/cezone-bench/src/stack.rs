@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cezone_bus::{AmqpBus, Bus, BusConfig};
-use cezone_client::demo::{self, Channels};
 use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::engine::Engine;
 use cezone_domain::guangdong;
@@ -15,16 +14,13 @@ use cezone_platform::settings::Settings;
 use cezone_platform::testing::{amqp_url, fresh_bus_prefix, fresh_postgres_database};
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use cezone_testkit::Services;
 use tonic::transport::Channel;
 
 #[derive(Debug)]
 pub struct Stack {
-    pub registry: cezone_registry::Application,
-    pub evidence: cezone_evidence::Application,
-    pub surveys: cezone_surveys::Application,
-    pub scoring: cezone_scoring::Application,
+    pub services: Services,
     pub bus: Arc<AmqpBus>,
-    pub channels: Channels,
     pub scores: ScoringServiceClient<Channel>,
     pub district: DemoDistrict,
     pub settings: Settings,
@@ -64,30 +60,19 @@ impl Stack {
             .await
             .context("RabbitMQ on 127.0.0.1:5672")?,
         );
-        let dynbus: Arc<dyn Bus> = bus.clone();
-        let registry = cezone_registry::Application::build(&settings, dynbus.clone()).await?;
-        settings.services.registry_url = registry.url();
-        let evidence = cezone_evidence::Application::build(&settings, dynbus.clone()).await?;
-        let surveys = cezone_surveys::Application::build(&settings, dynbus.clone()).await?;
-        settings.services.evidence_url = evidence.url();
-        settings.services.surveys_url = surveys.url();
-        let scoring = cezone_scoring::Application::build(&settings, dynbus.clone()).await?;
-        let channels = Channels {
-            registry: cezone_client::connect(&registry.url()).await?,
-            evidence: cezone_client::connect(&evidence.url()).await?,
-            surveys: cezone_client::connect(&surveys.url()).await?,
-        };
-        let scores = ScoringServiceClient::new(cezone_client::connect(&scoring.url()).await?)
-            .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES);
+        let services = Services::start(&settings, bus.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the services: {e}"))?;
+        let settings = services.settings.clone();
+        let scores = services
+            .scores()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (fw, _) = guangdong::framework();
         let district = generate(&fw, params);
         Ok(Stack {
-            registry,
-            evidence,
-            surveys,
-            scoring,
+            services,
             bus,
-            channels,
             scores,
             district,
             settings,
@@ -98,12 +83,13 @@ impl Stack {
     /// Loads the district through the APIs and waits until the event-fed scores are right.
     pub async fn load(&mut self) -> Result<Duration> {
         let started = Instant::now();
-        let (fw, _) = guangdong::framework();
-        demo::load(&self.channels, &fw, &self.district).await?;
-        self.registry.flush_events().await;
-        self.evidence.flush_events().await;
-        self.surveys.flush_events().await;
+        self.services
+            .load(&self.district)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the demo: {e}"))?;
+        self.services.flush_events().await;
         let want = {
+            let (fw, _) = guangdong::framework();
             let facts = self.district.facts(&fw.catalog);
             let tree = OrgTree::build(self.district.units.clone())?;
             let engine = Engine::new(
@@ -139,10 +125,7 @@ impl Stack {
     }
 
     pub async fn stop(self) {
-        self.scoring.stop().await;
-        self.surveys.stop().await;
-        self.evidence.stop().await;
-        self.registry.stop().await;
+        self.services.stop().await;
         let _ = self
             .bus
             .delete_topology(&["scoring", "bench-observer"])

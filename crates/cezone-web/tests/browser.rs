@@ -7,9 +7,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use cezone_client::demo::{self, Channels};
-use cezone_domain::demo::{DemoParams, generate};
-use cezone_domain::guangdong;
 use cezone_platform::testing::{Backend, test_env};
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
@@ -189,45 +186,20 @@ async fn the_scoreboard_shows_the_scoring_numbers_and_follows_a_review_live() {
     ))
     .await
     .unwrap();
-    let mut env = test_env(Backend::Sqlite).await;
-    let registry = cezone_registry::Application::build(&env.settings, bus.clone())
+    let env = test_env(Backend::Sqlite).await;
+    let services = cezone_testkit::Services::start(&env.settings, bus.clone())
         .await
         .unwrap();
-    env.settings.services.registry_url = registry.url();
-    let evidence = cezone_evidence::Application::build(&env.settings, bus.clone())
+    let web = cezone_web::Application::build(&services.settings)
         .await
         .unwrap();
-    env.settings.services.evidence_url = evidence.url();
-    let surveys = cezone_surveys::Application::build(&env.settings, bus.clone())
-        .await
-        .unwrap();
-    env.settings.services.surveys_url = surveys.url();
-    let scoring = cezone_scoring::Application::build(&env.settings, bus.clone())
-        .await
-        .unwrap();
-    env.settings.services.scoring_url = scoring.url();
-    let web = cezone_web::Application::build(&env.settings).await.unwrap();
     assert_ne!(web.port(), 0);
-
-    let channels = Channels {
-        registry: cezone_client::connect(&registry.url()).await.unwrap(),
-        evidence: cezone_client::connect(&evidence.url()).await.unwrap(),
-        surveys: cezone_client::connect(&surveys.url()).await.unwrap(),
-    };
-    let (fw, _) = guangdong::framework();
-    let district = generate(
-        &fw,
-        &DemoParams {
-            towns: 2,
-            communities: 12,
-            responses_per_community: 10,
-            ..DemoParams::nanhai(7)
-        },
-    );
-    demo::load(&channels, &fw, &district).await.unwrap();
-    let mut scoring_client =
-        ScoringServiceClient::new(cezone_client::connect(&scoring.url()).await.unwrap())
-            .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES);
+    let channels = services.channels.clone();
+    services
+        .load(&cezone_testkit::district(2, 12, 10, 7))
+        .await
+        .unwrap();
+    let mut scoring_client = services.scores().await.unwrap();
     scoring_client
         .recompute(ps::RecomputeRequest::default())
         .await
@@ -351,9 +323,6 @@ async fn the_scoreboard_shows_the_scoring_numbers_and_follows_a_review_live() {
     let mut driver = driver;
     let _ = driver.child.kill().await;
     web.stop().await;
-    scoring.stop().await;
-    surveys.stop().await;
-    evidence.stop().await;
-    registry.stop().await;
+    services.stop().await;
     bus.close().await;
 }

@@ -5,9 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cezone_client::demo::{self, Channels};
-use cezone_domain::demo::{DemoParams, generate};
-use cezone_domain::guangdong;
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::scheduler::v1 as pc;
@@ -30,10 +27,7 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 struct Stack {
-    registry: cezone_registry::Application,
-    evidence: cezone_evidence::Application,
-    surveys: cezone_surveys::Application,
-    scoring: cezone_scoring::Application,
+    services: cezone_testkit::Services,
     scores: ScoringServiceClient<Channel>,
     env: TestEnv,
 }
@@ -46,44 +40,17 @@ async fn spawn(backend: Backend) -> Stack {
     .unwrap();
     let mut env = test_env(backend).await;
     env.settings.scheduler.port = 0;
-    let registry = cezone_registry::Application::build(&env.settings, bus.clone())
+    let services = cezone_testkit::Services::start(&env.settings, bus)
         .await
         .unwrap();
-    env.settings.services.registry_url = registry.url();
-    let evidence = cezone_evidence::Application::build(&env.settings, bus.clone())
+    env.settings = services.settings.clone();
+    services
+        .load(&cezone_testkit::district(2, 6, 20, 5))
         .await
         .unwrap();
-    let surveys = cezone_surveys::Application::build(&env.settings, bus.clone())
-        .await
-        .unwrap();
-    env.settings.services.evidence_url = evidence.url();
-    env.settings.services.surveys_url = surveys.url();
-    let scoring = cezone_scoring::Application::build(&env.settings, bus.clone())
-        .await
-        .unwrap();
-    env.settings.services.scoring_url = scoring.url();
-    let channels = Channels {
-        registry: cezone_client::connect(&registry.url()).await.unwrap(),
-        evidence: cezone_client::connect(&evidence.url()).await.unwrap(),
-        surveys: cezone_client::connect(&surveys.url()).await.unwrap(),
-    };
-    let (fw, _) = guangdong::framework();
-    let district = generate(
-        &fw,
-        &DemoParams {
-            towns: 2,
-            communities: 6,
-            responses_per_community: 20,
-            ..DemoParams::nanhai(5)
-        },
-    );
-    demo::load(&channels, &fw, &district).await.unwrap();
-    let scores = ScoringServiceClient::new(cezone_client::connect(&scoring.url()).await.unwrap());
+    let scores = services.scores().await.unwrap();
     Stack {
-        registry,
-        evidence,
-        surveys,
-        scoring,
+        services,
         scores,
         env,
     }
@@ -115,10 +82,7 @@ impl Stack {
     }
 
     async fn stop(self) {
-        self.scoring.stop().await;
-        self.surveys.stop().await;
-        self.evidence.stop().await;
-        self.registry.stop().await;
+        self.services.stop().await;
     }
 }
 

@@ -1,0 +1,106 @@
+//! The four services in this process, each on its own 127.0.0.1 port and reached over real
+//! gRPC, wired to each other and to one bus, as tests and benchmarks need them; and a demo
+//! district to load through their public APIs.
+
+use std::sync::Arc;
+
+use cezone_bus::Bus;
+use cezone_client::demo::{self, Channels, LoadReport};
+use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
+use cezone_domain::guangdong;
+use cezone_platform::settings::Settings;
+use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use tonic::transport::Channel;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug)]
+pub struct Services {
+    pub registry: cezone_registry::Application,
+    pub evidence: cezone_evidence::Application,
+    pub surveys: cezone_surveys::Application,
+    pub scoring: cezone_scoring::Application,
+    pub channels: Channels,
+    /// The settings given, with every `services.*_url` naming the running services.
+    pub settings: Settings,
+    pub bus: Arc<dyn Bus>,
+}
+
+impl Services {
+    /// Starts registry, evidence, surveys and scoring in dependency order on `settings`
+    /// (ports 0 pick free ones).
+    pub async fn start(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Services, Error> {
+        let mut settings = settings.clone();
+        let registry = cezone_registry::Application::build(&settings, bus.clone()).await?;
+        settings.services.registry_url = registry.url();
+        let evidence = cezone_evidence::Application::build(&settings, bus.clone()).await?;
+        settings.services.evidence_url = evidence.url();
+        let surveys = cezone_surveys::Application::build(&settings, bus.clone()).await?;
+        settings.services.surveys_url = surveys.url();
+        let scoring = cezone_scoring::Application::build(&settings, bus.clone()).await?;
+        settings.services.scoring_url = scoring.url();
+        let channels = Channels {
+            registry: cezone_client::connect(&registry.url()).await?,
+            evidence: cezone_client::connect(&evidence.url()).await?,
+            surveys: cezone_client::connect(&surveys.url()).await?,
+        };
+        Ok(Services {
+            registry,
+            evidence,
+            surveys,
+            scoring,
+            channels,
+            settings,
+            bus,
+        })
+    }
+
+    /// Loads `district` with the Guangdong framework through the services' APIs.
+    pub async fn load(&self, district: &DemoDistrict) -> Result<LoadReport, Error> {
+        let (fw, _) = guangdong::framework();
+        Ok(demo::load(&self.channels, &fw, district).await?)
+    }
+
+    /// A scoring client that accepts the largest messages the services send.
+    pub async fn scores(&self) -> Result<ScoringServiceClient<Channel>, Error> {
+        Ok(
+            ScoringServiceClient::new(cezone_client::connect(&self.scoring.url()).await?)
+                .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES),
+        )
+    }
+
+    /// Publishes what the producers' outboxes hold.
+    pub async fn flush_events(&self) {
+        self.registry.flush_events().await;
+        self.evidence.flush_events().await;
+        self.surveys.flush_events().await;
+    }
+
+    /// Stops in reverse order of start.
+    pub async fn stop(self) {
+        self.scoring.stop().await;
+        self.surveys.stop().await;
+        self.evidence.stop().await;
+        self.registry.stop().await;
+    }
+}
+
+/// A demo district of `towns` towns and `communities` communities with the Guangdong
+/// framework: small enough for a test, every kind of fact present.
+pub fn district(
+    towns: usize,
+    communities: usize,
+    responses_per_community: u32,
+    seed: u64,
+) -> DemoDistrict {
+    let (fw, _) = guangdong::framework();
+    generate(
+        &fw,
+        &DemoParams {
+            towns,
+            communities,
+            responses_per_community,
+            ..DemoParams::nanhai(seed)
+        },
+    )
+}
