@@ -2,9 +2,13 @@
 //! reports ours, the baseline and their ratio. Figures, never assertions: targets are checked
 //! by reading the table (and recorded in BENCHMARKS.md).
 
+pub mod ingest;
 pub mod pipeline;
+pub mod queries;
+pub mod recompute;
 pub mod report;
 pub mod stack;
+pub mod upload;
 
 pub use report::{Report, Row};
 

@@ -14,6 +14,10 @@ pub struct Row {
     pub ratio: Option<f64>,
     pub target: String,
     pub note: String,
+    /// "lower" where a smaller figure is better (times, memory): the ratio ours / baseline is
+    /// then below 1 when ours is faster. Absent where not stated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub better: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,13 +56,22 @@ impl Report {
             ratio,
             target: target.into(),
             note: note.into(),
+            better: None,
         });
+    }
+
+    /// Marks the last row pushed as lower-is-better; the table then shows baseline / ours as
+    /// "N× faster" (or "N× slower") beside the ratio.
+    pub fn lower_is_better(&mut self) {
+        if let Some(r) = self.rows.last_mut() {
+            r.better = Some("lower");
+        }
     }
 
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:<22} {:<28} {:>14} {:>14} {:>8}  {}\n",
-            "workload", "metric", "ours", "baseline", "ratio", "target"
+            "{:<22} {:<28} {:>14} {:>14} {:>8} {:>13}  {}\n",
+            "workload", "metric", "ours", "baseline", "ratio", "speed-up", "target"
         );
         for r in &self.rows {
             let fmt = |v: f64| {
@@ -68,15 +81,39 @@ impl Report {
                     format!("{v:.2}")
                 }
             };
+            let speed_up = match (r.better, r.baseline, r.ours) {
+                (Some("lower"), Some(b), o) if o > 0.0 => {
+                    let x = b / o;
+                    let x = if x >= 1.0 { x } else { 1.0 / x };
+                    let x = if x >= 100.0 {
+                        format!("{x:.0}")
+                    } else {
+                        format!("{x:.1}")
+                    };
+                    if b >= o {
+                        format!("{x}× faster")
+                    } else {
+                        format!("{x}× slower")
+                    }
+                }
+                _ => String::new(),
+            };
             out.push_str(&format!(
-                "{:<22} {:<28} {:>14} {:>14} {:>8}  {}\n",
+                "{:<22} {:<28} {:>14} {:>14} {:>8} {:>13}  {}\n",
                 r.workload,
                 format!("{} ({})", r.metric, r.unit),
                 fmt(r.ours),
                 r.baseline.map(fmt).unwrap_or_else(|| "—".into()),
                 r.ratio
-                    .map(|x| format!("{x:.2}×"))
+                    .map(|x| {
+                        if x > 0.0 && x < 0.01 {
+                            format!("{x:.1e}×")
+                        } else {
+                            format!("{x:.2}×")
+                        }
+                    })
                     .unwrap_or_else(|| "—".into()),
+                speed_up,
                 r.target
             ));
             if !r.note.is_empty() {

@@ -136,7 +136,7 @@ fn pg(e: sqlx::Error) -> ApiError {
 }
 
 /// COPY text format: backslash, tab, newline and carriage return escaped.
-fn copy_field(out: &mut String, s: &str) {
+pub fn copy_field(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

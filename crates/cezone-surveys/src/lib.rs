@@ -12,6 +12,8 @@ mod migration;
 mod statistics;
 
 pub use app::Application;
+/// PostgreSQL COPY text-format escaping, as the ingest writes rows.
+pub use ingest::copy_field;
 
 /// The surveys service's outbox table.
 pub const OUTBOX: &str = "surveys_outbox";

@@ -1,0 +1,190 @@
+//! Survey ingest: responses streamed over gRPC (one client-streaming `IngestResponses` call)
+//! into the survey service on a fresh PostgreSQL database, timed from the first message to the
+//! committed summary. Beside it, the same rows with `COPY … FROM STDIN` into a bare table of
+//! the same columns (no keys, no indexes) in the same database, timed from `BEGIN` to `COMMIT`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use cezone_bus::{Bus, BusConfig, InProcessBus};
+use cezone_client::demo::survey_id;
+use cezone_client::{registry, surveys};
+use cezone_domain::demo::{DemoParams, generate};
+use cezone_domain::guangdong;
+use cezone_platform::settings::Settings;
+use cezone_platform::testing::{admin_url, fresh_bus_prefix, fresh_postgres_database};
+use cezone_proto::surveys::v1 as ps;
+use sqlx::Connection;
+
+/// Communities the responses are spread over.
+const COMMUNITIES: usize = 100;
+/// Rows formatted into one `COPY` data message by the baseline.
+const COPY_ROWS_PER_SEND: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub rows: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+}
+
+impl Run {
+    fn new(rows: u64, started: Instant) -> Run {
+        let seconds = started.elapsed().as_secs_f64();
+        Run {
+            rows,
+            seconds,
+            per_second: rows as f64 / seconds,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The survey service: gRPC stream → checked → COPY into its table → tallies → commit.
+    pub ours: Run,
+    /// `COPY … FROM STDIN` of the same rows into a bare table.
+    pub copy: Run,
+    /// Bytes of one response's row in the COPY text, on average.
+    pub row_bytes: f64,
+}
+
+/// Starts registry and surveys on a fresh database, creates `COMMUNITIES` communities and a
+/// survey, generates `n` responses, then runs the baseline and ours on them.
+pub async fn measure(n: usize) -> Result<Measured> {
+    let per = n.div_ceil(COMMUNITIES) as u32;
+    let (fw, _) = guangdong::framework();
+    let district = generate(
+        &fw,
+        &DemoParams {
+            towns: 4,
+            communities: COMMUNITIES,
+            responses_per_community: per,
+            ..DemoParams::nanhai(11)
+        },
+    );
+    let responses: Vec<ps::Response> = district
+        .responses(&fw.catalog)
+        .take(n)
+        .map(|r| surveys::response(&r))
+        .collect();
+
+    let mut settings = Settings::defaults();
+    settings.registry.port = 0;
+    settings.surveys.port = 0;
+    settings.database.url = fresh_postgres_database().await;
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::connect(&BusConfig::in_process(
+        &fresh_bus_prefix(),
+    ))?);
+    let reg_app = cezone_registry::Application::build(&settings, bus.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the registry: {e}"))?;
+    settings.services.registry_url = reg_app.url();
+    let sv_app = cezone_surveys::Application::build(&settings, bus.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the survey service: {e}"))?;
+    let result = async {
+        let mut reg = registry::client(cezone_client::connect(&reg_app.url()).await?);
+        registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
+        registry::create_org_units(&mut reg, &registry::parents_first(&district.units)).await?;
+        let mut sv = surveys::client(cezone_client::connect(&sv_app.url()).await?);
+        let period = district.params.period;
+        let id = survey_id(period);
+        sv.define_survey(surveys::survey_for(&fw.catalog, &id, "bench", period))
+            .await
+            .context("DefineSurvey")?;
+
+        let (copy, row_bytes) = baseline(&settings.database.url, &id, &responses).await?;
+
+        let started = Instant::now();
+        let summary = surveys::ingest(&mut sv, &id, responses)
+            .await
+            .context("IngestResponses")?;
+        let ours = Run::new(summary.accepted, started);
+        if summary.accepted != n as u64 {
+            bail!("the service accepted {} of {n} responses", summary.accepted);
+        }
+        Ok(Measured {
+            ours,
+            copy,
+            row_bytes,
+        })
+    }
+    .await;
+    sv_app.stop().await;
+    reg_app.stop().await;
+    drop_database(&settings.database.url).await;
+    result
+}
+
+/// Drops a database made by `fresh_postgres_database` once the services using it stopped.
+pub(crate) async fn drop_database(url: &str) {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+        let _ = admin.close().await;
+    }
+}
+
+/// The same rows as the service writes (survey, batch, respondent, org unit, "q=v;q=v"),
+/// formatted and sent with COPY in one transaction; rows/s and the mean row size.
+async fn baseline(url: &str, survey: &str, responses: &[ps::Response]) -> Result<(Run, f64)> {
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .context("connecting for COPY")?;
+    sqlx::query(
+        "CREATE TABLE bench_copy_responses (id BIGSERIAL, survey_id VARCHAR NOT NULL, \
+         batch_id VARCHAR NOT NULL, respondent_id VARCHAR NOT NULL, org_unit VARCHAR NOT NULL, \
+         answers VARCHAR NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await?;
+    let batch = uuid::Uuid::now_v7().to_string();
+    let mut bytes = 0usize;
+    let started = Instant::now();
+    let mut tx = conn.begin().await?;
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY bench_copy_responses (survey_id, batch_id, respondent_id, org_unit, answers) \
+             FROM STDIN",
+        )
+        .await?;
+    let mut buf = String::new();
+    for chunk in responses.chunks(COPY_ROWS_PER_SEND) {
+        buf.clear();
+        for r in chunk {
+            cezone_surveys::copy_field(&mut buf, survey);
+            buf.push('\t');
+            cezone_surveys::copy_field(&mut buf, &batch);
+            buf.push('\t');
+            cezone_surveys::copy_field(&mut buf, &r.respondent_id);
+            buf.push('\t');
+            cezone_surveys::copy_field(&mut buf, &r.org_unit);
+            buf.push('\t');
+            for (i, a) in r.answers.iter().enumerate() {
+                if i > 0 {
+                    buf.push(';');
+                }
+                cezone_surveys::copy_field(&mut buf, &a.question);
+                buf.push('=');
+                buf.push_str(&a.value.to_string());
+            }
+            buf.push('\n');
+        }
+        bytes += buf.len();
+        copy.send(buf.as_bytes()).await?;
+    }
+    let copied = copy.finish().await?;
+    tx.commit().await?;
+    let run = Run::new(copied, started);
+    if copied != responses.len() as u64 {
+        bail!("COPY stored {copied} of {} rows", responses.len());
+    }
+    conn.close().await?;
+    Ok((run, bytes as f64 / responses.len().max(1) as f64))
+}
