@@ -175,24 +175,39 @@ impl Aggregates {
             population: HashMap::new(),
             community_count: [vec![0u32; n], vec![0u32; n], vec![0u32; n]],
         };
-        // Latest version per (unit, metric, period); ties broken by value so order is irrelevant.
-        let mut latest: HashMap<(OrgIdx, &MetricId, i32), (u64, i64)> = HashMap::new();
+        // Each (metric, period) is looked up once per fact and its slot made once, in sorted
+        // order so the layout does not depend on the order of the facts.
+        let mut keys: HashMap<(&MetricId, i32), usize> = HashMap::new();
+        let mut placed: Vec<(OrgIdx, usize)> = Vec::with_capacity(stats.len());
         for s in stats {
             let Some(i) = org.find(&s.org_unit) else {
+                placed.push((usize::MAX, 0));
                 continue;
             };
-            let cand = (s.version, s.value);
-            latest
-                .entry((i, &s.metric, s.period))
-                .and_modify(|v| *v = (*v).max(cand))
-                .or_insert(cand);
+            let next = keys.len();
+            let k = *keys.entry((&s.metric, s.period)).or_insert(next);
+            placed.push((i, k));
         }
-        let mut entries: Vec<_> = latest.into_iter().collect();
-        entries.sort_by(|a, b| (a.0.1, a.0.2, a.0.0).cmp(&(b.0.1, b.0.2, b.0.0)));
-        for ((i, metric, period), (version, value)) in entries {
-            let idx = agg.metric_slot(metric, period, n);
-            agg.metrics[idx].own[i] = Some(value);
-            agg.metrics[idx].version[i] = version;
+        let mut order: Vec<((&MetricId, i32), usize)> = keys.into_iter().collect();
+        order.sort_unstable();
+        let mut slot_of = vec![0usize; order.len()];
+        for ((metric, period), k) in order {
+            slot_of[k] = agg.metric_slot(metric, period, n);
+        }
+        // Latest version per (unit, metric, period); ties broken by value so order is irrelevant.
+        for (s, &(i, k)) in stats.iter().zip(&placed) {
+            if i == usize::MAX {
+                continue;
+            }
+            let m = &mut agg.metrics[slot_of[k]];
+            let newer = match m.own[i] {
+                None => true,
+                Some(held) => (s.version, s.value) > (m.version[i], held),
+            };
+            if newer {
+                m.own[i] = Some(s.value);
+                m.version[i] = s.version;
+            }
         }
         for m in &mut agg.metrics {
             m.roll_up(org);
