@@ -3,6 +3,7 @@
 //! committed summary. Beside it, the same rows with `COPY … FROM STDIN` into a bare table of
 //! the same columns (no keys, no indexes) in the same database, timed from `BEGIN` to `COMMIT`.
 
+use cezone_domain::access::Role;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,6 +75,8 @@ pub async fn measure(n: usize) -> Result<Measured> {
     settings.registry.port = 0;
     settings.surveys.port = 0;
     settings.database.url = fresh_postgres_database().await;
+    settings.auth.secret = cezone_platform::testing::random_secret();
+    let office = cezone_platform::testing::bearer_for(&settings, Role::EvaluationOffice);
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::connect(&BusConfig::in_process(
         &fresh_bus_prefix(),
     ))?);
@@ -85,10 +88,10 @@ pub async fn measure(n: usize) -> Result<Measured> {
         .await
         .map_err(|e| anyhow::anyhow!("starting the survey service: {e}"))?;
     let result = async {
-        let mut reg = registry::client(cezone_client::connect(&reg_app.url()).await?);
+        let mut reg = registry::client(cezone_client::connect(&reg_app.url(), &office).await?);
         registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
         registry::create_org_units(&mut reg, &registry::parents_first(&district.units)).await?;
-        let mut sv = surveys::client(cezone_client::connect(&sv_app.url()).await?);
+        let mut sv = surveys::client(cezone_client::connect(&sv_app.url(), &office).await?);
         let period = district.params.period;
         let id = survey_id(period);
         sv.define_survey(surveys::survey_for(&fw.catalog, &id, "bench", period))

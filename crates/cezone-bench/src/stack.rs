@@ -10,18 +10,18 @@ use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::engine::Engine;
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgTree;
+use cezone_platform::auth::AuthChannel;
 use cezone_platform::settings::Settings;
 use cezone_platform::testing::{amqp_url, fresh_bus_prefix, fresh_postgres_database};
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use cezone_testkit::Services;
-use tonic::transport::Channel;
 
 #[derive(Debug)]
 pub struct Stack {
     pub services: Services,
     pub bus: Arc<AmqpBus>,
-    pub scores: ScoringServiceClient<Channel>,
+    pub scores: ScoringServiceClient<AuthChannel>,
     pub district: DemoDistrict,
     pub settings: Settings,
     _dir: tempdir::Dir,
@@ -47,6 +47,7 @@ impl Stack {
         settings.surveys.port = 0;
         settings.scoring.port = 0;
         settings.database.url = fresh_postgres_database().await;
+        settings.auth.secret = cezone_platform::testing::random_secret();
         settings.evidence.storage_root = dir.join("evidence");
         settings.bus.amqp_url = amqp_url();
         settings.bus.prefix = fresh_bus_prefix();

@@ -5,6 +5,7 @@
 //! stored and recorded. Beside it, `sha256sum` over the same files and then `cp` of them into
 //! another directory, both run as the commands themselves.
 
+use cezone_domain::access::Role;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -153,6 +154,8 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
     settings.registry.port = 0;
     settings.evidence.port = 0;
     settings.database.url = fresh_postgres_database().await;
+    settings.auth.secret = cezone_platform::testing::random_secret();
+    let office = cezone_platform::testing::bearer_for(&settings, Role::EvaluationOffice);
     settings.evidence.storage_root = storage;
     settings.evidence.max_file_bytes = MAX_FILE + MIB;
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::connect(&BusConfig::in_process(
@@ -176,7 +179,7 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
                 ..DemoParams::nanhai(seed)
             },
         );
-        let mut reg = registry::client(cezone_client::connect(&reg_app.url()).await?);
+        let mut reg = registry::client(cezone_client::connect(&reg_app.url(), &office).await?);
         registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
         registry::create_org_units(&mut reg, &registry::parents_first(&district.units)).await?;
         let f = district
@@ -197,7 +200,7 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
             replaces: String::new(),
             submitted_by: "bench".into(),
         };
-        let mut client = evidence::client(cezone_client::connect(&ev_app.url()).await?);
+        let mut client = evidence::client(cezone_client::connect(&ev_app.url(), &office).await?);
         let mut got = Vec::with_capacity(paths.len());
         let started = Instant::now();
         for (i, path) in paths.iter().enumerate() {

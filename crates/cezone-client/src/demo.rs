@@ -4,12 +4,12 @@
 use cezone_domain::demo::DemoDistrict;
 use cezone_domain::facts::EvidenceState;
 use cezone_domain::framework::Framework;
+use cezone_platform::auth::AuthChannel;
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::surveys::v1 as ps;
 use futures::{StreamExt, TryStreamExt};
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::{ClientError, evidence, registry, surveys};
 
@@ -28,9 +28,9 @@ pub struct LoadReport {
 
 #[derive(Debug, Clone)]
 pub struct Channels {
-    pub registry: Channel,
-    pub evidence: Channel,
-    pub surveys: Channel,
+    pub registry: AuthChannel,
+    pub evidence: AuthChannel,
+    pub surveys: AuthChannel,
 }
 
 pub fn survey_id(period: i32) -> String {

@@ -1,17 +1,17 @@
 //! Evidence through the evidence service's API: streamed uploads and downloads, reviews.
 
+use cezone_platform::auth::AuthChannel;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::evidence::v1::evidence_service_client::EvidenceServiceClient;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 use crate::{ClientError, MAX_MESSAGE_BYTES};
 
-pub type Evidence = EvidenceServiceClient<Channel>;
+pub type Evidence = EvidenceServiceClient<AuthChannel>;
 
 pub const UPLOAD_CHUNK: usize = 256 * 1024;
 
-pub fn client(channel: Channel) -> Evidence {
+pub fn client(channel: AuthChannel) -> Evidence {
     EvidenceServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)

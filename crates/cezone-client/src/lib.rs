@@ -9,6 +9,7 @@ pub mod surveys;
 
 use std::time::Duration;
 
+use cezone_platform::auth::{AuthChannel, Bearer};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +47,13 @@ impl ClientError {
 /// Largest message the helpers send or accept (the services' default limit).
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
-/// Connects to a service, retrying for a few seconds while it starts.
-pub async fn connect(url: &str) -> Result<Channel, ClientError> {
+/// Connects to a service as `bearer`'s caller, retrying for a few seconds while it starts.
+pub async fn connect(url: &str, bearer: &Bearer) -> Result<AuthChannel, ClientError> {
+    Ok(bearer.attach(connect_plain(url).await?))
+}
+
+/// Connects without credentials: health checks and reflection need none.
+pub async fn connect_plain(url: &str) -> Result<Channel, ClientError> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| ClientError::Connect {
             url: url.to_string(),

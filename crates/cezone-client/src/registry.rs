@@ -2,18 +2,18 @@
 
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgUnit;
+use cezone_platform::auth::AuthChannel;
 use cezone_platform::convert::org_unit_to_proto;
 use cezone_proto::registry::v1 as pr;
 use cezone_proto::registry::v1::framework_source::Source;
 use cezone_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::{ClientError, MAX_MESSAGE_BYTES};
 
-pub type Registry = RegistryServiceClient<Channel>;
+pub type Registry = RegistryServiceClient<AuthChannel>;
 
-pub fn client(channel: Channel) -> Registry {
+pub fn client(channel: AuthChannel) -> Registry {
     RegistryServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)

@@ -3,18 +3,18 @@
 use cezone_domain::demo::SurveyResponse;
 use cezone_domain::facts::StatFact;
 use cezone_domain::rules::{Catalog, QuestionKind};
+use cezone_platform::auth::AuthChannel;
 use cezone_proto::surveys::v1 as ps;
 use cezone_proto::surveys::v1::survey_service_client::SurveyServiceClient;
-use tonic::transport::Channel;
 
 use crate::{ClientError, MAX_MESSAGE_BYTES};
 
-pub type Surveys = SurveyServiceClient<Channel>;
+pub type Surveys = SurveyServiceClient<AuthChannel>;
 
 /// Responses per streamed message.
 pub const RESPONSES_PER_MESSAGE: usize = 2000;
 
-pub fn client(channel: Channel) -> Surveys {
+pub fn client(channel: AuthChannel) -> Surveys {
     SurveyServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)

@@ -2,6 +2,7 @@
 //! hierarchy, facts, scoring rules and the scoring engine, survey statistics, readiness and a
 //! deterministic demo district. Plain data and plain functions; no I/O, no async.
 
+pub mod access;
 pub mod calendar;
 pub mod code;
 pub mod demo;

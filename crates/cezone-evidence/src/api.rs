@@ -3,7 +3,10 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use cezone_domain::access::{Action, Principal, Role};
+use cezone_domain::org::OrgUnitId;
 use cezone_platform::ApiError;
+use cezone_platform::auth::{caller, permit};
 use cezone_platform::registry_view::RegistryView;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::evidence::v1::evidence_service_server::EvidenceService;
@@ -38,6 +41,42 @@ fn blob_error(e: BlobError) -> Status {
     }
 }
 
+impl EvidenceApi {
+    /// The matrix decides, before any of the file is received: a department only for the
+    /// criteria it is responsible for, a town also only inside its own subtree.
+    async fn may_upload(&self, who: &Principal, meta: &pe::UploadMetadata) -> Result<(), ApiError> {
+        let scoped = matches!(who.role, Role::ResponsibleUnit | Role::Town);
+        let (responsible, tree) = if scoped {
+            let (fw, _) = self
+                .view
+                .framework(&meta.framework_id, &meta.edition)
+                .await?;
+            let (_, idx) = metadata::leaf(&fw, "criterion", &meta.criterion)?;
+            let mut tree = self.view.org_tree(false).await?;
+            if who.role == Role::Town
+                && OrgUnitId::parse(&meta.org_unit)
+                    .ok()
+                    .is_some_and(|o| tree.find(&o).is_none())
+            {
+                tree = self.view.org_tree(true).await?;
+            }
+            (fw.item(idx).responsible.clone(), Some(tree))
+        } else {
+            (Vec::new(), None)
+        };
+        let org = OrgUnitId::parse(&meta.org_unit).map_err(|e| ApiError::invalid("org_unit", e))?;
+        permit(
+            who,
+            &Action::UploadEvidence {
+                org_unit: &org,
+                criterion: &meta.criterion,
+                responsible: &responsible,
+            },
+            tree.as_deref(),
+        )
+    }
+}
+
 type DownloadStream = Pin<Box<dyn Stream<Item = Result<pe::DownloadResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -46,6 +85,7 @@ impl EvidenceService for EvidenceApi {
         &self,
         req: Request<Streaming<pe::UploadRequest>>,
     ) -> Result<Response<pe::Evidence>, Status> {
+        let who = caller(&req)?;
         let mut stream = req.into_inner();
         let meta = match stream.message().await?.and_then(|m| m.part) {
             Some(Part::Metadata(m)) => m,
@@ -64,6 +104,7 @@ impl EvidenceService for EvidenceApi {
                 .into());
             }
         };
+        self.may_upload(&who, &meta).await?;
         let checked = metadata::check(&meta, &self.view).await?;
         if let Some(id) = &checked.replaces {
             // Refuse early, before the file is received; checked again when stored.
@@ -98,7 +139,7 @@ impl EvidenceService for EvidenceApi {
             return Err(ApiError::invalid("chunk", "the file is empty").into());
         }
         let stored = writer.finish(&self.blobs).await.map_err(blob_error)?;
-        let evidence = records::submit(&self.db, &checked, &stored).await?;
+        let evidence = records::submit(&self.db, &who, &checked, &stored).await?;
         self.relay.notify();
         tracing::info!(
             evidence = %evidence.id,
@@ -161,12 +202,22 @@ impl EvidenceService for EvidenceApi {
         &self,
         req: Request<pe::ReviewRequest>,
     ) -> Result<Response<pe::Evidence>, Status> {
+        let who = caller(&req)?;
+        permit(&who, &Action::ReviewEvidence, None)?;
         let r = req.into_inner();
         let decision = pe::Decision::try_from(r.decision).map_err(|_| {
             ApiError::invalid("decision", format!("{} is not a decision", r.decision))
         })?;
-        let evidence =
-            records::review(&self.db, &r.id, decision, r.grade, &r.comment, &r.reviewer).await?;
+        let evidence = records::review(
+            &self.db,
+            &who,
+            &r.id,
+            decision,
+            r.grade,
+            &r.comment,
+            &r.reviewer,
+        )
+        .await?;
         self.relay.notify();
         tracing::info!(evidence = %r.id, decision = ?decision, grade = r.grade, "evidence reviewed");
         Ok(Response::new(evidence))

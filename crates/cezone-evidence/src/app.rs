@@ -28,6 +28,8 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "evidence").await?;
+        let (keys, bearer) =
+            cezone_platform::auth::service_credentials(&settings.auth, "evidence")?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let blobs = Arc::new(BlobStore::open(&settings.evidence.storage_root).await?);
         let max = settings.grpc.max_message_bytes;
@@ -37,7 +39,7 @@ impl Application {
             db: db.clone(),
             relay: relay.clone(),
             blobs,
-            view: RegistryView::new(&settings.services.registry_url, max)?,
+            view: RegistryView::new(&settings.services.registry_url, max, &bearer)?,
             max_file_bytes: settings.evidence.max_file_bytes,
             chunk_bytes: settings.evidence.chunk_bytes,
         };
@@ -45,7 +47,7 @@ impl Application {
         let svc = EvidenceServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let running = spawn(listener, routes_with_health(svc).await)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await)?;
         tracing::info!(
             service = "evidence",
             address = %running.addr,

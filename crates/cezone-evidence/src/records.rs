@@ -1,5 +1,6 @@
 //! Evidence records and their versions: create, resubmit, review, read.
 
+use cezone_domain::access::Principal;
 use cezone_platform::ApiError;
 use cezone_platform::paging::Page;
 use cezone_platform::time::now_rfc3339;
@@ -113,6 +114,7 @@ fn new_version(id: &str, n: i32, c: &Checked, stored: &Stored, now: &str) -> ver
 /// Stores a first submission, or the next version of a returned record.
 pub async fn submit(
     db: &DatabaseConnection,
+    who: &Principal,
     c: &Checked,
     stored: &Stored,
 ) -> Result<pe::Evidence, ApiError> {
@@ -190,7 +192,7 @@ pub async fn submit(
         }
     };
     let out = to_proto(&rec, &versions);
-    announce(&txn, "evidence.submitted", &out).await?;
+    announce(&txn, who, "evidence.submitted", &out).await?;
     txn.commit().await?;
     Ok(out)
 }
@@ -198,9 +200,33 @@ pub async fn submit(
 /// The event of an evidence change, in the change's transaction.
 async fn announce(
     txn: &DatabaseTransaction,
+    who: &Principal,
     event_type: &str,
     e: &pe::Evidence,
 ) -> Result<(), ApiError> {
+    let current = e.current.clone().unwrap_or_default();
+    cezone_platform::audit::append(
+        txn,
+        "evidence",
+        cezone_platform::audit::Entry {
+            actor: who,
+            action: event_type,
+            target: &e.id,
+            details: serde_json::json!({
+                "criterion": e.criterion,
+                "org_unit": e.org_unit,
+                "responsible_unit": e.responsible_unit,
+                "revision": e.revision,
+                "version": current.version,
+                "sha256": current.sha256,
+                "size": current.size,
+                "state": current.state().as_str_name(),
+                "grade": current.grade,
+                "comment": current.comment,
+            }),
+        },
+    )
+    .await?;
     let payload = cezone_proto::events::v1::EvidenceChanged {
         evidence: Some(e.clone()),
     };
@@ -215,6 +241,7 @@ async fn announce(
 
 pub async fn review(
     db: &DatabaseConnection,
+    who: &Principal,
     id: &str,
     decision: pe::Decision,
     grade: u32,
@@ -293,7 +320,7 @@ pub async fn review(
     let rec = ra.update(&txn).await?;
     let versions = versions_of(&txn, id).await?;
     let out = to_proto(&rec, &versions);
-    announce(&txn, "evidence.reviewed", &out).await?;
+    announce(&txn, who, "evidence.reviewed", &out).await?;
     txn.commit().await?;
     Ok(out)
 }

@@ -2,6 +2,9 @@
 //! request spans, message size limits and graceful shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tonic::service::interceptor::InterceptedService;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -14,6 +17,8 @@ use tower_http::trace::{
 use tracing::Level;
 
 pub use tonic_health::server::HealthReporter;
+
+use crate::auth::{Authenticate, Keys};
 
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind((host, port)).await?;
@@ -130,8 +135,9 @@ pub fn spawn(listener: TcpListener, routes: tonic::service::Routes) -> std::io::
     })
 }
 
-/// Routes of one service with health checking (reported SERVING) and reflection.
-pub async fn routes_with_health<S>(service: S) -> tonic::service::Routes
+/// Routes of one service, every call authenticated by a bearer token signed with `keys`, with
+/// health checking (reported SERVING) and reflection, which stay open to probes and tools.
+pub async fn routes_with_health<S>(service: S, keys: Arc<Keys>) -> tonic::service::Routes
 where
     S: tonic::codegen::Service<
             http::Request<tonic::body::Body>,
@@ -148,5 +154,5 @@ where
     reporter.set_serving::<S>().await;
     tonic::service::Routes::new(health)
         .add_service(reflection())
-        .add_service(service)
+        .add_service(InterceptedService::new(service, Authenticate::new(keys)))
 }

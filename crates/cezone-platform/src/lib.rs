@@ -1,6 +1,8 @@
 //! What every cezone service shares: typed settings, telemetry, database connections and
 //! migrations, gRPC serving with health and reflection, the error-code mapping, pagination.
 
+pub mod audit;
+pub mod auth;
 pub mod convert;
 pub mod db;
 pub mod error;

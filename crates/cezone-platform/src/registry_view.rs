@@ -6,18 +6,28 @@ use cezone_domain::org::{OrgTree, OrgUnit};
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use cezone_proto::registry::v1::{FrameworkRef, ListOrgUnitsRequest};
-use tonic::transport::Channel;
+
+use crate::auth::{AuthChannel, Bearer};
 
 use crate::convert::org_unit_from_proto;
 use crate::error::ApiError;
 
-pub type RegistryClient = RegistryServiceClient<Channel>;
+pub type RegistryClient = RegistryServiceClient<AuthChannel>;
 
-/// A lazily connecting client: services start in any order.
-pub fn registry_client(url: &str, max_message_bytes: usize) -> Result<RegistryClient, ApiError> {
+/// A lazily connecting channel carrying `bearer`'s token: services start in any order.
+pub fn lazy_channel(url: &str, bearer: &Bearer) -> Result<AuthChannel, ApiError> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| ApiError::internal_msg(format!("registry url {url}: {e}")))?
+        .map_err(|e| ApiError::internal_msg(format!("url {url}: {e}")))?
         .connect_lazy();
+    Ok(bearer.attach(channel))
+}
+
+pub fn registry_client(
+    url: &str,
+    max_message_bytes: usize,
+    bearer: &Bearer,
+) -> Result<RegistryClient, ApiError> {
+    let channel = lazy_channel(url, bearer)?;
     Ok(RegistryServiceClient::new(channel)
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes))
@@ -115,9 +125,13 @@ struct ViewCache {
 const LATEST_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl RegistryView {
-    pub fn new(url: &str, max_message_bytes: usize) -> Result<RegistryView, ApiError> {
+    pub fn new(
+        url: &str,
+        max_message_bytes: usize,
+        bearer: &Bearer,
+    ) -> Result<RegistryView, ApiError> {
         Ok(RegistryView {
-            client: registry_client(url, max_message_bytes)?,
+            client: registry_client(url, max_message_bytes, bearer)?,
             cache: Default::default(),
         })
     }

@@ -21,6 +21,21 @@ pub struct Settings {
     pub services: ServiceUrls,
     pub web: WebSettings,
     pub scheduler: SchedulerSettings,
+    pub auth: AuthSettings,
+}
+
+/// Bearer tokens: the HS256 key every service of a deployment shares, and token lifetimes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthSettings {
+    /// The key itself (at least 32 bytes). Empty: read `secret_file`, creating it if missing.
+    pub secret: String,
+    pub secret_file: PathBuf,
+    /// The `iss` claim tokens carry and must carry.
+    pub issuer: String,
+    /// Lifetime of issued tokens, in minutes.
+    pub token_minutes: u64,
+    /// Clock difference tolerated between machines, in seconds.
+    pub leeway_seconds: u64,
 }
 
 /// The scoreboard web page, served beside gRPC on `grpc.host`.
@@ -286,6 +301,23 @@ impl Settings {
             };
             return Err(bad(key, value, &reason));
         }
+        if !self.auth.secret.is_empty() && self.auth.secret.len() < crate::auth::MIN_SECRET_BYTES {
+            return Err(bad(
+                "auth.secret",
+                &"***",
+                "must be at least 32 bytes, or empty to use auth.secret_file",
+            ));
+        }
+        if !(1..=43_200).contains(&self.auth.token_minutes) {
+            return Err(bad(
+                "auth.token_minutes",
+                &self.auth.token_minutes,
+                "must be between 1 and 43200 (30 days)",
+            ));
+        }
+        if self.auth.issuer.trim().is_empty() {
+            return Err(bad("auth.issuer", &"", "must not be empty"));
+        }
         if !(1..=86_400).contains(&self.scheduler.poll_seconds) {
             return Err(bad(
                 "scheduler.poll_seconds",
@@ -301,6 +333,9 @@ impl Settings {
         let mut s = self.clone();
         s.database.url = mask_url_password(&s.database.url);
         s.bus.amqp_url = mask_url_password(&s.bus.amqp_url);
+        if !s.auth.secret.is_empty() {
+            s.auth.secret = "***".into();
+        }
         s
     }
 }

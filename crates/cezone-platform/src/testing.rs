@@ -81,7 +81,58 @@ pub async fn test_env(backend: Backend) -> TestEnv {
         Backend::Postgres => fresh_postgres_database().await,
     };
     s.evidence.storage_root = dir.path().join("evidence");
+    s.auth.secret = test_secret().to_string();
     TestEnv { settings: s, dir }
+}
+
+/// A signing key of 64 random hex digits, for a deployment that lives only as long as a test.
+pub fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The signing key of every test deployment in this process.
+pub fn test_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(random_secret)
+}
+
+/// Calls as an unscoped caller of `role` to services started by `test_env`.
+pub fn as_role(role: cezone_domain::access::Role) -> crate::auth::Bearer {
+    let mut s = crate::settings::Settings::defaults();
+    s.auth.secret = test_secret().to_string();
+    bearer_for(&s, role)
+}
+
+/// Calls as the evaluation office, which may do everything the tests set up.
+pub fn office() -> crate::auth::Bearer {
+    as_role(cezone_domain::access::Role::EvaluationOffice)
+}
+
+impl TestEnv {
+    /// The signing key of this test's deployment.
+    pub fn keys(&self) -> std::sync::Arc<crate::auth::Keys> {
+        crate::auth::Keys::load(&self.settings.auth).expect("the test key is valid")
+    }
+
+    /// Calls made as a caller of `role`, unscoped (the evaluation office, an inspector …).
+    pub fn bearer(&self, role: cezone_domain::access::Role) -> crate::auth::Bearer {
+        bearer_for(&self.settings, role)
+    }
+}
+
+/// Calls as an unscoped caller of `role` under `settings`' key.
+pub fn bearer_for(
+    settings: &crate::settings::Settings,
+    role: cezone_domain::access::Role,
+) -> crate::auth::Bearer {
+    let keys = crate::auth::Keys::load(&settings.auth).expect("the key is valid");
+    let who = cezone_domain::access::Principal::new(&format!("test-{role}"), role, None, None)
+        .expect("unscoped roles need no scope");
+    crate::auth::Bearer::minted(keys, who)
 }
 
 /// Generates one `#[tokio::test]` per backend for each listed async fn taking a `Backend`.

@@ -1,6 +1,8 @@
 //! gRPC edge of the registry: translate requests to the core and results back.
 
+use cezone_domain::access::Action;
 use cezone_platform::ApiError;
+use cezone_platform::auth::{caller, permit};
 use cezone_platform::convert::{
     finding_to_proto, level_to_proto, org_unit_from_proto, org_unit_to_proto,
 };
@@ -60,11 +62,13 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pr::FrameworkSource>,
     ) -> Reply<pr::FrameworkVersion> {
+        let who = caller(&req)?;
+        permit(&who, &Action::ImportFramework, None)?;
         let (fw, findings) = frameworks::read_source(req.get_ref())?;
         if findings.has_errors() {
             return Err(frameworks::error_for_findings(&findings).into());
         }
-        let stored = frameworks::store_draft(&self.db, &fw, &findings).await?;
+        let stored = frameworks::store_draft(&self.db, &who, &fw, &findings).await?;
         tracing::info!(framework = %fw.meta.id, edition = %fw.meta.edition, warnings = findings.warnings(), "framework draft imported");
         ok(frameworks::version_to_proto(&stored, true))
     }
@@ -73,8 +77,10 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pr::FrameworkRef>,
     ) -> Reply<pr::FrameworkVersion> {
+        let who = caller(&req)?;
+        permit(&who, &Action::PublishFramework, None)?;
         let r = req.into_inner();
-        let m = frameworks::publish(&self.db, &r.framework_id, &r.edition).await?;
+        let m = frameworks::publish(&self.db, &who, &r.framework_id, &r.edition).await?;
         self.relay.notify();
         tracing::info!(framework = %r.framework_id, edition = %r.edition, "framework published");
         ok(frameworks::version_to_proto(&m, false))
@@ -209,8 +215,10 @@ impl RegistryService for RegistryApi {
     }
 
     async fn create_org_unit(&self, req: Request<pr::OrgUnit>) -> Reply<pr::OrgUnit> {
+        let who = caller(&req)?;
+        permit(&who, &Action::ManageOrgUnits, None)?;
         let unit = org_unit_from_proto(req.get_ref())?;
-        let (u, rev) = org_units::create(&self.db, unit).await?;
+        let (u, rev) = org_units::create(&self.db, &who, unit).await?;
         self.relay.notify();
         ok(org_unit_to_proto(&u, rev))
     }
@@ -224,15 +232,20 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pr::UpdatePopulationRequest>,
     ) -> Reply<pr::OrgUnit> {
+        let who = caller(&req)?;
+        permit(&who, &Action::ManageOrgUnits, None)?;
         let r = req.into_inner();
-        let (u, rev) = org_units::update_population(&self.db, &r.id, r.year, r.residents).await?;
+        let (u, rev) =
+            org_units::update_population(&self.db, &who, &r.id, r.year, r.residents).await?;
         self.relay.notify();
         ok(org_unit_to_proto(&u, rev))
     }
 
     async fn move_org_unit(&self, req: Request<pr::MoveOrgUnitRequest>) -> Reply<pr::OrgUnit> {
+        let who = caller(&req)?;
+        permit(&who, &Action::ManageOrgUnits, None)?;
         let r = req.into_inner();
-        let (u, rev) = org_units::move_unit(&self.db, &r.id, &r.new_parent_id).await?;
+        let (u, rev) = org_units::move_unit(&self.db, &who, &r.id, &r.new_parent_id).await?;
         self.relay.notify();
         ok(org_unit_to_proto(&u, rev))
     }

@@ -27,6 +27,7 @@ impl Application {
     /// port) and starts serving.
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "registry").await?;
+        let keys = cezone_platform::auth::Keys::load(&settings.auth)?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let listener = bind(&settings.grpc.host, settings.registry.port).await?;
         let shutdown = CancellationToken::new();
@@ -39,7 +40,7 @@ impl Application {
         let svc = RegistryServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let running = spawn(listener, routes_with_health(svc).await)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await)?;
         tracing::info!(service = "registry", address = %running.addr, "listening");
         Ok(Application {
             running,

@@ -1,6 +1,7 @@
 //! Framework versions: read a source (table or document), validate, store drafts, publish
 //! (after which a version never changes), and answer queries from the stored document.
 
+use cezone_domain::access::Principal;
 use cezone_domain::calendar::Calendar;
 use cezone_domain::export;
 use cezone_domain::findings::Findings;
@@ -147,6 +148,7 @@ pub fn version_to_proto(m: &fv::Model, with_findings: bool) -> pr::FrameworkVers
 /// Stores (or replaces) a draft. A published edition is never replaced.
 pub async fn store_draft(
     db: &DatabaseConnection,
+    who: &Principal,
     fw: &Framework,
     findings: &Findings,
 ) -> Result<fv::Model, ApiError> {
@@ -186,12 +188,28 @@ pub async fn store_draft(
         }
         None => model.insert(&txn).await?,
     };
+    cezone_platform::audit::append(
+        &txn,
+        "registry",
+        cezone_platform::audit::Entry {
+            actor: who,
+            action: "framework.imported",
+            target: &format!("{}/{}", saved.framework_id, saved.edition),
+            details: serde_json::json!({
+                "content_hash": saved.content_hash,
+                "criteria": saved.criteria,
+                "total_points": saved.total_points,
+            }),
+        },
+    )
+    .await?;
     txn.commit().await?;
     Ok(saved)
 }
 
 pub async fn publish(
     db: &DatabaseConnection,
+    who: &Principal,
     framework_id: &str,
     edition: &str,
 ) -> Result<fv::Model, ApiError> {
@@ -244,6 +262,17 @@ pub async fn publish(
         &txn,
         crate::OUTBOX,
         &cezone_bus::envelope("framework.published", "registry", &event, None),
+    )
+    .await?;
+    cezone_platform::audit::append(
+        &txn,
+        "registry",
+        cezone_platform::audit::Entry {
+            actor: who,
+            action: "framework.published",
+            target: &format!("{framework_id}/{edition}"),
+            details: serde_json::json!({ "content_hash": model.content_hash, "state": [DRAFT, PUBLISHED] }),
+        },
     )
     .await?;
     txn.commit().await?;

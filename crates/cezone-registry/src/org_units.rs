@@ -1,6 +1,7 @@
 //! Org units: create, update population per year, move, read. The tree's rules (one root,
 //! levels strictly deeper downwards, communities typed, no cycles) are checked on every change.
 
+use cezone_domain::access::Principal;
 use std::collections::{BTreeMap, HashMap};
 
 use cezone_domain::org::{CommunityType, OrgLevel, OrgTree, OrgUnit, OrgUnitId, RegionClass};
@@ -71,13 +72,25 @@ fn active(u: &OrgUnit, revision: i64) -> ou::ActiveModel {
     }
 }
 
-/// The event of an org unit change, in the change's transaction.
+/// The event and the audit entry of an org unit change, in the change's transaction.
 async fn announce(
     txn: &impl ConnectionTrait,
+    who: &Principal,
     event_type: &str,
     unit: &OrgUnit,
     revision: i64,
 ) -> Result<(), ApiError> {
+    cezone_platform::audit::append(
+        txn,
+        "registry",
+        cezone_platform::audit::Entry {
+            actor: who,
+            action: event_type,
+            target: unit.id.as_str(),
+            details: serde_json::json!({ "revision": revision, "after": unit }),
+        },
+    )
+    .await?;
     let payload = cezone_proto::events::v1::OrgUnitChanged {
         unit: Some(cezone_platform::convert::org_unit_to_proto(
             unit,
@@ -97,7 +110,11 @@ async fn get_model(db: &impl ConnectionTrait, id: &str) -> Result<Option<ou::Mod
     Ok(ou::Entity::find_by_id(id.to_string()).one(db).await?)
 }
 
-pub async fn create(db: &DatabaseConnection, unit: OrgUnit) -> Result<(OrgUnit, u64), ApiError> {
+pub async fn create(
+    db: &DatabaseConnection,
+    who: &Principal,
+    unit: OrgUnit,
+) -> Result<(OrgUnit, u64), ApiError> {
     let txn = db.begin().await?;
     if get_model(&txn, unit.id.as_str()).await?.is_some() {
         return Err(ApiError::already_exists(format!(
@@ -150,7 +167,7 @@ pub async fn create(db: &DatabaseConnection, unit: OrgUnit) -> Result<(OrgUnit, 
             }
             _ => ApiError::from(e),
         })?;
-    announce(&txn, "org_unit.created", &unit, 1).await?;
+    announce(&txn, who, "org_unit.created", &unit, 1).await?;
     txn.commit().await?;
     Ok((unit, 1))
 }
@@ -164,6 +181,7 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<(OrgUnit, u64), Ap
 
 pub async fn update_population(
     db: &DatabaseConnection,
+    who: &Principal,
     id: &str,
     year: i32,
     residents: u64,
@@ -188,13 +206,14 @@ pub async fn update_population(
     unit.population.insert(year, residents);
     let revision = m.revision + 1;
     active(&unit, revision).update(&txn).await?;
-    announce(&txn, "org_unit.population_updated", &unit, revision).await?;
+    announce(&txn, who, "org_unit.population_updated", &unit, revision).await?;
     txn.commit().await?;
     Ok((unit, revision as u64))
 }
 
 pub async fn move_unit(
     db: &DatabaseConnection,
+    who: &Principal,
     id: &str,
     new_parent: &str,
 ) -> Result<(OrgUnit, u64), ApiError> {
@@ -242,7 +261,7 @@ pub async fn move_unit(
     unit.parent = Some(new_parent_id);
     let revision = m.revision + 1;
     active(&unit, revision).update(&txn).await?;
-    announce(&txn, "org_unit.moved", &unit, revision).await?;
+    announce(&txn, who, "org_unit.moved", &unit, revision).await?;
     txn.commit().await?;
     Ok((unit, revision as u64))
 }

@@ -1,5 +1,7 @@
 //! The scheduler's gRPC face.
 
+use cezone_domain::access::Action;
+use cezone_platform::auth::{caller, permit};
 use cezone_proto::scheduler::v1 as pc;
 use cezone_proto::scheduler::v1::scheduler_service_server::SchedulerService;
 use tokio::sync::Notify;
@@ -29,10 +31,17 @@ impl SchedulerService for SchedulerApi {
         &self,
         req: Request<pc::RunNowRequest>,
     ) -> Result<Response<pc::RunRecord>, Status> {
+        let who = caller(&req)?;
+        permit(&who, &Action::RunSchedule, None)?;
         let r = req.into_inner();
+        let by = if r.requested_by.trim().is_empty() {
+            who.subject.clone()
+        } else {
+            r.requested_by.clone()
+        };
         let record = self
             .scheduler
-            .run_now(r.checkpoint.trim(), &r.requested_by)
+            .run_now(r.checkpoint.trim(), &by, &who)
             .await?;
         self.kick.notify_one();
         Ok(Response::new(record))

@@ -37,8 +37,10 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "scheduler").await?;
+        let (keys, bearer) =
+            cezone_platform::auth::service_credentials(&settings.auth, "scheduler")?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
-        let scheduler = Scheduler::new(settings, db.clone(), clock)?;
+        let scheduler = Scheduler::new(settings, db.clone(), clock, &bearer)?;
         let shutdown = CancellationToken::new();
         let kick = Arc::new(Notify::new());
         let poll = chrono::Duration::seconds(settings.scheduler.poll_seconds as i64);
@@ -53,7 +55,7 @@ impl Application {
             scheduler: scheduler.clone(),
             kick,
         });
-        let running = spawn(listener, routes_with_health(svc).await)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await)?;
         tracing::info!(service = "scheduler", address = %running.addr, "listening");
         Ok(Application {
             running,

@@ -4,10 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use cezone_domain::access::{Principal, Role};
 use cezone_domain::framework::Framework;
 use cezone_domain::schedule::{self, DueRun, PlannedRun, RunState, SchedulePolicy};
 use cezone_platform::ApiError;
+use cezone_platform::auth::{AuthChannel, Bearer};
 use cezone_platform::registry_view::RegistryView;
+use cezone_platform::registry_view::lazy_channel;
 use cezone_platform::settings::Settings;
 use cezone_platform::time::rfc3339;
 use cezone_proto::common::v1::Score;
@@ -18,7 +21,6 @@ use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel, TransactionTrait};
-use tonic::transport::{Channel, Endpoint};
 
 use crate::clock::Clock;
 use crate::store::{self, run};
@@ -27,8 +29,8 @@ use crate::store::{self, run};
 pub struct Scheduler {
     db: DatabaseConnection,
     registry: RegistryView,
-    scoring: ScoringServiceClient<Channel>,
-    evidence: EvidenceServiceClient<Channel>,
+    scoring: ScoringServiceClient<AuthChannel>,
+    evidence: EvidenceServiceClient<AuthChannel>,
     pub clock: Arc<dyn Clock>,
     policy: SchedulePolicy,
     framework_id: String,
@@ -44,12 +46,6 @@ pub struct Look {
     pub next_due: Option<DateTime<Utc>>,
 }
 
-fn lazy(url: &str) -> Result<Channel, ApiError> {
-    Ok(Endpoint::from_shared(url.to_string())
-        .map_err(|e| ApiError::internal_msg(format!("service url {url}: {e}")))?
-        .connect_lazy())
-}
-
 fn upstream(what: &str, s: tonic::Status) -> ApiError {
     ApiError::unavailable(format!("{what} failed: {} {}", s.code(), s.message()))
 }
@@ -59,15 +55,16 @@ impl Scheduler {
         settings: &Settings,
         db: DatabaseConnection,
         clock: Arc<dyn Clock>,
+        bearer: &Bearer,
     ) -> Result<Scheduler, ApiError> {
         let max = settings.grpc.max_message_bytes;
         let s = &settings.services;
         Ok(Scheduler {
             db,
-            registry: RegistryView::new(&s.registry_url, max)?,
-            scoring: ScoringServiceClient::new(lazy(&s.scoring_url)?)
+            registry: RegistryView::new(&s.registry_url, max, bearer)?,
+            scoring: ScoringServiceClient::new(lazy_channel(&s.scoring_url, bearer)?)
                 .max_decoding_message_size(max),
-            evidence: EvidenceServiceClient::new(lazy(&s.evidence_url)?)
+            evidence: EvidenceServiceClient::new(lazy_channel(&s.evidence_url, bearer)?)
                 .max_decoding_message_size(max),
             clock,
             policy: settings
@@ -125,6 +122,7 @@ impl Scheduler {
             &due.covers,
             "schedule",
             "scheduler",
+            &Principal::new("scheduler", Role::Service, None, None).expect("a valid principal"),
         )
         .await
     }
@@ -134,6 +132,7 @@ impl Scheduler {
         &self,
         checkpoint: &str,
         requested_by: &str,
+        who: &Principal,
     ) -> Result<pc::RunRecord, ApiError> {
         let (fw, _) = self.framework().await?;
         if fw.calendar.checkpoint(checkpoint).is_none() {
@@ -163,7 +162,7 @@ impl Scheduler {
             self.clock.now().format("%Y%m%dT%H%M%S%.3fZ")
         );
         let by = if by.is_empty() { "operator" } else { by };
-        self.execute(&key, checkpoint, std::slice::from_ref(&key), "manual", by)
+        self.execute(&key, checkpoint, std::slice::from_ref(&key), "manual", by, who)
             .await?
             .ok_or_else(|| {
                 ApiError::precondition(format!(
@@ -181,6 +180,7 @@ impl Scheduler {
         covers: &[String],
         trigger: &str,
         by: &str,
+        who: &Principal,
     ) -> Result<Option<pc::RunRecord>, ApiError> {
         let txn = self.db.begin().await?;
         if !store::try_lock_checkpoint(&txn, checkpoint).await? {
@@ -264,6 +264,24 @@ impl Scheduler {
             first.get_or_insert_with(|| row.clone());
             row.into_active_model().insert(&txn).await?;
         }
+        cezone_platform::audit::append(
+            &txn,
+            "scheduler",
+            cezone_platform::audit::Entry {
+                actor: who,
+                action: "checkpoint.run",
+                target: key,
+                details: serde_json::json!({
+                    "checkpoint": checkpoint,
+                    "trigger": trigger,
+                    "covers": covers,
+                    "snapshot": snapshot.id,
+                    "content_hash": snapshot.content_hash,
+                    "total_confirmed": total.confirmed,
+                }),
+            },
+        )
+        .await?;
         txn.commit().await?;
         let record = first.map(|r| to_record(&r, covers.to_vec()));
         if let Some(r) = &record {

@@ -41,7 +41,13 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![
+            Box::new(Initial),
+            Box::new(cezone_platform::audit::AuditLogMigration {
+                name: "m0002_audit_log",
+                service: "scheduler",
+            }),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

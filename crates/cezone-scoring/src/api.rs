@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use std::pin::Pin;
 
+use cezone_domain::access::{Action, Principal};
 use cezone_platform::ApiError;
+use cezone_platform::auth::{caller, permit};
 use cezone_platform::convert::score;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_server::ScoringService;
@@ -28,6 +30,8 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl ScoringService for ScoringApi {
     async fn recompute(&self, req: Request<ps::RecomputeRequest>) -> Reply<ps::RecomputeResponse> {
+        let who = caller(&req)?;
+        permit(&who, &Action::Recompute, None)?;
         let r = req.into_inner();
         let s = &self.state;
         let framework_id = if r.framework_id.is_empty() {
@@ -58,6 +62,26 @@ impl ScoringService for ScoringApi {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "scores recomputed from the services"
         );
+        // The read model is derived data; what is accountable is who asked and what came out.
+        let txn = s.db.begin().await.map_err(ApiError::from)?;
+        cezone_platform::audit::append(
+            &txn,
+            "scoring",
+            cezone_platform::audit::Entry {
+                actor: &who,
+                action: "scores.recomputed",
+                target: &format!("{framework_id}/{}/{period}", scored.inputs.edition),
+                details: serde_json::json!({
+                    "total_confirmed": scored.total().confirmed.to_string(),
+                    "statistics": facts.statistics.len(),
+                    "tallies": facts.surveys.len(),
+                    "evidence": facts.evidence.len(),
+                }),
+            },
+        )
+        .await
+        .map_err(ApiError::from)?;
+        txn.commit().await.map_err(ApiError::from)?;
         Ok(Response::new(ps::RecomputeResponse {
             framework_id,
             edition: scored.inputs.edition.clone(),
@@ -120,8 +144,10 @@ impl ScoringService for ScoringApi {
         &self,
         req: Request<ps::FreezeSnapshotRequest>,
     ) -> Reply<ps::Snapshot> {
+        let who = caller(&req)?;
+        permit(&who, &Action::FreezeSnapshot, None)?;
         let r = req.into_inner();
-        let snap = self.state.freeze(&r).await?;
+        let snap = self.state.freeze(&r, &who).await?;
         tracing::info!(snapshot = %snap.id, checkpoint = %snap.checkpoint, hash = %snap.content_hash, "snapshot frozen");
         Ok(Response::new(snap))
     }
@@ -237,7 +263,11 @@ fn watch_update(
 
 impl State {
     /// Freezes a snapshot computed from exactly the stored read model, and announces it.
-    pub async fn freeze(&self, r: &ps::FreezeSnapshotRequest) -> Result<ps::Snapshot, ApiError> {
+    pub async fn freeze(
+        &self,
+        r: &ps::FreezeSnapshotRequest,
+        who: &Principal,
+    ) -> Result<ps::Snapshot, ApiError> {
         self.current().await?;
         let inputs = crate::store::load(&self.db, self.period)
             .await?
@@ -248,6 +278,22 @@ impl State {
         let txn = self.db.begin().await?;
         let snap = snapshots::freeze(&txn, &scored, r).await?;
         cezone_bus::outbox::enqueue(&txn, crate::OUTBOX, &events::snapshot_frozen(&snap)).await?;
+        cezone_platform::audit::append(
+            &txn,
+            "scoring",
+            cezone_platform::audit::Entry {
+                actor: who,
+                action: "snapshot.frozen",
+                target: &snap.id,
+                details: serde_json::json!({
+                    "checkpoint": snap.checkpoint,
+                    "label": snap.label,
+                    "content_hash": snap.content_hash,
+                    "total_confirmed": snap.district_total.as_ref().map(|t| t.confirmed.clone()),
+                }),
+            },
+        )
+        .await?;
         txn.commit().await?;
         if let Some(relay) = &self.relay {
             relay.notify();

@@ -37,6 +37,7 @@ impl Application {
     /// in the background.
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "scoring").await?;
+        let (keys, bearer) = cezone_platform::auth::service_credentials(&settings.auth, "scoring")?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let shutdown = CancellationToken::new();
         let relay = Relay::spawn(db.clone(), OUTBOX, bus.clone(), shutdown.clone());
@@ -44,7 +45,13 @@ impl Application {
         let s = &settings.services;
         let state = Arc::new(State {
             db: db.clone(),
-            upstream: Upstream::new(&s.registry_url, &s.evidence_url, &s.surveys_url, max)?,
+            upstream: Upstream::new(
+                &s.registry_url,
+                &s.evidence_url,
+                &s.surveys_url,
+                max,
+                &bearer,
+            )?,
             current: Default::default(),
             rebuilding: Default::default(),
             tail: Default::default(),
@@ -77,7 +84,7 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        let running = spawn(listener, routes_with_health(svc).await)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await)?;
         tracing::info!(service = "scoring", address = %running.addr, "listening");
         Ok(Application {
             running,

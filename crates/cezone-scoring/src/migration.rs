@@ -9,7 +9,14 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(SnapshotReadiness)]
+        vec![
+            Box::new(Initial),
+            Box::new(SnapshotReadiness),
+            Box::new(cezone_platform::audit::AuditLogMigration {
+                name: "m0003_audit_log",
+                service: "scoring",
+            }),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -9,27 +9,22 @@ use cezone_domain::org::OrgUnitId;
 use cezone_domain::rules::{MetricId, QuestionId};
 use cezone_domain::units::UnitId;
 use cezone_platform::ApiError;
+use cezone_platform::auth::{AuthChannel, Bearer};
+use cezone_platform::registry_view::lazy_channel;
 use cezone_platform::registry_view::{RegistryView, fetch_org_units};
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::evidence::v1::evidence_service_client::EvidenceServiceClient;
 use cezone_proto::surveys::v1 as psv;
 use cezone_proto::surveys::v1::survey_service_client::SurveyServiceClient;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::model::Inputs;
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub registry: RegistryView,
-    pub evidence: EvidenceServiceClient<Channel>,
-    pub surveys: SurveyServiceClient<Channel>,
-}
-
-fn lazy(url: &str) -> Result<Channel, ApiError> {
-    Ok(Endpoint::from_shared(url.to_string())
-        .map_err(|e| ApiError::internal_msg(format!("service url {url}: {e}")))?
-        .connect_lazy())
+    pub evidence: EvidenceServiceClient<AuthChannel>,
+    pub surveys: SurveyServiceClient<AuthChannel>,
 }
 
 impl Upstream {
@@ -38,12 +33,14 @@ impl Upstream {
         evidence_url: &str,
         surveys_url: &str,
         max: usize,
+        bearer: &Bearer,
     ) -> Result<Upstream, ApiError> {
         Ok(Upstream {
-            registry: RegistryView::new(registry_url, max)?,
-            evidence: EvidenceServiceClient::new(lazy(evidence_url)?)
+            registry: RegistryView::new(registry_url, max, bearer)?,
+            evidence: EvidenceServiceClient::new(lazy_channel(evidence_url, bearer)?)
                 .max_decoding_message_size(max),
-            surveys: SurveyServiceClient::new(lazy(surveys_url)?).max_decoding_message_size(max),
+            surveys: SurveyServiceClient::new(lazy_channel(surveys_url, bearer)?)
+                .max_decoding_message_size(max),
         })
     }
 }

@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use cezone_domain::access::{Action, Role};
 use cezone_platform::ApiError;
+use cezone_platform::auth::{caller, permit};
 use cezone_platform::convert::org_unit_id;
 use cezone_platform::paging::Page;
 use cezone_platform::registry_view::RegistryView;
@@ -33,8 +35,10 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl SurveyService for SurveyApi {
     async fn define_survey(&self, req: Request<ps::Survey>) -> Reply<ps::Survey> {
+        let who = caller(&req)?;
+        permit(&who, &Action::DefineSurvey, None)?;
         let def = definitions::from_proto(req.get_ref())?;
-        let def = definitions::create(&self.db, def).await?;
+        let def = definitions::create(&self.db, &who, def).await?;
         tracing::info!(survey = %def.id, questions = def.questions.len(), "survey defined");
         Ok(Response::new(definitions::to_proto(&def, 0)))
     }
@@ -53,6 +57,12 @@ impl SurveyService for SurveyApi {
         &self,
         req: Request<Streaming<ps::IngestRequest>>,
     ) -> Reply<ps::IngestSummary> {
+        let who = caller(&req)?;
+        if !matches!(who.role, Role::EvaluationOffice | Role::Town) {
+            // Refused before a row is read; a town is checked against each row's org unit.
+            let any = cezone_domain::org::OrgUnitId::parse("any").expect("a valid id");
+            permit(&who, &Action::IngestResponses { org_unit: &any }, None)?;
+        }
         let mut stream = req.into_inner();
         let survey_id = match stream.message().await?.and_then(|m| m.part) {
             Some(Part::SurveyId(id)) => id,
@@ -121,7 +131,19 @@ impl SurveyService for SurveyApi {
             .map(|(o, _)| o.as_str())
             .collect::<HashSet<_>>()
             .len() as u32;
-        writer.finish(&survey, &batch_id, rows, &tallies).await?;
+        if who.role == Role::Town {
+            let mut places: Vec<&String> = tallies.keys().map(|(o, _)| o).collect();
+            places.sort();
+            places.dedup();
+            for o in places {
+                let o = cezone_domain::org::OrgUnitId::parse(o)
+                    .map_err(|e| ApiError::invalid("org_unit", e))?;
+                permit(&who, &Action::IngestResponses { org_unit: &o }, Some(&tree))?;
+            }
+        }
+        writer
+            .finish(&who, &survey, &batch_id, rows, &tallies)
+            .await?;
         self.relay.notify();
         tracing::info!(survey = %survey.id, batch = %batch_id, responses = rows, org_units, "survey responses ingested");
         Ok(Response::new(ps::IngestSummary {
@@ -135,8 +157,24 @@ impl SurveyService for SurveyApi {
         &self,
         req: Request<ps::StatisticReturn>,
     ) -> Reply<ps::StatisticReturn> {
+        let who = caller(&req)?;
         let r = req.into_inner();
-        org_unit_id("org_unit", &r.org_unit)?;
+        if !matches!(
+            who.role,
+            Role::EvaluationOffice | Role::ResponsibleUnit | Role::Town
+        ) {
+            let any = cezone_domain::org::OrgUnitId::parse("any").expect("a valid id");
+            permit(
+                &who,
+                &Action::RecordStatistic {
+                    org_unit: &any,
+                    metric: &r.metric,
+                    responsible: &[],
+                },
+                None,
+            )?;
+        }
+        let org = org_unit_id("org_unit", &r.org_unit)?;
         let (fw, _) = self
             .view
             .framework(&self.framework_id, "")
@@ -152,7 +190,17 @@ impl SurveyService for SurveyApi {
             tree = self.view.org_tree(true).await?;
         }
         statistics::check(&r, &tree, &fw)?;
-        let m = statistics::record(&self.db, &r).await?;
+        let responsible = statistics::responsible_for(&fw, &r.metric);
+        permit(
+            &who,
+            &Action::RecordStatistic {
+                org_unit: &org,
+                metric: &r.metric,
+                responsible: &responsible,
+            },
+            Some(&tree),
+        )?;
+        let m = statistics::record(&self.db, &who, &r).await?;
         self.relay.notify();
         tracing::info!(org_unit = %m.org_unit, metric = %m.metric, period = m.period, version = m.version, "statistic recorded");
         Ok(Response::new(statistics::to_proto(&m)))

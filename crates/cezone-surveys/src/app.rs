@@ -26,6 +26,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "surveys").await?;
+        let (keys, bearer) = cezone_platform::auth::service_credentials(&settings.auth, "surveys")?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let max = settings.grpc.max_message_bytes;
         let shutdown = CancellationToken::new();
@@ -33,7 +34,7 @@ impl Application {
         let api = SurveyApi {
             db: db.clone(),
             relay: relay.clone(),
-            view: RegistryView::new(&settings.services.registry_url, max)?,
+            view: RegistryView::new(&settings.services.registry_url, max, &bearer)?,
             write_batch_rows: settings.surveys.write_batch_rows,
             framework_id: settings.scoring.framework_id.clone(),
         };
@@ -41,7 +42,7 @@ impl Application {
         let svc = SurveyServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let running = spawn(listener, routes_with_health(svc).await)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await)?;
         tracing::info!(service = "surveys", address = %running.addr, "listening");
         Ok(Application {
             running,

@@ -1,9 +1,11 @@
 //! Survey definitions: questions yes/no or Likert 1–5 with the "satisfied" cut.
 
+use cezone_domain::access::Principal;
 use cezone_domain::rules::{QuestionDef, QuestionId, QuestionKind};
 use cezone_platform::ApiError;
 use cezone_platform::time::now_rfc3339;
 use cezone_proto::surveys::v1 as ps;
+use sea_orm::TransactionTrait;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set};
 
 use crate::entities::survey;
@@ -139,9 +141,14 @@ pub fn to_proto(d: &SurveyDef, responses: u64) -> ps::Survey {
     }
 }
 
-pub async fn create(db: &DatabaseConnection, mut d: SurveyDef) -> Result<SurveyDef, ApiError> {
+pub async fn create(
+    db: &DatabaseConnection,
+    who: &Principal,
+    mut d: SurveyDef,
+) -> Result<SurveyDef, ApiError> {
+    let txn = db.begin().await?;
     if survey::Entity::find_by_id(d.id.clone())
-        .one(db)
+        .one(&txn)
         .await?
         .is_some()
     {
@@ -159,7 +166,7 @@ pub async fn create(db: &DatabaseConnection, mut d: SurveyDef) -> Result<SurveyD
             .map_err(|e| ApiError::internal_msg(e.to_string()))?),
         created_at: Set(d.created_at.clone()),
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(|e| match e.sql_err() {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
@@ -167,6 +174,22 @@ pub async fn create(db: &DatabaseConnection, mut d: SurveyDef) -> Result<SurveyD
         }
         _ => e.into(),
     })?;
+    cezone_platform::audit::append(
+        &txn,
+        "surveys",
+        cezone_platform::audit::Entry {
+            actor: who,
+            action: "survey.defined",
+            target: &d.id,
+            details: serde_json::json!({
+                "title": d.title,
+                "period": d.period,
+                "questions": d.questions,
+            }),
+        },
+    )
+    .await?;
+    txn.commit().await?;
     Ok(d)
 }
 

@@ -2,6 +2,7 @@
 //! whole call), written in batches inside one transaction — COPY on PostgreSQL, multi-row
 //! INSERT on SQLite — so a rejected call stores nothing.
 
+use cezone_domain::access::Principal;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
@@ -245,6 +246,7 @@ impl Writer {
     /// and enqueues the `survey.batch_aggregated` event with the new totals, then commits.
     pub async fn finish(
         self,
+        who: &Principal,
         survey: &SurveyDef,
         batch_id: &str,
         accepted: u64,
@@ -270,6 +272,19 @@ impl Writer {
                 tallies: totals,
             };
             cezone_bus::envelope("survey.batch_aggregated", "surveys", &payload, None)
+        };
+        let org_units: std::collections::BTreeSet<&str> =
+            keys.iter().map(|((o, _), _)| o.as_str()).collect();
+        let audit = cezone_platform::audit::Entry {
+            actor: who,
+            action: "survey.responses_ingested",
+            target: batch_id,
+            details: serde_json::json!({
+                "survey": survey.id,
+                "period": survey.period,
+                "responses": accepted,
+                "org_units": org_units,
+            }),
         };
         match self {
             Writer::Postgres(mut tx) => {
@@ -311,6 +326,33 @@ impl Writer {
                 .bind(&env.r#type)
                 .bind(cezone_bus::encode(&env))
                 .bind(now_rfc3339())
+                .execute(&mut *tx)
+                .await
+                .map_err(pg)?;
+                let table = cezone_platform::audit::table("surveys");
+                sqlx::query(cezone_platform::audit::PG_LOCK_SQL)
+                    .bind(&table)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg)?;
+                let last: Option<(i64, String)> =
+                    sqlx::query_as(&cezone_platform::audit::last_sql("surveys"))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(pg)?;
+                let s = cezone_platform::audit::seal(&audit, last);
+                sqlx::query(&cezone_platform::audit::insert_sql(
+                    "surveys",
+                    sea_orm::DatabaseBackend::Postgres,
+                ))
+                .bind(s.seq)
+                .bind(s.at)
+                .bind(s.actor)
+                .bind(s.action)
+                .bind(s.target)
+                .bind(s.details)
+                .bind(s.prev_hash)
+                .bind(s.hash)
                 .execute(&mut *tx)
                 .await
                 .map_err(pg)?;
@@ -375,6 +417,7 @@ impl Writer {
                     ));
                 }
                 cezone_bus::outbox::enqueue(&tx, crate::OUTBOX, &event(totals)).await?;
+                cezone_platform::audit::append(&tx, "surveys", audit).await?;
                 tx.commit().await?;
             }
         }

@@ -14,6 +14,7 @@ mod statistics;
 pub use app::Application;
 /// PostgreSQL COPY text-format escaping, as the ingest writes rows.
 pub use ingest::copy_field;
+pub use statistics::responsible_for;
 
 /// The surveys service's outbox table.
 pub const OUTBOX: &str = "surveys_outbox";

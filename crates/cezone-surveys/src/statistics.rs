@@ -1,6 +1,7 @@
 //! Statistical returns: one value per org unit, metric and period, versioned — a correction is
 //! a new version and the newest counts — with who filed it.
 
+use cezone_domain::access::Principal;
 use cezone_domain::framework::Framework;
 use cezone_domain::org::{OrgTree, OrgUnitId};
 use cezone_domain::rules::MetricId;
@@ -39,6 +40,26 @@ fn short_text(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
         ));
     }
     Ok(v.to_string())
+}
+
+/// The units responsible for the criteria whose rules read `metric`: who may file it.
+pub fn responsible_for(fw: &Framework, metric: &str) -> Vec<cezone_domain::units::UnitId> {
+    let mut units = Vec::new();
+    for i in fw.leaves() {
+        let item = fw.item(i);
+        let reads = item
+            .rule
+            .as_ref()
+            .is_some_and(|r| r.metrics().iter().any(|m| m.as_str() == metric));
+        if reads {
+            for u in &item.responsible {
+                if !units.contains(u) {
+                    units.push(u.clone());
+                }
+            }
+        }
+    }
+    units
 }
 
 /// Checks a return against the org tree and the framework's metric catalog.
@@ -81,6 +102,7 @@ pub fn check(r: &ps::StatisticReturn, tree: &OrgTree, fw: &Framework) -> Result<
 
 pub async fn record(
     db: &DatabaseConnection,
+    who: &Principal,
     r: &ps::StatisticReturn,
 ) -> Result<st::Model, ApiError> {
     // Two filings of one key at once race for the next version; the loser retries.
@@ -125,6 +147,23 @@ pub async fn record(
                     &txn,
                     crate::OUTBOX,
                     &cezone_bus::envelope("statistic.recorded", "surveys", &payload, None),
+                )
+                .await?;
+                cezone_platform::audit::append(
+                    &txn,
+                    "surveys",
+                    cezone_platform::audit::Entry {
+                        actor: who,
+                        action: "statistic.recorded",
+                        target: &format!("{}/{}/{}", m.org_unit, m.metric, m.period),
+                        details: serde_json::json!({
+                            "version": m.version,
+                            "value": m.value,
+                            "before": last.as_ref().map(|l| l.value),
+                            "filed_by": m.filed_by,
+                            "note": m.note,
+                        }),
+                    },
                 )
                 .await?;
                 txn.commit().await?;

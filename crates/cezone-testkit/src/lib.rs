@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use cezone_bus::Bus;
 use cezone_client::demo::{self, Channels, LoadReport};
+use cezone_domain::access::Role;
 use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::guangdong;
+use cezone_platform::auth::{AuthChannel, Bearer};
 use cezone_platform::settings::Settings;
+use cezone_platform::testing::bearer_for;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use tonic::transport::Channel;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -39,10 +41,11 @@ impl Services {
         settings.services.surveys_url = surveys.url();
         let scoring = cezone_scoring::Application::build(&settings, bus.clone()).await?;
         settings.services.scoring_url = scoring.url();
+        let office = bearer_for(&settings, Role::EvaluationOffice);
         let channels = Channels {
-            registry: cezone_client::connect(&registry.url()).await?,
-            evidence: cezone_client::connect(&evidence.url()).await?,
-            surveys: cezone_client::connect(&surveys.url()).await?,
+            registry: cezone_client::connect(&registry.url(), &office).await?,
+            evidence: cezone_client::connect(&evidence.url(), &office).await?,
+            surveys: cezone_client::connect(&surveys.url(), &office).await?,
         };
         Ok(Services {
             registry,
@@ -62,11 +65,17 @@ impl Services {
     }
 
     /// A scoring client that accepts the largest messages the services send.
-    pub async fn scores(&self) -> Result<ScoringServiceClient<Channel>, Error> {
+    pub async fn scores(&self) -> Result<ScoringServiceClient<AuthChannel>, Error> {
+        let office = self.bearer(Role::EvaluationOffice);
         Ok(
-            ScoringServiceClient::new(cezone_client::connect(&self.scoring.url()).await?)
+            ScoringServiceClient::new(cezone_client::connect(&self.scoring.url(), &office).await?)
                 .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES),
         )
+    }
+
+    /// Credentials of an unscoped caller of `role` under these services' key.
+    pub fn bearer(&self, role: Role) -> Bearer {
+        bearer_for(&self.settings, role)
     }
 
     /// Publishes what the producers' outboxes hold.

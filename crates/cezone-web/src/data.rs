@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use cezone_platform::auth::AuthChannel;
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::evidence::v1::evidence_service_client::EvidenceServiceClient;
@@ -13,14 +14,13 @@ use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use futures::Stream;
 use serde::Serialize;
 use tonic::Status;
-use tonic::transport::Channel;
 
 /// The gRPC clients the page's data comes from.
 #[derive(Debug, Clone)]
 pub struct Backends {
-    scoring: ScoringServiceClient<Channel>,
-    registry: RegistryServiceClient<Channel>,
-    evidence: EvidenceServiceClient<Channel>,
+    scoring: ScoringServiceClient<AuthChannel>,
+    registry: RegistryServiceClient<AuthChannel>,
+    evidence: EvidenceServiceClient<AuthChannel>,
     framework_id: String,
     edition: String,
 }
@@ -76,9 +76,9 @@ pub struct ScoreboardData {
 
 impl Backends {
     pub fn new(
-        scoring: Channel,
-        registry: Channel,
-        evidence: Channel,
+        scoring: AuthChannel,
+        registry: AuthChannel,
+        evidence: AuthChannel,
         framework_id: String,
         edition: String,
         max: usize,

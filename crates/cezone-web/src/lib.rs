@@ -16,12 +16,13 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cezone_platform::auth::{AuthChannel, Bearer, Keys};
 use cezone_platform::settings::Settings;
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 pub use data::{Backends, ScoreboardData};
 
@@ -37,18 +38,21 @@ pub enum WebError {
         port: u16,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Auth(String),
     #[error("service url {url}: {reason}")]
     Url { url: String, reason: String },
 }
 
-fn lazy(url: &str) -> Result<Channel, WebError> {
-    Ok(Endpoint::from_shared(url.to_string())
+fn lazy(url: &str, bearer: &Bearer) -> Result<AuthChannel, WebError> {
+    let channel = Endpoint::from_shared(url.to_string())
         .map_err(|e| WebError::Url {
             url: url.to_string(),
             reason: e.to_string(),
         })?
         .connect_timeout(Duration::from_secs(5))
-        .connect_lazy())
+        .connect_lazy();
+    Ok(bearer.attach(channel))
 }
 
 #[derive(Debug, Clone)]
@@ -70,10 +74,13 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Application, WebError> {
         let s = &settings.services;
         let max = settings.grpc.max_message_bytes;
+        // The page reads as a service; it changes nothing.
+        let keys = Keys::load(&settings.auth).map_err(|e| WebError::Auth(e.to_string()))?;
+        let bearer = Bearer::service(keys, "web");
         let backends = Backends::new(
-            lazy(&s.scoring_url)?,
-            lazy(&s.registry_url)?,
-            lazy(&s.evidence_url)?,
+            lazy(&s.scoring_url, &bearer)?,
+            lazy(&s.registry_url, &bearer)?,
+            lazy(&s.evidence_url, &bearer)?,
             settings.scoring.framework_id.clone(),
             settings.scoring.edition.clone(),
             max,

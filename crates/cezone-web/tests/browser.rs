@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use cezone_platform::auth::AuthChannel as Channel;
 use cezone_platform::testing::{Backend, test_env};
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
@@ -14,7 +15,6 @@ use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";

@@ -41,6 +41,48 @@ pub enum Command {
     /// Frozen snapshots of the scores.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Bearer tokens for people and systems calling the services.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The services' hash-chained audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Sign a token with the deployment's key (auth.secret or auth.secret_file) and print it.
+    Issue {
+        /// Who the token is for; recorded in the audit log with every change made with it.
+        #[arg(long)]
+        subject: String,
+        /// district_admin, evaluation_office, responsible_unit, town, inspector or service.
+        #[arg(long)]
+        role: String,
+        /// The responsible unit a department or town acts as (e.g. finance, towns).
+        #[arg(long)]
+        unit: Option<String>,
+        /// The org unit a town acts for (its subtree).
+        #[arg(long)]
+        org_unit: Option<String>,
+        /// Lifetime in minutes (default: auth.token_minutes).
+        #[arg(long)]
+        minutes: Option<u64>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every entry's hash and link; names the first broken entry and exits 1 if any.
+    Verify {
+        /// Services whose logs to check (default: all with a database).
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<ServiceName>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

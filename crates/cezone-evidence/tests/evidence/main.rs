@@ -43,7 +43,11 @@ async fn spawn(backend: Backend, max_file_bytes: u64) -> Stack {
     let evidence = cezone_evidence::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
-    let mut r: Registry = reg::client(cezone_client::connect(&registry.url()).await.unwrap());
+    let mut r: Registry = reg::client(
+        cezone_client::connect(&registry.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+    );
     reg::import_and_publish(&mut r, reg::guangdong_source())
         .await
         .unwrap();
@@ -63,7 +67,11 @@ async fn spawn(backend: Backend, max_file_bytes: u64) -> Stack {
     )
     .await
     .unwrap();
-    let ev = ev::client(cezone_client::connect(&evidence.url()).await.unwrap());
+    let ev = ev::client(
+        cezone_client::connect(&evidence.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+    );
     Stack {
         registry,
         evidence,

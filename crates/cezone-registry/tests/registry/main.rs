@@ -1,6 +1,7 @@
 //! The registry over real gRPC on 127.0.0.1, against SQLite and PostgreSQL alike.
 
 use cezone_domain::guangdong;
+use cezone_platform::auth::AuthChannel as Channel;
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::common::v1::{CommunityType, OrgLevel, PageRequest, RegionClass};
@@ -9,7 +10,6 @@ use cezone_proto::registry::v1::framework_source::Source;
 use cezone_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use cezone_registry::Application;
 use tonic::Code;
-use tonic::transport::Channel;
 
 struct TestApp {
     app: Application,
@@ -27,9 +27,11 @@ async fn spawn_app(backend: Backend) -> TestApp {
     let app = Application::build(&env.settings, bus.clone())
         .await
         .expect("registry starts");
-    let client = RegistryServiceClient::connect(app.url())
-        .await
-        .expect("connects");
+    let client = RegistryServiceClient::new(
+        cezone_client::connect(&app.url(), &cezone_platform::testing::office())
+            .await
+            .expect("connects"),
+    );
     TestApp {
         app,
         client,

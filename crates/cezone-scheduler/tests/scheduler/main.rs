@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cezone_platform::auth::AuthChannel as Channel;
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::scheduler::v1 as pc;
@@ -14,7 +15,6 @@ use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use cezone_scheduler::{Clock, ManualClock};
 use chrono::{DateTime, Utc};
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// The first checkpoint of the Guangdong calendar ("materials-complete", 2014-01-01 09:00
 /// Beijing time) and its two runs.
@@ -68,7 +68,11 @@ impl Stack {
         let app = cezone_scheduler::Application::build(&self.env.settings, clock)
             .await
             .unwrap();
-        let client = SchedulerServiceClient::new(cezone_client::connect(&app.url()).await.unwrap());
+        let client = SchedulerServiceClient::new(
+            cezone_client::connect(&app.url(), &cezone_platform::testing::office())
+                .await
+                .unwrap(),
+        );
         (app, client)
     }
 
@@ -290,8 +294,15 @@ async fn replicas_do_each_run_once() {
         let db = cezone_platform::db::connect(&s.env.settings.database, "scheduler")
             .await
             .unwrap();
-        replicas
-            .push(cezone_scheduler::Scheduler::new(&s.env.settings, db, dynclock.clone()).unwrap());
+        replicas.push(
+            cezone_scheduler::Scheduler::new(
+                &s.env.settings,
+                db,
+                dynclock.clone(),
+                &cezone_platform::testing::as_role(cezone_domain::access::Role::Service),
+            )
+            .unwrap(),
+        );
     }
     // The tables come from one scheduler application's migrations.
     let (app, _) = s
@@ -350,7 +361,13 @@ async fn regression_a_run_falling_due_during_a_look_is_not_slept_past() {
     let db = cezone_platform::db::connect(&s.env.settings.database, "scheduler")
         .await
         .unwrap();
-    let scheduler = cezone_scheduler::Scheduler::new(&s.env.settings, db, clock).unwrap();
+    let scheduler = cezone_scheduler::Scheduler::new(
+        &s.env.settings,
+        db,
+        clock,
+        &cezone_platform::testing::as_role(cezone_domain::access::Role::Service),
+    )
+    .unwrap();
     let look = scheduler.look().await.unwrap();
     assert_eq!(look.at, at("2013-12-28T00:00:00Z"));
     assert!(look.ran.is_empty());

@@ -348,7 +348,9 @@ async fn rabbitmq_scoring_restart_mid_stream_catches_up() {
         .await
         .unwrap();
     s.client = cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient::new(
-        cezone_client::connect(&scoring.url()).await.unwrap(),
+        cezone_client::connect(&scoring.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
     );
     s.scoring = Some(scoring);
     // The demo's evidence ids are not the services' record ids: map by (criterion, unit, org).

@@ -10,13 +10,13 @@ use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::engine::Engine;
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgTree;
+use cezone_platform::auth::AuthChannel as Channel;
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use tonic::Code;
-use tonic::transport::Channel;
 
 struct Stack {
     registry: cezone_registry::Application,
@@ -58,11 +58,21 @@ async fn spawn_with(backend: Backend, bus: std::sync::Arc<dyn cezone_bus::Bus>) 
         .await
         .unwrap();
     let channels = Channels {
-        registry: cezone_client::connect(&registry.url()).await.unwrap(),
-        evidence: cezone_client::connect(&evidence.url()).await.unwrap(),
-        surveys: cezone_client::connect(&surveys.url()).await.unwrap(),
+        registry: cezone_client::connect(&registry.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+        evidence: cezone_client::connect(&evidence.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+        surveys: cezone_client::connect(&surveys.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
     };
-    let client = ScoringServiceClient::new(cezone_client::connect(&scoring.url()).await.unwrap());
+    let client = ScoringServiceClient::new(
+        cezone_client::connect(&scoring.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+    );
     let (fw, _) = guangdong::framework();
     let district = generate(
         &fw,
@@ -403,8 +413,11 @@ async fn a_restarted_scoring_service_serves_its_stored_read_model(backend: Backe
     let scoring = cezone_scoring::Application::build(&s.env.settings, s.bus.clone())
         .await
         .unwrap();
-    let mut client =
-        ScoringServiceClient::new(cezone_client::connect(&scoring.url()).await.unwrap());
+    let mut client = ScoringServiceClient::new(
+        cezone_client::connect(&scoring.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+    );
     let after = client
         .get_scores(ps::GetScoresRequest::default())
         .await

@@ -14,7 +14,9 @@ use tonic::Code;
 use super::spawn;
 
 async fn fetch(
-    client: &mut ps::scoring_service_client::ScoringServiceClient<tonic::transport::Channel>,
+    client: &mut ps::scoring_service_client::ScoringServiceClient<
+        cezone_platform::auth::AuthChannel,
+    >,
     req: ps::ExportReportRequest,
 ) -> Result<(ps::ReportInfo, Vec<u8>), tonic::Status> {
     let mut stream = client.export_report(req).await?.into_inner();

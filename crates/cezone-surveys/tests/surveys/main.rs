@@ -46,14 +46,22 @@ async fn spawn(backend: Backend) -> Stack {
             ..DemoParams::nanhai(5)
         },
     );
-    let mut r = reg::client(cezone_client::connect(&registry.url()).await.unwrap());
+    let mut r = reg::client(
+        cezone_client::connect(&registry.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+    );
     reg::import_and_publish(&mut r, reg::guangdong_source())
         .await
         .unwrap();
     reg::create_org_units(&mut r, &reg::parents_first(&district.units))
         .await
         .unwrap();
-    let mut sv = sv::client(cezone_client::connect(&surveys.url()).await.unwrap());
+    let mut sv = sv::client(
+        cezone_client::connect(&surveys.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+    );
     sv.define_survey(sv::survey_for(
         &fw.catalog,
         "resident-2013",

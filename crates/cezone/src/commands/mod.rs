@@ -19,6 +19,7 @@ use crate::cli::{
 };
 use crate::render;
 
+mod access;
 mod bench;
 mod ops;
 mod report;
@@ -37,6 +38,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Health(args) => async_command(ops::health(args)),
         Command::Schedule(cmd) => async_command(ops::schedule(cmd)),
         Command::Snapshot(cmd) => async_command(ops::snapshot(cmd)),
+        Command::Token(cmd) => access::token(cmd),
+        Command::Audit(cmd) => async_command(access::audit(cmd)),
         Command::Report(cmd) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cezone_platform::auth::AuthChannel;
 use cezone_platform::settings::Settings;
 use cezone_proto::scheduler::v1 as pc;
 use cezone_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
@@ -86,14 +87,15 @@ pub async fn health(args: HealthArgs) -> Result<ExitCode> {
     })
 }
 
-async fn scheduler(
-    settings: &Settings,
-) -> Result<SchedulerServiceClient<tonic::transport::Channel>> {
+async fn scheduler(settings: &Settings) -> Result<SchedulerServiceClient<AuthChannel>> {
     let url = &settings.services.scheduler_url;
+    let bearer = super::access::credentials(settings)?;
     Ok(SchedulerServiceClient::new(
-        cezone_client::connect(url).await.with_context(|| {
-            format!("cannot reach the scheduler at {url} (services.scheduler_url)")
-        })?,
+        cezone_client::connect(url, &bearer)
+            .await
+            .with_context(|| {
+                format!("cannot reach the scheduler at {url} (services.scheduler_url)")
+            })?,
     ))
 }
 

@@ -18,7 +18,8 @@ pub async fn run(cmd: ReportCommand) -> Result<()> {
     let format = format_of(&args)?;
     let settings = Settings::load(args.config.as_deref())?;
     let url = &settings.services.scoring_url;
-    let channel = cezone_client::connect(url)
+    let bearer = super::access::credentials(&settings)?;
+    let channel = cezone_client::connect(url, &bearer)
         .await
         .with_context(|| format!("the scoring service at {url} (services.scoring_url)"))?;
     let mut client = ScoringServiceClient::new(channel)

@@ -3,8 +3,10 @@
 
 use anyhow::{Context, Result};
 use cezone_client::demo::{self, Channels};
+use cezone_domain::access::{Principal, Role};
 use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
+use cezone_platform::auth::{Bearer, Keys};
 use cezone_platform::settings::Settings;
 use cezone_platform::telemetry;
 use cezone_proto::scoring::v1 as ps;
@@ -161,10 +163,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 async fn load_demo(settings: &Settings) -> Result<()> {
     let (fw, _) = guangdong::framework();
     let district = generate(&fw, &DemoParams::nanhai(2013));
+    // The demo files everything as the evaluation office would, on behalf of every unit.
+    let office = Bearer::minted(
+        Keys::load(&settings.auth)?,
+        Principal::new("demo-loader", Role::EvaluationOffice, None, None)
+            .map_err(anyhow::Error::msg)?,
+    );
     let channels = Channels {
-        registry: cezone_client::connect(&settings.services.registry_url).await?,
-        evidence: cezone_client::connect(&settings.services.evidence_url).await?,
-        surveys: cezone_client::connect(&settings.services.surveys_url).await?,
+        registry: cezone_client::connect(&settings.services.registry_url, &office).await?,
+        evidence: cezone_client::connect(&settings.services.evidence_url, &office).await?,
+        surveys: cezone_client::connect(&settings.services.surveys_url, &office).await?,
     };
     println!("\nloading the demo district through the services' APIs …");
     let report = demo::load(&channels, &fw, &district).await?;
@@ -176,9 +184,10 @@ async fn load_demo(settings: &Settings) -> Result<()> {
             report.org_units, report.responses, report.statistics, report.evidence
         );
     }
-    let mut scoring =
-        ScoringServiceClient::new(cezone_client::connect(&settings.services.scoring_url).await?)
-            .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES);
+    let mut scoring = ScoringServiceClient::new(
+        cezone_client::connect(&settings.services.scoring_url, &office).await?,
+    )
+    .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES);
     let r = scoring
         .recompute(ps::RecomputeRequest::default())
         .await?

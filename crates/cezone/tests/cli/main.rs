@@ -188,8 +188,129 @@ fn serve_all_with_demo_prints_the_scoreboard_and_stops_on_sigterm() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
+
+    // Every change the demo load made is in the audit logs, and the chains hold …
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_cezone"))
+            .args(["audit", "verify"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    let report = stdout_of(&out);
+    assert!(out.status.success(), "{report}");
+    for service in ["registry", "evidence", "surveys", "scoring", "scheduler"] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(service) && l.contains("intact")),
+            "{report}"
+        );
+    }
+    // … until someone edits a past entry behind the service's back.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sea_orm::ConnectionTrait;
+        let url = format!(
+            "sqlite://{}?mode=rw",
+            dir.path().join("var/cezone-evidence.db").display()
+        );
+        let db = sea_orm::Database::connect(url).await.unwrap();
+        db.execute_unprepared("UPDATE evidence_audit SET details = '{}' WHERE seq = 3")
+            .await
+            .unwrap();
+    });
+    let out = verify();
+    let report = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("evidence") && report.contains("BROKEN    at entry 3"),
+        "{report}"
+    );
+}
+
+#[test]
+fn token_issue_signs_a_token_the_services_accept_and_refuses_an_incomplete_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = cezone_platform::testing::random_secret();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cezone"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("CEZONE__AUTH__SECRET", &secret)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "token",
+        "issue",
+        "--subject",
+        "guicheng-office",
+        "--role",
+        "town",
+        "--unit",
+        "towns",
+        "--org-unit",
+        "nanhai.guicheng",
+        "--minutes",
+        "30",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout_of(&out).trim().to_string();
+    let mut settings = cezone_platform::Settings::defaults();
+    settings.auth.secret = secret.clone();
+    let who = cezone_platform::auth::Keys::load(&settings.auth)
+        .unwrap()
+        .verify(&token)
+        .unwrap();
+    assert_eq!(who.subject, "guicheng-office");
+    assert_eq!(who.role, cezone_domain::access::Role::Town);
+    assert_eq!(who.org_unit.unwrap().as_str(), "nanhai.guicheng");
+
+    for (args, says) in [
+        (
+            vec![
+                "token",
+                "issue",
+                "--subject",
+                "x",
+                "--role",
+                "town",
+                "--unit",
+                "towns",
+            ],
+            "needs a unit and an org unit",
+        ),
+        (
+            vec!["token", "issue", "--subject", "x", "--role", "root"],
+            "'root' is not a role",
+        ),
+        (
+            vec![
+                "token",
+                "issue",
+                "--subject",
+                "x",
+                "--role",
+                "inspector",
+                "--minutes",
+                "0",
+            ],
+            "--minutes 0",
+        ),
+    ] {
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    // Without a key of its own the command creates none: it has nothing to sign with.
+    assert!(!dir.path().join("var/cezone.key").exists());
 }
 
 fn stdout_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }

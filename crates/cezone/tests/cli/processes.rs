@@ -48,6 +48,10 @@ impl Deployment {
             ("CEZONE__BUS__AMQP_URL".to_string(), amqp_url()),
             ("CEZONE__BUS__PREFIX".to_string(), fresh_bus_prefix()),
             (
+                "CEZONE__AUTH__SECRET".to_string(),
+                cezone_platform::testing::test_secret().to_string(),
+            ),
+            (
                 "CEZONE__EVIDENCE__STORAGE_ROOT".to_string(),
                 dir.path().join("evidence").display().to_string(),
             ),
@@ -171,7 +175,10 @@ fn expected_total(
         .to_string()
 }
 
-async fn wait_total(scores: &mut ScoringServiceClient<tonic::transport::Channel>, want: &str) {
+async fn wait_total(
+    scores: &mut ScoringServiceClient<cezone_platform::auth::AuthChannel>,
+    want: &str,
+) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -205,9 +212,15 @@ async fn rabbitmq_services_as_separate_processes_score_end_to_end() {
     d.wait_healthy("registry,evidence,surveys,scoring,scheduler");
 
     let channels = Channels {
-        registry: cezone_client::connect(&d.urls["registry"]).await.unwrap(),
-        evidence: cezone_client::connect(&d.urls["evidence"]).await.unwrap(),
-        surveys: cezone_client::connect(&d.urls["surveys"]).await.unwrap(),
+        registry: cezone_client::connect(&d.urls["registry"], &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+        evidence: cezone_client::connect(&d.urls["evidence"], &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+        surveys: cezone_client::connect(&d.urls["surveys"], &cezone_platform::testing::office())
+            .await
+            .unwrap(),
     };
     let (fw, _) = guangdong::framework();
     let district = generate(
@@ -220,8 +233,11 @@ async fn rabbitmq_services_as_separate_processes_score_end_to_end() {
         },
     );
     demo::load(&channels, &fw, &district).await.unwrap();
-    let mut scores =
-        ScoringServiceClient::new(cezone_client::connect(&d.urls["scoring"]).await.unwrap());
+    let mut scores = ScoringServiceClient::new(
+        cezone_client::connect(&d.urls["scoring"], &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+    );
     // Never a Recompute: the other processes' events alone bring scoring to the domain's total.
     wait_total(&mut scores, &expected_total(&district, &[])).await;
 

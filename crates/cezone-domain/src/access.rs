@@ -1,0 +1,514 @@
+//! Who may change what. Roles come from the caller's token; the responsibility matrix decides
+//! which criteria and statistics a department or a town may file for, and the org tree decides
+//! which org units a town may touch. Reading is open to every authenticated caller: inspectors
+//! and the public scoreboard see the same numbers the units see.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::org::{OrgTree, OrgUnitId};
+use crate::units::UnitId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// District IT: org units, framework drafts, surveys, schedules. Files nothing itself.
+    DistrictAdmin,
+    /// The evaluation office (评估办公室): publishes frameworks, reviews evidence, files on
+    /// behalf of any unit.
+    EvaluationOffice,
+    /// A department of the matrix (区财政局 …), scoped to the criteria it is responsible for.
+    ResponsibleUnit,
+    /// A town or street, scoped to its own subtree of org units and to the criteria the matrix
+    /// gives towns.
+    Town,
+    /// Read-only: scores, snapshots, evidence.
+    Inspector,
+    /// A cezone service calling another one: reads, recomputation and snapshots.
+    Service,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::DistrictAdmin,
+        Role::EvaluationOffice,
+        Role::ResponsibleUnit,
+        Role::Town,
+        Role::Inspector,
+        Role::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::DistrictAdmin => "district_admin",
+            Role::EvaluationOffice => "evaluation_office",
+            Role::ResponsibleUnit => "responsible_unit",
+            Role::Town => "town",
+            Role::Inspector => "inspector",
+            Role::Service => "service",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .ok_or_else(|| {
+                format!(
+                    "'{text}' is not a role (one of {})",
+                    Role::ALL.map(Role::as_str).join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Who: a person's account or a service's name; recorded in the audit log.
+    pub subject: String,
+    pub role: Role,
+    /// The responsible unit a department or town acts as (`finance`, `towns`).
+    pub unit: Option<UnitId>,
+    /// The org unit a town acts for; it may touch that unit and everything below it.
+    pub org_unit: Option<OrgUnitId>,
+}
+
+impl Principal {
+    /// Checks that the role has the scope it needs and no scope it cannot use.
+    pub fn new(
+        subject: &str,
+        role: Role,
+        unit: Option<UnitId>,
+        org_unit: Option<OrgUnitId>,
+    ) -> Result<Principal, String> {
+        let subject = subject.trim();
+        if subject.is_empty() || subject.len() > 128 || subject.chars().any(char::is_control) {
+            return Err(format!(
+                "subject {subject:?} must be 1 to 128 characters without control characters"
+            ));
+        }
+        match role {
+            Role::ResponsibleUnit if unit.is_none() => {
+                return Err("a responsible_unit principal needs a unit".into());
+            }
+            Role::Town if unit.is_none() || org_unit.is_none() => {
+                return Err("a town principal needs a unit and an org unit".into());
+            }
+            Role::ResponsibleUnit | Role::Town => {}
+            _ if unit.is_some() || org_unit.is_some() => {
+                return Err(format!(
+                    "a {role} principal is not scoped to a unit or an org unit"
+                ));
+            }
+            _ => {}
+        }
+        if role == Role::ResponsibleUnit && org_unit.is_some() {
+            return Err("a responsible_unit principal acts district-wide; give no org unit".into());
+        }
+        Ok(Principal {
+            subject: subject.to_string(),
+            role,
+            unit,
+            org_unit,
+        })
+    }
+
+    /// How the audit log and denial messages name the caller: `alice (town nanhai.guicheng)`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} ({}", self.subject, self.role);
+        if let Some(u) = &self.unit {
+            s.push_str(&format!(" {u}"));
+        }
+        if let Some(o) = &self.org_unit {
+            s.push_str(&format!(" {o}"));
+        }
+        s.push(')');
+        s
+    }
+}
+
+/// A change a caller asks for, with the facts of the request the decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    ImportFramework,
+    PublishFramework,
+    ManageOrgUnits,
+    DefineSurvey,
+    /// Survey responses of residents of `org_unit`.
+    IngestResponses {
+        org_unit: &'a OrgUnitId,
+    },
+    /// A statistic of `org_unit`; `responsible` are the units responsible for the criteria that
+    /// read the metric.
+    RecordStatistic {
+        org_unit: &'a OrgUnitId,
+        metric: &'a str,
+        responsible: &'a [UnitId],
+    },
+    /// Evidence for `criterion` at `org_unit`; `responsible` are the criterion's units.
+    UploadEvidence {
+        org_unit: &'a OrgUnitId,
+        criterion: &'a str,
+        responsible: &'a [UnitId],
+    },
+    ReviewEvidence,
+    Recompute,
+    FreezeSnapshot,
+    RunSchedule,
+}
+
+impl Action<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::ImportFramework => "import a framework",
+            Action::PublishFramework => "publish a framework",
+            Action::ManageOrgUnits => "change org units",
+            Action::DefineSurvey => "define a survey",
+            Action::IngestResponses { .. } => "file survey responses",
+            Action::RecordStatistic { .. } => "file a statistic",
+            Action::UploadEvidence { .. } => "upload evidence",
+            Action::ReviewEvidence => "review evidence",
+            Action::Recompute => "recompute scores",
+            Action::FreezeSnapshot => "freeze a snapshot",
+            Action::RunSchedule => "run a scheduled checkpoint",
+        }
+    }
+}
+
+/// Why a caller may not do what it asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial(pub String);
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The decision. `tree` is needed only to place a town's target inside its subtree; without it
+/// a town is denied anything scoped.
+pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Result<(), Denial> {
+    use Role::*;
+    let deny = |why: String| {
+        Err(Denial(format!(
+            "{} may not {}: {why}",
+            p.describe(),
+            action.name()
+        )))
+    };
+    let only = |allowed: &[Role]| {
+        if allowed.contains(&p.role) {
+            Ok(())
+        } else {
+            deny(format!(
+                "only {} may",
+                allowed
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+        }
+    };
+    match *action {
+        Action::ImportFramework | Action::ManageOrgUnits | Action::DefineSurvey => {
+            only(&[DistrictAdmin, EvaluationOffice])
+        }
+        Action::PublishFramework | Action::ReviewEvidence => only(&[EvaluationOffice]),
+        Action::Recompute | Action::FreezeSnapshot => {
+            only(&[DistrictAdmin, EvaluationOffice, Service])
+        }
+        Action::RunSchedule => only(&[DistrictAdmin, EvaluationOffice]),
+        Action::IngestResponses { org_unit } => match p.role {
+            EvaluationOffice => Ok(()),
+            Town => within_town(p, org_unit, tree).or_else(deny),
+            _ => only(&[EvaluationOffice, Town]),
+        },
+        Action::RecordStatistic {
+            org_unit,
+            metric,
+            responsible,
+        } => by_matrix(p, org_unit, responsible, tree, || {
+            format!("metric {metric} feeds only criteria of {}", list(responsible))
+        })
+        .or_else(deny),
+        Action::UploadEvidence {
+            org_unit,
+            criterion,
+            responsible,
+        } => by_matrix(p, org_unit, responsible, tree, || {
+            format!(
+                "criterion {criterion} is the responsibility of {}",
+                list(responsible)
+            )
+        })
+        .or_else(deny),
+    }
+}
+
+/// Filing by the matrix: the evaluation office for anyone; a department or town only when it
+/// is one of `responsible`, a town also only inside its own subtree.
+fn by_matrix(
+    p: &Principal,
+    org_unit: &OrgUnitId,
+    responsible: &[UnitId],
+    tree: Option<&OrgTree>,
+    not_responsible: impl FnOnce() -> String,
+) -> Result<(), String> {
+    match p.role {
+        Role::EvaluationOffice => Ok(()),
+        Role::ResponsibleUnit | Role::Town if !is_responsible(p, responsible) => {
+            Err(not_responsible())
+        }
+        Role::ResponsibleUnit => Ok(()),
+        Role::Town => within_town(p, org_unit, tree),
+        _ => Err("only evaluation_office, responsible_unit or town may".into()),
+    }
+}
+
+fn is_responsible(p: &Principal, responsible: &[UnitId]) -> bool {
+    p.unit.as_ref().is_some_and(|u| responsible.contains(u))
+}
+
+fn list(units: &[UnitId]) -> String {
+    if units.is_empty() {
+        return "no unit".into();
+    }
+    units
+        .iter()
+        .map(UnitId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn within_town(p: &Principal, target: &OrgUnitId, tree: Option<&OrgTree>) -> Result<(), String> {
+    let Some(own) = &p.org_unit else {
+        return Err("the token names no org unit".into());
+    };
+    let inside = tree.and_then(|t| Some(t.contains(t.find(own)?, t.find(target)?)));
+    match inside {
+        Some(true) => Ok(()),
+        _ => Err(format!("org unit {target} is outside {own}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::org::{CommunityType, OrgLevel, OrgUnit, RegionClass};
+    use proptest::prelude::*;
+
+    fn unit(s: &str) -> UnitId {
+        UnitId::parse(s).unwrap()
+    }
+
+    fn org(s: &str) -> OrgUnitId {
+        OrgUnitId::parse(s).unwrap()
+    }
+
+    fn principal(role: Role) -> Principal {
+        match role {
+            Role::ResponsibleUnit => Principal::new("dept", role, Some(unit("finance")), None),
+            Role::Town => Principal::new("town", role, Some(unit("towns")), Some(org("t1"))),
+            _ => Principal::new("someone", role, None, None),
+        }
+        .unwrap()
+    }
+
+    /// d → t1 → c1, d → t2 → c2.
+    fn tree() -> OrgTree {
+        let u = |id: &str, level, parent: Option<&str>| OrgUnit {
+            id: org(id),
+            name: id.to_string(),
+            level,
+            parent: parent.map(org),
+            community_type: (level == OrgLevel::Community).then_some(CommunityType::Urban),
+            region: (level == OrgLevel::District).then_some(RegionClass::PearlRiverDelta),
+            population: Default::default(),
+        };
+        OrgTree::build(vec![
+            u("d", OrgLevel::District, None),
+            u("t1", OrgLevel::Town, Some("d")),
+            u("t2", OrgLevel::Town, Some("d")),
+            u("c1", OrgLevel::Community, Some("t1")),
+            u("c2", OrgLevel::Community, Some("t2")),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn roles_round_trip_and_unknown_roles_are_named() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Ok(r));
+        }
+        let e = Role::parse("root").unwrap_err();
+        assert!(e.contains("'root'") && e.contains("inspector"), "{e}");
+    }
+
+    #[test]
+    fn a_principal_must_carry_the_scope_its_role_needs() {
+        assert!(Principal::new("x", Role::ResponsibleUnit, None, None).is_err());
+        assert!(Principal::new("x", Role::Town, Some(unit("towns")), None).is_err());
+        assert!(Principal::new("x", Role::Inspector, Some(unit("finance")), None).is_err());
+        assert!(Principal::new("", Role::Inspector, None, None).is_err());
+        assert!(Principal::new("a\u{7}b", Role::Inspector, None, None).is_err());
+    }
+
+    #[test]
+    fn only_the_evaluation_office_reviews_and_publishes() {
+        for r in Role::ALL {
+            let p = principal(r);
+            for a in [Action::ReviewEvidence, Action::PublishFramework] {
+                assert_eq!(
+                    authorize(&p, &a, None).is_ok(),
+                    r == Role::EvaluationOffice,
+                    "{r} {a:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inspectors_change_nothing() {
+        let p = principal(Role::Inspector);
+        let o = org("t1");
+        let units = [unit("finance")];
+        for a in [
+            Action::ImportFramework,
+            Action::PublishFramework,
+            Action::ManageOrgUnits,
+            Action::DefineSurvey,
+            Action::IngestResponses { org_unit: &o },
+            Action::RecordStatistic {
+                org_unit: &o,
+                metric: "m",
+                responsible: &units,
+            },
+            Action::UploadEvidence {
+                org_unit: &o,
+                criterion: "1.1.1",
+                responsible: &units,
+            },
+            Action::ReviewEvidence,
+            Action::Recompute,
+            Action::FreezeSnapshot,
+            Action::RunSchedule,
+        ] {
+            let e = authorize(&p, &a, None).unwrap_err();
+            assert!(e.0.contains("inspector"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_department_files_only_for_its_own_criteria() {
+        let p = principal(Role::ResponsibleUnit);
+        let o = org("anywhere");
+        let mine = [unit("education"), unit("finance")];
+        let theirs = [unit("education"), unit("towns")];
+        let up = |responsible| Action::UploadEvidence {
+            org_unit: &o,
+            criterion: "2.3.1",
+            responsible,
+        };
+        assert!(authorize(&p, &up(&mine), None).is_ok());
+        let e = authorize(&p, &up(&theirs), None).unwrap_err();
+        assert!(
+            e.0.contains("2.3.1") && e.0.contains("education, towns"),
+            "{e}"
+        );
+        let stat = Action::RecordStatistic {
+            org_unit: &o,
+            metric: "funding",
+            responsible: &theirs,
+        };
+        assert!(
+            authorize(&p, &stat, None)
+                .unwrap_err()
+                .0
+                .contains("funding")
+        );
+    }
+
+    #[test]
+    fn a_town_touches_only_its_own_subtree() {
+        let t = tree();
+        let towns: Vec<_> = t
+            .units()
+            .iter()
+            .filter(|u| u.level == OrgLevel::Town)
+            .collect();
+        let (mine, other) = (&towns[0], &towns[1]);
+        let p = Principal::new(
+            "town",
+            Role::Town,
+            Some(unit("towns")),
+            Some(mine.id.clone()),
+        )
+        .unwrap();
+        let responsible = [unit("towns")];
+        let my_community = t
+            .units()
+            .iter()
+            .find(|u| u.parent.as_ref() == Some(&mine.id))
+            .unwrap();
+        let their_community = t
+            .units()
+            .iter()
+            .find(|u| u.parent.as_ref() == Some(&other.id))
+            .unwrap();
+        let up = |o| Action::UploadEvidence {
+            org_unit: o,
+            criterion: "3.1.1",
+            responsible: &responsible,
+        };
+        assert!(authorize(&p, &up(&mine.id), Some(&t)).is_ok());
+        assert!(authorize(&p, &up(&my_community.id), Some(&t)).is_ok());
+        let e = authorize(&p, &up(&their_community.id), Some(&t)).unwrap_err();
+        assert!(e.0.contains("outside"), "{e}");
+        assert!(authorize(&p, &up(&t.unit(t.root()).id), Some(&t)).is_err());
+        // Without the tree a town's reach cannot be shown, so it is refused.
+        assert!(authorize(&p, &up(&mine.id), None).is_err());
+        let ingest = Action::IngestResponses {
+            org_unit: &their_community.id,
+        };
+        assert!(authorize(&p, &ingest, Some(&t)).is_err());
+    }
+
+    proptest! {
+        /// Whatever the request, an inspector or a service never files or reviews anything,
+        /// and the evaluation office is never refused.
+        #[test]
+        fn roles_bound_every_scoped_action(
+            unit_ix in 0usize..4, responsible_mask in 0u8..16, org_ix in 0usize..3,
+        ) {
+            let units = ["education", "finance", "towns", "labour"].map(unit);
+            let responsible: Vec<UnitId> = (0..4)
+                .filter(|i| responsible_mask & (1 << i) != 0)
+                .map(|i| units[i].clone())
+                .collect();
+            let t = tree();
+            let o = t.units()[org_ix].id.clone();
+            let dept = Principal::new("d", Role::ResponsibleUnit, Some(units[unit_ix].clone()), None).unwrap();
+            for a in [
+                Action::UploadEvidence { org_unit: &o, criterion: "1.1.1", responsible: &responsible },
+                Action::RecordStatistic { org_unit: &o, metric: "m", responsible: &responsible },
+            ] {
+                prop_assert!(authorize(&principal(Role::Inspector), &a, Some(&t)).is_err());
+                prop_assert!(authorize(&principal(Role::Service), &a, Some(&t)).is_err());
+                prop_assert!(authorize(&principal(Role::EvaluationOffice), &a, Some(&t)).is_ok());
+                prop_assert_eq!(
+                    authorize(&dept, &a, Some(&t)).is_ok(),
+                    responsible.contains(&units[unit_ix])
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! Bearer tokens on every gRPC call: HS256 JWTs signed with the deployment's key, carrying the
+//! caller's role and scope. Services check them on the way in (health and reflection stay
+//! open for probes and tools), decide with `cezone_domain::access`, and attach a token of
+//! their own when they call each other.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use cezone_domain::access::{Action, Principal, Role, authorize};
+use cezone_domain::org::{OrgTree, OrgUnitId};
+use cezone_domain::units::UnitId;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::settings::AuthSettings;
+
+/// Shortest key accepted, in bytes: HS256 is only as strong as its key.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token: send the header `authorization: Bearer <token>`")]
+    Missing,
+    #[error("the authorization header is not `Bearer <token>`")]
+    NotBearer,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token's signature does not match this deployment's key")]
+    BadSignature,
+    #[error("the token is malformed: {0}")]
+    Malformed(String),
+    #[error("the token's claims are invalid: {0}")]
+    Claims(String),
+    #[error("auth key: {0}")]
+    Key(String),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::Key(_) => ApiError::internal(e),
+            other => ApiError::new(ErrorCode::Unauthenticated, other.to_string()),
+        }
+    }
+}
+
+/// A service's key and the credentials it calls other services with.
+pub fn service_credentials(
+    settings: &AuthSettings,
+    service: &str,
+) -> Result<(Arc<Keys>, Bearer), ApiError> {
+    let keys = Keys::load(settings)?;
+    let bearer = Bearer::service(keys.clone(), service);
+    Ok((keys, bearer))
+}
+
+/// What a cezone token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_unit: Option<String>,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// The deployment's signing key with the rules tokens are checked by.
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    /// Lifetime of tokens issued without an explicit one, in seconds.
+    pub default_ttl: i64,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("issuer", &self.issuer)
+            .field("default_ttl", &self.default_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// The key from `auth.secret`, or else from `auth.secret_file`, which is created with a
+    /// fresh random key (mode 0600) the first time, so a single-machine install works at once.
+    pub fn load(s: &AuthSettings) -> Result<Arc<Keys>, AuthError> {
+        let secret = if s.secret.is_empty() {
+            read_or_create_secret(&s.secret_file)?
+        } else {
+            s.secret.clone().into_bytes()
+        };
+        Keys::from_secret(&secret, s).map(Arc::new)
+    }
+
+    pub fn from_secret(secret: &[u8], s: &AuthSettings) -> Result<Keys, AuthError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(AuthError::Key(format!(
+                "the key has {} bytes; at least {MIN_SECRET_BYTES} are needed",
+                secret.len()
+            )));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&s.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = s.leeway_seconds;
+        validation.validate_aud = false;
+        Ok(Keys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: s.issuer.clone(),
+            default_ttl: (s.token_minutes * 60) as i64,
+        })
+    }
+
+    /// A signed token for `who`, valid for `ttl_seconds` from now.
+    pub fn issue(&self, who: &Principal, ttl_seconds: i64) -> Result<String, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: who.subject.clone(),
+            role: who.role.as_str().to_string(),
+            unit: who.unit.as_ref().map(|u| u.as_str().to_string()),
+            org_unit: who.org_unit.as_ref().map(|o| o.as_str().to_string()),
+            iss: self.issuer.clone(),
+            iat: now,
+            exp: now + ttl_seconds,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Key(e.to_string()))
+    }
+
+    /// The caller a token stands for, if it is genuine, current and well formed.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidIssuer => {
+                    AuthError::Claims("the issuer is not this deployment's".into())
+                }
+                ErrorKind::InvalidAlgorithm => {
+                    AuthError::Malformed("only HS256 tokens are accepted".into())
+                }
+                _ => AuthError::Malformed(e.to_string()),
+            })?;
+        principal_of(&data.claims).map_err(AuthError::Claims)
+    }
+
+    /// The caller of a request, from its `authorization` metadata.
+    pub fn authenticate(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Principal, AuthError> {
+        let header = metadata.get("authorization").ok_or(AuthError::Missing)?;
+        let text = header.to_str().map_err(|_| AuthError::NotBearer)?;
+        let token = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+            .ok_or(AuthError::NotBearer)?;
+        self.verify(token.trim())
+    }
+}
+
+fn principal_of(c: &Claims) -> Result<Principal, String> {
+    let role = Role::parse(&c.role)?;
+    let unit = c.unit.as_deref().map(UnitId::parse).transpose()?;
+    let org_unit = c.org_unit.as_deref().map(OrgUnitId::parse).transpose()?;
+    Principal::new(&c.sub, role, unit, org_unit)
+}
+
+fn read_or_create_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
+    let key_err =
+        |what: &str, e: std::io::Error| AuthError::Key(format!("{what} {}: {e}", path.display()));
+    match std::fs::read(path) {
+        Ok(bytes) => return Ok(trim_ascii(bytes)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(key_err("cannot read", e));
+        }
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| key_err("cannot create the folder of", e))?;
+    }
+    let key: [u8; 32] = rand::random();
+    let text = hex_encode(&key);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut f) => {
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| key_err("cannot write", e))?;
+            tracing::info!(file = %path.display(), "created a new token signing key");
+            Ok(text.into_bytes())
+        }
+        // Another service of this install created it first.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
+            .map(trim_ascii)
+            .map_err(|e| key_err("cannot read", e)),
+        Err(e) => Err(key_err("cannot create", e)),
+    }
+}
+
+fn trim_ascii(bytes: Vec<u8>) -> Vec<u8> {
+    bytes.trim_ascii().to_vec()
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The server side: every call of a service passes through this before its handler.
+#[derive(Debug, Clone)]
+pub struct Authenticate {
+    keys: Arc<Keys>,
+}
+
+impl Authenticate {
+    pub fn new(keys: Arc<Keys>) -> Authenticate {
+        Authenticate { keys }
+    }
+}
+
+impl Interceptor for Authenticate {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        match self.keys.authenticate(req.metadata()) {
+            Ok(p) => {
+                req.extensions_mut().insert(p);
+                Ok(req)
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "unauthenticated call refused");
+                Err(Status::unauthenticated(e.to_string()))
+            }
+        }
+    }
+}
+
+/// The authenticated caller of a request.
+pub fn caller<T>(req: &Request<T>) -> Result<Principal, ApiError> {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "no authenticated caller"))
+}
+
+/// Allows `action` to `who` or refuses it with the reason, logged.
+pub fn permit(who: &Principal, action: &Action, tree: Option<&OrgTree>) -> Result<(), ApiError> {
+    authorize(who, action, tree).map_err(|denial| {
+        tracing::warn!(
+            subject = %who.subject,
+            role = %who.role,
+            action = action.name(),
+            reason = %denial,
+            "permission denied"
+        );
+        ApiError::new(ErrorCode::PermissionDenied, denial.to_string())
+    })
+}
+
+/// The client side: where the bearer token of outgoing calls comes from.
+#[derive(Debug)]
+enum Source {
+    Fixed(MetadataValue<Ascii>),
+    /// Minted from the deployment's key and renewed at half its lifetime.
+    Minted {
+        keys: Arc<Keys>,
+        who: Principal,
+        cached: Mutex<Option<(MetadataValue<Ascii>, i64)>>,
+    },
+}
+
+/// Attaches `authorization: Bearer …` to every call of a client.
+#[derive(Debug, Clone)]
+pub struct Bearer(Arc<Source>);
+
+pub type AuthChannel = InterceptedService<Channel, Bearer>;
+
+impl Bearer {
+    /// A token given by an operator or another system.
+    pub fn token(token: &str) -> Result<Bearer, AuthError> {
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| AuthError::Malformed("the token is not ASCII".into()))?;
+        Ok(Bearer(Arc::new(Source::Fixed(value))))
+    }
+
+    /// Tokens for `who`, minted from the deployment's key as they are needed.
+    pub fn minted(keys: Arc<Keys>, who: Principal) -> Bearer {
+        Bearer(Arc::new(Source::Minted {
+            keys,
+            who,
+            cached: Mutex::new(None),
+        }))
+    }
+
+    /// A cezone service calling another one.
+    pub fn service(keys: Arc<Keys>, name: &str) -> Bearer {
+        let who = Principal::new(name, Role::Service, None, None).expect("service names are valid");
+        Bearer::minted(keys, who)
+    }
+
+    pub fn attach(&self, channel: Channel) -> AuthChannel {
+        InterceptedService::new(channel, self.clone())
+    }
+
+    fn header(&self) -> Result<MetadataValue<Ascii>, Status> {
+        match &*self.0 {
+            Source::Fixed(v) => Ok(v.clone()),
+            Source::Minted { keys, who, cached } => {
+                let now = chrono::Utc::now().timestamp();
+                let mut slot = cached.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((v, renew_at)) = &*slot
+                    && now < *renew_at
+                {
+                    return Ok(v.clone());
+                }
+                let ttl = keys.default_ttl.max(60);
+                let token = keys
+                    .issue(who, ttl)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                let v: MetadataValue<Ascii> = format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| Status::internal("a minted token is not ASCII"))?;
+                *slot = Some((v.clone(), now + ttl / 2));
+                Ok(v)
+            }
+        }
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let v = self.header()?;
+        req.metadata_mut().insert("authorization", v);
+        Ok(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    fn keys() -> Keys {
+        let s = Settings::defaults().auth;
+        Keys::from_secret(b"0123456789abcdef0123456789abcdef", &s).unwrap()
+    }
+
+    fn office() -> Principal {
+        Principal::new("alice", Role::EvaluationOffice, None, None).unwrap()
+    }
+
+    #[test]
+    fn an_issued_token_verifies_to_the_same_caller() {
+        let k = keys();
+        let town = Principal::new(
+            "guicheng-office",
+            Role::Town,
+            Some(UnitId::parse("towns").unwrap()),
+            Some(OrgUnitId::parse("nanhai.guicheng").unwrap()),
+        )
+        .unwrap();
+        for who in [office(), town] {
+            let t = k.issue(&who, 600).unwrap();
+            assert_eq!(k.verify(&t).unwrap(), who);
+        }
+    }
+
+    #[test]
+    fn expired_forged_and_malformed_tokens_are_refused() {
+        let k = keys();
+        let expired = k.issue(&office(), -3600).unwrap();
+        assert!(matches!(k.verify(&expired), Err(AuthError::Expired)));
+        let other = Keys::from_secret(
+            b"another key of thirty-two bytes!!",
+            &Settings::defaults().auth,
+        )
+        .unwrap();
+        let forged = other.issue(&office(), 600).unwrap();
+        assert!(matches!(k.verify(&forged), Err(AuthError::BadSignature)));
+        for junk in ["", "abc", "a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."] {
+            assert!(
+                matches!(k.verify(junk), Err(AuthError::Malformed(_))),
+                "{junk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_with_an_unknown_role_names_it() {
+        let k = keys();
+        let claims = Claims {
+            sub: "mallory".into(),
+            role: "root".into(),
+            unit: None,
+            org_unit: None,
+            iss: "cezone".into(),
+            iat: 0,
+            exp: chrono::Utc::now().timestamp() + 600,
+            jti: "x".into(),
+        };
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding).unwrap();
+        match k.verify(&t) {
+            Err(AuthError::Claims(m)) => assert!(m.contains("'root'"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        let e = Keys::from_secret(b"short", &Settings::defaults().auth).unwrap_err();
+        assert!(e.to_string().contains("at least 32"), "{e}");
+    }
+
+    #[test]
+    fn the_key_file_is_created_once_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::defaults().auth;
+        s.secret = String::new();
+        s.secret_file = dir.path().join("keys/cezone.key");
+        let a = Keys::load(&s).unwrap();
+        let b = Keys::load(&s).unwrap();
+        let t = a.issue(&office(), 60).unwrap();
+        assert_eq!(b.verify(&t).unwrap(), office());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&s.secret_file)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
