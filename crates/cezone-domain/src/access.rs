@@ -237,7 +237,10 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
             metric,
             responsible,
         } => by_matrix(p, org_unit, responsible, tree, || {
-            format!("metric {metric} feeds only criteria of {}", list(responsible))
+            format!(
+                "metric {metric} feeds only criteria of {}",
+                list(responsible)
+            )
         })
         .or_else(deny),
         Action::UploadEvidence {

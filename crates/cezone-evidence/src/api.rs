@@ -13,6 +13,7 @@ use cezone_proto::evidence::v1::evidence_service_server::EvidenceService;
 use cezone_proto::evidence::v1::upload_request::Part;
 use futures::Stream;
 use sea_orm::DatabaseConnection;
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -183,16 +184,34 @@ impl EvidenceService for EvidenceApi {
             ))),
         };
         let chunk = self.chunk_bytes;
+        let expected = v.sha256.clone();
         let stream = async_stream::try_stream! {
             yield first;
+            // Hashed again as it is sent: a file changed between the check and the read ends
+            // the stream with DATA_LOSS instead of its last chunk.
             let mut file = tokio::fs::File::open(&path).await.map_err(|e| Status::from(ApiError::internal(e)))?;
             let mut buf = vec![0u8; chunk];
+            let mut hasher = Sha256::new();
+            let mut pending: Option<Vec<u8>> = None;
             loop {
                 let n = file.read(&mut buf).await.map_err(|e| Status::from(ApiError::internal(e)))?;
                 if n == 0 {
                     break;
                 }
-                yield pe::DownloadResponse { part: Some(pe::download_response::Part::Chunk(buf[..n].to_vec())) };
+                hasher.update(&buf[..n]);
+                if let Some(ready) = pending.replace(buf[..n].to_vec()) {
+                    yield pe::DownloadResponse { part: Some(pe::download_response::Part::Chunk(ready)) };
+                }
+            }
+            let got = hex::encode(hasher.finalize());
+            if got != expected {
+                tracing::error!(sha256 = %expected, read = %got, "evidence file changed while it was being sent");
+                Err(Status::data_loss(format!(
+                    "the stored file {expected} changed while it was being sent (it now hashes to {got})"
+                )))?;
+            }
+            if let Some(last) = pending {
+                yield pe::DownloadResponse { part: Some(pe::download_response::Part::Chunk(last)) };
             }
         };
         Ok(Response::new(Box::pin(stream)))

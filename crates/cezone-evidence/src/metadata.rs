@@ -41,10 +41,49 @@ pub fn safe_file_name(name: &str) -> Result<(), String> {
             "'{name}' contains a path separator; give the file's name only"
         ));
     }
-    if name == "." || name == ".." || name.trim() != name {
+    if let Some(c) = name.chars().find(|c| is_invisible_format(*c)) {
+        // Bidirectional overrides and zero-width characters make a name read as another one
+        // (`invoice\u{202E}fdp.exe` shows as `invoiceexe.pdf`).
+        return Err(format!(
+            "contains the invisible formatting character U+{:04X}",
+            c as u32
+        ));
+    }
+    if name.contains(':') {
+        return Err(format!(
+            "'{name}' contains ':' (a drive or stream name); give the file's name only"
+        ));
+    }
+    let stem = name.split('.').next().unwrap_or("").to_ascii_uppercase();
+    const DEVICES: [&str; 22] = [
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+        "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    ];
+    if DEVICES.contains(&stem.as_str()) {
+        return Err(format!(
+            "'{name}' is a reserved device name on Windows, where the file may be opened"
+        ));
+    }
+    if name == "." || name == ".." || name.trim() != name || name.ends_with('.') {
         return Err(format!("'{name}' is not a usable file name"));
     }
     Ok(())
+}
+
+/// Unicode format characters that change how text reads without being seen.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 fn text(field: &str, value: &str, max: usize, required: bool) -> Result<String, ApiError> {
@@ -207,6 +246,26 @@ mod tests {
         );
         assert!(safe_file_name("..").is_err());
         assert!(safe_file_name("").is_err());
+        for bad in [
+            "invoice\u{202E}fdp.exe",
+            "a\u{200B}b.pdf",
+            "\u{FEFF}x.pdf",
+            "C:\\x.pdf",
+            "C:x.pdf",
+            "report.pdf:hidden",
+            "CON",
+            "nul.txt",
+            "Lpt1.doc",
+            "trailing.",
+        ] {
+            assert!(safe_file_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(safe_file_name("console.pdf").is_ok());
+        assert!(
+            safe_file_name("x\u{202E}.pdf")
+                .unwrap_err()
+                .contains("U+202E")
+        );
         assert!(safe_file_name(&"x".repeat(256)).is_err());
     }
 }

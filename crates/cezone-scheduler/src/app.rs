@@ -51,10 +51,13 @@ impl Application {
             shutdown.clone(),
         ));
         let listener = bind(&settings.grpc.host, settings.scheduler.port).await?;
+        let max = settings.grpc.max_message_bytes;
         let svc = SchedulerServiceServer::new(SchedulerApi {
             scheduler: scheduler.clone(),
             kick,
-        });
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
         let running = spawn(listener, routes_with_health(svc, keys).await)?;
         tracing::info!(service = "scheduler", address = %running.addr, "listening");
         Ok(Application {

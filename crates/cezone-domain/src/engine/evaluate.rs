@@ -277,12 +277,20 @@ impl<'e> Context<'e> {
                     }
                 };
                 let has_num = num.is_some_and(|m| m.filed[s][node] > 0);
-                let (f, measured, note) = if !has_den || d <= 0 {
+                let (f, measured, note) = if !has_den {
                     (
                         0.0,
                         None,
                         Some(format!(
                             "no {den_id} filed for {period}, so the rate cannot be computed"
+                        )),
+                    )
+                } else if d <= 0 {
+                    (
+                        0.0,
+                        None,
+                        Some(format!(
+                            "{den_id} is {d} for {period}, so the rate cannot be computed"
                         )),
                     )
                 } else if !has_num {

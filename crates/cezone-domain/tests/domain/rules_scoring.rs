@@ -121,6 +121,33 @@ fn a_ratio_with_nothing_filed_scores_zero_and_says_so() {
     assert!(note.contains("no registered filed for 2013"), "{note}");
 }
 
+/// A denominator filed as 0 is not "nothing filed": the note says what was filed.
+#[test]
+fn regression_a_zero_denominator_is_named_not_reported_missing() {
+    let tree = small_tree(RegionClass::PearlRiverDelta);
+    let fw = framework(
+        10,
+        vec![item("1.1", 10, &["education"])],
+        &format!(
+            "{}\n[rules.\"1.1\"]\nkind = \"ratio\"\nnumerator = \"trained\"\ndenominator = \"registered\"\ntarget = \"70%\"\n",
+            catalog_toml()
+        ),
+    );
+    let facts = Facts {
+        statistics: vec![
+            stat("t1", "trained", 2013, 5),
+            stat("t1", "registered", 2013, 0),
+        ],
+        ..Default::default()
+    };
+    let engine = Engine::new(fw.clone().into(), tree.clone().into(), &facts, 2013);
+    let board = engine.scoreboard();
+    let x = engine.explain(&board, 0, fw.find(&code("1.1")).unwrap());
+    assert_eq!(x.confirmed, Points::ZERO);
+    let note = x.rule.unwrap().note.unwrap();
+    assert!(note.contains("registered is 0 for 2013"), "{note}");
+}
+
 #[test]
 fn per_capita_funding_uses_population_and_region_targets() {
     let tree = small_tree(RegionClass::PearlRiverDelta);

@@ -1,6 +1,8 @@
-//! Who may change what, over real gRPC: every role against every mutating call, tokens that
-//! are missing, expired, forged or malformed, and the audit log's hash chain caught when a
-//! past entry is edited or deleted.
+//! The system against callers it must not trust, over real gRPC: every role against every
+//! mutating call; tokens that are missing, expired, forged or malformed; the audit log's hash
+//! chain caught when a past entry is edited or deleted; broken and hostile input.
+
+mod bad_input;
 
 use std::sync::Arc;
 
@@ -559,7 +561,10 @@ async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
     s.services.stop().await;
 }
 
+use bad_input::hostile_input_is_refused_by_name_and_changes_nothing;
+
 contract_tests!(
+    hostile_input_is_refused_by_name_and_changes_nothing,
     every_role_against_every_mutating_call,
     bad_tokens_are_unauthenticated_and_change_nothing,
     a_tampered_audit_log_names_the_first_broken_entry,

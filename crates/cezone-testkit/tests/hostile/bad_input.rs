@@ -1,0 +1,168 @@
+//! Broken and hostile input across the services: each is refused with the field and the value
+//! named, and nothing changes (the audit logs and the stored records stay as they were).
+//! The per-service suites cover the rest of each service's input checks.
+
+use cezone_platform::error::violations;
+use cezone_proto::registry::v1::framework_source::Source;
+use cezone_proto::surveys::v1 as psv;
+
+use super::*;
+
+/// Every service's audit log length: a refused request adds nothing to any of them.
+async fn logs(s: &Stack) -> Vec<u64> {
+    let mut out = Vec::new();
+    for service in ["registry", "evidence", "surveys", "scoring", "scheduler"] {
+        out.push(s.audit_entries(service).await);
+    }
+    out
+}
+
+fn says(err: &tonic::Status, code: Code, field: &str, text: &str) {
+    assert_eq!(err.code(), code, "{err:?}");
+    let v = violations(err);
+    assert!(
+        v.iter().any(|(f, d)| f.contains(field) && d.contains(text))
+            || (v.is_empty() && err.message().contains(text)),
+        "{field} / {text}: {err:?} {v:?}"
+    );
+}
+
+pub(crate) async fn hostile_input_is_refused_by_name_and_changes_nothing(backend: Backend) {
+    let s = spawn(backend).await;
+    let office = p(Role::EvaluationOffice, None, None);
+    let before = logs(&s).await;
+    let mut registry = s.registry(&office).await;
+    let frameworks = |r: pr::ListFrameworksResponse| r.versions.len();
+    let versions_before = frameworks(
+        registry
+            .list_frameworks(pr::ListFrameworksRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+
+    // A calendar date that does not exist.
+    let calendar = guangdong::CALENDAR.replacen("due = \"2014-02-28\"", "due = \"2014-02-30\"", 1);
+    assert_ne!(calendar, guangdong::CALENDAR);
+    let err = registry
+        .import_framework(pr::FrameworkSource {
+            source: Some(Source::Table(guangdong::TABLE.as_bytes().to_vec())),
+            file_name: "indicators.csv".into(),
+            calendar_toml: calendar,
+            edition: "2013-bad-date".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    says(&err, Code::InvalidArgument, "calendar", "2014-02-30");
+
+    // A table whose declared points disagree with its children: reported with both numbers
+    // (a warning, as the seed itself has one), so an operator sees it before publishing.
+    let broken = guangdong::TABLE.replacen("（16分）", "（17分）", 1);
+    assert_ne!(
+        broken,
+        guangdong::TABLE,
+        "the seed names its first area's points"
+    );
+    let checked = registry
+        .validate_framework(pr::FrameworkSource {
+            source: Some(Source::Table(broken.into_bytes())),
+            file_name: "indicators.csv".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        checked
+            .findings
+            .iter()
+            .any(|f| f.message.contains("17") && f.message.contains("16")),
+        "{checked:#?}"
+    );
+
+    // A negative statistic.
+    let mut surveys = s.surveys(&office).await;
+    let mut stat = sv::statistic(&s.district.statistics[0], "test");
+    stat.value = -5;
+    let err = surveys.record_statistic(stat).await.unwrap_err();
+    says(&err, Code::InvalidArgument, "value", "-5");
+
+    // A survey batch answering for someone who already answered.
+    let survey = cezone_client::demo::survey_id(2013);
+    let mut again = s.district.responses(&s.fw.catalog).next().unwrap();
+    let one = sv::response(&again);
+    again.respondent = format!("{}-new", again.respondent);
+    let err = sv::ingest(&mut surveys, &survey, [sv::response(&again), one])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("already answered"), "{err:?}");
+    let stored = surveys
+        .get_survey(psv::GetSurveyRequest { id: survey.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        stored.responses,
+        s.district.responses(&s.fw.catalog).count() as u64,
+        "the good row of the refused batch is not kept either"
+    );
+
+    // File names that hide what they are.
+    let mut evidence = s.evidence(&office).await;
+    let (criterion, _) = criteria_of(&s.fw, "finance");
+    let root = s.district.units[0].id.clone();
+    for (name, why) in [
+        ("invoice\u{202E}fdp.exe", "U+202E"),
+        ("C:\\Windows\\x.pdf", "path separator"),
+        ("report.pdf:hidden", "':'"),
+        ("NUL.txt", "reserved device name"),
+    ] {
+        let meta = pe::UploadMetadata {
+            file_name: name.into(),
+            ..upload_meta(&criterion, &root, "finance")
+        };
+        let err = ev::upload(&mut evidence, meta, b"x".to_vec())
+            .await
+            .unwrap_err();
+        says(&err, Code::InvalidArgument, "file_name", why);
+    }
+
+    // A message over grpc.max_message_bytes never reaches a handler.
+    // (The client here would send it; the server's limit is what is tested.)
+    let huge = "评".repeat(3 * 1024 * 1024);
+    let err = evidence
+        .clone()
+        .max_encoding_message_size(64 << 20)
+        .review(pe::ReviewRequest {
+            id: "whatever".into(),
+            decision: pe::Decision::Return as i32,
+            comment: huge,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{err:?}"
+    );
+
+    assert_eq!(
+        logs(&s).await,
+        before,
+        "a refused request changed something"
+    );
+    assert_eq!(
+        frameworks(
+            registry
+                .list_frameworks(pr::ListFrameworksRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        versions_before
+    );
+    s.scheduler.stop().await;
+    s.services.stop().await;
+}
