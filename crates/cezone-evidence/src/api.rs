@@ -107,6 +107,16 @@ impl EvidenceService for EvidenceApi {
         };
         self.may_upload(&who, &meta).await?;
         let checked = metadata::check(&meta, &self.view).await?;
+        if let Some(c) =
+            crate::closures::closed(&self.db, &checked.framework_id, checked.period).await?
+        {
+            return Err(ApiError::precondition(format!(
+                "submissions for {} closed when checkpoint {} was frozen at {} (snapshot {}); \
+                 the evaluation office can tell what may still be filed",
+                checked.period, c.checkpoint, c.frozen_at, c.snapshot_id
+            ))
+            .into());
+        }
         if let Some(id) = &checked.replaces {
             // Refuse early, before the file is received; checked again when stored.
             let (rec, _) = records::get(&self.db, id).await.map_err(|_| {

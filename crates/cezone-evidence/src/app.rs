@@ -34,7 +34,19 @@ impl Application {
         let blobs = Arc::new(BlobStore::open(&settings.evidence.storage_root).await?);
         let max = settings.grpc.max_message_bytes;
         let shutdown = CancellationToken::new();
-        let relay = Relay::spawn(db.clone(), crate::OUTBOX, bus, shutdown.clone());
+        let relay = Relay::spawn(db.clone(), crate::OUTBOX, bus.clone(), shutdown.clone());
+        let subscription = bus
+            .subscribe(crate::CONSUMER, crate::PATTERNS)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(format!("cannot subscribe to snapshot events: {e}"))
+            })?;
+        tokio::spawn(crate::closures::run(
+            db.clone(),
+            settings.evidence.closing_checkpoint.clone(),
+            subscription,
+            shutdown.clone(),
+        ));
         let api = EvidenceApi {
             db: db.clone(),
             relay: relay.clone(),

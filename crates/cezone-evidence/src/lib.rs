@@ -5,6 +5,7 @@
 mod api;
 mod app;
 mod blobs;
+mod closures;
 mod completeness;
 mod entities;
 mod metadata;
@@ -14,5 +15,7 @@ mod records;
 pub use app::Application;
 
 /// The evidence service's outbox table.
+pub use closures::{CONSUMER, PATTERNS};
+
 pub const OUTBOX: &str = "evidence_outbox";
 pub use metadata::safe_file_name;

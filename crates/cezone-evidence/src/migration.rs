@@ -15,11 +15,32 @@ impl MigratorTrait for Migrator {
                 name: "m0002_audit_log",
                 service: "evidence",
             }),
+            Box::new(Closures),
         ]
     }
 
     fn migration_table_name() -> DynIden {
         Alias::new("evidence_migrations").into_iden()
+    }
+}
+
+/// Periods closed by a frozen snapshot of the closing checkpoint.
+struct Closures;
+
+impl MigrationName for Closures {
+    fn name(&self) -> &str {
+        "m0003_closures"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Closures {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(crate::closures::TABLE_SQL)
+            .await?;
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@ mod state;
 mod store;
 
 pub use app::Application;
+pub use events::{EventError, Fact, decode as decode_event};
 
 /// The scoring service's outbox table.
 pub const OUTBOX: &str = "scoring_outbox";

@@ -7,3 +7,4 @@ mod properties;
 mod rules_scoring;
 mod seed_framework;
 mod support;
+mod untrusted_input;

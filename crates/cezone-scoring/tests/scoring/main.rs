@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 mod events;
 mod report;
+mod untrusted_events;
 
 use cezone_client::demo::{self, Channels};
 use cezone_domain::demo::{DemoDistrict, DemoParams, generate};

@@ -163,6 +163,52 @@ pub(crate) async fn hostile_input_is_refused_by_name_and_changes_nothing(backend
         ),
         versions_before
     );
+
+    // Uploads after the closing checkpoint is frozen.
+    let mut scoring = s.scoring(&office).await;
+    scoring
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    scoring
+        .freeze_snapshot(ps::FreezeSnapshotRequest {
+            checkpoint: "materials-submitted".into(),
+            label: "资料报送截止".into(),
+            frozen_by: "test".into(),
+        })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let late = || upload_meta(&criterion, &root, "finance");
+    let closed = loop {
+        // Until the snapshot.frozen event reaches the evidence service, uploads still land.
+        match ev::upload(&mut evidence, late(), b"late".to_vec()).await {
+            Err(e) if e.code() == Code::FailedPrecondition => break e,
+            Ok(_) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "submissions never closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        closed
+            .message()
+            .contains("submissions for 2013 closed when checkpoint materials-submitted was frozen"),
+        "{closed:?}"
+    );
+    let after = logs(&s).await;
+    let err = ev::upload(&mut evidence, late(), b"later".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        logs(&s).await,
+        after,
+        "a refused late upload changed something"
+    );
     s.scheduler.stop().await;
     s.services.stop().await;
 }

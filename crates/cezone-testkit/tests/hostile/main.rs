@@ -403,7 +403,8 @@ async fn every_role_against_every_mutating_call(backend: Backend) {
         let got = verdict(
             scheduler
                 .run_now(pc::RunNowRequest {
-                    checkpoint: "materials-submitted".into(),
+                    // Not the closing checkpoint: uploads stay open for the next roles.
+                    checkpoint: "materials-complete".into(),
                     requested_by: String::new(),
                 })
                 .await,

@@ -1,0 +1,58 @@
+//! The importer against arbitrary and damaged bytes: the stable-Rust twin of the
+//! `framework_import` fuzz target (`fuzz/`), run on every test run. Any input gives findings or
+//! an error, never a panic.
+
+use cezone_domain::guangdong;
+use cezone_domain::import::read_untrusted;
+use proptest::prelude::*;
+
+/// The seed table with `n` bytes overwritten at `at`: close enough to the real thing to reach
+/// deep into the importer.
+fn damaged(at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut t = guangdong::TABLE.as_bytes().to_vec();
+    let at = at % t.len();
+    for (i, b) in bytes.iter().enumerate() {
+        if let Some(slot) = t.get_mut(at + i) {
+            *slot = *b;
+        }
+    }
+    t
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_importer(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        for name in ["x.csv", "x.xlsx", "x.json"] {
+            let _ = read_untrusted(name, &data);
+        }
+    }
+
+    #[test]
+    fn a_damaged_seed_table_gives_findings_not_a_panic(
+        at in 0usize..200_000,
+        bytes in proptest::collection::vec(any::<u8>(), 1..16),
+    ) {
+        let data = damaged(at, &bytes);
+        if let Ok((fw, findings)) = read_untrusted("indicators.csv", &data) {
+            // Whatever survives is a framework the rest of the system can hold.
+            prop_assert!(!fw.is_empty() || findings.has_errors());
+        }
+    }
+
+    #[test]
+    fn lines_cut_or_repeated_give_findings_not_a_panic(cut in 0usize..120, repeat in 0usize..120) {
+        let mut lines: Vec<&str> = guangdong::TABLE.lines().collect();
+        if cut < lines.len() { lines.remove(cut); }
+        if repeat < lines.len() { let l = lines[repeat]; lines.insert(repeat, l); }
+        let _ = read_untrusted("indicators.csv", lines.join("\n").as_bytes());
+    }
+}
+
+#[test]
+fn the_seed_reads_through_the_untrusted_path() {
+    let (fw, findings) = read_untrusted("indicators.csv", guangdong::TABLE.as_bytes()).unwrap();
+    assert_eq!(fw.len(), guangdong::framework().0.len());
+    assert!(!findings.has_errors(), "{findings:?}");
+}
