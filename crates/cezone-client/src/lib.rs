@@ -49,16 +49,25 @@ pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Connects to a service as `bearer`'s caller, retrying for a few seconds while it starts.
 pub async fn connect(url: &str, bearer: &Bearer) -> Result<AuthChannel, ClientError> {
-    Ok(bearer.attach(connect_plain(url).await?))
+    let endpoint = bearer.endpoint(url).map_err(|e| ClientError::Connect {
+        url: url.to_string(),
+        source: e,
+    })?;
+    Ok(bearer.attach(dial(url, endpoint).await?))
 }
 
-/// Connects without credentials: health checks and reflection need none.
+/// Connects without credentials: health checks and reflection need none (unless the
+/// deployment uses mutual TLS).
 pub async fn connect_plain(url: &str) -> Result<Channel, ClientError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| ClientError::Connect {
-            url: url.to_string(),
-            source: e,
-        })?
+    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| ClientError::Connect {
+        url: url.to_string(),
+        source: e,
+    })?;
+    dial(url, endpoint).await
+}
+
+async fn dial(url: &str, endpoint: Endpoint) -> Result<Channel, ClientError> {
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
     let mut last = None;

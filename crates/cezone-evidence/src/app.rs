@@ -28,8 +28,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "evidence").await?;
-        let (keys, bearer) =
-            cezone_platform::auth::service_credentials(&settings.auth, "evidence")?;
+        let (keys, bearer) = cezone_platform::auth::service_credentials(settings, "evidence")?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let blobs = Arc::new(BlobStore::open(&settings.evidence.storage_root).await?);
         let max = settings.grpc.max_message_bytes;
@@ -59,7 +58,8 @@ impl Application {
         let svc = EvidenceServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let running = spawn(listener, routes_with_health(svc, keys).await)?;
+        let tls = cezone_platform::tls::server_config(&settings.grpc)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await, tls)?;
         tracing::info!(
             service = "evidence",
             address = %running.addr,

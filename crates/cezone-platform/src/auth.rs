@@ -51,13 +51,15 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// A service's key and the credentials it calls other services with.
+/// A service's key and the credentials it calls other services with (its token and, with
+/// mutual TLS, its certificate).
 pub fn service_credentials(
-    settings: &AuthSettings,
+    settings: &crate::settings::Settings,
     service: &str,
 ) -> Result<(Arc<Keys>, Bearer), ApiError> {
-    let keys = Keys::load(settings)?;
-    let bearer = Bearer::service(keys.clone(), service);
+    let keys = Keys::load(&settings.auth)?;
+    let bearer =
+        Bearer::service(keys.clone(), service).with_tls(crate::tls::client_config(&settings.grpc)?);
     Ok((keys, bearer))
 }
 
@@ -292,9 +294,13 @@ enum Source {
     },
 }
 
-/// Attaches `authorization: Bearer …` to every call of a client.
+/// A caller's credentials: the bearer token attached to every call (`authorization: Bearer
+/// …`) and, when the deployment uses mutual TLS, the client certificate its channels present.
 #[derive(Debug, Clone)]
-pub struct Bearer(Arc<Source>);
+pub struct Bearer {
+    source: Arc<Source>,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+}
 
 pub type AuthChannel = InterceptedService<Channel, Bearer>;
 
@@ -304,16 +310,22 @@ impl Bearer {
         let value = format!("Bearer {}", token.trim())
             .parse()
             .map_err(|_| AuthError::Malformed("the token is not ASCII".into()))?;
-        Ok(Bearer(Arc::new(Source::Fixed(value))))
+        Ok(Bearer {
+            source: Arc::new(Source::Fixed(value)),
+            tls: None,
+        })
     }
 
     /// Tokens for `who`, minted from the deployment's key as they are needed.
     pub fn minted(keys: Arc<Keys>, who: Principal) -> Bearer {
-        Bearer(Arc::new(Source::Minted {
-            keys,
-            who,
-            cached: Mutex::new(None),
-        }))
+        Bearer {
+            source: Arc::new(Source::Minted {
+                keys,
+                who,
+                cached: Mutex::new(None),
+            }),
+            tls: None,
+        }
     }
 
     /// A cezone service calling another one.
@@ -322,12 +334,31 @@ impl Bearer {
         Bearer::minted(keys, who)
     }
 
+    /// Channels made with `endpoint` present this client certificate (None: plain HTTP/2).
+    pub fn with_tls(mut self, tls: Option<tonic::transport::ClientTlsConfig>) -> Bearer {
+        self.tls = tls;
+        self
+    }
+
+    /// Where to dial `url`: over mutual TLS (as https) when these credentials carry a
+    /// certificate.
+    pub fn endpoint(
+        &self,
+        url: &str,
+    ) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+        match &self.tls {
+            Some(tls) => tonic::transport::Endpoint::from_shared(crate::tls::https(url))?
+                .tls_config(tls.clone()),
+            None => tonic::transport::Endpoint::from_shared(url.to_string()),
+        }
+    }
+
     pub fn attach(&self, channel: Channel) -> AuthChannel {
         InterceptedService::new(channel, self.clone())
     }
 
     fn header(&self) -> Result<MetadataValue<Ascii>, Status> {
-        match &*self.0 {
+        match &*self.source {
             Source::Fixed(v) => Ok(v.clone()),
             Source::Minted { keys, who, cached } => {
                 let now = chrono::Utc::now().timestamp();

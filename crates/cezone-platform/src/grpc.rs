@@ -116,13 +116,24 @@ impl Running {
 
 /// Serves `routes` (the service plus health and reflection) on a bound listener until the
 /// returned handle is stopped.
-pub fn spawn(listener: TcpListener, routes: tonic::service::Routes) -> std::io::Result<Running> {
+/// With `tls`, only clients presenting a certificate from the deployment's CA are served.
+pub fn spawn(
+    listener: TcpListener,
+    routes: tonic::service::Routes,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| std::io::Error::other(format!("TLS configuration: {e}")))?;
+    }
     let task = tokio::spawn(async move {
-        tonic::transport::Server::builder()
+        builder
             .layer(trace_layer())
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await })

@@ -13,6 +13,7 @@ pub mod settings;
 pub mod telemetry;
 pub mod testing;
 pub mod time;
+pub mod tls;
 
 pub use error::{ApiError, ErrorCode};
 pub use settings::Settings;

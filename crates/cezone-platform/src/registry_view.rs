@@ -16,7 +16,8 @@ pub type RegistryClient = RegistryServiceClient<AuthChannel>;
 
 /// A lazily connecting channel carrying `bearer`'s token: services start in any order.
 pub fn lazy_channel(url: &str, bearer: &Bearer) -> Result<AuthChannel, ApiError> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+    let channel = bearer
+        .endpoint(url)
         .map_err(|e| ApiError::internal_msg(format!("url {url}: {e}")))?
         .connect_lazy();
     Ok(bearer.attach(channel))

@@ -98,6 +98,18 @@ pub struct DatabaseSettings {
 pub struct GrpcSettings {
     pub host: String,
     pub max_message_bytes: usize,
+    /// Mutual TLS between services and clients: this process's certificate and key (PEM) and
+    /// the CA that signs every certificate of the deployment. All three or none.
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
+    pub tls_ca_file: PathBuf,
+}
+
+impl GrpcSettings {
+    /// Whether calls go over mutual TLS.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert_file.as_os_str().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,6 +231,26 @@ impl Settings {
                 "grpc.host",
                 &self.grpc.host,
                 "must be an IP address such as 127.0.0.1 or 0.0.0.0",
+            ));
+        }
+        let tls = [
+            ("grpc.tls_cert_file", &self.grpc.tls_cert_file),
+            ("grpc.tls_key_file", &self.grpc.tls_key_file),
+            ("grpc.tls_ca_file", &self.grpc.tls_ca_file),
+        ];
+        let given = tls
+            .iter()
+            .filter(|(_, p)| !p.as_os_str().is_empty())
+            .count();
+        if given != 0 && given != 3 {
+            let (key, path) = tls
+                .iter()
+                .find(|(_, p)| p.as_os_str().is_empty())
+                .expect("one is missing");
+            return Err(bad(
+                key,
+                &path.display(),
+                "mutual TLS needs grpc.tls_cert_file, grpc.tls_key_file and grpc.tls_ca_file together",
             ));
         }
         if self.evidence.max_file_bytes == 0 {

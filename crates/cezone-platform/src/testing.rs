@@ -132,7 +132,9 @@ pub fn bearer_for(
     let keys = crate::auth::Keys::load(&settings.auth).expect("the key is valid");
     let who = cezone_domain::access::Principal::new(&format!("test-{role}"), role, None, None)
         .expect("unscoped roles need no scope");
-    crate::auth::Bearer::minted(keys, who)
+    crate::auth::Bearer::minted(keys, who).with_tls(
+        crate::tls::client_config(&settings.grpc).expect("the test's TLS files are readable"),
+    )
 }
 
 /// Generates one `#[tokio::test]` per backend for each listed async fn taking a `Backend`.

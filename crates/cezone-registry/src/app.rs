@@ -40,7 +40,8 @@ impl Application {
         let svc = RegistryServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let running = spawn(listener, routes_with_health(svc, keys).await)?;
+        let tls = cezone_platform::tls::server_config(&settings.grpc)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await, tls)?;
         tracing::info!(service = "registry", address = %running.addr, "listening");
         Ok(Application {
             running,

@@ -37,8 +37,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "scheduler").await?;
-        let (keys, bearer) =
-            cezone_platform::auth::service_credentials(&settings.auth, "scheduler")?;
+        let (keys, bearer) = cezone_platform::auth::service_credentials(settings, "scheduler")?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let scheduler = Scheduler::new(settings, db.clone(), clock, &bearer)?;
         let shutdown = CancellationToken::new();
@@ -58,7 +57,8 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        let running = spawn(listener, routes_with_health(svc, keys).await)?;
+        let tls = cezone_platform::tls::server_config(&settings.grpc)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await, tls)?;
         tracing::info!(service = "scheduler", address = %running.addr, "listening");
         Ok(Application {
             running,

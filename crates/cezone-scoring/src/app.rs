@@ -37,7 +37,7 @@ impl Application {
     /// in the background.
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "scoring").await?;
-        let (keys, bearer) = cezone_platform::auth::service_credentials(&settings.auth, "scoring")?;
+        let (keys, bearer) = cezone_platform::auth::service_credentials(settings, "scoring")?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let shutdown = CancellationToken::new();
         let relay = Relay::spawn(db.clone(), OUTBOX, bus.clone(), shutdown.clone());
@@ -84,7 +84,8 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        let running = spawn(listener, routes_with_health(svc, keys).await)?;
+        let tls = cezone_platform::tls::server_config(&settings.grpc)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await, tls)?;
         tracing::info!(service = "scoring", address = %running.addr, "listening");
         Ok(Application {
             running,

@@ -26,7 +26,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "surveys").await?;
-        let (keys, bearer) = cezone_platform::auth::service_credentials(&settings.auth, "surveys")?;
+        let (keys, bearer) = cezone_platform::auth::service_credentials(settings, "surveys")?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let max = settings.grpc.max_message_bytes;
         let shutdown = CancellationToken::new();
@@ -42,7 +42,8 @@ impl Application {
         let svc = SurveyServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let running = spawn(listener, routes_with_health(svc, keys).await)?;
+        let tls = cezone_platform::tls::server_config(&settings.grpc)?;
+        let running = spawn(listener, routes_with_health(svc, keys).await, tls)?;
         tracing::info!(service = "surveys", address = %running.addr, "listening");
         Ok(Application {
             running,

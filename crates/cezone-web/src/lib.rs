@@ -22,7 +22,6 @@ use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
 pub use data::{Backends, ScoreboardData};
 
@@ -45,7 +44,8 @@ pub enum WebError {
 }
 
 fn lazy(url: &str, bearer: &Bearer) -> Result<AuthChannel, WebError> {
-    let channel = Endpoint::from_shared(url.to_string())
+    let channel = bearer
+        .endpoint(url)
         .map_err(|e| WebError::Url {
             url: url.to_string(),
             reason: e.to_string(),
@@ -76,7 +76,9 @@ impl Application {
         let max = settings.grpc.max_message_bytes;
         // The page reads as a service; it changes nothing.
         let keys = Keys::load(&settings.auth).map_err(|e| WebError::Auth(e.to_string()))?;
-        let bearer = Bearer::service(keys, "web");
+        let tls = cezone_platform::tls::client_config(&settings.grpc)
+            .map_err(|e| WebError::Auth(e.message))?;
+        let bearer = Bearer::service(keys, "web").with_tls(tls);
         let backends = Backends::new(
             lazy(&s.scoring_url, &bearer)?,
             lazy(&s.registry_url, &bearer)?,

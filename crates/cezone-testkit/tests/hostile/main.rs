@@ -3,6 +3,7 @@
 //! chain caught when a past entry is edited or deleted; broken and hostile input.
 
 mod bad_input;
+mod mtls;
 
 use std::sync::Arc;
 

@@ -16,10 +16,12 @@ use crate::cli::{AuditCommand, ServiceName, TokenCommand};
 /// from the deployment's key for the operator running the command (as district_admin, so
 /// the key file must be readable: it is the operator's own machine).
 pub fn credentials(settings: &Settings) -> Result<Bearer> {
+    let tls = cezone_platform::tls::client_config(&settings.grpc)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     if let Ok(token) = std::env::var("CEZONE_TOKEN")
         && !token.trim().is_empty()
     {
-        return Ok(Bearer::token(&token)?);
+        return Ok(Bearer::token(&token)?.with_tls(tls));
     }
     let keys = Keys::load(&settings.auth).context(
         "no CEZONE_TOKEN is set and the deployment's key (auth.secret or auth.secret_file) cannot be read",
@@ -27,7 +29,7 @@ pub fn credentials(settings: &Settings) -> Result<Bearer> {
     let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
     let who = Principal::new(&format!("cli:{user}"), Role::DistrictAdmin, None, None)
         .map_err(anyhow::Error::msg)?;
-    Ok(Bearer::minted(keys, who))
+    Ok(Bearer::minted(keys, who).with_tls(tls))
 }
 
 pub fn token(cmd: TokenCommand) -> Result<ExitCode> {

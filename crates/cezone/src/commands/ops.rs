@@ -8,6 +8,7 @@ use cezone_platform::auth::AuthChannel;
 use cezone_platform::settings::Settings;
 use cezone_proto::scheduler::v1 as pc;
 use cezone_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -35,8 +36,14 @@ fn local_url(settings: &Settings, service: ServiceName) -> String {
     }
 }
 
-async fn check(url: &str) -> Result<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
+/// With mutual TLS the gRPC services answer only a client with a certificate; the page's
+/// port serves plain HTTP.
+async fn check(url: &str, tls: Option<ClientTlsConfig>) -> Result<ServingStatus> {
+    let endpoint = match tls {
+        Some(tls) => Endpoint::from_shared(cezone_platform::tls::https(url))?.tls_config(tls)?,
+        None => Endpoint::from_shared(url.to_string())?,
+    };
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(3))
         .connect()
@@ -64,7 +71,12 @@ pub async fn health(args: HealthArgs) -> Result<ExitCode> {
     let mut healthy = true;
     for s in services {
         let url = local_url(&settings, s);
-        match check(&url).await {
+        let tls = match s {
+            ServiceName::Web => None,
+            _ => cezone_platform::tls::client_config(&settings.grpc)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?,
+        };
+        match check(&url, tls).await {
             Ok(ServingStatus::Serving) => println!("{:<10} {url}  serving", s.name()),
             Ok(other) => {
                 healthy = false;

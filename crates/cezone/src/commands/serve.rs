@@ -168,6 +168,10 @@ async fn load_demo(settings: &Settings) -> Result<()> {
         Keys::load(&settings.auth)?,
         Principal::new("demo-loader", Role::EvaluationOffice, None, None)
             .map_err(anyhow::Error::msg)?,
+    )
+    .with_tls(
+        cezone_platform::tls::client_config(&settings.grpc)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?,
     );
     let channels = Channels {
         registry: cezone_client::connect(&settings.services.registry_url, &office).await?,
