@@ -153,16 +153,20 @@ pub enum Action<'a> {
         metric: &'a str,
         responsible: &'a [UnitId],
     },
-    /// Evidence for `criterion` at `org_unit`; `responsible` are the criterion's units.
+    /// Evidence for `criterion` at `org_unit`, filed under `unit`; `responsible` are the
+    /// criterion's units.
     UploadEvidence {
         org_unit: &'a OrgUnitId,
         criterion: &'a str,
+        unit: &'a str,
         responsible: &'a [UnitId],
     },
     ReviewEvidence,
     Recompute,
     FreezeSnapshot,
     RunSchedule,
+    /// End the submission of evidence for a framework edition.
+    CloseSubmissions,
 }
 
 impl Action<'_> {
@@ -179,6 +183,7 @@ impl Action<'_> {
             Action::Recompute => "recompute scores",
             Action::FreezeSnapshot => "freeze a snapshot",
             Action::RunSchedule => "run a scheduled checkpoint",
+            Action::CloseSubmissions => "close submissions",
         }
     }
 }
@@ -222,7 +227,9 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
         Action::ImportFramework | Action::ManageOrgUnits | Action::DefineSurvey => {
             only(&[DistrictAdmin, EvaluationOffice])
         }
-        Action::PublishFramework | Action::ReviewEvidence => only(&[EvaluationOffice]),
+        Action::PublishFramework | Action::ReviewEvidence | Action::CloseSubmissions => {
+            only(&[EvaluationOffice])
+        }
         Action::Recompute | Action::FreezeSnapshot => {
             only(&[DistrictAdmin, EvaluationOffice, Service])
         }
@@ -243,10 +250,20 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
             )
         })
         .or_else(deny),
+        Action::UploadEvidence { unit, .. }
+            if matches!(p.role, ResponsibleUnit | Town)
+                && p.unit.as_ref().is_none_or(|own| own.as_str() != unit) =>
+        {
+            deny(format!(
+                "it files as {}, not as {unit}",
+                p.unit.as_ref().map_or("no unit", |u| u.as_str())
+            ))
+        }
         Action::UploadEvidence {
             org_unit,
             criterion,
             responsible,
+            ..
         } => by_matrix(p, org_unit, responsible, tree, || {
             format!(
                 "criterion {criterion} is the responsibility of {}",
@@ -398,12 +415,14 @@ mod tests {
             Action::UploadEvidence {
                 org_unit: &o,
                 criterion: "1.1.1",
+                unit: "finance",
                 responsible: &units,
             },
             Action::ReviewEvidence,
             Action::Recompute,
             Action::FreezeSnapshot,
             Action::RunSchedule,
+            Action::CloseSubmissions,
         ] {
             let e = authorize(&p, &a, None).unwrap_err();
             assert!(e.0.contains("inspector"), "{e}");
@@ -419,6 +438,7 @@ mod tests {
         let up = |responsible| Action::UploadEvidence {
             org_unit: &o,
             criterion: "2.3.1",
+            unit: "finance",
             responsible,
         };
         assert!(authorize(&p, &up(&mine), None).is_ok());
@@ -470,6 +490,7 @@ mod tests {
         let up = |o| Action::UploadEvidence {
             org_unit: o,
             criterion: "3.1.1",
+            unit: "towns",
             responsible: &responsible,
         };
         assert!(authorize(&p, &up(&mine.id), Some(&t)).is_ok());
@@ -501,7 +522,7 @@ mod tests {
             let o = t.units()[org_ix].id.clone();
             let dept = Principal::new("d", Role::ResponsibleUnit, Some(units[unit_ix].clone()), None).unwrap();
             for a in [
-                Action::UploadEvidence { org_unit: &o, criterion: "1.1.1", responsible: &responsible },
+                Action::UploadEvidence { org_unit: &o, criterion: "1.1.1", unit: units[unit_ix].as_str(), responsible: &responsible },
                 Action::RecordStatistic { org_unit: &o, metric: "m", responsible: &responsible },
             ] {
                 prop_assert!(authorize(&principal(Role::Inspector), &a, Some(&t)).is_err());

@@ -71,6 +71,7 @@ impl EvidenceApi {
             &Action::UploadEvidence {
                 org_unit: &org,
                 criterion: &meta.criterion,
+                unit: &meta.responsible_unit,
                 responsible: &responsible,
             },
             tree.as_deref(),
@@ -108,12 +109,12 @@ impl EvidenceService for EvidenceApi {
         self.may_upload(&who, &meta).await?;
         let checked = metadata::check(&meta, &self.view).await?;
         if let Some(c) =
-            crate::closures::closed(&self.db, &checked.framework_id, checked.period).await?
+            crate::closures::closed(&self.db, &checked.framework_id, &checked.edition).await?
         {
             return Err(ApiError::precondition(format!(
-                "submissions for {} closed when checkpoint {} was frozen at {} (snapshot {}); \
-                 the evaluation office can tell what may still be filed",
-                checked.period, c.checkpoint, c.frozen_at, c.snapshot_id
+                "submissions for {} edition {} closed when checkpoint {} was frozen at {} \
+                 (snapshot {}); the evaluation office can tell what may still be filed",
+                checked.framework_id, checked.edition, c.checkpoint, c.frozen_at, c.snapshot_id
             ))
             .into());
         }

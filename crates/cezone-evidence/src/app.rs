@@ -42,7 +42,6 @@ impl Application {
             })?;
         tokio::spawn(crate::closures::run(
             db.clone(),
-            settings.evidence.closing_checkpoint.clone(),
             subscription,
             shutdown.clone(),
         ));

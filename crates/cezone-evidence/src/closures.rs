@@ -1,16 +1,18 @@
-//! Submissions close when the checkpoint that ends them is frozen. Scoring announces every
-//! frozen snapshot (`snapshot.frozen`); when one is for the closing checkpoint
-//! (`evidence.closing_checkpoint`, by default the plan's "materials submitted" deadline), the
-//! period it scored is closed here, and uploads for that period are refused from then on. The
-//! frozen snapshot would not see them anyway; refusing them says so to the unit at once.
+//! Submissions close when the evaluation office freezes the snapshot that ends them (a
+//! FreezeSnapshot with `close_submissions`, typically for the "materials submitted"
+//! checkpoint). Scoring announces every frozen snapshot (`snapshot.frozen`); a closing one
+//! closes its framework edition here, and uploads for that edition are refused from then on,
+//! whatever period they name: the frozen scores would not see them anyway, and refusing them
+//! says so to the unit at once. The scheduler's runs before a checkpoint never close anything.
 
 use std::time::Duration;
 
 use cezone_bus::{Delivery, Subscription};
+use cezone_domain::access::{Principal, Role};
 use cezone_platform::ApiError;
 use cezone_proto::events::v1 as ev;
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 
 /// The evidence service's queue, `{prefix}.evidence`.
@@ -19,8 +21,8 @@ pub const CONSUMER: &str = "evidence";
 pub const PATTERNS: &[&str] = &["snapshot.frozen"];
 
 pub const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS evidence_closures (\
-     framework_id TEXT NOT NULL, period INTEGER NOT NULL, checkpoint TEXT NOT NULL, \
-     snapshot_id TEXT NOT NULL, frozen_at TEXT NOT NULL, PRIMARY KEY (framework_id, period))";
+     framework_id TEXT NOT NULL, edition TEXT NOT NULL, checkpoint TEXT NOT NULL, \
+     snapshot_id TEXT NOT NULL, frozen_at TEXT NOT NULL, PRIMARY KEY (framework_id, edition))";
 
 /// A closed period: the snapshot that closed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +36,6 @@ pub struct Closure {
 /// cannot be read, retries what the database refused.
 pub async fn run(
     db: DatabaseConnection,
-    closing: String,
     mut subscription: Subscription,
     shutdown: CancellationToken,
 ) {
@@ -47,11 +48,11 @@ pub async fn run(
             tracing::info!("event subscription ended");
             return;
         };
-        handle(&db, &closing, d).await;
+        handle(&db, d).await;
     }
 }
 
-async fn handle(db: &DatabaseConnection, closing: &str, d: Delivery) {
+async fn handle(db: &DatabaseConnection, d: Delivery) {
     let frozen = d
         .envelope()
         .map_err(|e| format!("malformed envelope: {e}"))
@@ -73,7 +74,7 @@ async fn handle(db: &DatabaseConnection, closing: &str, d: Delivery) {
             return;
         }
     };
-    if let Some(f) = frozen.filter(|f| !closing.is_empty() && f.checkpoint == closing) {
+    if let Some(f) = frozen.filter(|f| f.close_submissions) {
         if let Err(e) = close(db, &f).await {
             tracing::warn!(error = %e, "closure not recorded; it will be redelivered");
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -84,7 +85,7 @@ async fn handle(db: &DatabaseConnection, closing: &str, d: Delivery) {
         }
         tracing::info!(
             framework = %f.framework_id,
-            period = f.period,
+            edition = %f.edition,
             checkpoint = %f.checkpoint,
             snapshot = %f.snapshot_id,
             "submissions closed"
@@ -96,56 +97,79 @@ async fn handle(db: &DatabaseConnection, closing: &str, d: Delivery) {
     }
 }
 
-/// The first snapshot of the closing checkpoint closes the period; later ones change nothing.
+/// The first closing snapshot closes the edition; later ones change nothing. The closure is
+/// in the audit log, as done by scoring on the evaluation office's request.
 async fn close(db: &DatabaseConnection, f: &ev::SnapshotFrozen) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
+    let txn = db.begin().await?;
+    let backend = txn.get_database_backend();
     let sql = match backend {
         sea_orm::DatabaseBackend::Postgres => {
-            "INSERT INTO evidence_closures (framework_id, period, checkpoint, snapshot_id, frozen_at) \
+            "INSERT INTO evidence_closures (framework_id, edition, checkpoint, snapshot_id, frozen_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
         }
         _ => {
-            "INSERT INTO evidence_closures (framework_id, period, checkpoint, snapshot_id, frozen_at) \
+            "INSERT INTO evidence_closures (framework_id, edition, checkpoint, snapshot_id, frozen_at) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
         }
     };
-    db.execute(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [
-            f.framework_id.clone().into(),
-            f.period.into(),
-            f.checkpoint.clone().into(),
-            f.snapshot_id.clone().into(),
-            f.frozen_at.clone().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    let inserted = txn
+        .execute(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                f.framework_id.clone().into(),
+                f.edition.clone().into(),
+                f.checkpoint.clone().into(),
+                f.snapshot_id.clone().into(),
+                f.frozen_at.clone().into(),
+            ],
+        ))
+        .await?;
+    if inserted.rows_affected() == 1 {
+        let scoring =
+            Principal::new("scoring", Role::Service, None, None).map_err(DbErr::Custom)?;
+        cezone_platform::audit::append(
+            &txn,
+            "evidence",
+            cezone_platform::audit::Entry {
+                actor: &scoring,
+                action: "submissions.closed",
+                target: &format!("{}/{}", f.framework_id, f.edition),
+                details: serde_json::json!({
+                    "checkpoint": f.checkpoint,
+                    "snapshot": f.snapshot_id,
+                    "frozen_at": f.frozen_at,
+                    "period": f.period,
+                }),
+            },
+        )
+        .await?;
+    }
+    txn.commit().await
 }
 
-/// Whether `period` of `framework_id` is closed, and by which snapshot.
+/// Whether `edition` of `framework_id` is closed, and by which snapshot.
 pub async fn closed(
     db: &DatabaseConnection,
     framework_id: &str,
-    period: i32,
+    edition: &str,
 ) -> Result<Option<Closure>, ApiError> {
     let backend = db.get_database_backend();
     let sql = match backend {
         sea_orm::DatabaseBackend::Postgres => {
             "SELECT checkpoint, snapshot_id, frozen_at FROM evidence_closures \
-             WHERE framework_id = $1 AND period = $2"
+             WHERE framework_id = $1 AND edition = $2"
         }
         _ => {
             "SELECT checkpoint, snapshot_id, frozen_at FROM evidence_closures \
-             WHERE framework_id = ? AND period = ?"
+             WHERE framework_id = ? AND edition = ?"
         }
     };
     let row = db
         .query_one(Statement::from_sql_and_values(
             backend,
             sql,
-            [framework_id.into(), period.into()],
+            [framework_id.into(), edition.into()],
         ))
         .await?;
     Ok(match row {

@@ -173,7 +173,7 @@ pub async fn verify<C: ConnectionTrait>(conn: &C, service: &str) -> Result<Verif
     };
     let mut prev = GENESIS.to_string();
     let mut expected_seq = 1i64;
-    let mut after = 0i64;
+    let mut after = i64::MIN;
     loop {
         let rows = conn
             .query_all(Statement::from_string(
@@ -200,7 +200,9 @@ pub async fn verify<C: ConnectionTrait>(conn: &C, service: &str) -> Result<Verif
             };
             after = s.seq;
             v.entries += 1;
-            let problem = if s.seq != expected_seq {
+            let problem = if s.seq < expected_seq {
+                Some(format!("entry {} is out of sequence", s.seq))
+            } else if s.seq != expected_seq {
                 Some(format!(
                     "entry {expected_seq} is missing (the next one is {})",
                     s.seq

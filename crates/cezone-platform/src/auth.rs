@@ -109,6 +109,19 @@ impl Keys {
         Keys::from_secret(&secret, s).map(Arc::new)
     }
 
+    /// As `load`, but a missing key file is an error rather than a new key: for commands, which
+    /// must sign with the key the services use, not one of their own.
+    pub fn load_existing(s: &AuthSettings) -> Result<Arc<Keys>, AuthError> {
+        if s.secret.is_empty() && !s.secret_file.exists() {
+            return Err(AuthError::Key(format!(
+                "no key at {} (auth.secret_file): start the services first, run from their \
+                 working directory, or give the key as CEZONE__AUTH__SECRET",
+                s.secret_file.display()
+            )));
+        }
+        Keys::load(s)
+    }
+
     pub fn from_secret(secret: &[u8], s: &AuthSettings) -> Result<Keys, AuthError> {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(AuthError::Key(format!(
@@ -202,6 +215,9 @@ fn read_or_create_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
     }
     let key: [u8; 32] = rand::random();
     let text = hex_encode(&key);
+    // Written whole under a private name, then linked into place: another process starting at
+    // the same moment sees either no key or the whole key, never half of one.
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -209,11 +225,18 @@ fn read_or_create_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(mut f) => {
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| key_err("cannot write", e))?;
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(key_err("cannot write", e));
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
             tracing::info!(file = %path.display(), "created a new token signing key");
             Ok(text.into_bytes())
         }
@@ -461,6 +484,18 @@ mod tests {
     }
 
     #[test]
+    fn a_token_of_another_issuer_is_refused() {
+        let mut other = Settings::defaults().auth;
+        other.issuer = "another-system".into();
+        let theirs = Keys::from_secret(b"0123456789abcdef0123456789abcdef", &other).unwrap();
+        let t = theirs.issue(&office(), 600).unwrap();
+        match keys().verify(&t) {
+            Err(AuthError::Claims(m)) => assert!(m.contains("issuer"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn short_keys_are_refused() {
         let e = Keys::from_secret(b"short", &Settings::defaults().auth).unwrap_err();
         assert!(e.to_string().contains("at least 32"), "{e}");
@@ -472,8 +507,13 @@ mod tests {
         let mut s = Settings::defaults().auth;
         s.secret = String::new();
         s.secret_file = dir.path().join("keys/cezone.key");
+        assert!(
+            Keys::load_existing(&s).is_err(),
+            "a command never makes a key"
+        );
+        assert!(!s.secret_file.exists());
         let a = Keys::load(&s).unwrap();
-        let b = Keys::load(&s).unwrap();
+        let b = Keys::load_existing(&s).unwrap();
         let t = a.issue(&office(), 60).unwrap();
         assert_eq!(b.verify(&t).unwrap(), office());
         #[cfg(unix)]

@@ -123,8 +123,6 @@ pub struct EvidenceSettings {
     pub storage_root: PathBuf,
     pub max_file_bytes: u64,
     pub chunk_bytes: usize,
-    /// The checkpoint whose frozen snapshot closes a period's submissions; empty: never.
-    pub closing_checkpoint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -263,18 +261,6 @@ impl Settings {
                 "evidence.chunk_bytes",
                 &self.evidence.chunk_bytes,
                 "must be between 1024 and half of grpc.max_message_bytes",
-            ));
-        }
-        let c = &self.evidence.closing_checkpoint;
-        if c.len() > 64
-            || !c
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-        {
-            return Err(bad(
-                "evidence.closing_checkpoint",
-                c,
-                "must be a checkpoint id (letters, digits, '-', '_') or empty",
             ));
         }
         if self.surveys.write_batch_rows == 0 || self.surveys.write_batch_rows > 50_000 {

@@ -213,6 +213,8 @@ impl Scheduler {
                 checkpoint: checkpoint.to_string(),
                 label: key.to_string(),
                 frozen_by: by.to_string(),
+                // A run before a checkpoint is a preview; closing is the office's decision.
+                close_submissions: false,
             })
             .await
             .map_err(|s| upstream("freezing the snapshot", s))?

@@ -146,6 +146,9 @@ impl ScoringService for ScoringApi {
     ) -> Reply<ps::Snapshot> {
         let who = caller(&req)?;
         permit(&who, &Action::FreezeSnapshot, None)?;
+        if req.get_ref().close_submissions {
+            permit(&who, &Action::CloseSubmissions, None)?;
+        }
         let r = req.into_inner();
         let snap = self.state.freeze(&r, &who).await?;
         tracing::info!(snapshot = %snap.id, checkpoint = %snap.checkpoint, hash = %snap.content_hash, "snapshot frozen");
@@ -277,7 +280,12 @@ impl State {
         let scored = State::score(inputs).await?;
         let txn = self.db.begin().await?;
         let snap = snapshots::freeze(&txn, &scored, r).await?;
-        cezone_bus::outbox::enqueue(&txn, crate::OUTBOX, &events::snapshot_frozen(&snap)).await?;
+        cezone_bus::outbox::enqueue(
+            &txn,
+            crate::OUTBOX,
+            &events::snapshot_frozen(&snap, r.close_submissions),
+        )
+        .await?;
         cezone_platform::audit::append(
             &txn,
             "scoring",
@@ -290,6 +298,7 @@ impl State {
                     "label": snap.label,
                     "content_hash": snap.content_hash,
                     "total_confirmed": snap.district_total.as_ref().map(|t| t.confirmed.clone()),
+                    "close_submissions": r.close_submissions,
                 }),
             },
         )

@@ -194,7 +194,10 @@ pub fn scores_changed(
     Some(cezone_bus::envelope("scores.changed", "scoring", &p, None))
 }
 
-pub fn snapshot_frozen(s: &cezone_proto::scoring::v1::Snapshot) -> Envelope {
+pub fn snapshot_frozen(
+    s: &cezone_proto::scoring::v1::Snapshot,
+    close_submissions: bool,
+) -> Envelope {
     let p = ev::SnapshotFrozen {
         snapshot_id: s.id.clone(),
         checkpoint: s.checkpoint.clone(),
@@ -204,6 +207,7 @@ pub fn snapshot_frozen(s: &cezone_proto::scoring::v1::Snapshot) -> Envelope {
         frozen_at: s.frozen_at.clone(),
         district_total: s.district_total.clone(),
         content_hash: s.content_hash.clone(),
+        close_submissions,
     };
     cezone_bus::envelope("snapshot.frozen", "scoring", &p, None)
 }

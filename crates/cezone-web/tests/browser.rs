@@ -209,6 +209,7 @@ async fn the_scoreboard_shows_the_scoring_numbers_and_follows_a_review_live() {
             checkpoint: "materials-complete".into(),
             label: "创建完成".into(),
             frozen_by: "test".into(),
+            close_submissions: false,
         })
         .await
         .unwrap();

@@ -250,6 +250,7 @@ async fn snapshots_are_frozen_and_diffable(backend: Backend) {
             checkpoint: "materials-complete".into(),
             label: "自评一".into(),
             frozen_by: "评估办".into(),
+            close_submissions: false,
         })
         .await
         .unwrap()

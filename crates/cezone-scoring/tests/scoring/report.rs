@@ -102,6 +102,7 @@ pub async fn reports_stream_for_any_unit_and_snapshot(backend: Backend) {
             checkpoint: "materials-submitted".into(),
             label: "送审前".into(),
             frozen_by: "test".into(),
+            close_submissions: false,
         })
         .await
         .unwrap()

@@ -164,20 +164,43 @@ pub(crate) async fn hostile_input_is_refused_by_name_and_changes_nothing(backend
         versions_before
     );
 
-    // Uploads after the closing checkpoint is frozen.
+    // Uploads after the snapshot that closes submissions. Only the evaluation office closes.
+    let closing = || ps::FreezeSnapshotRequest {
+        checkpoint: "materials-submitted".into(),
+        label: "资料报送截止".into(),
+        frozen_by: "test".into(),
+        close_submissions: true,
+    };
+    let admin = p(Role::DistrictAdmin, None, None);
+    let err = s
+        .scoring(&admin)
+        .await
+        .freeze_snapshot(closing())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     let mut scoring = s.scoring(&office).await;
     scoring
         .recompute(ps::RecomputeRequest::default())
         .await
         .unwrap();
+    // A snapshot frozen for the same checkpoint without closing (the scheduler's runs before
+    // it) leaves submissions open.
     scoring
         .freeze_snapshot(ps::FreezeSnapshotRequest {
-            checkpoint: "materials-submitted".into(),
-            label: "资料报送截止".into(),
-            frozen_by: "test".into(),
+            close_submissions: false,
+            ..closing()
         })
         .await
         .unwrap();
+    ev::upload(
+        &mut evidence,
+        upload_meta(&criterion, &root, "finance"),
+        b"on time".to_vec(),
+    )
+    .await
+    .unwrap();
+    scoring.freeze_snapshot(closing()).await.unwrap();
     let started = std::time::Instant::now();
     let late = || upload_meta(&criterion, &root, "finance");
     let closed = loop {
@@ -196,11 +219,16 @@ pub(crate) async fn hostile_input_is_refused_by_name_and_changes_nothing(backend
     assert!(
         closed
             .message()
-            .contains("submissions for 2013 closed when checkpoint materials-submitted was frozen"),
+            .contains("closed when checkpoint materials-submitted was frozen"),
         "{closed:?}"
     );
     let after = logs(&s).await;
-    let err = ev::upload(&mut evidence, late(), b"later".to_vec())
+    // Naming another period changes nothing: scoring counts the edition's evidence.
+    let other_period = pe::UploadMetadata {
+        period: 2014,
+        ..late()
+    };
+    let err = ev::upload(&mut evidence, other_period, b"later".to_vec())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);

@@ -338,6 +338,16 @@ async fn every_role_against_every_mutating_call(backend: Backend) {
                 Err(Code::PermissionDenied),
                 "finance for {not_finance}"
             );
+            // Its own criterion, filed under another unit's name.
+            let got = verdict(
+                ev::upload(
+                    &mut evidence,
+                    upload_meta(&finance_criterion, &root, "education"),
+                    b"ledger".to_vec(),
+                )
+                .await,
+            );
+            assert_eq!(got, Err(Code::PermissionDenied), "finance as education");
         }
         for (town_id, ok_for_town) in [(mine, true), (other_town, false)] {
             let got = verdict(

@@ -72,9 +72,27 @@ async fn services_call_each_other_over_mutual_tls_and_refuse_callers_without_a_c
                 .ca_certificate(Certificate::from_pem(std::fs::read(&ca).unwrap())),
         )
         .unwrap();
+    // A certificate of its own, signed by another CA.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (their_cert, their_key, _) = write_pki(elsewhere.path());
+    let impostor = Endpoint::from_shared(cezone_platform::tls::https(&url))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(std::fs::read(&ca).unwrap()))
+                .identity(tonic::transport::Identity::from_pem(
+                    std::fs::read(their_cert).unwrap(),
+                    std::fs::read(their_key).unwrap(),
+                )),
+        )
+        .unwrap();
     // Plain HTTP/2, as before TLS was configured.
     let plain = Endpoint::from_shared(url.clone()).unwrap();
-    for (what, endpoint) in [("no client certificate", anonymous), ("no TLS", plain)] {
+    for (what, endpoint) in [
+        ("no client certificate", anonymous),
+        ("a certificate from another CA", impostor),
+        ("no TLS", plain),
+    ] {
         let outcome = match endpoint.connect().await {
             Err(e) => Err(e.to_string()),
             Ok(channel) => reg::client(office.attach(channel))

@@ -23,7 +23,7 @@ pub fn credentials(settings: &Settings) -> Result<Bearer> {
     {
         return Ok(Bearer::token(&token)?.with_tls(tls));
     }
-    let keys = Keys::load(&settings.auth).context(
+    let keys = Keys::load_existing(&settings.auth).context(
         "no CEZONE_TOKEN is set and the deployment's key (auth.secret or auth.secret_file) cannot be read",
     )?;
     let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
@@ -56,7 +56,7 @@ pub fn token(cmd: TokenCommand) -> Result<ExitCode> {
     if !(1..=43_200).contains(&minutes) {
         bail!("--minutes {minutes} must be between 1 and 43200 (30 days)");
     }
-    let keys = Keys::load(&settings.auth)?;
+    let keys = Keys::load_existing(&settings.auth)?;
     println!("{}", keys.issue(&who, minutes as i64 * 60)?);
     eprintln!("token for {} valid {minutes} minutes", who.describe());
     Ok(ExitCode::SUCCESS)
