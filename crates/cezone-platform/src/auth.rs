@@ -214,7 +214,7 @@ fn read_or_create_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
         std::fs::create_dir_all(dir).map_err(|e| key_err("cannot create the folder of", e))?;
     }
     let key: [u8; 32] = rand::random();
-    let text = hex_encode(&key);
+    let text = hex::encode(key);
     // Written whole under a private name, then linked into place: another process starting at
     // the same moment sees either no key or the whole key, never half of one.
     let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
@@ -250,10 +250,6 @@ fn read_or_create_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
 
 fn trim_ascii(bytes: Vec<u8>) -> Vec<u8> {
     bytes.trim_ascii().to_vec()
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The server side: every call of a service passes through this before its handler.
