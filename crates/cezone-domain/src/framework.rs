@@ -1,7 +1,10 @@
 //! The indicator framework: a versioned tree of items of any depth. Leaves are the criteria that
 //! earn points; every group's points are its children's sum, capped at what it declares.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Keys are the district's own validated ids; a fast hasher is what the hot paths need.
+use foldhash::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -130,7 +133,7 @@ impl Framework {
 
         // Unique codes; the first occurrence stays.
         let mut kept: Vec<Item> = Vec::with_capacity(items.len());
-        let mut first_row: HashMap<ItemCode, Option<u32>> = HashMap::new();
+        let mut first_row: HashMap<ItemCode, Option<u32>> = HashMap::default();
         for it in items {
             if let Some(prev) = first_row.get(&it.code) {
                 let prev = prev.map_or("an earlier item".to_string(), |r| format!("row {r}"));

@@ -1,7 +1,10 @@
 //! The org hierarchy scores are computed for: district → towns/streets → communities, with the
 //! district's region class, each community's type and resident populations per year.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Keys are the district's own validated ids; a fast hasher is what the hot paths need.
+use foldhash::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -184,7 +187,7 @@ pub struct OrgTree {
 impl OrgTree {
     /// Builds the tree from units in any order; checks ids, parents, levels and community types.
     pub fn build(units: Vec<OrgUnit>) -> Result<OrgTree, OrgError> {
-        let mut by_id: HashMap<OrgUnitId, usize> = HashMap::new();
+        let mut by_id: HashMap<OrgUnitId, usize> = HashMap::default();
         for (i, u) in units.iter().enumerate() {
             if by_id.insert(u.id.clone(), i).is_some() {
                 return Err(OrgError::Duplicate(u.id.clone()));

@@ -84,11 +84,15 @@ impl fmt::Display for Points {
         let abs = self.0.unsigned_abs();
         let (whole, frac) = (abs / 1000, abs % 1000);
         if frac == 0 {
-            write!(f, "{sign}{whole}")
-        } else {
-            let s = format!("{frac:03}");
-            write!(f, "{sign}{whole}.{}", s.trim_end_matches('0'))
+            return write!(f, "{sign}{whole}");
         }
+        // Thousandths without their trailing zeros: 0.250 is "0.25".
+        let (mut frac, mut width) = (frac, 3);
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        write!(f, "{sign}{whole}.{frac:0width$}")
     }
 }
 
@@ -156,6 +160,20 @@ mod tests {
         assert_eq!(Points::from_milli(2500).to_string(), "2.5");
         assert_eq!(Points::whole(16).to_string(), "16");
         assert_eq!(Points::from_milli(1).to_string(), "0.001");
+        assert_eq!(Points::from_milli(50).to_string(), "0.05");
+        assert_eq!(Points::from_milli(1020).to_string(), "1.02");
+        assert_eq!(Points::from_milli(-2500).to_string(), "-2.5");
+        assert_eq!(Points::ZERO.to_string(), "0");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn display_parses_back(milli in 0i64..10_000_000) {
+            let p = Points::from_milli(milli);
+            let shown = p.to_string();
+            proptest::prop_assert!(!shown.ends_with('0') || !shown.contains('.'), "{}", shown);
+            proptest::prop_assert_eq!(Points::parse(&shown).unwrap(), p);
+        }
     }
 
     #[test]

@@ -343,6 +343,60 @@ pub async fn last_log_id(c: &impl ConnectionTrait) -> Result<i64, DbErr> {
         .unwrap_or(0))
 }
 
+/// Statistics read per query by [`read_many`].
+const READ_CHUNK: usize = 200;
+
+/// The current stored values of several facts, as the domain's changes: statistics (what most
+/// events carry) in one query per 200 keys, the other kinds one by one.
+pub async fn read_many(
+    c: &impl ConnectionTrait,
+    keys: &[&FactKey],
+) -> Result<Vec<cezone_domain::engine::Change>, DbErr> {
+    use cezone_domain::engine::Change;
+    let mut out = Vec::with_capacity(keys.len());
+    let mut stats = Vec::new();
+    for k in keys {
+        match k {
+            FactKey::Stat {
+                org_unit,
+                metric,
+                period,
+            } => stats.push((org_unit, metric, *period)),
+            other => out.extend(read(c, other).await?),
+        }
+    }
+    for chunk in stats.chunks(READ_CHUNK) {
+        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT org_unit, metric, period, value, version FROM scoring_stat_facts \
+             WHERE (org_unit, metric, period) IN ({tuples})"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        for (o, m, p) in chunk {
+            values.push((*o).clone().into());
+            values.push((*m).clone().into());
+            values.push((*p).into());
+        }
+        let rows = c
+            .query_all(stmt(c.get_database_backend(), &sql, values))
+            .await?;
+        for r in rows {
+            let org_unit: String = r.try_get("", "org_unit")?;
+            let metric: String = r.try_get("", "metric")?;
+            if let (Ok(o), Ok(m)) = (OrgUnitId::parse(&org_unit), MetricId::parse(&metric)) {
+                out.push(Change::Statistic(StatFact {
+                    org_unit: o,
+                    metric: m,
+                    period: r.try_get("", "period")?,
+                    value: r.try_get("", "value")?,
+                    version: r.try_get::<i64>("", "version")? as u64,
+                }));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The current stored value of a fact, as the domain's change.
 pub async fn read(
     c: &impl ConnectionTrait,

@@ -10,6 +10,7 @@ use cezone_domain::org::{OrgIdx, OrgTree, OrgUnit, OrgUnitId};
 use cezone_domain::points::Points;
 use cezone_platform::ApiError;
 use cezone_platform::convert::score;
+use cezone_proto::common::v1 as pc;
 use cezone_proto::scoring::v1 as ps;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,9 @@ pub struct Scored {
     pub engine: Engine,
     pub board: Scoreboard,
     pub computed_at: String,
+    /// Each item's unchanging fields (code, title, points, …), made once per framework so an
+    /// answer only formats its scores.
+    templates: Arc<Vec<ps::ItemScore>>,
 }
 
 impl Scored {
@@ -47,11 +51,13 @@ impl Scored {
             .map_err(|e| ApiError::precondition(format!("the org tree cannot be scored: {e}")))?;
         let engine = Engine::new(Arc::new(fw), Arc::new(tree), &inputs.facts, inputs.period);
         let board = engine.scoreboard();
+        let templates = Arc::new(templates(&engine.fw));
         Ok(Scored {
             inputs,
             engine,
             board,
             computed_at,
+            templates,
         })
     }
 
@@ -110,7 +116,6 @@ impl Scored {
         let items = wanted
             .into_iter()
             .map(|i| {
-                let it = fw.item(i);
                 let cell = self.board.cell(node, i);
                 let explanation_json = if explain {
                     serde_json::to_string(&self.engine.explain(&self.board, node, i))
@@ -118,15 +123,27 @@ impl Scored {
                 } else {
                     String::new()
                 };
+                let template = &self.templates[i];
+                let confirmed = cell.confirmed.to_string();
+                let projected = if cell.projected == cell.confirmed {
+                    confirmed.clone()
+                } else {
+                    cell.projected.to_string()
+                };
+                let points = fw.item(i).points;
+                let lost = if cell.confirmed == Points::ZERO {
+                    template.points.clone()
+                } else {
+                    (points - cell.confirmed).to_string()
+                };
                 ps::ItemScore {
-                    code: it.code.to_string(),
-                    title: it.title.clone(),
-                    key: it.key,
-                    leaf: fw.is_leaf(i),
-                    points: it.points.to_string(),
-                    score: Some(score(cell)),
-                    lost: (it.points - cell.confirmed).to_string(),
+                    score: Some(pc::Score {
+                        confirmed,
+                        projected,
+                    }),
+                    lost,
                     explanation_json,
+                    ..template.clone()
                 }
             })
             .collect();
@@ -161,4 +178,21 @@ impl Scored {
         }
         out
     }
+}
+
+/// The fields of every item's answer that depend on the framework alone.
+fn templates(fw: &Framework) -> Vec<ps::ItemScore> {
+    (0..fw.len())
+        .map(|i| {
+            let it = fw.item(i);
+            ps::ItemScore {
+                code: it.code.to_string(),
+                title: it.title.clone(),
+                key: it.key,
+                leaf: fw.is_leaf(i),
+                points: it.points.to_string(),
+                ..Default::default()
+            }
+        })
+        .collect()
 }

@@ -120,12 +120,8 @@ impl State {
         caused_by: Vec<String>,
     ) -> Result<(), ApiError> {
         let keys: BTreeSet<&FactKey> = rows.iter().map(|r| &r.1).collect();
-        let mut changes = Vec::with_capacity(keys.len());
-        for k in keys {
-            if let Some(c) = facts_db::read(&self.db, k).await? {
-                changes.push(c);
-            }
-        }
+        let keys: Vec<&FactKey> = keys.into_iter().collect();
+        let changes = facts_db::read_many(&self.db, &keys).await?;
         let started = Instant::now();
         let (next, affected, cells) = {
             let mut guard = self.current.write().await;

@@ -263,6 +263,19 @@ pub struct BenchArgs {
     /// Also write the results as JSON ("cezone.bench.v1").
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run only these workloads (repeatable), e.g. to profile one of them.
+    #[arg(long, value_enum)]
+    pub only: Vec<Workload>,
+}
+
+/// The workloads of `cezone bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    Pipeline,
+    Ingest,
+    Upload,
+    Recompute,
+    Queries,
 }
 
 #[derive(Debug, Subcommand)]

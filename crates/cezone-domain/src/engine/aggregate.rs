@@ -3,7 +3,8 @@
 //! terms in a fixed tree order: the same facts in any order give the same aggregates, and a
 //! fact applied later (`apply_stat`, `apply_tally`) gives exactly what a full build gives.
 
-use std::collections::HashMap;
+// Keys are the district's own validated ids; a fast hasher is what the hot paths need.
+use foldhash::HashMap;
 
 use crate::facts::{StatFact, SurveyTally};
 use crate::org::{CommunityType, OrgIdx, OrgLevel, OrgTree};
@@ -30,10 +31,15 @@ impl Segment {
 
     /// Whether a unit's own facts count in this segment.
     pub fn includes(self, org: &OrgTree, i: OrgIdx) -> bool {
+        self.includes_kind(org.unit(i).community_type)
+    }
+
+    /// Whether facts of a unit of this community type (none for towns and above) count.
+    pub fn includes_kind(self, kind: Option<CommunityType>) -> bool {
         match self {
             Segment::All => true,
-            Segment::Urban => org.unit(i).community_type == Some(CommunityType::Urban),
-            Segment::Rural => org.unit(i).community_type == Some(CommunityType::Rural),
+            Segment::Urban => kind == Some(CommunityType::Urban),
+            Segment::Rural => kind == Some(CommunityType::Rural),
         }
     }
 }
@@ -59,20 +65,31 @@ impl MetricAgg {
         }
     }
 
+    /// Every segment in one pass from the leaves up, reading each unit once.
     fn roll_up(&mut self, org: &OrgTree) {
-        for seg in Segment::EACH {
-            let s = seg as usize;
-            for i in (0..org.len()).rev() {
-                let (mut sum, mut filed) = match self.own[i] {
-                    Some(v) if seg.includes(org, i) => (v, 1),
-                    _ => (0, 0),
-                };
-                for &c in org.children(i) {
-                    sum += self.sum[s][c];
-                    filed += self.filed[s][c];
+        for i in (0..org.len()).rev() {
+            let kind = org.unit(i).community_type;
+            let mut sum = [0i64; 3];
+            let mut filed = [0u32; 3];
+            if let Some(v) = self.own[i] {
+                for seg in Segment::EACH {
+                    if seg.includes_kind(kind) {
+                        sum[seg as usize] = v;
+                        filed[seg as usize] = 1;
+                    }
                 }
-                self.sum[s][i] = sum;
-                self.filed[s][i] = filed;
+            }
+            for &c in org.children(i) {
+                for seg in Segment::EACH {
+                    let s = seg as usize;
+                    sum[s] += self.sum[s][c];
+                    filed[s] += self.filed[s][c];
+                }
+            }
+            for seg in Segment::EACH {
+                let s = seg as usize;
+                self.sum[s][i] = sum[s];
+                self.filed[s][i] = filed[s];
             }
         }
     }
@@ -98,7 +115,7 @@ impl SurveyAgg {
     fn empty(n: usize) -> SurveyAgg {
         SurveyAgg {
             own: vec![(0, 0); n],
-            sources: HashMap::new(),
+            sources: HashMap::default(),
             sum: [
                 vec![WeightedRate::default(); n],
                 vec![WeightedRate::default(); n],
@@ -169,15 +186,15 @@ impl Aggregates {
         let n = org.len();
         let mut agg = Aggregates {
             metrics: Vec::new(),
-            metric_index: HashMap::new(),
+            metric_index: HashMap::default(),
             surveys: Vec::new(),
-            survey_index: HashMap::new(),
-            population: HashMap::new(),
+            survey_index: HashMap::default(),
+            population: HashMap::default(),
             community_count: [vec![0u32; n], vec![0u32; n], vec![0u32; n]],
         };
         // Each (metric, period) is looked up once per fact and its slot made once, in sorted
         // order so the layout does not depend on the order of the facts.
-        let mut keys: HashMap<(&MetricId, i32), usize> = HashMap::new();
+        let mut keys: HashMap<(&MetricId, i32), usize> = HashMap::default();
         let mut placed: Vec<(OrgIdx, usize)> = Vec::with_capacity(stats.len());
         for s in stats {
             let Some(i) = org.find(&s.org_unit) else {
@@ -222,7 +239,8 @@ impl Aggregates {
         }
 
         // Latest tally per (unit, source, question, period).
-        let mut tallies: HashMap<(OrgIdx, &str, &QuestionId, i32), SourceTally> = HashMap::new();
+        let mut tallies: HashMap<(OrgIdx, &str, &QuestionId, i32), SourceTally> =
+            HashMap::default();
         for t in surveys {
             let Some(i) = org.find(&t.org_unit) else {
                 continue;
@@ -237,9 +255,15 @@ impl Aggregates {
                 .and_modify(|v| *v = (*v).max(cand))
                 .or_insert(cand);
         }
-        let mut entries: Vec<_> = tallies.into_iter().collect();
-        entries.sort_by(|a, b| (a.0.2, a.0.3, a.0.0, a.0.1).cmp(&(b.0.2, b.0.3, b.0.0, b.0.1)));
-        for ((i, source, q, period), t) in entries {
+        // Slots are made in (question, period) order so the layout does not depend on the order
+        // of the facts; the sums are integers, so the tallies themselves can go in any order.
+        let mut slots: Vec<(&QuestionId, i32)> = tallies.keys().map(|k| (k.2, k.3)).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        for (q, period) in slots {
+            agg.survey_slot(q, period, n);
+        }
+        for ((i, source, q, period), t) in tallies {
             let idx = agg.survey_slot(q, period, n);
             let sa = &mut agg.surveys[idx];
             sa.own[i].0 += t.responses;

@@ -277,33 +277,36 @@ impl<'e> Context<'e> {
                     }
                 };
                 let has_num = num.is_some_and(|m| m.filed[s][node] > 0);
-                let (f, measured, note) = if !has_den {
-                    (
-                        0.0,
-                        None,
-                        Some(format!(
-                            "no {den_id} filed for {period}, so the rate cannot be computed"
-                        )),
-                    )
-                } else if d <= 0 {
-                    (
-                        0.0,
-                        None,
-                        Some(format!(
-                            "{den_id} is {d} for {period}, so the rate cannot be computed"
-                        )),
-                    )
-                } else if !has_num {
-                    (
-                        0.0,
-                        Some(pct(0.0)),
-                        Some(format!("no {num_id} filed for {period}")),
-                    )
+                let v = if has_den && d > 0 && has_num {
+                    Some(n as f64 / d as f64)
                 } else {
-                    let v = n as f64 / d as f64;
-                    (linear(v, t.as_fraction(), *partial), Some(pct(v)), None)
+                    None
                 };
+                let f = v.map_or(0.0, |v| linear(v, t.as_fraction(), *partial));
+                // Words only when asked: this runs for every cell of the board.
                 if let Some(x) = explain.as_deref_mut() {
+                    let (measured, note) = if !has_den {
+                        (
+                            None,
+                            Some(format!(
+                                "no {den_id} filed for {period}, so the rate cannot be computed"
+                            )),
+                        )
+                    } else if d <= 0 {
+                        (
+                            None,
+                            Some(format!(
+                                "{den_id} is {d} for {period}, so the rate cannot be computed"
+                            )),
+                        )
+                    } else if !has_num {
+                        (
+                            Some(pct(0.0)),
+                            Some(format!("no {num_id} filed for {period}")),
+                        )
+                    } else {
+                        (v.map(pct), None)
+                    };
                     x.basis = basis.to_string();
                     x.target = Some(format!("≥ {t}"));
                     x.measured = measured;
@@ -324,27 +327,22 @@ impl<'e> Context<'e> {
                 let fen = amount.map_or(0, |m| m.sum[s][node]);
                 let filed = amount.is_some_and(|m| m.filed[s][node] > 0);
                 let pop = agg.population(period, seg, node);
-                let (f, measured, note) = if pop == 0 {
-                    (
-                        0.0,
-                        None,
-                        Some(format!("no resident population known for {period}")),
-                    )
-                } else if !filed {
-                    (
-                        0.0,
-                        None,
-                        Some(format!("no {amount_id} filed for {period}")),
-                    )
-                } else {
-                    let per = fen as f64 / pop as f64;
-                    (
-                        linear(per, t.0 as f64, *partial),
-                        Some(format!("{:.2} 元 per resident", per / 100.0)),
-                        None,
-                    )
-                };
+                let per = (pop > 0 && filed).then(|| fen as f64 / pop as f64);
+                let f = per.map_or(0.0, |per| linear(per, t.0 as f64, *partial));
                 if let Some(x) = explain.as_deref_mut() {
+                    let (measured, note) = if pop == 0 {
+                        (
+                            None,
+                            Some(format!("no resident population known for {period}")),
+                        )
+                    } else if !filed {
+                        (None, Some(format!("no {amount_id} filed for {period}")))
+                    } else {
+                        (
+                            per.map(|per| format!("{:.2} 元 per resident", per / 100.0)),
+                            None,
+                        )
+                    };
                     x.basis = basis.to_string();
                     x.target = Some(format!("≥ {t} per resident per year"));
                     x.measured = measured;
@@ -370,7 +368,9 @@ impl<'e> Context<'e> {
                     let qf = match rate {
                         Some(r) => linear(r, t.as_fraction(), *partial),
                         None => {
-                            notes.push(format!("no survey answers to '{q}' for {period}"));
+                            if explain.is_some() {
+                                notes.push(format!("no survey answers to '{q}' for {period}"));
+                            }
                             0.0
                         }
                     };
@@ -531,7 +531,10 @@ impl<'e> Context<'e> {
                     } else if let Some(p) = part.as_mut() {
                         p.note = Some(format!("no {label} communities here; not applicable"));
                     }
-                    if let (Some(x), Some(mut p)) = (explain.as_deref_mut(), part) {
+                    // Matched apart, so the empty part is not moved on every cell.
+                    if let Some(mut p) = part
+                        && let Some(x) = explain.as_deref_mut()
+                    {
                         p.segment = Some(subseg.name());
                         p.rule = sub_kind(sub);
                         x.parts.push(p);
@@ -553,7 +556,9 @@ impl<'e> Context<'e> {
                     let e = self.eval(sub, node, seg, evidence, part.as_mut());
                     r.confirmed = r.confirmed.min(e.confirmed);
                     r.projected = r.projected.min(e.projected);
-                    if let (Some(x), Some(p)) = (explain.as_deref_mut(), part) {
+                    if let Some(p) = part
+                        && let Some(x) = explain.as_deref_mut()
+                    {
                         x.parts.push(p);
                     }
                 }
@@ -574,7 +579,9 @@ impl<'e> Context<'e> {
                     };
                     r.confirmed += share * e.confirmed;
                     r.projected += share * e.projected;
-                    if let (Some(x), Some(mut p)) = (explain.as_deref_mut(), part) {
+                    if let Some(mut p) = part
+                        && let Some(x) = explain.as_deref_mut()
+                    {
                         p.weight = Some(*w);
                         x.parts.push(p);
                     }

@@ -3,7 +3,9 @@
 //! A slot's value comes from the evidence records filed for it; `apply` replaces one record and
 //! refreshes just its slots.
 
-use std::collections::HashMap;
+// Keys are the district's own validated ids; a fast hasher is what the hot paths need.
+use foldhash::HashMap;
+use std::ops::Range;
 
 use serde::Serialize;
 
@@ -35,7 +37,8 @@ pub struct Slot {
     pub evidence_ids: Vec<String>,
 }
 
-type SlotKey = (ItemIdx, UnitId, OrgIdx);
+/// (criterion, position of the unit among the criterion's responsible units, org unit).
+type SlotKey = (ItemIdx, usize, OrgIdx);
 
 #[derive(Debug, Clone, Default)]
 pub struct EvidenceIndex {
@@ -45,8 +48,9 @@ pub struct EvidenceIndex {
     records: HashMap<String, EvidenceFact>,
     /// Record ids per (criterion, unit, org unit), sorted.
     filed: HashMap<SlotKey, Vec<String>>,
-    /// Where each (criterion, unit, org unit)'s slots sit in `slots[criterion]`.
-    positions: HashMap<SlotKey, Vec<usize>>,
+    /// Where each (criterion, unit, org unit)'s slots sit in `slots[criterion]`: one per
+    /// material, side by side.
+    positions: HashMap<SlotKey, Range<usize>>,
 }
 
 fn materials_of(rule: &Rule) -> Option<Vec<Option<String>>> {
@@ -85,7 +89,7 @@ impl EvidenceIndex {
             ids.sort();
         }
         // Nodes of each level, for unit groups.
-        let mut by_level: HashMap<crate::org::OrgLevel, Vec<OrgIdx>> = HashMap::new();
+        let mut by_level: HashMap<crate::org::OrgLevel, Vec<OrgIdx>> = HashMap::default();
         for i in 0..org.len() {
             by_level.entry(org.unit(i).level).or_default().push(i);
         }
@@ -93,18 +97,15 @@ impl EvidenceIndex {
             let Some(materials) = materials_of(&fw.rule_of(c)) else {
                 continue;
             };
-            for unit in &fw.item(c).responsible {
+            for (u, unit) in fw.item(c).responsible.iter().enumerate() {
                 let nodes: Vec<OrgIdx> = match fw.units.get(unit).and_then(|u| u.expands_to()) {
                     Some(level) => by_level.get(&level).cloned().unwrap_or_default(),
                     None => vec![org.root()],
                 };
                 for node in nodes {
-                    let key = (c, unit.clone(), node);
+                    let key = (c, u, node);
+                    let first = idx.slots[c].len();
                     for m in &materials {
-                        idx.positions
-                            .entry(key.clone())
-                            .or_default()
-                            .push(idx.slots[c].len());
                         idx.slots[c].push(Slot {
                             unit: unit.clone(),
                             node,
@@ -115,7 +116,12 @@ impl EvidenceIndex {
                             evidence_ids: Vec::new(),
                         });
                     }
-                    idx.refresh(&key);
+                    let filed = idx.filed.contains_key(&key);
+                    idx.positions.insert(key, first..idx.slots[c].len());
+                    // A slot with nothing filed for it stays missing, as made.
+                    if filed {
+                        idx.refresh(&key);
+                    }
                 }
             }
         }
@@ -127,15 +133,14 @@ impl EvidenceIndex {
         let Some(positions) = self.positions.get(key) else {
             return;
         };
-        let ids = self.filed.get(key).cloned().unwrap_or_default();
-        for &p in positions {
-            let slot = &mut self.slots[key.0][p];
+        let ids = self.filed.get(key).map_or(&[][..], Vec::as_slice);
+        for slot in &mut self.slots[key.0][positions.clone()] {
             slot.confirmed = 0;
             slot.projected = 0;
             slot.status = SlotStatus::Missing;
             slot.evidence_ids.clear();
             let (mut accepted, mut pending, mut returned) = (false, false, false);
-            for id in &ids {
+            for id in ids {
                 let Some(e) = self.records.get(id) else {
                     continue;
                 };
@@ -190,7 +195,7 @@ impl EvidenceIndex {
             ids.retain(|x| x != &e.id);
         }
         if let Some(k) = &new_key {
-            let ids = self.filed.entry(k.clone()).or_default();
+            let ids = self.filed.entry(*k).or_default();
             if let Err(pos) = ids.binary_search(&e.id) {
                 ids.insert(pos, e.id.clone());
             }
@@ -282,10 +287,10 @@ fn ratio(confirmed: u64, projected: u64, slots: u64) -> (f64, f64) {
     }
 }
 
+/// Where a record is filed; none when its unit is not responsible for its criterion, as no
+/// slot would take it.
 fn key_of(fw: &Framework, org: &OrgTree, e: &EvidenceFact) -> Option<SlotKey> {
-    Some((
-        fw.find(&e.criterion)?,
-        e.unit.clone(),
-        org.find(&e.org_unit)?,
-    ))
+    let c = fw.find(&e.criterion)?;
+    let u = fw.item(c).responsible.iter().position(|r| r == &e.unit)?;
+    Some((c, u, org.find(&e.org_unit)?))
 }

@@ -1,7 +1,10 @@
 //! Incremental scoring: apply changed facts, then recompute only the criterion × org-unit cells
 //! they can affect and the groups above them. Equal, bit for bit, to a full recompute.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Keys are the district's own validated ids; a fast hasher is what the hot paths need.
+use foldhash::HashMap;
 use std::ops::Range;
 
 use crate::engine::evaluate::{Compiled, Context};

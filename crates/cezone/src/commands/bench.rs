@@ -5,21 +5,32 @@ use cezone_bench::stack::Stack;
 use cezone_bench::{Report, Size, pipeline};
 use cezone_domain::demo::DemoParams;
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, Workload};
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     let size = if args.quick { Size::Quick } else { Size::Full };
     let mut report = Report::new(if args.quick { "quick" } else { "full" });
-    eprintln!("bench: event pipeline (PostgreSQL + RabbitMQ) …");
-    event_pipeline(size, &mut report)
-        .await
-        .context("event pipeline")?;
-    survey_ingest(size, &mut report).await?;
-    evidence_upload(size, &mut report).await?;
-    recompute(size, &mut report).await.context("recompute")?;
-    score_queries(size, &mut report)
-        .await
-        .context("score queries")?;
+    let runs = |w: Workload| args.only.is_empty() || args.only.contains(&w);
+    if runs(Workload::Pipeline) {
+        eprintln!("bench: event pipeline (PostgreSQL + RabbitMQ) …");
+        event_pipeline(size, &mut report)
+            .await
+            .context("event pipeline")?;
+    }
+    if runs(Workload::Ingest) {
+        survey_ingest(size, &mut report).await?;
+    }
+    if runs(Workload::Upload) {
+        evidence_upload(size, &mut report).await?;
+    }
+    if runs(Workload::Recompute) {
+        recompute(size, &mut report).await.context("recompute")?;
+    }
+    if runs(Workload::Queries) {
+        score_queries(size, &mut report)
+            .await
+            .context("score queries")?;
+    }
     print!("{}", report.table());
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
