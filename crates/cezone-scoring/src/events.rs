@@ -134,15 +134,23 @@ pub fn decode(env: &Envelope, framework_id: &str, edition: &str) -> Result<Vec<F
 }
 
 /// Applies decoded events in one transaction, each with its event id (a duplicate is skipped).
-/// Returns whether any stored fact changed.
+/// Statistics, most of any burst, go through a few multi-row statements per batch; the other
+/// facts one statement each. Returns whether any stored fact changed.
 pub async fn apply_batch(
     db: &DatabaseConnection,
     events: &[(&Envelope, Vec<Fact>)],
 ) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
+    let ids: Vec<(&str, &str)> = events
+        .iter()
+        .map(|(env, _)| (env.event_id.as_str(), env.r#type.as_str()))
+        .collect();
+    let mut fresh = facts_db::mark_processed_many(&txn, &ids).await?;
     let mut changed = false;
+    let mut stats = Vec::new();
     for (env, facts) in events {
-        if !facts_db::mark_processed(&txn, &env.event_id, &env.r#type).await? {
+        // Removed as it is applied: the same event twice in one batch is applied once.
+        if !fresh.remove(env.event_id.as_str()) {
             continue;
         }
         let id = env.event_id.as_str();
@@ -155,12 +163,16 @@ pub async fn apply_batch(
                 } => facts_db::set_framework(&txn, framework_id, edition, document, id).await?,
                 Fact::OrgUnit(u, rev) => facts_db::upsert_org_unit(&txn, u, *rev, id).await?,
                 Fact::Evidence(e) => facts_db::upsert_evidence(&txn, e, id).await?,
-                Fact::Stat(s) => facts_db::upsert_stat(&txn, s, id).await?,
+                Fact::Stat(s) => {
+                    stats.push((s, id));
+                    None
+                }
                 Fact::Tally(t) => facts_db::upsert_tally(&txn, t, id).await?,
             };
             changed |= k.is_some();
         }
     }
+    changed |= facts_db::upsert_stats(&txn, &stats).await?;
     txn.commit().await?;
     Ok(changed)
 }

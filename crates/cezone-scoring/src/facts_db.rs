@@ -8,6 +8,8 @@ use cezone_domain::org::{OrgUnit, OrgUnitId};
 use cezone_domain::rules::{MetricId, QuestionId};
 use cezone_domain::units::UnitId;
 use cezone_platform::time::now_rfc3339;
+use std::collections::{HashMap, HashSet};
+
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, Value};
 
 /// What a log row points at.
@@ -124,21 +126,6 @@ pub fn evidence_rank(s: EvidenceState) -> (&'static str, i32, i32) {
         EvidenceState::Submitted => ("submitted", 1, 0),
         EvidenceState::Accepted { grade } => ("accepted", 2, i32::from(grade)),
     }
-}
-
-/// Records an event as processed; false when it already was (a duplicate delivery).
-pub async fn mark_processed(
-    c: &impl ConnectionTrait,
-    event_id: &str,
-    event_type: &str,
-) -> Result<bool, DbErr> {
-    let n = exec(
-        c,
-        "INSERT INTO scoring_processed_events (event_id, event_type, processed_at) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        vec![event_id.into(), event_type.into(), now_rfc3339().into()],
-    )
-    .await?;
-    Ok(n == 1)
 }
 
 pub async fn log(c: &impl ConnectionTrait, key: &FactKey, event_id: &str) -> Result<(), DbErr> {
@@ -343,11 +330,52 @@ pub async fn last_log_id(c: &impl ConnectionTrait) -> Result<i64, DbErr> {
         .unwrap_or(0))
 }
 
-/// Statistics read per query by [`read_many`].
-const READ_CHUNK: usize = 200;
+/// Rows per multi-row statement: under PostgreSQL's 65,535 and SQLite's 32,766 parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// (org unit, metric, period) of a statistic.
+type StatKey = (String, String, i32);
+
+/// The stored (value, version) of each of `keys` that has one, in one query per 500 keys.
+async fn stored_stats(
+    c: &impl ConnectionTrait,
+    keys: &[StatKey],
+) -> Result<HashMap<StatKey, (i64, u64)>, DbErr> {
+    let mut out = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT org_unit, metric, period, value, version FROM scoring_stat_facts \
+             WHERE (org_unit, metric, period) IN ({tuples})"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        for (o, m, p) in chunk {
+            values.push(o.clone().into());
+            values.push(m.clone().into());
+            values.push((*p).into());
+        }
+        for r in c
+            .query_all(stmt(c.get_database_backend(), &sql, values))
+            .await?
+        {
+            out.insert(
+                (
+                    r.try_get("", "org_unit")?,
+                    r.try_get("", "metric")?,
+                    r.try_get("", "period")?,
+                ),
+                (
+                    r.try_get("", "value")?,
+                    r.try_get::<i64>("", "version")? as u64,
+                ),
+            );
+        }
+    }
+    Ok(out)
+}
 
 /// The current stored values of several facts, as the domain's changes: statistics (what most
-/// events carry) in one query per 200 keys, the other kinds one by one.
+/// events carry) in one query per 500 keys, the other kinds one by one.
 pub async fn read_many(
     c: &impl ConnectionTrait,
     keys: &[&FactKey],
@@ -361,40 +389,124 @@ pub async fn read_many(
                 org_unit,
                 metric,
                 period,
-            } => stats.push((org_unit, metric, *period)),
+            } => stats.push((org_unit.clone(), metric.clone(), *period)),
             other => out.extend(read(c, other).await?),
         }
     }
-    for chunk in stats.chunks(READ_CHUNK) {
-        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "SELECT org_unit, metric, period, value, version FROM scoring_stat_facts \
-             WHERE (org_unit, metric, period) IN ({tuples})"
-        );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        for (o, m, p) in chunk {
-            values.push((*o).clone().into());
-            values.push((*m).clone().into());
-            values.push((*p).into());
-        }
-        let rows = c
-            .query_all(stmt(c.get_database_backend(), &sql, values))
-            .await?;
-        for r in rows {
-            let org_unit: String = r.try_get("", "org_unit")?;
-            let metric: String = r.try_get("", "metric")?;
-            if let (Ok(o), Ok(m)) = (OrgUnitId::parse(&org_unit), MetricId::parse(&metric)) {
-                out.push(Change::Statistic(StatFact {
-                    org_unit: o,
-                    metric: m,
-                    period: r.try_get("", "period")?,
-                    value: r.try_get("", "value")?,
-                    version: r.try_get::<i64>("", "version")? as u64,
-                }));
-            }
+    for ((org_unit, metric, period), (value, version)) in stored_stats(c, &stats).await? {
+        if let (Ok(o), Ok(m)) = (OrgUnitId::parse(&org_unit), MetricId::parse(&metric)) {
+            out.push(Change::Statistic(StatFact {
+                org_unit: o,
+                metric: m,
+                period,
+                value,
+                version,
+            }));
         }
     }
     Ok(out)
+}
+
+/// Records events as processed; returns the ids not seen before (the others are duplicate
+/// deliveries). One statement per 500 events.
+pub async fn mark_processed_many(
+    c: &impl ConnectionTrait,
+    events: &[(&str, &str)],
+) -> Result<HashSet<String>, DbErr> {
+    let mut fresh = HashSet::with_capacity(events.len());
+    let now = now_rfc3339();
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO scoring_processed_events (event_id, event_type, processed_at) \
+             VALUES {tuples} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        for (id, kind) in chunk {
+            values.push((*id).into());
+            values.push((*kind).into());
+            values.push(now.clone().into());
+        }
+        for r in c
+            .query_all(stmt(c.get_database_backend(), &sql, values))
+            .await?
+        {
+            fresh.insert(r.try_get("", "event_id")?);
+        }
+    }
+    Ok(fresh)
+}
+
+/// Applies statistics in the order given, each only if newer than what is stored or came
+/// before it in the batch, exactly as one upsert after another would, and logs each one that
+/// changed the fact with its event. Reads, writes and logs in a few multi-row statements.
+/// Returns whether any fact changed.
+pub async fn upsert_stats(
+    c: &impl ConnectionTrait,
+    stats: &[(&StatFact, &str)],
+) -> Result<bool, DbErr> {
+    if stats.is_empty() {
+        return Ok(false);
+    }
+    let key = |f: &StatFact| (f.org_unit.to_string(), f.metric.to_string(), f.period);
+    let mut keys: Vec<StatKey> = stats.iter().map(|(f, _)| key(f)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut held = stored_stats(c, &keys).await?;
+    let mut winners: HashMap<StatKey, &StatFact> = HashMap::new();
+    let mut logged: Vec<(StatKey, &str)> = Vec::new();
+    for (f, event_id) in stats {
+        let k = key(f);
+        let newer = held
+            .get(&k)
+            .is_none_or(|&(value, version)| (f.version, f.value) > (version, value));
+        if newer {
+            held.insert(k.clone(), (f.value, f.version));
+            winners.insert(k.clone(), f);
+            logged.push((k, event_id));
+        }
+    }
+    if logged.is_empty() {
+        return Ok(false);
+    }
+    // The same guard as one upsert: another replica may have stored something newer since.
+    let winners: Vec<(&StatKey, &&StatFact)> = winners.iter().collect();
+    for chunk in winners.chunks(ROWS_PER_STATEMENT) {
+        let tuples = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO scoring_stat_facts (org_unit, metric, period, value, version) VALUES {tuples} \
+             ON CONFLICT (org_unit, metric, period) DO UPDATE SET value = excluded.value, version = excluded.version \
+             WHERE scoring_stat_facts.version < excluded.version \
+             OR (scoring_stat_facts.version = excluded.version AND scoring_stat_facts.value < excluded.value)"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+        for ((o, m, p), f) in chunk {
+            values.push(o.clone().into());
+            values.push(m.clone().into());
+            values.push((*p).into());
+            values.push(f.value.into());
+            values.push((f.version as i64).into());
+        }
+        exec(c, &sql, values).await?;
+    }
+    for chunk in logged.chunks(ROWS_PER_STATEMENT) {
+        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let sql =
+            format!("INSERT INTO scoring_fact_log (kind, fact_key, event_id) VALUES {tuples}");
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        for ((org_unit, metric, period), event_id) in chunk {
+            let k = FactKey::Stat {
+                org_unit: org_unit.clone(),
+                metric: metric.clone(),
+                period: *period,
+            };
+            values.push(k.kind().into());
+            values.push(k.encode().into());
+            values.push((*event_id).into());
+        }
+        exec(c, &sql, values).await?;
+    }
+    Ok(true)
 }
 
 /// The current stored value of a fact, as the domain's change.

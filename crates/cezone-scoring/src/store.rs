@@ -4,6 +4,7 @@ use cezone_domain::facts::{Facts, StatFact, SurveyTally};
 use cezone_domain::org::{OrgUnit, OrgUnitId};
 use cezone_domain::rules::{MetricId, QuestionId};
 use cezone_platform::ApiError;
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Set,
     TransactionTrait,
@@ -158,14 +159,23 @@ pub async fn save_cells(
     txn: &impl ConnectionTrait,
     cells: &[(String, String, i64, i64)],
 ) -> Result<(), ApiError> {
-    for (org, item, c, p) in cells {
-        txn.execute(facts_db::stmt(
-            txn.get_database_backend(),
-            "INSERT INTO scoring_cells (org_unit, item, confirmed_milli, projected_milli) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (org_unit, item) DO UPDATE SET confirmed_milli = excluded.confirmed_milli, projected_milli = excluded.projected_milli",
-            vec![org.clone().into(), item.clone().into(), (*c).into(), (*p).into()],
-        ))
-        .await?;
+    // One statement per chunk: a burst of events changes hundreds of cells.
+    for chunk in cells.chunks(CHUNK) {
+        let rows = chunk.iter().map(|(org, item, c, p)| cell::ActiveModel {
+            org_unit: Set(org.clone()),
+            item: Set(item.clone()),
+            confirmed_milli: Set(*c),
+            projected_milli: Set(*p),
+            ..Default::default()
+        });
+        cell::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([cell::Column::OrgUnit, cell::Column::Item])
+                    .update_columns([cell::Column::ConfirmedMilli, cell::Column::ProjectedMilli])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
     }
     Ok(())
 }

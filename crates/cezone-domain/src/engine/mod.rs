@@ -87,13 +87,20 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(fw: Arc<Framework>, org: Arc<OrgTree>, facts: &Facts, period: i32) -> Engine {
-        let agg = Aggregates::build(
-            &org,
-            &facts.statistics,
-            &facts.surveys,
-            &[period, period - 1],
-        );
-        let evidence = EvidenceIndex::build(&fw, &org, &facts.evidence);
+        let years = [period, period - 1];
+        let aggregates = || Aggregates::build(&org, &facts.statistics, &facts.surveys, &years);
+        let evidence = || EvidenceIndex::build(&fw, &org, &facts.evidence);
+        // The aggregates and the evidence index are independent: at province scale each takes
+        // a good part of the build, so they are made side by side when there are cores to spare.
+        let (agg, evidence) = if parallel(org.len()) {
+            std::thread::scope(|s| {
+                let ev = s.spawn(evidence);
+                let agg = aggregates();
+                (agg, join(ev))
+            })
+        } else {
+            (aggregates(), evidence())
+        };
         let readers = Readers::of(&fw);
         Engine {
             fw,
@@ -105,23 +112,48 @@ impl Engine {
         }
     }
 
+    /// One criterion's cells in every org unit, by its rule.
+    fn column(&self, ctx: &evaluate::Context<'_>, c: ItemIdx) -> Vec<Cell> {
+        let rule = self.fw.rule_of(c);
+        let compiled = ctx.compile(&rule);
+        let evidence = self.evidence.fractions(&self.org, c);
+        let points = self.fw.item(c).points;
+        (0..self.org.len())
+            .map(|node| {
+                let e = ctx.eval(&compiled, node, Segment::All, evidence[node], None);
+                Cell {
+                    confirmed: points.scaled(e.confirmed),
+                    projected: points.scaled(e.projected),
+                }
+            })
+            .collect()
+    }
+
     /// Every cell: criteria by their rules, groups as their children's sum capped at their points.
+    /// Criteria are independent of each other, so large trees share them among the cores.
     pub fn scoreboard(&self) -> Scoreboard {
         let n = self.org.len();
         let m = self.fw.len();
         let mut cells = vec![Cell::default(); n * m];
         let ctx = evaluate::Context::new(self);
-        for c in self.fw.leaves() {
-            let rule = self.fw.rule_of(c);
-            let compiled = ctx.compile(&rule);
-            let evidence = self.evidence.fractions(&self.org, c);
-            let points = self.fw.item(c).points;
-            for node in 0..n {
-                let e = ctx.eval(&compiled, node, Segment::All, evidence[node], None);
-                cells[node * m + c] = Cell {
-                    confirmed: points.scaled(e.confirmed),
-                    projected: points.scaled(e.projected),
-                };
+        let leaves: Vec<ItemIdx> = self.fw.leaves().collect();
+        let columns = |part: &[ItemIdx]| -> Vec<(ItemIdx, Vec<Cell>)> {
+            part.iter().map(|&c| (c, self.column(&ctx, c))).collect()
+        };
+        let done = if parallel(n) {
+            let (a, b) = leaves.split_at(leaves.len() / 2);
+            std::thread::scope(|s| {
+                let other = s.spawn(|| columns(b));
+                let mut mine = columns(a);
+                mine.extend(join(other));
+                mine
+            })
+        } else {
+            columns(&leaves)
+        };
+        for (c, column) in done {
+            for (node, cell) in column.into_iter().enumerate() {
+                cells[node * m + c] = cell;
             }
         }
         for node in 0..n {
@@ -134,6 +166,21 @@ impl Engine {
             cells,
         }
     }
+}
+
+/// Org units from which a full build is worth a second thread (a district of ~300 builds in
+/// about a millisecond; a province of ~27,000 in a few hundred).
+const PARALLEL_FROM_UNITS: usize = 2_000;
+
+fn parallel(units: usize) -> bool {
+    units >= PARALLEL_FROM_UNITS && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
+
+/// A scoped thread's result; its panic, if any, continues in the caller.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Groups from their children, deepest first (items are in preorder), capped at declared points.

@@ -217,7 +217,10 @@ async fn scores_follow_the_events_live(backend: Backend) {
     live_scores(spawn(backend).await).await;
 }
 
-cezone_platform::contract_tests!(scores_follow_the_events_live);
+cezone_platform::contract_tests!(
+    scores_follow_the_events_live,
+    a_burst_keeps_the_newest_version_of_a_statistic
+);
 
 async fn amqp_stack() -> (Stack, Arc<AmqpBus>) {
     let bus = Arc::new(
@@ -464,4 +467,66 @@ async fn rabbitmq_duplicates_and_poison_messages() {
     recompute_agrees(&mut s).await;
     s.stop().await;
     let _ = bus.delete_topology(&["scoring"]).await;
+}
+
+/// Statistics of one burst are applied together: of several versions of one statistic the
+/// newest is kept whatever order they arrive in (a later delivery of an older version changes
+/// nothing), and a duplicate delivery in the same burst is applied once.
+async fn a_burst_keeps_the_newest_version_of_a_statistic(backend: Backend) {
+    let mut s = spawn(backend).await;
+    load_and_converge(&mut s).await;
+    let community = s
+        .district
+        .units
+        .iter()
+        .find(|u| u.level == cezone_domain::org::OrgLevel::Community)
+        .unwrap()
+        .id
+        .to_string();
+    let (fw, _) = guangdong::framework();
+    let total_with = |value: i64| {
+        let mut facts = s.district.facts(&fw.catalog);
+        for f in &mut facts.statistics {
+            if f.metric.as_str() == "residents_served"
+                && f.period == 2013
+                && f.org_unit.as_str() == community
+            {
+                f.value = value;
+            }
+        }
+        domain_total(&s, &facts)
+    };
+    let (newest, older) = (100_000, 1);
+    let want = total_with(newest);
+    assert_ne!(want, total_with(older), "the two values must score apart");
+
+    let stat = |value: i64, version: u64| {
+        let payload = cezone_proto::events::v1::StatisticRecorded {
+            statistic: Some(psv::StatisticReturn {
+                org_unit: community.clone(),
+                metric: "residents_served".into(),
+                period: 2013,
+                value,
+                version,
+                filed_by: "t".into(),
+                ..Default::default()
+            }),
+        };
+        cezone_bus::envelope("statistic.recorded", "surveys", &payload, None)
+    };
+    let top = stat(newest, 1_000_003);
+    for env in [
+        stat(older, 1_000_002),
+        top.clone(),
+        top,
+        stat(older, 1_000_001),
+    ] {
+        s.bus.publish(&env).await.unwrap();
+    }
+    converge(&mut s, &want, Duration::from_secs(30)).await;
+    // An older version arriving alone later changes nothing either.
+    s.bus.publish(&stat(older, 1_000_000)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    converge(&mut s, &want, Duration::from_secs(5)).await;
+    s.stop().await;
 }
