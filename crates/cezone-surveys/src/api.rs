@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::definitions::{self, check_id};
 use crate::entities::response;
-use crate::ingest::{Writer, check_response};
+use crate::ingest::{Pipelined, Writer, check_response};
 use crate::{aggregates, statistics};
 
 #[derive(Debug, Clone)]
@@ -85,12 +85,16 @@ impl SurveyService for SurveyApi {
         let survey = definitions::get(&self.db, &survey_id).await?;
         let tree = self.view.org_tree(true).await?;
         let batch_id = uuid::Uuid::now_v7().to_string();
-        let mut writer = Writer::begin(&self.db).await?;
+        let pipe = Pipelined::start(
+            Writer::begin(&self.db).await?,
+            survey.id.clone(),
+            batch_id.clone(),
+        );
         let mut seen = HashSet::new();
         let mut tallies = HashMap::new();
         let mut buffer = Vec::with_capacity(self.write_batch_rows);
         let mut rows: u64 = 0;
-        while let Some(msg) = stream.message().await? {
+        'stream: while let Some(msg) = stream.message().await? {
             let batch = match msg.part {
                 Some(Part::Batch(b)) => b,
                 Some(Part::SurveyId(_)) => {
@@ -113,16 +117,19 @@ impl SurveyService for SurveyApi {
                     &mut tallies,
                 )?);
                 if buffer.len() >= self.write_batch_rows {
-                    writer.check_new(&survey.id, &buffer).await?;
-                    writer.write(&survey.id, &batch_id, &buffer).await?;
-                    buffer.clear();
+                    let full =
+                        std::mem::replace(&mut buffer, Vec::with_capacity(self.write_batch_rows));
+                    if !pipe.send(full).await {
+                        // The writer stopped on an error; `finish` below returns it.
+                        break 'stream;
+                    }
                 }
             }
         }
         if !buffer.is_empty() {
-            writer.check_new(&survey.id, &buffer).await?;
-            writer.write(&survey.id, &batch_id, &buffer).await?;
+            pipe.send(buffer).await;
         }
+        let writer = pipe.finish().await?;
         if rows == 0 {
             return Err(ApiError::invalid("batch", "no responses were sent").into());
         }

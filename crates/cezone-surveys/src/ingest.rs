@@ -117,6 +117,52 @@ pub fn check_response(
     })
 }
 
+/// Writes chunks of checked rows on its own task, in the call's one transaction, while the
+/// call reads and checks the next chunk: reading the stream and writing to the database
+/// overlap instead of taking turns.
+#[derive(Debug)]
+pub struct Pipelined {
+    chunks: Option<tokio::sync::mpsc::Sender<Vec<Row>>>,
+    task: tokio::task::JoinHandle<Result<Writer, ApiError>>,
+}
+
+impl Pipelined {
+    pub fn start(writer: Writer, survey: String, batch_id: String) -> Pipelined {
+        // One chunk waiting beside the one being written bounds the memory held.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Row>>(1);
+        let task = tokio::spawn(async move {
+            let mut writer = writer;
+            while let Some(rows) = rx.recv().await {
+                writer.check_new(&survey, &rows).await?;
+                writer.write(&survey, &batch_id, &rows).await?;
+            }
+            Ok(writer)
+        });
+        Pipelined {
+            chunks: Some(tx),
+            task,
+        }
+    }
+
+    /// Hands a chunk over; false when the writer stopped on an error, which `finish` returns.
+    pub async fn send(&self, rows: Vec<Row>) -> bool {
+        match &self.chunks {
+            Some(tx) => tx.send(rows).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Waits until every chunk is written: the transaction to finish, or the first error.
+    /// Dropped instead, the writer stops after its chunk and the transaction rolls back.
+    pub async fn finish(mut self) -> Result<Writer, ApiError> {
+        self.chunks.take();
+        (&mut self.task).await.map_err(|e| {
+            tracing::error!(error = %e, "survey writer task failed");
+            ApiError::internal_msg("the responses could not be written".to_string())
+        })?
+    }
+}
+
 /// The open transaction a call writes into.
 pub enum Writer {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),

@@ -97,7 +97,12 @@ impl EvidenceIndex {
             let Some(materials) = materials_of(&fw.rule_of(c)) else {
                 continue;
             };
-            for (u, unit) in fw.item(c).responsible.iter().enumerate() {
+            let responsible = &fw.item(c).responsible;
+            for (u, unit) in responsible.iter().enumerate() {
+                // A unit named twice files once: records go to its first position (`key_of`).
+                if responsible[..u].contains(unit) {
+                    continue;
+                }
                 let nodes: Vec<OrgIdx> = match fw.units.get(unit).and_then(|u| u.expands_to()) {
                     Some(level) => by_level.get(&level).cloned().unwrap_or_default(),
                     None => vec![org.root()],

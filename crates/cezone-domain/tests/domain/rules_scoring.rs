@@ -452,3 +452,34 @@ fn readiness_lists_key_criteria_short_ranked_losses_and_units_owing_evidence() {
     let towns = r1.units.iter().find(|u| u.unit == "towns").unwrap();
     assert_eq!((towns.missing, towns.pending), (0, 1));
 }
+
+#[test]
+fn regression_a_responsible_unit_named_twice_counts_its_evidence_once() {
+    let tree = small_tree(RegionClass::PearlRiverDelta);
+    let facts = Facts {
+        evidence: vec![
+            ev(
+                "e1",
+                "education",
+                "d",
+                EvidenceState::Accepted { grade: 80 },
+                1,
+            ),
+            ev("e2", "towns", "t1", EvidenceState::Submitted, 1),
+        ],
+        ..Default::default()
+    };
+    let board = |responsible: &[&str]| {
+        let fw = framework(
+            10,
+            vec![item("1.1", 10, responsible)],
+            &format!("{}\n[rules.\"1.1\"]\nkind = \"evidence\"", catalog_toml()),
+        );
+        let engine = Engine::new(fw.into(), tree.clone().into(), &facts, 2013);
+        engine.scoreboard()
+    };
+    assert_eq!(
+        board(&["education", "towns", "education"]),
+        board(&["education", "towns"])
+    );
+}
