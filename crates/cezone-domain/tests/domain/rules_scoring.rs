@@ -286,10 +286,9 @@ rural = { kind = "ratio", numerator = "trained", denominator = "registered", tar
     );
 }
 
-#[test]
-fn evidence_counts_accepted_grades_confirmed_and_pending_as_projected() {
-    let tree = small_tree(RegionClass::PearlRiverDelta);
-    let facts = Facts {
+/// The education bureau's record returned, then accepted at 80; a town's pending.
+fn evidence_filed() -> Facts {
+    Facts {
         evidence: vec![
             ev("e1", "education", "d", EvidenceState::Returned, 1),
             ev(
@@ -302,7 +301,13 @@ fn evidence_counts_accepted_grades_confirmed_and_pending_as_projected() {
             ev("e2", "towns", "t1", EvidenceState::Submitted, 1),
         ],
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn evidence_counts_accepted_grades_confirmed_and_pending_as_projected() {
+    let tree = small_tree(RegionClass::PearlRiverDelta);
+    let facts = evidence_filed();
     let s = scores(r#"kind = "evidence""#, &tree, &facts);
     // d: slots (education@d 80, towns@t1 pending, towns@t2 missing).
     assert_eq!(s[0], (2667, 6000));
@@ -456,19 +461,7 @@ fn readiness_lists_key_criteria_short_ranked_losses_and_units_owing_evidence() {
 #[test]
 fn regression_a_responsible_unit_named_twice_counts_its_evidence_once() {
     let tree = small_tree(RegionClass::PearlRiverDelta);
-    let facts = Facts {
-        evidence: vec![
-            ev(
-                "e1",
-                "education",
-                "d",
-                EvidenceState::Accepted { grade: 80 },
-                1,
-            ),
-            ev("e2", "towns", "t1", EvidenceState::Submitted, 1),
-        ],
-        ..Default::default()
-    };
+    let facts = evidence_filed();
     let board = |responsible: &[&str]| {
         let fw = framework(
             10,
