@@ -333,7 +333,18 @@ impl Framework {
                     ));
                 }
             }
-            for u in &it.responsible {
+            for (k, u) in it.responsible.iter().enumerate() {
+                if it.responsible[..k].contains(u) {
+                    findings.push(Finding::new(
+                        Severity::Warning,
+                        FindingKind::DuplicateUnit,
+                        loc(it),
+                        format!(
+                            "responsible unit '{u}' is named twice for {}; its evidence counts once",
+                            it.code
+                        ),
+                    ));
+                }
                 if self.units.get(u).is_none() {
                     findings.push(Finding::new(
                         Severity::Error,

@@ -469,8 +469,13 @@ pub async fn upsert_stats(
     if logged.is_empty() {
         return Ok(false);
     }
-    // The same guard as one upsert: another replica may have stored something newer since.
-    let winners: Vec<(&StatKey, &&StatFact)> = winners.iter().collect();
+    // The same guard as one upsert: another replica may have stored something newer since
+    // (its row is then left alone and the log row only makes the scorer re-read it). Rows go
+    // in key order, so two replicas lock overlapping rows in the same order.
+    let winners: Vec<(&StatKey, &&StatFact)> = keys
+        .iter()
+        .filter_map(|k| winners.get_key_value(k))
+        .collect();
     for chunk in winners.chunks(ROWS_PER_STATEMENT) {
         let tuples = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(

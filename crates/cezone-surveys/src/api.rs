@@ -94,42 +94,53 @@ impl SurveyService for SurveyApi {
         let mut tallies = HashMap::new();
         let mut buffer = Vec::with_capacity(self.write_batch_rows);
         let mut rows: u64 = 0;
-        'stream: while let Some(msg) = stream.message().await? {
-            let batch = match msg.part {
-                Some(Part::Batch(b)) => b,
-                Some(Part::SurveyId(_)) => {
-                    return Err(ApiError::invalid(
-                        "survey_id",
-                        "sent twice; name the survey once, first",
-                    )
-                    .into());
-                }
-                None => continue,
-            };
-            for r in &batch.responses {
-                rows += 1;
-                buffer.push(check_response(
-                    &survey,
-                    &tree,
-                    rows,
-                    r,
-                    &mut seen,
-                    &mut tallies,
-                )?);
-                if buffer.len() >= self.write_batch_rows {
-                    let full =
-                        std::mem::replace(&mut buffer, Vec::with_capacity(self.write_batch_rows));
-                    if !pipe.send(full).await {
-                        // The writer stopped on an error; `finish` below returns it.
-                        break 'stream;
+        let read: Result<(), Status> = async {
+            'stream: while let Some(msg) = stream.message().await? {
+                let batch = match msg.part {
+                    Some(Part::Batch(b)) => b,
+                    Some(Part::SurveyId(_)) => {
+                        return Err(ApiError::invalid(
+                            "survey_id",
+                            "sent twice; name the survey once, first",
+                        )
+                        .into());
+                    }
+                    None => continue,
+                };
+                for r in &batch.responses {
+                    rows += 1;
+                    buffer.push(check_response(
+                        &survey,
+                        &tree,
+                        rows,
+                        r,
+                        &mut seen,
+                        &mut tallies,
+                    )?);
+                    if buffer.len() >= self.write_batch_rows {
+                        let full = std::mem::replace(
+                            &mut buffer,
+                            Vec::with_capacity(self.write_batch_rows),
+                        );
+                        if !pipe.send(full).await {
+                            // The writer stopped on an error; `finish` below returns it.
+                            break 'stream;
+                        }
                     }
                 }
             }
+            if !buffer.is_empty() {
+                pipe.send(std::mem::take(&mut buffer)).await;
+            }
+            Ok(())
         }
-        if !buffer.is_empty() {
-            pipe.send(buffer).await;
-        }
-        let writer = pipe.finish().await?;
+        .await;
+        // A writer's error concerns rows before any the reading stopped at: it comes first.
+        let writer = match (pipe.finish().await, read) {
+            (Err(e), _) => return Err(e.into()),
+            (Ok(_), Err(e)) => return Err(e),
+            (Ok(w), Ok(())) => w,
+        };
         if rows == 0 {
             return Err(ApiError::invalid("batch", "no responses were sent").into());
         }

@@ -152,14 +152,22 @@ impl Pipelined {
         }
     }
 
-    /// Waits until every chunk is written: the transaction to finish, or the first error.
-    /// Dropped instead, the writer stops after its chunk and the transaction rolls back.
+    /// Waits until every chunk handed over is written: the transaction to finish, or the
+    /// first error.
     pub async fn finish(mut self) -> Result<Writer, ApiError> {
         self.chunks.take();
         (&mut self.task).await.map_err(|e| {
             tracing::error!(error = %e, "survey writer task failed");
             ApiError::internal_msg("the responses could not be written".to_string())
         })?
+    }
+}
+
+impl Drop for Pipelined {
+    /// A call dropped before `finish` (its client went away) stops writing at once; the
+    /// transaction is dropped with the task and rolls back.
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -475,4 +475,17 @@ fn regression_a_responsible_unit_named_twice_counts_its_evidence_once() {
         board(&["education", "towns", "education"]),
         board(&["education", "towns"])
     );
+    // The framework check says so.
+    let fw = framework(
+        10,
+        vec![item("1.1", 10, &["education", "towns", "education"])],
+        &format!("{}\n[rules.\"1.1\"]\nkind = \"evidence\"", catalog_toml()),
+    );
+    let findings = fw.check();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.kind.as_str() == "duplicate_unit" && f.message.contains("education")),
+        "{findings:#?}"
+    );
 }

@@ -268,6 +268,15 @@ async fn a_bad_row_rejects_the_whole_call_with_its_row_number(backend: Backend) 
         "{err:?}"
     );
     assert_eq!(s.stored().await, 100);
+    // The earlier row's error is the one reported, though its chunk (25 rows) is written while
+    // later rows are read: here row 1 answered already, and row 60 has no answers.
+    let mut late = good[90..].to_vec();
+    late[59].answers.clear();
+    let err = sv::ingest(&mut s.sv, "resident-2013", late)
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("already answered"), "{err:?}");
+    assert_eq!(s.stored().await, 100);
     let err = sv::ingest(&mut s.sv, "no-such-survey", good.clone())
         .await
         .unwrap_err();
