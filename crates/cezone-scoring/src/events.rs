@@ -172,7 +172,7 @@ pub async fn apply_batch(
             changed |= k.is_some();
         }
     }
-    changed |= facts_db::upsert_stats(&txn, &stats).await?;
+    changed |= facts_db::upsert_stats(&txn, &stats).await? > 0;
     txn.commit().await?;
     Ok(changed)
 }

@@ -140,33 +140,6 @@ pub async fn log(c: &impl ConnectionTrait, key: &FactKey, event_id: &str) -> Res
 
 /// Each upsert returns the key when the stored fact changed (and logs it), none when the
 /// incoming one was not newer.
-pub async fn upsert_stat(
-    c: &impl ConnectionTrait,
-    f: &StatFact,
-    event_id: &str,
-) -> Result<Option<FactKey>, DbErr> {
-    let n = exec(
-        c,
-        "INSERT INTO scoring_stat_facts (org_unit, metric, period, value, version) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT (org_unit, metric, period) DO UPDATE SET value = excluded.value, version = excluded.version \
-         WHERE scoring_stat_facts.version < excluded.version \
-         OR (scoring_stat_facts.version = excluded.version AND scoring_stat_facts.value < excluded.value)",
-        vec![f.org_unit.to_string().into(), f.metric.to_string().into(), f.period.into(), f.value.into(), (f.version as i64).into()],
-    )
-    .await?;
-    changed(
-        c,
-        n,
-        FactKey::Stat {
-            org_unit: f.org_unit.to_string(),
-            metric: f.metric.to_string(),
-            period: f.period,
-        },
-        event_id,
-    )
-    .await
-}
-
 pub async fn upsert_tally(
     c: &impl ConnectionTrait,
     t: &SurveyTally,
@@ -333,6 +306,12 @@ pub async fn last_log_id(c: &impl ConnectionTrait) -> Result<i64, DbErr> {
 /// Rows per multi-row statement: under PostgreSQL's 65,535 and SQLite's 32,766 parameters.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// `n` rows of `width` placeholders for a multi-row statement: "(?, ?), (?, ?)".
+fn tuples(width: usize, n: usize) -> String {
+    let one = format!("({})", vec!["?"; width].join(", "));
+    vec![one; n].join(", ")
+}
+
 /// (org unit, metric, period) of a statistic.
 type StatKey = (String, String, i32);
 
@@ -343,7 +322,7 @@ async fn stored_stats(
 ) -> Result<HashMap<StatKey, (i64, u64)>, DbErr> {
     let mut out = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let tuples = tuples(3, chunk.len());
         let sql = format!(
             "SELECT org_unit, metric, period, value, version FROM scoring_stat_facts \
              WHERE (org_unit, metric, period) IN ({tuples})"
@@ -416,7 +395,7 @@ pub async fn mark_processed_many(
     let mut fresh = HashSet::with_capacity(events.len());
     let now = now_rfc3339();
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let tuples = tuples(3, chunk.len());
         let sql = format!(
             "INSERT INTO scoring_processed_events (event_id, event_type, processed_at) \
              VALUES {tuples} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
@@ -440,13 +419,13 @@ pub async fn mark_processed_many(
 /// Applies statistics in the order given, each only if newer than what is stored or came
 /// before it in the batch, exactly as one upsert after another would, and logs each one that
 /// changed the fact with its event. Reads, writes and logs in a few multi-row statements.
-/// Returns whether any fact changed.
+/// Returns how many of them changed it.
 pub async fn upsert_stats(
     c: &impl ConnectionTrait,
     stats: &[(&StatFact, &str)],
-) -> Result<bool, DbErr> {
+) -> Result<usize, DbErr> {
     if stats.is_empty() {
-        return Ok(false);
+        return Ok(0);
     }
     let key = |f: &StatFact| (f.org_unit.to_string(), f.metric.to_string(), f.period);
     let mut keys: Vec<StatKey> = stats.iter().map(|(f, _)| key(f)).collect();
@@ -467,7 +446,7 @@ pub async fn upsert_stats(
         }
     }
     if logged.is_empty() {
-        return Ok(false);
+        return Ok(0);
     }
     // The same guard as one upsert: another replica may have stored something newer since
     // (its row is then left alone and the log row only makes the scorer re-read it). Rows go
@@ -477,7 +456,7 @@ pub async fn upsert_stats(
         .filter_map(|k| winners.get_key_value(k))
         .collect();
     for chunk in winners.chunks(ROWS_PER_STATEMENT) {
-        let tuples = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let tuples = tuples(5, chunk.len());
         let sql = format!(
             "INSERT INTO scoring_stat_facts (org_unit, metric, period, value, version) VALUES {tuples} \
              ON CONFLICT (org_unit, metric, period) DO UPDATE SET value = excluded.value, version = excluded.version \
@@ -495,7 +474,7 @@ pub async fn upsert_stats(
         exec(c, &sql, values).await?;
     }
     for chunk in logged.chunks(ROWS_PER_STATEMENT) {
-        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let tuples = tuples(3, chunk.len());
         let sql =
             format!("INSERT INTO scoring_fact_log (kind, fact_key, event_id) VALUES {tuples}");
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
@@ -511,7 +490,7 @@ pub async fn upsert_stats(
         }
         exec(c, &sql, values).await?;
     }
-    Ok(true)
+    Ok(logged.len())
 }
 
 /// The current stored value of a fact, as the domain's change.

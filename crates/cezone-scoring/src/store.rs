@@ -38,9 +38,13 @@ pub async fn merge_all(db: &DatabaseConnection, inputs: &Inputs) -> Result<usize
     for (u, rev) in &inputs.org_units {
         changed += one(facts_db::upsert_org_unit(&txn, u, *rev, REBUILD).await?);
     }
-    for s in &inputs.facts.statistics {
-        changed += one(facts_db::upsert_stat(&txn, s, REBUILD).await?);
-    }
+    let stats: Vec<(&StatFact, &str)> = inputs
+        .facts
+        .statistics
+        .iter()
+        .map(|s| (s, REBUILD))
+        .collect();
+    changed += facts_db::upsert_stats(&txn, &stats).await?;
     for t in &inputs.facts.surveys {
         changed += one(facts_db::upsert_tally(&txn, t, REBUILD).await?);
     }
