@@ -1,7 +1,5 @@
 //! gRPC edge of the survey service.
 
-use std::collections::{HashMap, HashSet};
-
 use cezone_domain::access::{Action, Role};
 use cezone_platform::ApiError;
 use cezone_platform::auth::{caller, permit};
@@ -90,8 +88,8 @@ impl SurveyService for SurveyApi {
             survey.id.clone(),
             batch_id.clone(),
         );
-        let mut seen = HashSet::new();
-        let mut tallies = HashMap::new();
+        let mut seen = crate::ingest::Seen::default();
+        let mut tallies = crate::ingest::Tallies::default();
         let mut buffer = Vec::with_capacity(self.write_batch_rows);
         let mut rows: u64 = 0;
         let read: Result<(), Status> = async {
@@ -107,7 +105,7 @@ impl SurveyService for SurveyApi {
                     }
                     None => continue,
                 };
-                for r in &batch.responses {
+                for r in batch.responses {
                     rows += 1;
                     buffer.push(check_response(
                         &survey,
@@ -144,15 +142,10 @@ impl SurveyService for SurveyApi {
         if rows == 0 {
             return Err(ApiError::invalid("batch", "no responses were sent").into());
         }
-        let org_units = tallies
-            .keys()
-            .map(|(o, _)| o.as_str())
-            .collect::<HashSet<_>>()
-            .len() as u32;
+        let org_units = tallies.len() as u32;
         if who.role == Role::Town {
-            let mut places: Vec<&String> = tallies.keys().map(|(o, _)| o).collect();
+            let mut places: Vec<&String> = tallies.keys().collect();
             places.sort();
-            places.dedup();
             for o in places {
                 let o = cezone_domain::org::OrgUnitId::parse(o)
                     .map_err(|e| ApiError::invalid("org_unit", e))?;

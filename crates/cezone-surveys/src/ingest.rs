@@ -3,7 +3,7 @@
 //! INSERT on SQLite — so a rejected call stores nothing.
 
 use cezone_domain::access::Principal;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use cezone_domain::org::{OrgLevel, OrgTree, OrgUnitId};
@@ -20,6 +20,14 @@ use crate::definitions::SurveyDef;
 use crate::entities::{batch, response, tally};
 use cezone_proto::events::v1 as ev;
 
+/// Per org unit, one (responses, positive) count per question of the survey, in its order.
+/// (foldhash, seeded per map: the keys come from an authenticated caller, and SipHash was a
+/// tenth of the upload's CPU.)
+pub type Tallies = foldhash::HashMap<String, Vec<(u64, u64)>>;
+
+/// The respondents of one upload so far, to refuse a second answer within it.
+pub type Seen = foldhash::HashSet<String>;
+
 /// One checked response, ready to write.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -34,9 +42,9 @@ pub fn check_response(
     survey: &SurveyDef,
     tree: &OrgTree,
     number: u64,
-    r: &ps::Response,
-    seen: &mut HashSet<String>,
-    tallies: &mut HashMap<(String, usize), (u64, u64)>,
+    r: ps::Response,
+    seen: &mut Seen,
+    tallies: &mut Tallies,
 ) -> Result<Row, ApiError> {
     let field = |f: &str| format!("responses[{number}].{f}");
     let rid = r.respondent_id.trim();
@@ -96,12 +104,19 @@ pub fn check_response(
             .map_err(|e| ApiError::invalid(&field("answers"), format!("row {number}: {e}")))?;
         given[qi] = Some(a.value);
     }
+    // One lookup per row, and a key allocated once per org unit.
+    if !tallies.contains_key(&r.org_unit) {
+        tallies.insert(r.org_unit.clone(), vec![(0, 0); survey.questions.len()]);
+    }
+    let counts = tallies
+        .get_mut(&r.org_unit)
+        .expect("the org unit's counts were just inserted");
     let mut answers = String::new();
     for (qi, v) in given.iter().enumerate() {
         let Some(v) = v else { continue };
         let q = &survey.questions[qi];
         let positive = q.judge(*v).unwrap_or(false);
-        let t = tallies.entry((r.org_unit.clone(), qi)).or_default();
+        let t = &mut counts[qi];
         t.0 += 1;
         t.1 += u64::from(positive);
         if !answers.is_empty() {
@@ -112,7 +127,7 @@ pub fn check_response(
     Ok(Row {
         number,
         respondent: rid.to_string(),
-        org_unit: r.org_unit.clone(),
+        org_unit: r.org_unit,
         answers,
     })
 }
@@ -133,7 +148,6 @@ impl Pipelined {
         let task = tokio::spawn(async move {
             let mut writer = writer;
             while let Some(rows) = rx.recv().await {
-                writer.check_new(&survey, &rows).await?;
                 writer.write(&survey, &batch_id, &rows).await?;
             }
             Ok(writer)
@@ -173,14 +187,15 @@ impl Drop for Pipelined {
 
 /// The open transaction a call writes into.
 pub enum Writer {
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    /// The transaction, and the pool a refused chunk looks up committed rows in.
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>, sqlx::PgPool),
     Sea(DatabaseTransaction),
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Writer::Postgres(_) => "Writer::Postgres",
+            Writer::Postgres(..) => "Writer::Postgres",
             Writer::Sea(_) => "Writer::Sea",
         })
     }
@@ -190,63 +205,75 @@ fn pg(e: sqlx::Error) -> ApiError {
     ApiError::internal(e)
 }
 
+/// The unique index on (survey, respondent) refused a row.
+fn is_answered_twice(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.constraint() == Some("surveys_responses_respondent"))
+}
+
+/// The first of `rows` whose respondent is among `existing`, refused with its row number.
+fn refuse_answered(survey: &str, rows: &[Row], existing: &[String]) -> Result<(), ApiError> {
+    if let Some(dup) = rows.iter().find(|r| existing.contains(&r.respondent)) {
+        return Err(ApiError::invalid(
+            &format!("responses[{}].respondent_id", dup.number),
+            format!(
+                "row {}: respondent '{}' already answered survey {survey}",
+                dup.number, dup.respondent
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// COPY text format: backslash, tab, newline and carriage return escaped.
 pub fn copy_field(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
+    // Runs without a separator are copied whole; the separators are ASCII, so every split
+    // falls on a character boundary.
+    let mut rest = s;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            _ => "\\r",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
 }
 
 impl Writer {
     pub async fn begin(db: &DatabaseConnection) -> Result<Writer, ApiError> {
         Ok(match db.get_database_backend() {
-            DatabaseBackend::Postgres => Writer::Postgres(
-                db.get_postgres_connection_pool()
-                    .begin()
-                    .await
-                    .map_err(pg)?,
-            ),
+            DatabaseBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool();
+                Writer::Postgres(pool.begin().await.map_err(pg)?, pool.clone())
+            }
             _ => Writer::Sea(db.begin().await?),
         })
     }
 
-    /// Refuses rows whose respondent already answered this survey in an earlier call.
-    pub async fn check_new(&mut self, survey: &str, rows: &[Row]) -> Result<(), ApiError> {
+    /// Refuses rows whose respondent already answered this survey in an earlier call (SQLite;
+    /// on PostgreSQL the unique index refuses them during the COPY, see `write`).
+    async fn check_new(
+        tx: &DatabaseTransaction,
+        survey: &str,
+        rows: &[Row],
+    ) -> Result<(), ApiError> {
         let ids: Vec<String> = rows.iter().map(|r| r.respondent.clone()).collect();
-        let existing: Vec<String> = match self {
-            Writer::Postgres(tx) => sqlx::query_scalar::<_, String>(
-                "SELECT respondent_id FROM surveys_responses WHERE survey_id = $1 AND respondent_id = ANY($2)",
-            )
-            .bind(survey)
-            .bind(&ids)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(pg)?,
-            Writer::Sea(tx) => response::Entity::find()
-                .filter(response::Column::SurveyId.eq(survey))
-                .filter(response::Column::RespondentId.is_in(ids))
-                .all(tx)
-                .await?
-                .into_iter()
-                .map(|m| m.respondent_id)
-                .collect(),
-        };
-        if let Some(dup) = rows.iter().find(|r| existing.contains(&r.respondent)) {
-            return Err(ApiError::invalid(
-                &format!("responses[{}].respondent_id", dup.number),
-                format!(
-                    "row {}: respondent '{}' already answered survey {survey}",
-                    dup.number, dup.respondent
-                ),
-            ));
-        }
-        Ok(())
+        let existing: Vec<String> = response::Entity::find()
+            .filter(response::Column::SurveyId.eq(survey))
+            .filter(response::Column::RespondentId.is_in(ids))
+            .all(tx)
+            .await?
+            .into_iter()
+            .map(|m| m.respondent_id)
+            .collect();
+        refuse_answered(survey, rows, &existing)
     }
 
     pub async fn write(
@@ -256,13 +283,15 @@ impl Writer {
         rows: &[Row],
     ) -> Result<(), ApiError> {
         match self {
-            Writer::Postgres(tx) => {
-                let mut buf = String::with_capacity(rows.len() * 96);
+            Writer::Postgres(tx, pool) => {
+                let mut prefix = String::new();
+                copy_field(&mut prefix, survey);
+                prefix.push('\t');
+                copy_field(&mut prefix, batch_id);
+                prefix.push('\t');
+                let mut buf = String::with_capacity(rows.len() * 128);
                 for r in rows {
-                    copy_field(&mut buf, survey);
-                    buf.push('\t');
-                    copy_field(&mut buf, batch_id);
-                    buf.push('\t');
+                    buf.push_str(&prefix);
                     copy_field(&mut buf, &r.respondent);
                     buf.push('\t');
                     copy_field(&mut buf, &r.org_unit);
@@ -270,14 +299,39 @@ impl Writer {
                     copy_field(&mut buf, &r.answers);
                     buf.push('\n');
                 }
-                let mut copy = (**tx)
-                    .copy_in_raw("COPY surveys_responses (survey_id, batch_id, respondent_id, org_unit, answers) FROM STDIN")
+                let copied = async {
+                    let mut copy = (**tx)
+                        .copy_in_raw("COPY surveys_responses (survey_id, batch_id, respondent_id, org_unit, answers) FROM STDIN")
+                        .await?;
+                    copy.send(buf.as_bytes()).await?;
+                    copy.finish().await
+                }
+                .await;
+                // The unique index refuses a respondent who answered in an earlier call, so no
+                // lookup precedes each chunk. Only a refused chunk looks for the rows to name,
+                // among committed rows (a concurrent call's rows are seen once it committed,
+                // which is when the index refuses them).
+                if let Err(e) = copied {
+                    if !is_answered_twice(&e) {
+                        return Err(pg(e));
+                    }
+                    let ids: Vec<&str> = rows.iter().map(|r| r.respondent.as_str()).collect();
+                    let existing: Vec<String> = sqlx::query_scalar(
+                        "SELECT respondent_id FROM surveys_responses WHERE survey_id = $1 AND respondent_id = ANY($2)",
+                    )
+                    .bind(survey)
+                    .bind(&ids)
+                    .fetch_all(&*pool)
                     .await
                     .map_err(pg)?;
-                copy.send(buf.as_bytes()).await.map_err(pg)?;
-                copy.finish().await.map_err(pg)?;
+                    refuse_answered(survey, rows, &existing)?;
+                    return Err(ApiError::precondition(format!(
+                        "a respondent of this upload already answered survey {survey}"
+                    )));
+                }
             }
             Writer::Sea(tx) => {
+                Writer::check_new(tx, survey, rows).await?;
                 // SQLite allows 32,766 parameters per statement: 5 per row.
                 for chunk in rows.chunks(6000) {
                     response::Entity::insert_many(chunk.iter().map(|r| response::ActiveModel {
@@ -304,10 +358,20 @@ impl Writer {
         survey: &SurveyDef,
         batch_id: &str,
         accepted: u64,
-        tallies: &HashMap<(String, usize), (u64, u64)>,
+        tallies: &Tallies,
     ) -> Result<(), ApiError> {
-        let mut keys: Vec<_> = tallies.iter().collect();
-        keys.sort_by(|a, b| a.0.cmp(b.0));
+        // (org unit, question index, responses, positive) in key order, the order rows lock in.
+        let mut keys: Vec<(&String, usize, u64, u64)> = tallies
+            .iter()
+            .flat_map(|(org, counts)| {
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (n, _))| *n > 0)
+                    .map(move |(qi, (n, k))| (org, qi, *n, *k))
+            })
+            .collect();
+        keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let mut totals = Vec::with_capacity(keys.len());
         let tally_event = |org: &str, qi: usize, (n, k, v): (i64, i64, i64)| ev::SurveyTally {
             survey_id: survey.id.clone(),
@@ -328,7 +392,7 @@ impl Writer {
             cezone_bus::envelope("survey.batch_aggregated", "surveys", &payload, None)
         };
         let org_units: std::collections::BTreeSet<&str> =
-            keys.iter().map(|((o, _), _)| o.as_str()).collect();
+            tallies.keys().map(String::as_str).collect();
         let audit = cezone_platform::audit::Entry {
             actor: who,
             action: "survey.responses_ingested",
@@ -341,7 +405,7 @@ impl Writer {
             }),
         };
         match self {
-            Writer::Postgres(mut tx) => {
+            Writer::Postgres(mut tx, _) => {
                 sqlx::query("INSERT INTO surveys_batches (id, survey_id, responses, received_at) VALUES ($1, $2, $3, $4)")
                     .bind(batch_id)
                     .bind(&survey.id)
@@ -350,26 +414,41 @@ impl Writer {
                     .execute(&mut *tx)
                     .await
                     .map_err(pg)?;
-                for ((org, qi), (n, k)) in keys {
-                    let row: (i64, i64, i64) = sqlx::query_as(
-                        "INSERT INTO surveys_tallies (survey_id, org_unit, question, period, responses, positive, version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 1) \
-                         ON CONFLICT (survey_id, org_unit, question, period) DO UPDATE SET \
-                         responses = surveys_tallies.responses + excluded.responses, \
-                         positive = surveys_tallies.positive + excluded.positive, \
-                         version = surveys_tallies.version + 1 \
-                         RETURNING responses, positive, version",
-                    )
-                    .bind(&survey.id)
-                    .bind(org)
-                    .bind(survey.questions[*qi].id.as_str())
-                    .bind(survey.period)
-                    .bind(*n as i64)
-                    .bind(*k as i64)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(pg)?;
-                    totals.push(tally_event(org, *qi, row));
+                // Every tally in one statement: the counts travel as arrays, one per column.
+                let orgs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+                let questions: Vec<&str> = keys
+                    .iter()
+                    .map(|k| survey.questions[k.1].id.as_str())
+                    .collect();
+                let ns: Vec<i64> = keys.iter().map(|k| k.2 as i64).collect();
+                let ks: Vec<i64> = keys.iter().map(|k| k.3 as i64).collect();
+                let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+                    "INSERT INTO surveys_tallies (survey_id, org_unit, question, period, responses, positive, version) \
+                     SELECT $1, o, q, $2, n, k, 1 FROM unnest($3::varchar[], $4::varchar[], $5::int8[], $6::int8[]) AS t(o, q, n, k) \
+                     ON CONFLICT (survey_id, org_unit, question, period) DO UPDATE SET \
+                     responses = surveys_tallies.responses + excluded.responses, \
+                     positive = surveys_tallies.positive + excluded.positive, \
+                     version = surveys_tallies.version + 1 \
+                     RETURNING org_unit, question, responses, positive, version",
+                )
+                .bind(&survey.id)
+                .bind(survey.period)
+                .bind(&orgs)
+                .bind(&questions)
+                .bind(&ns)
+                .bind(&ks)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(pg)?;
+                let stored: HashMap<(&str, &str), (i64, i64, i64)> = rows
+                    .iter()
+                    .map(|(o, q, n, k, v)| ((o.as_str(), q.as_str()), (*n, *k, *v)))
+                    .collect();
+                for (org, qi, ..) in &keys {
+                    let row = stored
+                        .get(&(org.as_str(), survey.questions[*qi].id.as_str()))
+                        .ok_or_else(|| ApiError::internal_msg("an upserted tally is missing"))?;
+                    totals.push(tally_event(org, *qi, *row));
                 }
                 let env = event(totals);
                 sqlx::query(&format!(
@@ -421,15 +500,15 @@ impl Writer {
                 })
                 .exec(&tx)
                 .await?;
-                for ((org, qi), (n, k)) in keys {
-                    let question = survey.questions[*qi].id.to_string();
+                for (org, qi, n, k) in keys {
+                    let question = survey.questions[qi].id.to_string();
                     tally::Entity::insert(tally::ActiveModel {
                         survey_id: Set(survey.id.clone()),
                         org_unit: Set(org.clone()),
                         question: Set(question.clone()),
                         period: Set(survey.period),
-                        responses: Set(*n as i64),
-                        positive: Set(*k as i64),
+                        responses: Set(n as i64),
+                        positive: Set(k as i64),
                         version: Set(1),
                         ..Default::default()
                     })
@@ -466,7 +545,7 @@ impl Writer {
                         .ok_or_else(|| ApiError::internal_msg("an upserted tally is missing"))?;
                     totals.push(tally_event(
                         org,
-                        *qi,
+                        qi,
                         (row.responses, row.positive, row.version),
                     ));
                 }
@@ -488,5 +567,29 @@ mod tests {
         let mut s = String::new();
         copy_field(&mut s, "a\tb\\c\nd");
         assert_eq!(s, "a\\tb\\\\c\\nd");
+    }
+
+    /// The character-by-character escaping `copy_field` must agree with.
+    fn escaped_char_by_char(s: &str) -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn copy_fields_escape_like_the_char_by_char_rule(s in "(\\PC|[\\\\\t\n\r社区])*") {
+            let mut out = String::from("prefix\t");
+            copy_field(&mut out, &s);
+            proptest::prop_assert_eq!(out, format!("prefix\t{}", escaped_char_by_char(&s)));
+        }
     }
 }

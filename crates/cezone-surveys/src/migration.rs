@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
                 name: "m0002_audit_log",
                 service: "surveys",
             }),
+            Box::new(RespondentKeysBytewise),
         ]
     }
 
@@ -96,5 +97,35 @@ impl MigrationTrait for Initial {
                 ],
             ))
             .await
+    }
+}
+
+/// The key a response is refused twice by, (survey, respondent), compared byte by byte on
+/// PostgreSQL. Ids are matched for equality, never shown sorted, and every chunk of an upload
+/// checks each row against the index: the database's locale collation (strcoll) made that
+/// check cost as much as writing the row. SQLite already compares bytes.
+struct RespondentKeysBytewise;
+
+impl MigrationName for RespondentKeysBytewise {
+    fn name(&self) -> &str {
+        "m0003_respondent_keys_bytewise"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for RespondentKeysBytewise {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "ALTER TABLE surveys_responses \
+                 ALTER COLUMN survey_id TYPE varchar COLLATE \"C\", \
+                 ALTER COLUMN respondent_id TYPE varchar COLLATE \"C\"",
+            )
+            .await?;
+        Ok(())
     }
 }
