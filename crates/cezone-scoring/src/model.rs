@@ -33,6 +33,9 @@ pub struct Scored {
     pub engine: Engine,
     pub board: Scoreboard,
     pub computed_at: String,
+    /// Which computation from scratch this model descends from (incremental updates keep it):
+    /// an update prepared against one lineage is dropped when a rebuild replaced it meanwhile.
+    pub lineage: u64,
     /// Each item's unchanging fields (code, title, points, …), made once per framework so an
     /// answer only formats its scores.
     templates: Arc<Vec<ps::ItemScore>>,
@@ -52,11 +55,14 @@ impl Scored {
         let engine = Engine::new(Arc::new(fw), Arc::new(tree), &inputs.facts, inputs.period);
         let board = engine.scoreboard();
         let templates = Arc::new(templates(&engine.fw));
+        // Unique within the process, which is as far as a model lives.
+        static LINEAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Scored {
             inputs,
             engine,
             board,
             computed_at,
+            lineage: LINEAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             templates,
         })
     }

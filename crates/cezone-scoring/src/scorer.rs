@@ -100,10 +100,15 @@ impl State {
             ids.truncate(10_000);
             ids
         };
-        let current = self.current.read().await.clone();
-        match current {
-            Some(cur) if !structural => self.incremental(&cur, &fresh, caused_by).await?,
-            previous => self.reload(previous, caused_by).await?,
+        // Only the model's lineage is kept here, not a reference to it: a reference held
+        // across the update would make `Arc::make_mut` copy the whole model every time.
+        let lineage = self.current.read().await.as_ref().map(|s| s.lineage);
+        match lineage {
+            Some(lineage) if !structural => self.incremental(lineage, &fresh, caused_by).await?,
+            _ => {
+                let previous = self.current.read().await.clone();
+                self.reload(previous, caused_by).await?
+            }
         }
         for r in &fresh {
             tail.done.insert(r.0);
@@ -115,7 +120,7 @@ impl State {
     /// Applies the changed facts and rescores what they affect.
     async fn incremental(
         &self,
-        current: &Arc<Scored>,
+        lineage: u64,
         rows: &[(i64, FactKey, String)],
         caused_by: Vec<String>,
     ) -> Result<(), ApiError> {
@@ -128,7 +133,7 @@ impl State {
             let Some(arc) = guard.as_mut() else {
                 return Ok(());
             };
-            if !Arc::ptr_eq(arc, current) {
+            if arc.lineage != lineage {
                 // Replaced meanwhile by a rebuild; the rows are in its inputs.
                 return Ok(());
             }

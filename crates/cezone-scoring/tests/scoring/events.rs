@@ -498,7 +498,8 @@ async fn a_burst_keeps_the_newest_version_of_a_statistic(backend: Backend) {
     };
     let (newest, older) = (100_000, 1);
     let want = total_with(newest);
-    assert_ne!(want, total_with(older), "the two values must score apart");
+    let back = total_with(older);
+    assert_ne!(want, back, "the two values must score apart");
 
     let stat = |value: i64, version: u64| {
         let payload = cezone_proto::events::v1::StatisticRecorded {
@@ -528,5 +529,25 @@ async fn a_burst_keeps_the_newest_version_of_a_statistic(backend: Backend) {
     s.bus.publish(&stat(older, 1_000_000)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     converge(&mut s, &want, Duration::from_secs(5)).await;
+
+    // Regression (incremental_update_copied_the_whole_model): with nobody reading the model,
+    // an incremental update changes it in place. The scorer used to keep its own reference
+    // across the update, so every batch of events copied the whole read model (at province
+    // scale, hundreds of MiB per batch).
+    let state = s.scoring.as_ref().unwrap().state.clone();
+    let before = Arc::as_ptr(&state.current().await.unwrap()) as usize;
+    let mut updates = state.updates.subscribe();
+    s.bus.publish(&stat(older, 1_000_004)).await.unwrap();
+    let update = tokio::time::timeout(Duration::from_secs(30), updates.recv())
+        .await
+        .expect("the newer statistic is scored")
+        .unwrap();
+    assert_eq!(
+        Arc::as_ptr(&update.model) as usize,
+        before,
+        "the incremental update copied the model instead of changing it in place"
+    );
+    drop(update);
+    converge(&mut s, &back, Duration::from_secs(30)).await;
     s.stop().await;
 }
