@@ -3,6 +3,7 @@
 //! open for probes and tools), decide with `cezone_domain::access`, and attach a token of
 //! their own when they call each other.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -86,7 +87,14 @@ pub struct Keys {
     issuer: String,
     /// Lifetime of tokens issued without an explicit one, in seconds.
     pub default_ttl: i64,
+    /// Tokens verified lately, with their caller and expiry: a client sends the same token
+    /// with every call, and its signature and claims cannot change, so they are checked once.
+    /// Only the expiry is checked again on each call.
+    verified: Mutex<HashMap<String, (Principal, i64)>>,
 }
+
+/// Verified tokens remembered at most; the memory is forgotten whole when full.
+const VERIFIED_TOKENS: usize = 4096;
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,6 +148,7 @@ impl Keys {
             validation,
             issuer: s.issuer.clone(),
             default_ttl: (s.token_minutes * 60) as i64,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -162,6 +171,39 @@ impl Keys {
 
     /// The caller a token stands for, if it is genuine, current and well formed.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_at(token, chrono::Utc::now().timestamp())
+    }
+
+    /// `verify` at the time `now` (seconds since the epoch) for a token verified before; a new
+    /// token is checked in full against the clock.
+    fn verify_at(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(token)
+            .cloned();
+        if let Some((who, exp)) = remembered {
+            // The same rule as the full check: expired once `exp` is more than the leeway ago.
+            return if exp < now - self.validation.leeway as i64 {
+                Err(AuthError::Expired)
+            } else {
+                Ok(who)
+            };
+        }
+        let (who, exp) = self.verify_fully(token)?;
+        let mut verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), (who.clone(), exp));
+        Ok(who)
+    }
+
+    fn verify_fully(&self, token: &str) -> Result<(Principal, i64), AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
@@ -175,7 +217,8 @@ impl Keys {
                 }
                 _ => AuthError::Malformed(e.to_string()),
             })?;
-        principal_of(&data.claims).map_err(AuthError::Claims)
+        let who = principal_of(&data.claims).map_err(AuthError::Claims)?;
+        Ok((who, data.claims.exp))
     }
 
     /// The caller of a request, from its `authorization` metadata.
@@ -457,6 +500,30 @@ mod tests {
                 "{junk}"
             );
         }
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let k = keys();
+        let t = k.issue(&office(), 600).unwrap();
+        assert_eq!(k.verify(&t).unwrap(), office());
+        assert_eq!(
+            k.verified.lock().unwrap().len(),
+            1,
+            "remembered once verified"
+        );
+        let leeway = Settings::defaults().auth.leeway_seconds as i64;
+        let exp = chrono::Utc::now().timestamp() + 600;
+        assert_eq!(k.verify_at(&t, exp - 5).unwrap(), office());
+        assert!(matches!(
+            k.verify_at(&t, exp + leeway + 5),
+            Err(AuthError::Expired)
+        ));
+        // Refused tokens are not remembered.
+        let expired = k.issue(&office(), -3600).unwrap();
+        assert!(matches!(k.verify(&expired), Err(AuthError::Expired)));
+        assert!(matches!(k.verify(&expired), Err(AuthError::Expired)));
+        assert_eq!(k.verified.lock().unwrap().len(), 1);
     }
 
     #[test]

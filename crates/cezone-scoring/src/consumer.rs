@@ -1,7 +1,8 @@
 //! The scoring consumer: one durable queue, prefetch, ack only after the events' effects are
 //! committed, duplicates dropped by event id, transient failures retried, poison messages
-//! dead-lettered with the reason. Deliveries already waiting are applied together in one
-//! transaction, so a burst costs one commit, not one per event.
+//! dead-lettered with the reason. Deliveries already waiting, and those arriving within
+//! [`LINGER`] of the last, are applied together in one transaction, so a burst costs one
+//! commit, not one per event.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,9 @@ use crate::state::State;
 
 /// Deliveries applied in one transaction at most (bounded by the prefetch in practice).
 const BATCH: usize = 256;
+/// How long a batch waits for more deliveries once none is waiting: a few milliseconds on an
+/// event's way to its score, for far fewer statements and commits per event under load.
+const LINGER: Duration = Duration::from_millis(2);
 
 pub async fn run(state: Arc<State>, mut subscription: Subscription, shutdown: CancellationToken) {
     loop {
@@ -27,9 +31,20 @@ pub async fn run(state: Arc<State>, mut subscription: Subscription, shutdown: Ca
             return;
         };
         let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
             match subscription.next().now_or_never() {
-                Some(Some(d)) => batch.push(d),
+                Some(Some(d)) => {
+                    batch.push(d);
+                    continue;
+                }
+                Some(None) => break,
+                None => {}
+            }
+            // Nothing waiting this instant: the rest of a burst gets a moment to arrive and
+            // share the batch's statements, commit and rescore.
+            match tokio::time::timeout_at(deadline, subscription.next()).await {
+                Ok(Some(d)) => batch.push(d),
                 _ => break,
             }
         }
