@@ -148,7 +148,7 @@ impl Pipelined {
         let task = tokio::spawn(async move {
             let mut writer = writer;
             while let Some(rows) = rx.recv().await {
-                writer.write(&survey, &batch_id, &rows).await?;
+                writer = writer.write(&survey, &batch_id, &rows).await?;
             }
             Ok(writer)
         });
@@ -276,14 +276,15 @@ impl Writer {
         refuse_answered(survey, rows, &existing)
     }
 
+    /// Writes one chunk; the writer comes back for the next one.
     pub async fn write(
-        &mut self,
+        self,
         survey: &str,
         batch_id: &str,
         rows: &[Row],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Writer, ApiError> {
         match self {
-            Writer::Postgres(tx, pool) => {
+            Writer::Postgres(mut tx, pool) => {
                 let mut prefix = String::new();
                 copy_field(&mut prefix, survey);
                 prefix.push('\t');
@@ -300,7 +301,7 @@ impl Writer {
                     buf.push('\n');
                 }
                 let copied = async {
-                    let mut copy = (**tx)
+                    let mut copy = (*tx)
                         .copy_in_raw("COPY surveys_responses (survey_id, batch_id, respondent_id, org_unit, answers) FROM STDIN")
                         .await?;
                     copy.send(buf.as_bytes()).await?;
@@ -315,13 +316,18 @@ impl Writer {
                     if !is_answered_twice(&e) {
                         return Err(pg(e));
                     }
+                    // Rolled back first: its connection is free for the lookup, even in a
+                    // pool of one.
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rolling back a refused survey upload failed");
+                    }
                     let ids: Vec<&str> = rows.iter().map(|r| r.respondent.as_str()).collect();
                     let existing: Vec<String> = sqlx::query_scalar(
                         "SELECT respondent_id FROM surveys_responses WHERE survey_id = $1 AND respondent_id = ANY($2)",
                     )
                     .bind(survey)
                     .bind(&ids)
-                    .fetch_all(&*pool)
+                    .fetch_all(&pool)
                     .await
                     .map_err(pg)?;
                     refuse_answered(survey, rows, &existing)?;
@@ -329,9 +335,10 @@ impl Writer {
                         "a respondent of this upload already answered survey {survey}"
                     )));
                 }
+                Ok(Writer::Postgres(tx, pool))
             }
             Writer::Sea(tx) => {
-                Writer::check_new(tx, survey, rows).await?;
+                Writer::check_new(&tx, survey, rows).await?;
                 // SQLite allows 32,766 parameters per statement: 5 per row.
                 for chunk in rows.chunks(6000) {
                     response::Entity::insert_many(chunk.iter().map(|r| response::ActiveModel {
@@ -342,12 +349,12 @@ impl Writer {
                         answers: Set(r.answers.clone()),
                         ..Default::default()
                     }))
-                    .exec(tx)
+                    .exec(&tx)
                     .await?;
                 }
+                Ok(Writer::Sea(tx))
             }
         }
-        Ok(())
     }
 
     /// Records the batch, adds its counts to the tallies (each changed tally's version goes up)

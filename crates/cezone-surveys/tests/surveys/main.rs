@@ -33,6 +33,9 @@ async fn spawn(backend: Backend) -> Stack {
         .await
         .unwrap();
     env.settings.services.registry_url = registry.url();
+    // The smallest pool a deployment may configure: a call the unique index refuses still
+    // names its row (regression: the lookup waited for the connection its own call held).
+    env.settings.database.max_connections = 1;
     let surveys = cezone_surveys::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
