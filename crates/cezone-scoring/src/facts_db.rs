@@ -427,21 +427,27 @@ pub async fn upsert_stats(
     if stats.is_empty() {
         return Ok(0);
     }
-    let key = |f: &StatFact| (f.org_unit.to_string(), f.metric.to_string(), f.period);
-    let mut keys: Vec<StatKey> = stats.iter().map(|(f, _)| key(f)).collect();
+    // Each statistic's key, made once.
+    let keyed: Vec<(StatKey, &StatFact, &str)> = stats
+        .iter()
+        .map(|&(f, event_id)| {
+            let k = (f.org_unit.to_string(), f.metric.to_string(), f.period);
+            (k, f, event_id)
+        })
+        .collect();
+    let mut keys: Vec<StatKey> = keyed.iter().map(|(k, ..)| k.clone()).collect();
     keys.sort_unstable();
     keys.dedup();
     let mut held = stored_stats(c, &keys).await?;
-    let mut winners: HashMap<StatKey, &StatFact> = HashMap::new();
-    let mut logged: Vec<(StatKey, &str)> = Vec::new();
-    for (f, event_id) in stats {
-        let k = key(f);
+    let mut winners: HashMap<&StatKey, &StatFact> = HashMap::new();
+    let mut logged: Vec<(&StatKey, &str)> = Vec::new();
+    for (k, f, event_id) in &keyed {
         let newer = held
-            .get(&k)
+            .get(k)
             .is_none_or(|&(value, version)| (f.version, f.value) > (version, value));
         if newer {
             held.insert(k.clone(), (f.value, f.version));
-            winners.insert(k.clone(), f);
+            winners.insert(k, f);
             logged.push((k, event_id));
         }
     }
@@ -451,9 +457,9 @@ pub async fn upsert_stats(
     // The same guard as one upsert: another replica may have stored something newer since
     // (its row is then left alone and the log row only makes the scorer re-read it). Rows go
     // in key order, so two replicas lock overlapping rows in the same order.
-    let winners: Vec<(&StatKey, &&StatFact)> = keys
+    let winners: Vec<(&StatKey, &StatFact)> = keys
         .iter()
-        .filter_map(|k| winners.get_key_value(k))
+        .filter_map(|k| winners.get(k).map(|&f| (k, f)))
         .collect();
     for chunk in winners.chunks(ROWS_PER_STATEMENT) {
         let tuples = tuples(5, chunk.len());
