@@ -141,7 +141,7 @@ async fn baseline(url: &str, survey: &str, responses: &[ps::Response]) -> Result
         .await
         .context("connecting for COPY")?;
     sqlx::query(
-        "CREATE TABLE bench_copy_responses (id BIGSERIAL, survey_id VARCHAR NOT NULL, \
+        "CREATE TABLE bench_copy_responses (survey_id VARCHAR NOT NULL, \
          batch_id VARCHAR NOT NULL, respondent_id VARCHAR NOT NULL, org_unit VARCHAR NOT NULL, \
          answers VARCHAR NOT NULL)",
     )

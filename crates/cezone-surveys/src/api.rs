@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::definitions::{self, check_id};
 use crate::entities::response;
-use crate::ingest::{Pipelined, Writer, check_response};
+use crate::ingest::{Checker, Pipelined, Writer};
 use crate::{aggregates, statistics};
 
 #[derive(Debug, Clone)]
@@ -83,17 +83,16 @@ impl SurveyService for SurveyApi {
         let survey = definitions::get(&self.db, &survey_id).await?;
         let tree = self.view.org_tree(true).await?;
         let batch_id = uuid::Uuid::now_v7().to_string();
-        let pipe = Pipelined::start(
+        let mut pipe = Pipelined::start(
             Writer::begin(&self.db).await?,
-            survey.id.clone(),
-            batch_id.clone(),
+            &survey.id,
+            &batch_id,
+            self.write_batch_rows,
         );
-        let mut seen = crate::ingest::Seen::default();
-        let mut tallies = crate::ingest::Tallies::default();
-        let mut buffer = Vec::with_capacity(self.write_batch_rows);
+        let mut checker = Checker::new(&survey, &tree);
         let mut rows: u64 = 0;
         let read: Result<(), Status> = async {
-            'stream: while let Some(msg) = stream.message().await? {
+            while let Some(msg) = stream.message().await? {
                 let batch = match msg.part {
                     Some(Part::Batch(b)) => b,
                     Some(Part::SurveyId(_)) => {
@@ -107,38 +106,23 @@ impl SurveyService for SurveyApi {
                 };
                 for r in batch.responses {
                     rows += 1;
-                    buffer.push(check_response(
-                        &survey,
-                        &tree,
-                        rows,
-                        r,
-                        &mut seen,
-                        &mut tallies,
-                    )?);
-                    if buffer.len() >= self.write_batch_rows {
-                        let full = std::mem::replace(
-                            &mut buffer,
-                            Vec::with_capacity(self.write_batch_rows),
-                        );
-                        if !pipe.send(full).await {
-                            // The writer stopped on an error; `finish` below returns it.
-                            break 'stream;
-                        }
+                    checker.check(rows, &r)?;
+                    if !pipe.push(&checker, rows, r).await {
+                        // The writer stopped on an error; `finish` below returns it.
+                        return Ok(());
                     }
                 }
-            }
-            if !buffer.is_empty() {
-                pipe.send(std::mem::take(&mut buffer)).await;
             }
             Ok(())
         }
         .await;
         // A writer's error concerns rows before any the reading stopped at: it comes first.
-        let writer = match (pipe.finish().await, read) {
+        let writer = match (pipe.finish(&survey.id, &checker.seen).await, read) {
             (Err(e), _) => return Err(e.into()),
             (Ok(_), Err(e)) => return Err(e),
             (Ok(w), Ok(())) => w,
         };
+        let tallies = checker.tallies;
         if rows == 0 {
             return Err(ApiError::invalid("batch", "no responses were sent").into());
         }

@@ -27,10 +27,12 @@ pub mod response {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "surveys_responses")]
     pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
+        /// With `respondent_id`, the key: one answer per respondent and survey, whichever call
+        /// it comes in.
+        #[sea_orm(primary_key, auto_increment = false)]
         pub survey_id: String,
         pub batch_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
         pub respondent_id: String,
         pub org_unit: String,
         /// "awareness=1;satisfaction=4"

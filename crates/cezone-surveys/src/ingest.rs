@@ -1,10 +1,10 @@
 //! Bulk ingestion of survey responses: every row checked (row numbers count from 1 across the
-//! whole call), written in batches inside one transaction — COPY on PostgreSQL, multi-row
-//! INSERT on SQLite — so a rejected call stores nothing.
+//! whole call) and written while the next rows are read, inside one transaction — one COPY on
+//! PostgreSQL, multi-row INSERTs on SQLite — so a rejected call stores nothing.
 
 use cezone_domain::access::Principal;
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::hash::BuildHasher as _;
 
 use cezone_domain::org::{OrgLevel, OrgTree, OrgUnitId};
 use cezone_platform::ApiError;
@@ -25,10 +25,68 @@ use cezone_proto::events::v1 as ev;
 /// tenth of the upload's CPU.)
 pub type Tallies = foldhash::HashMap<String, Vec<(u64, u64)>>;
 
-/// The respondents of one upload so far, to refuse a second answer within it.
-pub type Seen = foldhash::HashSet<String>;
+/// The respondents of one upload so far, each with the row it first came in: a second answer
+/// within the upload is refused, and a respondent who answered in an earlier call is named by
+/// its row. The ids are kept back to back in one string, not one allocation each: at a million
+/// rows a map of strings was a tenth of the upload's CPU, most of it allocating and rehashing.
+#[derive(Default)]
+pub struct Seen {
+    ids: String,
+    table: hashbrown::HashTable<Seat>,
+    hasher: foldhash::fast::RandomState,
+}
 
-/// One checked response, ready to write.
+/// One respondent: where its id is in `Seen::ids`, its hash and its row.
+#[derive(Clone, Copy)]
+struct Seat {
+    hash: u64,
+    start: usize,
+    len: usize,
+    row: u64,
+}
+
+impl Seat {
+    fn id<'s>(&self, ids: &'s str) -> &'s str {
+        &ids[self.start..self.start + self.len]
+    }
+}
+
+impl Seen {
+    /// The row `respondent` first came in; when it is new, it is recorded as `row` and the
+    /// answer is None.
+    pub fn first_or_insert(&mut self, respondent: &str, row: u64) -> Option<u64> {
+        let hash = self.hasher.hash_one(respondent);
+        let ids = &self.ids;
+        if let Some(seat) = self.table.find(hash, |s| s.id(ids) == respondent) {
+            return Some(seat.row);
+        }
+        let start = self.ids.len();
+        self.ids.push_str(respondent);
+        let seat = Seat {
+            hash,
+            start,
+            len: respondent.len(),
+            row,
+        };
+        self.table.insert_unique(hash, seat, |s| s.hash);
+        None
+    }
+
+    /// The row `respondent` came in, if it did.
+    pub fn row(&self, respondent: &str) -> Option<u64> {
+        let hash = self.hasher.hash_one(respondent);
+        self.table
+            .find(hash, |s| s.id(&self.ids) == respondent)
+            .map(|s| s.row)
+    }
+
+    /// Every respondent, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.table.iter().map(|s| s.id(&self.ids))
+    }
+}
+
+/// One checked response as SQLite writes it.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub number: u64,
@@ -37,99 +95,139 @@ pub struct Row {
     pub answers: String,
 }
 
-/// Checks one response against the survey and the org tree; counts it into `tallies`.
-pub fn check_response(
-    survey: &SurveyDef,
-    tree: &OrgTree,
-    number: u64,
-    r: ps::Response,
-    seen: &mut Seen,
-    tallies: &mut Tallies,
-) -> Result<Row, ApiError> {
-    let field = |f: &str| format!("responses[{number}].{f}");
-    let rid = r.respondent_id.trim();
-    if rid.is_empty() || rid.len() > 64 || rid.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            &field("respondent_id"),
-            format!(
-                "row {number}: '{}' is not a respondent id (1 to 64 printable characters)",
-                r.respondent_id.escape_debug()
-            ),
-        ));
+/// Checks the responses of one call against the survey and the org tree, and counts them.
+pub struct Checker<'a> {
+    survey: &'a SurveyDef,
+    tree: &'a OrgTree,
+    pub seen: Seen,
+    pub tallies: Tallies,
+    /// The last checked response's value per question, in the survey's order.
+    given: Vec<Option<i32>>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(survey: &'a SurveyDef, tree: &'a OrgTree) -> Checker<'a> {
+        Checker {
+            survey,
+            tree,
+            seen: Seen::default(),
+            tallies: Tallies::default(),
+            given: vec![None; survey.questions.len()],
+        }
     }
-    if !seen.insert(rid.to_string()) {
-        return Err(ApiError::invalid(
-            &field("respondent_id"),
-            format!("row {number}: respondent '{rid}' appears twice in this upload"),
-        ));
-    }
-    let known = OrgUnitId::parse(&r.org_unit)
-        .ok()
-        .and_then(|id| tree.find(&id))
-        .filter(|&i| tree.unit(i).level == OrgLevel::Community);
-    if known.is_none() {
-        return Err(ApiError::invalid(
-            &field("org_unit"),
-            format!(
-                "row {number}: '{}' is not a known community",
-                r.org_unit.escape_debug()
-            ),
-        ));
-    }
-    if r.answers.is_empty() {
-        return Err(ApiError::invalid(
-            &field("answers"),
-            format!("row {number}: the response has no answers"),
-        ));
-    }
-    let mut given = vec![None::<i32>; survey.questions.len()];
-    for a in &r.answers {
-        let Some((qi, q)) = survey.question(&a.question) else {
+
+    /// Checks response `number` and counts it into the tallies; a refused response counts
+    /// nowhere.
+    pub fn check(&mut self, number: u64, r: &ps::Response) -> Result<(), ApiError> {
+        let field = |f: &str| format!("responses[{number}].{f}");
+        let rid = r.respondent_id.trim();
+        if rid.is_empty() || rid.len() > 64 || rid.chars().any(char::is_control) {
             return Err(ApiError::invalid(
-                &field("answers"),
+                &field("respondent_id"),
                 format!(
-                    "row {number}: '{}' is not a question of survey {}",
-                    a.question.escape_debug(),
-                    survey.id
+                    "row {number}: '{}' is not a respondent id (1 to 64 printable characters)",
+                    r.respondent_id.escape_debug()
                 ),
             ));
-        };
-        if given[qi].is_some() {
+        }
+        let known = OrgUnitId::parse(&r.org_unit)
+            .ok()
+            .and_then(|id| self.tree.find(&id))
+            .filter(|&i| self.tree.unit(i).level == OrgLevel::Community);
+        if known.is_none() {
             return Err(ApiError::invalid(
-                &field("answers"),
-                format!("row {number}: '{}' is answered twice", q.id),
+                &field("org_unit"),
+                format!(
+                    "row {number}: '{}' is not a known community",
+                    r.org_unit.escape_debug()
+                ),
             ));
         }
-        q.judge(a.value)
-            .map_err(|e| ApiError::invalid(&field("answers"), format!("row {number}: {e}")))?;
-        given[qi] = Some(a.value);
-    }
-    // One lookup per row, and a key allocated once per org unit.
-    if !tallies.contains_key(&r.org_unit) {
-        tallies.insert(r.org_unit.clone(), vec![(0, 0); survey.questions.len()]);
-    }
-    let counts = tallies
-        .get_mut(&r.org_unit)
-        .expect("the org unit's counts were just inserted");
-    let mut answers = String::new();
-    for (qi, v) in given.iter().enumerate() {
-        let Some(v) = v else { continue };
-        let q = &survey.questions[qi];
-        let positive = q.judge(*v).unwrap_or(false);
-        let t = &mut counts[qi];
-        t.0 += 1;
-        t.1 += u64::from(positive);
-        if !answers.is_empty() {
-            answers.push(';');
+        if r.answers.is_empty() {
+            return Err(ApiError::invalid(
+                &field("answers"),
+                format!("row {number}: the response has no answers"),
+            ));
         }
-        let _ = write!(answers, "{}={v}", q.id);
+        let survey = self.survey;
+        self.given.fill(None);
+        for a in &r.answers {
+            let Some((qi, q)) = survey.question(&a.question) else {
+                return Err(ApiError::invalid(
+                    &field("answers"),
+                    format!(
+                        "row {number}: '{}' is not a question of survey {}",
+                        a.question.escape_debug(),
+                        survey.id
+                    ),
+                ));
+            };
+            if self.given[qi].is_some() {
+                return Err(ApiError::invalid(
+                    &field("answers"),
+                    format!("row {number}: '{}' is answered twice", q.id),
+                ));
+            }
+            q.judge(a.value)
+                .map_err(|e| ApiError::invalid(&field("answers"), format!("row {number}: {e}")))?;
+            self.given[qi] = Some(a.value);
+        }
+        // Last, so that a refused row is not remembered.
+        if let Some(first) = self.seen.first_or_insert(rid, number) {
+            return Err(ApiError::invalid(
+                &field("respondent_id"),
+                format!(
+                    "row {number}: respondent '{rid}' appears twice in this upload (first in row {first})"
+                ),
+            ));
+        }
+        // One lookup per row, and a key allocated once per org unit.
+        if !self.tallies.contains_key(&r.org_unit) {
+            self.tallies
+                .insert(r.org_unit.clone(), vec![(0, 0); survey.questions.len()]);
+        }
+        let counts = self
+            .tallies
+            .get_mut(&r.org_unit)
+            .expect("the org unit's counts were just inserted");
+        for (qi, v) in self.given.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let positive = survey.questions[qi].judge(*v).unwrap_or(false);
+            let t = &mut counts[qi];
+            t.0 += 1;
+            t.1 += u64::from(positive);
+        }
+        Ok(())
     }
-    Ok(Row {
-        number,
-        respondent: rid.to_string(),
-        org_unit: r.org_unit,
-        answers,
-    })
+
+    /// The answers of the response just checked, "awareness=1;satisfaction=4" in the survey's
+    /// question order. Question ids are lowercase letters, digits and '_', so the text needs no
+    /// COPY escaping.
+    fn write_answers(&self, out: &mut String) {
+        let mut first = true;
+        for (qi, v) in self.given.iter().enumerate() {
+            let Some(v) = v else { continue };
+            if !first {
+                out.push(';');
+            }
+            first = false;
+            out.push_str(self.survey.questions[qi].id.as_str());
+            out.push('=');
+            match u8::try_from(*v) {
+                Ok(d @ 0..=9) => out.push(char::from(b'0' + d)),
+                _ => out.push_str(&v.to_string()),
+            }
+        }
+    }
+}
+
+/// A chunk of checked responses on its way to the writer.
+#[derive(Debug)]
+enum Chunk {
+    /// PostgreSQL: the rows as COPY text lines.
+    Copy(String),
+    /// SQLite: the rows to insert.
+    Rows(Vec<Row>),
 }
 
 /// Writes chunks of checked rows on its own task, in the call's one transaction, while the
@@ -137,43 +235,152 @@ pub fn check_response(
 /// overlap instead of taking turns.
 #[derive(Debug)]
 pub struct Pipelined {
-    chunks: Option<tokio::sync::mpsc::Sender<Vec<Row>>>,
-    task: tokio::task::JoinHandle<Result<Writer, ApiError>>,
+    chunks: Option<tokio::sync::mpsc::Sender<Chunk>>,
+    task: tokio::task::JoinHandle<Result<Writer, Refused>>,
+    /// The chunk being filled, and how many rows it holds.
+    filling: Chunk,
+    filled: usize,
+    chunk_rows: usize,
+    /// Survey and batch, the start of every COPY line.
+    prefix: String,
+}
+
+/// Why the writer stopped.
+#[derive(Debug)]
+enum Refused {
+    /// PostgreSQL's key refused a respondent; the transaction is rolled back, and the pool is
+    /// where the call looks up which row to name.
+    AnsweredBefore(sqlx::PgPool),
+    Error(ApiError),
+}
+
+impl From<ApiError> for Refused {
+    fn from(e: ApiError) -> Refused {
+        Refused::Error(e)
+    }
 }
 
 impl Pipelined {
-    pub fn start(writer: Writer, survey: String, batch_id: String) -> Pipelined {
+    /// Starts the writer; rows go to it `chunk_rows` at a time.
+    pub fn start(writer: Writer, survey: &str, batch_id: &str, chunk_rows: usize) -> Pipelined {
+        let mut prefix = String::new();
+        copy_field(&mut prefix, survey);
+        prefix.push('\t');
+        copy_field(&mut prefix, batch_id);
+        prefix.push('\t');
+        let filling = match writer {
+            Writer::Postgres(..) => Chunk::Copy(String::new()),
+            Writer::Sea(_) => Chunk::Rows(Vec::with_capacity(chunk_rows)),
+        };
         // One chunk waiting beside the one being written bounds the memory held.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Row>>(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(1);
+        let (survey, batch_id) = (survey.to_string(), batch_id.to_string());
         let task = tokio::spawn(async move {
-            let mut writer = writer;
-            while let Some(rows) = rx.recv().await {
-                writer = writer.write(&survey, &batch_id, &rows).await?;
+            match writer {
+                Writer::Postgres(tx, pool) => copy_all(tx, pool, rx).await,
+                Writer::Sea(tx) => insert_all(tx, &survey, &batch_id, rx).await,
             }
-            Ok(writer)
         });
         Pipelined {
             chunks: Some(tx),
             task,
+            filling,
+            filled: 0,
+            chunk_rows: chunk_rows.max(1),
+            prefix,
         }
     }
 
-    /// Hands a chunk over; false when the writer stopped on an error, which `finish` returns.
-    pub async fn send(&self, rows: Vec<Row>) -> bool {
+    /// Adds response `number`, which `checker` has just checked; a full chunk goes to the
+    /// writer. False when the writer stopped on an error, which `finish` returns.
+    pub async fn push(&mut self, checker: &Checker<'_>, number: u64, r: ps::Response) -> bool {
+        let respondent = r.respondent_id.trim();
+        match &mut self.filling {
+            Chunk::Copy(text) => {
+                text.push_str(&self.prefix);
+                copy_field(text, respondent);
+                text.push('\t');
+                copy_field(text, &r.org_unit);
+                text.push('\t');
+                checker.write_answers(text);
+                text.push('\n');
+            }
+            Chunk::Rows(rows) => {
+                let mut answers = String::new();
+                checker.write_answers(&mut answers);
+                rows.push(Row {
+                    number,
+                    respondent: respondent.to_string(),
+                    org_unit: r.org_unit,
+                    answers,
+                });
+            }
+        }
+        self.filled += 1;
+        if self.filled >= self.chunk_rows {
+            self.hand_over().await
+        } else {
+            true
+        }
+    }
+
+    async fn hand_over(&mut self) -> bool {
+        let next = match &self.filling {
+            Chunk::Copy(text) => Chunk::Copy(String::with_capacity(text.capacity())),
+            Chunk::Rows(_) => Chunk::Rows(Vec::with_capacity(self.chunk_rows)),
+        };
+        let full = std::mem::replace(&mut self.filling, next);
+        self.filled = 0;
         match &self.chunks {
-            Some(tx) => tx.send(rows).await.is_ok(),
+            Some(tx) => tx.send(full).await.is_ok(),
             None => false,
         }
     }
 
-    /// Waits until every chunk handed over is written: the transaction to finish, or the
-    /// first error.
-    pub async fn finish(mut self) -> Result<Writer, ApiError> {
+    /// Writes the rows pushed so far and waits for the writer: the transaction to finish, or
+    /// the first error. A respondent who answered in an earlier call is named by its row in
+    /// `seen`.
+    pub async fn finish(mut self, survey: &str, seen: &Seen) -> Result<Writer, ApiError> {
+        if self.filled > 0 {
+            self.hand_over().await;
+        }
         self.chunks.take();
-        (&mut self.task).await.map_err(|e| {
+        let written = (&mut self.task).await.map_err(|e| {
             tracing::error!(error = %e, "survey writer task failed");
             ApiError::internal_msg("the responses could not be written".to_string())
-        })?
+        })?;
+        match written {
+            Ok(w) => Ok(w),
+            Err(Refused::Error(e)) => Err(e),
+            Err(Refused::AnsweredBefore(pool)) => {
+                // Only committed rows are seen: a concurrent call's rows once it committed,
+                // which is when the key refuses them.
+                let ids: Vec<&str> = seen.ids().collect();
+                let mut first: Option<(u64, String)> = None;
+                for part in ids.chunks(50_000) {
+                    let existing: Vec<String> = sqlx::query_scalar(
+                        "SELECT respondent_id FROM surveys_responses WHERE survey_id = $1 AND respondent_id = ANY($2)",
+                    )
+                    .bind(survey)
+                    .bind(part)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(pg)?;
+                    for r in existing {
+                        let Some(row) = seen.row(&r) else { continue };
+                        if first.as_ref().is_none_or(|(n, _)| row < *n) {
+                            first = Some((row, r));
+                        }
+                    }
+                }
+                Err(match first {
+                    Some((row, respondent)) => answered_before(survey, row, &respondent),
+                    None => ApiError::precondition(format!(
+                        "a respondent of this upload already answered survey {survey}"
+                    )),
+                })
+            }
+        }
     }
 }
 
@@ -187,7 +394,7 @@ impl Drop for Pipelined {
 
 /// The open transaction a call writes into.
 pub enum Writer {
-    /// The transaction, and the pool a refused chunk looks up committed rows in.
+    /// The transaction, and the pool a refused upload looks up committed rows in.
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>, sqlx::PgPool),
     Sea(DatabaseTransaction),
 }
@@ -205,24 +412,20 @@ fn pg(e: sqlx::Error) -> ApiError {
     ApiError::internal(e)
 }
 
-/// The unique index on (survey, respondent) refused a row.
+/// The key that refuses a second answer from a respondent, whichever call it comes in.
+const RESPONDENT_KEY: &str = "surveys_responses_respondent";
+
+/// The responses' key refused a row.
 fn is_answered_twice(e: &sqlx::Error) -> bool {
     e.as_database_error()
-        .is_some_and(|d| d.constraint() == Some("surveys_responses_respondent"))
+        .is_some_and(|d| d.constraint() == Some(RESPONDENT_KEY))
 }
 
-/// The first of `rows` whose respondent is among `existing`, refused with its row number.
-fn refuse_answered(survey: &str, rows: &[Row], existing: &[String]) -> Result<(), ApiError> {
-    if let Some(dup) = rows.iter().find(|r| existing.contains(&r.respondent)) {
-        return Err(ApiError::invalid(
-            &format!("responses[{}].respondent_id", dup.number),
-            format!(
-                "row {}: respondent '{}' already answered survey {survey}",
-                dup.number, dup.respondent
-            ),
-        ));
-    }
-    Ok(())
+fn answered_before(survey: &str, row: u64, respondent: &str) -> ApiError {
+    ApiError::invalid(
+        &format!("responses[{row}].respondent_id"),
+        format!("row {row}: respondent '{respondent}' already answered survey {survey}"),
+    )
 }
 
 /// COPY text format: backslash, tab, newline and carriage return escaped.
@@ -246,6 +449,81 @@ pub fn copy_field(out: &mut String, s: &str) {
     out.push_str(rest);
 }
 
+/// PostgreSQL: one COPY for the whole call, fed chunk by chunk, so the backend never waits for
+/// a statement to start or finish between chunks. The key refuses a respondent who answered in
+/// an earlier call; no lookup precedes the rows.
+async fn copy_all(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    pool: sqlx::PgPool,
+    mut chunks: tokio::sync::mpsc::Receiver<Chunk>,
+) -> Result<Writer, Refused> {
+    let copied = async {
+        let mut copy = (*tx)
+            .copy_in_raw(
+                "COPY surveys_responses (survey_id, batch_id, respondent_id, org_unit, answers) FROM STDIN",
+            )
+            .await?;
+        while let Some(chunk) = chunks.recv().await {
+            if let Chunk::Copy(text) = chunk {
+                copy.send(text.as_bytes()).await?;
+            }
+        }
+        copy.finish().await
+    }
+    .await;
+    match copied {
+        Ok(_) => Ok(Writer::Postgres(tx, pool)),
+        Err(e) if is_answered_twice(&e) => {
+            // Rolled back first: its connection is free for the lookup, even in a pool of one.
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "rolling back a refused survey upload failed");
+            }
+            Err(Refused::AnsweredBefore(pool))
+        }
+        Err(e) => Err(pg(e).into()),
+    }
+}
+
+/// SQLite: multi-row INSERTs per chunk, each chunk's respondents first looked up among the
+/// survey's earlier answers.
+async fn insert_all(
+    tx: DatabaseTransaction,
+    survey: &str,
+    batch_id: &str,
+    mut chunks: tokio::sync::mpsc::Receiver<Chunk>,
+) -> Result<Writer, Refused> {
+    while let Some(chunk) = chunks.recv().await {
+        let Chunk::Rows(rows) = chunk else { continue };
+        let ids: Vec<String> = rows.iter().map(|r| r.respondent.clone()).collect();
+        let existing: Vec<String> = response::Entity::find()
+            .filter(response::Column::SurveyId.eq(survey))
+            .filter(response::Column::RespondentId.is_in(ids))
+            .all(&tx)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|m| m.respondent_id)
+            .collect();
+        if let Some(dup) = rows.iter().find(|r| existing.contains(&r.respondent)) {
+            return Err(answered_before(survey, dup.number, &dup.respondent).into());
+        }
+        // SQLite allows 32,766 parameters per statement: 5 per row.
+        for part in rows.chunks(6000) {
+            response::Entity::insert_many(part.iter().map(|r| response::ActiveModel {
+                survey_id: Set(survey.to_string()),
+                batch_id: Set(batch_id.to_string()),
+                respondent_id: Set(r.respondent.clone()),
+                org_unit: Set(r.org_unit.clone()),
+                answers: Set(r.answers.clone()),
+            }))
+            .exec_without_returning(&tx)
+            .await
+            .map_err(ApiError::from)?;
+        }
+    }
+    Ok(Writer::Sea(tx))
+}
+
 impl Writer {
     pub async fn begin(db: &DatabaseConnection) -> Result<Writer, ApiError> {
         Ok(match db.get_database_backend() {
@@ -255,106 +533,6 @@ impl Writer {
             }
             _ => Writer::Sea(db.begin().await?),
         })
-    }
-
-    /// Refuses rows whose respondent already answered this survey in an earlier call (SQLite;
-    /// on PostgreSQL the unique index refuses them during the COPY, see `write`).
-    async fn check_new(
-        tx: &DatabaseTransaction,
-        survey: &str,
-        rows: &[Row],
-    ) -> Result<(), ApiError> {
-        let ids: Vec<String> = rows.iter().map(|r| r.respondent.clone()).collect();
-        let existing: Vec<String> = response::Entity::find()
-            .filter(response::Column::SurveyId.eq(survey))
-            .filter(response::Column::RespondentId.is_in(ids))
-            .all(tx)
-            .await?
-            .into_iter()
-            .map(|m| m.respondent_id)
-            .collect();
-        refuse_answered(survey, rows, &existing)
-    }
-
-    /// Writes one chunk; the writer comes back for the next one.
-    pub async fn write(
-        self,
-        survey: &str,
-        batch_id: &str,
-        rows: &[Row],
-    ) -> Result<Writer, ApiError> {
-        match self {
-            Writer::Postgres(mut tx, pool) => {
-                let mut prefix = String::new();
-                copy_field(&mut prefix, survey);
-                prefix.push('\t');
-                copy_field(&mut prefix, batch_id);
-                prefix.push('\t');
-                let mut buf = String::with_capacity(rows.len() * 128);
-                for r in rows {
-                    buf.push_str(&prefix);
-                    copy_field(&mut buf, &r.respondent);
-                    buf.push('\t');
-                    copy_field(&mut buf, &r.org_unit);
-                    buf.push('\t');
-                    copy_field(&mut buf, &r.answers);
-                    buf.push('\n');
-                }
-                let copied = async {
-                    let mut copy = (*tx)
-                        .copy_in_raw("COPY surveys_responses (survey_id, batch_id, respondent_id, org_unit, answers) FROM STDIN")
-                        .await?;
-                    copy.send(buf.as_bytes()).await?;
-                    copy.finish().await
-                }
-                .await;
-                // The unique index refuses a respondent who answered in an earlier call, so no
-                // lookup precedes each chunk. Only a refused chunk looks for the rows to name,
-                // among committed rows (a concurrent call's rows are seen once it committed,
-                // which is when the index refuses them).
-                if let Err(e) = copied {
-                    if !is_answered_twice(&e) {
-                        return Err(pg(e));
-                    }
-                    // Rolled back first: its connection is free for the lookup, even in a
-                    // pool of one.
-                    if let Err(e) = tx.rollback().await {
-                        tracing::warn!(error = %e, "rolling back a refused survey upload failed");
-                    }
-                    let ids: Vec<&str> = rows.iter().map(|r| r.respondent.as_str()).collect();
-                    let existing: Vec<String> = sqlx::query_scalar(
-                        "SELECT respondent_id FROM surveys_responses WHERE survey_id = $1 AND respondent_id = ANY($2)",
-                    )
-                    .bind(survey)
-                    .bind(&ids)
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(pg)?;
-                    refuse_answered(survey, rows, &existing)?;
-                    return Err(ApiError::precondition(format!(
-                        "a respondent of this upload already answered survey {survey}"
-                    )));
-                }
-                Ok(Writer::Postgres(tx, pool))
-            }
-            Writer::Sea(tx) => {
-                Writer::check_new(&tx, survey, rows).await?;
-                // SQLite allows 32,766 parameters per statement: 5 per row.
-                for chunk in rows.chunks(6000) {
-                    response::Entity::insert_many(chunk.iter().map(|r| response::ActiveModel {
-                        survey_id: Set(survey.to_string()),
-                        batch_id: Set(batch_id.to_string()),
-                        respondent_id: Set(r.respondent.clone()),
-                        org_unit: Set(r.org_unit.clone()),
-                        answers: Set(r.answers.clone()),
-                        ..Default::default()
-                    }))
-                    .exec(&tx)
-                    .await?;
-                }
-                Ok(Writer::Sea(tx))
-            }
-        }
     }
 
     /// Records the batch, adds its counts to the tallies (each changed tally's version goes up)
@@ -592,6 +770,30 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// `Seen` answers like a map from respondent to the row it first came in.
+        #[test]
+        fn seen_remembers_the_first_row_of_each_respondent(
+            ids in proptest::collection::vec("[a-c]{0,3}|社区[0-9]", 0..200)
+        ) {
+            let mut seen = Seen::default();
+            let mut model: HashMap<String, u64> = HashMap::new();
+            for (i, id) in ids.iter().enumerate() {
+                let row = i as u64 + 1;
+                let expected = model.get(id).copied();
+                proptest::prop_assert_eq!(seen.first_or_insert(id, row), expected);
+                model.entry(id.clone()).or_insert(row);
+            }
+            for (id, row) in &model {
+                proptest::prop_assert_eq!(seen.row(id), Some(*row));
+            }
+            proptest::prop_assert_eq!(seen.row("not-given"), None);
+            let mut listed: Vec<&str> = seen.ids().collect();
+            listed.sort_unstable();
+            let mut expected: Vec<&str> = model.keys().map(String::as_str).collect();
+            expected.sort_unstable();
+            proptest::prop_assert_eq!(listed, expected);
+        }
+
         #[test]
         fn copy_fields_escape_like_the_char_by_char_rule(s in "(\\PC|[\\\\\t\n\r社区])*") {
             let mut out = String::from("prefix\t");

@@ -3,7 +3,7 @@
 use sea_orm::Schema;
 use sea_orm_migration::prelude::*;
 
-use crate::entities::{batch, response, statistic, survey, tally};
+use crate::entities::{batch, statistic, survey, tally};
 
 pub struct Migrator;
 
@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
                 service: "surveys",
             }),
             Box::new(RespondentKeysBytewise),
+            Box::new(RespondentKeyIsPrimary),
         ]
     }
 
@@ -46,7 +47,7 @@ impl MigrationTrait for Initial {
         let schema = Schema::new(manager.get_database_backend());
         for mut stmt in [
             schema.create_table_from_entity(survey::Entity),
-            schema.create_table_from_entity(response::Entity),
+            schema.create_table_from_entity(response_v1::Entity),
             schema.create_table_from_entity(batch::Entity),
             schema.create_table_from_entity(tally::Entity),
             schema.create_table_from_entity(statistic::Entity),
@@ -66,10 +67,10 @@ impl MigrationTrait for Initial {
         manager
             .create_index(unique(
                 "surveys_responses_respondent",
-                response::Entity.into_iden(),
+                response_v1::Entity.into_iden(),
                 vec![
-                    response::Column::SurveyId.into_iden(),
-                    response::Column::RespondentId.into_iden(),
+                    response_v1::Column::SurveyId.into_iden(),
+                    response_v1::Column::RespondentId.into_iden(),
                 ],
             ))
             .await?;
@@ -127,5 +128,165 @@ impl MigrationTrait for RespondentKeysBytewise {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// The responses table as m0001 made it: a bigserial key beside the unique (survey, respondent)
+/// index. Kept here so the first migration always makes the same table.
+mod response_v1 {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "surveys_responses")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub survey_id: String,
+        pub batch_id: String,
+        pub respondent_id: String,
+        pub org_unit: String,
+        pub answers: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// (survey, respondent) becomes the responses' primary key and the bigserial goes: every row
+/// written was inserted into two indexes, and nothing reads the serial. On PostgreSQL the
+/// existing unique index becomes the key in place (its name, which an upload's refusal is
+/// recognised by, stays); SQLite cannot drop a key column, so the table is rebuilt.
+struct RespondentKeyIsPrimary;
+
+impl MigrationName for RespondentKeyIsPrimary {
+    fn name(&self) -> &str {
+        "m0004_respondent_key_is_primary"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for RespondentKeyIsPrimary {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        match manager.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => {
+                db.execute_unprepared(
+                    "ALTER TABLE surveys_responses DROP CONSTRAINT surveys_responses_pkey; \
+                     ALTER TABLE surveys_responses DROP COLUMN id; \
+                     ALTER TABLE surveys_responses ADD CONSTRAINT surveys_responses_respondent \
+                     PRIMARY KEY USING INDEX surveys_responses_respondent",
+                )
+                .await?;
+            }
+            _ => {
+                db.execute_unprepared(
+                    "CREATE TABLE surveys_responses_m0004 (\
+                     survey_id varchar NOT NULL, batch_id varchar NOT NULL, \
+                     respondent_id varchar NOT NULL, org_unit varchar NOT NULL, \
+                     answers varchar NOT NULL, \
+                     CONSTRAINT surveys_responses_respondent PRIMARY KEY (survey_id, respondent_id)); \
+                     INSERT INTO surveys_responses_m0004 \
+                     SELECT survey_id, batch_id, respondent_id, org_unit, answers \
+                     FROM surveys_responses ORDER BY id; \
+                     DROP TABLE surveys_responses; \
+                     ALTER TABLE surveys_responses_m0004 RENAME TO surveys_responses",
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ConnectionTrait, Database, Statement};
+
+    const COLUMNS: &str = "survey_id, batch_id, respondent_id, org_unit, answers";
+
+    /// Responses stored before m0004 keep every column, and the new key still refuses a second
+    /// answer from a respondent to the same survey (and only to the same survey).
+    async fn upgrading_keeps_the_responses_and_their_key(url: &str, refusal: &str) {
+        let db = Database::connect(url).await.unwrap();
+        Migrator::up(&db, Some(3)).await.unwrap();
+        db.execute_unprepared(&format!(
+            "INSERT INTO surveys_responses ({COLUMNS}) VALUES \
+             ('s', 'b1', 'r1', 'c1', 'q=1'), ('s', 'b1', 'r2', 'c1', 'q=0'), \
+             ('t', 'b2', 'r1', 'c2', 'q=1')"
+        ))
+        .await
+        .unwrap();
+        Migrator::up(&db, None).await.unwrap();
+
+        let rows = db
+            .query_all(Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT {COLUMNS} FROM surveys_responses ORDER BY survey_id, respondent_id"
+                ),
+            ))
+            .await
+            .unwrap();
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                COLUMNS
+                    .split(", ")
+                    .map(|c| r.try_get::<String>("", c).unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ["s", "b1", "r1", "c1", "q=1"],
+                ["s", "b1", "r2", "c1", "q=0"],
+                ["t", "b2", "r1", "c2", "q=1"],
+            ]
+        );
+        let again = db
+            .execute_unprepared(&format!(
+                "INSERT INTO surveys_responses ({COLUMNS}) VALUES ('s', 'b3', 'r1', 'c1', 'q=0')"
+            ))
+            .await
+            .unwrap_err();
+        assert!(again.to_string().contains(refusal), "{again}");
+        db.execute_unprepared(&format!(
+            "INSERT INTO surveys_responses ({COLUMNS}) VALUES ('u', 'b3', 'r1', 'c1', 'q=0')"
+        ))
+        .await
+        .unwrap();
+        assert!(
+            db.execute_unprepared("SELECT id FROM surveys_responses")
+                .await
+                .is_err(),
+            "the serial column is gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn upgrading_keeps_the_responses_and_their_key_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!("cezone-m0004-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("surveys.db").display());
+        upgrading_keeps_the_responses_and_their_key(
+            &url,
+            "UNIQUE constraint failed: surveys_responses.survey_id, surveys_responses.respondent_id",
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn upgrading_keeps_the_responses_and_their_key_on_postgres() {
+        let url = cezone_platform::testing::fresh_postgres_database().await;
+        upgrading_keeps_the_responses_and_their_key(
+            &url,
+            "duplicate key value violates unique constraint \"surveys_responses_respondent\"",
+        )
+        .await;
     }
 }

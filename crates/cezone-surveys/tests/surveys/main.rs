@@ -269,7 +269,10 @@ async fn a_bad_row_rejects_the_whole_call_with_its_row_number(backend: Backend) 
         .await
         .unwrap_err();
     assert!(
-        violations(&err)[0].1.starts_with("row 151: ") && err.message().contains("twice"),
+        violations(&err)[0].1.starts_with("row 151: ")
+            && err
+                .message()
+                .contains("appears twice in this upload (first in row 11)"),
         "{err:?}"
     );
     assert_eq!(s.stored().await, 0, "a rejected call stores nothing");
