@@ -22,6 +22,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("cezone_descriptor.bin"))
         .compile_with_config(config, &files, std::slice::from_ref(&root))?;
+
+    // The scoring service's server once more, wire for wire the same, with its GetScores answer
+    // typed as bytes encoded in advance (`crate::Encoded`), so a server can keep answers it has
+    // already encoded. Every message is the one generated above.
+    let encoded = out.join("encoded");
+    std::fs::create_dir_all(&encoded)?;
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&encoded)
+        .extern_path(".cezone.scoring.v1.OrgUnitScores", "crate::Encoded")
+        .extern_path(".cezone.scoring.v1", "crate::scoring::v1")
+        .extern_path(".cezone.common.v1", "crate::common::v1")
+        .compile_with_config(
+            config,
+            &[root.join("cezone/scoring/v1/scoring.proto")],
+            std::slice::from_ref(&root),
+        )?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

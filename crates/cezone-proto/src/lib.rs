@@ -25,6 +25,12 @@ pub mod surveys {
 pub mod scoring {
     pub mod v1 {
         tonic::include_proto!("cezone.scoring.v1");
+
+        /// The scoring service's server with `GetScores` answered by an [`Encoded`](crate::Encoded)
+        /// `OrgUnitScores`: the same service on the wire as `scoring_service_server`.
+        pub mod encoded {
+            include!(concat!(env!("OUT_DIR"), "/encoded/cezone.scoring.v1.rs"));
+        }
     }
 }
 pub mod scheduler {
@@ -37,6 +43,9 @@ pub mod events {
         tonic::include_proto!("cezone.events.v1");
     }
 }
+
+mod encoded;
+pub use encoded::Encoded;
 
 /// Every service's descriptors, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cezone_descriptor");

@@ -9,8 +9,9 @@ use cezone_domain::access::{Action, Principal};
 use cezone_platform::ApiError;
 use cezone_platform::auth::{caller, permit};
 use cezone_platform::convert::score;
+use cezone_proto::Encoded;
 use cezone_proto::scoring::v1 as ps;
-use cezone_proto::scoring::v1::scoring_service_server::ScoringService;
+use cezone_proto::scoring::v1::encoded::scoring_service_server::ScoringService;
 use futures::Stream;
 use sea_orm::TransactionTrait;
 use tokio::sync::broadcast::error::RecvError;
@@ -97,11 +98,13 @@ impl ScoringService for ScoringApi {
         }))
     }
 
-    async fn get_scores(&self, req: Request<ps::GetScoresRequest>) -> Reply<ps::OrgUnitScores> {
+    async fn get_scores(&self, req: Request<ps::GetScoresRequest>) -> Reply<Encoded> {
         let r = req.into_inner();
         let scored = self.state.current().await?;
         let node = scored.node(&r.org_unit)?;
-        Ok(Response::new(scored.scores(node, &r.items, r.explain)?))
+        Ok(Response::new(
+            scored.encoded_scores(node, &r.items, r.explain)?,
+        ))
     }
 
     async fn get_summary(&self, req: Request<ps::GetSummaryRequest>) -> Reply<ps::Summary> {

@@ -9,7 +9,7 @@ use cezone_bus::outbox::Relay;
 use cezone_platform::grpc::{Running, bind, routes_with_health, spawn};
 use cezone_platform::settings::Settings;
 use cezone_platform::{ApiError, ErrorCode, db};
-use cezone_proto::scoring::v1::scoring_service_server::ScoringServiceServer;
+use cezone_proto::scoring::v1::encoded::scoring_service_server::ScoringServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;

@@ -10,6 +10,7 @@ use cezone_domain::org::{OrgIdx, OrgTree, OrgUnit, OrgUnitId};
 use cezone_domain::points::Points;
 use cezone_platform::ApiError;
 use cezone_platform::convert::score;
+use cezone_proto::Encoded;
 use cezone_proto::common::v1 as pc;
 use cezone_proto::scoring::v1 as ps;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,55 @@ pub struct Scored {
     /// Each item's unchanging fields (code, title, points, …), made once per framework so an
     /// answer only formats its scores.
     templates: Arc<Vec<ps::ItemScore>>,
+    /// Answers to the plain `GetScores` already encoded from this model.
+    answers: Answers,
+}
+
+/// Encoded answers to the plain `GetScores` question (every item, no explanation) per org unit,
+/// made on first ask: most queries ask it, and building and encoding 61 items was a third of
+/// the server's work per query. A change to the scores makes every answer stale at once (one
+/// counter, so the update stays O(1)); a copy of the model starts with none. At most
+/// `Answers::MAX` are kept (about 8 KB each).
+#[derive(Debug, Default)]
+struct Answers {
+    /// Bumped by every change to the model; an answer made under another value is stale.
+    generation: u64,
+    by_node: std::sync::RwLock<std::collections::HashMap<OrgIdx, (u64, prost::bytes::Bytes)>>,
+}
+
+impl Clone for Answers {
+    fn clone(&self) -> Answers {
+        Answers::default()
+    }
+}
+
+impl Answers {
+    const MAX: usize = 4096;
+
+    fn get(&self, node: OrgIdx) -> Option<Encoded> {
+        let by_node = self
+            .by_node
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_node
+            .get(&node)
+            .filter(|(generation, _)| *generation == self.generation)
+            .map(|(_, bytes)| Encoded(bytes.clone()))
+    }
+
+    fn keep(&self, node: OrgIdx, answer: &Encoded) {
+        let mut by_node = self
+            .by_node
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if by_node.len() >= Self::MAX && !by_node.contains_key(&node) {
+            by_node.retain(|_, (generation, _)| *generation == self.generation);
+            if by_node.len() >= Self::MAX {
+                return;
+            }
+        }
+        by_node.insert(node, (self.generation, answer.0.clone()));
+    }
 }
 
 impl Scored {
@@ -64,6 +114,7 @@ impl Scored {
             computed_at,
             lineage: LINEAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             templates,
+            answers: Answers::default(),
         })
     }
 
@@ -98,6 +149,30 @@ impl Scored {
         (0..self.tree().len())
             .map(|i| self.board.total(self.framework(), i))
             .collect()
+    }
+
+    /// Marks every answer kept so far stale: called by whatever changes the scores.
+    pub fn scores_changed(&mut self) {
+        self.answers.generation += 1;
+    }
+
+    /// `scores`, encoded; the plain question (every item, no explanation) is answered from the
+    /// answers kept for this model.
+    pub fn encoded_scores(
+        &self,
+        node: OrgIdx,
+        items: &[String],
+        explain: bool,
+    ) -> Result<Encoded, ApiError> {
+        let plain = items.is_empty() && !explain;
+        if plain && let Some(answer) = self.answers.get(node) {
+            return Ok(answer);
+        }
+        let answer = Encoded::of(&self.scores(node, items, explain)?);
+        if plain {
+            self.answers.keep(node, &answer);
+        }
+        Ok(answer)
     }
 
     pub fn scores(

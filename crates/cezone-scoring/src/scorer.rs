@@ -148,6 +148,7 @@ impl State {
             let old = scored.board.clone();
             let cells = scored.engine.rescore(&mut scored.board, &affected);
             scored.computed_at = now_rfc3339();
+            scored.scores_changed();
             (Arc::clone(arc), affected, (old, cells))
         };
         let (old, recomputed) = cells;

@@ -208,6 +208,8 @@ async fn live_scores(mut s: Stack) {
     assert_eq!(q.total.unwrap().confirmed, new_total);
 
     // Full recompute from the services agrees with the incremental result, cell for cell.
+    // (`before` asked every unit the plain question, so its answers were kept: an update that
+    // left them standing would fail here.)
     assert_ne!(all_cells(&mut s).await, before);
     recompute_agrees(&mut s).await;
     s.stop().await;
