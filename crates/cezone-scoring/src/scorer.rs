@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cezone_domain::engine::Affected;
-use cezone_domain::engine::Cell;
+use cezone_domain::engine::{Cell, Scoreboard};
 use cezone_platform::ApiError;
 use cezone_platform::time::now_rfc3339;
 use sea_orm::TransactionTrait;
@@ -128,7 +128,7 @@ impl State {
         let keys: Vec<&FactKey> = keys.into_iter().collect();
         let changes = facts_db::read_many(&self.db, &keys).await?;
         let started = Instant::now();
-        let (next, affected, cells) = {
+        let (next, cells) = {
             let mut guard = self.current.write().await;
             let Some(arc) = guard.as_mut() else {
                 return Ok(());
@@ -145,24 +145,29 @@ impl State {
             if affected.is_empty() {
                 return Ok(());
             }
-            let old = scored.board.clone();
+            // The rows (org units) an affected cell belongs to, as they were: only these can
+            // change, and copying the whole board was 27 MB per update at province scale.
+            let mut nodes = BTreeSet::new();
+            for set in affected.cells.values() {
+                nodes.extend(set.iter());
+            }
+            let old: Vec<(usize, Vec<Cell>)> = nodes
+                .into_iter()
+                .map(|node| (node, scored.board.row(node).to_vec()))
+                .collect();
             let cells = scored.engine.rescore(&mut scored.board, &affected);
             scored.computed_at = now_rfc3339();
             scored.scores_changed();
-            (Arc::clone(arc), affected, (old, cells))
+            (Arc::clone(arc), (old, cells))
         };
         let (old, recomputed) = cells;
-        // Rows (org units) to compare: every unit an affected cell belongs to.
-        let mut nodes = BTreeSet::new();
-        for set in affected.cells.values() {
-            nodes.extend(set.iter());
-        }
         let fw = next.framework();
         let mut changed_cells = Vec::new();
         let mut changed_units = Vec::new();
-        for &node in &nodes {
+        for (node, old_row) in &old {
+            let node = *node;
             let id = next.tree().unit(node).id.to_string();
-            for (i, (a, b)) in old.row(node).iter().zip(next.board.row(node)).enumerate() {
+            for (i, (a, b)) in old_row.iter().zip(next.board.row(node)).enumerate() {
                 if a != b {
                     changed_cells.push((
                         id.clone(),
@@ -172,7 +177,10 @@ impl State {
                     ));
                 }
             }
-            let (before, after) = (old.total(fw, node), next.board.total(fw, node));
+            let (before, after) = (
+                Scoreboard::row_total(fw, old_row),
+                next.board.total(fw, node),
+            );
             if before != after {
                 changed_units.push((node, after));
             }

@@ -49,8 +49,13 @@ impl Scoreboard {
 
     /// Sum of the first-level areas' scores.
     pub fn total(&self, fw: &Framework, node: OrgIdx) -> Cell {
+        Scoreboard::row_total(fw, self.row(node))
+    }
+
+    /// Sum of the first-level areas' scores in one unit's row (as `row` gives it).
+    pub fn row_total(fw: &Framework, row: &[Cell]) -> Cell {
         fw.roots().iter().fold(Cell::default(), |acc, &r| {
-            let c = self.cell(node, r);
+            let c = row[r];
             Cell {
                 confirmed: acc.confirmed + c.confirmed,
                 projected: acc.projected + c.projected,
