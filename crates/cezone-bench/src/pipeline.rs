@@ -165,9 +165,16 @@ pub async fn ours(stack: &Stack, n: usize) -> Result<(Run, Run)> {
     Ok((full, summarize(m, elapsed, lat)))
 }
 
-/// Raw lapin: publish with confirms (persistent, mandatory) and consume with acks, messages of
-/// `size` bytes, at full speed and at `half_rate` per second.
-pub async fn baseline(amqp_url: &str, n: usize, size: usize, half_rate: f64) -> Result<(Run, Run)> {
+/// Raw lapin: publish with confirms (persistent, mandatory) and consume with acks and the same
+/// prefetch as the services, messages of `size` bytes, at full speed and at `half_rate` per
+/// second.
+pub async fn baseline(
+    amqp_url: &str,
+    n: usize,
+    size: usize,
+    half_rate: f64,
+    prefetch: u16,
+) -> Result<(Run, Run)> {
     let conn = Arc::new(
         Connection::connect(
             amqp_url,
@@ -176,9 +183,9 @@ pub async fn baseline(amqp_url: &str, n: usize, size: usize, half_rate: f64) -> 
         .await?,
     );
     let queue = format!("bench-raw-{}", uuid::Uuid::new_v4().simple());
-    let full = raw_run(&conn, &queue, n, size, None).await?;
+    let full = raw_run(&conn, &queue, n, size, None, prefetch).await?;
     let m = ((half_rate * 5.0) as usize).clamp(50, n);
-    let half = raw_run(&conn, &queue, m, size, Some(half_rate)).await?;
+    let half = raw_run(&conn, &queue, m, size, Some(half_rate), prefetch).await?;
     let ch = conn.create_channel().await?;
     ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await?;
@@ -191,10 +198,11 @@ async fn raw_run(
     n: usize,
     size: usize,
     rate: Option<f64>,
+    prefetch: u16,
 ) -> Result<Run> {
     let consumer_ch = conn.create_channel().await?;
     consumer_ch
-        .basic_qos(64, BasicQosOptions::default())
+        .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     consumer_ch
         .queue_declare(

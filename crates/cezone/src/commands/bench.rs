@@ -61,9 +61,10 @@ async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
     let (full, half) = pipeline::ours(&stack, n).await?;
     let size_bytes = pipeline::event_size(&stack);
     let url = stack.settings.bus.amqp_url.clone();
+    let prefetch = stack.settings.bus.prefetch;
     stack.stop().await;
     let (raw_full, raw_half) =
-        pipeline::baseline(&url, n, size_bytes, full.per_second / 2.0).await?;
+        pipeline::baseline(&url, n, size_bytes, full.per_second / 2.0, prefetch).await?;
     let w = "event pipeline";
     report.push(
         w,
