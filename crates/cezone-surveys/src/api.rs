@@ -9,11 +9,12 @@ use cezone_platform::registry_view::RegistryView;
 use cezone_proto::surveys::v1 as ps;
 use cezone_proto::surveys::v1::ingest_request::Part;
 use cezone_proto::surveys::v1::survey_service_server::SurveyService;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::definitions::{self, check_id};
-use crate::entities::response;
+use crate::entities::batch;
 use crate::ingest::{Checker, Pipelined, Writer};
 use crate::{aggregates, statistics};
 
@@ -43,11 +44,19 @@ impl SurveyService for SurveyApi {
 
     async fn get_survey(&self, req: Request<ps::GetSurveyRequest>) -> Reply<ps::Survey> {
         let def = definitions::get(&self.db, &req.get_ref().id).await?;
-        let n = response::Entity::find()
-            .filter(response::Column::SurveyId.eq(&def.id))
-            .count(&self.db)
+        // Every stored response came in a batch that counts it, in the same transaction.
+        let n: Option<i64> = batch::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::cust("CAST(COALESCE(SUM(responses), 0) AS BIGINT)"),
+                "responses",
+            )
+            .filter(batch::Column::SurveyId.eq(&def.id))
+            .into_tuple()
+            .one(&self.db)
             .await
             .map_err(ApiError::from)?;
+        let n = n.unwrap_or(0) as u64;
         Ok(Response::new(definitions::to_proto(&def, n)))
     }
 

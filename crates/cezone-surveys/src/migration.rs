@@ -154,10 +154,12 @@ mod response_v1 {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// (survey, respondent) becomes the responses' primary key and the bigserial goes: every row
-/// written was inserted into two indexes, and nothing reads the serial. On PostgreSQL the
-/// existing unique index becomes the key in place (its name, which an upload's refusal is
-/// recognised by, stays); SQLite cannot drop a key column, so the table is rebuilt.
+/// (respondent, survey) becomes the responses' primary key and the bigserial goes: every row
+/// written was inserted into two indexes, and nothing reads the serial. The respondent comes
+/// first because it is what tells keys apart (one survey's keys all share their survey), and
+/// the pages are filled up, as keys are only ever added; a survey's responses are counted from
+/// its batches. The key keeps the name an upload's refusal is recognised by. SQLite cannot
+/// drop a key column, so there the table is rebuilt.
 struct RespondentKeyIsPrimary;
 
 impl MigrationName for RespondentKeyIsPrimary {
@@ -175,8 +177,9 @@ impl MigrationTrait for RespondentKeyIsPrimary {
                 db.execute_unprepared(
                     "ALTER TABLE surveys_responses DROP CONSTRAINT surveys_responses_pkey; \
                      ALTER TABLE surveys_responses DROP COLUMN id; \
+                     DROP INDEX surveys_responses_respondent; \
                      ALTER TABLE surveys_responses ADD CONSTRAINT surveys_responses_respondent \
-                     PRIMARY KEY USING INDEX surveys_responses_respondent",
+                     PRIMARY KEY (respondent_id, survey_id) WITH (fillfactor = 100)",
                 )
                 .await?;
             }
@@ -186,7 +189,7 @@ impl MigrationTrait for RespondentKeyIsPrimary {
                      survey_id varchar NOT NULL, batch_id varchar NOT NULL, \
                      respondent_id varchar NOT NULL, org_unit varchar NOT NULL, \
                      answers varchar NOT NULL, \
-                     CONSTRAINT surveys_responses_respondent PRIMARY KEY (survey_id, respondent_id)); \
+                     CONSTRAINT surveys_responses_respondent PRIMARY KEY (respondent_id, survey_id)); \
                      INSERT INTO surveys_responses_m0004 \
                      SELECT survey_id, batch_id, respondent_id, org_unit, answers \
                      FROM surveys_responses ORDER BY id; \
@@ -274,7 +277,7 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.join("surveys.db").display());
         upgrading_keeps_the_responses_and_their_key(
             &url,
-            "UNIQUE constraint failed: surveys_responses.survey_id, surveys_responses.respondent_id",
+            "UNIQUE constraint failed: surveys_responses.respondent_id, surveys_responses.survey_id",
         )
         .await;
         let _ = std::fs::remove_dir_all(&dir);

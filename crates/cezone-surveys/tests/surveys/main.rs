@@ -108,15 +108,34 @@ impl Stack {
             .tallies
     }
 
+    /// The responses stored for the survey: the rows in the table, which GetSurvey reports.
     async fn stored(&mut self) -> u64 {
-        self.sv
+        use sea_orm::ConnectionTrait;
+        let reported = self
+            .sv
             .get_survey(ps::GetSurveyRequest {
                 id: "resident-2013".into(),
             })
             .await
             .unwrap()
             .into_inner()
-            .responses
+            .responses;
+        let db = cezone_platform::db::connect(&self._env.settings.database, "surveys")
+            .await
+            .unwrap();
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM surveys_responses \
+                 WHERE survey_id = 'resident-2013'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let rows = row.try_get::<i64>("", "n").unwrap() as u64;
+        db.close().await.unwrap();
+        assert_eq!(reported, rows, "GetSurvey counts the stored rows");
+        rows
     }
 }
 
