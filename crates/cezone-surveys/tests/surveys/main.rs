@@ -330,6 +330,51 @@ async fn a_bad_row_rejects_the_whole_call_with_its_row_number(backend: Backend) 
     s.stop().await;
 }
 
+/// A client that goes away in the middle of an upload leaves nothing stored, and the service's
+/// one pooled connection (see `spawn`) comes back usable: the same rows then go in whole.
+async fn an_upload_cut_off_midway_stores_nothing(backend: Backend) {
+    let mut s = spawn(backend).await;
+    let good = s.responses();
+    let (tx, rx) = tokio::sync::mpsc::channel::<ps::IngestRequest>(16);
+    tx.send(ps::IngestRequest {
+        part: Some(ps::ingest_request::Part::SurveyId("resident-2013".into())),
+    })
+    .await
+    .unwrap();
+    for part in good[..100].chunks(20) {
+        tx.send(ps::IngestRequest {
+            part: Some(ps::ingest_request::Part::Batch(ps::ResponseBatch {
+                responses: part.to_vec(),
+            })),
+        })
+        .await
+        .unwrap();
+    }
+    let mut client = s.sv.clone();
+    let call = tokio::spawn(async move {
+        client
+            .ingest_responses(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    // The service has read the first rows and written some (chunks of 25) when the client
+    // goes away without ending its stream.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    call.abort();
+    let _ = call.await;
+    drop(tx);
+
+    let summary = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        sv::ingest(&mut s.sv, "resident-2013", good.clone()),
+    )
+    .await
+    .expect("the service took the next upload")
+    .unwrap();
+    assert_eq!(summary.accepted, good.len() as u64);
+    assert_eq!(s.stored().await, good.len() as u64);
+    s.stop().await;
+}
+
 async fn statistics_are_versioned_and_checked(backend: Backend) {
     let mut s = spawn(backend).await;
     let town = s
@@ -503,6 +548,7 @@ cezone_platform::contract_tests!(
     survey_definitions_are_checked,
     bulk_responses_are_stored_and_tallied,
     a_bad_row_rejects_the_whole_call_with_its_row_number,
+    an_upload_cut_off_midway_stores_nothing,
     statistics_are_versioned_and_checked,
     aggregates_are_population_weighted_with_wilson_intervals,
 );
