@@ -237,6 +237,8 @@ enum Chunk {
 pub struct Pipelined {
     chunks: Option<tokio::sync::mpsc::Sender<Chunk>>,
     task: tokio::task::JoinHandle<Result<Writer, Refused>>,
+    /// Cancelled when the call is dropped before `finish`.
+    abandoned: tokio_util::sync::CancellationToken,
     /// The chunk being filled, and how many rows it holds.
     filling: Chunk,
     filled: usize,
@@ -275,15 +277,24 @@ impl Pipelined {
         // One chunk waiting beside the one being written bounds the memory held.
         let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(1);
         let (survey, batch_id) = (survey.to_string(), batch_id.to_string());
+        let abandoned = tokio_util::sync::CancellationToken::new();
+        let stop = abandoned.clone();
         let task = tokio::spawn(async move {
             match writer {
-                Writer::Postgres(tx, pool) => copy_all(tx, pool, rx).await,
-                Writer::Sea(tx) => insert_all(tx, &survey, &batch_id, rx).await,
+                Writer::Postgres(tx, pool) => copy_all(tx, pool, rx, stop).await,
+                Writer::Sea(tx) => {
+                    // Dropping the transaction rolls it back; SQLite holds no COPY.
+                    tokio::select! {
+                        written = insert_all(tx, &survey, &batch_id, rx) => written,
+                        () = stop.cancelled() => Err(Refused::Error(abandoned_error())),
+                    }
+                }
             }
         });
         Pipelined {
             chunks: Some(tx),
             task,
+            abandoned,
             filling,
             filled: 0,
             chunk_rows: chunk_rows.max(1),
@@ -385,10 +396,12 @@ impl Pipelined {
 }
 
 impl Drop for Pipelined {
-    /// A call dropped before `finish` (its client went away) stops writing at once; the
-    /// transaction is dropped with the task and rolls back.
+    /// A call dropped before `finish` (its client went away) stops writing at once: the writer
+    /// abandons its COPY and rolls back, so its connection goes back to the pool ready for the
+    /// next call. (Aborting the writer instead left PostgreSQL inside the COPY; the pool then
+    /// threw the connection away, and with a pool of one the next upload waited for it.)
     fn drop(&mut self) {
-        self.task.abort();
+        self.abandoned.cancel();
     }
 }
 
@@ -419,6 +432,10 @@ const RESPONDENT_KEY: &str = "surveys_responses_respondent";
 fn is_answered_twice(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.constraint() == Some(RESPONDENT_KEY))
+}
+
+fn abandoned_error() -> ApiError {
+    ApiError::precondition("the upload was abandoned by its client")
 }
 
 fn answered_before(survey: &str, row: u64, respondent: &str) -> ApiError {
@@ -456,23 +473,44 @@ async fn copy_all(
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     pool: sqlx::PgPool,
     mut chunks: tokio::sync::mpsc::Receiver<Chunk>,
+    abandoned: tokio_util::sync::CancellationToken,
 ) -> Result<Writer, Refused> {
+    // Some(rows) once the COPY is complete; None when the call was abandoned and the COPY
+    // failed on purpose.
     let copied = async {
         let mut copy = (*tx)
             .copy_in_raw(
                 "COPY surveys_responses (survey_id, batch_id, respondent_id, org_unit, answers) FROM STDIN",
             )
             .await?;
-        while let Some(chunk) = chunks.recv().await {
-            if let Chunk::Copy(text) = chunk {
-                copy.send(text.as_bytes()).await?;
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                () = abandoned.cancelled() => {
+                    copy.abort("the upload was abandoned by its client").await?;
+                    return Ok(None);
+                }
+                chunk = chunks.recv() => chunk,
+            };
+            match chunk {
+                Some(Chunk::Copy(text)) => {
+                    copy.send(text.as_bytes()).await?;
+                }
+                Some(Chunk::Rows(_)) => {}
+                None => break,
             }
         }
-        copy.finish().await
+        copy.finish().await.map(Some)
     }
     .await;
     match copied {
-        Ok(_) => Ok(Writer::Postgres(tx, pool)),
+        Ok(Some(_)) => Ok(Writer::Postgres(tx, pool)),
+        Ok(None) => {
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "rolling back an abandoned survey upload failed");
+            }
+            Err(Refused::Error(abandoned_error()))
+        }
         Err(e) if is_answered_twice(&e) => {
             // Rolled back first: its connection is free for the lookup, even in a pool of one.
             if let Err(e) = tx.rollback().await {
