@@ -56,7 +56,12 @@ impl Deployment {
                 dir.path().join("evidence").display().to_string(),
             ),
             ("CEZONE__LOG__FORMAT".to_string(), "json".to_string()),
-            ("CEZONE__LOG__FILTER".to_string(), "warn".to_string()),
+            // Shown only when a test fails (the runner keeps a passing test's output to
+            // itself): enough to follow each event from the outbox to the scores.
+            (
+                "CEZONE__LOG__FILTER".to_string(),
+                "warn,cezone_bus=info,cezone_scoring=debug".to_string(),
+            ),
         ];
         let mut urls = BTreeMap::new();
         for s in SERVICES {
