@@ -128,7 +128,10 @@ impl SurveyService for SurveyApi {
         // A writer's error concerns rows before any the reading stopped at: it comes first.
         let writer = match (pipe.finish(&survey.id, &checker.seen).await, read) {
             (Err(e), _) => return Err(e.into()),
-            (Ok(_), Err(e)) => return Err(e),
+            (Ok(w), Err(e)) => {
+                w.rollback().await;
+                return Err(e);
+            }
             (Ok(w), Ok(())) => w,
         };
         let tallies = checker.tallies;

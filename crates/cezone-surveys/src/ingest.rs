@@ -283,10 +283,17 @@ impl Pipelined {
             match writer {
                 Writer::Postgres(tx, pool) => copy_all(tx, pool, rx, stop).await,
                 Writer::Sea(tx) => {
-                    // Dropping the transaction rolls it back; SQLite holds no COPY.
-                    tokio::select! {
-                        written = insert_all(tx, &survey, &batch_id, rx) => written,
+                    let written = tokio::select! {
+                        biased;
                         () = stop.cancelled() => Err(Refused::Error(abandoned_error())),
+                        written = insert_all(&tx, &survey, &batch_id, rx) => written,
+                    };
+                    match written {
+                        Ok(()) => Ok(Writer::Sea(tx)),
+                        Err(e) => {
+                            Writer::Sea(tx).rollback().await;
+                            Err(e)
+                        }
                     }
                 }
             }
@@ -525,18 +532,18 @@ async fn copy_all(
 /// SQLite: multi-row INSERTs per chunk, each chunk's respondents first looked up among the
 /// survey's earlier answers.
 async fn insert_all(
-    tx: DatabaseTransaction,
+    tx: &DatabaseTransaction,
     survey: &str,
     batch_id: &str,
     mut chunks: tokio::sync::mpsc::Receiver<Chunk>,
-) -> Result<Writer, Refused> {
+) -> Result<(), Refused> {
     while let Some(chunk) = chunks.recv().await {
         let Chunk::Rows(rows) = chunk else { continue };
         let ids: Vec<String> = rows.iter().map(|r| r.respondent.clone()).collect();
         let existing: Vec<String> = response::Entity::find()
             .filter(response::Column::SurveyId.eq(survey))
             .filter(response::Column::RespondentId.is_in(ids))
-            .all(&tx)
+            .all(tx)
             .await
             .map_err(ApiError::from)?
             .into_iter()
@@ -554,15 +561,26 @@ async fn insert_all(
                 org_unit: Set(r.org_unit.clone()),
                 answers: Set(r.answers.clone()),
             }))
-            .exec_without_returning(&tx)
+            .exec_without_returning(tx)
             .await
             .map_err(ApiError::from)?;
         }
     }
-    Ok(Writer::Sea(tx))
+    Ok(())
 }
 
 impl Writer {
+    /// Rolls back what the call wrote, before its connection goes back to the pool.
+    pub async fn rollback(self) {
+        let rolled = match self {
+            Writer::Postgres(tx, _) => tx.rollback().await.map_err(|e| e.to_string()),
+            Writer::Sea(tx) => tx.rollback().await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = rolled {
+            tracing::warn!(error = %e, "rolling back a survey upload failed");
+        }
+    }
+
     pub async fn begin(db: &DatabaseConnection) -> Result<Writer, ApiError> {
         Ok(match db.get_database_backend() {
             DatabaseBackend::Postgres => {

@@ -330,8 +330,9 @@ async fn a_bad_row_rejects_the_whole_call_with_its_row_number(backend: Backend) 
     s.stop().await;
 }
 
-/// A client that goes away in the middle of an upload leaves nothing stored, and the service's
-/// one pooled connection (see `spawn`) comes back usable: the same rows then go in whole.
+/// A client that goes away in the middle of an upload (its connection closes while its stream
+/// is still open) leaves nothing stored, and the service's one pooled connection (see `spawn`)
+/// comes back usable: the same rows then go in whole.
 async fn an_upload_cut_off_midway_stores_nothing(backend: Backend) {
     let mut s = spawn(backend).await;
     let good = s.responses();
@@ -350,18 +351,23 @@ async fn an_upload_cut_off_midway_stores_nothing(backend: Backend) {
         .await
         .unwrap();
     }
-    let mut client = s.sv.clone();
+    // A connection of its own, closed with the call: the stream never ends cleanly (`tx`
+    // lives until the end), as when a client process dies.
+    let mut client = sv::client(
+        cezone_client::connect(&s.surveys.url(), &cezone_platform::testing::office())
+            .await
+            .unwrap(),
+    );
     let call = tokio::spawn(async move {
         client
             .ingest_responses(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await
     });
     // The service has read the first rows and written some (chunks of 25) when the client
-    // goes away without ending its stream.
+    // goes away.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     call.abort();
     let _ = call.await;
-    drop(tx);
 
     let summary = tokio::time::timeout(
         std::time::Duration::from_secs(20),
@@ -372,6 +378,7 @@ async fn an_upload_cut_off_midway_stores_nothing(backend: Backend) {
     .unwrap();
     assert_eq!(summary.accepted, good.len() as u64);
     assert_eq!(s.stored().await, good.len() as u64);
+    drop(tx);
     s.stop().await;
 }
 
