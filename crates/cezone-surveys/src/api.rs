@@ -31,6 +31,29 @@ pub struct SurveyApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// Whether a checked upload may be stored: it has rows, and a town sends only its own
+/// communities' responses.
+fn may_store(
+    who: &cezone_domain::access::Principal,
+    tree: &cezone_domain::org::OrgTree,
+    rows: u64,
+    tallies: &crate::ingest::Tallies,
+) -> Result<(), ApiError> {
+    if rows == 0 {
+        return Err(ApiError::invalid("batch", "no responses were sent"));
+    }
+    if who.role == Role::Town {
+        let mut places: Vec<&String> = tallies.keys().collect();
+        places.sort();
+        for o in places {
+            let o = cezone_domain::org::OrgUnitId::parse(o)
+                .map_err(|e| ApiError::invalid("org_unit", e))?;
+            permit(who, &Action::IngestResponses { org_unit: &o }, Some(tree))?;
+        }
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl SurveyService for SurveyApi {
     async fn define_survey(&self, req: Request<ps::Survey>) -> Reply<ps::Survey> {
@@ -126,27 +149,15 @@ impl SurveyService for SurveyApi {
         }
         .await;
         // A writer's error concerns rows before any the reading stopped at: it comes first.
-        let writer = match (pipe.finish(&survey.id, &checker.seen).await, read) {
-            (Err(e), _) => return Err(e.into()),
-            (Ok(w), Err(e)) => {
-                w.rollback().await;
-                return Err(e);
-            }
-            (Ok(w), Ok(())) => w,
-        };
+        let writer = pipe.finish(&survey.id, &checker.seen).await?;
         let tallies = checker.tallies;
-        if rows == 0 {
-            return Err(ApiError::invalid("batch", "no responses were sent").into());
-        }
         let org_units = tallies.len() as u32;
-        if who.role == Role::Town {
-            let mut places: Vec<&String> = tallies.keys().collect();
-            places.sort();
-            for o in places {
-                let o = cezone_domain::org::OrgUnitId::parse(o)
-                    .map_err(|e| ApiError::invalid("org_unit", e))?;
-                permit(&who, &Action::IngestResponses { org_unit: &o }, Some(&tree))?;
-            }
+        // Anything refused from here on is rolled back before the connection is given back.
+        if let Err(e) =
+            read.and_then(|()| may_store(&who, &tree, rows, &tallies).map_err(Status::from))
+        {
+            writer.rollback().await;
+            return Err(e);
         }
         writer
             .finish(&who, &survey, &batch_id, rows, &tallies)

@@ -513,16 +513,12 @@ async fn copy_all(
     match copied {
         Ok(Some(_)) => Ok(Writer::Postgres(tx, pool)),
         Ok(None) => {
-            if let Err(e) = tx.rollback().await {
-                tracing::warn!(error = %e, "rolling back an abandoned survey upload failed");
-            }
+            Writer::Postgres(tx, pool).rollback().await;
             Err(Refused::Error(abandoned_error()))
         }
         Err(e) if is_answered_twice(&e) => {
             // Rolled back first: its connection is free for the lookup, even in a pool of one.
-            if let Err(e) = tx.rollback().await {
-                tracing::warn!(error = %e, "rolling back a refused survey upload failed");
-            }
+            Writer::Postgres(tx, pool.clone()).rollback().await;
             Err(Refused::AnsweredBefore(pool))
         }
         Err(e) => Err(pg(e).into()),
