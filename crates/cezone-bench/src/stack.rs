@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use cezone_bus::{AmqpBus, Bus, BusConfig};
+use cezone_bus::{AmqpBus, Bus};
 use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::engine::Engine;
 use cezone_domain::guangdong;
@@ -52,14 +52,9 @@ impl Stack {
         settings.bus.amqp_url = amqp_url();
         settings.bus.prefix = fresh_bus_prefix();
         let bus = Arc::new(
-            AmqpBus::connect(&BusConfig {
-                amqp_url: settings.bus.amqp_url.clone(),
-                prefix: settings.bus.prefix.clone(),
-                connection_name: "cezone-bench".into(),
-                prefetch: settings.bus.prefetch,
-            })
-            .await
-            .context("RabbitMQ on 127.0.0.1:5672")?,
+            AmqpBus::connect(&settings.bus.config("cezone-bench"))
+                .await
+                .context("RabbitMQ on 127.0.0.1:5672")?,
         );
         let services = Services::start(&settings, bus.clone())
             .await

@@ -92,10 +92,24 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// subscription reconnects and re-declares by itself).
     async fn subscribe(&self, consumer: &str, patterns: &[&str]) -> Result<Subscription, BusError>;
 
+    /// Publishes several envelopes with their confirmations outstanding at once (one round trip
+    /// for the window, not one per event), in order. Returns one result per envelope; a failed
+    /// one is not retried here (the outbox relay retries what is not marked published).
+    async fn publish_many(&self, envelopes: &[Envelope]) -> Vec<Result<(), BusError>> {
+        let mut out = Vec::with_capacity(envelopes.len());
+        for e in envelopes {
+            out.push(self.publish(e).await);
+        }
+        out
+    }
+
     /// Closes connections; pending confirms are awaited first. Subscriptions then end
     /// (`next()` returns `None`) and their unacked deliveries go back to their queues.
     async fn close(&self);
 }
+
+/// The default delivery limit of quorum queues.
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 50;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -108,6 +122,44 @@ pub struct BusConfig {
     pub connection_name: String,
     /// How many unacked deliveries one subscription may hold (0 = unlimited).
     pub prefetch: u16,
+    /// The kind of queue consumers declare (RabbitMQ).
+    pub queue_type: QueueType,
+    /// Quorum queues: deliveries of one message before the broker dead-letters it.
+    pub delivery_limit: u32,
+}
+
+/// The kind of RabbitMQ queue a consumer declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// A classic queue (one node; mirrored classic queues are deprecated).
+    #[default]
+    Classic,
+    /// A quorum queue (replicated with Raft), with at-least-once dead-lettering, publishes
+    /// refused rather than messages dropped when it is full, and a delivery limit.
+    Quorum,
+}
+
+impl QueueType {
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "classic" => Ok(QueueType::Classic),
+            "quorum" => Ok(QueueType::Quorum),
+            other => Err(format!(
+                "'{other}' is not a queue type: use classic or quorum"
+            )),
+        }
+    }
 }
 
 impl BusConfig {
@@ -118,6 +170,8 @@ impl BusConfig {
             prefix: prefix.to_string(),
             connection_name: "cezone".to_string(),
             prefetch: 16,
+            queue_type: QueueType::Classic,
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod calendar;
+pub mod checks;
 pub mod code;
 pub mod demo;
 pub mod engine;

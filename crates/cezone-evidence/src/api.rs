@@ -88,6 +88,8 @@ impl EvidenceService for EvidenceApi {
         req: Request<Streaming<pe::UploadRequest>>,
     ) -> Result<Response<pe::Evidence>, Status> {
         let who = caller(&req)?;
+        // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
+        self.relay.admit().map_err(ApiError::from)?;
         let mut stream = req.into_inner();
         let meta = match stream.message().await?.and_then(|m| m.part) {
             Some(Part::Metadata(m)) => m,
@@ -233,6 +235,8 @@ impl EvidenceService for EvidenceApi {
         req: Request<pe::ReviewRequest>,
     ) -> Result<Response<pe::Evidence>, Status> {
         let who = caller(&req)?;
+        // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
+        self.relay.admit().map_err(ApiError::from)?;
         permit(&who, &Action::ReviewEvidence, None)?;
         let r = req.into_inner();
         let decision = pe::Decision::try_from(r.decision).map_err(|_| {

@@ -33,7 +33,13 @@ impl Application {
         let blobs = Arc::new(BlobStore::open(&settings.evidence.storage_root).await?);
         let max = settings.grpc.max_message_bytes;
         let shutdown = CancellationToken::new();
-        let relay = Relay::spawn(db.clone(), crate::OUTBOX, bus.clone(), shutdown.clone());
+        let relay = Relay::spawn_with(
+            db.clone(),
+            crate::OUTBOX,
+            bus.clone(),
+            shutdown.clone(),
+            settings.bus.relay(),
+        );
         let subscription = bus
             .subscribe(crate::CONSUMER, crate::PATTERNS)
             .await

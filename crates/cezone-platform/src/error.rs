@@ -15,6 +15,8 @@ pub enum ErrorCode {
     PermissionDenied,
     Unauthenticated,
     Unavailable,
+    /// A limit reached for now (a backlog, a quota): the client retries after `retry_after`.
+    ResourceExhausted,
     DataLoss,
     Internal,
 }
@@ -29,6 +31,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => Code::PermissionDenied,
             ErrorCode::Unauthenticated => Code::Unauthenticated,
             ErrorCode::Unavailable => Code::Unavailable,
+            ErrorCode::ResourceExhausted => Code::ResourceExhausted,
             ErrorCode::DataLoss => Code::DataLoss,
             ErrorCode::Internal => Code::Internal,
         }
@@ -46,6 +49,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub violations: Vec<Violation>,
+    /// When the client may try again (`google.rpc.RetryInfo`).
+    pub retry_after: Option<std::time::Duration>,
     /// The internal cause: logged, never sent to the client.
     #[source]
     pub cause: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -67,6 +72,7 @@ impl ApiError {
             code,
             message: message.into(),
             violations: Vec::new(),
+            retry_after: None,
             cause: None,
         }
     }
@@ -81,6 +87,7 @@ impl ApiError {
                 field: field.to_string(),
                 description,
             }],
+            retry_after: None,
             cause: None,
         }
     }
@@ -94,6 +101,7 @@ impl ApiError {
                 .into_iter()
                 .map(|(field, description)| Violation { field, description })
                 .collect(),
+            retry_after: None,
             cause: None,
         }
     }
@@ -114,11 +122,20 @@ impl ApiError {
         ApiError::new(ErrorCode::Unavailable, what)
     }
 
+    /// A limit reached for now; the client may retry after `after`.
+    pub fn exhausted(what: impl Into<String>, after: std::time::Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(after),
+            ..ApiError::new(ErrorCode::ResourceExhausted, what)
+        }
+    }
+
     pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> ApiError {
         ApiError {
             code: ErrorCode::Internal,
             message: "internal error".into(),
             violations: Vec::new(),
+            retry_after: None,
             cause: Some(Box::new(cause)),
         }
     }
@@ -158,6 +175,11 @@ impl From<ApiError> for Status {
                         .collect::<Vec<_>>(),
                 ),
             ),
+            code if e.retry_after.is_some() => Status::with_error_details(
+                code.grpc(),
+                e.message,
+                ErrorDetails::with_retry_info(e.retry_after),
+            ),
             code => {
                 if let Some(cause) = &e.cause {
                     tracing::warn!(code = ?code, error = %cause, "request failed");
@@ -169,6 +191,20 @@ impl From<ApiError> for Status {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The retry hint of a status, if it has one.
+pub fn retry_after(status: &Status) -> Option<std::time::Duration> {
+    status.get_error_details().retry_info()?.retry_delay
+}
+
+impl From<cezone_bus::outbox::Saturated> for ApiError {
+    fn from(e: cezone_bus::outbox::Saturated) -> ApiError {
+        // About the time the relay takes to publish what is over the limit, at least a second.
+        let over = e.backlog.saturating_sub(e.limit);
+        let after = std::time::Duration::from_millis((over / 2).clamp(1000, 30_000));
+        ApiError::exhausted(e.to_string(), after)
+    }
+}
 
 /// The field violations of a status, for clients and tests.
 pub fn violations(status: &Status) -> Vec<(String, String)> {

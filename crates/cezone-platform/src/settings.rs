@@ -73,6 +73,55 @@ pub struct BusSettings {
     pub amqp_url: String,
     pub prefix: String,
     pub prefetch: u16,
+    /// The queues consumers declare on RabbitMQ.
+    pub queue_type: QueueType,
+    /// Quorum queues: deliveries of one message before the broker dead-letters it.
+    pub delivery_limit: u32,
+    /// Events an outbox relay publishes per round trip (confirmations outstanding together).
+    pub publish_window: u32,
+    /// Unpublished events in a service's outbox past which it refuses writes
+    /// (`RESOURCE_EXHAUSTED`, with a retry hint) until its relay catches up.
+    pub outbox_backlog_limit: u64,
+    /// How long published outbox rows, processed event ids and applied change records are kept.
+    pub retention_hours: u32,
+}
+
+/// RabbitMQ queue kinds (see the README for which to use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueType {
+    Classic,
+    Quorum,
+}
+
+impl BusSettings {
+    /// The bus configuration of a process whose broker connection is named `connection_name`.
+    pub fn config(&self, connection_name: &str) -> cezone_bus::BusConfig {
+        cezone_bus::BusConfig {
+            amqp_url: self.amqp_url.clone(),
+            prefix: self.prefix.clone(),
+            connection_name: connection_name.to_string(),
+            prefetch: self.prefetch,
+            queue_type: match self.queue_type {
+                QueueType::Classic => cezone_bus::QueueType::Classic,
+                QueueType::Quorum => cezone_bus::QueueType::Quorum,
+            },
+            delivery_limit: self.delivery_limit,
+        }
+    }
+
+    /// How a service's outbox relay publishes and what it keeps.
+    pub fn relay(&self) -> cezone_bus::outbox::RelayConfig {
+        cezone_bus::outbox::RelayConfig {
+            window: self.publish_window,
+            backlog_limit: self.outbox_backlog_limit,
+            retention: self.retention(),
+        }
+    }
+
+    pub fn retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.retention_hours) * 3600)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +367,26 @@ impl Settings {
         }
         if self.bus.prefetch == 0 {
             return Err(bad("bus.prefetch", &0, "must be at least 1"));
+        }
+        if self.bus.delivery_limit == 0 {
+            return Err(bad("bus.delivery_limit", &0, "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.bus.publish_window) {
+            return Err(bad(
+                "bus.publish_window",
+                &self.bus.publish_window,
+                "must be 1 to 10000",
+            ));
+        }
+        if self.bus.outbox_backlog_limit == 0 {
+            return Err(bad("bus.outbox_backlog_limit", &0, "must be at least 1"));
+        }
+        if self.bus.retention_hours == 0 {
+            return Err(bad(
+                "bus.retention_hours",
+                &0,
+                "must be at least 1 (hours a record is kept)",
+            ));
         }
         if let Err(reason) = self.scheduler.policy() {
             let (key, value) = if reason.contains("time of day") {

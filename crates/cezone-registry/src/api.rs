@@ -78,6 +78,8 @@ impl RegistryService for RegistryApi {
         req: Request<pr::FrameworkRef>,
     ) -> Reply<pr::FrameworkVersion> {
         let who = caller(&req)?;
+        // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
+        self.relay.admit().map_err(ApiError::from)?;
         permit(&who, &Action::PublishFramework, None)?;
         let r = req.into_inner();
         let m = frameworks::publish(&self.db, &who, &r.framework_id, &r.edition).await?;
@@ -216,6 +218,8 @@ impl RegistryService for RegistryApi {
 
     async fn create_org_unit(&self, req: Request<pr::OrgUnit>) -> Reply<pr::OrgUnit> {
         let who = caller(&req)?;
+        // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
+        self.relay.admit().map_err(ApiError::from)?;
         permit(&who, &Action::ManageOrgUnits, None)?;
         let unit = org_unit_from_proto(req.get_ref())?;
         let (u, rev) = org_units::create(&self.db, &who, unit).await?;
@@ -233,6 +237,8 @@ impl RegistryService for RegistryApi {
         req: Request<pr::UpdatePopulationRequest>,
     ) -> Reply<pr::OrgUnit> {
         let who = caller(&req)?;
+        // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
+        self.relay.admit().map_err(ApiError::from)?;
         permit(&who, &Action::ManageOrgUnits, None)?;
         let r = req.into_inner();
         let (u, rev) =
@@ -243,6 +249,8 @@ impl RegistryService for RegistryApi {
 
     async fn move_org_unit(&self, req: Request<pr::MoveOrgUnitRequest>) -> Reply<pr::OrgUnit> {
         let who = caller(&req)?;
+        // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
+        self.relay.admit().map_err(ApiError::from)?;
         permit(&who, &Action::ManageOrgUnits, None)?;
         let r = req.into_inner();
         let (u, rev) = org_units::move_unit(&self.db, &who, &r.id, &r.new_parent_id).await?;

@@ -31,7 +31,13 @@ impl Application {
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let listener = bind(&settings.grpc.host, settings.registry.port).await?;
         let shutdown = CancellationToken::new();
-        let relay = Relay::spawn(db.clone(), crate::OUTBOX, bus, shutdown.clone());
+        let relay = Relay::spawn_with(
+            db.clone(),
+            crate::OUTBOX,
+            bus,
+            shutdown.clone(),
+            settings.bus.relay(),
+        );
         let api = RegistryApi {
             db: db.clone(),
             relay: relay.clone(),

@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ScoringApi;
 use crate::migration::{LOCK_KEY, Migrator};
 use crate::reconcile::Upstream;
+use crate::scorer::Scorer;
 use crate::state::State;
-use crate::{OUTBOX, consumer, events};
+use crate::{OUTBOX, consumer, events, retention};
 
 /// The consumer (and its queue: `{prefix}.scoring`).
 pub const CONSUMER: &str = "scoring";
@@ -40,7 +41,13 @@ impl Application {
         let (keys, bearer) = cezone_platform::auth::service_credentials(settings, "scoring")?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let shutdown = CancellationToken::new();
-        let relay = Relay::spawn(db.clone(), OUTBOX, bus.clone(), shutdown.clone());
+        let relay = Relay::spawn_with(
+            db.clone(),
+            OUTBOX,
+            bus.clone(),
+            shutdown.clone(),
+            settings.bus.relay(),
+        );
         let max = settings.grpc.max_message_bytes;
         let s = &settings.services;
         let state = Arc::new(State {
@@ -54,7 +61,7 @@ impl Application {
             )?,
             current: Default::default(),
             rebuilding: Default::default(),
-            tail: Default::default(),
+            position: tokio::sync::watch::channel(None).0,
             wake: Notify::new(),
             updates: broadcast::channel(1024).0,
             relay: Some(relay),
@@ -63,7 +70,8 @@ impl Application {
             edition: settings.scoring.edition.clone(),
             period: settings.scoring.period,
         });
-        let restored = state.restore().await?;
+        let scorer = Scorer::start(state.clone()).await?;
+        let restored = state.current.read().await.is_some();
         if restored {
             tracing::info!(service = "scoring", "read model restored from the database");
         }
@@ -74,7 +82,12 @@ impl Application {
                 ApiError::unavailable(format!("cannot subscribe to the domain events: {e}"))
             })?;
         tokio::spawn(consumer::run(state.clone(), subscription, shutdown.clone()));
-        tokio::spawn(state.clone().run_scorer(shutdown.clone()));
+        tokio::spawn(scorer.run(shutdown.clone()));
+        tokio::spawn(retention::run(
+            db.clone(),
+            retention::Settings::from(&settings.bus),
+            shutdown.clone(),
+        ));
         if !restored {
             tokio::spawn(initial_rebuild(state.clone(), shutdown.clone()));
         }

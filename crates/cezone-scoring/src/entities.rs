@@ -128,12 +128,3 @@ entity!(processed_event, "scoring_processed_events", {
     event_type: String,
     processed_at: String,
 });
-
-entity!(fact_log, "scoring_fact_log", {
-    #[sea_orm(primary_key)]
-    id: i64,
-    kind: String,
-    fact_key: String,
-    /// The event that changed the fact ("rebuild" for a reconciliation).
-    event_id: String,
-});

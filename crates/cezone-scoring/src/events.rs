@@ -2,6 +2,7 @@
 //! event id and fact version), and the events scoring publishes.
 
 use cezone_bus::Envelope;
+use cezone_domain::checks;
 use cezone_domain::engine::Cell;
 use cezone_domain::facts::StatFact;
 use cezone_domain::org::OrgUnitId;
@@ -9,8 +10,9 @@ use cezone_domain::rules::{MetricId, QuestionId};
 use cezone_platform::convert::{org_unit_from_proto, score};
 use cezone_proto::events::v1 as ev;
 use prost::Message;
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 
+use crate::changes::{self, Change};
 use crate::facts_db;
 use crate::model::Scored;
 use crate::reconcile::evidence_fact;
@@ -32,6 +34,9 @@ pub enum EventError {
     /// The database failed; the delivery is retried.
     #[error(transparent)]
     Transient(#[from] DbErr),
+    /// Another service needed for a check could not be asked; the delivery is retried.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 fn payload<M: Message + Default>(env: &Envelope) -> Result<M, EventError> {
@@ -89,28 +94,31 @@ pub fn decode(env: &Envelope, framework_id: &str, edition: &str) -> Result<Vec<F
             if e.framework_id != framework_id {
                 return Ok(Vec::new());
             }
-            vec![Fact::Evidence(evidence_fact(&e).ok_or_else(|| {
-                bad(format!("unreadable evidence {}", e.id))
-            })?)]
+            let fact =
+                evidence_fact(&e).ok_or_else(|| bad(format!("unreadable evidence {}", e.id)))?;
+            checks::evidence(&fact).map_err(|e| bad(e.to_string()))?;
+            vec![Fact::Evidence(fact)]
         }
         "statistic.recorded" => {
             let p: ev::StatisticRecorded = payload(env)?;
             let s = p
                 .statistic
                 .ok_or_else(|| bad("it carries no statistic".into()))?;
-            vec![Fact::Stat(StatFact {
+            let fact = StatFact {
                 org_unit: OrgUnitId::parse(&s.org_unit).map_err(bad)?,
                 metric: MetricId::parse(&s.metric).map_err(bad)?,
                 period: s.period,
                 value: s.value,
                 version: s.version,
-            })]
+            };
+            checks::statistic(&fact).map_err(|e| bad(e.to_string()))?;
+            vec![Fact::Stat(fact)]
         }
         "survey.batch_aggregated" => {
             let p: ev::SurveyBatchAggregated = payload(env)?;
             let mut out = Vec::with_capacity(p.tallies.len());
             for t in p.tallies {
-                out.push(Fact::Tally(cezone_domain::facts::SurveyTally {
+                let fact = cezone_domain::facts::SurveyTally {
                     org_unit: OrgUnitId::parse(&t.org_unit).map_err(bad)?,
                     question: QuestionId::parse(&t.question).map_err(bad)?,
                     period: t.period,
@@ -118,7 +126,9 @@ pub fn decode(env: &Envelope, framework_id: &str, edition: &str) -> Result<Vec<F
                     positive: t.positive,
                     source: t.survey_id,
                     version: t.version,
-                }));
+                };
+                checks::tally(&fact).map_err(|e| bad(e.to_string()))?;
+                out.push(Fact::Tally(fact));
             }
             out
         }
@@ -133,20 +143,30 @@ pub fn decode(env: &Envelope, framework_id: &str, edition: &str) -> Result<Vec<F
     })
 }
 
-/// Applies decoded events in one transaction, each with its event id (a duplicate is skipped).
-/// Statistics, most of any burst, go through a few multi-row statements per batch; the other
-/// facts one statement each. Returns whether any stored fact changed.
+/// Applies checked events in one transaction: the event ids (a duplicate is skipped), the facts
+/// they change (each only if newer than what is stored), and one change record per fact that
+/// changed, for the scorer. On PostgreSQL the transaction holds the shared side of the rebuild
+/// lock, so a rebuild's replacement is either before it or after it, never across it.
+/// Returns whether any stored fact changed.
 pub async fn apply_batch(
     db: &DatabaseConnection,
     events: &[(&Envelope, Vec<Fact>)],
 ) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        txn.execute(facts_db::stmt(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock_shared(?)",
+            vec![crate::store::REPLACE_LOCK.into()],
+        ))
+        .await?;
+    }
     let ids: Vec<(&str, &str)> = events
         .iter()
         .map(|(env, _)| (env.event_id.as_str(), env.r#type.as_str()))
         .collect();
     let mut fresh = facts_db::mark_processed_many(&txn, &ids).await?;
-    let mut changed = false;
+    let mut records: Vec<(Change, &str)> = Vec::new();
     let mut stats = Vec::new();
     for (env, facts) in events {
         // Removed as it is applied: the same event twice in one batch is applied once.
@@ -155,26 +175,53 @@ pub async fn apply_batch(
         }
         let id = env.event_id.as_str();
         for f in facts {
-            let k = match f {
+            match f {
                 Fact::Framework {
                     framework_id,
                     edition,
                     document,
-                } => facts_db::set_framework(&txn, framework_id, edition, document, id).await?,
-                Fact::OrgUnit(u, rev) => facts_db::upsert_org_unit(&txn, u, *rev, id).await?,
-                Fact::Evidence(e) => facts_db::upsert_evidence(&txn, e, id).await?,
-                Fact::Stat(s) => {
-                    stats.push((s, id));
-                    None
+                } => {
+                    if facts_db::set_framework(&txn, framework_id, edition, document).await? {
+                        records.push((
+                            Change::Framework {
+                                framework_id: framework_id.clone(),
+                                edition: edition.clone(),
+                            },
+                            id,
+                        ));
+                    }
                 }
-                Fact::Tally(t) => facts_db::upsert_tally(&txn, t, id).await?,
-            };
-            changed |= k.is_some();
+                Fact::OrgUnit(u, rev) => {
+                    if facts_db::upsert_org_unit(&txn, u, *rev).await? {
+                        records.push((
+                            Change::OrgUnit {
+                                id: u.id.to_string(),
+                                revision: *rev,
+                            },
+                            id,
+                        ));
+                    }
+                }
+                Fact::Evidence(e) => {
+                    if facts_db::upsert_evidence(&txn, e).await? {
+                        records.push((Change::Evidence { fact: e.clone() }, id));
+                    }
+                }
+                Fact::Stat(s) => stats.push((s, id)),
+                Fact::Tally(t) => {
+                    if facts_db::upsert_tally(&txn, t).await? {
+                        records.push((Change::Tally { fact: t.clone() }, id));
+                    }
+                }
+            }
         }
     }
-    changed |= facts_db::upsert_stats(&txn, &stats).await? > 0;
+    for (s, id) in facts_db::upsert_stats(&txn, &stats).await? {
+        records.push((Change::Statistic { fact: s.clone() }, id));
+    }
+    changes::append(&txn, &records).await?;
     txn.commit().await?;
-    Ok(changed)
+    Ok(!records.is_empty())
 }
 
 /// The `scores.changed` event of a committed recomputation (none when nothing changed).

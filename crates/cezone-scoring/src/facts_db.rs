@@ -1,99 +1,16 @@
 //! The read model's fact tables, written by versioned upserts: a fact replaces the stored one
 //! only if it is newer, so redelivered, duplicated or out-of-order events (and several scoring
-//! replicas sharing one database) converge. Every change appends to a fact log the scorer tails.
+//! replicas sharing one database) converge. Each upsert says whether the stored fact changed;
+//! the consumer records exactly those changes for the scorer ([`crate::changes`]).
 
 use cezone_domain::code::ItemCode;
 use cezone_domain::facts::{EvidenceFact, EvidenceState, StatFact, SurveyTally};
 use cezone_domain::org::{OrgUnit, OrgUnitId};
-use cezone_domain::rules::{MetricId, QuestionId};
 use cezone_domain::units::UnitId;
 use cezone_platform::time::now_rfc3339;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, Value};
-
-/// What a log row points at.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FactKey {
-    Stat {
-        org_unit: String,
-        metric: String,
-        period: i32,
-    },
-    Tally {
-        survey: String,
-        org_unit: String,
-        question: String,
-        period: i32,
-    },
-    Evidence {
-        id: String,
-    },
-    OrgUnit {
-        id: String,
-    },
-    Framework,
-}
-
-impl FactKey {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FactKey::Stat { .. } => "stat",
-            FactKey::Tally { .. } => "tally",
-            FactKey::Evidence { .. } => "evidence",
-            FactKey::OrgUnit { .. } => "org_unit",
-            FactKey::Framework => "framework",
-        }
-    }
-
-    pub fn encode(&self) -> String {
-        match self {
-            FactKey::Stat {
-                org_unit,
-                metric,
-                period,
-            } => format!("{org_unit}|{metric}|{period}"),
-            FactKey::Tally {
-                survey,
-                org_unit,
-                question,
-                period,
-            } => format!("{survey}|{org_unit}|{question}|{period}"),
-            FactKey::Evidence { id } | FactKey::OrgUnit { id } => id.clone(),
-            FactKey::Framework => "current".into(),
-        }
-    }
-
-    pub fn decode(kind: &str, key: &str) -> Option<FactKey> {
-        let p: Vec<&str> = key.split('|').collect();
-        Some(match (kind, p.as_slice()) {
-            ("stat", [o, m, y]) => FactKey::Stat {
-                org_unit: o.to_string(),
-                metric: m.to_string(),
-                period: y.parse().ok()?,
-            },
-            ("tally", [s, o, q, y]) => FactKey::Tally {
-                survey: s.to_string(),
-                org_unit: o.to_string(),
-                question: q.to_string(),
-                period: y.parse().ok()?,
-            },
-            ("evidence", _) => FactKey::Evidence {
-                id: key.to_string(),
-            },
-            ("org_unit", _) => FactKey::OrgUnit {
-                id: key.to_string(),
-            },
-            ("framework", _) => FactKey::Framework,
-            _ => return None,
-        })
-    }
-
-    /// Whether a change of this kind reshapes the model (tree or framework) rather than a cell.
-    pub fn structural(&self) -> bool {
-        matches!(self, FactKey::OrgUnit { .. } | FactKey::Framework)
-    }
-}
 
 /// `?` placeholders rewritten for the backend.
 pub fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
@@ -128,23 +45,9 @@ pub fn evidence_rank(s: EvidenceState) -> (&'static str, i32, i32) {
     }
 }
 
-pub async fn log(c: &impl ConnectionTrait, key: &FactKey, event_id: &str) -> Result<(), DbErr> {
-    exec(
-        c,
-        "INSERT INTO scoring_fact_log (kind, fact_key, event_id) VALUES (?, ?, ?)",
-        vec![key.kind().into(), key.encode().into(), event_id.into()],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Each upsert returns the key when the stored fact changed (and logs it), none when the
-/// incoming one was not newer.
-pub async fn upsert_tally(
-    c: &impl ConnectionTrait,
-    t: &SurveyTally,
-    event_id: &str,
-) -> Result<Option<FactKey>, DbErr> {
+/// Each upsert returns whether the stored fact changed: false when the incoming one was not
+/// newer than what is stored.
+pub async fn upsert_tally(c: &impl ConnectionTrait, t: &SurveyTally) -> Result<bool, DbErr> {
     let n = exec(
         c,
         "INSERT INTO scoring_tally_facts (survey_id, org_unit, question, period, responses, positive, version) VALUES (?, ?, ?, ?, ?, ?, ?) \
@@ -164,20 +67,10 @@ pub async fn upsert_tally(
         ],
     )
     .await?;
-    let key = FactKey::Tally {
-        survey: t.source.clone(),
-        org_unit: t.org_unit.to_string(),
-        question: t.question.to_string(),
-        period: t.period,
-    };
-    changed(c, n, key, event_id).await
+    Ok(n > 0)
 }
 
-pub async fn upsert_evidence(
-    c: &impl ConnectionTrait,
-    e: &EvidenceFact,
-    event_id: &str,
-) -> Result<Option<FactKey>, DbErr> {
+pub async fn upsert_evidence(c: &impl ConnectionTrait, e: &EvidenceFact) -> Result<bool, DbErr> {
     let (state, rank, grade) = evidence_rank(e.state);
     let n = exec(
         c,
@@ -201,15 +94,14 @@ pub async fn upsert_evidence(
         ],
     )
     .await?;
-    changed(c, n, FactKey::Evidence { id: e.id.clone() }, event_id).await
+    Ok(n > 0)
 }
 
 pub async fn upsert_org_unit(
     c: &impl ConnectionTrait,
     u: &OrgUnit,
     revision: u64,
-    event_id: &str,
-) -> Result<Option<FactKey>, DbErr> {
+) -> Result<bool, DbErr> {
     let json = serde_json::to_string(u).map_err(|e| DbErr::Custom(e.to_string()))?;
     let n = exec(
         c,
@@ -219,15 +111,7 @@ pub async fn upsert_org_unit(
         vec![u.id.to_string().into(), json.into(), (revision as i64).into()],
     )
     .await?;
-    changed(
-        c,
-        n,
-        FactKey::OrgUnit {
-            id: u.id.to_string(),
-        },
-        event_id,
-    )
-    .await
+    Ok(n > 0)
 }
 
 /// The framework scored; replaced when another edition (or content) arrives.
@@ -236,8 +120,7 @@ pub async fn set_framework(
     framework_id: &str,
     edition: &str,
     document: &str,
-    event_id: &str,
-) -> Result<Option<FactKey>, DbErr> {
+) -> Result<bool, DbErr> {
     let n = exec(
         c,
         "INSERT INTO scoring_frameworks (slot, framework_id, edition, document_json) VALUES ('current', ?, ?, ?) \
@@ -248,143 +131,42 @@ pub async fn set_framework(
         vec![framework_id.into(), edition.into(), document.into()],
     )
     .await?;
-    changed(c, n, FactKey::Framework, event_id).await
+    Ok(n > 0)
 }
 
-async fn changed(
+/// Which of `ids` the read model holds as org units.
+pub async fn known_org_units(
     c: &impl ConnectionTrait,
-    rows: u64,
-    key: FactKey,
-    event_id: &str,
-) -> Result<Option<FactKey>, DbErr> {
-    if rows == 0 {
-        return Ok(None);
-    }
-    log(c, &key, event_id).await?;
-    Ok(Some(key))
-}
-
-/// Log rows after `after`, in id order.
-pub async fn tail(
-    c: &impl ConnectionTrait,
-    after: i64,
-    limit: u64,
-) -> Result<Vec<(i64, FactKey, String)>, DbErr> {
-    let rows = c
-        .query_all(stmt(
-            c.get_database_backend(),
-            "SELECT id, kind, fact_key, event_id FROM scoring_fact_log WHERE id > ? ORDER BY id LIMIT ?",
-            vec![after.into(), (limit as i64).into()],
-        ))
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let id: i64 = r.try_get("", "id")?;
-        let kind: String = r.try_get("", "kind")?;
-        let key: String = r.try_get("", "fact_key")?;
-        let event: String = r.try_get("", "event_id")?;
-        if let Some(k) = FactKey::decode(&kind, &key) {
-            out.push((id, k, event));
+    ids: &[String],
+) -> Result<HashSet<String>, DbErr> {
+    let mut out = HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT id FROM scoring_org_units WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let values: Vec<Value> = chunk.iter().map(|id| id.clone().into()).collect();
+        for r in c
+            .query_all(stmt(c.get_database_backend(), &sql, values))
+            .await?
+        {
+            out.insert(r.try_get("", "id")?);
         }
     }
     Ok(out)
-}
-
-pub async fn last_log_id(c: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    let row = c
-        .query_one(stmt(
-            c.get_database_backend(),
-            "SELECT COALESCE(MAX(id), 0) AS m FROM scoring_fact_log",
-            vec![],
-        ))
-        .await?;
-    Ok(row
-        .map(|r| r.try_get::<i64>("", "m").unwrap_or(0))
-        .unwrap_or(0))
 }
 
 /// Rows per multi-row statement: under PostgreSQL's 65,535 and SQLite's 32,766 parameters.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// `n` rows of `width` placeholders for a multi-row statement: "(?, ?), (?, ?)".
-fn tuples(width: usize, n: usize) -> String {
+pub fn tuples(width: usize, n: usize) -> String {
     let one = format!("({})", vec!["?"; width].join(", "));
     vec![one; n].join(", ")
 }
 
 /// (org unit, metric, period) of a statistic.
 type StatKey = (String, String, i32);
-
-/// The stored (value, version) of each of `keys` that has one, in one query per 500 keys.
-async fn stored_stats(
-    c: &impl ConnectionTrait,
-    keys: &[StatKey],
-) -> Result<HashMap<StatKey, (i64, u64)>, DbErr> {
-    let mut out = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let tuples = tuples(3, chunk.len());
-        let sql = format!(
-            "SELECT org_unit, metric, period, value, version FROM scoring_stat_facts \
-             WHERE (org_unit, metric, period) IN ({tuples})"
-        );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        for (o, m, p) in chunk {
-            values.push(o.clone().into());
-            values.push(m.clone().into());
-            values.push((*p).into());
-        }
-        for r in c
-            .query_all(stmt(c.get_database_backend(), &sql, values))
-            .await?
-        {
-            out.insert(
-                (
-                    r.try_get("", "org_unit")?,
-                    r.try_get("", "metric")?,
-                    r.try_get("", "period")?,
-                ),
-                (
-                    r.try_get("", "value")?,
-                    r.try_get::<i64>("", "version")? as u64,
-                ),
-            );
-        }
-    }
-    Ok(out)
-}
-
-/// The current stored values of several facts, as the domain's changes: statistics (what most
-/// events carry) in one query per 500 keys, the other kinds one by one.
-pub async fn read_many(
-    c: &impl ConnectionTrait,
-    keys: &[&FactKey],
-) -> Result<Vec<cezone_domain::engine::Change>, DbErr> {
-    use cezone_domain::engine::Change;
-    let mut out = Vec::with_capacity(keys.len());
-    let mut stats = Vec::new();
-    for k in keys {
-        match k {
-            FactKey::Stat {
-                org_unit,
-                metric,
-                period,
-            } => stats.push((org_unit.clone(), metric.clone(), *period)),
-            other => out.extend(read(c, other).await?),
-        }
-    }
-    for ((org_unit, metric, period), (value, version)) in stored_stats(c, &stats).await? {
-        if let (Ok(o), Ok(m)) = (OrgUnitId::parse(&org_unit), MetricId::parse(&metric)) {
-            out.push(Change::Statistic(StatFact {
-                org_unit: o,
-                metric: m,
-                period,
-                value,
-                version,
-            }));
-        }
-    }
-    Ok(out)
-}
 
 /// Records events as processed; returns the ids not seen before (the others are duplicate
 /// deliveries). One statement per 500 events.
@@ -416,161 +198,68 @@ pub async fn mark_processed_many(
     Ok(fresh)
 }
 
-/// Applies statistics in the order given, each only if newer than what is stored or came
-/// before it in the batch, exactly as one upsert after another would, and logs each one that
-/// changed the fact with its event. Reads, writes and logs in a few multi-row statements.
-/// Returns how many of them changed it.
-pub async fn upsert_stats(
+/// Applies statistics, each only if newer than what is stored and than the others of the batch
+/// with its key (exactly as one upsert after another would), in a few multi-row statements.
+/// Returns the statistics that changed the stored fact, each with its event, in key order.
+pub async fn upsert_stats<'a>(
     c: &impl ConnectionTrait,
-    stats: &[(&StatFact, &str)],
-) -> Result<usize, DbErr> {
+    stats: &[(&'a StatFact, &'a str)],
+) -> Result<Vec<(&'a StatFact, &'a str)>, DbErr> {
     if stats.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    // Each statistic's key, made once.
-    let keyed: Vec<(StatKey, &StatFact, &str)> = stats
-        .iter()
-        .map(|&(f, event_id)| {
-            let k = (f.org_unit.to_string(), f.metric.to_string(), f.period);
-            (k, f, event_id)
-        })
-        .collect();
-    let mut keys: Vec<StatKey> = keyed.iter().map(|(k, ..)| k.clone()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let mut held = stored_stats(c, &keys).await?;
-    let mut winners: HashMap<&StatKey, &StatFact> = HashMap::new();
-    let mut logged: Vec<(&StatKey, &str)> = Vec::new();
-    for (k, f, event_id) in &keyed {
-        let newer = held
-            .get(k)
-            .is_none_or(|&(value, version)| (f.version, f.value) > (version, value));
-        if newer {
-            held.insert(k.clone(), (f.value, f.version));
-            winners.insert(k, f);
-            logged.push((k, event_id));
+    // The newest of the batch per key: one statement cannot update a row twice.
+    let mut newest: BTreeMap<StatKey, (&StatFact, &str)> = BTreeMap::new();
+    for &(f, event_id) in stats {
+        let k = (f.org_unit.to_string(), f.metric.to_string(), f.period);
+        match newest.get(&k) {
+            Some((held, _)) if (held.version, held.value) >= (f.version, f.value) => {}
+            _ => {
+                newest.insert(k, (f, event_id));
+            }
         }
     }
-    if logged.is_empty() {
-        return Ok(0);
-    }
-    // The same guard as one upsert: another replica may have stored something newer since
-    // (its row is then left alone and the log row only makes the scorer re-read it). Rows go
-    // in key order, so two replicas lock overlapping rows in the same order.
-    let winners: Vec<(&StatKey, &StatFact)> = keys
-        .iter()
-        .filter_map(|k| winners.get(k).map(|&f| (k, f)))
-        .collect();
+    // Rows go in key order, so two replicas lock overlapping rows in the same order; the
+    // guard leaves a stored newer fact alone and RETURNING names the rows really written.
+    let winners: Vec<(StatKey, (&StatFact, &str))> = newest.into_iter().collect();
+    let mut changed = Vec::new();
     for chunk in winners.chunks(ROWS_PER_STATEMENT) {
-        let tuples = tuples(5, chunk.len());
         let sql = format!(
-            "INSERT INTO scoring_stat_facts (org_unit, metric, period, value, version) VALUES {tuples} \
+            "INSERT INTO scoring_stat_facts (org_unit, metric, period, value, version) VALUES {} \
              ON CONFLICT (org_unit, metric, period) DO UPDATE SET value = excluded.value, version = excluded.version \
              WHERE scoring_stat_facts.version < excluded.version \
-             OR (scoring_stat_facts.version = excluded.version AND scoring_stat_facts.value < excluded.value)"
+             OR (scoring_stat_facts.version = excluded.version AND scoring_stat_facts.value < excluded.value) \
+             RETURNING org_unit, metric, period",
+            tuples(5, chunk.len())
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-        for ((o, m, p), f) in chunk {
+        for ((o, m, p), (f, _)) in chunk {
             values.push(o.clone().into());
             values.push(m.clone().into());
             values.push((*p).into());
             values.push(f.value.into());
             values.push((f.version as i64).into());
         }
-        exec(c, &sql, values).await?;
+        let mut written = HashSet::with_capacity(chunk.len());
+        for r in c
+            .query_all(stmt(c.get_database_backend(), &sql, values))
+            .await?
+        {
+            let k: StatKey = (
+                r.try_get("", "org_unit")?,
+                r.try_get("", "metric")?,
+                r.try_get("", "period")?,
+            );
+            written.insert(k);
+        }
+        changed.extend(
+            chunk
+                .iter()
+                .filter(|(k, _)| written.contains(k))
+                .map(|(_, w)| *w),
+        );
     }
-    for chunk in logged.chunks(ROWS_PER_STATEMENT) {
-        let tuples = tuples(3, chunk.len());
-        let sql =
-            format!("INSERT INTO scoring_fact_log (kind, fact_key, event_id) VALUES {tuples}");
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        for ((org_unit, metric, period), event_id) in chunk {
-            let k = FactKey::Stat {
-                org_unit: org_unit.clone(),
-                metric: metric.clone(),
-                period: *period,
-            };
-            values.push(k.kind().into());
-            values.push(k.encode().into());
-            values.push((*event_id).into());
-        }
-        exec(c, &sql, values).await?;
-    }
-    Ok(logged.len())
-}
-
-/// The current stored value of a fact, as the domain's change.
-pub async fn read(
-    c: &impl ConnectionTrait,
-    key: &FactKey,
-) -> Result<Option<cezone_domain::engine::Change>, DbErr> {
-    use cezone_domain::engine::Change;
-    let b = c.get_database_backend();
-    Ok(match key {
-        FactKey::Stat {
-            org_unit,
-            metric,
-            period,
-        } => {
-            let r = c
-                .query_one(stmt(b, "SELECT value, version FROM scoring_stat_facts WHERE org_unit = ? AND metric = ? AND period = ?", vec![
-                    org_unit.clone().into(),
-                    metric.clone().into(),
-                    (*period).into(),
-                ]))
-                .await?;
-            match (r, OrgUnitId::parse(org_unit), MetricId::parse(metric)) {
-                (Some(r), Ok(o), Ok(m)) => Some(Change::Statistic(StatFact {
-                    org_unit: o,
-                    metric: m,
-                    period: *period,
-                    value: r.try_get("", "value")?,
-                    version: r.try_get::<i64>("", "version")? as u64,
-                })),
-                _ => None,
-            }
-        }
-        FactKey::Tally {
-            survey,
-            org_unit,
-            question,
-            period,
-        } => {
-            let r = c
-                .query_one(stmt(
-                    b,
-                    "SELECT responses, positive, version FROM scoring_tally_facts WHERE survey_id = ? AND org_unit = ? AND question = ? AND period = ?",
-                    vec![survey.clone().into(), org_unit.clone().into(), question.clone().into(), (*period).into()],
-                ))
-                .await?;
-            match (r, OrgUnitId::parse(org_unit), QuestionId::parse(question)) {
-                (Some(r), Ok(o), Ok(q)) => Some(Change::Tally(SurveyTally {
-                    org_unit: o,
-                    question: q,
-                    period: *period,
-                    responses: r.try_get::<i64>("", "responses")? as u64,
-                    positive: r.try_get::<i64>("", "positive")? as u64,
-                    source: survey.clone(),
-                    version: r.try_get::<i64>("", "version")? as u64,
-                })),
-                _ => None,
-            }
-        }
-        FactKey::Evidence { id } => {
-            let r = c
-                .query_one(stmt(
-                    b,
-                    "SELECT criterion, unit, org_unit, material, state, grade, version FROM scoring_evidence_facts WHERE id = ?",
-                    vec![id.clone().into()],
-                ))
-                .await?;
-            match r {
-                Some(r) => evidence_from_row(id, &r)?.map(Change::Evidence),
-                None => None,
-            }
-        }
-        FactKey::OrgUnit { .. } | FactKey::Framework => None,
-    })
+    Ok(changed)
 }
 
 pub fn evidence_from_row(

@@ -4,14 +4,17 @@
 
 mod api;
 mod app;
+mod changes;
 mod consumer;
 mod entities;
 mod events;
 mod facts_db;
 mod migration;
 mod model;
+mod persist;
 mod reconcile;
 mod report;
+mod retention;
 mod scorer;
 mod snapshots;
 mod state;
@@ -19,6 +22,7 @@ mod store;
 
 pub use app::Application;
 pub use events::{EventError, Fact, decode as decode_event};
+pub use retention::purge;
 
 /// The scoring service's outbox table.
 pub const OUTBOX: &str = "scoring_outbox";

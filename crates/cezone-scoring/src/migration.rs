@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
                 name: "m0003_audit_log",
                 service: "scoring",
             }),
+            Box::new(ChangeLog),
         ]
     }
 
@@ -61,7 +62,6 @@ impl MigrationTrait for Initial {
             schema.create_table_from_entity(snapshot::Entity),
             schema.create_table_from_entity(snapshot_cell::Entity),
             schema.create_table_from_entity(processed_event::Entity),
-            schema.create_table_from_entity(fact_log::Entity),
         ] {
             manager
                 .create_table(stmt.if_not_exists().to_owned())
@@ -155,5 +155,30 @@ impl MigrationTrait for SnapshotReadiness {
                     .to_owned(),
             )
             .await
+    }
+}
+
+/// The typed change log replaces the fact log: the scorer applies records as they are, in an
+/// order nothing can appear behind (see `changes`). Unread fact-log rows need nothing: the
+/// first start after this migration loads the whole read model, which holds their facts.
+struct ChangeLog;
+
+impl MigrationName for ChangeLog {
+    fn name(&self) -> &str {
+        "m0004_change_log"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for ChangeLog {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(crate::changes::create_tables(
+            manager.get_database_backend(),
+        ))
+        .await?;
+        db.execute_unprepared("DROP TABLE IF EXISTS scoring_fact_log")
+            .await?;
+        Ok(())
     }
 }

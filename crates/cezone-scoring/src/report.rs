@@ -41,6 +41,7 @@ fn not_found(field: &str, description: String) -> ApiError {
             field: field.to_string(),
             description,
         }],
+        retry_after: None,
         cause: None,
     }
 }

@@ -1,225 +1,228 @@
-//! The scorer: tails the fact log, applies what changed to the in-memory engine, rescores only
-//! the affected cells (a burst of events is one pass), persists the changed scores with a
-//! `scores.changed` event in one transaction, and tells watchers.
+//! The scorer: one task per replica that owns the scored model. It reads the change records
+//! committed since its position ([`crate::changes`]), applies them to the in-memory engine and
+//! rescores only the cells they affect (a burst is one pass), tells watchers, and persists the
+//! changed cells with a `scores.changed` announcement ([`crate::persist`]).
 //!
-//! Several scoring replicas may share one database and one queue: each replica's consumer writes
-//! the facts it receives, every replica tails the whole log, so all of them converge.
+//! A change that reshapes the model (an org unit, the framework, a rebuild) is applied by
+//! loading the whole read model under a fresh snapshot, at once: facts behind it wait one
+//! reload, never a quiet period. Several replicas sharing one database each apply every
+//! change, so all of them answer alike; the persist step makes one of them announce it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cezone_domain::engine::Affected;
-use cezone_domain::engine::{Cell, Scoreboard};
+use cezone_domain::engine::{Affected, Cell, Scoreboard};
 use cezone_platform::ApiError;
 use cezone_platform::time::now_rfc3339;
-use sea_orm::TransactionTrait;
+use sea_orm::{ConnectionTrait, DatabaseBackend};
+use tokio_util::sync::CancellationToken;
 
-use crate::facts_db::{self, FactKey};
-use crate::model::Scored;
+use crate::changes::{self, CHANNEL, Position, Record};
+use crate::model::Inputs;
+use crate::persist::{self, Outcome, Pending};
 use crate::state::{State, Update};
-use crate::{events, store};
 
-/// Log rows read per pass.
-const BATCH: u64 = 10_000;
-/// A hole in the log older than this is a rolled-back transaction, not a late commit.
-const GAP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Structural changes (org units, framework) come in bursts and each costs a full rebuild:
-/// wait for this much quiet before applying them.
-const STRUCTURAL_QUIET: Duration = Duration::from_millis(300);
+/// Longest wait between two reads when no wake-up comes (a lost notification, a listener
+/// reconnecting).
+const POLL: Duration = Duration::from_secs(1);
 
-/// Where the scorer is in the fact log.
-#[derive(Debug, Default)]
-pub struct TailPos {
-    /// Every id below this has been applied (or was never committed).
-    pub next: i64,
-    /// Ids at or above `next` already applied.
-    pub done: BTreeSet<i64>,
-    /// Missing ids below the highest applied one, with when they were first missed.
-    pub gaps: BTreeMap<i64, Instant>,
-    /// A pending structural change: when the log last grew while it waited.
-    pub structural: Option<(Instant, i64)>,
+/// The scorer of one replica.
+#[derive(Debug)]
+pub struct Scorer {
+    state: Arc<State>,
+    /// Every change this position sees is in the model.
+    pos: Position,
+    /// Applied, not yet persisted.
+    pending: Pending,
+    /// The last load could not be scored: the next change reloads again.
+    stale: bool,
 }
 
-impl TailPos {
-    fn advance(&mut self, highest_seen: Option<i64>) {
-        loop {
-            if self.done.remove(&self.next) {
-                self.gaps.remove(&self.next);
-                self.next += 1;
-                continue;
-            }
-            match highest_seen {
-                Some(h) if self.next < h => {
-                    let first = *self.gaps.entry(self.next).or_insert_with(Instant::now);
-                    if first.elapsed() >= GAP_TIMEOUT {
-                        self.gaps.remove(&self.next);
-                        self.next += 1;
-                        continue;
-                    }
-                    return;
-                }
-                _ => return,
-            }
-        }
-    }
-}
-
-impl State {
-    /// Brings the in-memory model up to the fact log. Returns how many log rows were applied.
-    pub async fn catch_up(&self) -> Result<usize, ApiError> {
-        let mut tail = self.tail.lock().await;
-        let rows = facts_db::tail(&self.db, tail.next - 1, BATCH).await?;
-        let highest = rows.last().map(|r| r.0);
-        let fresh: Vec<(i64, FactKey, String)> = rows
-            .into_iter()
-            .filter(|r| !tail.done.contains(&r.0))
-            .collect();
-        if fresh.is_empty() {
-            tail.advance(highest);
-            return Ok(0);
-        }
-        let structural = fresh.iter().any(|r| r.1.structural());
-        if structural {
-            let newest = fresh.last().map_or(0, |r| r.0);
-            match tail.structural {
-                Some((since, seen)) if seen == newest && since.elapsed() >= STRUCTURAL_QUIET => {
-                    tail.structural = None
-                }
-                Some((_, seen)) if seen == newest => return Ok(0),
-                _ => {
-                    tail.structural = Some((Instant::now(), newest));
-                    return Ok(0);
-                }
-            }
-        }
-        let caused_by: Vec<String> = {
-            let mut ids: Vec<String> = fresh.iter().map(|r| r.2.clone()).collect();
-            ids.sort();
-            ids.dedup();
-            ids.truncate(10_000);
-            ids
+impl Scorer {
+    /// Loads the read model as stored (under one snapshot, which becomes the position).
+    pub async fn start(state: Arc<State>) -> Result<Scorer, ApiError> {
+        let pos = changes::position_now(&state.db).await?;
+        let mut scorer = Scorer {
+            state,
+            pos,
+            pending: Pending::default(),
+            stale: false,
         };
-        // Only the model's lineage is kept here, not a reference to it: a reference held
-        // across the update would make `Arc::make_mut` copy the whole model every time.
-        let lineage = self.current.read().await.as_ref().map(|s| s.lineage);
-        match lineage {
-            Some(lineage) if !structural => self.incremental(lineage, &fresh, caused_by).await?,
-            _ => {
-                let previous = self.current.read().await.clone();
-                self.reload(previous, caused_by).await?
-            }
-        }
-        for r in &fresh {
-            tail.done.insert(r.0);
-        }
-        tail.advance(highest);
-        Ok(fresh.len())
+        scorer.reload(&[]).await?;
+        Ok(scorer)
     }
 
-    /// Applies the changed facts and rescores what they affect.
-    async fn incremental(
-        &self,
-        lineage: u64,
-        rows: &[(i64, FactKey, String)],
-        caused_by: Vec<String>,
-    ) -> Result<(), ApiError> {
-        let keys: BTreeSet<&FactKey> = rows.iter().map(|r| &r.1).collect();
-        let keys: Vec<&FactKey> = keys.into_iter().collect();
-        let changes = facts_db::read_many(&self.db, &keys).await?;
-        let started = Instant::now();
-        let (next, cells) = {
-            let mut guard = self.current.write().await;
-            let Some(arc) = guard.as_mut() else {
-                return Ok(());
+    /// Applies and persists changes as they commit, until shutdown. Failures are logged and
+    /// retried with backoff; nothing applied is dropped before it is persisted.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        if self.state.db.get_database_backend() == DatabaseBackend::Postgres {
+            tokio::spawn(listen(self.state.clone(), shutdown.clone()));
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let failed = match self.catch_up().await {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scorer failed; retrying");
+                    true
+                }
             };
-            if arc.lineage != lineage {
-                // Replaced meanwhile by a rebuild; the rows are in its inputs.
-                return Ok(());
+            let wait = if failed {
+                let d = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                d
+            } else {
+                backoff = Duration::from_millis(100);
+                POLL
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.state.wake.notified(), if !failed => {}
+                () = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    /// Applies everything committed so far, then persists it.
+    pub async fn catch_up(&mut self) -> Result<(), ApiError> {
+        while self.step().await? {}
+        if !self.pending.is_empty() {
+            self.persist().await?;
+        }
+        Ok(())
+    }
+
+    /// One read and what it brings. Returns whether anything was applied.
+    async fn step(&mut self) -> Result<bool, ApiError> {
+        let read = changes::since(&self.state.db, &self.pos).await?;
+        if read.behind_horizon {
+            tracing::warn!(
+                "change records this scorer had not read were purged (it was behind the retention); reloading"
+            );
+            self.reload(&[]).await?;
+            return Ok(true);
+        }
+        if read.records.is_empty() {
+            self.advance(read.position);
+            return Ok(false);
+        }
+        let reshapes = read
+            .records
+            .iter()
+            .any(|r| r.change.as_ref().is_none_or(|c| c.fact().is_none()));
+        let has_model = self.state.current.read().await.is_some();
+        if reshapes || self.stale || !has_model {
+            // Loaded under a newer snapshot than the read: it holds these records and more.
+            self.reload(&read.records).await?;
+        } else {
+            self.apply(&read.records).await;
+            self.advance(read.position);
+        }
+        Ok(true)
+    }
+
+    fn advance(&mut self, pos: Position) {
+        self.pos = pos.clone();
+        self.state.position.send_replace(Some(pos));
+    }
+
+    /// Applies fact changes to the model and rescores what they affect.
+    async fn apply(&mut self, records: &[Record]) {
+        let started = std::time::Instant::now();
+        let caused_by = causes(records);
+        let (next, changed, recomputed, nodes) = {
+            let mut guard = self.state.current.write().await;
+            let Some(arc) = guard.as_mut() else { return };
+            // The only reference this task holds is the one in the slot: the model is changed
+            // in place unless a reader holds it at this moment.
             let scored = Arc::make_mut(arc);
             let mut affected = Affected::default();
-            for c in &changes {
-                scored.engine.apply(c, &mut affected);
+            for r in records {
+                if let Some(c) = r.change.as_ref().and_then(changes::Change::fact) {
+                    scored.engine.apply(&c, &mut affected);
+                }
             }
             if affected.is_empty() {
-                return Ok(());
+                return;
             }
-            // The rows (org units) an affected cell belongs to, as they were: only these can
-            // change, and copying the whole board was 27 MB per update at province scale.
+            // The rows an affected cell belongs to, as they were: only these can change.
             let mut nodes = BTreeSet::new();
             for set in affected.cells.values() {
                 nodes.extend(set.iter());
             }
-            let old: Vec<(usize, Vec<Cell>)> = nodes
-                .into_iter()
-                .map(|node| (node, scored.board.row(node).to_vec()))
+            let old: Vec<(usize, Cell)> = nodes
+                .iter()
+                .map(|&node| {
+                    (
+                        node,
+                        Scoreboard::row_total(scored.framework(), scored.board.row(node)),
+                    )
+                })
                 .collect();
-            let cells = scored.engine.rescore(&mut scored.board, &affected);
+            let recomputed = scored.engine.rescore(&mut scored.board, &affected);
             scored.computed_at = now_rfc3339();
             scored.scores_changed();
-            (Arc::clone(arc), (old, cells))
+            let fw = scored.framework();
+            let changed: Vec<usize> = old
+                .into_iter()
+                .filter(|(node, before)| *before != scored.board.total(fw, *node))
+                .map(|(node, _)| node)
+                .collect();
+            let ids: Vec<String> = nodes
+                .iter()
+                .map(|&n| scored.tree().unit(n).id.to_string())
+                .collect();
+            (Arc::clone(arc), changed, recomputed, ids)
         };
-        let (old, recomputed) = cells;
-        let fw = next.framework();
-        let mut changed_cells = Vec::new();
-        let mut changed_units = Vec::new();
-        for (node, old_row) in &old {
-            let node = *node;
-            let id = next.tree().unit(node).id.to_string();
-            for (i, (a, b)) in old_row.iter().zip(next.board.row(node)).enumerate() {
-                if a != b {
-                    changed_cells.push((
-                        id.clone(),
-                        fw.item(i).code.to_string(),
-                        b.confirmed.milli(),
-                        b.projected.milli(),
-                    ));
-                }
-            }
-            let (before, after) = (
-                Scoreboard::row_total(fw, old_row),
-                next.board.total(fw, node),
-            );
-            if before != after {
-                changed_units.push((node, after));
-            }
-        }
         tracing::debug!(
-            facts = changes.len(),
+            changes = records.len(),
             cells = recomputed,
-            changed = changed_cells.len(),
+            units_changed = changed.len(),
             micros = started.elapsed().as_micros() as u64,
             "scores updated incrementally"
         );
-        self.publish(&next, changed_cells, changed_units, recomputed, caused_by)
-            .await
+        self.pending.units.extend(nodes);
+        self.pending.cells += recomputed;
+        self.pending
+            .add_causes(caused_by.iter().map(String::as_str));
+        let _ = self.state.updates.send(Arc::new(Update {
+            computed_at: next.computed_at.clone(),
+            model: next,
+            changed,
+            cells_recomputed: recomputed as u32,
+            caused_by,
+        }));
     }
 
-    /// Rebuilds the model from the stored read model (after a structural change, or the first
-    /// time the read model is complete enough to score).
-    pub async fn reload(
-        &self,
-        previous: Option<Arc<Scored>>,
-        caused_by: Vec<String>,
-    ) -> Result<(), ApiError> {
-        let Some(inputs) = store::load(&self.db, self.period).await? else {
+    /// Loads the whole read model under one snapshot and scores it; that snapshot becomes the
+    /// position. `records` are the changes that asked for it (their events are its causes).
+    async fn reload(&mut self, records: &[Record]) -> Result<(), ApiError> {
+        let state = self.state.clone();
+        let (inputs, pos) = changes::load(&state.db, state.period).await?;
+        let caused_by = causes(records);
+        let Some(inputs) = inputs.filter(|i| !i.org_units.is_empty()) else {
+            // Nothing to score yet (no framework or no org units): the facts wait in the
+            // tables for the change that completes the model.
+            self.stale = false;
+            self.advance(pos);
             return Ok(());
         };
-        if inputs.org_units.is_empty() {
-            return Ok(());
-        }
-        let scored = match State::score(with_period(inputs, self.period)).await {
+        let period = inputs.period;
+        let scored = match State::score(Inputs { period, ..inputs }).await {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                tracing::warn!(error = %e, "the read model cannot be scored yet");
+                tracing::warn!(error = %e, "the read model cannot be scored yet; keeping the previous scores");
+                self.stale = true;
+                self.advance(pos);
                 return Ok(());
             }
         };
-        store::save_scores(&self.db, &scored).await?;
+        let previous = state.current.read().await.clone();
         let totals = scored.unit_totals();
         let before = previous.as_ref().map(|p| (p.tree().len(), p.unit_totals()));
-        let changed_units: Vec<(usize, Cell)> = totals
+        drop(previous);
+        let changed: Vec<usize> = totals
             .iter()
             .enumerate()
             .filter(|(i, t)| {
@@ -227,79 +230,102 @@ impl State {
                     .as_ref()
                     .is_none_or(|(n, b)| *n != totals.len() || b.get(*i) != Some(t))
             })
-            .map(|(i, t)| (i, *t))
+            .map(|(i, _)| i)
             .collect();
-        *self.current.write().await = Some(scored.clone());
         let cells = scored.tree().len() * scored.framework().len();
-        self.publish(&scored, Vec::new(), changed_units, cells, caused_by)
-            .await
-    }
-
-    /// Persists changed cells with the `scores.changed` event, then tells watchers.
-    async fn publish(
-        &self,
-        scored: &Arc<Scored>,
-        cells: Vec<(String, String, i64, i64)>,
-        units: Vec<(usize, Cell)>,
-        recomputed: usize,
-        caused_by: Vec<String>,
-    ) -> Result<(), ApiError> {
-        let event = events::scores_changed(scored, &units, recomputed, &caused_by);
-        let txn = self.db.begin().await?;
-        store::save_cells(&txn, &cells).await?;
-        if let Some(env) = &event {
-            cezone_bus::outbox::enqueue(&txn, crate::OUTBOX, env).await?;
-        }
-        txn.commit().await?;
-        if let Some(relay) = &self.relay {
-            relay.notify();
-        }
-        let update = Update {
+        *state.current.write().await = Some(scored.clone());
+        self.stale = false;
+        self.pending.full = true;
+        self.pending.cells += cells;
+        self.pending
+            .add_causes(caused_by.iter().map(String::as_str));
+        tracing::debug!(
+            org_units = scored.tree().len(),
+            changes = records.len(),
+            "read model reloaded"
+        );
+        let _ = state.updates.send(Arc::new(Update {
             computed_at: scored.computed_at.clone(),
-            model: scored.clone(),
-            changed: units.iter().map(|(i, _)| *i).collect(),
-            cells_recomputed: recomputed as u32,
+            model: scored,
+            changed,
+            cells_recomputed: cells as u32,
             caused_by,
-        };
-        let _ = self.updates.send(Arc::new(update));
+        }));
+        self.advance(pos);
         Ok(())
     }
 
-    /// Runs `catch_up` whenever woken (after a consumer commit) and twice a second, until
-    /// shutdown. Errors are logged and retried with backoff.
-    pub async fn run_scorer(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let waiting = self.tail.lock().await.structural.is_some();
-            let tick = if waiting {
-                STRUCTURAL_QUIET / 3
-            } else {
-                Duration::from_millis(500)
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(tick) => {}
-            }
-            loop {
-                match self.catch_up().await {
-                    Ok(0) => {
-                        backoff = Duration::from_millis(100);
-                        break;
-                    }
-                    Ok(_) => backoff = Duration::from_millis(100),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "scorer failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        break;
-                    }
-                }
+    /// Persists what was applied; kept for the next try when it fails.
+    async fn persist(&mut self) -> Result<(), ApiError> {
+        let Some(scored) = self.state.current.read().await.clone() else {
+            self.pending = Pending::default();
+            return Ok(());
+        };
+        let outcome = persist::persist(
+            &self.state.db,
+            crate::OUTBOX,
+            &scored,
+            &self.pos,
+            &self.pending,
+        )
+        .await?;
+        drop(scored);
+        if let Outcome::Written { cells, units } = outcome {
+            tracing::debug!(cells, units, "scores persisted");
+            if units > 0
+                && let Some(relay) = &self.state.relay
+            {
+                relay.notify();
             }
         }
+        self.pending = Pending::default();
+        Ok(())
     }
 }
 
-fn with_period(inputs: crate::model::Inputs, period: i32) -> crate::model::Inputs {
-    crate::model::Inputs { period, ..inputs }
+/// The distinct events of these records, in order.
+fn causes(records: &[Record]) -> Vec<String> {
+    let mut ids: Vec<String> = records.iter().map(|r| r.event_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Wakes the scorer when another process commits changes (PostgreSQL LISTEN); reconnects
+/// after a lost connection. The scorer also reads every [`POLL`], so a notification lost while
+/// reconnecting delays a change by at most that.
+async fn listen(state: Arc<State>, shutdown: CancellationToken) {
+    let pool = state.db.get_postgres_connection_pool().clone();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            e = listen_once(&pool, &state) => {
+                tracing::debug!(error = %e, "change listener lost its connection; reconnecting");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        state.wake.notify_one();
+    }
+}
+
+/// Listens until the connection fails; returns the failure.
+async fn listen_once(pool: &sqlx::PgPool, state: &State) -> sqlx::Error {
+    let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    if let Err(e) = listener.listen(CHANNEL).await {
+        return e;
+    }
+    loop {
+        if let Err(e) = listener.recv().await {
+            return e;
+        }
+        state.wake.notify_one();
+    }
 }

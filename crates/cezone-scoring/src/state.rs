@@ -1,17 +1,21 @@
-//! What the scoring service holds: the scored model, the scorer's position in the fact log,
+//! What the scoring service holds: the scored model, where its scorer stands in the change log,
 //! and the channel watchers listen on.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cezone_platform::ApiError;
 use cezone_platform::time::now_rfc3339;
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Mutex, Notify, RwLock, broadcast};
+use tokio::sync::{Mutex, Notify, RwLock, broadcast, watch};
 
+use crate::changes::{self, Mark, Position};
 use crate::model::{Inputs, Scored};
 use crate::reconcile::{self, Upstream};
-use crate::scorer::TailPos;
-use crate::{facts_db, store};
+use crate::store;
+
+/// How long a rebuild waits for its scorer to apply it.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One committed change of scores, as watchers see it.
 #[derive(Debug)]
@@ -28,11 +32,14 @@ pub struct Update {
 pub struct State {
     pub db: DatabaseConnection,
     pub upstream: Upstream,
+    /// Written by the scorer alone.
     pub current: RwLock<Option<Arc<Scored>>>,
-    /// One rebuild at a time.
+    /// One rebuild at a time in this process.
     pub rebuilding: Mutex<()>,
-    pub tail: Mutex<TailPos>,
-    /// Woken by the consumer after it committed facts.
+    /// Where the scorer stands (none before it first loaded); rebuilds wait on it.
+    pub position: watch::Sender<Option<Position>>,
+    /// Wakes the scorer: a local consumer commit, another replica's (PostgreSQL NOTIFY), a
+    /// rebuild.
     pub wake: Notify,
     pub updates: broadcast::Sender<Arc<Update>>,
     pub relay: Option<cezone_bus::outbox::RelayHandle>,
@@ -52,8 +59,10 @@ impl State {
             .map_err(|e| ApiError::internal_msg(format!("scoring task failed: {e}")))?
     }
 
-    /// Reconciliation: pulls everything from the other services, merges it into the read model
-    /// (newer facts win, as with events) and recomputes every score from the read model.
+    /// Reconciliation: pulls everything from the other services and replaces the read model
+    /// with it (a fact an event brought after the pull began stays when it is newer), then
+    /// waits until this replica's scorer has applied the replacement and returns its model.
+    /// Every other replica reloads too: the replacement is a change like any other.
     pub async fn rebuild(
         &self,
         framework_id: &str,
@@ -61,37 +70,35 @@ impl State {
         period: i32,
     ) -> Result<Arc<Scored>, ApiError> {
         let _one = self.rebuilding.lock().await;
+        let start = changes::position_now(&self.db).await?;
         let pulled = reconcile::pull(&self.upstream, framework_id, edition, period).await?;
-        store::merge_all(&self.db, &pulled).await?;
-        // Everything logged so far is in what is loaded next.
-        let mut tail = self.tail.lock().await;
-        let last = facts_db::last_log_id(&self.db).await?;
-        let inputs = store::load(&self.db, period)
-            .await?
-            .ok_or_else(|| ApiError::internal_msg("the read model is empty after a rebuild"))?;
-        let scored = Arc::new(State::score(Inputs { period, ..inputs }).await?);
-        store::save_scores(&self.db, &scored).await?;
-        *self.current.write().await = Some(scored.clone());
-        tail.next = tail.next.max(last + 1);
-        tail.done.retain(|&id| id > last);
-        Ok(scored)
+        // Refused here, before anything is replaced, when it cannot be scored.
+        let check = State::score(pulled.clone()).await?;
+        let mark = store::replace_all(&self.db, &pulled, &check, &start).await?;
+        self.wake.notify_one();
+        self.applied(mark).await?;
+        self.current().await
     }
 
-    /// Restores the model from the stored read model at start, if there is one.
-    pub async fn restore(&self) -> Result<bool, ApiError> {
-        let mut tail = self.tail.lock().await;
-        let last = facts_db::last_log_id(&self.db).await?;
-        let Some(inputs) = store::load(&self.db, self.period).await? else {
-            tail.next = last + 1;
-            return Ok(false);
+    /// Returns once the scorer's position includes `mark`.
+    pub async fn applied(&self, mark: Mark) -> Result<(), ApiError> {
+        let mut rx = self.position.subscribe();
+        let wait = async {
+            rx.wait_for(|p| p.as_ref().is_some_and(|p| p.includes(mark)))
+                .await
+                .map(|_| ())
         };
-        tail.next = last + 1;
-        if inputs.org_units.is_empty() {
-            return Ok(false);
+        tokio::select! {
+            r = tokio::time::timeout(APPLY_TIMEOUT, wait) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(ApiError::unavailable("the scorer has stopped")),
+                Err(_) => Err(ApiError::unavailable(format!(
+                    "the scorer has not applied the rebuild within {} s; it keeps trying",
+                    APPLY_TIMEOUT.as_secs()
+                ))),
+            },
+            () = self.shutdown.cancelled() => Err(ApiError::unavailable("the service is stopping")),
         }
-        let scored = Arc::new(State::score(inputs).await?);
-        *self.current.write().await = Some(scored);
-        Ok(true)
     }
 
     pub async fn current(&self) -> Result<Arc<Scored>, ApiError> {

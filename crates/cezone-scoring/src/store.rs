@@ -1,58 +1,300 @@
-//! The scoring service's own copy of the facts, and the current scores, in its tables.
+//! The scoring service's own copy of the facts in its tables: loading it whole, and replacing
+//! it whole when a rebuild pulls everything from the services.
 
-use cezone_domain::facts::{Facts, StatFact, SurveyTally};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use cezone_domain::facts::{EvidenceFact, Facts, StatFact, SurveyTally};
 use cezone_domain::org::{OrgUnit, OrgUnitId};
 use cezone_domain::rules::{MetricId, QuestionId};
 use cezone_platform::ApiError;
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    QueryOrder, Set, TransactionTrait, Value,
 };
 
-use crate::entities::{cell, framework, org_unit, run, stat_fact, tally_fact};
-use crate::facts_db::{self, FactKey, evidence_from_row};
+use crate::changes::{self, Change, Mark, Position};
+use crate::entities::{framework, org_unit, run, stat_fact, tally_fact};
+use crate::facts_db::{self, evidence_from_row};
 use crate::model::{Inputs, Scored};
 
-/// The cause recorded in the fact log for facts merged by a rebuild.
+/// The event id recorded with a rebuild's change.
 pub const REBUILD: &str = "rebuild";
 
-/// Rows per multi-row INSERT: well under SQLite's 32,766 parameters for 8 columns.
-const CHUNK: usize = 3000;
+/// The PostgreSQL advisory lock between consumer transactions (shared) and a rebuild's
+/// replacement of the read model (exclusive): a rebuild sees every consumer commit that came
+/// before it, and every later one comes after it in the change log.
+pub const REPLACE_LOCK: i64 = 0x00ce_0014;
 
-/// Merges `inputs` (pulled from the other services) into the read model: each fact replaces the
-/// stored one only when newer, exactly as events do, so a rebuild racing with events converges.
-/// Returns how many facts changed.
-pub async fn merge_all(db: &DatabaseConnection, inputs: &Inputs) -> Result<usize, ApiError> {
-    let mut changed = 0;
+/// A rebuild: replaces the read model with `inputs` (pulled from the services after `start`)
+/// and records one `rebuild` change, which makes every scorer reload. A fact an event changed
+/// after `start` may be newer than what the pull saw: it stays when it is newer; every other
+/// fact is the services' own, whatever version it carried before (a forged version does not
+/// survive). `scored` is `inputs` computed, for the run's record. Returns the change's mark.
+pub async fn replace_all(
+    db: &DatabaseConnection,
+    inputs: &Inputs,
+    scored: &Scored,
+    start: &Position,
+) -> Result<Mark, ApiError> {
     let txn = db.begin().await?;
-    let one = |k: Option<FactKey>| usize::from(k.is_some());
-    changed += one(facts_db::set_framework(
-        &txn,
-        &inputs.framework_id,
-        &inputs.edition,
-        &inputs.framework_json,
-        REBUILD,
-    )
-    .await?);
-    for (u, rev) in &inputs.org_units {
-        changed += one(facts_db::upsert_org_unit(&txn, u, *rev, REBUILD).await?);
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        txn.execute(facts_db::stmt(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(?)",
+            vec![REPLACE_LOCK.into()],
+        ))
+        .await?;
     }
-    let stats: Vec<(&StatFact, &str)> = inputs
+    // What events changed since the pull began.
+    let mut kept_stats: HashMap<(String, String, i32), StatFact> = HashMap::new();
+    let mut kept_tallies: HashMap<(String, String, String, i32), SurveyTally> = HashMap::new();
+    let mut kept_evidence: HashMap<String, EvidenceFact> = HashMap::new();
+    let mut kept_units: HashSet<String> = HashSet::new();
+    let mut kept_framework = false;
+    for r in changes::records_since(&txn, start).await? {
+        match r.change {
+            Some(Change::Statistic { fact }) => {
+                let k = (
+                    fact.org_unit.to_string(),
+                    fact.metric.to_string(),
+                    fact.period,
+                );
+                newest(&mut kept_stats, k, fact, |f| (f.version, f.value));
+            }
+            Some(Change::Tally { fact }) => {
+                let k = (
+                    fact.source.clone(),
+                    fact.org_unit.to_string(),
+                    fact.question.to_string(),
+                    fact.period,
+                );
+                newest(&mut kept_tallies, k, fact, |f| f.precedence());
+            }
+            Some(Change::Evidence { fact }) => {
+                newest(&mut kept_evidence, fact.id.clone(), fact, |f| {
+                    f.precedence()
+                });
+            }
+            Some(Change::OrgUnit { id, .. }) => {
+                kept_units.insert(id);
+            }
+            Some(Change::Framework { .. }) => kept_framework = true,
+            Some(Change::Rebuild { .. }) | None => {}
+        }
+    }
+    let mut stats: HashMap<(String, String, i32), StatFact> = inputs
         .facts
         .statistics
         .iter()
-        .map(|s| (s, REBUILD))
+        .map(|f| {
+            (
+                (f.org_unit.to_string(), f.metric.to_string(), f.period),
+                f.clone(),
+            )
+        })
         .collect();
-    changed += facts_db::upsert_stats(&txn, &stats).await?;
-    for t in &inputs.facts.surveys {
-        changed += one(facts_db::upsert_tally(&txn, t, REBUILD).await?);
+    for (k, f) in kept_stats {
+        newest(&mut stats, k, f, |f| (f.version, f.value));
     }
-    for e in &inputs.facts.evidence {
-        changed += one(facts_db::upsert_evidence(&txn, e, REBUILD).await?);
+    let mut tallies: HashMap<(String, String, String, i32), SurveyTally> = inputs
+        .facts
+        .surveys
+        .iter()
+        .map(|t| {
+            (
+                (
+                    t.source.clone(),
+                    t.org_unit.to_string(),
+                    t.question.to_string(),
+                    t.period,
+                ),
+                t.clone(),
+            )
+        })
+        .collect();
+    for (k, t) in kept_tallies {
+        newest(&mut tallies, k, t, |f| f.precedence());
     }
+    let mut evidence: HashMap<String, EvidenceFact> = inputs
+        .facts
+        .evidence
+        .iter()
+        .map(|e| (e.id.clone(), e.clone()))
+        .collect();
+    for (k, e) in kept_evidence {
+        newest(&mut evidence, k, e, |f| f.precedence());
+    }
+    let mut units: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    for (u, rev) in &inputs.org_units {
+        let json = serde_json::to_string(u).map_err(|e| ApiError::internal_msg(e.to_string()))?;
+        units.insert(u.id.to_string(), (json, *rev as i64));
+    }
+    if !kept_units.is_empty() {
+        for m in org_unit::Entity::find().all(&txn).await? {
+            if kept_units.contains(&m.id)
+                && units.get(&m.id).is_none_or(|(_, rev)| *rev < m.revision)
+            {
+                units.insert(m.id.clone(), (m.unit_json, m.revision));
+            }
+        }
+    }
+
+    for table in [
+        "scoring_stat_facts",
+        "scoring_tally_facts",
+        "scoring_evidence_facts",
+        "scoring_org_units",
+    ] {
+        txn.execute_unprepared(&format!("DELETE FROM {table}"))
+            .await?;
+    }
+    let units: Vec<(String, String, i64)> = units
+        .into_iter()
+        .map(|(id, (json, rev))| (id, json, rev))
+        .collect();
+    insert_rows(
+        &txn,
+        "scoring_org_units (id, unit_json, revision)",
+        3,
+        &units,
+        |(id, json, rev)| vec![id.clone().into(), json.clone().into(), (*rev).into()],
+    )
+    .await?;
+    let mut stats: Vec<StatFact> = stats.into_values().collect();
+    stats.sort_by(|a, b| {
+        (&a.org_unit, &a.metric, a.period).cmp(&(&b.org_unit, &b.metric, b.period))
+    });
+    insert_rows(
+        &txn,
+        "scoring_stat_facts (org_unit, metric, period, value, version)",
+        5,
+        &stats,
+        |f| {
+            vec![
+                f.org_unit.to_string().into(),
+                f.metric.to_string().into(),
+                f.period.into(),
+                f.value.into(),
+                (f.version as i64).into(),
+            ]
+        },
+    )
+    .await?;
+    let tallies: Vec<SurveyTally> = tallies.into_values().collect();
+    insert_rows(
+        &txn,
+        "scoring_tally_facts (survey_id, org_unit, question, period, responses, positive, version)",
+        7,
+        &tallies,
+        |t| {
+            vec![
+                t.source.clone().into(),
+                t.org_unit.to_string().into(),
+                t.question.to_string().into(),
+                t.period.into(),
+                (t.responses as i64).into(),
+                (t.positive as i64).into(),
+                (t.version as i64).into(),
+            ]
+        },
+    )
+    .await?;
+    let evidence: Vec<EvidenceFact> = evidence.into_values().collect();
+    insert_rows(
+        &txn,
+        "scoring_evidence_facts (id, criterion, unit, org_unit, material, state, grade, version, rank)",
+        9,
+        &evidence,
+        |e| {
+            let (state, rank, grade) = facts_db::evidence_rank(e.state);
+            vec![
+                e.id.clone().into(),
+                e.criterion.to_string().into(),
+                e.unit.to_string().into(),
+                e.org_unit.to_string().into(),
+                e.material.clone().into(),
+                state.into(),
+                grade.into(),
+                (e.version as i64).into(),
+                rank.into(),
+            ]
+        },
+    )
+    .await?;
+    if !kept_framework {
+        txn.execute_unprepared("DELETE FROM scoring_frameworks")
+            .await?;
+        facts_db::set_framework(
+            &txn,
+            &inputs.framework_id,
+            &inputs.edition,
+            &inputs.framework_json,
+        )
+        .await?;
+    }
+    let total = scored.total();
+    run::ActiveModel {
+        framework_id: Set(inputs.framework_id.clone()),
+        edition: Set(inputs.edition.clone()),
+        period: Set(inputs.period),
+        computed_at: Set(scored.computed_at.clone()),
+        total_confirmed_milli: Set(total.confirmed.milli()),
+        total_projected_milli: Set(total.projected.milli()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    changes::append(
+        &txn,
+        &[(
+            Change::Rebuild {
+                period: inputs.period,
+            },
+            REBUILD,
+        )],
+    )
+    .await?;
+    let mark = changes::own_mark(&txn).await?;
     txn.commit().await?;
-    Ok(changed)
+    Ok(mark)
+}
+
+/// Keeps the fact with the higher precedence under `k`.
+fn newest<K: std::hash::Hash + Eq, F, P: Ord>(
+    map: &mut HashMap<K, F>,
+    k: K,
+    f: F,
+    precedence: impl Fn(&F) -> P,
+) {
+    match map.get(&k) {
+        Some(held) if precedence(held) >= precedence(&f) => {}
+        _ => {
+            map.insert(k, f);
+        }
+    }
+}
+
+/// Rows per multi-row INSERT: under SQLite's 32,766 parameters for 9 columns.
+const CHUNK: usize = 3000;
+
+/// Inserts `rows` into `target` ("table (columns)") in multi-row statements.
+async fn insert_rows<T>(
+    c: &impl ConnectionTrait,
+    target: &str,
+    width: usize,
+    rows: &[T],
+    values: impl Fn(&T) -> Vec<Value>,
+) -> Result<(), DbErr> {
+    for chunk in rows.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO {target} VALUES {}",
+            facts_db::tuples(width, chunk.len())
+        );
+        let vals: Vec<Value> = chunk.iter().flat_map(&values).collect();
+        c.execute(facts_db::stmt(c.get_database_backend(), &sql, vals))
+            .await?;
+    }
+    Ok(())
 }
 
 /// The read model as stored, if it has ever been filled.
@@ -120,66 +362,4 @@ pub async fn load(
         org_units,
         facts,
     }))
-}
-
-/// Stores every current score (replacing the previous ones) and records the run.
-pub async fn save_scores(db: &DatabaseConnection, scored: &Scored) -> Result<i64, ApiError> {
-    let total = scored.total();
-    let txn = db.begin().await?;
-    cell::Entity::delete_many().exec(&txn).await?;
-    let rows: Vec<cell::ActiveModel> = scored
-        .cells()
-        .into_iter()
-        .map(|(org, item, c, p)| cell::ActiveModel {
-            org_unit: Set(org),
-            item: Set(item),
-            confirmed_milli: Set(c.milli()),
-            projected_milli: Set(p.milli()),
-            ..Default::default()
-        })
-        .collect();
-    for chunk in rows.chunks(CHUNK) {
-        cell::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    let r = run::ActiveModel {
-        framework_id: Set(scored.inputs.framework_id.clone()),
-        edition: Set(scored.inputs.edition.clone()),
-        period: Set(scored.inputs.period),
-        computed_at: Set(scored.computed_at.clone()),
-        total_confirmed_milli: Set(total.confirmed.milli()),
-        total_projected_milli: Set(total.projected.milli()),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    txn.commit().await?;
-    Ok(r.id)
-}
-
-/// Upserts the cells an incremental rescore changed.
-pub async fn save_cells(
-    txn: &impl ConnectionTrait,
-    cells: &[(String, String, i64, i64)],
-) -> Result<(), ApiError> {
-    // One statement per chunk: a burst of events changes hundreds of cells.
-    for chunk in cells.chunks(CHUNK) {
-        let rows = chunk.iter().map(|(org, item, c, p)| cell::ActiveModel {
-            org_unit: Set(org.clone()),
-            item: Set(item.clone()),
-            confirmed_milli: Set(*c),
-            projected_milli: Set(*p),
-            ..Default::default()
-        });
-        cell::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([cell::Column::OrgUnit, cell::Column::Item])
-                    .update_columns([cell::Column::ConfirmedMilli, cell::Column::ProjectedMilli])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(())
 }

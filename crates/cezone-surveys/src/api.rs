@@ -88,6 +88,8 @@ impl SurveyService for SurveyApi {
         req: Request<Streaming<ps::IngestRequest>>,
     ) -> Reply<ps::IngestSummary> {
         let who = caller(&req)?;
+        // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
+        self.relay.admit().map_err(ApiError::from)?;
         if !matches!(who.role, Role::EvaluationOffice | Role::Town) {
             // Refused before a row is read; a town is checked against each row's org unit.
             let any = cezone_domain::org::OrgUnitId::parse("any").expect("a valid id");
@@ -176,6 +178,8 @@ impl SurveyService for SurveyApi {
         req: Request<ps::StatisticReturn>,
     ) -> Reply<ps::StatisticReturn> {
         let who = caller(&req)?;
+        // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
+        self.relay.admit().map_err(ApiError::from)?;
         let r = req.into_inner();
         if !matches!(
             who.role,

@@ -30,7 +30,13 @@ impl Application {
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let max = settings.grpc.max_message_bytes;
         let shutdown = CancellationToken::new();
-        let relay = Relay::spawn(db.clone(), crate::OUTBOX, bus, shutdown.clone());
+        let relay = Relay::spawn_with(
+            db.clone(),
+            crate::OUTBOX,
+            bus,
+            shutdown.clone(),
+            settings.bus.relay(),
+        );
         let api = SurveyApi {
             db: db.clone(),
             relay: relay.clone(),

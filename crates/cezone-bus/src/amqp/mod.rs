@@ -153,6 +153,10 @@ impl Bus for AmqpBus {
         Ok(())
     }
 
+    async fn publish_many(&self, envelopes: &[Envelope]) -> Vec<Result<(), BusError>> {
+        self.shared.publish_window(envelopes).await
+    }
+
     async fn subscribe(&self, consumer: &str, patterns: &[&str]) -> Result<Subscription, BusError> {
         subscriber::subscribe(self.shared.clone(), consumer, patterns).await
     }
@@ -214,6 +218,78 @@ impl Shared {
         .await
     }
 
+    /// Publishes every envelope on the publisher channel, then awaits their confirmations: the
+    /// broker confirms a window of messages in about the time it takes to confirm one. One
+    /// attempt; a failure is reported for the envelopes it hit and the rest still count.
+    async fn publish_window(&self, envelopes: &[Envelope]) -> Vec<Result<(), BusError>> {
+        let _in_flight = self.in_flight.read().await;
+        let mut results: Vec<Option<Result<(), BusError>>> =
+            envelopes.iter().map(|_| None).collect();
+        let channel = match self.publisher_channel().await {
+            Ok(channel) => channel,
+            Err(e) => {
+                let reason = e.to_string();
+                return envelopes
+                    .iter()
+                    .map(|_| Err(BusError::Unavailable(reason.clone())))
+                    .collect();
+            }
+        };
+        let mut confirms = Vec::with_capacity(envelopes.len());
+        let mut broken: Option<String> = None;
+        for (i, envelope) in envelopes.iter().enumerate() {
+            if let Some(reason) = &broken {
+                results[i] = Some(Err(BusError::Unavailable(reason.clone())));
+                continue;
+            }
+            let prepared = crate::envelope::check_publishable(envelope)
+                .and_then(|()| envelope_properties(envelope))
+                .and_then(|p| Ok((p, short("routing key", &envelope.r#type)?)));
+            let (properties, routing_key) = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    continue;
+                }
+            };
+            let body = crate::encode(envelope);
+            match channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    routing_key,
+                    BasicPublishOptions {
+                        mandatory: true,
+                        immediate: false,
+                    },
+                    &body,
+                    properties,
+                )
+                .await
+            {
+                Ok(confirm) => confirms.push((i, confirm)),
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    results[i] = Some(Err(e.into()));
+                }
+            }
+        }
+        for (i, confirm) in confirms {
+            let routing_key = envelopes[i].r#type.as_str();
+            let result = match tokio::time::timeout(ATTEMPT_TIMEOUT, confirm).await {
+                Err(_) => Err(BusError::Unavailable(format!(
+                    "no confirmation within {ATTEMPT_TIMEOUT:?}"
+                ))),
+                Ok(Err(e)) => Err(e.into()),
+                Ok(Ok(c)) => confirmation_of(&self.exchange, routing_key, c),
+            };
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(BusError::Unavailable("not published".into()))))
+            .collect()
+    }
+
     async fn publish_once(
         &self,
         exchange: &str,
@@ -235,30 +311,7 @@ impl Shared {
             )
             .await?
             .await?;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => {
-                // The caller decides whether this matters (the relay expects it for
-                // announcements nobody subscribes to).
-                tracing::debug!(
-                    exchange,
-                    routing_key,
-                    reply_code = returned.reply_code,
-                    reply_text = %returned.reply_text,
-                    "publish returned unroutable"
-                );
-                Err(BusError::Unroutable {
-                    exchange: exchange.to_string(),
-                    routing_key: routing_key.to_string(),
-                })
-            }
-            Confirmation::Nack(_) => Err(BusError::Nacked {
-                routing_key: routing_key.to_string(),
-            }),
-            Confirmation::NotRequested => Err(BusError::Config(
-                "the publisher channel is not in confirm mode".into(),
-            )),
-        }
+        confirmation_of(exchange, routing_key, confirmation)
     }
 
     /// The publisher channel, reopened (confirm mode, exchanges declared) if it was closed.
@@ -298,6 +351,38 @@ impl Shared {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// What a publisher confirmation means for the caller.
+fn confirmation_of(
+    exchange: &str,
+    routing_key: &str,
+    confirmation: Confirmation,
+) -> Result<(), BusError> {
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) => {
+            // The caller decides whether this matters (the relay expects it for
+            // announcements nobody subscribes to).
+            tracing::debug!(
+                exchange,
+                routing_key,
+                reply_code = returned.reply_code,
+                reply_text = %returned.reply_text,
+                "publish returned unroutable"
+            );
+            Err(BusError::Unroutable {
+                exchange: exchange.to_string(),
+                routing_key: routing_key.to_string(),
+            })
+        }
+        Confirmation::Nack(_) => Err(BusError::Nacked {
+            routing_key: routing_key.to_string(),
+        }),
+        Confirmation::NotRequested => Err(BusError::Config(
+            "the publisher channel is not in confirm mode".into(),
+        )),
     }
 }
 

@@ -19,7 +19,7 @@ use super::{Shared, retry};
 use crate::backoff::Backoff;
 use crate::delivery::Settler;
 use crate::names::check_key;
-use crate::{BusError, Delivery, Subscription};
+use crate::{BusError, Delivery, QueueType, Subscription};
 
 /// A session that lasted this long was healthy: the reconnect backoff starts over.
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
@@ -81,6 +81,30 @@ async fn open(shared: &Shared, spec: &Spec) -> Result<(Channel, Consumer), BusEr
         "x-dead-letter-routing-key".into(),
         AMQPValue::LongString(spec.consumer.as_str().into()),
     );
+    let mut dead_arguments = FieldTable::default();
+    if shared.config.queue_type == QueueType::Quorum {
+        for args in [&mut arguments, &mut dead_arguments] {
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
+        // A message the broker dead-letters by itself (delivery limit) is held until the
+        // dead-letter queue confirms it, and a full queue refuses publishes (the publisher
+        // sees a nack and retries) rather than dropping or dead-lettering its head.
+        arguments.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+        arguments.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(i32::try_from(shared.config.delivery_limit).unwrap_or(i32::MAX)),
+        );
+    }
     channel
         .queue_declare(
             spec.queue.as_str().into(),
@@ -92,7 +116,7 @@ async fn open(shared: &Shared, spec: &Spec) -> Result<(Channel, Consumer), BusEr
         .queue_declare(
             spec.dead_queue.as_str().into(),
             QueueDeclareOptions::durable(),
-            FieldTable::default(),
+            dead_arguments,
         )
         .await?;
     channel

@@ -14,7 +14,8 @@
 //! to. Consumers therefore subscribe (declare their queues) at start-up, before they depend
 //! on events; a read model that missed events rebuilds over gRPC.
 //!
-//! Published rows are kept (with `published_at`) as a record of what was announced.
+//! Published rows are kept (with `published_at`) as a record of what was announced, for the
+//! relay's retention (7 days by default), then deleted.
 
 mod relay;
 mod sql;
@@ -22,7 +23,7 @@ mod sql;
 use cezone_proto::events::v1::Envelope;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr};
 
-pub use relay::{Relay, RelayHandle};
+pub use relay::{Relay, RelayConfig, RelayHandle, Saturated};
 use sql::Sql;
 
 /// The DDL of an outbox table (idempotent: `IF NOT EXISTS`), with an index on the unpublished

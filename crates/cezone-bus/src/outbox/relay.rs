@@ -1,18 +1,27 @@
 //! The relay: a background task per outbox table that publishes committed events in id order,
 //! with confirms, and marks them published.
 //!
-//! Each pass takes up to 100 unpublished rows. On PostgreSQL it does so in a transaction with
-//! `FOR UPDATE SKIP LOCKED`, so replicas relaying the same table never publish the same rows
-//! at the same time; the marks commit with the transaction at the end of the pass. On SQLite
-//! (one process) no transaction is held while publishing — that would block the service's own
-//! writes — and each row is marked as soon as it is confirmed.
+//! Each pass takes a window of unpublished rows (`window`, 256 by default) and publishes them
+//! with their confirmations outstanding together ([`Bus::publish_many`]), so throughput is a
+//! window per round trip, not an event. On PostgreSQL the rows are taken in a transaction with
+//! `FOR UPDATE SKIP LOCKED`, so replicas relaying the same table never publish the same rows at
+//! the same time; the marks commit with the transaction at the end of the pass. On SQLite (one
+//! process) no transaction is held while publishing — that would block the service's own
+//! writes — and the confirmed rows are marked after the window.
 //!
 //! A pass runs on [`RelayHandle::notify`] (after a commit) or every 500 ms. When the bus fails,
-//! what was published is marked, and the pass is retried after 100 ms, 200 ms … up to 5 s:
+//! what was confirmed is marked, and the pass is retried after 100 ms, 200 ms … up to 5 s:
 //! nothing committed is ever dropped. (An event no queue is bound for is the exception the
 //! module documentation describes: it is marked published, with a warning.)
+//!
+//! **Backpressure.** After every pass the relay counts what is still unpublished (up to the
+//! configured limit). Producers ask [`RelayHandle::admit`] before taking a write: past the
+//! limit they refuse it, so a broker outage or a flood of writes builds a bounded backlog
+//! instead of an ever-growing lag. **Retention.** Published rows older than the retention are
+//! deleted once an hour.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, TransactionTrait};
@@ -23,14 +32,45 @@ use super::sql::{Row, Sql};
 use crate::backoff::Backoff;
 use crate::{Bus, BusError};
 
-const BATCH: u32 = 100;
 const POLL: Duration = Duration::from_millis(500);
+/// How often published rows past the retention are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// At shutdown, how long the relay keeps publishing what is pending.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Starts outbox relays.
 #[derive(Debug)]
 pub struct Relay;
+
+/// How a relay publishes and what it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayConfig {
+    /// Rows published per pass, their confirmations outstanding together.
+    pub window: u32,
+    /// Unpublished rows past which [`RelayHandle::admit`] refuses new writes.
+    pub backlog_limit: u64,
+    /// How long published rows are kept.
+    pub retention: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            window: 256,
+            backlog_limit: 50_000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The outbox holds more unpublished events than the configured limit: the producer refuses the
+/// write until the relay catches up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{backlog} events are waiting to be published (limit {limit}); try again shortly")]
+pub struct Saturated {
+    pub backlog: u64,
+    pub limit: u64,
+}
 
 /// Controls a running relay. Clones control the same relay.
 #[derive(Debug, Clone)]
@@ -48,6 +88,9 @@ struct Shared {
     progress: Notify,
     /// Cancelled when the relay task has ended.
     done: CancellationToken,
+    config: RelayConfig,
+    /// Unpublished rows at the last count (at most the limit + 1).
+    backlog: AtomicU64,
 }
 
 impl Relay {
@@ -62,6 +105,20 @@ impl Relay {
         bus: Arc<dyn Bus>,
         shutdown: CancellationToken,
     ) -> RelayHandle {
+        Relay::spawn_with(db, table, bus, shutdown, RelayConfig::default())
+    }
+
+    /// [`Relay::spawn`] with a window, a backlog limit and a retention of one's own.
+    ///
+    /// # Panics
+    /// When `table` is not a plain SQL identifier (see [`super::create_table`]).
+    pub fn spawn_with(
+        db: DatabaseConnection,
+        table: &str,
+        bus: Arc<dyn Bus>,
+        shutdown: CancellationToken,
+        config: RelayConfig,
+    ) -> RelayHandle {
         let sql = Sql::new(db.get_database_backend(), table).unwrap_or_else(|e| panic!("{e}"));
         let shared = Arc::new(Shared {
             db,
@@ -69,6 +126,11 @@ impl Relay {
             wake: Notify::new(),
             progress: Notify::new(),
             done: CancellationToken::new(),
+            config: RelayConfig {
+                window: config.window.max(1),
+                ..config
+            },
+            backlog: AtomicU64::new(0),
         });
         tokio::spawn(run(shared.clone(), bus, shutdown));
         RelayHandle { shared }
@@ -124,6 +186,23 @@ impl RelayHandle {
         }
     }
 
+    /// Unpublished events at the last count.
+    pub fn backlog(&self) -> u64 {
+        self.shared.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Whether a producer may take another write: refused while the backlog is past the limit.
+    pub fn admit(&self) -> Result<(), Saturated> {
+        let backlog = self.backlog();
+        let limit = self.shared.config.backlog_limit;
+        if backlog > limit {
+            self.notify();
+            Err(Saturated { backlog, limit })
+        } else {
+            Ok(())
+        }
+    }
+
     /// Waits until the relay task has ended (after its shutdown token was cancelled).
     pub async fn stopped(self) {
         self.shared.done.cancelled().await;
@@ -136,17 +215,24 @@ async fn run(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken
     let table = shared.sql.table().to_string();
     tracing::info!(table, "outbox relay started");
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let window = shared.config.window as usize;
+    let mut purged_at: Option<tokio::time::Instant> = None;
     loop {
+        if purged_at.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            purged_at = Some(tokio::time::Instant::now());
+            purge(&shared).await;
+        }
         // A pass cut short by shutdown leaves its published-but-unmarked rows to be published
         // again (duplicates are dropped by consumers).
         let pass = tokio::select! {
             pass = pass(&shared, bus.as_ref()) => pass,
             _ = shutdown.cancelled() => break,
         };
+        count_backlog(&shared).await;
         match pass {
             Ok(published) => {
                 backoff.reset();
-                if published == BATCH as usize {
+                if published == window {
                     continue;
                 }
                 tokio::select! {
@@ -168,7 +254,7 @@ async fn run(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken
     let last = tokio::time::timeout(SHUTDOWN_GRACE, async {
         loop {
             match pass(&shared, bus.as_ref()).await {
-                Ok(n) if n == BATCH as usize => continue,
+                Ok(n) if n == window => continue,
                 other => return other.map(|_| ()),
             }
         }
@@ -196,18 +282,19 @@ enum PassError {
     Bus(#[from] BusError),
 }
 
-/// One batch: publish the oldest unpublished rows and mark them. Returns how many rows it
-/// published; on a bus error the rows published before it are still marked.
+/// One window: publish the oldest unpublished rows and mark those confirmed. Returns how many
+/// rows it took; on a bus error the rows confirmed before it are still marked.
 async fn pass(shared: &Shared, bus: &dyn Bus) -> Result<usize, PassError> {
     let sql = &shared.sql;
+    let window = shared.config.window;
     let result = match sql.backend() {
         DatabaseBackend::Sqlite => {
-            let rows = sql.select_batch(&shared.db, BATCH).await?;
+            let rows = sql.select_batch(&shared.db, window).await?;
             publish_rows(sql, &shared.db, bus, rows).await
         }
         _ => {
             let txn = shared.db.begin().await?;
-            let rows = sql.select_batch(&txn, BATCH).await?;
+            let rows = sql.select_batch(&txn, window).await?;
             let result = publish_rows(sql, &txn, bus, rows).await;
             txn.commit().await?;
             result
@@ -225,30 +312,81 @@ async fn publish_rows<C: sea_orm::ConnectionTrait>(
     bus: &dyn Bus,
     rows: Vec<Row>,
 ) -> Result<usize, PassError> {
-    let mut published = 0;
+    let taken = rows.len();
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut envelopes = Vec::with_capacity(rows.len());
     for row in rows {
-        let envelope = match crate::decode(&row.envelope) {
-            Ok(envelope) => envelope,
+        match crate::decode(&row.envelope) {
+            Ok(envelope) => {
+                ids.push(row.id);
+                envelopes.push(envelope);
+            }
+            // Only a hand-edited row can get here; it stays for an operator to look at.
             Err(e) => {
-                // Only a hand-edited row can get here; it stays for an operator to look at.
-                tracing::error!(table = sql.table(), id = row.id, error = %e, "outbox row is not an envelope; skipped");
-                continue;
+                tracing::error!(table = sql.table(), id = row.id, error = %e, "outbox row is not an envelope; skipped")
             }
-        };
-        match bus.publish(&envelope).await {
-            Ok(()) => {}
-            // Nobody is bound for this type: the broker would drop it; blocking every later
-            // event behind it would not help anyone.
-            Err(BusError::Unroutable { routing_key, .. }) => {
-                // Announcements nobody listens to yet (scores.changed without a dashboard) are
-                // normal; an operator who expects a consumer finds them at debug level.
-                tracing::debug!(table = sql.table(), id = row.id, event_id = %envelope.event_id, routing_key, "no queue is bound for this event; marked published without a consumer");
-            }
-            Err(e) => return Err(e.into()),
         }
-        sql.mark_published(conn, row.id).await?;
-        published += 1;
-        tracing::debug!(table = sql.table(), id = row.id, event_id = %envelope.event_id, "outbox event published");
     }
-    Ok(published)
+    if envelopes.is_empty() {
+        return Ok(0);
+    }
+    let results = bus.publish_many(&envelopes).await;
+    let mut confirmed = Vec::with_capacity(ids.len());
+    let mut first_error = None;
+    for ((id, envelope), result) in ids.iter().zip(&envelopes).zip(results) {
+        match result {
+            Ok(()) => confirmed.push(*id),
+            // Nobody is bound for this type: the broker would drop it; blocking every later
+            // event behind it would not help anyone. Announcements nobody listens to yet
+            // (scores.changed without a dashboard) are normal, so this is at debug level.
+            Err(BusError::Unroutable { routing_key, .. }) => {
+                tracing::debug!(table = sql.table(), id, event_id = %envelope.event_id, routing_key, "no queue is bound for this event; marked published without a consumer");
+                confirmed.push(*id);
+            }
+            Err(e) => {
+                if first_error.is_none() {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    sql.mark_published_many(conn, &confirmed).await?;
+    tracing::debug!(
+        table = sql.table(),
+        published = confirmed.len(),
+        "outbox window published"
+    );
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(taken),
+    }
+}
+
+/// Counts the unpublished rows (up to the limit + 1) for [`RelayHandle::admit`].
+async fn count_backlog(shared: &Shared) {
+    let cap = shared.config.backlog_limit.saturating_add(1);
+    match shared.sql.count_pending_capped(&shared.db, cap).await {
+        Ok(n) => shared.backlog.store(n, Ordering::Relaxed),
+        Err(e) => {
+            tracing::warn!(table = shared.sql.table(), error = %e, "cannot count the outbox backlog")
+        }
+    }
+}
+
+/// Deletes published rows older than the retention.
+async fn purge(shared: &Shared) {
+    let before = chrono::Duration::from_std(shared.config.retention)
+        .ok()
+        .and_then(|r| chrono::Utc::now().checked_sub_signed(r))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    match shared.sql.purge(&shared.db, &before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            table = shared.sql.table(),
+            rows = n,
+            "published outbox rows past the retention deleted"
+        ),
+        Err(e) => tracing::warn!(table = shared.sql.table(), error = %e, "cannot purge the outbox"),
+    }
 }

@@ -148,20 +148,60 @@ impl Sql {
             .collect()
     }
 
-    pub(super) async fn mark_published<C: ConnectionTrait>(
+    /// Marks these rows published, in one statement.
+    pub(super) async fn mark_published_many<C: ConnectionTrait>(
         &self,
         conn: &C,
-        id: i64,
+        ids: &[i64],
     ) -> Result<(), DbErr> {
-        let sql = format!(
-            "UPDATE {} SET published_at = {} WHERE id = {}",
-            self.quoted,
-            self.p(1),
-            self.p(2)
-        );
-        conn.execute(self.statement(sql, vec![now().into(), id.into()]))
-            .await?;
+        for chunk in ids.chunks(1000) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| self.p(i + 2)).collect();
+            let sql = format!(
+                "UPDATE {} SET published_at = {} WHERE id IN ({})",
+                self.quoted,
+                self.p(1),
+                list.join(", ")
+            );
+            let mut values: Vec<Value> = vec![now().into()];
+            values.extend(chunk.iter().map(|id| Value::from(*id)));
+            conn.execute(self.statement(sql, values)).await?;
+        }
         Ok(())
+    }
+
+    /// Unpublished rows, counted up to `cap` (the count stays cheap however long the backlog).
+    pub(super) async fn count_pending_capped<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        cap: u64,
+    ) -> Result<u64, DbErr> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM {} WHERE published_at IS NULL LIMIT {cap}) AS pending",
+            self.quoted
+        );
+        let row = conn.query_one(self.statement(sql, vec![])).await?;
+        let n: i64 = match row {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    /// Deletes rows published before `before` (RFC 3339). Returns how many.
+    pub(super) async fn purge<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        before: &str,
+    ) -> Result<u64, DbErr> {
+        let sql = format!(
+            "DELETE FROM {} WHERE published_at IS NOT NULL AND published_at < {}",
+            self.quoted,
+            self.p(1)
+        );
+        Ok(conn
+            .execute(self.statement(sql, vec![before.into()]))
+            .await?
+            .rows_affected())
     }
 
     /// The highest id committed so far (None for an empty table).

@@ -32,6 +32,8 @@ pub fn config(url: &str, prefix: &str, prefetch: u16) -> BusConfig {
         prefix: prefix.to_string(),
         connection_name: format!("cezone-bus-tests-{prefix}"),
         prefetch,
+        queue_type: cezone_bus::QueueType::Classic,
+        delivery_limit: cezone_bus::DEFAULT_DELIVERY_LIMIT,
     }
 }
 

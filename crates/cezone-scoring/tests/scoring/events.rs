@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cezone_bus::{AmqpBus, Bus, BusConfig};
+use cezone_bus::{AmqpBus, Bus, BusConfig, QueueType};
 use cezone_domain::engine::Engine;
 use cezone_domain::facts::{EvidenceState, Facts};
 use cezone_domain::guangdong;
@@ -219,18 +219,46 @@ async fn scores_follow_the_events_live(backend: Backend) {
     live_scores(spawn(backend).await).await;
 }
 
+/// Each broker test in both queue modes: `…::classic` and `…::quorum`.
+macro_rules! queue_type_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn classic() {
+                    super::$name(cezone_bus::QueueType::Classic).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn quorum() {
+                    super::$name(cezone_bus::QueueType::Quorum).await
+                }
+            }
+        )*
+    };
+}
+
+queue_type_tests!(
+    rabbitmq_scores_follow_the_events_live,
+    rabbitmq_broker_restart_loses_nothing,
+    rabbitmq_scoring_restart_mid_stream_catches_up,
+    rabbitmq_duplicates_and_poison_messages
+);
+
 cezone_platform::contract_tests!(
     scores_follow_the_events_live,
     a_burst_keeps_the_newest_version_of_a_statistic
 );
 
-async fn amqp_stack() -> (Stack, Arc<AmqpBus>) {
+async fn amqp_stack(queue_type: QueueType) -> (Stack, Arc<AmqpBus>) {
     let bus = Arc::new(
         AmqpBus::connect(&BusConfig {
             amqp_url: amqp_url(),
             prefix: fresh_bus_prefix(),
             connection_name: "cezone-scoring-test".into(),
             prefetch: 32,
+            queue_type,
+            delivery_limit: cezone_bus::DEFAULT_DELIVERY_LIMIT,
         })
         .await
         .expect("RabbitMQ on 127.0.0.1:5672 is needed by this test"),
@@ -239,9 +267,8 @@ async fn amqp_stack() -> (Stack, Arc<AmqpBus>) {
     (spawn_with(Backend::Postgres, dynbus).await, bus)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rabbitmq_scores_follow_the_events_live() {
-    let (s, bus) = amqp_stack().await;
+async fn rabbitmq_scores_follow_the_events_live(queue_type: QueueType) {
+    let (s, bus) = amqp_stack(queue_type).await;
     live_scores(s).await;
     let _ = bus.delete_topology(&["scoring"]).await;
 }
@@ -269,9 +296,8 @@ async fn broker_accepts() {
 
 /// Statistics filed while the broker restarts: afterwards every filing's effect is present once
 /// and the event-fed scores equal a from-scratch recompute.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rabbitmq_broker_restart_loses_nothing() {
-    let (mut s, bus) = amqp_stack().await;
+async fn rabbitmq_broker_restart_loses_nothing(queue_type: QueueType) {
+    let (mut s, bus) = amqp_stack(queue_type).await;
     load_and_converge(&mut s).await;
     let towns: Vec<String> = s
         .district
@@ -328,9 +354,8 @@ async fn rabbitmq_broker_restart_loses_nothing() {
 
 /// The scoring service stops while reviews keep coming, and starts again: the queue kept the
 /// events and the scores catch up exactly.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rabbitmq_scoring_restart_mid_stream_catches_up() {
-    let (mut s, bus) = amqp_stack().await;
+async fn rabbitmq_scoring_restart_mid_stream_catches_up(queue_type: QueueType) {
+    let (mut s, bus) = amqp_stack(queue_type).await;
     load_and_converge(&mut s).await;
     let pending = pending_evidence(&s).await;
     assert!(pending.len() >= 4);
@@ -391,9 +416,8 @@ async fn rabbitmq_scoring_restart_mid_stream_catches_up() {
 
 /// Duplicated deliveries change nothing, and a malformed message lands in the dead-letter queue
 /// with its reason while the consumer keeps going.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rabbitmq_duplicates_and_poison_messages() {
-    let (mut s, bus) = amqp_stack().await;
+async fn rabbitmq_duplicates_and_poison_messages(queue_type: QueueType) {
+    let (mut s, bus) = amqp_stack(queue_type).await;
     load_and_converge(&mut s).await;
     let town = s
         .district

@@ -48,14 +48,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .map(|s| s.name())
         .collect();
     // One bus (one named broker connection) for every service in this process.
-    let bus = cezone_bus::connect(&cezone_bus::BusConfig {
-        amqp_url: settings.bus.amqp_url.clone(),
-        prefix: settings.bus.prefix.clone(),
-        connection_name: format!("cezone {}", names.join(",")),
-        prefetch: settings.bus.prefetch,
-    })
-    .await
-    .context("connecting to the event bus")?;
+    let bus = cezone_bus::connect(&settings.bus.config(&format!("cezone {}", names.join(","))))
+        .await
+        .context("connecting to the event bus")?;
     let mut running = Vec::new();
     // Started in dependency order; each in-process service is reached at its real address.
     if wanted(ServiceName::Registry) {

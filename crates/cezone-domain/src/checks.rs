@@ -1,0 +1,201 @@
+//! The rules a fact must meet wherever it enters cezone: the service that records it checks
+//! them before storing it, and every consumer that keeps a copy (scoring's read model) checks
+//! each event with the same functions before applying it, so a message published straight to
+//! the exchange cannot put into the scores what the service would have refused.
+//!
+//! Three levels: [`statistic`], [`tally`] and [`evidence`] need nothing but the fact; the
+//! `_fits` functions check it against the framework's catalog and criteria; [`in_tree`] checks
+//! its org unit. The `_in` functions do all three, as a service that has the framework and the
+//! tree at hand does.
+
+use std::ops::RangeInclusive;
+
+use crate::facts::{EvidenceFact, EvidenceState, StatFact, SurveyTally};
+use crate::framework::Framework;
+use crate::org::{OrgTree, OrgUnitId};
+
+/// Years a fact may be about.
+pub const PERIODS: RangeInclusive<i32> = 1900..=2200;
+
+/// Why a fact is refused: the field and the reason, in the caller's terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FactError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn refuse(field: &'static str, reason: String) -> Result<(), FactError> {
+    Err(FactError { field, reason })
+}
+
+/// The period is a plausible year.
+pub fn period(field: &'static str, p: i32) -> Result<(), FactError> {
+    if PERIODS.contains(&p) {
+        Ok(())
+    } else {
+        refuse(field, format!("{p} is not a plausible year"))
+    }
+}
+
+/// A statistic on its own: a plausible year and a value of 0 or more.
+pub fn statistic(s: &StatFact) -> Result<(), FactError> {
+    period("period", s.period)?;
+    if s.value < 0 {
+        return refuse(
+            "value",
+            format!("{} is negative; counts and amounts are 0 or more", s.value),
+        );
+    }
+    Ok(())
+}
+
+/// The org unit exists in the tree.
+pub fn in_tree(id: &OrgUnitId, tree: &OrgTree) -> Result<(), FactError> {
+    if tree.find(id).is_none() {
+        return refuse("org_unit", format!("'{id}' is not an existing org unit"));
+    }
+    Ok(())
+}
+
+/// A statistic of this framework and tree: an existing org unit and a metric of the catalog.
+pub fn statistic_in(s: &StatFact, fw: &Framework, tree: &OrgTree) -> Result<(), FactError> {
+    in_tree(&s.org_unit, tree)?;
+    statistic_fits(s, fw)?;
+    statistic(s)
+}
+
+/// The statistic's metric is one of the framework's catalog.
+pub fn statistic_fits(s: &StatFact, fw: &Framework) -> Result<(), FactError> {
+    if fw.catalog.metric(&s.metric).is_none() {
+        let known: Vec<&str> = fw.catalog.metrics.iter().map(|m| m.id.as_str()).collect();
+        return refuse(
+            "metric",
+            format!(
+                "'{}' is not a metric of {} (known: {})",
+                s.metric,
+                fw.meta.id,
+                known.join(", ")
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// A survey tally on its own: a plausible year, no more positive answers than answers.
+pub fn tally(t: &SurveyTally) -> Result<(), FactError> {
+    period("period", t.period)?;
+    if t.positive > t.responses {
+        return refuse(
+            "positive",
+            format!(
+                "{} positive answers out of {} responses",
+                t.positive, t.responses
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// A tally of this framework and tree: an existing org unit and a question of the catalog.
+pub fn tally_in(t: &SurveyTally, fw: &Framework, tree: &OrgTree) -> Result<(), FactError> {
+    in_tree(&t.org_unit, tree)?;
+    tally_fits(t, fw)?;
+    tally(t)
+}
+
+/// The tally's question is one of the framework's catalog.
+pub fn tally_fits(t: &SurveyTally, fw: &Framework) -> Result<(), FactError> {
+    if fw.catalog.question(&t.question).is_none() {
+        return refuse(
+            "question",
+            format!("'{}' is not a question of {}", t.question, fw.meta.id),
+        );
+    }
+    Ok(())
+}
+
+/// Evidence on its own: a grade of at most 100 and an id.
+pub fn evidence(e: &EvidenceFact) -> Result<(), FactError> {
+    if e.id.trim().is_empty() {
+        return refuse("id", "is empty".into());
+    }
+    if let EvidenceState::Accepted { grade } = e.state
+        && grade > 100
+    {
+        return refuse("grade", format!("{grade} is above 100"));
+    }
+    Ok(())
+}
+
+/// Evidence of this framework and tree: a criterion (leaf) of the framework, a unit responsible
+/// for it, and an existing org unit.
+pub fn evidence_in(e: &EvidenceFact, fw: &Framework, tree: &OrgTree) -> Result<(), FactError> {
+    in_tree(&e.org_unit, tree)?;
+    evidence_fits(e, fw)?;
+    evidence(e)
+}
+
+/// The evidence's criterion is a criterion (leaf) of the framework and its unit is responsible
+/// for it.
+pub fn evidence_fits(e: &EvidenceFact, fw: &Framework) -> Result<(), FactError> {
+    let Some(i) = fw.find(&e.criterion) else {
+        return refuse(
+            "criterion",
+            format!("'{}' is not an item of {}", e.criterion, fw.meta.id),
+        );
+    };
+    if !fw.is_leaf(i) {
+        return refuse(
+            "criterion",
+            format!(
+                "'{}' is a group; evidence is filed for criteria",
+                e.criterion
+            ),
+        );
+    }
+    if !fw.item(i).responsible.contains(&e.unit) {
+        return refuse(
+            "unit",
+            format!("'{}' is not responsible for {}", e.unit, e.criterion),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::MetricId;
+
+    fn stat(value: i64, period: i32) -> StatFact {
+        StatFact {
+            org_unit: OrgUnitId::parse("nanhai").unwrap(),
+            metric: MetricId::parse("residents_served").unwrap(),
+            period,
+            value,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn statistics_need_a_year_and_a_value_of_zero_or_more() {
+        assert!(statistic(&stat(0, 2013)).is_ok());
+        assert_eq!(statistic(&stat(-1, 2013)).unwrap_err().field, "value");
+        assert_eq!(statistic(&stat(1, 1800)).unwrap_err().field, "period");
+    }
+
+    #[test]
+    fn tallies_cannot_have_more_positive_than_responses() {
+        let t = SurveyTally {
+            org_unit: OrgUnitId::parse("nanhai").unwrap(),
+            question: crate::rules::QuestionId::parse("aware").unwrap(),
+            period: 2013,
+            responses: 3,
+            positive: 4,
+            source: String::new(),
+            version: 1,
+        };
+        assert_eq!(tally(&t).unwrap_err().field, "positive");
+    }
+}
