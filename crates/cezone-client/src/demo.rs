@@ -96,14 +96,13 @@ pub async fn load(
         .into_inner()
         .statistics;
     if filed.is_empty() {
-        report.statistics = futures::stream::iter(district.statistics.iter())
-            .map(|f| {
-                let mut c = sv.clone();
-                async move { surveys::record(&mut c, f, "示范数据").await }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_fold(0usize, |n, _| async move { Ok(n + 1) })
-            .await?;
+        // A district's returns in a few all-or-nothing calls, as an import sends them.
+        for chunk in district.statistics.chunks(surveys::STATISTICS_PER_CALL) {
+            report.statistics += surveys::record_many(&mut sv, chunk, "示范数据")
+                .await?
+                .statistics
+                .len();
+        }
     }
 
     let ev = evidence::client(ch.evidence.clone());

@@ -110,3 +110,22 @@ pub async fn record(
         .map(|r| r.into_inner())
         .map_err(|st| ClientError::call("RecordStatistic", st))
 }
+
+/// Statistics per `RecordStatistics` call when a client splits a large return.
+pub const STATISTICS_PER_CALL: usize = 2000;
+
+/// Files several statistics in one all-or-nothing call.
+pub async fn record_many(
+    client: &mut Surveys,
+    facts: &[StatFact],
+    filed_by: &str,
+) -> Result<ps::RecordStatisticsResponse, ClientError> {
+    client
+        .record_statistics(ps::RecordStatisticsRequest {
+            statistics: facts.iter().map(|f| statistic(f, filed_by)).collect(),
+            dry_run: false,
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|st| ClientError::call("RecordStatistics", st))
+}

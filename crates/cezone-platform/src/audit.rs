@@ -116,6 +116,20 @@ pub async fn append<C: ConnectionTrait>(
     service: &str,
     entry: Entry<'_>,
 ) -> Result<(), DbErr> {
+    append_many(conn, service, std::slice::from_ref(&entry)).await
+}
+
+/// Appends several entries in order on `conn` (the transaction making the changes), under one
+/// lock and in multi-row statements: a batch of changes is audited entry by entry at the cost
+/// of one append.
+pub async fn append_many<C: ConnectionTrait>(
+    conn: &C,
+    service: &str,
+    entries: &[Entry<'_>],
+) -> Result<(), DbErr> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     let backend = conn.get_database_backend();
     if backend == DatabaseBackend::Postgres {
         conn.execute(Statement::from_sql_and_values(
@@ -125,30 +139,52 @@ pub async fn append<C: ConnectionTrait>(
         ))
         .await?;
     }
-    let last = conn
+    let mut last = conn
         .query_one(Statement::from_string(backend, last_sql(service)))
         .await?
         .map(|row| -> Result<(i64, String), DbErr> {
             Ok((row.try_get("", "seq")?, row.try_get("", "hash")?))
         })
         .transpose()?;
-    let s = seal(&entry, last);
-    let values: Vec<Value> = vec![
-        s.seq.into(),
-        s.at.into(),
-        s.actor.into(),
-        s.action.into(),
-        s.target.into(),
-        s.details.into(),
-        s.prev_hash.into(),
-        s.hash.into(),
-    ];
-    conn.execute(Statement::from_sql_and_values(
-        backend,
-        insert_sql(service, backend),
-        values,
-    ))
-    .await?;
+    let mut sealed = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let s = seal(entry, last.take());
+        last = Some((s.seq, s.hash.clone()));
+        sealed.push(s);
+    }
+    for chunk in sealed.chunks(500) {
+        let mut tuples = Vec::with_capacity(chunk.len());
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 8);
+        for (i, s) in chunk.iter().enumerate() {
+            let p: Vec<String> = (1..=8)
+                .map(|k| match backend {
+                    DatabaseBackend::Postgres => format!("${}", i * 8 + k),
+                    _ => "?".to_string(),
+                })
+                .collect();
+            tuples.push(format!("({})", p.join(", ")));
+            values.extend([
+                s.seq.into(),
+                s.at.clone().into(),
+                s.actor.clone().into(),
+                s.action.clone().into(),
+                s.target.clone().into(),
+                s.details.clone().into(),
+                s.prev_hash.clone().into(),
+                s.hash.clone().into(),
+            ]);
+        }
+        conn.execute(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "INSERT INTO {} (seq, at, actor, action, target, details, prev_hash, hash) VALUES {}",
+                table(service),
+                tuples.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    }
     Ok(())
 }
 

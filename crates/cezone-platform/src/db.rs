@@ -69,6 +69,31 @@ pub fn sqlite_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
+/// A statement written with `?` placeholders, rewritten to `$1, $2 …` for PostgreSQL.
+pub fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    if backend == DatabaseBackend::Postgres {
+        let mut out = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for ch in sql.chars() {
+            if ch == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(ch);
+            }
+        }
+        Statement::from_sql_and_values(backend, out, values)
+    } else {
+        Statement::from_sql_and_values(backend, sql, values)
+    }
+}
+
+/// `n` rows of `width` placeholders for a multi-row statement: "(?, ?), (?, ?)".
+pub fn tuples(width: usize, n: usize) -> String {
+    let one = format!("({})", vec!["?"; width].join(", "));
+    vec![one; n].join(", ")
+}
+
 /// Runs a service's pending migrations. On PostgreSQL, replicas starting together wait for
 /// each other on an advisory lock keyed by the migrations table name.
 pub async fn migrate<M: MigratorTrait>(

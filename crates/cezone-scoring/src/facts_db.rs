@@ -10,26 +10,9 @@ use cezone_domain::units::UnitId;
 use cezone_platform::time::now_rfc3339;
 use std::collections::{BTreeMap, HashSet};
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, Value};
 
-/// `?` placeholders rewritten for the backend.
-pub fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
-    if backend == DatabaseBackend::Postgres {
-        let mut out = String::with_capacity(sql.len() + 8);
-        let mut n = 0;
-        for ch in sql.chars() {
-            if ch == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(ch);
-            }
-        }
-        Statement::from_sql_and_values(backend, out, values)
-    } else {
-        Statement::from_sql_and_values(backend, sql, values)
-    }
-}
+pub use cezone_platform::db::{stmt, tuples};
 
 async fn exec(c: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
     Ok(c.execute(stmt(c.get_database_backend(), sql, values))
@@ -158,12 +141,6 @@ pub async fn known_org_units(
 
 /// Rows per multi-row statement: under PostgreSQL's 65,535 and SQLite's 32,766 parameters.
 const ROWS_PER_STATEMENT: usize = 500;
-
-/// `n` rows of `width` placeholders for a multi-row statement: "(?, ?), (?, ?)".
-pub fn tuples(width: usize, n: usize) -> String {
-    let one = format!("({})", vec!["?"; width].join(", "));
-    vec![one; n].join(", ")
-}
 
 /// (org unit, metric, period) of a statistic.
 type StatKey = (String, String, i32);

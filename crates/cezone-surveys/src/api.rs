@@ -3,7 +3,6 @@
 use cezone_domain::access::{Action, Role};
 use cezone_platform::ApiError;
 use cezone_platform::auth::{caller, permit};
-use cezone_platform::convert::org_unit_id;
 use cezone_platform::paging::Page;
 use cezone_platform::registry_view::RegistryView;
 use cezone_proto::surveys::v1 as ps;
@@ -52,6 +51,102 @@ fn may_store(
         }
     }
     Ok(())
+}
+
+impl SurveyApi {
+    /// Checks every return against the framework and the tree and whether `who` may file it;
+    /// refuses the whole call naming each bad one. `batch` names fields `statistics[i].field`.
+    async fn may_file(
+        &self,
+        who: &cezone_domain::access::Principal,
+        rs: &[ps::StatisticReturn],
+        batch: bool,
+    ) -> Result<(), ApiError> {
+        if !matches!(
+            who.role,
+            Role::EvaluationOffice | Role::ResponsibleUnit | Role::Town
+        ) {
+            // Roles that may never file are refused before anything is looked up.
+            let any = cezone_domain::org::OrgUnitId::parse("any").expect("a valid id");
+            permit(
+                who,
+                &Action::RecordStatistic {
+                    org_unit: &any,
+                    metric: rs.first().map_or("", |r| r.metric.as_str()),
+                    responsible: &[],
+                },
+                None,
+            )?;
+        }
+        let (fw, _) = self
+            .view
+            .framework(&self.framework_id, "")
+            .await
+            .map_err(|e| {
+                ApiError::precondition(format!(
+                    "metrics are checked against framework {}: {}",
+                    self.framework_id, e.message
+                ))
+            })?;
+        let field = |i: usize, f: &str| {
+            if batch {
+                format!("statistics[{i}].{f}")
+            } else {
+                f.to_string()
+            }
+        };
+        let mut tree = self.view.org_tree(false).await?;
+        if rs.iter().any(|r| statistics::parse(r, &tree, &fw).is_err()) {
+            // A unit created a moment ago: look again before refusing.
+            tree = self.view.org_tree(true).await?;
+        }
+        let mut refused: Vec<(String, String)> = Vec::new();
+        let mut parsed = Vec::with_capacity(rs.len());
+        let mut first_of: std::collections::HashMap<(&str, &str, i32), usize> =
+            std::collections::HashMap::new();
+        for (i, r) in rs.iter().enumerate() {
+            match statistics::parse(r, &tree, &fw) {
+                Ok(f) => parsed.push((i, f)),
+                Err(e) => refused.push((field(i, e.field), e.reason)),
+            }
+            if let Some(first) =
+                first_of.insert((r.org_unit.as_str(), r.metric.as_str(), r.period), i)
+            {
+                refused.push((
+                    field(i, "org_unit"),
+                    format!(
+                        "statistics[{first}] already files {} for '{}' in {}; one value per call",
+                        r.metric, r.org_unit, r.period
+                    ),
+                ));
+            }
+        }
+        if !refused.is_empty() {
+            return Err(match refused.len() {
+                1 => ApiError::invalid(&refused[0].0, refused[0].1.clone()),
+                n => ApiError::invalid_many(
+                    format!(
+                        "{n} of {} statistics are refused; nothing was stored",
+                        rs.len()
+                    ),
+                    refused,
+                ),
+            });
+        }
+        for (_, f) in &parsed {
+            let responsible = statistics::responsible_for(&fw, f.metric.as_str());
+            permit(
+                who,
+                &Action::RecordStatistic {
+                    org_unit: &f.org_unit,
+                    metric: f.metric.as_str(),
+                    responsible: &responsible,
+                },
+                Some(&tree),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
@@ -181,51 +276,47 @@ impl SurveyService for SurveyApi {
         // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
         self.relay.admit().map_err(ApiError::from)?;
         let r = req.into_inner();
-        if !matches!(
-            who.role,
-            Role::EvaluationOffice | Role::ResponsibleUnit | Role::Town
-        ) {
-            let any = cezone_domain::org::OrgUnitId::parse("any").expect("a valid id");
-            permit(
-                &who,
-                &Action::RecordStatistic {
-                    org_unit: &any,
-                    metric: &r.metric,
-                    responsible: &[],
-                },
-                None,
-            )?;
-        }
-        let org = org_unit_id("org_unit", &r.org_unit)?;
-        let (fw, _) = self
-            .view
-            .framework(&self.framework_id, "")
-            .await
-            .map_err(|e| {
-                ApiError::precondition(format!(
-                    "metrics are checked against framework {}: {}",
-                    self.framework_id, e.message
-                ))
-            })?;
-        let mut tree = self.view.org_tree(false).await?;
-        if statistics::check(&r, &tree, &fw).is_err() {
-            tree = self.view.org_tree(true).await?;
-        }
-        statistics::check(&r, &tree, &fw)?;
-        let responsible = statistics::responsible_for(&fw, &r.metric);
-        permit(
-            &who,
-            &Action::RecordStatistic {
-                org_unit: &org,
-                metric: &r.metric,
-                responsible: &responsible,
-            },
-            Some(&tree),
-        )?;
-        let m = statistics::record(&self.db, &who, &r).await?;
+        self.may_file(&who, std::slice::from_ref(&r), false).await?;
+        let (stored, _) = statistics::record_many(&self.db, &who, &[r], false).await?;
         self.relay.notify();
+        let m = &stored[0];
         tracing::info!(org_unit = %m.org_unit, metric = %m.metric, period = m.period, version = m.version, "statistic recorded");
-        Ok(Response::new(statistics::to_proto(&m)))
+        Ok(Response::new(statistics::to_proto(m)))
+    }
+
+    async fn record_statistics(
+        &self,
+        req: Request<ps::RecordStatisticsRequest>,
+    ) -> Reply<ps::RecordStatisticsResponse> {
+        let who = caller(&req)?;
+        self.relay.admit().map_err(ApiError::from)?;
+        let r = req.into_inner();
+        if r.statistics.is_empty() {
+            return Err(ApiError::invalid("statistics", "no statistics were sent").into());
+        }
+        if r.statistics.len() > statistics::MAX_PER_CALL {
+            return Err(ApiError::invalid(
+                "statistics",
+                format!(
+                    "{} statistics in one call; at most {} (send the rest in further calls)",
+                    r.statistics.len(),
+                    statistics::MAX_PER_CALL
+                ),
+            )
+            .into());
+        }
+        self.may_file(&who, &r.statistics, true).await?;
+        let (stored, event_ids) =
+            statistics::record_many(&self.db, &who, &r.statistics, r.dry_run).await?;
+        if !r.dry_run {
+            self.relay.notify();
+            tracing::info!(statistics = stored.len(), "statistics recorded");
+            tracing::debug!(keys = ?stored.iter().map(|m| format!("{}/{}/{}@{}", m.org_unit, m.metric, m.period, m.version)).collect::<Vec<_>>(), "statistics recorded");
+        }
+        Ok(Response::new(ps::RecordStatisticsResponse {
+            statistics: stored.iter().map(statistics::to_proto).collect(),
+            event_ids,
+        }))
     }
 
     async fn list_statistics(

@@ -1,19 +1,25 @@
 //! Statistical returns: one value per org unit, metric and period, versioned — a correction is
 //! a new version and the newest counts — with who filed it.
 
+use std::collections::HashMap;
+
+use cezone_bus::Envelope;
 use cezone_domain::access::Principal;
+use cezone_domain::checks::{self, FactError};
+use cezone_domain::facts::StatFact;
 use cezone_domain::framework::Framework;
 use cezone_domain::org::{OrgTree, OrgUnitId};
 use cezone_domain::rules::MetricId;
 use cezone_platform::ApiError;
+use cezone_platform::db::{stmt, tuples};
+use cezone_platform::audit::Entry;
 use cezone_platform::paging::Page;
 use cezone_platform::time::now_rfc3339;
 use cezone_proto::common::v1::PageInfo;
 use cezone_proto::surveys::v1 as ps;
-use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait, Value,
 };
 
 use crate::entities::statistic as st;
@@ -31,13 +37,13 @@ pub fn to_proto(m: &st::Model) -> ps::StatisticReturn {
     }
 }
 
-fn short_text(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
+fn short_text(field: &'static str, v: &str, max: usize) -> Result<String, FactError> {
     let v = v.trim();
     if v.chars().count() > max || v.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
+        return Err(FactError {
             field,
-            format!("must be at most {max} printable characters"),
-        ));
+            reason: format!("must be at most {max} printable characters"),
+        });
     }
     Ok(v.to_string())
 }
@@ -62,127 +68,182 @@ pub fn responsible_for(fw: &Framework, metric: &str) -> Vec<cezone_domain::units
     units
 }
 
-/// Checks a return against the org tree and the framework's metric catalog.
-pub fn check(r: &ps::StatisticReturn, tree: &OrgTree, fw: &Framework) -> Result<(), ApiError> {
-    let id = OrgUnitId::parse(&r.org_unit).map_err(|e| ApiError::invalid("org_unit", e))?;
-    if tree.find(&id).is_none() {
-        return Err(ApiError::invalid(
-            "org_unit",
-            format!("'{id}' is not an existing org unit"),
-        ));
-    }
-    let metric = MetricId::parse(&r.metric).map_err(|e| ApiError::invalid("metric", e))?;
-    if fw.catalog.metric(&metric).is_none() {
-        let known: Vec<&str> = fw.catalog.metrics.iter().map(|m| m.id.as_str()).collect();
-        return Err(ApiError::invalid(
-            "metric",
-            format!(
-                "'{metric}' is not a metric of {} (known: {})",
-                fw.meta.id,
-                known.join(", ")
-            ),
-        ));
-    }
-    if !(1900..=2200).contains(&r.period) {
-        return Err(ApiError::invalid(
-            "period",
-            format!("{} is not a plausible year", r.period),
-        ));
-    }
-    if r.value < 0 {
-        return Err(ApiError::invalid(
-            "value",
-            format!("{} is negative; counts and amounts are 0 or more", r.value),
-        ));
-    }
+/// A return parsed and checked against the org tree and the framework's catalog, with the
+/// domain's rules for statistics ([`cezone_domain::checks`], which scoring applies to the
+/// event too): the statistic as the domain has it, or which field is wrong and why.
+pub fn parse(
+    r: &ps::StatisticReturn,
+    tree: &OrgTree,
+    fw: &Framework,
+) -> Result<StatFact, FactError> {
+    let bad = |field: &'static str| move |reason: String| FactError { field, reason };
+    let fact = StatFact {
+        org_unit: OrgUnitId::parse(&r.org_unit).map_err(bad("org_unit"))?,
+        metric: MetricId::parse(&r.metric).map_err(bad("metric"))?,
+        period: r.period,
+        value: r.value,
+        version: 0,
+    };
+    checks::statistic_in(&fact, fw, tree)?;
     short_text("filed_by", &r.filed_by, 100)?;
     short_text("note", &r.note, 500)?;
-    Ok(())
+    Ok(fact)
 }
 
-pub async fn record(
+/// Most statistics one call may carry.
+pub const MAX_PER_CALL: usize = 10_000;
+
+/// Rows per multi-row statement.
+const ROWS: usize = 500;
+
+/// Stores checked returns in one transaction, all or nothing: each becomes the next version
+/// of its (org unit, metric, period) and the latest, with its `statistic.recorded` event in the
+/// outbox and its audit entry. Returns the stored rows and their events' ids, in order. With
+/// `dry_run`, the versions are computed and nothing is written.
+pub async fn record_many(
     db: &DatabaseConnection,
     who: &Principal,
-    r: &ps::StatisticReturn,
-) -> Result<st::Model, ApiError> {
+    rs: &[ps::StatisticReturn],
+    dry_run: bool,
+) -> Result<(Vec<st::Model>, Vec<String>), ApiError> {
     // Two filings of one key at once race for the next version; the loser retries.
     for _ in 0..5 {
         let txn = db.begin().await?;
-        let last = st::Entity::find()
-            .filter(st::Column::OrgUnit.eq(&r.org_unit))
-            .filter(st::Column::Metric.eq(&r.metric))
-            .filter(st::Column::Period.eq(r.period))
-            .order_by_desc(st::Column::Version)
-            .one(&txn)
-            .await?;
-        let version = last.as_ref().map_or(1, |m| m.version + 1);
-        st::Entity::update_many()
-            .col_expr(st::Column::Latest, Expr::value(false))
-            .filter(st::Column::OrgUnit.eq(&r.org_unit))
-            .filter(st::Column::Metric.eq(&r.metric))
-            .filter(st::Column::Period.eq(r.period))
-            .filter(st::Column::Latest.eq(true))
-            .exec(&txn)
-            .await?;
-        let inserted = st::ActiveModel {
-            org_unit: Set(r.org_unit.clone()),
-            metric: Set(r.metric.clone()),
-            period: Set(r.period),
-            value: Set(r.value),
-            version: Set(version),
-            latest: Set(true),
-            filed_by: Set(r.filed_by.trim().to_string()),
-            note: Set(r.note.trim().to_string()),
-            filed_at: Set(now_rfc3339()),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await;
-        match inserted {
-            Ok(m) => {
-                let payload = cezone_proto::events::v1::StatisticRecorded {
-                    statistic: Some(to_proto(&m)),
-                };
-                cezone_bus::outbox::enqueue(
-                    &txn,
-                    crate::OUTBOX,
-                    &cezone_bus::envelope("statistic.recorded", "surveys", &payload, None),
-                )
-                .await?;
-                cezone_platform::audit::append(
-                    &txn,
-                    "surveys",
-                    cezone_platform::audit::Entry {
-                        actor: who,
-                        action: "statistic.recorded",
-                        target: &format!("{}/{}/{}", m.org_unit, m.metric, m.period),
-                        details: serde_json::json!({
-                            "version": m.version,
-                            "value": m.value,
-                            "before": last.as_ref().map(|l| l.value),
-                            "filed_by": m.filed_by,
-                            "note": m.note,
-                        }),
-                    },
-                )
-                .await?;
-                txn.commit().await?;
-                return Ok(m);
+        let b = txn.get_database_backend();
+        let keys: Vec<(String, String, i32)> = rs
+            .iter()
+            .map(|r| (r.org_unit.clone(), r.metric.clone(), r.period))
+            .collect();
+        let mut latest: HashMap<(String, String, i32), (i32, i64)> = HashMap::new();
+        for chunk in keys.chunks(ROWS) {
+            let sql = format!(
+                "SELECT org_unit, metric, period, version, value FROM surveys_statistics \
+                 WHERE latest AND (org_unit, metric, period) IN ({})",
+                tuples(3, chunk.len())
+            );
+            for row in txn.query_all(stmt(b, &sql, key_values(chunk))).await? {
+                latest.insert(
+                    (
+                        row.try_get("", "org_unit")?,
+                        row.try_get("", "metric")?,
+                        row.try_get("", "period")?,
+                    ),
+                    (row.try_get("", "version")?, row.try_get("", "value")?),
+                );
             }
+        }
+        let filed_at = now_rfc3339();
+        let models: Vec<st::Model> = rs
+            .iter()
+            .zip(&keys)
+            .map(|(r, k)| st::Model {
+                id: 0,
+                org_unit: r.org_unit.clone(),
+                metric: r.metric.clone(),
+                period: r.period,
+                value: r.value,
+                version: latest.get(k).map_or(1, |(v, _)| v + 1),
+                latest: true,
+                filed_by: r.filed_by.trim().to_string(),
+                note: r.note.trim().to_string(),
+                filed_at: filed_at.clone(),
+            })
+            .collect();
+        if dry_run {
+            txn.rollback().await?;
+            return Ok((models, Vec::new()));
+        }
+        for chunk in keys.chunks(ROWS) {
+            let sql = format!(
+                "UPDATE surveys_statistics SET latest = ? WHERE latest AND (org_unit, metric, period) IN ({})",
+                tuples(3, chunk.len())
+            );
+            let mut values: Vec<Value> = vec![false.into()];
+            values.extend(key_values(chunk));
+            txn.execute(stmt(b, &sql, values)).await?;
+        }
+        let mut inserted = Ok(());
+        for chunk in models.chunks(ROWS) {
+            let sql = format!(
+                "INSERT INTO surveys_statistics (org_unit, metric, period, value, version, latest, filed_by, note, filed_at) VALUES {}",
+                tuples(9, chunk.len())
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 9);
+            for m in chunk {
+                values.extend([
+                    m.org_unit.clone().into(),
+                    m.metric.clone().into(),
+                    m.period.into(),
+                    m.value.into(),
+                    m.version.into(),
+                    true.into(),
+                    m.filed_by.clone().into(),
+                    m.note.clone().into(),
+                    m.filed_at.clone().into(),
+                ]);
+            }
+            if let Err(e) = txn.execute(stmt(b, &sql, values)).await {
+                inserted = Err(e);
+                break;
+            }
+        }
+        match inserted {
+            Ok(()) => {}
             Err(e)
                 if matches!(
                     e.sql_err(),
                     Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
                 ) =>
             {
+                txn.rollback().await?;
                 continue;
             }
             Err(e) => return Err(e.into()),
         }
+        let events: Vec<Envelope> = models
+            .iter()
+            .map(|m| {
+                let payload = cezone_proto::events::v1::StatisticRecorded {
+                    statistic: Some(to_proto(m)),
+                };
+                cezone_bus::envelope("statistic.recorded", "surveys", &payload, None)
+            })
+            .collect();
+        cezone_bus::outbox::enqueue_many(&txn, crate::OUTBOX, &events).await?;
+        let targets: Vec<String> = models
+            .iter()
+            .map(|m| format!("{}/{}/{}", m.org_unit, m.metric, m.period))
+            .collect();
+        let entries: Vec<Entry<'_>> = models
+            .iter()
+            .zip(&keys)
+            .zip(&targets)
+            .map(|((m, k), target)| Entry {
+                actor: who,
+                action: "statistic.recorded",
+                target,
+                details: serde_json::json!({
+                    "version": m.version,
+                    "value": m.value,
+                    "before": latest.get(k).map(|(_, v)| *v),
+                    "filed_by": m.filed_by,
+                    "note": m.note,
+                }),
+            })
+            .collect();
+        cezone_platform::audit::append_many(&txn, "surveys", &entries).await?;
+        txn.commit().await?;
+        return Ok((models, events.into_iter().map(|e| e.event_id).collect()));
     }
     Err(ApiError::unavailable(
-        "the statistic is being filed concurrently; try again",
+        "the statistics are being filed concurrently; try again",
     ))
+}
+
+fn key_values(keys: &[(String, String, i32)]) -> Vec<Value> {
+    keys.iter()
+        .flat_map(|(o, m, p)| [o.clone().into(), m.clone().into(), (*p).into()])
+        .collect()
 }
 
 pub async fn list(

@@ -52,6 +52,22 @@ pub async fn enqueue<C: ConnectionTrait>(
     Ok(())
 }
 
+/// [`enqueue`] for several events, in multi-row statements (in order).
+pub async fn enqueue_many<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    envelopes: &[Envelope],
+) -> Result<(), DbErr> {
+    for e in envelopes {
+        crate::envelope::check_publishable(e).map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
+    let sql = Sql::new(conn.get_database_backend(), table)?;
+    for chunk in envelopes.chunks(500) {
+        conn.execute(sql.insert_many(chunk)).await?;
+    }
+    Ok(())
+}
+
 /// How many committed events are not yet published.
 pub async fn pending<C: ConnectionTrait>(db: &C, table: &str) -> Result<u64, DbErr> {
     let sql = Sql::new(db.get_database_backend(), table)?;

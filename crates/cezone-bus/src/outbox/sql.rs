@@ -122,6 +122,35 @@ impl Sql {
         )
     }
 
+    /// One multi-row INSERT of these envelopes.
+    pub(super) fn insert_many(&self, envelopes: &[Envelope]) -> Statement {
+        let at = now();
+        let mut tuples = Vec::with_capacity(envelopes.len());
+        let mut values: Vec<Value> = Vec::with_capacity(envelopes.len() * 4);
+        for (i, e) in envelopes.iter().enumerate() {
+            let n = i * 4;
+            tuples.push(format!(
+                "({}, {}, {}, {})",
+                self.p(n + 1),
+                self.p(n + 2),
+                self.p(n + 3),
+                self.p(n + 4)
+            ));
+            values.push(e.event_id.clone().into());
+            values.push(e.r#type.clone().into());
+            values.push(crate::encode(e).into());
+            values.push(at.clone().into());
+        }
+        self.statement(
+            format!(
+                "INSERT INTO {} (event_id, event_type, envelope, created_at) VALUES {}",
+                self.quoted,
+                tuples.join(", ")
+            ),
+            values,
+        )
+    }
+
     /// The oldest unpublished rows. On PostgreSQL (and MySQL) they are locked for the
     /// surrounding transaction, skipping rows another relay has locked.
     pub(super) async fn select_batch<C: ConnectionTrait>(
