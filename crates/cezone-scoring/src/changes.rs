@@ -92,12 +92,13 @@ impl Change {
     }
 }
 
-/// A change record read back, with the event that caused it.
+/// A change record read back, with the event that caused it and where it is.
 #[derive(Debug, Clone)]
 pub struct Record {
     /// None when the stored body cannot be read by this version (the scorer then reloads).
     pub change: Option<Change>,
     pub event_id: String,
+    pub mark: Mark,
 }
 
 /// A PostgreSQL snapshot (`pg_snapshot`, "xmin:xmax:xip,…"): the transactions whose effects it
@@ -360,7 +361,7 @@ pub async fn records_since(c: &impl ConnectionTrait, pos: &Position) -> Result<V
         Position::Snapshot(s) => {
             c.query_all(stmt(
                 b,
-                "SELECT body, event_id FROM scoring_changes \
+                "SELECT body, event_id, xid::text AS mark FROM scoring_changes \
                  WHERE xid >= pg_snapshot_xmin(?::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, ?::pg_snapshot) \
                  ORDER BY xid, id",
                 vec![s.to_string().into(), s.to_string().into()],
@@ -370,7 +371,7 @@ pub async fn records_since(c: &impl ConnectionTrait, pos: &Position) -> Result<V
         Position::Id(id) => {
             c.query_all(stmt(
                 b,
-                "SELECT body, event_id FROM scoring_changes WHERE id > ? ORDER BY id",
+                "SELECT body, event_id, CAST(id AS TEXT) AS mark FROM scoring_changes WHERE id > ? ORDER BY id",
                 vec![(*id).into()],
             ))
             .await?
@@ -380,6 +381,11 @@ pub async fn records_since(c: &impl ConnectionTrait, pos: &Position) -> Result<V
     for r in rows {
         let body: String = r.try_get("", "body")?;
         let event_id: String = r.try_get("", "event_id")?;
+        let mark: String = r.try_get("", "mark")?;
+        let mark = match pos {
+            Position::Snapshot(_) => Mark::Xid(mark.parse().map_err(|_| bad_position(&mark))?),
+            Position::Id(_) => Mark::Id(mark.parse().map_err(|_| bad_position(&mark))?),
+        };
         let change = serde_json::from_str(&body).ok();
         if change.is_none() {
             tracing::error!(
@@ -388,7 +394,11 @@ pub async fn records_since(c: &impl ConnectionTrait, pos: &Position) -> Result<V
                 "a change record cannot be read by this version"
             );
         }
-        out.push(Record { change, event_id });
+        out.push(Record {
+            change,
+            event_id,
+            mark,
+        });
     }
     Ok(out)
 }

@@ -11,13 +11,13 @@
 //! its restart reloads) to write the difference. A failed persist is retried, with everything
 //! applied meanwhile, until it commits.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cezone_domain::engine::Cell;
 use cezone_platform::ApiError;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, TransactionTrait, Value};
 
-use crate::changes::Position;
+use crate::changes::{Mark, Position};
 use crate::facts_db::{stmt, tuples};
 use crate::model::Scored;
 
@@ -31,8 +31,8 @@ pub struct Pending {
     pub full: bool,
     /// Org units whose rows the applied changes touched.
     pub units: BTreeSet<String>,
-    /// Events whose changes were applied, at most `MAX_CAUSES`.
-    pub caused_by: BTreeSet<String>,
+    /// Events whose changes were applied, with where each change is, at most `MAX_CAUSES`.
+    pub caused_by: BTreeMap<String, Mark>,
     /// Criterion cells recomputed.
     pub cells: usize,
 }
@@ -44,12 +44,12 @@ impl Pending {
         !self.full && self.units.is_empty()
     }
 
-    pub fn add_causes<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
-        for id in ids {
+    pub fn add_causes(&mut self, records: &[crate::changes::Record]) {
+        for r in records {
             if self.caused_by.len() >= MAX_CAUSES {
                 break;
             }
-            self.caused_by.insert(id.to_string());
+            self.caused_by.insert(r.event_id.clone(), r.mark);
         }
     }
 }
@@ -211,7 +211,14 @@ pub async fn persist(
         }
         txn.execute(stmt(b, &sql, values)).await?;
     }
-    let caused_by: Vec<String> = pending.caused_by.iter().cloned().collect();
+    // Only the events whose changes the stored position had not seen: another replica may
+    // have announced the rest already.
+    let caused_by: Vec<String> = pending
+        .caused_by
+        .iter()
+        .filter(|(_, mark)| stored_pos.as_ref().is_none_or(|p| !p.includes(**mark)))
+        .map(|(id, _)| id.clone())
+        .collect();
     if let Some(env) =
         crate::events::scores_changed(scored, &units_changed, pending.cells, &caused_by)
     {

@@ -184,8 +184,7 @@ impl Scorer {
         );
         self.pending.units.extend(nodes);
         self.pending.cells += recomputed;
-        self.pending
-            .add_causes(caused_by.iter().map(String::as_str));
+        self.pending.add_causes(records);
         let _ = self.state.updates.send(Arc::new(Update {
             computed_at: next.computed_at.clone(),
             model: next,
@@ -237,8 +236,7 @@ impl Scorer {
         self.stale = false;
         self.pending.full = true;
         self.pending.cells += cells;
-        self.pending
-            .add_causes(caused_by.iter().map(String::as_str));
+        self.pending.add_causes(records);
         tracing::debug!(
             org_units = scored.tree().len(),
             changes = records.len(),

@@ -68,6 +68,14 @@ pub async fn enqueue_many<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Deletes the rows published before `before` (RFC 3339); returns how many. The relay does
+/// this for its retention once an hour.
+pub async fn purge<C: ConnectionTrait>(conn: &C, table: &str, before: &str) -> Result<u64, DbErr> {
+    Sql::new(conn.get_database_backend(), table)?
+        .purge(conn, before)
+        .await
+}
+
 /// How many committed events are not yet published.
 pub async fn pending<C: ConnectionTrait>(db: &C, table: &str) -> Result<u64, DbErr> {
     let sql = Sql::new(db.get_database_backend(), table)?;

@@ -19,6 +19,14 @@ macro_rules! both_transports {
                 }
             )*
         }
+        mod amqp_quorum {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::support::Transport::AmqpQuorum).await
+                }
+            )*
+        }
         mod in_process {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,6 +46,7 @@ both_transports!(
     unroutable_publish_is_an_error,
     topic_patterns_route,
     close_ends_subscriptions,
+    publish_many_confirms_a_window_in_order,
 );
 
 async fn publish_consume_ack(transport: Transport) {
@@ -252,9 +261,44 @@ async fn close_ends_subscriptions(transport: Transport) {
     let err = bus.publish(&event("x.y", "")).await.unwrap_err();
     assert!(matches!(err, BusError::Closed), "{err}");
     // Clean up with a second bus on the same prefix.
-    if transport == Transport::Amqp {
+    if transport != Transport::InProcess {
         let cleaner = crate::support::connect_amqp(&t.config).await;
         cleaner.delete_topology(&["closing"]).await.unwrap();
         cezone_bus::Bus::close(&cleaner).await;
     }
+}
+
+/// A window of events published with their confirmations outstanding together arrives whole
+/// and in order; one the broker cannot route is reported for itself, the others still count.
+async fn publish_many_confirms_a_window_in_order(transport: Transport) {
+    let t = TestBus::new(transport, 300).await;
+    let bus = t.bus();
+    let mut sub = bus.subscribe("windowed", &["evidence.*"]).await.unwrap();
+    let mut window: Vec<Envelope> = (0..200)
+        .map(|i| event("evidence.submitted", &format!("file {i}")))
+        .collect();
+    window.insert(100, event("nobody.listens", "lost"));
+    let results = bus.publish_many(&window).await;
+    assert_eq!(results.len(), window.len());
+    for (i, r) in results.iter().enumerate() {
+        if i == 100 {
+            assert!(matches!(r, Err(BusError::Unroutable { .. })), "{r:?}");
+        } else {
+            assert!(r.is_ok(), "event {i}: {r:?}");
+        }
+    }
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        let d = recv(&mut sub).await;
+        got.push(d.envelope().unwrap().event_id);
+        d.ack().await.unwrap();
+    }
+    let want: Vec<String> = window
+        .iter()
+        .filter(|e| e.r#type != "nobody.listens")
+        .map(|e| e.event_id.clone())
+        .collect();
+    assert_eq!(got, want);
+    drop(sub);
+    t.finish(&["windowed"]).await;
 }

@@ -143,6 +143,15 @@ async fn only_committed_events_are_published(backend: Backend) {
     let expected: Vec<_> = many.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(order, expected);
 
+    // Published rows past the retention are deleted; unpublished ones never are.
+    let pending = event("evidence.reviewed", "not yet");
+    let txn = db.begin().await.unwrap();
+    outbox::enqueue(&txn, TABLE, &pending).await.unwrap();
+    let deleted = outbox::purge(&txn, TABLE, "9999-12-31T00:00:00Z").await.unwrap();
+    assert_eq!(deleted, 252, "every published row, the unpublished one kept");
+    assert_eq!(outbox::pending(&txn, TABLE).await.unwrap(), 1);
+    txn.rollback().await.unwrap();
+
     // Enqueueing the same event twice is refused (event ids are unique), and so is one that
     // could never be published.
     assert!(outbox::enqueue(&db, TABLE, &committed).await.is_err());

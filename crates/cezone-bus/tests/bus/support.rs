@@ -76,6 +76,8 @@ impl BrokerLock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Amqp,
+    /// RabbitMQ with quorum queues.
+    AmqpQuorum,
     InProcess,
 }
 
@@ -98,9 +100,12 @@ impl TestBus {
         init();
         let prefix = fresh_prefix();
         match transport {
-            Transport::Amqp => {
+            Transport::Amqp | Transport::AmqpQuorum => {
                 let lock = BrokerLock::shared().await;
-                let config = config(&amqp_url(), &prefix, prefetch);
+                let mut config = config(&amqp_url(), &prefix, prefetch);
+                if transport == Transport::AmqpQuorum {
+                    config.queue_type = cezone_bus::QueueType::Quorum;
+                }
                 let bus = connect_amqp(&config).await;
                 TestBus {
                     concrete: Concrete::Amqp(Arc::new(bus)),

@@ -20,7 +20,7 @@ use cezone_proto::surveys::v1 as psv;
 use super::{Stack, spawn, spawn_with};
 
 /// The district total the domain computes from these facts.
-fn domain_total(s: &Stack, facts: &Facts) -> String {
+pub(crate) fn domain_total(s: &Stack, facts: &Facts) -> String {
     let (fw, _) = guangdong::framework();
     let tree = OrgTree::build(s.district.units.clone()).unwrap();
     let engine = Engine::new(Arc::new(fw), Arc::new(tree), facts, 2013);
@@ -31,14 +31,14 @@ fn domain_total(s: &Stack, facts: &Facts) -> String {
         .to_string()
 }
 
-async fn flush(s: &Stack) {
+pub(crate) async fn flush(s: &Stack) {
     s.registry.flush_events().await;
     s.evidence.flush_events().await;
     s.surveys.flush_events().await;
 }
 
 /// Waits until the event-fed district total is `want`; panics with the last value seen.
-async fn converge(s: &mut Stack, want: &str, within: Duration) {
+pub(crate) async fn converge(s: &mut Stack, want: &str, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     let mut last = String::from("(no scores yet)");
     loop {
@@ -64,7 +64,7 @@ async fn converge(s: &mut Stack, want: &str, within: Duration) {
 }
 
 /// Every cell of every org unit, as the scoring API reports it.
-async fn all_cells(s: &mut Stack) -> Vec<ps::OrgUnitScores> {
+pub(crate) async fn all_cells(s: &mut Stack) -> Vec<ps::OrgUnitScores> {
     let mut out = Vec::new();
     for u in s.district.units.clone() {
         let mut r = s
@@ -83,7 +83,7 @@ async fn all_cells(s: &mut Stack) -> Vec<ps::OrgUnitScores> {
 }
 
 /// The event-fed scores equal, cell for cell, a from-scratch recompute from the services.
-async fn recompute_agrees(s: &mut Stack) {
+pub(crate) async fn recompute_agrees(s: &mut Stack) {
     let fed = all_cells(s).await;
     s.client
         .recompute(ps::RecomputeRequest::default())
@@ -96,7 +96,7 @@ async fn recompute_agrees(s: &mut Stack) {
     );
 }
 
-async fn pending_evidence(s: &Stack) -> Vec<pe::Evidence> {
+pub(crate) async fn pending_evidence(s: &Stack) -> Vec<pe::Evidence> {
     let mut ev = cezone_client::evidence::client(s.channels.evidence.clone());
     ev.list_evidence(pe::ListEvidenceRequest {
         state: pe::ReviewState::Submitted as i32,
@@ -113,7 +113,7 @@ async fn pending_evidence(s: &Stack) -> Vec<pe::Evidence> {
 }
 
 /// The demo facts with these evidence ids accepted at grade 100.
-fn accepted(s: &Stack, ids: &[String]) -> Facts {
+pub(crate) fn accepted(s: &Stack, ids: &[String]) -> Facts {
     let (fw, _) = guangdong::framework();
     let mut facts = s.district.facts(&fw.catalog);
     for e in &mut facts.evidence {
@@ -125,7 +125,7 @@ fn accepted(s: &Stack, ids: &[String]) -> Facts {
 }
 
 /// Loads the district without ever calling Recompute: the read model is fed by events alone.
-async fn load_and_converge(s: &mut Stack) {
+pub(crate) async fn load_and_converge(s: &mut Stack) {
     s.load().await;
     flush(s).await;
     let want = s.expected_total();
@@ -219,25 +219,6 @@ async fn scores_follow_the_events_live(backend: Backend) {
     live_scores(spawn(backend).await).await;
 }
 
-/// Each broker test in both queue modes: `…::classic` and `…::quorum`.
-macro_rules! queue_type_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn classic() {
-                    super::$name(cezone_bus::QueueType::Classic).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn quorum() {
-                    super::$name(cezone_bus::QueueType::Quorum).await
-                }
-            }
-        )*
-    };
-}
-
 queue_type_tests!(
     rabbitmq_scores_follow_the_events_live,
     rabbitmq_broker_restart_loses_nothing,
@@ -273,7 +254,7 @@ async fn rabbitmq_scores_follow_the_events_live(queue_type: QueueType) {
     let _ = bus.delete_topology(&["scoring"]).await;
 }
 
-fn rabbitmqctl(args: &[&str]) {
+pub(crate) fn rabbitmqctl(args: &[&str]) {
     let status = std::process::Command::new("rabbitmqctl")
         .args(args)
         .status()
@@ -281,7 +262,7 @@ fn rabbitmqctl(args: &[&str]) {
     assert!(status.success(), "rabbitmqctl {args:?} failed");
 }
 
-async fn broker_accepts() {
+pub(crate) async fn broker_accepts() {
     for _ in 0..120 {
         if tokio::net::TcpStream::connect("127.0.0.1:5672")
             .await

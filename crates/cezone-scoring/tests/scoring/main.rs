@@ -2,7 +2,27 @@
 
 use std::sync::Arc;
 
+/// Each broker test in both queue modes: `…::classic` and `…::quorum`.
+macro_rules! queue_type_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn classic() {
+                    super::$name(cezone_bus::QueueType::Classic).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn quorum() {
+                    super::$name(cezone_bus::QueueType::Quorum).await
+                }
+            }
+        )*
+    };
+}
+
 mod events;
+mod reliability;
 mod report;
 mod untrusted_events;
 
@@ -42,7 +62,17 @@ async fn spawn(backend: Backend) -> Stack {
 
 /// The four services sharing one bus and one database, and a small demo district to load.
 async fn spawn_with(backend: Backend, bus: std::sync::Arc<dyn cezone_bus::Bus>) -> Stack {
+    spawn_tuned(backend, bus, |_| {}).await
+}
+
+/// [`spawn_with`] with settings of the test's own.
+async fn spawn_tuned(
+    backend: Backend,
+    bus: std::sync::Arc<dyn cezone_bus::Bus>,
+    tune: impl FnOnce(&mut cezone_platform::settings::Settings),
+) -> Stack {
     let mut env = test_env(backend).await;
+    tune(&mut env.settings);
     let registry = cezone_registry::Application::build(&env.settings, bus.clone())
         .await
         .unwrap();
