@@ -52,9 +52,13 @@ impl Stack {
         settings.bus.amqp_url = amqp_url();
         settings.bus.prefix = fresh_bus_prefix();
         let bus = Arc::new(
-            AmqpBus::connect(&settings.bus.config("cezone-bench"))
-                .await
-                .context("RabbitMQ on 127.0.0.1:5672")?,
+            AmqpBus::connect(
+                &settings
+                    .bus_config("cezone-bench")
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            )
+            .await
+            .context("RabbitMQ on 127.0.0.1:5672")?,
         );
         let services = Services::start(&settings, bus.clone())
             .await

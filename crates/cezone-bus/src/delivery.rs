@@ -63,6 +63,8 @@ pub struct Delivery {
     /// The event type it was published with.
     pub routing_key: String,
     settler: Option<Settler>,
+    /// Checks the signature of the envelope (the subscribing bus's key).
+    event_key: Option<std::sync::Arc<crate::EventKey>>,
 }
 
 /// How a delivery is settled on its transport.
@@ -78,18 +80,25 @@ impl Delivery {
         redelivered: bool,
         routing_key: String,
         settler: Settler,
+        event_key: Option<std::sync::Arc<crate::EventKey>>,
     ) -> Self {
         Delivery {
             body,
             redelivered,
             routing_key,
             settler: Some(settler),
+            event_key,
         }
     }
 
-    /// Decodes the body; a malformed one should be dead-lettered, it will never decode.
+    /// Decodes the body and, when the bus has the deployment's event key, checks its
+    /// signature; a malformed or forged one should be dead-lettered, it will never pass.
     pub fn envelope(&self) -> Result<Envelope, BusError> {
-        crate::decode(&self.body)
+        let envelope = crate::decode(&self.body)?;
+        if let Some(key) = &self.event_key {
+            key.verify(&envelope)?;
+        }
+        Ok(envelope)
     }
 
     /// Done: call it after the consumer committed the effect of the event.

@@ -26,6 +26,7 @@ pub fn envelope(
         schema_version: SCHEMA_VERSION,
         correlation_id: correlation_id.unwrap_or_default().to_string(),
         payload: payload.encode_to_vec(),
+        signature: Vec::new(),
     }
 }
 

@@ -9,6 +9,9 @@ pub enum BusError {
     /// Bytes that are not an envelope, or an envelope without an id or a type.
     #[error("malformed envelope: {0}")]
     Malformed(String),
+    /// An envelope without this deployment's signature (published by someone else).
+    #[error("{0}")]
+    Forged(String),
     /// A name (prefix, consumer, pattern, routing key) the broker cannot take.
     #[error("invalid {what} {value:?}: {reason}")]
     InvalidName {

@@ -57,6 +57,7 @@ mod error;
 mod memory;
 mod names;
 pub mod outbox;
+mod signing;
 pub mod topic;
 
 use std::sync::Arc;
@@ -70,6 +71,7 @@ pub use envelope::{decode, encode, envelope};
 pub use error::BusError;
 pub use memory::InProcessBus;
 pub use names::{dead_exchange_name, dead_queue_name, exchange_name, queue_name};
+pub use signing::EventKey;
 
 /// The header carrying the reason of a dead letter (see [`Delivery::dead_letter`]).
 pub const REASON_HEADER: &str = "x-cezone-reason";
@@ -95,6 +97,9 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// Publishes several envelopes with their confirmations outstanding at once (one round trip
     /// for the window, not one per event), in order. Returns one result per envelope; a failed
     /// one is not retried here (the outbox relay retries what is not marked published).
+    /// `Unroutable` is the one imprecise result: RabbitMQ's return names no delivery tag, so
+    /// under an ack covering several messages it may be reported for a neighbour of the
+    /// unroutable message (the relay treats both alike: published, nobody listening).
     async fn publish_many(&self, envelopes: &[Envelope]) -> Vec<Result<(), BusError>> {
         let mut out = Vec::with_capacity(envelopes.len());
         for e in envelopes {
@@ -126,6 +131,9 @@ pub struct BusConfig {
     pub queue_type: QueueType,
     /// Quorum queues: deliveries of one message before the broker dead-letters it.
     pub delivery_limit: u32,
+    /// Signs what this bus publishes and checks what it delivers (every cezone service has
+    /// it); none publishes unsigned and accepts anything (tools, tests of the bus itself).
+    pub event_key: Option<std::sync::Arc<EventKey>>,
 }
 
 /// The kind of RabbitMQ queue a consumer declares.
@@ -163,6 +171,14 @@ impl std::str::FromStr for QueueType {
 }
 
 impl BusConfig {
+    /// This configuration, signing and checking events with `key`.
+    pub fn signed_with(self, key: std::sync::Arc<EventKey>) -> Self {
+        BusConfig {
+            event_key: Some(key),
+            ..self
+        }
+    }
+
     /// An in-process bus configuration (as used by the embedded single-process setup).
     pub fn in_process(prefix: &str) -> Self {
         BusConfig {
@@ -172,6 +188,7 @@ impl BusConfig {
             prefetch: 16,
             queue_type: QueueType::Classic,
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
+            event_key: None,
         }
     }
 }

@@ -31,6 +31,7 @@ pub struct InProcessBus {
     closed: CancellationToken,
     /// Subscriptions made through this handle; their unacked deliveries are requeued on close.
     subscriptions: Mutex<Vec<u64>>,
+    event_key: Option<Arc<crate::EventKey>>,
 }
 
 impl InProcessBus {
@@ -56,6 +57,7 @@ impl InProcessBus {
             prefetch: config.prefetch,
             closed: CancellationToken::new(),
             subscriptions: Mutex::default(),
+            event_key: config.event_key.clone(),
         })
     }
 
@@ -77,7 +79,10 @@ impl Bus for InProcessBus {
         }
         crate::envelope::check_publishable(envelope)?;
         let routing_key = envelope.r#type.as_str();
-        let body = crate::encode(envelope);
+        let body = match &self.event_key {
+            Some(key) => crate::encode(&key.sign(envelope)),
+            None => crate::encode(envelope),
+        };
         let mut state = self.broker.lock();
         let mut routed = 0;
         for queue in state.queues.values_mut() {
@@ -139,6 +144,7 @@ impl Bus for InProcessBus {
             prefetch: usize::from(self.prefetch),
             notify,
             closed: self.closed.clone(),
+            event_key: self.event_key.clone(),
         }))
     }
 
@@ -235,6 +241,7 @@ pub(crate) struct MemorySubscription {
     prefetch: usize,
     notify: Arc<Notify>,
     closed: CancellationToken,
+    event_key: Option<Arc<crate::EventKey>>,
 }
 
 impl MemorySubscription {
@@ -282,6 +289,7 @@ impl MemorySubscription {
                 queue: self.queue.clone(),
                 tag,
             }),
+            self.event_key.clone(),
         ))
     }
 }

@@ -91,6 +91,8 @@ pub struct Keys {
     /// with every call, and its signature and claims cannot change, so they are checked once.
     /// Only the expiry is checked again on each call.
     verified: Mutex<HashMap<String, (Principal, i64)>>,
+    /// The key events are signed with, derived from the same secret.
+    event_key: Arc<cezone_bus::EventKey>,
 }
 
 /// Verified tokens remembered at most; the memory is forgotten whole when full.
@@ -149,7 +151,13 @@ impl Keys {
             issuer: s.issuer.clone(),
             default_ttl: (s.token_minutes * 60) as i64,
             verified: Mutex::new(HashMap::new()),
+            event_key: Arc::new(cezone_bus::EventKey::derive(secret)),
         })
+    }
+
+    /// The key the deployment's buses sign and check events with.
+    pub fn event_key(&self) -> Arc<cezone_bus::EventKey> {
+        self.event_key.clone()
     }
 
     /// A signed token for `who`, valid for `ttl_seconds` from now.

@@ -107,6 +107,7 @@ impl BusSettings {
                 QueueType::Quorum => cezone_bus::QueueType::Quorum,
             },
             delivery_limit: self.delivery_limit,
+            event_key: None,
         }
     }
 
@@ -221,6 +222,19 @@ impl Settings {
     }
 
     /// The embedded defaults alone, as tests start from.
+    /// The bus configuration of a process serving cezone services: signs and checks events
+    /// with the deployment's key (see `cezone_bus::EventKey`).
+    pub fn bus_config(
+        &self,
+        connection_name: &str,
+    ) -> Result<cezone_bus::BusConfig, crate::auth::AuthError> {
+        let keys = crate::auth::Keys::load(&self.auth)?;
+        Ok(self
+            .bus
+            .config(connection_name)
+            .signed_with(keys.event_key()))
+    }
+
     pub fn defaults() -> Settings {
         let s: Settings = Config::builder()
             .add_source(File::from_str(DEFAULTS, FileFormat::Toml))

@@ -95,6 +95,16 @@ pub fn random_secret() -> String {
 }
 
 /// The signing key of every test deployment in this process.
+/// The event key of buses in tests: the one the services of a test environment derive.
+pub fn event_key() -> std::sync::Arc<cezone_bus::EventKey> {
+    std::sync::Arc::new(cezone_bus::EventKey::derive(test_secret().as_bytes()))
+}
+
+/// An in-process bus configuration on `prefix` that signs and checks events as services do.
+pub fn in_process_bus(prefix: &str) -> cezone_bus::BusConfig {
+    cezone_bus::BusConfig::in_process(prefix).signed_with(event_key())
+}
+
 pub fn test_secret() -> &'static str {
     static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SECRET.get_or_init(random_secret)

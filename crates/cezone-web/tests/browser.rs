@@ -181,7 +181,7 @@ async fn record_that_moves_the_total(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scoreboard_shows_the_scoring_numbers_and_follows_a_review_live() {
     require_browser();
-    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+    let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
         &cezone_platform::testing::fresh_bus_prefix(),
     ))
     .await

@@ -144,7 +144,7 @@ impl Bus for AmqpBus {
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
         crate::envelope::check_publishable(envelope)?;
         let properties = envelope_properties(envelope)?;
-        let body = crate::encode(envelope);
+        let body = self.shared.body(envelope);
         let exchange = self.shared.exchange.clone();
         self.shared
             .publish_confirmed(&exchange, &envelope.r#type, &body, properties)
@@ -252,7 +252,7 @@ impl Shared {
                     continue;
                 }
             };
-            let body = crate::encode(envelope);
+            let body = self.body(envelope);
             match channel
                 .basic_publish(
                     self.exchange.as_str().into(),
@@ -288,6 +288,14 @@ impl Shared {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(BusError::Unavailable("not published".into()))))
             .collect()
+    }
+
+    /// The wire form of an envelope, signed when the bus has the deployment's event key.
+    fn body(&self, envelope: &Envelope) -> Vec<u8> {
+        match &self.config.event_key {
+            Some(key) => crate::encode(&key.sign(envelope)),
+            None => crate::encode(envelope),
+        }
     }
 
     async fn publish_once(

@@ -251,6 +251,7 @@ async fn pump(
                 shared.clone(),
                 spec.consumer.clone(),
             )),
+            shared.config.event_key.clone(),
         );
         tokio::select! {
             sent = tx.send(delivery) => if sent.is_err() { return Ended::Stopped },

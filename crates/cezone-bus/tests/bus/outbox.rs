@@ -147,8 +147,13 @@ async fn only_committed_events_are_published(backend: Backend) {
     let pending = event("evidence.reviewed", "not yet");
     let txn = db.begin().await.unwrap();
     outbox::enqueue(&txn, TABLE, &pending).await.unwrap();
-    let deleted = outbox::purge(&txn, TABLE, "9999-12-31T00:00:00Z").await.unwrap();
-    assert_eq!(deleted, 252, "every published row, the unpublished one kept");
+    let deleted = outbox::purge(&txn, TABLE, "9999-12-31T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted, 252,
+        "every published row, the unpublished one kept"
+    );
     assert_eq!(outbox::pending(&txn, TABLE).await.unwrap(), 1);
     txn.rollback().await.unwrap();
 

@@ -34,6 +34,7 @@ pub fn config(url: &str, prefix: &str, prefetch: u16) -> BusConfig {
         prefetch,
         queue_type: cezone_bus::QueueType::Classic,
         delivery_limit: cezone_bus::DEFAULT_DELIVERY_LIMIT,
+        event_key: None,
     }
 }
 
@@ -122,6 +123,15 @@ impl TestBus {
                     _lock: None,
                 }
             }
+        }
+    }
+
+    /// Another bus on the same broker and prefix, signing and checking with `key`.
+    pub async fn keyed(&self, key: Arc<cezone_bus::EventKey>) -> Arc<dyn Bus> {
+        let config = self.config.clone().signed_with(key);
+        match &self.concrete {
+            Concrete::Amqp(_) => Arc::new(connect_amqp(&config).await),
+            Concrete::InProcess(_) => Arc::new(InProcessBus::connect(&config).unwrap()),
         }
     }
 

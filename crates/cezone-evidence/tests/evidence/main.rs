@@ -30,7 +30,7 @@ fn ou(id: &str, level: OrgLevel, parent: Option<&str>, ctype: Option<CommunityTy
 
 async fn spawn(backend: Backend, max_file_bytes: u64) -> Stack {
     let mut env = test_env(backend).await;
-    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+    let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
         &cezone_platform::testing::fresh_bus_prefix(),
     ))
     .await

@@ -19,7 +19,7 @@ struct TestApp {
 
 async fn spawn_app(backend: Backend) -> TestApp {
     let env = test_env(backend).await;
-    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+    let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
         &cezone_platform::testing::fresh_bus_prefix(),
     ))
     .await

@@ -33,7 +33,7 @@ struct Stack {
 }
 
 async fn spawn(backend: Backend) -> Stack {
-    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+    let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
         &cezone_platform::testing::fresh_bus_prefix(),
     ))
     .await

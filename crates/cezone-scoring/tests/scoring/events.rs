@@ -240,6 +240,7 @@ async fn amqp_stack(queue_type: QueueType) -> (Stack, Arc<AmqpBus>) {
             prefetch: 32,
             queue_type,
             delivery_limit: cezone_bus::DEFAULT_DELIVERY_LIMIT,
+            event_key: Some(cezone_platform::testing::event_key()),
         })
         .await
         .expect("RabbitMQ on 127.0.0.1:5672 is needed by this test"),

@@ -17,17 +17,20 @@ use prost::Message;
 use tonic::Code;
 
 use super::events::{
-    all_cells, broker_accepts, converge, domain_total, flush, load_and_converge,
-    rabbitmqctl, recompute_agrees,
+    all_cells, broker_accepts, converge, domain_total, flush, load_and_converge, rabbitmqctl,
+    recompute_agrees,
 };
 use super::{Stack, spawn_tuned, spawn_with};
 
-/// A stack on the in-process bus, with a handle on that bus's dead-letter queues.
+/// A stack on the in-process bus (signing and checking events as services do), and a bus on
+/// the same exchange without the deployment's key: it publishes what an outsider could and
+/// reads the dead-letter queues.
 async fn in_process(backend: Backend) -> (Stack, InProcessBus) {
-    let config = BusConfig::in_process(&fresh_bus_prefix());
+    let prefix = fresh_bus_prefix();
+    let config = cezone_platform::testing::in_process_bus(&prefix);
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::connect(&config).unwrap());
-    let peek = InProcessBus::connect(&config).unwrap();
-    (spawn_with(backend, bus).await, peek)
+    let outsider = InProcessBus::connect(&BusConfig::in_process(&prefix)).unwrap();
+    (spawn_with(backend, bus).await, outsider)
 }
 
 fn first_town(s: &Stack) -> String {
@@ -83,7 +86,11 @@ async fn recompute_replaces_what_the_services_never_said(backend: Backend) {
         .await
         .unwrap();
     let forged = domain_total(&s, &with_stat(&s, &town, "staff_trained", 1));
-    assert_ne!(forged, s.expected_total(), "the forged value moves the total");
+    assert_ne!(
+        forged,
+        s.expected_total(),
+        "the forged value moves the total"
+    );
     converge(&mut s, &forged, Duration::from_secs(30)).await;
 
     s.recompute().await;
@@ -112,8 +119,8 @@ async fn recompute_replaces_what_the_services_never_said(backend: Backend) {
 }
 
 /// Facts the surveys service would refuse — a negative value, an org unit nobody created, more
-/// positive answers than answers — go to the dead-letter queue with the reason, and nothing of
-/// them reaches the read model.
+/// positive answers than answers — and a fact no service of the deployment signed go to the
+/// dead-letter queue with the reason, and nothing of them reaches the read model.
 async fn the_consumer_refuses_what_the_services_would(backend: Backend) {
     let (mut s, peek) = in_process(backend).await;
     load_and_converge(&mut s).await;
@@ -153,22 +160,30 @@ async fn the_consumer_refuses_what_the_services_would(backend: Backend) {
         ))
         .await
         .unwrap();
+    // Published by an outsider: a plausible value, but not signed by a service.
+    peek.publish(&statistic_event(&town, "staff_trained", 3, 1_000_000))
+        .await
+        .unwrap();
     let mut reasons = Vec::new();
     for _ in 0..100 {
         while let Some(d) = peek.take_dead_letter("scoring").await.unwrap() {
             reasons.push(d.reason);
         }
-        if reasons.len() >= 3 {
+        if reasons.len() >= 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     reasons.sort();
-    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.contains("value: -5 is negative")),
+        reasons.iter().any(
+            |r| r.contains("was not published by this deployment's services: it is not signed")
+        ),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("value: -5 is negative")),
         "{reasons:?}"
     );
     assert!(
@@ -195,7 +210,10 @@ async fn purged_records_change_nothing(backend: Backend) {
     load_and_converge(&mut s).await;
     let db = s.scoring.as_ref().unwrap().db.clone();
     let (changes, events) = cezone_scoring::purge(&db, Duration::ZERO).await.unwrap();
-    assert!(changes > 0 && events > 0, "{changes} changes, {events} events");
+    assert!(
+        changes > 0 && events > 0,
+        "{changes} changes, {events} events"
+    );
     let town = first_town(&s);
     let mut sv = cezone_client::surveys::client(s.channels.surveys.clone());
     sv.record_statistic(psv::StatisticReturn {
@@ -297,7 +315,8 @@ async fn two_replicas_answer_alike_and_announce_each_change_once() {
 
     // Every announcement so far: no filing's event is named twice.
     let mut named: BTreeMap<String, usize> = BTreeMap::new();
-    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(2), announcements.next()).await {
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(2), announcements.next()).await
+    {
         let env = d.envelope().unwrap();
         let p = ev::ScoresChanged::decode(env.payload.as_slice()).unwrap();
         for id in p.caused_by {
@@ -329,6 +348,7 @@ pub(crate) async fn rabbitmq_a_full_outbox_refuses_writes_until_the_broker_is_ba
             prefetch: 32,
             queue_type,
             delivery_limit: cezone_bus::DEFAULT_DELIVERY_LIMIT,
+            event_key: Some(cezone_platform::testing::event_key()),
         })
         .await
         .expect("RabbitMQ on 127.0.0.1:5672 is needed by this test"),
@@ -366,7 +386,9 @@ pub(crate) async fn rabbitmq_a_full_outbox_refuses_writes_until_the_broker_is_ba
     let refused = refused.expect("filings are refused once the outbox is past its limit");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(
-        refused.message().contains("waiting to be published (limit 50)"),
+        refused
+            .message()
+            .contains("waiting to be published (limit 50)"),
         "{}",
         refused.message()
     );
@@ -388,7 +410,10 @@ pub(crate) async fn rabbitmq_a_full_outbox_refuses_writes_until_the_broker_is_ba
             }
         }
     }
-    assert!(taken.is_some(), "writes are taken again once the backlog drained");
+    assert!(
+        taken.is_some(),
+        "writes are taken again once the backlog drained"
+    );
     assert_ne!(accepted, 0);
     flush(&s).await;
     let want = domain_total(&s, &with_stat(&s, &town, "staff_trained", 7));

@@ -22,7 +22,7 @@ struct Stack {
 /// A small demo district (2 towns, 6 communities) registered, and a survey defined.
 async fn spawn(backend: Backend) -> Stack {
     let mut env = test_env(backend).await;
-    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+    let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
         &cezone_platform::testing::fresh_bus_prefix(),
     ))
     .await

@@ -38,7 +38,7 @@ fn write_pki(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_call_each_other_over_mutual_tls_and_refuse_callers_without_a_certificate() {
-    let bus = cezone_bus::connect(&cezone_bus::BusConfig::in_process(
+    let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
         &cezone_platform::testing::fresh_bus_prefix(),
     ))
     .await

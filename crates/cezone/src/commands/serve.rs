@@ -48,9 +48,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .map(|s| s.name())
         .collect();
     // One bus (one named broker connection) for every service in this process.
-    let bus = cezone_bus::connect(&settings.bus.config(&format!("cezone {}", names.join(","))))
-        .await
-        .context("connecting to the event bus")?;
+    let bus = cezone_bus::connect(
+        &settings
+            .bus_config(&format!("cezone {}", names.join(",")))
+            .context("loading the key events are signed with")?,
+    )
+    .await
+    .context("connecting to the event bus")?;
     let mut running = Vec::new();
     // Started in dependency order; each in-process service is reached at its real address.
     if wanted(ServiceName::Registry) {
