@@ -12,7 +12,7 @@ mod facts_db;
 mod migration;
 mod model;
 mod persist;
-mod reconcile;
+pub mod reconcile;
 mod report;
 mod retention;
 mod scorer;
@@ -22,6 +22,7 @@ mod store;
 
 pub use app::Application;
 pub use events::{EventError, Fact, decode as decode_event};
+pub use model::{Inputs, Scored};
 pub use retention::purge;
 
 /// The scoring service's outbox table.

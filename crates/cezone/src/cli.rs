@@ -27,6 +27,11 @@ pub enum Command {
     /// Run the benchmarks beside their baselines and print the table (needs PostgreSQL and
     /// RabbitMQ as the tests do).
     Bench(BenchArgs),
+    /// The fault-injection harness: the services as processes on PostgreSQL and RabbitMQ with
+    /// two scoring replicas, concurrent writers and seeded faults; checks every cell of every
+    /// replica against a from-scratch recompute and every fact counted once. Exits 1 when it
+    /// finds anything wrong.
+    Chaos(ChaosArgs),
     /// Export self-evaluation reports from a running scoring service (services.scoring_url).
     #[command(subcommand)]
     Report(ReportCommand),
@@ -266,6 +271,42 @@ pub struct BenchArgs {
     /// Run only these workloads (repeatable), e.g. to profile one of them.
     #[arg(long, value_enum)]
     pub only: Vec<Workload>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// Rounds of writes and faults.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// The seed of the fault schedule and the writers (the same seed, the same schedule).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the results as JSON ("cezone.chaos.v1").
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// classic or quorum queues.
+    #[arg(long, default_value = "classic")]
+    pub queue_type: String,
+    /// PostgreSQL to create the run's database in.
+    #[arg(
+        long,
+        env = "CEZONE_TEST_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pub postgres: String,
+    /// RabbitMQ.
+    #[arg(
+        long,
+        env = "CEZONE_TEST_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp: String,
+    /// Communities of the demo district.
+    #[arg(long, default_value_t = 24)]
+    pub communities: usize,
+    /// Seconds the writers write each round.
+    #[arg(long, default_value_t = 4)]
+    pub burst_seconds: u64,
 }
 
 /// The workloads of `cezone bench`.

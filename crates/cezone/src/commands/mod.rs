@@ -21,6 +21,7 @@ use crate::render;
 
 mod access;
 mod bench;
+mod chaos;
 mod ops;
 mod report;
 mod serve;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => {
             async_command(async { bench::run(args).await.map(|()| ExitCode::SUCCESS) })
         }
+        Command::Chaos(args) => async_command(chaos::run(args)),
         Command::Health(args) => async_command(ops::health(args)),
         Command::Schedule(cmd) => async_command(ops::schedule(cmd)),
         Command::Snapshot(cmd) => async_command(ops::snapshot(cmd)),

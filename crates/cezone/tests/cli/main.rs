@@ -2,6 +2,7 @@
 
 use std::process::{Command, Output};
 
+mod chaos;
 mod processes;
 
 fn cezone(args: &[&str]) -> Output {
