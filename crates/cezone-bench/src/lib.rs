@@ -2,6 +2,7 @@
 //! reports ours, the baseline and their ratio. Figures, never assertions: targets are checked
 //! by reading the table (and recorded in BENCHMARKS.md).
 
+pub mod end_to_end;
 pub mod ingest;
 pub mod pipeline;
 pub mod queries;

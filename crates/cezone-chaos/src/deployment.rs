@@ -76,7 +76,6 @@ impl Deployment {
                 "CEZONE__LOG__FILTER".to_string(),
                 "warn,cezone_bus=info,cezone_scoring=info".to_string(),
             ),
-            ("RUST_LOG".to_string(), String::new()),
         ];
         for (name, key) in [
             ("registry", "REGISTRY"),
@@ -116,6 +115,7 @@ impl Deployment {
         let child = Command::new(&self.binary)
             .arg("serve")
             .envs(self.env.iter().cloned())
+            .env_remove("RUST_LOG")
             .env("CEZONE_SERVICES", service)
             .env(
                 format!("CEZONE__{}__PORT", service.to_uppercase()),
@@ -203,11 +203,22 @@ impl Deployment {
 
     /// Starts every process in order, each healthy before the next.
     pub async fn start_all(&mut self) -> Result<()> {
-        for p in PROCESSES {
+        self.start_only(&PROCESSES).await
+    }
+
+    /// Starts these processes in order, each healthy before the next.
+    pub async fn start_only(&mut self, processes: &[&'static str]) -> Result<()> {
+        for p in processes {
             self.start(p)?;
             self.wait_healthy(p, Duration::from_secs(60)).await?;
         }
         Ok(())
+    }
+
+    /// Adds a setting (`CEZONE__…`) for processes started from now on.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     pub fn is_running(&self, process: &str) -> bool {

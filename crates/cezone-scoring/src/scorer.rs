@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cezone_domain::engine::{Affected, Cell, Scoreboard};
 use cezone_platform::ApiError;
@@ -26,6 +26,8 @@ use crate::state::{State, Update};
 /// Longest wait between two reads when no wake-up comes (a lost notification, a listener
 /// reconnecting).
 const POLL: Duration = Duration::from_secs(1);
+/// Longest a change applied to the model waits before it is persisted and announced.
+const PERSIST_EVERY: Duration = Duration::from_millis(100);
 
 /// The scorer of one replica.
 #[derive(Debug)]
@@ -53,28 +55,51 @@ impl Scorer {
         Ok(scorer)
     }
 
-    /// Applies and persists changes as they commit, until shutdown. Failures are logged and
-    /// retried with backoff; nothing applied is dropped before it is persisted.
+    /// Applies changes as they commit and persists them, until shutdown. Watchers and queries
+    /// see a change as soon as it is applied; persisting (cells, the announcement) happens at
+    /// most every [`PERSIST_EVERY`], covering everything applied meanwhile, so a burst costs a
+    /// few commits, not one per batch. Failures are logged and retried with backoff; nothing
+    /// applied is dropped before it is persisted.
     pub async fn run(mut self, shutdown: CancellationToken) {
         if self.state.db.get_database_backend() == DatabaseBackend::Postgres {
             tokio::spawn(listen(self.state.clone(), shutdown.clone()));
         }
         let mut backoff = Duration::from_millis(100);
+        let mut persisted = Instant::now();
         loop {
-            let failed = match self.catch_up().await {
-                Ok(()) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "scorer failed; retrying");
-                    true
+            let mut failed = false;
+            loop {
+                match self.step().await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scorer failed; retrying");
+                        failed = true;
+                        break;
+                    }
                 }
-            };
+            }
+            let due = persisted + PERSIST_EVERY;
+            if !self.pending.is_empty() && Instant::now() >= due {
+                match self.persist().await {
+                    Ok(()) => persisted = Instant::now(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scores not persisted yet; retrying");
+                        failed = true;
+                    }
+                }
+            }
             let wait = if failed {
                 let d = backoff;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 d
             } else {
                 backoff = Duration::from_millis(100);
-                POLL
+                if self.pending.is_empty() {
+                    POLL
+                } else {
+                    due.saturating_duration_since(Instant::now())
+                }
             };
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -82,15 +107,6 @@ impl Scorer {
                 () = tokio::time::sleep(wait) => {}
             }
         }
-    }
-
-    /// Applies everything committed so far, then persists it.
-    pub async fn catch_up(&mut self) -> Result<(), ApiError> {
-        while self.step().await? {}
-        if !self.pending.is_empty() {
-            self.persist().await?;
-        }
-        Ok(())
     }
 
     /// One read and what it brings. Returns whether anything was applied.

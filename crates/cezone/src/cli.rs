@@ -313,6 +313,7 @@ pub struct ChaosArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
     Pipeline,
+    EndToEnd,
     Ingest,
     Upload,
     Recompute,

@@ -5,8 +5,10 @@
 //!
 //! Publishing is at least once: a crash (or a lost confirmation) between publishing and marking
 //! publishes the event again later. Consumers drop duplicates by event id. Events are published
-//! in id order by one relay; with several replicas relaying the same table (PostgreSQL, `FOR
-//! UPDATE SKIP LOCKED`) batches interleave, so consumers must not rely on a global order.
+//! in id order by one relay at a time; several replicas relaying the same table (PostgreSQL)
+//! take turns under the table's advisory lock. A row committed late (a lower id, a later
+//! commit) is published when seen, after higher ids, so consumers must not rely on a global
+//! order.
 //!
 //! An event no queue is bound for (no consumer of its type has ever subscribed) is refused by
 //! the broker as unroutable; the relay logs it and marks it published rather than blocking

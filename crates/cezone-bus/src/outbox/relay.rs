@@ -3,9 +3,9 @@
 //!
 //! Each pass takes a window of unpublished rows (`window`, 256 by default) and publishes them
 //! with their confirmations outstanding together ([`Bus::publish_many`]), so throughput is a
-//! window per round trip, not an event. On PostgreSQL the rows are taken in a transaction with
-//! `FOR UPDATE SKIP LOCKED`, so replicas relaying the same table never publish the same rows at
-//! the same time; the marks commit with the transaction at the end of the pass. On SQLite (one
+//! window per round trip, not an event. On PostgreSQL a pass runs in a transaction holding the
+//! table's advisory lock, so replicas relaying the same table take turns and never publish the
+//! same rows at the same time; the marks commit with the transaction at the end of the pass. On SQLite (one
 //! process) no transaction is held while publishing — that would block the service's own
 //! writes — and the confirmed rows are marked after the window.
 //!
@@ -33,6 +33,8 @@ use crate::backoff::Backoff;
 use crate::{Bus, BusError};
 
 const POLL: Duration = Duration::from_millis(500);
+/// How often the backlog is counted for [`RelayHandle::admit`].
+const COUNT_EVERY: Duration = Duration::from_millis(200);
 /// How often published rows past the retention are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// At shutdown, how long the relay keeps publishing what is pending.
@@ -217,6 +219,7 @@ async fn run(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let window = shared.config.window as usize;
     let mut purged_at: Option<tokio::time::Instant> = None;
+    let mut counted_at: Option<tokio::time::Instant> = None;
     loop {
         if purged_at.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
             purged_at = Some(tokio::time::Instant::now());
@@ -228,7 +231,11 @@ async fn run(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken
             pass = pass(&shared, bus.as_ref()) => pass,
             _ = shutdown.cancelled() => break,
         };
-        count_backlog(&shared).await;
+        // Counting a long backlog costs a scan: at most five times a second, not every window.
+        if counted_at.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
+            counted_at = Some(tokio::time::Instant::now());
+            count_backlog(&shared).await;
+        }
         match pass {
             Ok(published) => {
                 backoff.reset();
@@ -287,6 +294,7 @@ enum PassError {
 async fn pass(shared: &Shared, bus: &dyn Bus) -> Result<usize, PassError> {
     let sql = &shared.sql;
     let window = shared.config.window;
+    let started = std::time::Instant::now();
     let result = match sql.backend() {
         DatabaseBackend::Sqlite => {
             let rows = sql.select_batch(&shared.db, window).await?;
@@ -294,9 +302,24 @@ async fn pass(shared: &Shared, bus: &dyn Bus) -> Result<usize, PassError> {
         }
         _ => {
             let txn = shared.db.begin().await?;
+            if !sql.try_lock(&txn).await? {
+                // Another replica relays this table now; this one looks again later.
+                txn.commit().await?;
+                return Ok(0);
+            }
             let rows = sql.select_batch(&txn, window).await?;
+            let selected = started.elapsed();
             let result = publish_rows(sql, &txn, bus, rows).await;
+            let published = started.elapsed();
             txn.commit().await?;
+            tracing::debug!(
+                table = sql.table(),
+                rows = result.as_ref().ok(),
+                select_ms = selected.as_millis() as u64,
+                publish_ms = (published - selected).as_millis() as u64,
+                commit_ms = (started.elapsed() - published).as_millis() as u64,
+                "outbox pass"
+            );
             result
         }
     };

@@ -151,19 +151,32 @@ impl Sql {
         )
     }
 
-    /// The oldest unpublished rows. On PostgreSQL (and MySQL) they are locked for the
-    /// surrounding transaction, skipping rows another relay has locked.
+    /// Whether this relay may relay the table now (PostgreSQL): one relay at a time per table,
+    /// the others skip their pass. A transaction-scoped advisory lock, so a relay that dies
+    /// releases it with its connection. Taken instead of row locks (`FOR UPDATE`), which would
+    /// write every selected row once more.
+    pub(super) async fn try_lock<C: ConnectionTrait>(&self, conn: &C) -> Result<bool, DbErr> {
+        let sql = format!(
+            "SELECT pg_try_advisory_xact_lock(hashtext({})) AS held",
+            self.p(1)
+        );
+        let row = conn
+            .query_one(self.statement(sql, vec![format!("cezone.outbox.{}", self.table).into()]))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("", "held")?,
+            None => false,
+        })
+    }
+
+    /// The oldest unpublished rows.
     pub(super) async fn select_batch<C: ConnectionTrait>(
         &self,
         conn: &C,
         limit: u32,
     ) -> Result<Vec<Row>, DbErr> {
-        let lock = match self.backend {
-            DatabaseBackend::Sqlite => "",
-            _ => " FOR UPDATE SKIP LOCKED",
-        };
         let sql = format!(
-            "SELECT id, envelope FROM {} WHERE published_at IS NULL ORDER BY id LIMIT {limit}{lock}",
+            "SELECT id, envelope FROM {} WHERE published_at IS NULL ORDER BY id LIMIT {limit}",
             self.quoted
         );
         let rows = conn.query_all(self.statement(sql, vec![])).await?;

@@ -220,8 +220,8 @@ async fn pending_events_wait_for_the_broker(backend: Backend) {
     consumer_bus.close().await;
 }
 
-/// Two replicas relaying the same PostgreSQL table never publish the same row (`FOR UPDATE
-/// SKIP LOCKED`): every event arrives exactly once.
+/// Two replicas relaying the same PostgreSQL table never publish the same row (they take turns
+/// under the table's advisory lock): every event arrives exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_on_postgres_publish_each_event_once() {
     init();

@@ -17,6 +17,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .await
             .context("event pipeline")?;
     }
+    if runs(Workload::EndToEnd) {
+        eprintln!("bench: end to end, separate processes (PostgreSQL + RabbitMQ) …");
+        end_to_end(size, &mut report).await.context("end to end")?;
+    }
     if runs(Workload::Ingest) {
         survey_ingest(size, &mut report).await?;
     }
@@ -113,6 +117,83 @@ async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
         Some(raw_half.p99_ms),
         "< 50 ms",
         "",
+    );
+    Ok(())
+}
+
+async fn end_to_end(size: Size, report: &mut Report) -> Result<()> {
+    let (params, n) = match size {
+        Size::Quick => (
+            DemoParams {
+                towns: 3,
+                communities: 60,
+                responses_per_community: 10,
+                ..DemoParams::nanhai(7)
+            },
+            6_000,
+        ),
+        Size::Full => (DemoParams::nanhai(7), 30_000),
+    };
+    let binary = std::env::current_exe().context("finding the cezone binary")?;
+    let m = cezone_bench::end_to_end::measure(&binary, &params, n).await?;
+    let settings = cezone_platform::Settings::load(None)?;
+    let (raw_full, raw_half) = pipeline::baseline(
+        &cezone_platform::testing::amqp_url(),
+        n,
+        m.event_bytes,
+        m.full.per_second / 2.0,
+        settings.bus.prefetch,
+    )
+    .await?;
+    let w = "end to end";
+    report.push(
+        w,
+        "throughput",
+        "statistics/s",
+        m.full.per_second,
+        Some(raw_full.per_second),
+        "≥ 0.5× raw",
+        &format!(
+            "{} statistics filed by {} callers in calls of 50 (RecordStatistics) to the surveys \
+             process → its outbox → relay → RabbitMQ → the scoring process → new score visible \
+             to GetScores; raw: lapin publish with confirms → consume, {}-byte messages",
+            m.full.statistics, 8, m.event_bytes
+        ),
+    );
+    report.push(
+        w,
+        "latency p50 at half load",
+        "ms",
+        m.half.p50_ms,
+        Some(raw_half.p50_ms),
+        "",
+        &format!(
+            "{} statistics at {:.0}/s, from the call's answer to the score",
+            m.half.statistics,
+            m.full.per_second / 2.0
+        ),
+    );
+    report.push(
+        w,
+        "latency p99 at half load",
+        "ms",
+        m.half.p99_ms,
+        Some(raw_half.p99_ms),
+        "< 100 ms",
+        "",
+    );
+    report.push(
+        w,
+        "outbox backlog at full load",
+        "events",
+        m.full.max_backlog as f64,
+        None,
+        "bounded",
+        &format!(
+            "the most unpublished events sampled in the surveys outbox (writes are refused past \
+             bus.outbox_backlog_limit = {})",
+            settings.bus.outbox_backlog_limit
+        ),
     );
     Ok(())
 }

@@ -1,0 +1,344 @@
+//! The real path, in separate processes as a deployment runs them: statistics filed through the
+//! surveys service's API (`RecordStatistics`) → its outbox, committed with them → the relay →
+//! RabbitMQ → scoring's consumer → change records → the scorer → the new score, visible to
+//! `GetScores` (seen on `WatchScores`, which is told the moment the model changed). Measured
+//! from each call's answer (the statistic accepted) to its score; at full speed and at half.
+//! The surveys outbox's backlog is sampled throughout.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use cezone_chaos::deployment::Deployment;
+use cezone_client::demo::{self, Channels};
+use cezone_domain::access::{Principal, Role};
+use cezone_domain::demo::{DemoParams, generate};
+use cezone_domain::guangdong;
+use cezone_domain::org::OrgLevel;
+use cezone_platform::auth::{Bearer, Keys};
+use cezone_platform::testing::{admin_url, amqp_url};
+use cezone_proto::scoring::v1 as psc;
+use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use cezone_proto::surveys::v1 as ps;
+use futures::StreamExt;
+use sqlx::Connection;
+
+use crate::report::quantile;
+
+/// Callers filing at once, and statistics per call.
+const CALLERS: usize = 8;
+const PER_CALL: usize = 50;
+
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub statistics: usize,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The most events the surveys outbox held unpublished at a sample.
+    pub max_backlog: i64,
+}
+
+/// Both runs, and the encoded size of one statistic's event (for the baseline's messages).
+#[derive(Debug)]
+pub struct Measured {
+    pub full: Run,
+    pub half: Run,
+    pub event_bytes: usize,
+}
+
+pub async fn measure(binary: &Path, params: &DemoParams, n: usize) -> Result<Measured> {
+    let admin = admin_url();
+    let name = format!("cezone_bench_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .with_context(|| format!("PostgreSQL at {admin}"))?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await?;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let result = measure_in(binary, &url, params, n).await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+    result
+}
+
+async fn measure_in(binary: &Path, url: &str, params: &DemoParams, n: usize) -> Result<Measured> {
+    let mut d = Deployment::new(binary, url, &amqp_url(), cezone_bus::QueueType::Classic)?;
+    d.set(
+        "CEZONE__LOG__FILTER",
+        &std::env::var("CEZONE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    if let Ok(p) = std::env::var("CEZONE__BUS__PREFETCH") {
+        d.set("CEZONE__BUS__PREFETCH", &p);
+    }
+    d.start_only(&PROCESSES).await?;
+    let result = run(&mut d, url, params, n).await;
+    if let Ok(keep) = std::env::var("CEZONE_BENCH_KEEP_LOGS") {
+        for p in PROCESSES {
+            let _ = std::fs::copy(d.log_path(p), format!("{keep}/{p}.log"));
+        }
+    }
+    if result.is_err() {
+        for p in PROCESSES {
+            eprintln!("--- {p} (last lines of its log)\n{}", d.log_tail(p, 10));
+        }
+    }
+    d.stop_all();
+    result
+}
+
+const PROCESSES: [&str; 4] = ["registry", "evidence", "surveys", "scoring-a"];
+
+async fn run(d: &mut Deployment, url: &str, params: &DemoParams, n: usize) -> Result<Measured> {
+    let mut auth = cezone_platform::settings::Settings::defaults().auth;
+    auth.secret = d.secret.clone();
+    let keys = Arc::new(Keys::from_secret(d.secret.as_bytes(), &auth)?);
+    let office = Bearer::minted(
+        keys,
+        Principal::new("bench", Role::EvaluationOffice, None, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let channels = Channels {
+        registry: cezone_client::connect(&d.url("registry"), &office).await?,
+        evidence: cezone_client::connect(&d.url("evidence"), &office).await?,
+        surveys: cezone_client::connect(&d.url("surveys"), &office).await?,
+    };
+    let (fw, _) = guangdong::framework();
+    let district = generate(&fw, params);
+    demo::load(&channels, &fw, &district).await?;
+    let mut scores =
+        ScoringServiceClient::new(cezone_client::connect(&d.url("scoring-a"), &office).await?)
+            .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES);
+    let pool = sqlx::PgPool::connect(url).await?;
+    // Loaded and scored: the outbox empty and the model there.
+    let ready = Instant::now() + Duration::from_secs(120);
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM surveys_outbox WHERE published_at IS NULL")
+                .fetch_one(&pool)
+                .await?;
+        if pending == 0
+            && scores
+                .get_scores(psc::GetScoresRequest::default())
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        if Instant::now() > ready {
+            bail!("the demo district was not scored within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let communities: Vec<String> = district
+        .units
+        .iter()
+        .filter(|u| u.level == OrgLevel::Community)
+        .map(|u| u.id.to_string())
+        .collect();
+    let period = district.params.period;
+    let batches = |count: usize, offset: usize| -> Vec<Vec<ps::StatisticReturn>> {
+        (0..count.div_ceil(PER_CALL))
+            .map(|b| {
+                (0..PER_CALL.min(count - b * PER_CALL))
+                    .map(|i| {
+                        let k = offset + b * PER_CALL + i;
+                        ps::StatisticReturn {
+                            // Distinct communities within a call; a community's consecutive
+                            // values differ, so each filing moves its score.
+                            org_unit: communities[(b * PER_CALL + i) % communities.len()].clone(),
+                            metric: "residents_served".into(),
+                            period,
+                            value: (k % 997) as i64 + 1,
+                            filed_by: "bench".into(),
+                            ..Default::default()
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    eprintln!("bench: end to end: {n} statistics at full speed …");
+    let full = drive(&channels, &mut scores, &pool, batches(n, 0), None).await?;
+    let rate = full.per_second / 2.0;
+    let m = ((rate * 10.0) as usize).clamp(PER_CALL * 4, n);
+    eprintln!("bench: end to end: {m} statistics at {rate:.0}/s …");
+    let half = drive(&channels, &mut scores, &pool, batches(m, n), Some(rate)).await?;
+    let sample = ps::StatisticReturn {
+        org_unit: communities[0].clone(),
+        metric: "residents_served".into(),
+        period,
+        value: 1,
+        filed_by: "bench".into(),
+        version: 1,
+        filed_at: cezone_platform::time::now_rfc3339(),
+        ..Default::default()
+    };
+    let event_bytes = cezone_bus::encode(&cezone_bus::envelope(
+        "statistic.recorded",
+        "surveys",
+        &cezone_proto::events::v1::StatisticRecorded {
+            statistic: Some(sample),
+        },
+        None,
+    ))
+    .len()
+        + 32;
+    Ok(Measured {
+        full,
+        half,
+        event_bytes,
+    })
+}
+
+/// Files the batches (paced at `rate` statistics per second when given) and waits until every
+/// statistic's event is named by a score update.
+async fn drive(
+    channels: &Channels,
+    scores: &mut ScoringServiceClient<cezone_platform::auth::AuthChannel>,
+    pool: &sqlx::PgPool,
+    batches: Vec<Vec<ps::StatisticReturn>>,
+    rate: Option<f64>,
+) -> Result<Run> {
+    let total: usize = batches.iter().map(Vec::len).sum();
+    let mut watch = scores
+        .watch_scores(psc::WatchScoresRequest::default())
+        .await?
+        .into_inner();
+    // The first message is the current state.
+    watch.next().await;
+    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let watching = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(u)) = watch.next().await {
+                let at = Instant::now();
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                for id in u.caused_by {
+                    seen.entry(id).or_insert(at);
+                }
+            }
+        })
+    };
+    let backlog = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let sampling = {
+        let (pool, backlog) = (pool.clone(), backlog.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(n) = sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM surveys_outbox WHERE published_at IS NULL",
+                )
+                .fetch_one(&pool)
+                .await
+                {
+                    backlog.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // Each filed statistic: when its call answered, its key and its version.
+    type Filed = (Instant, (String, String, i32), u64);
+    let accepted: Arc<Mutex<HashMap<String, Filed>>> = Arc::default();
+    let started = Instant::now();
+    let queue = Arc::new(Mutex::new(batches.into_iter().enumerate()));
+    let mut callers = Vec::new();
+    for _ in 0..CALLERS {
+        let (queue, accepted) = (queue.clone(), accepted.clone());
+        let mut client = cezone_client::surveys::client(channels.surveys.clone());
+        callers.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some((i, batch)) = next else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64((i * PER_CALL) as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let r = client
+                    .record_statistics(ps::RecordStatisticsRequest {
+                        statistics: batch,
+                        dry_run: false,
+                    })
+                    .await?
+                    .into_inner();
+                let at = Instant::now();
+                let mut accepted = accepted.lock().unwrap_or_else(|e| e.into_inner());
+                for (id, s) in r.event_ids.into_iter().zip(r.statistics) {
+                    accepted.insert(id, (at, (s.org_unit, s.metric, s.period), s.version));
+                }
+            }
+        }));
+    }
+    for c in callers {
+        c.await??;
+    }
+    // A statistic is visible once the scores show its version or a newer one of its key: a
+    // version superseded before it was applied is counted by the one that superseded it.
+    let visible = |accepted: &HashMap<String, Filed>, seen: &HashMap<String, Instant>| {
+        let mut shown: HashMap<&(String, String, i32), Vec<(u64, Instant)>> = HashMap::new();
+        for (id, at) in seen {
+            if let Some((_, key, version)) = accepted.get(id) {
+                shown.entry(key).or_default().push((*version, *at));
+            }
+        }
+        accepted
+            .iter()
+            .map(|(_, (filed, key, version))| {
+                let at = shown
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(v, _)| v >= version)
+                    .map(|(_, at)| *at)
+                    .min();
+                (*filed, at)
+            })
+            .collect::<Vec<(Instant, Option<Instant>)>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let times = loop {
+        let times = {
+            let accepted = accepted.lock().unwrap_or_else(|e| e.into_inner());
+            let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            visible(&accepted, &seen)
+        };
+        let done = times.iter().filter(|(_, at)| at.is_some()).count();
+        if done == total {
+            break times;
+        }
+        if Instant::now() > deadline {
+            bail!("{done} of {total} statistics reached the scores within 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    watching.abort();
+    sampling.abort();
+    let last = times
+        .iter()
+        .filter_map(|(_, at)| *at)
+        .max()
+        .unwrap_or(started);
+    let mut latencies: Vec<f64> = times
+        .iter()
+        .filter_map(|(filed, at)| {
+            Some(at.as_ref()?.saturating_duration_since(*filed).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(Run {
+        statistics: total,
+        per_second: total as f64 / last.duration_since(started).as_secs_f64(),
+        p50_ms: quantile(&latencies, 0.5),
+        p99_ms: quantile(&latencies, 0.99),
+        max_backlog: backlog.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
