@@ -25,31 +25,47 @@ use cezone_proto::surveys::v1 as ps;
 use futures::StreamExt;
 use sqlx::Connection;
 
-use crate::report::quantile;
+use crate::pipeline::{Raw, Run, summarize};
 
 /// Callers filing at once, and statistics per call.
 const CALLERS: usize = 8;
 const PER_CALL: usize = 50;
 
-#[derive(Debug, Clone)]
-pub struct Run {
-    pub statistics: usize,
-    pub per_second: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    /// The most events the surveys outbox held unpublished at a sample.
-    pub max_backlog: i64,
+/// How long the runs are.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// The steady window each full-load run needs at least.
+    pub window: Duration,
+    /// (ours, raw) pairs of full-load runs.
+    pub pairs: usize,
+    /// Length of the half-load runs.
+    pub half: Duration,
 }
 
-/// Both runs, and the encoded size of one statistic's event (for the baseline's messages).
+/// Every run, in the order they ran (a warm-up of each side first, not kept): ours and raw
+/// lapin at full load alternating, then ours and raw at half of ours' rate; the most events
+/// the surveys outbox held unpublished at a sample during ours' full-load runs, and the encoded
+/// size of one statistic's event (the baseline's messages).
 #[derive(Debug)]
 pub struct Measured {
-    pub full: Run,
+    pub full: Vec<Run>,
+    pub raw_full: Vec<Run>,
     pub half: Run,
+    pub raw_half: Run,
+    pub max_backlog: i64,
     pub event_bytes: usize,
+    /// Statistics per full-load run of ours, and messages per raw one.
+    pub sizes: (usize, usize),
 }
 
-pub async fn measure(binary: &Path, params: &DemoParams, n: usize) -> Result<Measured> {
+/// Runs the workload against the surveys, registry, evidence and scoring services started as
+/// processes of `binary`, and the baseline on the RabbitMQ at `amqp` with `prefetch`.
+pub async fn measure(
+    binary: &Path,
+    params: &DemoParams,
+    plan: Plan,
+    prefetch: u16,
+) -> Result<Measured> {
     let admin = admin_url();
     let name = format!("cezone_bench_e2e_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&admin)
@@ -60,14 +76,20 @@ pub async fn measure(binary: &Path, params: &DemoParams, n: usize) -> Result<Mea
         .await?;
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let url = format!("{base}/{name}");
-    let result = measure_in(binary, &url, params, n).await;
+    let result = measure_in(binary, &url, params, plan, prefetch).await;
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .execute(&mut conn)
         .await;
     result
 }
 
-async fn measure_in(binary: &Path, url: &str, params: &DemoParams, n: usize) -> Result<Measured> {
+async fn measure_in(
+    binary: &Path,
+    url: &str,
+    params: &DemoParams,
+    plan: Plan,
+    prefetch: u16,
+) -> Result<Measured> {
     let mut d = Deployment::new(binary, url, &amqp_url(), cezone_bus::QueueType::Classic)?;
     d.set(
         "CEZONE__LOG__FILTER",
@@ -77,7 +99,7 @@ async fn measure_in(binary: &Path, url: &str, params: &DemoParams, n: usize) -> 
         d.set("CEZONE__BUS__PREFETCH", &p);
     }
     d.start_only(&PROCESSES).await?;
-    let result = run(&mut d, url, params, n).await;
+    let result = run(&mut d, url, params, plan, prefetch).await;
     if let Ok(keep) = std::env::var("CEZONE_BENCH_KEEP_LOGS") {
         for p in PROCESSES {
             let _ = std::fs::copy(d.log_path(p), format!("{keep}/{p}.log"));
@@ -94,7 +116,13 @@ async fn measure_in(binary: &Path, url: &str, params: &DemoParams, n: usize) -> 
 
 const PROCESSES: [&str; 4] = ["registry", "evidence", "surveys", "scoring-a"];
 
-async fn run(d: &mut Deployment, url: &str, params: &DemoParams, n: usize) -> Result<Measured> {
+async fn run(
+    d: &mut Deployment,
+    url: &str,
+    params: &DemoParams,
+    plan: Plan,
+    prefetch: u16,
+) -> Result<Measured> {
     let mut auth = cezone_platform::settings::Settings::defaults().auth;
     auth.secret = d.secret.clone();
     let keys = Arc::new(Keys::from_secret(d.secret.as_bytes(), &auth)?);
@@ -165,12 +193,6 @@ async fn run(d: &mut Deployment, url: &str, params: &DemoParams, n: usize) -> Re
             })
             .collect()
     };
-    eprintln!("bench: end to end: {n} statistics at full speed …");
-    let full = drive(&channels, &mut scores, &pool, batches(n, 0), None).await?;
-    let rate = full.per_second / 2.0;
-    let m = ((rate * 10.0) as usize).clamp(PER_CALL * 4, n);
-    eprintln!("bench: end to end: {m} statistics at {rate:.0}/s …");
-    let half = drive(&channels, &mut scores, &pool, batches(m, n), Some(rate)).await?;
     let sample = ps::StatisticReturn {
         org_unit: communities[0].clone(),
         metric: "residents_served".into(),
@@ -191,11 +213,58 @@ async fn run(d: &mut Deployment, url: &str, params: &DemoParams, n: usize) -> Re
     ))
     .len()
         + 32;
-    Ok(Measured {
-        full,
-        half,
-        event_bytes,
-    })
+    let raw = Raw::connect(&amqp_url(), event_bytes, prefetch).await?;
+    let result = async {
+        // Warm-up runs, not counted; their rates size the measured runs.
+        let mut offset = 0;
+        let (warm, _) = drive(&channels, &mut scores, &pool, batches(2_000, offset), None).await?;
+        offset += 2_000;
+        let warm_raw = raw.run(2_000, None).await?;
+        let n =
+            crate::pipeline::events_for(warm.per_second, plan.window).next_multiple_of(PER_CALL);
+        let n_raw = crate::pipeline::events_for(warm_raw.per_second, plan.window);
+        let (mut full, mut raw_full, mut max_backlog) = (Vec::new(), Vec::new(), 0);
+        for pair in 0..plan.pairs {
+            eprintln!(
+                "bench: end to end: run {} of {}: {n} statistics at full speed, then {n_raw} raw \
+                 messages …",
+                pair + 1,
+                plan.pairs
+            );
+            let (run, backlog) =
+                drive(&channels, &mut scores, &pool, batches(n, offset), None).await?;
+            offset += n;
+            max_backlog = max_backlog.max(backlog);
+            full.push(run);
+            raw_full.push(raw.run(n_raw, None).await?);
+        }
+        let mut rates: Vec<f64> = full.iter().map(|r| r.per_second).collect();
+        rates.sort_by(f64::total_cmp);
+        let rate = crate::report::quantile(&rates, 0.5) / 2.0;
+        let m = ((rate * plan.half.as_secs_f64()) as usize).max(PER_CALL * 4);
+        eprintln!("bench: end to end: {m} statistics at {rate:.0}/s, then raw …");
+        let (half, _) = drive(
+            &channels,
+            &mut scores,
+            &pool,
+            batches(m, offset),
+            Some(rate),
+        )
+        .await?;
+        let raw_half = raw.run(m, Some(rate)).await?;
+        Ok(Measured {
+            full,
+            raw_full,
+            half,
+            raw_half,
+            max_backlog,
+            event_bytes,
+            sizes: (n, n_raw),
+        })
+    }
+    .await;
+    let _ = raw.close().await;
+    result
 }
 
 /// Files the batches (paced at `rate` statistics per second when given) and waits until every
@@ -206,7 +275,7 @@ async fn drive(
     pool: &sqlx::PgPool,
     batches: Vec<Vec<ps::StatisticReturn>>,
     rate: Option<f64>,
-) -> Result<Run> {
+) -> Result<(Run, i64)> {
     let total: usize = batches.iter().map(Vec::len).sum();
     let mut watch = scores
         .watch_scores(psc::WatchScoresRequest::default())
@@ -245,7 +314,8 @@ async fn drive(
         })
     };
     // Each filed statistic: when its call answered, its key and its version.
-    type Filed = (Instant, (String, String, i32), u64);
+    type Key = (String, String, i32);
+    type Filed = (Instant, Key, u64);
     let accepted: Arc<Mutex<HashMap<String, Filed>>> = Arc::default();
     let started = Instant::now();
     let queue = Arc::new(Mutex::new(batches.into_iter().enumerate()));
@@ -284,7 +354,7 @@ async fn drive(
     // A statistic is visible once the scores show its version or a newer one of its key: a
     // version superseded before it was applied is counted by the one that superseded it.
     let visible = |accepted: &HashMap<String, Filed>, seen: &HashMap<String, Instant>| {
-        let mut shown: HashMap<&(String, String, i32), Vec<(u64, Instant)>> = HashMap::new();
+        let mut shown: HashMap<&Key, Vec<(u64, Instant)>> = HashMap::new();
         for (id, at) in seen {
             if let Some((_, key, version)) = accepted.get(id) {
                 shown.entry(key).or_default().push((*version, *at));
@@ -322,23 +392,24 @@ async fn drive(
     };
     watching.abort();
     sampling.abort();
-    let last = times
+    let completions: Vec<f64> = times
         .iter()
-        .filter_map(|(_, at)| *at)
-        .max()
-        .unwrap_or(started);
-    let mut latencies: Vec<f64> = times
+        .filter_map(|(_, at)| {
+            Some(
+                at.as_ref()?
+                    .saturating_duration_since(started)
+                    .as_secs_f64(),
+            )
+        })
+        .collect();
+    let latencies: Vec<f64> = times
         .iter()
         .filter_map(|(filed, at)| {
             Some(at.as_ref()?.saturating_duration_since(*filed).as_secs_f64() * 1000.0)
         })
         .collect();
-    latencies.sort_by(f64::total_cmp);
-    Ok(Run {
-        statistics: total,
-        per_second: total as f64 / last.duration_since(started).as_secs_f64(),
-        p50_ms: quantile(&latencies, 0.5),
-        p99_ms: quantile(&latencies, 0.99),
-        max_backlog: backlog.load(std::sync::atomic::Ordering::Relaxed),
-    })
+    Ok((
+        summarize(&completions, latencies),
+        backlog.load(std::sync::atomic::Ordering::Relaxed),
+    ))
 }

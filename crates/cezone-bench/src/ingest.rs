@@ -43,20 +43,24 @@ impl Run {
 
 #[derive(Debug, Clone)]
 pub struct Measured {
-    /// The survey service: gRPC stream → checked → COPY into its table → tallies → commit.
-    pub ours: Run,
-    /// `COPY … FROM STDIN` of the same rows into a bare table.
-    pub copy: Run,
+    /// The survey service: gRPC stream → checked → COPY into its table → tallies → commit;
+    /// one call per round.
+    pub ours: Vec<Run>,
+    /// `COPY … FROM STDIN` of the same rows into a bare table; one per round, each right after
+    /// ours.
+    pub copy: Vec<Run>,
     /// Bytes of one response's row in the COPY text, on average.
     pub row_bytes: f64,
 }
 
 /// Starts registry and surveys on a fresh database, creates `COMMUNITIES` communities and a
-/// survey, generates `n` responses, then runs the baseline and ours on them.
-pub async fn measure(n: usize) -> Result<Measured> {
+/// survey, generates `n` responses, then runs ours and the baseline on them in alternating
+/// rounds (ours, COPY, ours, COPY, …), each round's respondents new (their ids suffixed with
+/// the round), after a warm-up round of a tenth of the rows that is not counted.
+pub async fn measure(n: usize, rounds: usize) -> Result<Measured> {
     let per = n.div_ceil(COMMUNITIES) as u32;
     let (fw, _) = guangdong::framework();
-    let district = generate(
+    let mut district = generate(
         &fw,
         &DemoParams {
             towns: 4,
@@ -65,6 +69,15 @@ pub async fn measure(n: usize) -> Result<Measured> {
             ..DemoParams::nanhai(11)
         },
     );
+    // Every round surveys the same communities anew, and a community may not have more
+    // respondents than residents: the communities are given enough residents for all rounds.
+    let period = district.params.period;
+    for u in &mut district.units {
+        if u.level == cezone_domain::org::OrgLevel::Community {
+            u.population
+                .insert(period, (per as u64) * (rounds as u64 + 1) * 2);
+        }
+    }
     let responses: Vec<ps::Response> = district
         .responses(&fw.catalog)
         .take(n)
@@ -98,16 +111,46 @@ pub async fn measure(n: usize) -> Result<Measured> {
             .await
             .context("DefineSurvey")?;
 
-        let (copy, row_bytes) = baseline(&settings.database.url, &id, &responses).await?;
-
-        let started = Instant::now();
-        let summary = surveys::ingest(&mut sv, &id, responses)
+        let mut conn = sqlx::PgConnection::connect(&settings.database.url)
             .await
-            .context("IngestResponses")?;
-        let ours = Run::new(summary.accepted, started);
-        if summary.accepted != n as u64 {
-            bail!("the service accepted {} of {n} responses", summary.accepted);
+            .context("connecting for COPY")?;
+        sqlx::query(
+            "CREATE TABLE bench_copy_responses (survey_id VARCHAR NOT NULL, \
+             batch_id VARCHAR NOT NULL, respondent_id VARCHAR NOT NULL, \
+             org_unit VARCHAR NOT NULL, answers VARCHAR NOT NULL)",
+        )
+        .execute(&mut conn)
+        .await?;
+        let (mut ours, mut copy, mut row_bytes) = (Vec::new(), Vec::new(), 0.0);
+        for round in 0..=rounds {
+            let rows: Vec<ps::Response> = responses
+                .iter()
+                .take(if round == 0 { n / 10 } else { n })
+                .map(|r| ps::Response {
+                    respondent_id: format!("{}-r{round}", r.respondent_id),
+                    ..r.clone()
+                })
+                .collect();
+            let want = rows.len() as u64;
+            let started = Instant::now();
+            let summary = surveys::ingest(&mut sv, &id, rows.clone())
+                .await
+                .context("IngestResponses")?;
+            let run = Run::new(summary.accepted, started);
+            if summary.accepted != want {
+                bail!(
+                    "the service accepted {} of {want} responses",
+                    summary.accepted
+                );
+            }
+            let (base, bytes) = baseline(&mut conn, &id, &rows).await?;
+            if round > 0 {
+                ours.push(run);
+                copy.push(base);
+                row_bytes = bytes;
+            }
         }
+        conn.close().await?;
         Ok(Measured {
             ours,
             copy,
@@ -136,17 +179,11 @@ pub(crate) async fn drop_database(url: &str) {
 
 /// The same rows as the service writes (survey, batch, respondent, org unit, "q=v;q=v"),
 /// formatted and sent with COPY in one transaction; rows/s and the mean row size.
-async fn baseline(url: &str, survey: &str, responses: &[ps::Response]) -> Result<(Run, f64)> {
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .context("connecting for COPY")?;
-    sqlx::query(
-        "CREATE TABLE bench_copy_responses (survey_id VARCHAR NOT NULL, \
-         batch_id VARCHAR NOT NULL, respondent_id VARCHAR NOT NULL, org_unit VARCHAR NOT NULL, \
-         answers VARCHAR NOT NULL)",
-    )
-    .execute(&mut conn)
-    .await?;
+async fn baseline(
+    conn: &mut sqlx::PgConnection,
+    survey: &str,
+    responses: &[ps::Response],
+) -> Result<(Run, f64)> {
     let batch = uuid::Uuid::now_v7().to_string();
     let mut bytes = 0usize;
     let started = Instant::now();
@@ -188,6 +225,5 @@ async fn baseline(url: &str, survey: &str, responses: &[ps::Response]) -> Result
     if copied != responses.len() as u64 {
         bail!("COPY stored {copied} of {} rows", responses.len());
     }
-    conn.close().await?;
     Ok((run, bytes as f64 / responses.len().max(1) as f64))
 }

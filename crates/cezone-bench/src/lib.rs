@@ -8,10 +8,11 @@ pub mod pipeline;
 pub mod queries;
 pub mod recompute;
 pub mod report;
+pub mod sample;
 pub mod stack;
 pub mod upload;
 
-pub use report::{Report, Row};
+pub use report::{Goal, Report, Row, Verdict};
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,10 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::stack::Stack;
 
+type ScoringClient = cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient<
+    cezone_platform::auth::AuthChannel,
+>;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
     pub requests: u64,
@@ -34,8 +38,9 @@ async fn channel(url: &str) -> Result<Channel> {
         .with_context(|| format!("connecting to {url}"))
 }
 
-/// Runs `clients` loops of `call` until `duration` has passed; counts successful calls.
-async fn drive<C, F, Fut>(clients: Vec<C>, duration: Duration, call: F) -> Load
+/// Runs `clients` loops of `call` until `duration` has passed; counts successful calls and
+/// gives the clients back.
+async fn drive<C, F, Fut>(clients: Vec<C>, duration: Duration, call: F) -> (Load, Vec<C>)
 where
     C: Send + 'static,
     F: Fn(C, u64) -> Fut + Clone + Send + 'static,
@@ -48,9 +53,10 @@ where
     let mut tasks = Vec::new();
     for (k, client) in clients.into_iter().enumerate() {
         let (ok, bad, call) = (ok.clone(), bad.clone(), call.clone());
+        let seed = (k as u64) << 32;
         tasks.push(tokio::spawn(async move {
             let mut client = client;
-            let mut n = (k as u64) << 32;
+            let mut n = seed;
             while Instant::now() < deadline {
                 let (c, fine) = call(client, n).await;
                 client = c;
@@ -61,23 +67,58 @@ where
                     bad.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            client
         }));
     }
+    let mut back = Vec::with_capacity(tasks.len());
     for t in tasks {
-        let _ = t.await;
+        if let Ok(c) = t.await {
+            back.push(c);
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     let requests = ok.load(Ordering::Relaxed);
-    Load {
+    let load = Load {
         requests,
         errors: bad.load(Ordering::Relaxed),
         seconds,
         per_second: requests as f64 / seconds,
+    };
+    (load, back)
+}
+
+/// Every window of both sides, in the order they ran (ours, baseline, ours, …).
+#[derive(Debug, Clone, Default)]
+pub struct Windows {
+    pub ours: Vec<Load>,
+    pub baseline: Vec<Load>,
+}
+
+impl Windows {
+    fn total(loads: &[Load]) -> (u64, u64, f64) {
+        loads.iter().fold((0, 0, 0.0), |(r, e, s), l| {
+            (r + l.requests, e + l.errors, s + l.seconds)
+        })
+    }
+    /// Requests, errors and seconds of ours over all windows.
+    pub fn ours_total(&self) -> (u64, u64, f64) {
+        Self::total(&self.ours)
+    }
+    pub fn baseline_total(&self) -> (u64, u64, f64) {
+        Self::total(&self.baseline)
     }
 }
 
-/// Ours: `GetScores` for a random org unit (district, town or community) per request.
-pub async fn get_scores(stack: &Stack, clients: usize, duration: Duration) -> Result<Load> {
+/// Ours (`GetScores` for a random org unit — district, town or community — per request) and
+/// the baseline (the health `Check` served by the same scoring server), `clients` each on their
+/// own connection, in alternating windows of `window`, `windows` of each, after a warm-up
+/// window of each that is not counted.
+pub async fn interleaved(
+    stack: &Stack,
+    clients: usize,
+    window: Duration,
+    windows: usize,
+) -> Result<Windows> {
     let units: Arc<Vec<String>> = Arc::new(
         stack
             .district
@@ -86,9 +127,9 @@ pub async fn get_scores(stack: &Stack, clients: usize, duration: Duration) -> Re
             .map(|u| u.id.to_string())
             .collect(),
     );
-    let mut cs = Vec::with_capacity(clients);
+    let mut scores = Vec::with_capacity(clients);
     for _ in 0..clients {
-        cs.push(
+        scores.push(
             stack
                 .services
                 .scores()
@@ -96,8 +137,13 @@ pub async fn get_scores(stack: &Stack, clients: usize, duration: Duration) -> Re
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
     }
-    // Warm-up: every connection answers once.
-    for c in &mut cs {
+    let url = stack.services.scoring.url();
+    let mut health = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        health.push(HealthClient::new(channel(&url).await?));
+    }
+    // Every connection answers once.
+    for c in &mut scores {
         c.get_scores(ps::GetScoresRequest {
             org_unit: units[0].clone(),
             ..Default::default()
@@ -105,7 +151,12 @@ pub async fn get_scores(stack: &Stack, clients: usize, duration: Duration) -> Re
         .await
         .context("GetScores")?;
     }
-    Ok(drive(cs, duration, move |mut c, n| {
+    for c in &mut health {
+        c.check(HealthCheckRequest::default())
+            .await
+            .context("health Check")?;
+    }
+    let get_scores = move |mut c: ScoringClient, n: u64| {
         let units = units.clone();
         async move {
             let mut rng = ChaCha8Rng::seed_from_u64(n);
@@ -120,25 +171,21 @@ pub async fn get_scores(stack: &Stack, clients: usize, duration: Duration) -> Re
                 .is_ok_and(|r| !r.into_inner().items.is_empty());
             (c, fine)
         }
-    })
-    .await)
-}
-
-/// Baseline: the health `Check` served by the same scoring server.
-pub async fn health_check(stack: &Stack, clients: usize, duration: Duration) -> Result<Load> {
-    let url = stack.services.scoring.url();
-    let mut cs = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        cs.push(HealthClient::new(channel(&url).await?));
-    }
-    for c in &mut cs {
-        c.check(HealthCheckRequest::default())
-            .await
-            .context("health Check")?;
-    }
-    Ok(drive(cs, duration, |mut c, _| async move {
+    };
+    let check = |mut c: HealthClient<Channel>, _| async move {
         let fine = c.check(HealthCheckRequest::default()).await.is_ok();
         (c, fine)
-    })
-    .await)
+    };
+    let mut out = Windows::default();
+    for i in 0..=windows {
+        let (ours, back) = drive(scores, window, get_scores.clone()).await;
+        scores = back;
+        let (base, back) = drive(health, window, check).await;
+        health = back;
+        if i > 0 {
+            out.ours.push(ours);
+            out.baseline.push(base);
+        }
+    }
+    Ok(out)
 }

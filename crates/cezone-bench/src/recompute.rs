@@ -22,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::report::quantile;
+use crate::sample::{Paired, Plan, interleave};
 
 /// One scale of data: the Guangdong framework, an org tree and its facts.
 #[derive(Debug)]
@@ -85,6 +86,16 @@ impl Timing {
             runs: samples.len(),
         }
     }
+}
+
+/// Ours once: the engine from the facts and every score; ms.
+pub fn full_once(scale: &Scale) -> f64 {
+    let started = Instant::now();
+    let engine = scale.engine();
+    let board = engine.scoreboard();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    std::hint::black_box((engine, board));
+    ms
 }
 
 /// Ours: the engine from the facts and every score, `runs` times; ms. Returns the last engine
@@ -161,6 +172,8 @@ pub fn memory(scale: &Scale) -> (Memory, Engine, Scoreboard) {
 pub struct Incremental {
     pub changes: usize,
     pub median_us: f64,
+    /// Every change's time, µs.
+    pub spread: crate::sample::Spread,
     pub p99_us: f64,
     pub mean_cells: f64,
     /// The incrementally maintained board equals a full recompute from the facts with every
@@ -211,6 +224,7 @@ pub fn incremental(scale: &Scale, changes: usize, seed: u64) -> Incremental {
     Incremental {
         changes,
         median_us: quantile(&samples, 0.5),
+        spread: crate::sample::Spread::of(&samples),
         p99_us: quantile(&samples, 0.99),
         mean_cells: cells as f64 / changes.max(1) as f64,
         equal_to_full: fresh == board,
@@ -469,7 +483,8 @@ ANALYZE;
 
 #[derive(Debug, Clone)]
 pub struct SqlRun {
-    pub timing: Timing,
+    /// Ours (`full_once`) and the query, interleaved; ms.
+    pub paired: Paired,
     pub rows: usize,
     pub load_seconds: f64,
     /// How the query's fractions compare with the engine's for the same rule parts.
@@ -486,17 +501,18 @@ async fn copy(conn: &mut PgConnection, table: &str, data: String) -> Result<()> 
     Ok(())
 }
 
-/// Loads the facts into fresh PostgreSQL tables (not timed), then runs the scoring query
-/// `runs` times (ms, rows fetched to the client) and compares its fractions with the engine's
-/// explanations at the root and at a sample of other units.
+/// Loads the facts into fresh PostgreSQL tables (not timed), then times ours (`full_once`) and
+/// the scoring query (rows fetched to the client) in alternating turns as `plan` says, and
+/// compares the query's fractions with the engine's explanations at the root and at a sample of
+/// other units.
 pub async fn sql_baseline(
     scale: &Scale,
     engine: &Engine,
     board: &Scoreboard,
-    runs: usize,
+    plan: Plan,
 ) -> Result<SqlRun> {
     let url = cezone_platform::testing::fresh_postgres_database().await;
-    let result = sql_baseline_on(&url, scale, engine, board, runs).await;
+    let result = sql_baseline_on(&url, scale, engine, board, plan).await;
     drop_database(&url).await;
     result
 }
@@ -519,7 +535,7 @@ async fn sql_baseline_on(
     scale: &Scale,
     engine: &Engine,
     board: &Scoreboard,
-    runs: usize,
+    plan: Plan,
 ) -> Result<SqlRun> {
     let mut conn = PgConnection::connect(url)
         .await
@@ -614,17 +630,21 @@ async fn sql_baseline_on(
     sqlx::raw_sql(INDEX_SQL).execute(&mut conn).await?;
     let load_seconds = loading.elapsed().as_secs_f64();
 
-    let mut samples = Vec::with_capacity(runs);
     let mut rows = Vec::new();
-    for _ in 0..runs.max(1) {
-        let started = Instant::now();
-        rows = sqlx::query(SCORES_SQL)
-            .bind(scale.period)
-            .fetch_all(&mut conn)
-            .await
-            .context("the scoring query")?;
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
+    let paired = interleave(
+        plan,
+        async || Ok(full_once(scale)),
+        async || {
+            let started = Instant::now();
+            rows = sqlx::query(SCORES_SQL)
+                .bind(scale.period)
+                .fetch_all(&mut conn)
+                .await
+                .context("the scoring query")?;
+            Ok(started.elapsed().as_secs_f64() * 1000.0)
+        },
+    )
+    .await?;
     let _ = conn.close().await;
 
     let mut sql: HashMap<(usize, String, usize), f64> = HashMap::with_capacity(rows.len());
@@ -637,7 +657,7 @@ async fn sql_baseline_on(
     }
     let check = check(engine, board, &parts, &sql);
     Ok(SqlRun {
-        timing: Timing::of(samples),
+        paired,
         rows: rows.len(),
         load_seconds,
         check,

@@ -46,10 +46,10 @@ impl Run {
 pub struct Measured {
     pub files: usize,
     pub bytes: u64,
-    /// Upload into the evidence service.
-    pub ours: Run,
-    /// `sha256sum` + `cp` of the same files.
-    pub baseline: Run,
+    /// Upload into the evidence service, per file.
+    pub ours: Vec<Run>,
+    /// `sha256sum` + `cp` of the same file, per file, each right before ours.
+    pub baseline: Vec<Run>,
 }
 
 /// File sizes between 1 and 50 MiB adding up to `total` (the last one may be smaller when
@@ -111,8 +111,11 @@ async fn command(program: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Generates files totalling `total` bytes in a temporary directory, runs the baseline, then
-/// uploads them into an evidence service on a fresh database; removes everything after.
+/// Generates files totalling `total` bytes in a temporary directory and starts an evidence
+/// service on a fresh database; then, file by file, runs the baseline (`sha256sum`, then `cp`
+/// into another directory, then an untimed `sync` so its writeback stays out of ours) and
+/// uploads the same file (after one warm-up upload that is not counted); removes everything
+/// after.
 pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
     let dir = tempfile::Builder::new()
         .prefix("cezone-bench-upload-")
@@ -131,24 +134,6 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
         let (src, sizes) = (src.clone(), sizes.clone());
         tokio::task::spawn_blocking(move || write_files(&src, &sizes, seed)).await??
     };
-
-    // Baseline: hash every file, then copy every file.
-    let mut args: Vec<&std::ffi::OsStr> = paths.iter().map(|p| p.as_os_str()).collect();
-    let started = Instant::now();
-    let sums = command("sha256sum", &args).await?;
-    args.push(copies.as_os_str());
-    command("cp", &args).await?;
-    let baseline = Run::new(bytes, started);
-    let want: Vec<String> = sums
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect();
-    if want.len() != paths.len() {
-        bail!("sha256sum printed {} of {} hashes", want.len(), paths.len());
-    }
-    // The copies' writeback stays out of our run.
-    command("sync", &[]).await?;
 
     let mut settings = Settings::defaults();
     settings.registry.port = 0;
@@ -186,7 +171,7 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
             .evidence
             .first()
             .context("the demo district has no evidence to model the uploads on")?;
-        let meta = |i: usize| pe::UploadMetadata {
+        let meta = |i: usize, name: &str| pe::UploadMetadata {
             framework_id: fw.meta.id.to_string(),
             edition: fw.meta.edition.clone(),
             criterion: f.criterion.to_string(),
@@ -195,32 +180,54 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
             period: district.params.period,
             title: format!("bench file {i}"),
             material_type: f.material.clone().unwrap_or_default(),
-            file_name: format!("evidence-{i:04}.bin"),
+            file_name: name.to_string(),
             content_type: "application/octet-stream".into(),
             replaces: String::new(),
             submitted_by: "bench".into(),
         };
         let mut client = evidence::client(cezone_client::connect(&ev_app.url(), &office).await?);
-        let mut got = Vec::with_capacity(paths.len());
-        let started = Instant::now();
-        for (i, path) in paths.iter().enumerate() {
+        // Warm-up: a small file of its own, not counted.
+        let warm: Vec<u8> = (0..MIB as usize).map(|i| (i * 7 + 3) as u8).collect();
+        evidence::upload(&mut client, meta(usize::MAX, "warm-up.bin"), warm)
+            .await
+            .context("the warm-up upload")?;
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        for (i, (path, &size)) in paths.iter().zip(&sizes).enumerate() {
+            let started = Instant::now();
+            let sum = command("sha256sum", &[path.as_os_str()]).await?;
+            command("cp", &[path.as_os_str(), copies.as_os_str()]).await?;
+            base.push(Run::new(size, started));
+            command("sync", &[]).await?;
+            let want = sum
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+
+            let started = Instant::now();
             let content = tokio::fs::read(path).await?;
-            let rec = evidence::upload(&mut client, meta(i), content)
-                .await
-                .with_context(|| format!("uploading {}", path.display()))?;
-            got.push(rec.current.map(|v| v.sha256).unwrap_or_default());
+            let rec = evidence::upload(
+                &mut client,
+                meta(i, &format!("evidence-{i:04}.bin")),
+                content,
+            )
+            .await
+            .with_context(|| format!("uploading {}", path.display()))?;
+            ours.push(Run::new(size, started));
+            if rec.current.map(|v| v.sha256).unwrap_or_default() != want {
+                bail!(
+                    "the stored hash of {} differs from sha256sum's",
+                    path.display()
+                );
+            }
         }
-        let ours = Run::new(bytes, started);
-        if got != want {
-            bail!("the stored hashes differ from sha256sum's");
-        }
-        Ok(ours)
+        Ok((ours, base))
     }
     .await;
     ev_app.stop().await;
     reg_app.stop().await;
     crate::ingest::drop_database(&settings.database.url).await;
-    let ours = result?;
+    let (ours, baseline) = result?;
     drop(dir);
     Ok(Measured {
         files: paths.len(),

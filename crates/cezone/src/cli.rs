@@ -271,6 +271,10 @@ pub struct BenchArgs {
     /// Run only these workloads (repeatable), e.g. to profile one of them.
     #[arg(long, value_enum)]
     pub only: Vec<Workload>,
+    /// Run the whole table this many times and report each row's medians (with the ratios'
+    /// range over the runs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
 }
 
 #[derive(Debug, Args)]

@@ -2,12 +2,40 @@
 
 use anyhow::{Context, Result};
 use cezone_bench::stack::Stack;
-use cezone_bench::{Report, Size, pipeline};
+use cezone_bench::{Goal, Report, Size, pipeline};
 use cezone_domain::demo::DemoParams;
 
 use crate::cli::{BenchArgs, Workload};
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    let repeat = args.repeat.max(1) as usize;
+    let mut runs = Vec::with_capacity(repeat);
+    for i in 0..repeat {
+        if repeat > 1 {
+            eprintln!("bench: run {} of {repeat} …", i + 1);
+        }
+        let mut report = table(&args).await?;
+        report.judge();
+        if repeat > 1 {
+            eprint!("{}", report.table());
+        }
+        runs.push(report);
+    }
+    let report = if repeat > 1 {
+        Report::merge(runs)
+    } else {
+        runs.remove(0)
+    };
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Every selected workload once.
+async fn table(args: &BenchArgs) -> Result<Report> {
     let size = if args.quick { Size::Quick } else { Size::Full };
     let mut report = Report::new(if args.quick { "quick" } else { "full" });
     let runs = |w: Workload| args.only.is_empty() || args.only.contains(&w);
@@ -35,59 +63,155 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .await
             .context("score queries")?;
     }
-    print!("{}", report.table());
-    if let Some(path) = args.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(report)
+}
+
+/// Steady-state settings of a throughput workload: the window each run needs at least, how
+/// many (ours, baseline) pairs of full-load runs, and the length of the half-load runs.
+struct Steady {
+    window: std::time::Duration,
+    pairs: usize,
+    half: std::time::Duration,
+}
+
+impl Steady {
+    fn of(size: Size) -> Steady {
+        let s = std::time::Duration::from_secs;
+        match size {
+            Size::Quick => Steady {
+                window: s(3),
+                pairs: 1,
+                half: s(3),
+            },
+            Size::Full => Steady {
+                window: s(4),
+                pairs: 3,
+                half: s(6),
+            },
+        }
     }
-    Ok(())
+}
+
+/// Ours and the baseline over their full-load runs: the median of the runs' steady rates, with
+/// the spread of the half-second bins of every run, and the ratio's spread over the bins taken
+/// pair by pair.
+fn steady_spreads(
+    ours: &[pipeline::Run],
+    base: &[pipeline::Run],
+) -> (
+    cezone_bench::sample::Spread,
+    cezone_bench::sample::Spread,
+    cezone_bench::sample::Spread,
+) {
+    use cezone_bench::sample::{Spread, bin_ratios};
+    let pooled = |runs: &[pipeline::Run]| {
+        let rates: Vec<f64> = runs.iter().map(|r| r.per_second).collect();
+        let bins: Vec<f64> = runs.iter().flat_map(|r| r.bins.clone()).collect();
+        let mut s = Spread::of(&bins);
+        s.median = Spread::of(&rates).median;
+        s.n = runs.len();
+        s
+    };
+    let (o, b) = (pooled(ours), pooled(base));
+    let ratios: Vec<f64> = ours
+        .iter()
+        .zip(base)
+        .flat_map(|(a, b)| bin_ratios(&a.bins, &b.bins))
+        .collect();
+    let mut r = Spread::of(&ratios);
+    r.median = o.median / b.median;
+    (o, b, r)
+}
+
+fn median_of(runs: &[pipeline::Run], f: impl Fn(&pipeline::Run) -> f64) -> f64 {
+    cezone_bench::sample::Spread::of(&runs.iter().map(f).collect::<Vec<_>>()).median
 }
 
 async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
-    let (params, n) = match size {
-        Size::Quick => (
-            DemoParams {
-                towns: 3,
-                communities: 60,
-                responses_per_community: 10,
-                ..DemoParams::nanhai(7)
-            },
-            600,
-        ),
-        Size::Full => (DemoParams::nanhai(7), 5000),
+    let params = match size {
+        Size::Quick => DemoParams {
+            towns: 3,
+            communities: 60,
+            responses_per_community: 10,
+            ..DemoParams::nanhai(7)
+        },
+        Size::Full => DemoParams::nanhai(7),
     };
+    let steady = Steady::of(size);
     let mut stack = Stack::start(&params).await?;
     let loaded = stack.load().await?;
     eprintln!(
         "bench: demo district loaded and scored through the services in {:.1} s",
         loaded.as_secs_f64()
     );
-    let (full, half) = pipeline::ours(&stack, n).await?;
     let size_bytes = pipeline::event_size(&stack);
-    let url = stack.settings.bus.amqp_url.clone();
-    let prefetch = stack.settings.bus.prefetch;
+    let raw = pipeline::Raw::connect(
+        &stack.settings.bus.amqp_url,
+        size_bytes,
+        stack.settings.bus.prefetch,
+    )
+    .await?;
+    let result = async {
+        // Warm-up runs, not counted; their rates size the measured runs.
+        let mut offset = 0;
+        let warm = pipeline::ours(&stack, 1_000, offset, None).await?;
+        offset += 1_000;
+        let warm_raw = raw.run(2_000, None).await?;
+        let (n, n_raw) = (
+            pipeline::events_for(warm.per_second, steady.window),
+            pipeline::events_for(warm_raw.per_second, steady.window),
+        );
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        for _ in 0..steady.pairs {
+            ours.push(pipeline::ours(&stack, n, offset, None).await?);
+            offset += n;
+            base.push(raw.run(n_raw, None).await?);
+        }
+        let (o, b, r) = steady_spreads(&ours, &base);
+        let rate = o.median / 2.0;
+        let m = ((rate * steady.half.as_secs_f64()) as usize).max(50);
+        let half = pipeline::ours(&stack, m, offset, Some(rate)).await?;
+        let raw_half = raw.run(m, Some(rate)).await?;
+        anyhow::Ok((ours, base, (o, b, r), half, raw_half, n, n_raw))
+    }
+    .await;
     stack.stop().await;
-    let (raw_full, raw_half) =
-        pipeline::baseline(&url, n, size_bytes, full.per_second / 2.0, prefetch).await?;
+    let _ = raw.close().await;
+    let (ours, base, (o, b, r), half, raw_half, n, n_raw) = result?;
     let w = "event pipeline";
-    report.push(
-        w,
-        "throughput",
-        "events/s",
-        full.per_second,
-        Some(raw_full.per_second),
-        "≥ 0.5× raw",
-        &format!(
-            "{} statistic events of {size_bytes} bytes, publish → scores committed",
-            full.events
-        ),
-    );
+    report
+        .push(
+            w,
+            "throughput",
+            "events/s",
+            o.median,
+            Some(b.median),
+            "≥ 0.5× raw",
+            &format!(
+                "statistic events of {size_bytes} bytes, publish → scores committed, at most \
+                 1,024 in flight; {} alternating run(s) of {n} (ours) and {n_raw} (raw) events \
+                 after a warm-up run of each; steady rate over the middle 80 % of completions \
+                 (windows {:.1}–{:.1} s), spreads over its {}-second bins",
+                steady.pairs,
+                ours.iter()
+                    .chain(&base)
+                    .map(|r| r.window_seconds)
+                    .fold(f64::INFINITY, f64::min),
+                ours.iter()
+                    .chain(&base)
+                    .map(|r| r.window_seconds)
+                    .fold(0.0, f64::max),
+                pipeline::BIN_SECONDS
+            ),
+        )
+        .spreads(o, Some(b), Some(r));
+    report.goal(Goal::RatioAtLeast(0.5));
     report.push(
         w,
         "latency p50 at full load",
         "ms",
-        full.p50_ms,
-        Some(raw_full.p50_ms),
+        median_of(&ours, |r| r.p50_ms),
+        Some(median_of(&base, |r| r.p50_ms)),
         "",
         "",
     );
@@ -95,8 +219,8 @@ async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
         w,
         "latency p99 at full load",
         "ms",
-        full.p99_ms,
-        Some(raw_full.p99_ms),
+        median_of(&ours, |r| r.p99_ms),
+        Some(median_of(&base, |r| r.p99_ms)),
         "",
         "",
     );
@@ -107,7 +231,7 @@ async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
         half.p50_ms,
         Some(raw_half.p50_ms),
         "",
-        &format!("{} events at {:.0}/s", half.events, full.per_second / 2.0),
+        &format!("{} events at {:.0}/s", half.events, o.median / 2.0),
     );
     report.push(
         w,
@@ -118,59 +242,72 @@ async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
         "< 50 ms",
         "",
     );
+    report.goal(Goal::Below(50.0));
     Ok(())
 }
 
 async fn end_to_end(size: Size, report: &mut Report) -> Result<()> {
-    let (params, n) = match size {
-        Size::Quick => (
-            DemoParams {
-                towns: 3,
-                communities: 60,
-                responses_per_community: 10,
-                ..DemoParams::nanhai(7)
-            },
-            6_000,
-        ),
-        Size::Full => (DemoParams::nanhai(7), 30_000),
+    let params = match size {
+        Size::Quick => DemoParams {
+            towns: 3,
+            communities: 60,
+            responses_per_community: 10,
+            ..DemoParams::nanhai(7)
+        },
+        Size::Full => DemoParams::nanhai(7),
     };
+    let steady = Steady::of(size);
     let binary = std::env::current_exe().context("finding the cezone binary")?;
-    let m = cezone_bench::end_to_end::measure(&binary, &params, n).await?;
     let settings = cezone_platform::Settings::load(None)?;
-    let (raw_full, raw_half) = pipeline::baseline(
-        &cezone_platform::testing::amqp_url(),
-        n,
-        m.event_bytes,
-        m.full.per_second / 2.0,
+    let m = cezone_bench::end_to_end::measure(
+        &binary,
+        &params,
+        cezone_bench::end_to_end::Plan {
+            window: steady.window,
+            pairs: steady.pairs,
+            half: steady.half,
+        },
         settings.bus.prefetch,
     )
     .await?;
+    let (o, b, r) = steady_spreads(&m.full, &m.raw_full);
     let w = "end to end";
-    report.push(
-        w,
-        "throughput",
-        "statistics/s",
-        m.full.per_second,
-        Some(raw_full.per_second),
-        "≥ 0.5× raw",
-        &format!(
-            "{} statistics filed by {} callers in calls of 50 (RecordStatistics) to the surveys \
-             process → its outbox → relay → RabbitMQ → the scoring process → new score visible \
-             to GetScores; raw: lapin publish with confirms → consume, {}-byte messages",
-            m.full.statistics, 8, m.event_bytes
-        ),
-    );
+    report
+        .push(
+            w,
+            "throughput",
+            "statistics/s",
+            o.median,
+            Some(b.median),
+            "≥ 0.5× raw",
+            &format!(
+                "statistics filed by {} callers in calls of 50 (RecordStatistics) to the surveys \
+                 process → its outbox → relay → RabbitMQ → the scoring process → new score \
+                 visible to GetScores; raw: lapin publish with confirms → consume, {}-byte \
+                 messages, at most 1,024 in flight; {} alternating run(s) of {} statistics and \
+                 {} raw messages after a warm-up run of each; steady rate over the middle 80 % \
+                 of completions, spreads over its {}-second bins",
+                8,
+                m.event_bytes,
+                steady.pairs,
+                m.sizes.0,
+                m.sizes.1,
+                pipeline::BIN_SECONDS
+            ),
+        )
+        .spreads(o, Some(b), Some(r));
+    report.goal(Goal::RatioAtLeast(0.5));
     report.push(
         w,
         "latency p50 at half load",
         "ms",
         m.half.p50_ms,
-        Some(raw_half.p50_ms),
+        Some(m.raw_half.p50_ms),
         "",
         &format!(
             "{} statistics at {:.0}/s, from the call's answer to the score",
-            m.half.statistics,
-            m.full.per_second / 2.0
+            m.half.events,
+            o.median / 2.0
         ),
     );
     report.push(
@@ -178,15 +315,16 @@ async fn end_to_end(size: Size, report: &mut Report) -> Result<()> {
         "latency p99 at half load",
         "ms",
         m.half.p99_ms,
-        Some(raw_half.p99_ms),
+        Some(m.raw_half.p99_ms),
         "< 100 ms",
         "",
     );
+    report.goal(Goal::Below(100.0));
     report.push(
         w,
         "outbox backlog at full load",
         "events",
-        m.full.max_backlog as f64,
+        m.max_backlog as f64,
         None,
         "bounded",
         &format!(
@@ -195,105 +333,143 @@ async fn end_to_end(size: Size, report: &mut Report) -> Result<()> {
             settings.bus.outbox_backlog_limit
         ),
     );
+    report.goal(Goal::Below(settings.bus.outbox_backlog_limit as f64 + 1.0));
     Ok(())
 }
 
 async fn survey_ingest(size: Size, report: &mut Report) -> Result<()> {
-    let n = match size {
-        Size::Quick => 100_000,
-        Size::Full => 1_000_000,
+    use cezone_bench::sample::Spread;
+    let (n, rounds) = match size {
+        Size::Quick => (100_000, 5),
+        Size::Full => (1_000_000, 3),
     };
-    eprintln!("bench: survey ingest, {n} responses (PostgreSQL) …");
-    let m = cezone_bench::ingest::measure(n)
+    eprintln!("bench: survey ingest, {rounds} rounds of {n} responses (PostgreSQL) …");
+    let m = cezone_bench::ingest::measure(n, rounds)
         .await
         .context("survey ingest")?;
-    report.push(
-        "survey ingest",
-        "throughput",
-        "rows/s",
-        m.ours.per_second,
-        Some(m.copy.per_second),
-        "≥ 0.5× COPY",
-        &format!(
-            "{} responses in one IngestResponses stream, first message → committed summary \
-             ({:.2} s); COPY FROM STDIN of the same rows (~{:.0} bytes each) into a bare table \
-             without keys or indexes, BEGIN → COMMIT ({:.2} s)",
-            m.ours.rows, m.ours.seconds, m.row_bytes, m.copy.seconds
-        ),
-    );
+    let rate =
+        |runs: &[cezone_bench::ingest::Run]| runs.iter().map(|r| r.per_second).collect::<Vec<_>>();
+    let (ours, copy) = (rate(&m.ours), rate(&m.copy));
+    let mut ratio = Spread::of(&cezone_bench::sample::bin_ratios(&ours, &copy));
+    let (ours, copy) = (Spread::of(&ours), Spread::of(&copy));
+    ratio.median = ours.median / copy.median;
+    let seconds = |runs: &[cezone_bench::ingest::Run]| {
+        runs.iter()
+            .map(|r| format!("{:.2}", r.seconds))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    report
+        .push(
+            "survey ingest",
+            "throughput",
+            "rows/s",
+            ours.median,
+            Some(copy.median),
+            "≥ 0.5× COPY",
+            &format!(
+                "{n} responses in one IngestResponses stream, first message → committed summary \
+                 ({} s); COPY FROM STDIN of the same rows (~{:.0} bytes each) into a bare table \
+                 without keys or indexes, BEGIN → COMMIT ({} s); {rounds} alternating rounds of \
+                 new respondents after a warm-up round, medians, ratio p10–p90 over the rounds",
+                seconds(&m.ours),
+                m.row_bytes,
+                seconds(&m.copy)
+            ),
+        )
+        .spreads(ours, Some(copy), Some(ratio));
+    report.goal(Goal::RatioAtLeast(0.5));
     Ok(())
 }
 
 async fn evidence_upload(size: Size, report: &mut Report) -> Result<()> {
+    use cezone_bench::sample::{Spread, bin_ratios};
     let total: u64 = match size {
-        Size::Quick => 128 << 20,
+        Size::Quick => 256 << 20,
         Size::Full => 1 << 30,
     };
     eprintln!("bench: evidence upload, {} MiB (local disk) …", total >> 20);
     let m = cezone_bench::upload::measure(total, 5)
         .await
         .context("evidence upload")?;
-    report.push(
-        "evidence upload",
-        "throughput",
-        "MB/s",
-        m.ours.mb_per_second,
-        Some(m.baseline.mb_per_second),
-        "≥ 0.6×",
-        &format!(
-            "{} files of 1–50 MiB, {:.0} MiB, uploaded one at a time until stored, hashed and \
-             synced ({:.2} s); the sha256sum and cp commands over the same files, no sync \
-             ({:.2} s)",
-            m.files,
-            m.bytes as f64 / (1u64 << 20) as f64,
-            m.ours.seconds,
-            m.baseline.seconds
-        ),
-    );
+    let rates = |runs: &[cezone_bench::upload::Run]| {
+        runs.iter().map(|r| r.mb_per_second).collect::<Vec<_>>()
+    };
+    let secs = |runs: &[cezone_bench::upload::Run]| runs.iter().map(|r| r.seconds).sum::<f64>();
+    let (ours, base) = (rates(&m.ours), rates(&m.baseline));
+    let mut ratio = Spread::of(&bin_ratios(&ours, &base));
+    let (ours, base) = (Spread::of(&ours), Spread::of(&base));
+    ratio.median = ours.median / base.median;
+    report
+        .push(
+            "evidence upload",
+            "throughput",
+            "MB/s",
+            ours.median,
+            Some(base.median),
+            "≥ 0.6×",
+            &format!(
+                "{} files of 1–50 MiB, {:.0} MiB, each uploaded until stored, hashed and synced \
+                 ({:.2} s in all); the sha256sum and cp commands over the same file right \
+                 before it, no sync ({:.2} s in all); medians of the files' MB/s, ratio \
+                 p10–p90 over the files",
+                m.files,
+                m.bytes as f64 / (1u64 << 20) as f64,
+                secs(&m.ours),
+                secs(&m.baseline)
+            ),
+        )
+        .spreads(ours, Some(base), Some(ratio));
+    report.goal(Goal::RatioAtLeast(0.6));
     Ok(())
 }
 
 async fn recompute(size: Size, report: &mut Report) -> Result<()> {
     use cezone_bench::recompute::{self as rc, Scale};
+    use cezone_bench::sample::Plan;
     let quick = size == Size::Quick;
-    let (district_runs, district_sql_runs) = if quick { (5, 3) } else { (9, 5) };
-    let (province_runs, province_sql_runs, changes) =
-        if quick { (3, 1, 500) } else { (5, 3, 5000) };
+    let (province_turns, changes) = if quick { (5, 500) } else { (7, 5000) };
 
     eprintln!("bench: full recompute, district scale (engine vs SQL on PostgreSQL) …");
     let district = Scale::generate(&DemoParams::nanhai(7))?;
-    let (ours, engine, board) = rc::full(&district, district_runs);
-    let sql = rc::sql_baseline(&district, &engine, &board, district_sql_runs)
+    let (_, engine, board) = rc::full(&district, 1);
+    let sql = rc::sql_baseline(&district, &engine, &board, Plan::short(quick))
         .await
         .context("full recompute (district), SQL baseline")?;
     drop((engine, board));
     let coverage = rc::sql_coverage(&district.fw);
-    report.push(
-        "full recompute (district)",
-        "time",
-        "ms",
-        ours.median,
-        Some(sql.timing.median),
-        "≥ 10× faster",
-        &format!(
-            "{}; ours: Engine::new + scoreboard() over every criterion × unit, median of {} \
-             runs ({:.1}–{:.1} ms); baseline: one SQL query over the facts in PostgreSQL \
-             (closure-table roll-up, {} rows fetched), median of {} runs ({:.0}–{:.0} ms), \
-             load {:.1} s not timed; {}; {}",
-            district.describe(),
-            ours.runs,
-            ours.min,
-            ours.max,
-            sql.rows,
-            sql.timing.runs,
-            sql.timing.min,
-            sql.timing.max,
-            sql.load_seconds,
-            coverage,
-            sql.check
-        ),
-    );
+    let (ours, base, ratio) = (sql.paired.ours(), sql.paired.baseline(), sql.paired.ratio());
+    report
+        .push(
+            "full recompute (district)",
+            "time",
+            "ms",
+            ours.median,
+            Some(base.median),
+            "≥ 10× faster",
+            &format!(
+                "{}; ours: Engine::new + scoreboard() over every criterion × unit, median of {} \
+                 runs (p10–p90 {:.2}–{:.2} ms); baseline: one SQL query over the facts in \
+                 PostgreSQL (closure-table roll-up, {} rows fetched), median of {} runs \
+                 ({:.1}–{:.1} ms); the two in {} alternating turns of 50 ms, ratio p10–p90 \
+                 over the turns; load {:.1} s not timed; {}; {}",
+                district.describe(),
+                ours.n,
+                ours.p10,
+                ours.p90,
+                sql.rows,
+                base.n,
+                base.p10,
+                base.p90,
+                ratio.n,
+                sql.load_seconds,
+                coverage,
+                sql.check
+            ),
+        )
+        .spreads(ours, Some(base), Some(ratio));
     report.lower_is_better();
+    report.goal(Goal::FasterBy(10.0));
     drop(district);
 
     let province_params = if quick {
@@ -315,61 +491,77 @@ async fn recompute(size: Size, report: &mut Report) -> Result<()> {
     let (mem, engine, board) = rc::memory(&province);
     let units = engine.org.len();
     let cells = board.units() * engine.fw.len();
-    drop((engine, board));
     eprintln!("bench: full recompute, {scale_name} …");
-    let (ours, engine, board) = rc::full(&province, province_runs);
-    let sql = rc::sql_baseline(&province, &engine, &board, province_sql_runs)
+    let sql = rc::sql_baseline(&province, &engine, &board, Plan::long(province_turns))
         .await
         .context("full recompute (province), SQL baseline")?;
     drop((engine, board));
-    report.push(
-        "full recompute (province)",
-        "time",
-        "ms",
-        ours.median,
-        Some(sql.timing.median),
-        "≥ 10× faster; province < 1 s",
-        &format!(
-            "{scale_name}: {}; {units} org units × {} items = {cells} cells; ours median of {} \
-             runs ({:.0}–{:.0} ms); SQL median of {} run(s) ({:.0}–{:.0} ms, {} rows), load \
-             {:.1} s not timed; {}",
-            province.describe(),
-            cells / units.max(1),
-            ours.runs,
-            ours.min,
-            ours.max,
-            sql.timing.runs,
-            sql.timing.min,
-            sql.timing.max,
-            sql.rows,
-            sql.load_seconds,
-            sql.check
-        ),
-    );
+    let (ours, base, ratio) = (sql.paired.ours(), sql.paired.baseline(), sql.paired.ratio());
+    report
+        .push(
+            "full recompute (province)",
+            "time",
+            "ms",
+            ours.median,
+            Some(base.median),
+            "≥ 10× faster; province < 1 s",
+            &format!(
+                "{scale_name}: {}; {units} org units × {} items = {cells} cells; ours and the \
+                 SQL query ({} rows) in {} alternating turns: ours {:.0}–{:.0} ms, SQL \
+                 {:.0}–{:.0} ms (min–max); load {:.1} s not timed; {}",
+                province.describe(),
+                cells / units.max(1),
+                sql.rows,
+                ratio.n,
+                ours.min,
+                ours.max,
+                base.min,
+                base.max,
+                sql.load_seconds,
+                sql.check
+            ),
+        )
+        .spreads(ours, Some(base), Some(ratio));
     report.lower_is_better();
+    report.goal(Goal::All(vec![Goal::FasterBy(10.0), Goal::Below(1000.0)]));
 
     eprintln!("bench: incremental recompute, {scale_name} …");
     let inc = rc::incremental(&province, changes, 11);
-    report.push(
-        "incremental recompute",
-        "time",
-        "µs",
-        inc.median_us,
-        Some(ours.median * 1000.0),
-        "≥ 1000× faster at province scale",
-        &format!(
-            "{scale_name}: one community statistic of the current period (random community and \
-             metric, new value, higher version) → apply + rescore of the affected cells and \
-             their ancestors; median of {} changes (p99 {:.1} µs, {:.1} cells each on average); \
-             baseline: the full recompute above; board after all changes equals a full \
-             recompute from the facts: {}",
-            inc.changes,
-            inc.p99_us,
-            inc.mean_cells,
-            if inc.equal_to_full { "yes" } else { "NO" }
-        ),
-    );
+    let full_us = ours.median * 1000.0;
+    let scaled = |x: f64| x / full_us;
+    let inc_ratio = cezone_bench::sample::Spread {
+        median: scaled(inc.spread.median),
+        p10: scaled(inc.spread.p10),
+        p90: scaled(inc.spread.p90),
+        min: scaled(inc.spread.min),
+        max: scaled(inc.spread.max),
+        n: inc.spread.n,
+    };
+    report
+        .push(
+            "incremental recompute",
+            "time",
+            "µs",
+            inc.median_us,
+            Some(full_us),
+            "≥ 1000× faster at province scale",
+            &format!(
+                "{scale_name}: one community statistic of the current period (random community \
+                 and metric, new value, higher version) → apply + rescore of the affected cells \
+                 and their ancestors; median of {} changes (p10–p90 {:.1}–{:.1} µs, p99 {:.1} \
+                 µs, {:.1} cells each on average); baseline: the full recompute above (its \
+                 median); board after all changes equals a full recompute from the facts: {}",
+                inc.changes,
+                inc.spread.p10,
+                inc.spread.p90,
+                inc.p99_us,
+                inc.mean_cells,
+                if inc.equal_to_full { "yes" } else { "NO" }
+            ),
+        )
+        .spreads(inc.spread, Some(ours), Some(inc_ratio));
     report.lower_is_better();
+    report.goal(Goal::FasterBy(1000.0));
 
     let mib = |kib: u64| kib as f64 / 1024.0;
     report.push(
@@ -394,13 +586,15 @@ async fn recompute(size: Size, report: &mut Report) -> Result<()> {
         ),
     );
     report.lower_is_better();
+    report.goal(Goal::Below(512.0));
     Ok(())
 }
 
 async fn score_queries(size: Size, report: &mut Report) -> Result<()> {
     use cezone_bench::queries;
+    use cezone_bench::sample::{Spread, bin_ratios};
     const CLIENTS: usize = 32;
-    let (params, duration, label) = match size {
+    let (params, window, windows, label) = match size {
         Size::Quick => (
             DemoParams {
                 towns: 3,
@@ -408,44 +602,57 @@ async fn score_queries(size: Size, report: &mut Report) -> Result<()> {
                 responses_per_community: 10,
                 ..DemoParams::nanhai(7)
             },
-            std::time::Duration::from_secs(3),
+            std::time::Duration::from_millis(500),
+            5,
             "a 60-community demo district (quick)",
         ),
         Size::Full => (
             DemoParams::nanhai(7),
-            std::time::Duration::from_secs(15),
+            std::time::Duration::from_millis(1500),
+            10,
             "the Nanhai demo district",
         ),
     };
     eprintln!("bench: score queries, loading {label} through the services …");
     let mut stack = Stack::start(&params).await?;
     let loaded = stack.load().await?;
-    eprintln!("bench: score queries, {CLIENTS} clients for {duration:?} each …");
-    let ours = queries::get_scores(&stack, CLIENTS, duration).await;
-    let base = queries::health_check(&stack, CLIENTS, duration).await;
-    stack.stop().await;
-    let (ours, base) = (ours?, base?);
-    report.push(
-        "score queries",
-        "throughput",
-        "req/s",
-        ours.per_second,
-        Some(base.per_second),
-        "≥ 0.5×",
-        &format!(
-            "GetScores (every item, no explanation) for a random org unit of {label} ({} units, \
-             loaded through the services on PostgreSQL in {:.1} s), {CLIENTS} clients on their \
-             own connections for {:.1} s: {} ok, {} failed; baseline: grpc.health.v1 Check on \
-             the same scoring server, same clients and duration: {} ok, {} failed",
-            stack_units(&params),
-            loaded.as_secs_f64(),
-            ours.seconds,
-            ours.requests,
-            ours.errors,
-            base.requests,
-            base.errors
-        ),
+    eprintln!(
+        "bench: score queries, {CLIENTS} clients, {windows} alternating windows of {window:?} \
+         each …"
     );
+    let w = queries::interleaved(&stack, CLIENTS, window, windows).await;
+    stack.stop().await;
+    let w = w?;
+    let rates = |l: &[queries::Load]| l.iter().map(|x| x.per_second).collect::<Vec<_>>();
+    let (ours, base) = (rates(&w.ours), rates(&w.baseline));
+    let mut ratio = Spread::of(&bin_ratios(&ours, &base));
+    let (ours, base) = (Spread::of(&ours), Spread::of(&base));
+    ratio.median = ours.median / base.median;
+    let (ok, failed, seconds) = w.ours_total();
+    let (base_ok, base_failed, _) = w.baseline_total();
+    report
+        .push(
+            "score queries",
+            "throughput",
+            "req/s",
+            ours.median,
+            Some(base.median),
+            "≥ 0.5×",
+            &format!(
+                "GetScores (every item, no explanation) for a random org unit of {label} ({} \
+                 units, loaded through the services on PostgreSQL in {:.1} s), {CLIENTS} \
+                 clients on their own connections; baseline: grpc.health.v1 Check on the same \
+                 scoring server from as many clients; {windows} windows of {:.1} s each, \
+                 alternating, after a warm-up window of each; medians of the windows, ratio \
+                 p10–p90 over the pairs; ours {ok} ok, {failed} failed in {seconds:.1} s, \
+                 baseline {base_ok} ok, {base_failed} failed",
+                stack_units(&params),
+                loaded.as_secs_f64(),
+                window.as_secs_f64(),
+            ),
+        )
+        .spreads(ours, Some(base), Some(ratio));
+    report.goal(Goal::RatioAtLeast(0.5));
     Ok(())
 }
 
