@@ -204,6 +204,31 @@ impl MigrationTrait for RespondentKeyIsPrimary {
     }
 }
 
+/// One latest version per (org unit, metric, period), found without reading the others: the
+/// filing path looks the latest up and moves the flag for every statistic it files, and with
+/// only the (…, version) key each lookup read every version ever filed.
+struct LatestStatisticIndex;
+
+impl MigrationName for LatestStatisticIndex {
+    fn name(&self) -> &str {
+        "m0005_latest_statistic_index"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for LatestStatisticIndex {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX IF NOT EXISTS surveys_statistics_latest \
+                 ON surveys_statistics (org_unit, metric, period) WHERE latest",
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,30 +317,5 @@ mod tests {
             "duplicate key value violates unique constraint \"surveys_responses_respondent\"",
         )
         .await;
-    }
-}
-
-/// One latest version per (org unit, metric, period), found without reading the others: the
-/// filing path looks the latest up and moves the flag for every statistic it files, and with
-/// only the (…, version) key each lookup read every version ever filed.
-struct LatestStatisticIndex;
-
-impl MigrationName for LatestStatisticIndex {
-    fn name(&self) -> &str {
-        "m0005_latest_statistic_index"
-    }
-}
-
-#[sea_orm_migration::async_trait::async_trait]
-impl MigrationTrait for LatestStatisticIndex {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "CREATE UNIQUE INDEX IF NOT EXISTS surveys_statistics_latest \
-                 ON surveys_statistics (org_unit, metric, period) WHERE latest",
-            )
-            .await?;
-        Ok(())
     }
 }
