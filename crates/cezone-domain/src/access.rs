@@ -121,6 +121,19 @@ impl Principal {
         })
     }
 
+    /// The name a change is recorded and shown under (submitted by, reviewed by, filed by,
+    /// frozen by, requested by): the caller's own subject, whatever a request claims. Only a
+    /// cezone service, acting for the person who called it, may name that person (`claimed`);
+    /// its own name stands when it names nobody.
+    pub fn acting_name(&self, claimed: &str) -> String {
+        let claimed = claimed.trim();
+        if self.role == Role::Service && !claimed.is_empty() {
+            claimed.to_string()
+        } else {
+            self.subject.clone()
+        }
+    }
+
     /// How the audit log and denial messages name the caller: `alice (town nanhai.guicheng)`.
     pub fn describe(&self) -> String {
         let mut s = format!("{} ({}", self.subject, self.role);
@@ -313,6 +326,17 @@ fn within_town(p: &Principal, target: &OrgUnitId, tree: Option<&OrgTree>) -> Res
     let Some(own) = &p.org_unit else {
         return Err("the token names no org unit".into());
     };
+    // A town token stands for a town: one whose org unit is the district (or a community)
+    // would reach further (or elsewhere) than the role means.
+    if let Some(t) = tree
+        && let Some(i) = t.find(own)
+        && t.unit(i).level != crate::org::OrgLevel::Town
+    {
+        return Err(format!(
+            "a town token's org unit must be a town, and {own} is a {}",
+            t.unit(i).level.as_str()
+        ));
+    }
     let inside = tree.and_then(|t| Some(t.contains(t.find(own)?, t.find(target)?)));
     match inside {
         Some(true) => Ok(()),
@@ -394,6 +418,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn names_come_from_the_identity_not_the_request() {
+        let town = principal(Role::Town);
+        assert_eq!(town.acting_name("评估办公室"), "town");
+        assert_eq!(town.acting_name(""), "town");
+        let office = principal(Role::EvaluationOffice);
+        assert_eq!(office.acting_name("someone else"), "someone");
+        let scheduler = Principal::new("scheduler", Role::Service, None, None).unwrap();
+        assert_eq!(scheduler.acting_name(" alice "), "alice");
+        assert_eq!(scheduler.acting_name(""), "scheduler");
+    }
+
+    #[test]
+    fn a_town_token_must_name_a_town() {
+        let t = tree();
+        let units = [unit("towns")];
+        for (own, level) in [("d", "district"), ("c1", "community")] {
+            let p =
+                Principal::new("town", Role::Town, Some(unit("towns")), Some(org(own))).unwrap();
+            for target in ["t1", "c1", "c2", "d"] {
+                let target = org(target);
+                for a in [
+                    Action::IngestResponses { org_unit: &target },
+                    Action::RecordStatistic {
+                        org_unit: &target,
+                        metric: "m",
+                        responsible: &units,
+                    },
+                ] {
+                    let e = authorize(&p, &a, Some(&t)).unwrap_err();
+                    assert!(
+                        e.0.contains("must be a town") && e.0.contains(level),
+                        "{own} → {target}: {e}"
+                    );
+                }
+            }
+        }
+        // A town's own token still reaches its subtree.
+        let p = principal(Role::Town);
+        let c1 = org("c1");
+        assert!(authorize(&p, &Action::IngestResponses { org_unit: &c1 }, Some(&t)).is_ok());
     }
 
     #[test]

@@ -65,8 +65,71 @@ pub fn statistic_in(s: &StatFact, fw: &Framework, tree: &OrgTree) -> Result<(), 
     statistic(s)
 }
 
-/// The statistic's metric is one of the framework's catalog.
+/// A value in the metric's own unit for people: yuan for amounts stored in fen.
+fn shown(def: &crate::rules::MetricDef, v: i64) -> String {
+    match def.unit {
+        crate::rules::MetricUnit::Yuan => format!("{:.2}", v as f64 / 100.0),
+        _ => v.to_string(),
+    }
+}
+
+/// The statistic's value is within what its org unit's population makes plausible (the
+/// catalog's `max_per_resident`, or the unit's default), where the population of the year is
+/// known. Checked by the service that records the statistic, which has the current tree.
+pub fn statistic_plausible(s: &StatFact, fw: &Framework, tree: &OrgTree) -> Result<(), FactError> {
+    let (Some(def), Some(i)) = (fw.catalog.metric(&s.metric), tree.find(&s.org_unit)) else {
+        return Ok(());
+    };
+    let Some(per) = def.max_per_resident() else {
+        return Ok(());
+    };
+    let residents = tree.populations(s.period)[i];
+    if residents == 0 || s.value < 0 {
+        return Ok(());
+    }
+    // Persons and counts per resident; yuan per resident, stored in fen.
+    let scale: u128 = if def.unit == crate::rules::MetricUnit::Yuan {
+        100
+    } else {
+        1
+    };
+    let bound = (u128::from(per.milli()) * u128::from(residents) * scale).div_ceil(1000);
+    if (s.value as u128) > bound {
+        return refuse(
+            "value",
+            format!(
+                "{} {} is implausible for {} ({}) in {}: at most {} per resident × {} residents = {}                  (catalog max_per_resident)",
+                shown(def, s.value),
+                def.unit_label(),
+                s.metric,
+                s.org_unit,
+                s.period,
+                f64::from(per),
+                residents,
+                shown(def, bound.min(i64::MAX as u128) as i64)
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The statistic's metric is one of the framework's catalog, and its value within the
+/// metric's plausible maximum.
 pub fn statistic_fits(s: &StatFact, fw: &Framework) -> Result<(), FactError> {
+    if let Some(def) = fw.catalog.metric(&s.metric)
+        && s.value > def.max()
+    {
+        return refuse(
+            "value",
+            format!(
+                "{} {} is more than {} can plausibly be (at most {}; catalog max)",
+                shown(def, s.value),
+                def.unit_label(),
+                s.metric,
+                shown(def, def.max())
+            ),
+        );
+    }
     if fw.catalog.metric(&s.metric).is_none() {
         let known: Vec<&str> = fw.catalog.metrics.iter().map(|m| m.id.as_str()).collect();
         return refuse(
@@ -183,6 +246,78 @@ mod tests {
         assert!(statistic(&stat(0, 2013)).is_ok());
         assert_eq!(statistic(&stat(-1, 2013)).unwrap_err().field, "value");
         assert_eq!(statistic(&stat(1, 1800)).unwrap_err().field, "period");
+    }
+
+    #[test]
+    fn values_beyond_the_plausible_are_refused_with_the_bound() {
+        use crate::org::{CommunityType, OrgLevel, OrgUnit, RegionClass};
+        let (fw, _) = crate::guangdong::framework();
+        let u = |id: &str, level, parent: Option<&str>, pop: Option<u64>| OrgUnit {
+            id: OrgUnitId::parse(id).unwrap(),
+            name: id.to_string(),
+            level,
+            parent: parent.map(|p| OrgUnitId::parse(p).unwrap()),
+            community_type: (level == OrgLevel::Community).then_some(CommunityType::Urban),
+            region: (level == OrgLevel::District).then_some(RegionClass::PearlRiverDelta),
+            population: pop.into_iter().map(|p| (2013, p)).collect(),
+        };
+        let tree = OrgTree::build(vec![
+            u("d", OrgLevel::District, None, None),
+            u("d.t", OrgLevel::Town, Some("d"), None),
+            u("d.t.c", OrgLevel::Community, Some("d.t"), Some(3_000)),
+            u("d.t.n", OrgLevel::Community, Some("d.t"), None),
+        ])
+        .unwrap();
+        let s = |org: &str, metric: &str, value: i64| StatFact {
+            org_unit: OrgUnitId::parse(org).unwrap(),
+            metric: MetricId::parse(metric).unwrap(),
+            period: 2013,
+            value,
+            version: 1,
+        };
+        // i64::MAX staff: beyond any catalog maximum, wherever it is filed.
+        let e = statistic_fits(&s("d.t.c", "staff_fulltime", i64::MAX), &fw).unwrap_err();
+        assert_eq!(e.field, "value");
+        assert!(
+            e.reason.contains("20000000") && e.reason.contains("catalog max"),
+            "{e}"
+        );
+        // More staff than residents: refused naming the population and the bound.
+        assert!(statistic_plausible(&s("d.t.c", "staff_fulltime", 3_000), &fw, &tree).is_ok());
+        let e = statistic_plausible(&s("d.t.c", "staff_fulltime", 3_001), &fw, &tree).unwrap_err();
+        assert!(
+            e.reason.contains("3000 residents") && e.reason.contains("max_per_resident"),
+            "{e}"
+        );
+        // The town's population is its communities' (3,000), and a unit without one has no
+        // relative bound.
+        assert!(statistic_plausible(&s("d.t", "residents_served", 3_001), &fw, &tree).is_err());
+        assert!(statistic_plausible(&s("d.t.n", "staff_fulltime", 50_000), &fw, &tree).is_ok());
+        // Money per resident (stored in fen): 1,000 yuan × 3,000 residents at most.
+        assert!(
+            statistic_plausible(&s("d.t.c", "education_funding", 300_000_000), &fw, &tree).is_ok()
+        );
+        let e = statistic_plausible(&s("d.t.c", "education_funding", 300_000_001), &fw, &tree)
+            .unwrap_err();
+        assert!(e.reason.contains("元 yuan"), "{e}");
+        // Counts of things have no per-resident bound by default.
+        assert!(statistic_plausible(&s("d.t.c", "learning_points", 900_000), &fw, &tree).is_ok());
+    }
+
+    #[test]
+    fn the_demo_districts_statistics_are_plausible() {
+        let (fw, _) = crate::guangdong::framework();
+        for params in [
+            crate::demo::DemoParams::nanhai(7),
+            crate::demo::DemoParams::nanhai(11),
+        ] {
+            let d = crate::demo::generate(&fw, &params);
+            let tree = OrgTree::build(d.units.clone()).unwrap();
+            for s in &d.statistics {
+                statistic_in(s, &fw, &tree).unwrap();
+                statistic_plausible(s, &fw, &tree).unwrap();
+            }
+        }
     }
 
     #[test]

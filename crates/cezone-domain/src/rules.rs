@@ -484,6 +484,77 @@ pub struct MetricDef {
     pub id: MetricId,
     pub name: String,
     pub unit: MetricUnit,
+    /// The largest value any org unit may report, in the stored unit (fen for yuan). Absent:
+    /// the unit's default ([`MetricDef::max`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    /// The most per resident of the org unit (persons per resident, yuan per resident, counts
+    /// per resident) where its population for the year is known. Absent: the unit's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_resident: Option<PerResident>,
+}
+
+/// A bound per resident, kept in thousandths so the catalog stays comparable; written as a
+/// number (`max_per_resident = 1.5`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct PerResident(u64);
+
+impl PerResident {
+    pub fn milli(self) -> u64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for PerResident {
+    type Error = String;
+    fn try_from(x: f64) -> Result<Self, String> {
+        if x.is_finite() && (0.0..=1e9).contains(&x) {
+            Ok(PerResident((x * 1000.0).round() as u64))
+        } else {
+            Err(format!(
+                "max_per_resident {x} must be a number from 0 to 1e9"
+            ))
+        }
+    }
+}
+
+impl From<PerResident> for f64 {
+    fn from(p: PerResident) -> f64 {
+        p.0 as f64 / 1000.0
+    }
+}
+
+impl MetricDef {
+    /// The largest plausible value anywhere: the catalog's `max`, else 1,000,000 things,
+    /// 20,000,000 persons (more than any district's residents) or 10,000,000,000 yuan.
+    pub fn max(&self) -> i64 {
+        self.max.unwrap_or(match self.unit {
+            MetricUnit::Count => 1_000_000,
+            MetricUnit::Person => 20_000_000,
+            MetricUnit::Yuan => 1_000_000_000_000,
+        })
+    }
+
+    /// The most per resident: the catalog's `max_per_resident`, else one person per resident
+    /// (a count of people cannot exceed the people living there) and 1,000 yuan per resident;
+    /// counts of things have none.
+    pub fn max_per_resident(&self) -> Option<PerResident> {
+        self.max_per_resident.or(match self.unit {
+            MetricUnit::Count => None,
+            MetricUnit::Person => Some(PerResident(1_000)),
+            MetricUnit::Yuan => Some(PerResident(1_000_000)),
+        })
+    }
+
+    /// The unit in people's words, Chinese first.
+    pub fn unit_label(&self) -> &'static str {
+        match self.unit {
+            MetricUnit::Count => "个 count",
+            MetricUnit::Person => "人 persons",
+            MetricUnit::Yuan => "元 yuan",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

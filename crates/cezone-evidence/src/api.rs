@@ -29,6 +29,8 @@ pub struct EvidenceApi {
     pub view: RegistryView,
     pub max_file_bytes: u64,
     pub chunk_bytes: usize,
+    /// How long an upload may stay silent and last.
+    pub limits: cezone_platform::grpc::StreamLimits,
 }
 
 fn blob_error(e: BlobError) -> Status {
@@ -88,10 +90,16 @@ impl EvidenceService for EvidenceApi {
         req: Request<Streaming<pe::UploadRequest>>,
     ) -> Result<Response<pe::Evidence>, Status> {
         let who = caller(&req)?;
+        let started = std::time::Instant::now();
         // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
         self.relay.admit().map_err(ApiError::from)?;
         let mut stream = req.into_inner();
-        let meta = match stream.message().await?.and_then(|m| m.part) {
+        let meta = match self
+            .limits
+            .next(&mut stream, started)
+            .await?
+            .and_then(|m| m.part)
+        {
             Some(Part::Metadata(m)) => m,
             Some(Part::Chunk(_)) => {
                 return Err(ApiError::invalid(
@@ -109,7 +117,9 @@ impl EvidenceService for EvidenceApi {
             }
         };
         self.may_upload(&who, &meta).await?;
-        let checked = metadata::check(&meta, &self.view).await?;
+        let mut checked = metadata::check(&meta, &self.view).await?;
+        // Who submitted it is who is signed in, not what the metadata says.
+        checked.submitted_by = who.acting_name(&checked.submitted_by);
         if let Some(c) =
             crate::closures::closed(&self.db, &checked.framework_id, &checked.edition).await?
         {
@@ -138,9 +148,16 @@ impl EvidenceService for EvidenceApi {
             .writer(self.max_file_bytes)
             .await
             .map_err(ApiError::from)?;
-        while let Some(msg) = stream.message().await? {
+        // The file's beginning, for what it really is.
+        let mut head: Vec<u8> = Vec::with_capacity(crate::content::HEAD_BYTES);
+        // A stalled or endless upload ends here; dropping the writer removes its file.
+        while let Some(msg) = self.limits.next(&mut stream, started).await? {
             match msg.part {
-                Some(Part::Chunk(bytes)) => writer.write(&bytes).await.map_err(blob_error)?,
+                Some(Part::Chunk(bytes)) => {
+                    let room = crate::content::HEAD_BYTES - head.len();
+                    head.extend_from_slice(&bytes[..room.min(bytes.len())]);
+                    writer.write(&bytes).await.map_err(blob_error)?
+                }
                 Some(Part::Metadata(_)) => {
                     return Err(
                         ApiError::invalid("metadata", "sent twice; send it once, first").into(),
@@ -152,6 +169,9 @@ impl EvidenceService for EvidenceApi {
         if writer.size() == 0 {
             return Err(ApiError::invalid("chunk", "the file is empty").into());
         }
+        // Refused here, the writer is dropped and nothing is stored.
+        checked.content_type =
+            crate::content::check(&checked.file_name, &checked.content_type, &head)?;
         let stored = writer.finish(&self.blobs).await.map_err(blob_error)?;
         let evidence = records::submit(&self.db, &who, &checked, &stored).await?;
         self.relay.notify();
@@ -249,7 +269,7 @@ impl EvidenceService for EvidenceApi {
             decision,
             r.grade,
             &r.comment,
-            &r.reviewer,
+            &who.acting_name(&r.reviewer),
         )
         .await?;
         self.relay.notify();

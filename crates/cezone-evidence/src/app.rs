@@ -58,13 +58,19 @@ impl Application {
             view: RegistryView::new(&settings.services.registry_url, max, &bearer)?,
             max_file_bytes: settings.evidence.max_file_bytes,
             chunk_bytes: settings.evidence.chunk_bytes,
+            limits: cezone_platform::grpc::StreamLimits::of(&settings.grpc),
         };
         let listener = bind(&settings.grpc.host, settings.evidence.port).await?;
         let svc = EvidenceServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         let tls = cezone_platform::tls::server_config(&settings.grpc)?;
-        let running = spawn(listener, routes_with_health(svc, keys).await, tls)?;
+        let running = spawn(
+            listener,
+            routes_with_health(svc, keys).await,
+            tls,
+            settings.grpc.max_connections,
+        )?;
         tracing::info!(
             service = "evidence",
             address = %running.addr,

@@ -31,10 +31,23 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
+/// Creates `dir` and any missing parents owner-only (an existing directory keeps its mode:
+/// the operator chose it).
+async fn private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .await
+}
+
 impl BlobStore {
+    /// Opens the store at `root`, creating it (directories 0700, files 0600: evidence is for
+    /// the service alone, as the key file is).
     pub async fn open(root: &Path) -> std::io::Result<BlobStore> {
-        fs::create_dir_all(root.join("tmp")).await?;
-        fs::create_dir_all(root.join("sha256")).await?;
+        private_dir(root).await?;
+        private_dir(&root.join("tmp")).await?;
+        private_dir(&root.join("sha256")).await?;
         Ok(BlobStore {
             root: root.to_path_buf(),
         })
@@ -50,7 +63,11 @@ impl BlobStore {
 
     pub async fn writer(&self, limit: u64) -> std::io::Result<BlobWriter> {
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
-        let file = File::create(&tmp).await?;
+        let mut open = fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        open.mode(0o600);
+        let file = open.open(&tmp).await?;
         Ok(BlobWriter {
             file: Some(BufWriter::with_capacity(1 << 20, file)),
             tmp,
@@ -143,7 +160,11 @@ impl BlobWriter {
             false
         } else {
             if let Some(dir) = dest.parent() {
-                fs::create_dir_all(dir).await?;
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .await?;
             }
             fs::rename(&self.tmp, &dest).await?;
             true
@@ -161,5 +182,36 @@ impl Drop for BlobWriter {
         if self.file.is_some() {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_store_and_its_files_are_the_owners_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("evidence");
+        let store = BlobStore::open(&root).await.unwrap();
+        let mut w = store.writer(1 << 20).await.unwrap();
+        w.write(b"a file's bytes").await.unwrap();
+        let stored = w.finish(&store).await.unwrap();
+        let path = store.path(&stored.sha256);
+        assert_eq!(mode(&path), 0o600);
+        let mut p = path.parent();
+        while let Some(d) = p {
+            assert_eq!(mode(d), 0o700, "{}", d.display());
+            if d == root {
+                break;
+            }
+            p = d.parent();
+        }
+        assert_eq!(mode(&root.join("tmp")), 0o700);
     }
 }

@@ -7,6 +7,7 @@ mod app;
 mod blobs;
 mod closures;
 mod completeness;
+mod content;
 mod entities;
 mod metadata;
 mod migration;

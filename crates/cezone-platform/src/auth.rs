@@ -35,8 +35,13 @@ pub enum AuthError {
     Expired,
     #[error("the token's signature does not match this deployment's key")]
     BadSignature,
+    /// What the caller is told; the parser's own words are logged, never returned.
     #[error("the token is malformed: {0}")]
     Malformed(String),
+    #[error("the token is not valid yet: {0}")]
+    NotYetValid(String),
+    #[error("the token's lifetime is too long: {0}")]
+    Lifetime(String),
     #[error("the token's claims are invalid: {0}")]
     Claims(String),
     #[error("auth key: {0}")]
@@ -75,6 +80,9 @@ pub struct Claims {
     pub org_unit: Option<String>,
     pub iss: String,
     pub iat: i64,
+    /// Not before: absent in the tokens cezone issues, checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     pub exp: i64,
     pub jti: String,
 }
@@ -87,6 +95,10 @@ pub struct Keys {
     issuer: String,
     /// Lifetime of tokens issued without an explicit one, in seconds.
     pub default_ttl: i64,
+    /// The longest lifetime (`exp` − `iat`) accepted, whoever signed the token, in seconds.
+    pub max_ttl: i64,
+    /// Clock difference tolerated, in seconds.
+    leeway: i64,
     /// Tokens verified lately, with their caller and expiry: a client sends the same token
     /// with every call, and its signature and claims cannot change, so they are checked once.
     /// Only the expiry is checked again on each call.
@@ -141,15 +153,19 @@ impl Keys {
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&s.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "iat"]);
         validation.leeway = s.leeway_seconds;
         validation.validate_aud = false;
+        // `nbf` and `iat` are checked below, with the same leeway, against one clock reading.
+        validation.validate_nbf = false;
         Ok(Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             issuer: s.issuer.clone(),
             default_ttl: (s.token_minutes * 60) as i64,
+            max_ttl: (s.max_token_minutes * 60) as i64,
+            leeway: s.leeway_seconds as i64,
             verified: Mutex::new(HashMap::new()),
             event_key: Arc::new(cezone_bus::EventKey::derive(secret)),
         })
@@ -160,8 +176,15 @@ impl Keys {
         self.event_key.clone()
     }
 
-    /// A signed token for `who`, valid for `ttl_seconds` from now.
+    /// A signed token for `who`, valid for `ttl_seconds` from now (at most `max_ttl`).
     pub fn issue(&self, who: &Principal, ttl_seconds: i64) -> Result<String, AuthError> {
+        if ttl_seconds > self.max_ttl {
+            return Err(AuthError::Lifetime(format!(
+                "{} minutes asked, at most {} (auth.max_token_minutes)",
+                ttl_seconds / 60,
+                self.max_ttl / 60
+            )));
+        }
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: who.subject.clone(),
@@ -170,10 +193,19 @@ impl Keys {
             org_unit: who.org_unit.as_ref().map(|o| o.as_str().to_string()),
             iss: self.issuer.clone(),
             iat: now,
+            nbf: None,
             exp: now + ttl_seconds,
             jti: uuid::Uuid::new_v4().to_string(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Key(e.to_string()))
+    }
+
+    /// Signs `claims` as they are, with the deployment's key: for systems that mint their own
+    /// tokens with the shared key, and for tests of what the services accept. The services
+    /// check every claim (times, lifetime, role, scope) whoever signed it.
+    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .map_err(|e| AuthError::Key(e.to_string()))
     }
 
@@ -199,7 +231,7 @@ impl Keys {
                 Ok(who)
             };
         }
-        let (who, exp) = self.verify_fully(token)?;
+        let (who, exp) = self.verify_fully(token, now)?;
         let mut verified = self
             .verified
             .lock()
@@ -211,22 +243,66 @@ impl Keys {
         Ok(who)
     }
 
-    fn verify_fully(&self, token: &str) -> Result<(Principal, i64), AuthError> {
+    fn verify_fully(&self, token: &str, now: i64) -> Result<(Principal, i64), AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::InvalidIssuer => {
-                    AuthError::Claims("the issuer is not this deployment's".into())
+            .map_err(|e| {
+                // The parser's words (its algorithms, JSON positions) stay in the log.
+                tracing::debug!(detail = %e, "token refused");
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::InvalidSignature => AuthError::BadSignature,
+                    ErrorKind::InvalidIssuer => {
+                        AuthError::Claims("the issuer is not this deployment's".into())
+                    }
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        AuthError::Claims(format!("the claim `{claim}` is missing"))
+                    }
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        AuthError::Malformed(
+                            "it is not signed the way this deployment signs tokens".into(),
+                        )
+                    }
+                    ErrorKind::Json(j) => match j
+                        .to_string()
+                        .strip_prefix("missing field `")
+                        .and_then(|rest| rest.split_once('`'))
+                    {
+                        // A claim cezone needs (iat, role, jti …) is absent: say which.
+                        Some((claim, _)) if claim.len() <= 16 => {
+                            AuthError::Claims(format!("the claim `{claim}` is missing"))
+                        }
+                        _ => AuthError::Malformed(
+                            "its claims are not the claims of a cezone token".into(),
+                        ),
+                    },
+                    _ => AuthError::Malformed("it is not a signed JSON web token".into()),
                 }
-                ErrorKind::InvalidAlgorithm => {
-                    AuthError::Malformed("only HS256 tokens are accepted".into())
-                }
-                _ => AuthError::Malformed(e.to_string()),
             })?;
-        let who = principal_of(&data.claims).map_err(AuthError::Claims)?;
-        Ok((who, data.claims.exp))
+        let c = &data.claims;
+        if c.iat > now + self.leeway {
+            return Err(AuthError::NotYetValid(format!(
+                "issued {} s in the future (iat)",
+                c.iat - now
+            )));
+        }
+        if let Some(nbf) = c.nbf
+            && nbf > now + self.leeway
+        {
+            return Err(AuthError::NotYetValid(format!(
+                "valid only from {} s from now (nbf)",
+                nbf - now
+            )));
+        }
+        if c.exp - c.iat > self.max_ttl {
+            return Err(AuthError::Lifetime(format!(
+                "{} minutes from iat to exp, at most {} accepted (auth.max_token_minutes)",
+                (c.exp - c.iat) / 60,
+                self.max_ttl / 60
+            )));
+        }
+        let who = principal_of(c).map_err(AuthError::Claims)?;
+        Ok((who, c.exp))
     }
 
     /// The caller of a request, from its `authorization` metadata.
@@ -323,7 +399,15 @@ impl Interceptor for Authenticate {
                 Ok(req)
             }
             Err(e) => {
-                tracing::info!(reason = %e, "unauthenticated call refused");
+                // At warn, with the caller's address, as permission denials are: repeated
+                // attempts with forged or stale tokens must stand out.
+                tracing::warn!(
+                    reason = %e,
+                    remote = %req
+                        .remote_addr()
+                        .map_or_else(|| "unknown".to_string(), |a| a.to_string()),
+                    "unauthenticated call refused"
+                );
                 Err(Status::unauthenticated(e.to_string()))
             }
         }
@@ -543,7 +627,8 @@ mod tests {
             unit: None,
             org_unit: None,
             iss: "cezone".into(),
-            iat: 0,
+            iat: chrono::Utc::now().timestamp(),
+            nbf: None,
             exp: chrono::Utc::now().timestamp() + 600,
             jti: "x".into(),
         };
@@ -552,6 +637,143 @@ mod tests {
             Err(AuthError::Claims(m)) => assert!(m.contains("'root'"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Signs `claims` as the deployment would (its key, HS256): what someone holding the key,
+    /// or a careless integration, could send.
+    fn signed(k: &Keys, f: impl FnOnce(&mut Claims)) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = Claims {
+            sub: "alice".into(),
+            role: "evaluation_office".into(),
+            unit: None,
+            org_unit: None,
+            iss: "cezone".into(),
+            iat: now,
+            nbf: None,
+            exp: now + 600,
+            jti: "x".into(),
+        };
+        f(&mut claims);
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding).unwrap()
+    }
+
+    #[test]
+    fn token_times_are_checked_with_the_leeway() {
+        let k = keys();
+        let now = chrono::Utc::now().timestamp();
+        let leeway = Settings::defaults().auth.leeway_seconds as i64;
+        // Valid from an hour in the future: refused, by nbf and by iat.
+        let later = signed(&k, |c| c.nbf = Some(now + 3600));
+        assert!(matches!(k.verify(&later), Err(AuthError::NotYetValid(m)) if m.contains("nbf")));
+        let future = signed(&k, |c| {
+            c.iat = now + 3600;
+            c.exp = now + 3600 + 600;
+        });
+        assert!(matches!(k.verify(&future), Err(AuthError::NotYetValid(m)) if m.contains("iat")));
+        // Within the leeway: accepted (clocks differ a little).
+        let skewed = signed(&k, |c| {
+            c.iat = now + leeway / 2;
+            c.nbf = Some(now + leeway / 2);
+        });
+        assert_eq!(k.verify(&skewed).unwrap(), office());
+        // A hundred years: refused whoever signed it, and so is one issued long ago.
+        let century = signed(&k, |c| c.exp = now + 100 * 365 * 86_400);
+        match k.verify(&century) {
+            Err(AuthError::Lifetime(m)) => assert!(m.contains("auth.max_token_minutes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let old = signed(&k, |c| c.iat = now - 365 * 86_400);
+        assert!(matches!(k.verify(&old), Err(AuthError::Lifetime(_))));
+        // Without iat: refused, naming the claim.
+        let no_iat = {
+            #[derive(Serialize)]
+            struct NoIat<'a> {
+                sub: &'a str,
+                role: &'a str,
+                iss: &'a str,
+                exp: i64,
+            }
+            let c = NoIat {
+                sub: "alice",
+                role: "evaluation_office",
+                iss: "cezone",
+                exp: now + 600,
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &k.encoding).unwrap()
+        };
+        assert!(matches!(k.verify(&no_iat), Err(AuthError::Claims(m)) if m.contains("iat")));
+        // Nothing refused was remembered.
+        assert_eq!(k.verified.lock().unwrap().len(), 1);
+        // And the deployment never issues what it would refuse.
+        let max = Settings::defaults().auth.max_token_minutes as i64 * 60;
+        assert!(matches!(
+            k.issue(&office(), max + 60),
+            Err(AuthError::Lifetime(_))
+        ));
+        assert!(k.issue(&office(), max).is_ok());
+    }
+
+    #[test]
+    fn refusals_do_not_reveal_the_parser() {
+        let k = keys();
+        let none = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.";
+        let rs256 = {
+            use base64::Engine as _;
+            let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            format!(
+                "{}.{}.c2ln",
+                b.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+                b.encode(br#"{"sub":"x"}"#)
+            )
+        };
+        let bad_json = signed(&k, |c| c.role = "x".repeat(3));
+        for t in [none, rs256.as_str(), "a.b.c", "%%%"] {
+            let e = k.verify(t).unwrap_err().to_string();
+            for internal in ["HS256", "RS256", "line", "column", "Base64", "Json", "["] {
+                assert!(!e.contains(internal), "{t}: {e}");
+            }
+        }
+        assert!(k.verify(&bad_json).is_err());
+    }
+
+    #[test]
+    fn refused_tokens_are_logged_at_warn_with_the_address() {
+        use std::io::Write;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let w = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut check = Authenticate::new(Arc::new(keys()));
+            for token in ["not-a-jwt", "a.b.c"] {
+                let mut req = Request::new(());
+                req.metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                assert!(check.call(req).is_err());
+            }
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            out.matches("unauthenticated call refused").count(),
+            2,
+            "{out}"
+        );
+        assert!(out.contains("WARN") && out.contains("remote="), "{out}");
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub async fn connect(
         std::fs::create_dir_all(dir)
             .map_err(|e| DbErr::Custom(format!("cannot create the directory of {path}: {e}")))?;
     }
+    if let Some(path) = sqlite_path(url) {
+        owner_only_file(std::path::Path::new(&path))
+            .map_err(|e| DbErr::Custom(format!("cannot create {path}: {e}")))?;
+    }
     let mut opts = ConnectOptions::new(url.to_string());
     opts.max_connections(if sqlite { 1 } else { settings.max_connections })
         .min_connections(1)
@@ -43,6 +47,21 @@ pub async fn connect(
         db.execute_unprepared("PRAGMA foreign_keys=ON").await?;
     }
     Ok(db)
+}
+
+/// Creates the database file readable by its owner only (0600) before SQLite opens it, so the
+/// data never sits readable by other local users; SQLite gives its -wal and -shm files the same
+/// mode. An existing file is left as it is.
+fn owner_only_file(path: &std::path::Path) -> std::io::Result<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The URL a service uses: the configured one, or for SQLite a file of the service's own.
@@ -131,5 +150,33 @@ mod tests {
             "postgres://u@h/db"
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn sqlite_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::settings::DatabaseSettings {
+            url: format!("sqlite://{}/data/cezone.db?mode=rwc", dir.path().display()),
+            ..crate::settings::Settings::defaults().database
+        };
+        let db = connect(&settings, "registry").await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .await
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(
+            files.iter().any(|f| f.ends_with("cezone-registry.db")),
+            "{files:?}"
+        );
+        for f in &files {
+            let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
+        drop(db);
     }
 }

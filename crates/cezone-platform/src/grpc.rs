@@ -83,6 +83,156 @@ pub const MAX_FRAME_BYTES: u32 = 256 * 1024;
 pub const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 pub const CONNECTION_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 
+/// How long a streaming call may stay silent and last in all (`grpc.stream_idle_seconds`,
+/// `grpc.stream_total_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    pub idle: std::time::Duration,
+    pub total: std::time::Duration,
+}
+
+impl StreamLimits {
+    pub fn of(settings: &crate::settings::GrpcSettings) -> StreamLimits {
+        StreamLimits {
+            idle: std::time::Duration::from_secs(settings.stream_idle_seconds),
+            total: std::time::Duration::from_secs(settings.stream_total_seconds),
+        }
+    }
+
+    /// The stream's next message, or DEADLINE_EXCEEDED once the client has sent nothing for
+    /// `idle` or the call has lasted `total` since `started`. The caller then drops what it
+    /// holds (rolling back), so a stalled upload stores nothing.
+    pub async fn next<T>(
+        &self,
+        stream: &mut tonic::Streaming<T>,
+        started: std::time::Instant,
+    ) -> Result<Option<T>, tonic::Status> {
+        let deadline = started + self.total;
+        let until = (std::time::Instant::now() + self.idle).min(deadline);
+        match tokio::time::timeout_at(until.into(), stream.message()).await {
+            Ok(next) => next,
+            Err(_) if std::time::Instant::now() >= deadline => {
+                tracing::warn!(
+                    seconds = self.total.as_secs(),
+                    "streaming call too long, abandoned"
+                );
+                Err(tonic::Status::deadline_exceeded(format!(
+                    "the call lasted more than {} s (grpc.stream_total_seconds); nothing was stored",
+                    self.total.as_secs()
+                )))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    seconds = self.idle.as_secs(),
+                    "streaming call stalled, abandoned"
+                );
+                Err(tonic::Status::deadline_exceeded(format!(
+                    "nothing was received for {} s (grpc.stream_idle_seconds); the call was \
+                     abandoned and nothing was stored",
+                    self.idle.as_secs()
+                )))
+            }
+        }
+    }
+}
+
+/// At most `max` connections served at once: each accepted connection holds a permit until it
+/// closes; one arriving when none is left is closed at once.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    permits: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> ConnectionLimit {
+        ConnectionLimit {
+            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A permit for a new connection from `peer`, or None (logged) when the process is full.
+    pub fn admit(&self, peer: Option<SocketAddr>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                tracing::warn!(
+                    remote = %peer.map_or_else(|| "unknown".to_string(), |a| a.to_string()),
+                    max = self.max,
+                    "connection refused: the process serves its most connections (grpc.max_connections)"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A TCP connection holding its place under a `ConnectionLimit`.
+#[derive(Debug)]
+pub struct Limited {
+    inner: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Limited {
+    pub fn new(inner: tokio::net::TcpStream, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Limited {
+            inner,
+            _permit: permit,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Limited {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Limited {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for Limited {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
 /// A running server: its address, a handle to stop it and the task to await.
 #[derive(Debug)]
 pub struct Running {
@@ -123,24 +273,31 @@ impl Running {
 /// Serves `routes` (the service plus health and reflection) on a bound listener until the
 /// returned handle is stopped.
 /// With `tls`, only clients presenting a certificate from the deployment's CA are served.
+/// At most `max_connections` are served at once (`grpc.max_connections`).
 pub fn spawn(
     listener: TcpListener,
     routes: tonic::service::Routes,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    max_connections: usize,
 ) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
+    let limit = ConnectionLimit::new(max_connections);
     // Without TCP_NODELAY an answer written as several frames waits for the client's delayed
     // ACK (about 40 ms on Linux) before its last frame leaves.
-    let incoming = tokio_stream::StreamExt::map(
+    let incoming = tokio_stream::StreamExt::filter_map(
         tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |conn| {
-            conn.inspect(|stream| {
+        move |conn| match conn {
+            Ok(stream) => {
+                // Dropping the stream closes a connection past the limit.
+                let permit = limit.admit(stream.peer_addr().ok())?;
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
-            })
+                Some(Ok(Limited::new(stream, permit)))
+            }
+            Err(e) => Some(Err(e)),
         },
     );
     // Uploads and survey batches stream megabytes per call: bigger frames and windows than

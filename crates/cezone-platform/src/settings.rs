@@ -34,6 +34,8 @@ pub struct AuthSettings {
     pub issuer: String,
     /// Lifetime of issued tokens, in minutes.
     pub token_minutes: u64,
+    /// The longest lifetime (`exp` − `iat`) of any token accepted or issued, in minutes.
+    pub max_token_minutes: u64,
     /// Clock difference tolerated between machines, in seconds.
     pub leeway_seconds: u64,
 }
@@ -43,6 +45,8 @@ pub struct AuthSettings {
 pub struct WebSettings {
     /// HTTP port; 0 picks a free one.
     pub port: u16,
+    /// Seconds a client has to send a request's headers.
+    pub header_read_seconds: u64,
 }
 
 /// Recompute-and-freeze runs before each checkpoint of the calendar.
@@ -153,6 +157,14 @@ pub struct GrpcSettings {
     pub tls_cert_file: PathBuf,
     pub tls_key_file: PathBuf,
     pub tls_ca_file: PathBuf,
+    /// A streaming call (an upload, a survey batch) that sends nothing for this long is
+    /// abandoned and rolled back, in seconds.
+    pub stream_idle_seconds: u64,
+    /// The longest a streaming call may last in all, in seconds.
+    pub stream_total_seconds: u64,
+    /// Connections one process serves at once (gRPC and the web page each); more are closed
+    /// as they arrive.
+    pub max_connections: usize,
 }
 
 impl GrpcSettings {
@@ -279,6 +291,34 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return Err(bad("database.max_connections", &0, "must be at least 1"));
+        }
+        if !(1..=600).contains(&self.web.header_read_seconds) {
+            return Err(bad(
+                "web.header_read_seconds",
+                &self.web.header_read_seconds,
+                "must be between 1 and 600",
+            ));
+        }
+        if !(1..=86_400).contains(&self.grpc.stream_idle_seconds) {
+            return Err(bad(
+                "grpc.stream_idle_seconds",
+                &self.grpc.stream_idle_seconds,
+                "must be between 1 and 86400",
+            ));
+        }
+        if !(self.grpc.stream_idle_seconds..=604_800).contains(&self.grpc.stream_total_seconds) {
+            return Err(bad(
+                "grpc.stream_total_seconds",
+                &self.grpc.stream_total_seconds,
+                "must be between grpc.stream_idle_seconds and 604800 (a week)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.grpc.max_connections) {
+            return Err(bad(
+                "grpc.max_connections",
+                &self.grpc.max_connections,
+                "must be between 1 and 1000000",
+            ));
         }
         if self.grpc.max_message_bytes < 64 * 1024 {
             return Err(bad(
@@ -423,11 +463,21 @@ impl Settings {
                 "must be at least 32 bytes, or empty to use auth.secret_file",
             ));
         }
-        if !(1..=43_200).contains(&self.auth.token_minutes) {
+        if !(1..=525_600).contains(&self.auth.max_token_minutes) {
+            return Err(bad(
+                "auth.max_token_minutes",
+                &self.auth.max_token_minutes,
+                "must be between 1 and 525600 (a year)",
+            ));
+        }
+        if !(1..=self.auth.max_token_minutes).contains(&self.auth.token_minutes) {
             return Err(bad(
                 "auth.token_minutes",
                 &self.auth.token_minutes,
-                "must be between 1 and 43200 (30 days)",
+                &format!(
+                    "must be between 1 and auth.max_token_minutes ({})",
+                    self.auth.max_token_minutes
+                ),
             ));
         }
         if self.auth.issuer.trim().is_empty() {

@@ -34,11 +34,8 @@ impl SchedulerService for SchedulerApi {
         let who = caller(&req)?;
         permit(&who, &Action::RunSchedule, None)?;
         let r = req.into_inner();
-        let by = if r.requested_by.trim().is_empty() {
-            who.subject.clone()
-        } else {
-            r.requested_by.clone()
-        };
+        // Who asked is who is signed in, not what the request says.
+        let by = who.acting_name(&r.requested_by);
         let record = self
             .scheduler
             .run_now(r.checkpoint.trim(), &by, &who)

@@ -152,7 +152,9 @@ impl ScoringService for ScoringApi {
         if req.get_ref().close_submissions {
             permit(&who, &Action::CloseSubmissions, None)?;
         }
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        // Who froze it is who is signed in (a service may name the person it acts for).
+        r.frozen_by = who.acting_name(&r.frozen_by);
         let snap = self.state.freeze(&r, &who).await?;
         tracing::info!(snapshot = %snap.id, checkpoint = %snap.checkpoint, hash = %snap.content_hash, "snapshot frozen");
         Ok(Response::new(snap))

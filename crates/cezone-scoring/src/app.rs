@@ -98,7 +98,12 @@ impl Application {
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
         let tls = cezone_platform::tls::server_config(&settings.grpc)?;
-        let running = spawn(listener, routes_with_health(svc, keys).await, tls)?;
+        let running = spawn(
+            listener,
+            routes_with_health(svc, keys).await,
+            tls,
+            settings.grpc.max_connections,
+        )?;
         tracing::info!(service = "scoring", address = %running.addr, "listening");
         Ok(Application {
             running,

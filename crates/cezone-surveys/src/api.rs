@@ -26,6 +26,8 @@ pub struct SurveyApi {
     pub write_batch_rows: usize,
     /// Metrics are checked against this framework's latest published catalog.
     pub framework_id: String,
+    /// How long an ingest stream may stay silent and last.
+    pub limits: cezone_platform::grpc::StreamLimits,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -54,6 +56,65 @@ fn may_store(
 }
 
 impl SurveyApi {
+    /// An org unit cannot have more respondents to a survey than residents: the batch's
+    /// respondents there (the most answers any question got) and those of earlier batches,
+    /// against its population of the survey's year where known. (Two uploads for the same
+    /// org unit at the same moment are each checked against the batches committed before.)
+    /// Respondents of earlier batches per org unit (the most answers any question got there),
+    /// read before an upload's own transaction takes the connection.
+    async fn earlier_respondents(
+        &self,
+        survey_id: &str,
+    ) -> Result<std::collections::HashMap<String, i64>, ApiError> {
+        use crate::entities::tally;
+        let earlier: Vec<(String, Option<i64>)> = tally::Entity::find()
+            .select_only()
+            .column(tally::Column::OrgUnit)
+            .column_as(tally::Column::Responses.max(), "responses")
+            .filter(tally::Column::SurveyId.eq(survey_id))
+            .group_by(tally::Column::OrgUnit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(earlier
+            .into_iter()
+            .map(|(o, n)| (o, n.unwrap_or(0)))
+            .collect())
+    }
+
+    fn within_population(
+        survey_id: &str,
+        period: i32,
+        tree: &cezone_domain::org::OrgTree,
+        tallies: &crate::ingest::Tallies,
+        earlier: &std::collections::HashMap<String, i64>,
+    ) -> Result<(), ApiError> {
+        let residents = tree.populations(period);
+        let mut units: Vec<&String> = tallies.keys().collect();
+        units.sort();
+        for o in units {
+            let Some(i) = cezone_domain::org::OrgUnitId::parse(o)
+                .ok()
+                .and_then(|id| tree.find(&id))
+            else {
+                continue;
+            };
+            let now = tallies[o].iter().map(|(n, _)| *n).max().unwrap_or(0);
+            let total = now + earlier.get(o.as_str()).copied().unwrap_or(0).max(0) as u64;
+            if residents[i] > 0 && total > residents[i] {
+                return Err(ApiError::invalid(
+                    "batch",
+                    format!(
+                        "{o} would have {total} respondents to {survey_id} ({now} in this upload), \
+                         more than its {} residents in {period}",
+                        residents[i]
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every return against the framework and the tree and whether `who` may file it;
     /// refuses the whole call naming each bad one. `batch` names fields `statistics[i].field`.
     async fn may_file(
@@ -190,8 +251,14 @@ impl SurveyService for SurveyApi {
             let any = cezone_domain::org::OrgUnitId::parse("any").expect("a valid id");
             permit(&who, &Action::IngestResponses { org_unit: &any }, None)?;
         }
+        let started = std::time::Instant::now();
         let mut stream = req.into_inner();
-        let survey_id = match stream.message().await?.and_then(|m| m.part) {
+        let survey_id = match self
+            .limits
+            .next(&mut stream, started)
+            .await?
+            .and_then(|m| m.part)
+        {
             Some(Part::SurveyId(id)) => id,
             Some(Part::Batch(_)) => {
                 return Err(ApiError::invalid(
@@ -211,6 +278,7 @@ impl SurveyService for SurveyApi {
         check_id("survey_id", &survey_id)?;
         let survey = definitions::get(&self.db, &survey_id).await?;
         let tree = self.view.org_tree(true).await?;
+        let earlier = self.earlier_respondents(&survey.id).await?;
         let batch_id = uuid::Uuid::now_v7().to_string();
         let mut pipe = Pipelined::start(
             Writer::begin(&self.db).await?,
@@ -221,7 +289,8 @@ impl SurveyService for SurveyApi {
         let mut checker = Checker::new(&survey, &tree);
         let mut rows: u64 = 0;
         let read: Result<(), Status> = async {
-            while let Some(msg) = stream.message().await? {
+            // A stalled or endless stream ends here and is rolled back below.
+            while let Some(msg) = self.limits.next(&mut stream, started).await? {
                 let batch = match msg.part {
                     Some(Part::Batch(b)) => b,
                     Some(Part::SurveyId(_)) => {
@@ -250,9 +319,15 @@ impl SurveyService for SurveyApi {
         let tallies = checker.tallies;
         let org_units = tallies.len() as u32;
         // Anything refused from here on is rolled back before the connection is given back.
-        if let Err(e) =
-            read.and_then(|()| may_store(&who, &tree, rows, &tallies).map_err(Status::from))
+        let refused = match read
+            .and_then(|()| may_store(&who, &tree, rows, &tallies).map_err(Status::from))
         {
+            Err(e) => Some(e),
+            Ok(()) => Self::within_population(&survey.id, survey.period, &tree, &tallies, &earlier)
+                .err()
+                .map(Status::from),
+        };
+        if let Some(e) = refused {
             writer.rollback().await;
             return Err(e);
         }

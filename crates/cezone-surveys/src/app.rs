@@ -43,13 +43,19 @@ impl Application {
             view: RegistryView::new(&settings.services.registry_url, max, &bearer)?,
             write_batch_rows: settings.surveys.write_batch_rows,
             framework_id: settings.scoring.framework_id.clone(),
+            limits: cezone_platform::grpc::StreamLimits::of(&settings.grpc),
         };
         let listener = bind(&settings.grpc.host, settings.surveys.port).await?;
         let svc = SurveyServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         let tls = cezone_platform::tls::server_config(&settings.grpc)?;
-        let running = spawn(listener, routes_with_health(svc, keys).await, tls)?;
+        let running = spawn(
+            listener,
+            routes_with_health(svc, keys).await,
+            tls,
+            settings.grpc.max_connections,
+        )?;
         tracing::info!(service = "surveys", address = %running.addr, "listening");
         Ok(Application {
             running,

@@ -28,6 +28,9 @@ impl SurveyDef {
     }
 }
 
+/// Most questions one survey may ask: a resident questionnaire, not a data store.
+pub const MAX_QUESTIONS: usize = 200;
+
 pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 64
@@ -59,6 +62,15 @@ pub fn from_proto(s: &ps::Survey) -> Result<SurveyDef, ApiError> {
         return Err(ApiError::invalid(
             "questions",
             "is empty; a survey asks at least one question",
+        ));
+    }
+    if s.questions.len() > MAX_QUESTIONS {
+        return Err(ApiError::invalid(
+            "questions",
+            format!(
+                "has {} questions; a survey asks at most {MAX_QUESTIONS}",
+                s.questions.len()
+            ),
         ));
     }
     let mut questions: Vec<QuestionDef> = Vec::new();

@@ -85,6 +85,7 @@ pub fn parse(
         version: 0,
     };
     checks::statistic_in(&fact, fw, tree)?;
+    checks::statistic_plausible(&fact, fw, tree)?;
     short_text("filed_by", &r.filed_by, 100)?;
     short_text("note", &r.note, 500)?;
     Ok(fact)
@@ -158,7 +159,8 @@ pub async fn record_many(
                 value: r.value,
                 version: latest.get(k).map_or(1, |(v, _)| v + 1),
                 latest: true,
-                filed_by: r.filed_by.trim().to_string(),
+                // Who filed it is who is signed in, not what the return says.
+                filed_by: who.acting_name(&r.filed_by),
                 note: r.note.trim().to_string(),
                 filed_at: filed_at.clone(),
             })

@@ -108,13 +108,17 @@ impl Application {
         };
         // gRPC health checks answer on the same port (HTTP/2), as on every service.
         let (_reporter, health) = tonic_health::server::health_reporter();
-        let app = router(state).merge(tonic::service::Routes::new(health).into_axum_router());
+        let app = router(state)
+            .merge(tonic::service::Routes::new(health).into_axum_router())
+            // Set after the merge: gRPC's own fallback would answer any path with 200.
+            .fallback(not_found)
+            .layer(axum::middleware::map_response(secure_headers));
         let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
+        let limits = ServeLimits {
+            header_read: Duration::from_secs(settings.web.header_read_seconds),
+            connections: cezone_platform::grpc::ConnectionLimit::new(settings.grpc.max_connections),
+        };
+        let task = tokio::spawn(serve(listener, app, limits, stop));
         tracing::info!(service = "web", address = %addr, "listening");
         Ok(Application {
             addr,
@@ -145,6 +149,73 @@ impl Application {
     }
 }
 
+/// What a client may hold of the web port: the time to send a request's headers (a client that
+/// connects and sends nothing is let go) and the connections served at once.
+#[derive(Debug, Clone)]
+struct ServeLimits {
+    header_read: Duration,
+    connections: cezone_platform::grpc::ConnectionLimit,
+}
+
+/// Accepts connections until `stop`, serving each with HTTP/1.1 or HTTP/2 (gRPC health checks
+/// share the port) under `limits`; then waits for the connections in flight.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(service = "web", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(permit) = limits.connections.admit(Some(peer)) else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(service = "web", remote = %peer, error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            service = "web",
+            "connections still open 10 s after shutdown began"
+        );
+    }
+    Ok(())
+}
+
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
@@ -154,6 +225,51 @@ fn router(state: AppState) -> Router {
         .route("/api/events", get(events))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
+}
+
+/// The page's policy: its own script, style, data and events only; no inline script or style
+/// markup, no plugins, never inside another site's frame.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data:; font-src 'self'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// Headers every HTTP answer carries (gRPC answers, sent with HTTP/2 and a grpc content type,
+/// are left as they are).
+async fn secure_headers(mut res: Response) -> Response {
+    let grpc = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if !grpc {
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            header::X_FRAME_OPTIONS,
+            header::HeaderValue::from_static("DENY"),
+        );
+        h.insert(
+            header::REFERRER_POLICY,
+            header::HeaderValue::from_static("no-referrer"),
+        );
+    }
+    res
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("未找到 Not found: {}\n", uri.path()),
+    )
+        .into_response()
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -120,9 +120,6 @@ pub enum SnapshotCommand {
         /// A checkpoint id of the calendar, e.g. materials-submitted.
         #[arg(long)]
         checkpoint: String,
-        /// Who asks, kept with the snapshot.
-        #[arg(long, default_value = "operator")]
-        by: String,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
         #[arg(long, env = "CEZONE_CONFIG")]

@@ -3,6 +3,7 @@
 //! chain caught when a past entry is edited or deleted; broken and hostile input.
 
 mod bad_input;
+mod hardening;
 mod mtls;
 
 use std::sync::Arc;
@@ -37,6 +38,11 @@ struct Stack {
 }
 
 async fn spawn(backend: Backend) -> Stack {
+    spawn_with(backend, |_| {}).await
+}
+
+/// As `spawn`, with settings changed by `f` first.
+async fn spawn_with(backend: Backend, f: impl FnOnce(&mut cezone_platform::Settings)) -> Stack {
     let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
         &cezone_platform::testing::fresh_bus_prefix(),
     ))
@@ -44,6 +50,7 @@ async fn spawn(backend: Backend) -> Stack {
     .unwrap();
     let mut env = test_env(backend).await;
     env.settings.scheduler.port = 0;
+    f(&mut env.settings);
     let services = Services::start(&env.settings, bus).await.unwrap();
     env.settings = services.settings.clone();
     let district = cezone_testkit::district(2, 6, 10, 7);
@@ -574,9 +581,17 @@ async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
 }
 
 use bad_input::hostile_input_is_refused_by_name_and_changes_nothing;
+use hardening::{
+    files_are_what_their_bytes_say, names_are_the_signed_in_callers,
+    stalled_streams_are_abandoned_and_store_nothing, token_times_and_levels_are_enforced,
+};
 
 contract_tests!(
     hostile_input_is_refused_by_name_and_changes_nothing,
+    token_times_and_levels_are_enforced,
+    names_are_the_signed_in_callers,
+    stalled_streams_are_abandoned_and_store_nothing,
+    files_are_what_their_bytes_say,
     every_role_against_every_mutating_call,
     bad_tokens_are_unauthenticated_and_change_nothing,
     a_tampered_audit_log_names_the_first_broken_entry,

@@ -220,7 +220,6 @@ pub async fn schedule(cmd: ScheduleCommand) -> Result<ExitCode> {
 pub async fn snapshot(cmd: SnapshotCommand) -> Result<ExitCode> {
     let SnapshotCommand::Freeze {
         checkpoint,
-        by,
         config,
         format,
     } = cmd;
@@ -229,7 +228,8 @@ pub async fn snapshot(cmd: SnapshotCommand) -> Result<ExitCode> {
         .await?
         .run_now(pc::RunNowRequest {
             checkpoint,
-            requested_by: by,
+            // Who asks is the caller the command signs in as.
+            requested_by: String::new(),
         })
         .await
         .map_err(|s| {
