@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use crate::framework::Framework;
+use crate::org::OrgLevel;
 use crate::points::Points;
 use crate::rules::{Catalog, Direction, Partial, QuestionKind, Rule, Target};
 
@@ -101,8 +102,19 @@ fn target_text<T: Copy + std::fmt::Display>(t: &Target<T>) -> String {
 }
 
 const EVIDENCE_CHOICE: &str = "每个负责单位（各镇（街道）为每个镇街）均须提交所列材料，按审核等级 0–100 计分，\
-     取平均 (every responsible unit — each town for 各镇（街道） — must have its materials accepted; the \
-     reviewer's grade 0–100 counts, averaged)";
+     未提交或退回的计 0，所有应交材料取平均 (every responsible unit — each town for 各镇（街道） — must \
+     have its materials accepted; the reviewer's grade 0–100 counts, a missing or returned one 0, \
+     averaged over every required submission)";
+
+fn level_name(level: OrgLevel) -> &'static str {
+    match level {
+        OrgLevel::Province => "省",
+        OrgLevel::City => "市",
+        OrgLevel::District => "区",
+        OrgLevel::Town => "镇（街道）",
+        OrgLevel::Community => "居（村）委",
+    }
+}
 
 /// The choices a criterion's rule makes, in the order of its parts.
 pub fn rule_choices(rule: &Rule, catalog: &Catalog) -> Vec<RuleChoice> {
@@ -178,8 +190,9 @@ fn choices(rule: &Rule, catalog: &Catalog, key: &str, out: &mut Vec<RuleChoice>)
         Rule::CountAtLeast { level, .. } => out.push(RuleChoice {
             topic: Topic::CountShare,
             choice: format!(
-                "按达到要求的 {0} 级单位所占比例得分 (the share of {0} units that meet it earns that \
-                 share of the points)",
+                "按达到要求的{}所占比例得分 (the share of {} units that meet it earns that share of the \
+                 points)",
+                level_name(*level),
                 level.as_str()
             ),
             key: at("level"),
@@ -361,7 +374,8 @@ pub fn interpretations(fw: &Framework) -> Vec<Interpretation> {
                     "得分按申报的 {} 分封顶 (scores are capped at the declared {}; the criteria keep their own points)",
                     it.points, it.points
                 ),
-                setting: "indicators.csv: the group's declared points".into(),
+                setting: "none: a group never earns more than it declares (its points are in indicators.csv)"
+                    .into(),
             });
         }
     }
@@ -394,12 +408,7 @@ pub fn interpretations(fw: &Framework) -> Vec<Interpretation> {
                 scope: format!("checkpoint {}", c.id),
                 topic: Topic::Deadline,
                 document: c.original.clone(),
-                choice: format!(
-                    "{}：截止日 {} (due {})",
-                    cal.deadline_before.describe(),
-                    c.due,
-                    c.due
-                ),
+                choice: format!("{} → {}", cal.deadline_before.describe(), c.due_wording()),
                 setting: "calendar.toml deadline_before".into(),
             });
         }
