@@ -161,7 +161,7 @@ fn choices(rule: &Rule, catalog: &Catalog, key: &str, out: &mut Vec<RuleChoice>)
             partial,
             ..
         } => {
-            let mut s = "按常住人口加权计算调查比率；".to_string();
+            let mut s = "问卷题目由评估办公室拟定；按常住人口加权计算调查比率；".to_string();
             if questions.len() > 1 {
                 s.push_str("各问题分别计算，取最低者；");
             }
@@ -177,8 +177,9 @@ fn choices(rule: &Rule, catalog: &Catalog, key: &str, out: &mut Vec<RuleChoice>)
                 }
             }
             s.push_str(
-                "(rates weighted by resident population; with several questions the lowest counts; \
-                 a Likert answer counts as positive from the level named)",
+                "(the questions' wording is the office's; rates weighted by resident population; with \
+                 several questions the lowest counts; a Likert answer counts as positive from the level \
+                 named)",
             );
             out.push(RuleChoice {
                 topic: Topic::Survey,
