@@ -273,6 +273,11 @@ fn covered_parts(fw: &Framework) -> Vec<Part> {
                 linear: true,
             };
             let ratio = |r: &Rule, segment: &'static str| match r {
+                // The query credits linearly or all-or-nothing; a tolerance band it leaves out.
+                Rule::Ratio {
+                    partial: Partial::Band { .. },
+                    ..
+                } => None,
                 Rule::Ratio {
                     numerator,
                     denominator,
@@ -305,6 +310,14 @@ fn covered_parts(fw: &Framework) -> Vec<Part> {
                         out.push(r);
                     }
                 }
+                Rule::PerCapita {
+                    partial: Partial::Band { .. },
+                    ..
+                }
+                | Rule::SurveyRate {
+                    partial: Partial::Band { .. },
+                    ..
+                } => {}
                 Rule::PerCapita {
                     amount,
                     target,

@@ -73,12 +73,98 @@ pub struct Checkpoint {
     pub note: Option<String>,
 }
 
+/// What the plan's "…前" (before a date) means for a checkpoint: the document does not say
+/// whether the named day itself is still in time. This is the office's reading (口径).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineBefore {
+    /// "2014年4月10日前" is due on 2014-04-10: the named day is the last day in time.
+    #[default]
+    Inclusive,
+    /// "2014年4月10日前" is due on 2014-04-09: the named day is already late.
+    Exclusive,
+}
+
+impl DeadlineBefore {
+    /// The reading in words, Chinese first.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DeadlineBefore::Inclusive => {
+                "“某日前”含当日：当日截止 (\"before\" a day includes that day: due on or before it)"
+            }
+            DeadlineBefore::Exclusive => {
+                "“某日前”不含当日：前一日截止 (\"before\" a day excludes it: due the day before)"
+            }
+        }
+    }
+}
+
+impl Checkpoint {
+    /// How the due date reads in calendars and checklists: `due` is the last day in time.
+    pub fn due_wording(&self) -> String {
+        format!("{} 截止（含当日）due on or before {}", self.due, self.due)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Calendar {
+    /// How a checkpoint written "…前" is read; validation checks each `due` against it.
+    #[serde(default)]
+    pub deadline_before: DeadlineBefore,
     #[serde(default, rename = "phase")]
     pub phases: Vec<Phase>,
     #[serde(default, rename = "checkpoint")]
     pub checkpoints: Vec<Checkpoint>,
+    /// The line of each phase and checkpoint in the file it was read from, for findings.
+    #[serde(skip)]
+    pub lines: SourceLines,
+}
+
+/// Where entries of a TOML file start (1-based lines), keyed by what findings name them. Not part
+/// of the value: two calendars with the same entries are equal wherever they were read from.
+#[derive(Debug, Clone, Default)]
+pub struct SourceLines(pub std::collections::BTreeMap<String, u32>);
+
+impl PartialEq for SourceLines {
+    fn eq(&self, _: &SourceLines) -> bool {
+        true
+    }
+}
+
+impl Eq for SourceLines {}
+
+impl SourceLines {
+    pub fn get(&self, key: &str) -> Option<u32> {
+        self.0.get(key).copied()
+    }
+
+    /// The 1-based number of the first line of `text` (trimmed) for which `hit` holds.
+    pub fn find(text: &str, hit: impl Fn(&str) -> bool) -> Option<u32> {
+        text.lines()
+            .position(|l| hit(l.trim()))
+            .and_then(|i| u32::try_from(i + 1).ok())
+    }
+}
+
+/// Lines of `[[table]]` entries with `id = "…"`: key `"{prefix} {id}"` → the line of the header.
+pub(crate) fn entry_lines(text: &str, header: &str, prefix: &str) -> SourceLines {
+    let mut out = std::collections::BTreeMap::new();
+    let mut current: Option<u32> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        if t.starts_with('[') {
+            current = (t == header).then_some(n);
+            continue;
+        }
+        if let (Some(start), Some(rest)) = (current, t.strip_prefix("id"))
+            && let Some(v) = rest.trim_start().strip_prefix('=')
+        {
+            let id = v.trim().trim_matches('"').to_string();
+            out.entry(format!("{prefix} {id}")).or_insert(start);
+        }
+    }
+    SourceLines(out)
 }
 
 /// A date as a plan writes it: `2014年2月30日`, `2014年6月`, or `7月` after an earlier year.
@@ -177,7 +263,16 @@ pub fn mentions(text: &str) -> Vec<DateMention> {
 
 impl Calendar {
     pub fn from_toml(text: &str) -> Result<Calendar, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let mut cal: Calendar = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut lines = entry_lines(text, "[[phase]]", "phase");
+        lines
+            .0
+            .extend(entry_lines(text, "[[checkpoint]]", "checkpoint").0);
+        if let Some(n) = SourceLines::find(text, |l| l.starts_with("deadline_before")) {
+            lines.0.insert("deadline_before".into(), n);
+        }
+        cal.lines = lines;
+        Ok(cal)
     }
 
     pub fn checkpoint(&self, id: &str) -> Option<&Checkpoint> {
@@ -264,6 +359,49 @@ impl Calendar {
                 .with_item(format!("checkpoint {}", c.id))
                 .in_file("calendar");
             match mentions(&c.original).first() {
+                // "2014年4月10日前": the day named is the deadline or the day after it.
+                Some(&m) if m.day.is_some() && c.original.contains('前') && m.exists() => {
+                    let expected = match self.deadline_before {
+                        DeadlineBefore::Inclusive => m.last_day(),
+                        DeadlineBefore::Exclusive => m.last_day().and_then(|d| d.pred_opt()),
+                    };
+                    if median.is_some_and(|y| (m.year - y).abs() > 2) || expected.is_none() {
+                        compare(
+                            &mut findings,
+                            &loc,
+                            &c.original,
+                            m,
+                            c.due,
+                            false,
+                            median,
+                            c.correction.as_deref(),
+                        );
+                    } else if expected != Some(c.due.0) {
+                        let expected = expected.map(Date).map_or(String::new(), |d| d.to_string());
+                        findings.push(Finding::new(
+                            if c.correction.is_some() {
+                                Severity::Warning
+                            } else {
+                                Severity::Error
+                            },
+                            FindingKind::DateMismatch,
+                            loc.clone(),
+                            format!(
+                                "'{}' read with deadline_before = {} is due {expected}, but the calendar uses {}{}",
+                                c.original,
+                                match self.deadline_before {
+                                    DeadlineBefore::Inclusive => "inclusive",
+                                    DeadlineBefore::Exclusive => "exclusive",
+                                },
+                                c.due,
+                                c.correction
+                                    .as_deref()
+                                    .map(|w| format!(" ({w})"))
+                                    .unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
                 Some(&m) => compare(
                     &mut findings,
                     &loc,
@@ -420,6 +558,7 @@ mod tests {
                 phase("2014年1月至2月", "2014-01-01", "2014-02-28", None),
             ],
             checkpoints: vec![],
+            ..Default::default()
         };
         let f = cal.check();
         let typo: Vec<_> = f.of_kind(FindingKind::MistypedYear).collect();
@@ -437,6 +576,7 @@ mod tests {
                 Some("Feb has 28 days"),
             )],
             checkpoints: vec![],
+            ..Default::default()
         };
         let f = cal.check();
         let d: Vec<_> = f.of_kind(FindingKind::InvalidDate).collect();

@@ -81,7 +81,8 @@ impl FindingKind {
     }
 }
 
-/// Where a finding points: a file, a source row (1-based, header is row 1), a column, an item.
+/// Where a finding points: a file, a source row (1-based, header is row 1; the line in a TOML
+/// file), a column, an item.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,7 +138,12 @@ impl fmt::Display for Location {
             parts.push(file.clone());
         }
         if let Some(row) = self.row {
-            parts.push(format!("row {row}"));
+            // A table has rows; a settings file has lines.
+            let toml = self
+                .file
+                .as_deref()
+                .is_some_and(|f| f.to_ascii_lowercase().ends_with(".toml"));
+            parts.push(format!("{} {row}", if toml { "line" } else { "row" }));
         }
         if let Some(col) = &self.column {
             parts.push(format!("column {col}"));

@@ -226,7 +226,7 @@ impl Framework {
 
         // Attach rules to criteria.
         for (code_text, rule) in rules {
-            let at = Location::item(&code_text);
+            let at = Location::item(&code_text).in_file(RULES_FILE);
             let Ok(code) = ItemCode::parse(&code_text) else {
                 findings.push(Finding::new(
                     Severity::Error,
@@ -307,7 +307,7 @@ impl Framework {
                         findings.push(Finding::new(
                             Severity::Error,
                             FindingKind::InvalidRule,
-                            loc(it),
+                            Location::item(&it.code).in_file(RULES_FILE),
                             format!("rule of {}: {p}", it.code),
                         ));
                     }
@@ -356,15 +356,52 @@ impl Framework {
             }
         }
         if let Some(total) = self.meta.total_points {
+            let at = Location::default()
+                .in_file(MANIFEST_FILE)
+                .with_column("total_points");
             let sum: Points = self.roots.iter().map(|&r| self.items[r].points).sum();
             if sum != total {
                 findings.push(Finding::new(
                     Severity::Warning,
                     FindingKind::TotalMismatch,
-                    Location::default(),
+                    at.clone(),
                     format!(
                         "the framework declares a total of {total} points but its {} areas add up to {sum}",
                         self.roots.len()
+                    ),
+                ));
+            }
+            // The criteria themselves: a group over its declared points makes them add up to
+            // more than the framework is worth.
+            let leaves: Points = self.leaves().map(|i| self.items[i].points).sum();
+            if leaves != total {
+                let groups: Vec<String> = (0..self.items.len())
+                    .filter(|&i| !self.children[i].is_empty() && self.items[i].declared)
+                    .filter_map(|i| {
+                        let kids: Points =
+                            self.children[i].iter().map(|&c| self.items[c].points).sum();
+                        (kids != self.items[i].points).then(|| {
+                            format!(
+                                "{} declares {} over children worth {kids}",
+                                self.items[i].code, self.items[i].points
+                            )
+                        })
+                    })
+                    .collect();
+                let why = if groups.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", groups.join("; "))
+                };
+                findings.push(Finding::new(
+                    Severity::Warning,
+                    FindingKind::TotalMismatch,
+                    at,
+                    format!(
+                        "the framework declares a total of {total} points but its {} criteria add up to {leaves}{why}; \
+                         with every group capped at its declared points at most {} can be earned",
+                        self.leaves().count(),
+                        self.max_points()
                     ),
                 ));
             }
@@ -466,6 +503,12 @@ impl Framework {
 }
 
 pub const DOCUMENT_FORMAT: &str = "cezone.framework.v1";
+
+/// The file a finding about a rule points into until a package names it.
+pub const RULES_FILE: &str = "rules";
+/// The file a finding about the manifest (id, title, declared total) points into until a
+/// package names it.
+pub const MANIFEST_FILE: &str = "manifest";
 
 /// The stable JSON form of a framework (`cezone framework show --format json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,10 @@ pub const CALENDAR: &str = include_str!("../../../data/guangdong-2013/calendar.t
 pub const PACKAGE_DIR: &str = "data/guangdong-2013";
 
 fn embedded(name: &str) -> Result<Vec<u8>, String> {
-    match name {
+    match name
+        .strip_prefix(PACKAGE_DIR)
+        .map_or(name, |n| n.trim_start_matches('/'))
+    {
         "indicators.csv" => Ok(TABLE.as_bytes().to_vec()),
         "units.toml" => Ok(UNITS.as_bytes().to_vec()),
         "rules.toml" => Ok(RULES.as_bytes().to_vec()),
@@ -24,7 +27,12 @@ fn embedded(name: &str) -> Result<Vec<u8>, String> {
 }
 
 pub fn parts() -> PackageParts {
-    read_parts("framework.toml", MANIFEST, &embedded).expect("the embedded package is valid")
+    read_parts(
+        &format!("{PACKAGE_DIR}/framework.toml"),
+        MANIFEST,
+        &embedded,
+    )
+    .expect("the embedded package is valid")
 }
 
 /// The embedded framework and what validation says about the seed table.

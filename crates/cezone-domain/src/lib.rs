@@ -14,6 +14,7 @@ pub mod findings;
 pub mod framework;
 pub mod guangdong;
 pub mod import;
+pub mod interpret;
 pub mod org;
 pub mod package;
 pub mod points;

@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
+use crate::calendar::SourceLines;
 use crate::findings::Findings;
-use crate::framework::{Framework, FrameworkId, FrameworkMeta};
+use crate::framework::{Framework, FrameworkId, FrameworkMeta, MANIFEST_FILE, RULES_FILE};
 use crate::import::{Row, TableFormat, parse_table, read_csv_rows, read_xlsx_rows};
 use crate::points::Points;
 use crate::rules::RulesFile;
@@ -44,6 +45,12 @@ fn file_err(file: &str, message: impl Into<String>) -> PackageError {
 pub struct PackageParts {
     pub meta: FrameworkMeta,
     pub table_name: String,
+    /// The files' names as findings show them: the manifest's path as given, the others
+    /// beside it (`data/guangdong-2013/calendar.toml`).
+    pub manifest_name: String,
+    /// The line of `total_points` in the manifest.
+    pub total_points_line: Option<u32>,
+    pub rules_name: Option<String>,
     /// The calendar file's name, for findings.
     pub calendar_name: Option<String>,
     pub rows: Vec<Row>,
@@ -68,6 +75,11 @@ pub fn read_parts(
 ) -> Result<PackageParts, PackageError> {
     let m: Manifest =
         toml::from_str(manifest_text).map_err(|e| file_err(manifest_name, e.to_string()))?;
+    // Where the manifest is, the others are: findings name each file as a person would open it.
+    let dir = manifest_name
+        .rfind(['/', '\\'])
+        .map_or("", |i| &manifest_name[..=i]);
+    let shown = |name: &str| format!("{dir}{name}");
     let text = |name: &str| -> Result<String, PackageError> {
         let bytes = read(name).map_err(|e| file_err(name, e))?;
         String::from_utf8(bytes).map_err(|_| file_err(name, "not UTF-8 text"))
@@ -90,8 +102,11 @@ pub fn read_parts(
             title: m.title,
             total_points: m.total_points,
         },
-        table_name: m.table,
-        calendar_name: m.calendar.clone(),
+        table_name: shown(&m.table),
+        manifest_name: manifest_name.to_string(),
+        total_points_line: SourceLines::find(manifest_text, |l| l.starts_with("total_points")),
+        rules_name: m.rules.as_deref().map(shown),
+        calendar_name: m.calendar.as_deref().map(shown),
         rows,
         units,
         rules,
@@ -115,6 +130,8 @@ impl PackageParts {
             f.location.file = Some(self.table_name.clone());
         }
         let table_name = self.table_name.clone();
+        let rule_lines = self.rules.lines.clone();
+        let calendar_lines = self.calendar.lines.clone();
         let (fw, more) = Framework::assemble(
             self.meta,
             table.items,
@@ -124,14 +141,31 @@ impl PackageParts {
             self.rules.rules,
         );
         // Findings that point at a source row point into the table.
+        // The calendar, rules and manifest findings name their file and line like the table's.
         for mut f in more.0 {
-            if f.location.row.is_some() && f.location.file.is_none() {
-                f.location.file = Some(table_name.clone());
+            let loc = &mut f.location;
+            if loc.row.is_some() && loc.file.is_none() {
+                loc.file = Some(table_name.clone());
             }
-            if f.location.file.as_deref() == Some("calendar")
-                && let Some(name) = &self.calendar_name
-            {
-                f.location.file = Some(name.clone());
+            match loc.file.as_deref() {
+                Some("calendar") => {
+                    if let Some(name) = &self.calendar_name {
+                        loc.file = Some(name.clone());
+                    }
+                    let key = loc.item.clone().unwrap_or_default();
+                    loc.row = calendar_lines.get(&key);
+                }
+                Some(RULES_FILE) => {
+                    if let Some(name) = &self.rules_name {
+                        loc.file = Some(name.clone());
+                    }
+                    loc.row = loc.item.as_deref().and_then(|c| rule_lines.get(c));
+                }
+                Some(MANIFEST_FILE) => {
+                    loc.file = Some(self.manifest_name.clone());
+                    loc.row = self.total_points_line;
+                }
+                _ => {}
             }
             findings.push(f);
         }

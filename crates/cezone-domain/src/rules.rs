@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::calendar::SourceLines;
 use crate::org::{OrgLevel, RegionClass};
 
 macro_rules! ident_newtype {
@@ -219,7 +220,8 @@ impl<T: Copy> Target<T> {
     }
 }
 
-/// How a measured value short of its target earns points.
+/// How a measured value short of its target earns points. None of this is in the document,
+/// which states targets only: every choice here is the evaluation office's 口径.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Partial {
@@ -228,6 +230,86 @@ pub enum Partial {
     Linear,
     /// All or nothing.
     None,
+    /// A tolerance band below a target the document gives as "about" (70%左右): a value from
+    /// `from` up to the target earns `credit`, a value below `from` earns nothing. Only for
+    /// percentage targets.
+    Band {
+        from: Percent,
+        #[serde(default)]
+        credit: BandCredit,
+    },
+}
+
+/// What a value inside a tolerance band earns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BandCredit {
+    /// value / target of the points.
+    #[default]
+    Proportional,
+    /// All the points: inside the band counts as "about" the target.
+    Full,
+}
+
+impl Partial {
+    /// The fraction of the points a value earns against a positive target (both as fractions
+    /// of one, or both in the same unit).
+    pub fn credit(self, value: f64, target: f64) -> f64 {
+        if target <= 0.0 || value >= target {
+            return 1.0;
+        }
+        match self {
+            Partial::Linear => (value / target).clamp(0.0, 1.0),
+            Partial::None => 0.0,
+            Partial::Band { from, credit } => {
+                if value < from.as_fraction() {
+                    0.0
+                } else {
+                    match credit {
+                        BandCredit::Proportional => (value / target).clamp(0.0, 1.0),
+                        BandCredit::Full => 1.0,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The office's reading of a value short of `target`, in words (Chinese, then English).
+    pub fn describe(self, target: &str) -> String {
+        match self {
+            Partial::Linear => format!(
+                "未达 {target} 时按 实测÷目标 比例得分 (short of {target}: measured ÷ target of the points)"
+            ),
+            Partial::None => format!("未达 {target} 不得分 (short of {target}: no points)"),
+            Partial::Band { from, credit } => match credit {
+                BandCredit::Proportional => format!(
+                    "“左右”按 {from}–{target} 容差区间：区间内按 实测÷目标 比例得分，低于 {from} 不得分 \
+                     (tolerance band {from}–{target}: inside it measured ÷ target of the points, below {from} none)"
+                ),
+                BandCredit::Full => format!(
+                    "“左右”按 {from}–{target} 容差区间：区间内视为达标得满分，低于 {from} 不得分 \
+                     (tolerance band {from}–{target}: inside it full points, below {from} none)"
+                ),
+            },
+        }
+    }
+
+    /// Which band a value fell in, for explanations.
+    pub fn band_applied(self, value: f64, target: f64) -> Option<String> {
+        let Partial::Band { from, .. } = self else {
+            return None;
+        };
+        Some(if value >= target {
+            "达到目标 at or above the target".to_string()
+        } else if value >= from.as_fraction() {
+            format!(
+                "在容差区间 {from}–{} 内 inside the tolerance band",
+                Percent((target * 10_000.0).round() as u32)
+            )
+        } else {
+            format!("低于容差区间下限 {from} below the tolerance band")
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -402,15 +484,26 @@ impl Rule {
             Rule::Ratio {
                 numerator,
                 denominator,
+                target,
+                partial,
                 ..
             } => {
+                band_fits(partial, target, out);
                 if numerator.is_population() {
                     out.push("numerator cannot be the population".into());
                 }
                 metric(numerator, "numerator", out);
                 metric(denominator, "denominator", out);
             }
-            Rule::PerCapita { amount, .. } => {
+            Rule::PerCapita {
+                amount, partial, ..
+            } => {
+                if matches!(partial, Partial::Band { .. }) {
+                    out.push(
+                        "partial: a tolerance band needs a percentage target; per_capita targets are amounts"
+                            .into(),
+                    );
+                }
                 metric(amount, "amount", out);
                 if let Some(m) = catalog.metric(amount)
                     && m.unit != MetricUnit::Yuan
@@ -421,7 +514,13 @@ impl Rule {
                     ));
                 }
             }
-            Rule::SurveyRate { questions, .. } => {
+            Rule::SurveyRate {
+                questions,
+                target,
+                partial,
+                ..
+            } => {
+                band_fits(partial, target, out);
                 if questions.is_empty() {
                     out.push("questions is empty; a survey rate needs at least one".into());
                 }
@@ -466,6 +565,27 @@ impl Rule {
                     p.rule.check(catalog, in_segment, out);
                 }
             }
+        }
+    }
+}
+
+/// A band's lower end must lie below every target it bands.
+fn band_fits(partial: &Partial, target: &Target<Percent>, out: &mut Vec<String>) {
+    let Partial::Band { from, .. } = partial else {
+        return;
+    };
+    let targets = match *target {
+        Target::Fixed(t) => vec![t],
+        Target::ByRegion {
+            pearl_river_delta,
+            less_developed,
+        } => vec![pearl_river_delta, less_developed],
+    };
+    for t in targets {
+        if *from >= t {
+            out.push(format!(
+                "partial: band from {from} is not below the target {t}; a tolerance band lies under its target"
+            ));
         }
     }
 }
@@ -627,11 +747,27 @@ pub struct RulesFile {
     pub catalog: Catalog,
     #[serde(default)]
     pub rules: BTreeMap<String, Rule>,
+    /// The line each criterion's rule starts on, keyed by code, for findings.
+    #[serde(skip)]
+    pub lines: SourceLines,
 }
 
 impl RulesFile {
     pub fn from_toml(text: &str) -> Result<RulesFile, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let mut file: RulesFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut lines = std::collections::BTreeMap::new();
+        for code in file.rules.keys() {
+            let quoted = format!("[rules.\"{code}\"]");
+            let bare = format!("[rules.{code}]");
+            let inline = format!("\"{code}\"");
+            if let Some(n) = SourceLines::find(text, |l| l == quoted || l == bare)
+                .or_else(|| SourceLines::find(text, |l| l.starts_with(&inline)))
+            {
+                lines.insert(code.clone(), n);
+            }
+        }
+        file.lines = SourceLines(lines);
+        Ok(file)
     }
 }
 
@@ -662,6 +798,62 @@ mod tests {
         .unwrap();
         assert_eq!(t.for_region(RegionClass::PearlRiverDelta), Percent(5000));
         assert_eq!(t.for_region(RegionClass::LessDeveloped), Percent(3000));
+    }
+
+    fn band_rule(text: &str) -> Rule {
+        toml::from_str::<BTreeMap<String, Rule>>(text)
+            .unwrap()
+            .remove("r")
+            .unwrap()
+    }
+
+    #[test]
+    fn a_tolerance_band_credits_inside_it_and_nothing_below() {
+        let rule = band_rule(
+            r#"r = { kind = "ratio", numerator = "a", denominator = "b", target = "70%", partial = { band = { from = "65%" } } }"#,
+        );
+        let Rule::Ratio { partial, .. } = rule else {
+            panic!("{rule:?}")
+        };
+        assert_eq!(
+            partial,
+            Partial::Band {
+                from: Percent(6500),
+                credit: BandCredit::Proportional
+            }
+        );
+        assert_eq!(partial.credit(0.72, 0.70), 1.0);
+        assert!((partial.credit(0.67, 0.70) - 0.67 / 0.70).abs() < 1e-9);
+        assert_eq!(partial.credit(0.649, 0.70), 0.0);
+        assert!(
+            partial
+                .band_applied(0.67, 0.70)
+                .unwrap()
+                .contains("65%–70%")
+        );
+        let full = Partial::Band {
+            from: Percent(6500),
+            credit: BandCredit::Full,
+        };
+        assert_eq!(full.credit(0.66, 0.70), 1.0);
+        // Linear, the default, still credits any value in proportion.
+        assert!((Partial::Linear.credit(0.35, 0.70) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_band_must_lie_under_a_percentage_target() {
+        let rule = band_rule(
+            r#"r = { kind = "ratio", numerator = "a", denominator = "population", target = "70%", partial = { band = { from = "75%" } } }"#,
+        );
+        let catalog: Catalog =
+            toml::from_str("[[metric]]\nid = \"a\"\nname = \"a\"\nunit = \"count\"\n").unwrap();
+        let problems = rule.problems(&catalog);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("band from 75%") && p.contains("70%")),
+            "{problems:?}"
+        );
     }
 
     #[test]

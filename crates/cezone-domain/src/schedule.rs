@@ -195,6 +195,7 @@ mod tests {
                     note: None,
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 

@@ -54,15 +54,31 @@ pub enum UnitKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponsibleUnit {
     pub id: UnitId,
+    /// The name people see: the spelling the indicator table uses (区人社局), so that whatever
+    /// quotes the table quotes it as written.
     pub name: String,
+    /// The long form the plan itself uses elsewhere (五、工作分工: 区人力资源和社会保障局), when
+    /// it differs from `name`. Read as this unit without a finding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_name: Option<String>,
+    /// Other spellings the source document uses for this unit (区教育 for 区教育局); a table
+    /// using one is read as this unit and the spelling is reported.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Spellings the document never uses, accepted as an import convenience (区卫计局); read as
+    /// this unit and reported as an added alias.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_aliases: Vec<String>,
     #[serde(default)]
     pub kind: UnitKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<OrgLevel>,
+    /// The unit's duties, quoted word for word from the plan (empty when the plan gives none).
     #[serde(default)]
     pub duties: String,
+    /// Where `duties` is quoted from, e.g. `五、工作分工（三）`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub duties_source: String,
 }
 
 impl ResponsibleUnit {
@@ -77,8 +93,14 @@ impl ResponsibleUnit {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
+    /// The table's own name or the plan's long form.
     Canonical(UnitId),
-    Alias { id: UnitId, canonical: String },
+    /// Another spelling; `added` when the document never uses it (an import convenience).
+    Alias {
+        id: UnitId,
+        canonical: String,
+        added: bool,
+    },
     Unknown,
 }
 
@@ -93,7 +115,7 @@ impl UnitRegistry {
         let reg: UnitRegistry = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut seen: HashMap<String, &UnitId> = HashMap::new();
         for u in &reg.units {
-            for name in std::iter::once(&u.name).chain(&u.aliases) {
+            for name in u.spellings() {
                 let key = normalize(name);
                 if let Some(other) = seen.insert(key, &u.id)
                     && other != &u.id
@@ -127,19 +149,57 @@ impl UnitRegistry {
     pub fn resolve(&self, spelling: &str) -> Resolution {
         let key = normalize(spelling);
         for u in &self.units {
-            if normalize(&u.name) == key {
+            if normalize(&u.name) == key
+                || u.plan_name.as_deref().map(normalize) == Some(key.clone())
+            {
                 return Resolution::Canonical(u.id.clone());
             }
         }
         for u in &self.units {
-            if u.aliases.iter().any(|a| normalize(a) == key) {
-                return Resolution::Alias {
-                    id: u.id.clone(),
-                    canonical: u.name.clone(),
-                };
+            for (list, added) in [(&u.aliases, false), (&u.added_aliases, true)] {
+                if list.iter().any(|a| normalize(a) == key) {
+                    return Resolution::Alias {
+                        id: u.id.clone(),
+                        canonical: u.name.clone(),
+                        added,
+                    };
+                }
             }
         }
         Resolution::Unknown
+    }
+
+    /// Splits a 负责单位 cell and resolves each name. Two neighbours the separator split apart
+    /// are read as one when together they are a known spelling: the plan's own
+    /// "区委办、政府办" names one responsible body.
+    pub fn resolve_cell(&self, cell: &str) -> Vec<(String, Resolution)> {
+        let parts = split_unit_list(cell);
+        let mut out = Vec::with_capacity(parts.len());
+        let mut i = 0;
+        while i < parts.len() {
+            if i + 1 < parts.len() {
+                let joined = format!("{}、{}", parts[i], parts[i + 1]);
+                let r = self.resolve(&joined);
+                if r != Resolution::Unknown {
+                    out.push((joined, r));
+                    i += 2;
+                    continue;
+                }
+            }
+            out.push((parts[i].clone(), self.resolve(&parts[i])));
+            i += 1;
+        }
+        out
+    }
+}
+
+impl ResponsibleUnit {
+    /// Every spelling that resolves to this unit: name, plan name, aliases, added aliases.
+    pub fn spellings(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.name)
+            .chain(self.plan_name.as_ref())
+            .chain(&self.aliases)
+            .chain(&self.added_aliases)
     }
 }
 
@@ -197,6 +257,41 @@ level = "town"
             Resolution::Canonical(UnitId::parse("towns").unwrap())
         );
         assert_eq!(r.resolve("区体育局"), Resolution::Unknown);
+    }
+
+    #[test]
+    fn plan_names_are_canonical_added_aliases_are_marked_and_pairs_join() {
+        let r = UnitRegistry::from_toml(
+            r#"
+[[unit]]
+id = "district-office"
+name = "区府办"
+plan_name = "区委办、政府办"
+added_aliases = ["区政府办"]
+[[unit]]
+id = "hrss"
+name = "区人社局"
+plan_name = "区人力资源和社会保障局"
+"#,
+        )
+        .unwrap();
+        let hrss = UnitId::parse("hrss").unwrap();
+        assert_eq!(
+            r.resolve("区人力资源和社会保障局"),
+            Resolution::Canonical(hrss.clone())
+        );
+        assert!(matches!(
+            r.resolve("区政府办"),
+            Resolution::Alias { added: true, .. }
+        ));
+        let cell = r.resolve_cell("区委办、政府办、区人社局");
+        let names: Vec<&str> = cell.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(names, ["区委办、政府办", "区人社局"]);
+        assert_eq!(
+            cell[0].1,
+            Resolution::Canonical(UnitId::parse("district-office").unwrap())
+        );
+        assert_eq!(cell[1].1, Resolution::Canonical(hrss));
     }
 
     #[test]

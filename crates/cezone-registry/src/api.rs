@@ -166,6 +166,9 @@ impl RegistryService for RegistryApi {
                     .to_string(),
                     level: u.expands_to().map_or(0, |l| level_to_proto(l) as i32),
                     duties: u.duties.clone(),
+                    plan_name: u.plan_name.clone().unwrap_or_default(),
+                    added_aliases: u.added_aliases.clone(),
+                    duties_source: u.duties_source.clone(),
                 })
                 .collect(),
             rows: fw

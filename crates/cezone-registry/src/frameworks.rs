@@ -50,6 +50,13 @@ pub fn read_source(src: &pr::FrameworkSource) -> Result<(Framework, Findings), A
                 parts.meta.edition = m.edition;
                 parts.meta.title = m.title;
                 parts.meta.total_points = m.total_points;
+                // Findings then point at the field the caller sent, with its lines.
+                parts.manifest_name = "manifest_toml".into();
+                parts.total_points_line = src
+                    .manifest_toml
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("total_points"))
+                    .and_then(|i| u32::try_from(i + 1).ok());
             }
             if !src.units_toml.is_empty() {
                 parts.units = UnitRegistry::from_toml(&src.units_toml)
@@ -58,10 +65,12 @@ pub fn read_source(src: &pr::FrameworkSource) -> Result<(Framework, Findings), A
             if !src.rules_toml.is_empty() {
                 parts.rules = RulesFile::from_toml(&src.rules_toml)
                     .map_err(|e| ApiError::invalid("rules_toml", e))?;
+                parts.rules_name = Some("rules_toml".into());
             }
             if !src.calendar_toml.is_empty() {
                 parts.calendar = Calendar::from_toml(&src.calendar_toml)
                     .map_err(|e| ApiError::invalid("calendar_toml", e))?;
+                parts.calendar_name = Some("calendar_toml".into());
             }
             parts.with_table(&src.file_name, rows).build()
         }

@@ -186,6 +186,7 @@ pub fn self_score(r: &SelfScore) -> String {
         );
     }
     out.push_str("</tbody></table>\n");
+    interpretations(&mut out, r);
 
     for a in &r.areas {
         let _ = writeln!(
@@ -282,6 +283,35 @@ pub fn self_score(r: &SelfScore) -> String {
     out
 }
 
+/// 口径说明: the choices the document leaves open, each beside the document's words.
+fn interpretations(out: &mut String, r: &SelfScore) {
+    if r.interpretations.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h3 id=\"interpretations\">口径说明 Interpretations</h3>\n<p class=\"small\">评分中文件未作规定、由评估办公室确定的口径，\
+         以及可修改的设置。 Choices the source document leaves open, made by the evaluation office, and where each is set.</p>\n\
+         <table><thead><tr><th>范围 Scope</th><th>事项 Topic</th><th>文件原文 Document</th>\
+         <th>口径 Reading</th><th>设置 Setting</th></tr></thead><tbody>\n",
+    );
+    for i in &r.interpretations {
+        let document = if i.document.is_empty() {
+            "（文件未涉及 not in the document）".to_string()
+        } else {
+            escape(&i.document)
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{document}</td><td>{}</td><td class=\"small\">{}</td></tr>",
+            escape(&i.scope),
+            escape(i.topic.label()),
+            escape(&i.choice),
+            escape(&i.setting)
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
 /// The responsible-unit checklist as one HTML document.
 pub fn checklist(c: &Checklist) -> String {
     let m = &c.meta;
@@ -293,7 +323,7 @@ pub fn checklist(c: &Checklist) -> String {
     let _ = writeln!(
         out,
         "<p>截止节点 Deadline: <b>{}</b> {}（{}）· 统计日期 as of {}</p>",
-        c.deadline.due,
+        escape(&c.deadline.due_wording()),
         escape(&c.deadline.name),
         escape(&c.deadline.id),
         c.as_of

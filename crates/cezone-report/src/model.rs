@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use cezone_domain::calendar::{Checkpoint, Date};
 use cezone_domain::engine::{Engine, RuleExplanation, Scoreboard, SlotStatus};
 use cezone_domain::framework::ItemIdx;
+use cezone_domain::interpret::{Interpretation, interpretations};
 use cezone_domain::org::{OrgIdx, OrgLevel};
 use cezone_domain::points::Points;
 use serde::Serialize;
@@ -131,6 +132,9 @@ pub struct SelfScore {
     pub areas: Vec<AreaSection>,
     /// ★ criteria, in framework order.
     pub key_criteria: Vec<ItemRow>,
+    /// 口径: every choice the scoring makes that the source document does not, with the
+    /// document's words and the setting that changes it.
+    pub interpretations: Vec<Interpretation>,
 }
 
 impl SelfScore {
@@ -170,6 +174,7 @@ impl SelfScore {
             projected: total.projected,
             areas,
             key_criteria,
+            interpretations: interpretations(fw),
         }
     }
 
@@ -205,6 +210,14 @@ fn item_row(
     let mut lost_reasons = Vec::new();
     if let Some(rule) = &x.rule {
         describe_rule(rule, 0, &mut rule_lines);
+        // The office's choices, next to the document's basis the lines above quote.
+        for c in &rule.interpretation {
+            rule_lines.push(format!(
+                "口径 interpretation [{}]: {}",
+                c.topic.label(),
+                c.choice
+            ));
+        }
         if x.lost > Points::ZERO {
             why_lost(rule, &mut lost_reasons);
         }

@@ -90,8 +90,9 @@ fn the_workbook_has_a_summary_and_a_sheet_per_area_with_key_criteria_first() {
     let bytes = render_self_score(&r, ReportFormat::Xlsx).unwrap();
     let mut wb: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).unwrap();
     let names = wb.sheet_names();
-    assert_eq!(names.len(), 1 + f.engine.fw.roots().len());
+    assert_eq!(names.len(), 1 + f.engine.fw.roots().len() + 1);
     assert_eq!(names[0], xlsx::SUMMARY_SHEET);
+    assert_eq!(names.last().unwrap(), xlsx::INTERPRETATIONS_SHEET);
     assert!(names[1].starts_with("1 "), "{names:?}");
     assert!(names.iter().all(|n| n.chars().count() <= 31));
 
@@ -248,6 +249,11 @@ fn the_checklist_groups_owed_materials_by_department_and_town_with_deadlines() {
     assert!(early.groups.iter().all(|g| g.late == 0));
     let html = String::from_utf8(render_checklist(&c, ReportFormat::Html).unwrap()).unwrap();
     assert!(html.contains("镇（街道）Towns and streets") && html.contains("2014-02-28"));
+    // The deadline says the day itself is still in time, as the calendar reads "…前".
+    assert!(
+        html.contains("2014-02-28 截止（含当日）due on or before 2014-02-28"),
+        "{html}"
+    );
     let bytes = render_checklist(&c, ReportFormat::Xlsx).unwrap();
     let wb: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).unwrap();
     assert_eq!(
@@ -283,5 +289,69 @@ fn an_unknown_checkpoint_kind_or_format_is_refused_by_name() {
     assert_eq!(
         ReportKind::parse("self-score").unwrap(),
         ReportKind::SelfScore
+    );
+}
+
+#[test]
+fn the_self_score_names_every_interpretation_beside_the_documents_basis() {
+    let f = fixture();
+    let r = self_score(&f);
+    // In the criterion's explanation: the document's words, then the office's 口径.
+    let row = r.criteria().find(|c| c.code == "3.2.2").unwrap();
+    let basis = row
+        .rule_lines
+        .iter()
+        .position(|l| l.contains("依据 basis: 学习型党政机关创建率达70%左右"))
+        .unwrap_or_else(|| panic!("{:#?}", row.rule_lines));
+    let band = row
+        .rule_lines
+        .iter()
+        .position(|l| l.starts_with("口径 interpretation") && l.contains("65%–70%"))
+        .unwrap_or_else(|| panic!("{:#?}", row.rule_lines));
+    assert!(basis < band);
+    let weights = r.criteria().find(|c| c.code == "2.3.1").unwrap();
+    assert!(
+        weights
+            .rule_lines
+            .iter()
+            .any(|l| l.starts_with("口径") && l.contains("1 : 2")),
+        "{:#?}",
+        weights.rule_lines
+    );
+    // The responsible units as the table writes them.
+    assert_eq!(
+        r.criteria()
+            .find(|c| c.code == "3.1.1")
+            .unwrap()
+            .responsible,
+        ["区教育局", "区人社局", "各镇（街道）"]
+    );
+
+    // The list: in the HTML section and on its own sheet.
+    assert!(r.interpretations.len() > 20);
+    let html = String::from_utf8(render_self_score(&r, ReportFormat::Html).unwrap()).unwrap();
+    let at = html.find("口径说明 Interpretations").expect("the section");
+    let section = &html[at..];
+    assert!(section.contains("学习型党政机关创建率达70%左右"));
+    assert!(section.contains("2014年4月10日前要对重点单位进行检查"));
+    assert!(section.contains("calendar.toml deadline_before"));
+    let bytes = render_self_score(&r, ReportFormat::Xlsx).unwrap();
+    let mut wb: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).unwrap();
+    let sheet = wb.worksheet_range(xlsx::INTERPRETATIONS_SHEET).unwrap();
+    let rows: Vec<Vec<String>> = sheet
+        .rows()
+        .map(|r| r.iter().map(cell_text).collect())
+        .collect();
+    let band = rows
+        .iter()
+        .find(|r| r[0] == "3.2.2" && r[3].contains("65%–70%"))
+        .expect("the band on the sheet");
+    assert_eq!(band[2], "学习型党政机关创建率达70%左右");
+    assert_eq!(
+        rows.iter().filter(|r| r[1] == "分值分配 weights").count(),
+        r.interpretations
+            .iter()
+            .filter(|i| i.topic == cezone_domain::interpret::Topic::Weights)
+            .count()
     );
 }

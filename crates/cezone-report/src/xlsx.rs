@@ -11,6 +11,8 @@ use crate::model::{Checklist, GroupKind, ItemRow, ReportMeta, SelfScore, status_
 
 /// The summary sheet's name.
 pub const SUMMARY_SHEET: &str = "汇总 Summary";
+/// The self-score workbook's last sheet: the choices the document leaves open.
+pub const INTERPRETATIONS_SHEET: &str = "口径 Interpretations";
 /// A font with CJK glyphs that office suites in China have; others substitute their own.
 const FONT: &str = "Microsoft YaHei";
 
@@ -352,6 +354,40 @@ pub fn self_score(r: &SelfScore) -> Result<Vec<u8>, ReportError> {
         ws.set_print_fit_to_pages(1, 0);
         ws.set_repeat_rows(row_of_header(), row_of_header())?;
     }
+    if !r.interpretations.is_empty() {
+        let ws = wb.add_worksheet();
+        ws.set_name(INTERPRETATIONS_SHEET)?;
+        let mut row = meta_rows(ws, &s, "口径说明 Interpretations", &r.meta)? + 1;
+        headers(
+            ws,
+            &s,
+            row,
+            &[
+                "范围 Scope",
+                "事项 Topic",
+                "文件原文 Document",
+                "口径 Reading",
+                "设置 Setting",
+            ],
+        )?;
+        row += 1;
+        for i in &r.interpretations {
+            let document = if i.document.is_empty() {
+                "（文件未涉及 not in the document）"
+            } else {
+                i.document.as_str()
+            };
+            ws.write_string_with_format(row, 0, &i.scope, &s.text)?;
+            ws.write_string_with_format(row, 1, i.topic.label(), &s.text)?;
+            ws.write_string_with_format(row, 2, document, &s.text)?;
+            ws.write_string_with_format(row, 3, &i.choice, &s.text)?;
+            ws.write_string_with_format(row, 4, &i.setting, &s.text)?;
+            row += 1;
+        }
+        for (c, w) in [(0, 18.0), (1, 18.0), (2, 40.0), (3, 60.0), (4, 30.0)] {
+            ws.set_column_width(c, w)?;
+        }
+    }
     Ok(wb.save_to_buffer()?)
 }
 
@@ -379,7 +415,10 @@ pub fn checklist(c: &Checklist) -> Result<Vec<u8>, ReportError> {
             0,
             format!(
                 "截止节点 Deadline: {} {} ({}) · 统计日期 as of {}",
-                c.deadline.due, c.deadline.name, c.deadline.id, c.as_of
+                c.deadline.due_wording(),
+                c.deadline.name,
+                c.deadline.id,
+                c.as_of
             ),
             &s.meta,
         )?;

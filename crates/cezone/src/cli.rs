@@ -206,6 +206,10 @@ pub enum FrameworkCommand {
         package: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
         format: ShowFormat,
+        /// List the choices the source document leaves open (口径) instead of the tree: what the
+        /// document says, the office's reading, and the setting that changes it.
+        #[arg(long)]
+        interpretations: bool,
     },
     /// Import an indicator table (.csv or .xlsx) and write the framework as JSON.
     Import {

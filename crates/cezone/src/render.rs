@@ -2,6 +2,7 @@
 
 use cezone_domain::findings::{Findings, Severity};
 use cezone_domain::framework::Framework;
+use cezone_domain::interpret::Interpretation;
 use cezone_domain::points::Points;
 use cezone_domain::summary::Summary;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
@@ -53,8 +54,10 @@ fn p1(p: Points) -> String {
 pub fn findings(findings: &Findings) -> String {
     let mut list: Vec<_> = findings.iter().collect();
     list.sort_by(|a, b| {
+        // Lines of one file together: rows of the table, lines of a settings file.
         b.severity
             .cmp(&a.severity)
+            .then(a.location.file.cmp(&b.location.file))
             .then(a.location.row.cmp(&b.location.row))
     });
     let mut out = String::new();
@@ -101,6 +104,65 @@ pub fn framework_tree(fw: &Framework) -> String {
             rule,
             cut(&units, 40)
         ));
+    }
+    let cal = &fw.calendar;
+    if !cal.checkpoints.is_empty() {
+        out.push_str(&format!(
+            "\n检查节点 checkpoints — {}\n",
+            cal.deadline_before.describe()
+        ));
+        for c in &cal.checkpoints {
+            out.push_str(&format!(
+                "  {} {}：{}（文件 “{}”）\n",
+                c.id,
+                c.name,
+                c.due_wording(),
+                c.original
+            ));
+        }
+    }
+    out
+}
+
+/// The choices the document leaves open, one block each: what it applies to, what the
+/// document says, the office's reading and where to change it.
+pub fn interpretations(fw: &Framework, list: &[Interpretation]) -> String {
+    let mut out = format!(
+        "{} — {} (edition {}): {} 项口径 interpretations
+",
+        fw.meta.id,
+        fw.meta.title,
+        fw.meta.edition,
+        list.len()
+    );
+    for (n, i) in list.iter().enumerate() {
+        out.push_str(&format!("\n{}. [{}] {}\n", n + 1, i.topic.label(), i.scope));
+        let document = if i.document.is_empty() {
+            "（文件未涉及 not in the document）"
+        } else {
+            &i.document
+        };
+        out.push_str(&format!("   文件 document: {document}\n"));
+        out.push_str(&format!("   口径 reading:  {}\n", i.choice));
+        out.push_str(&format!("   设置 setting:  {}\n", i.setting));
+    }
+    out
+}
+
+/// The same list as CSV: scope, topic, document, choice, setting.
+pub fn interpretations_csv(list: &[Interpretation]) -> String {
+    let field = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut out = String::from("scope,topic,document,choice,setting\n");
+    for i in list {
+        let row = [
+            i.scope.as_str(),
+            i.topic.label(),
+            i.document.as_str(),
+            i.choice.as_str(),
+            i.setting.as_str(),
+        ];
+        out.push_str(&row.map(field).join(","));
+        out.push('\n');
     }
     out
 }

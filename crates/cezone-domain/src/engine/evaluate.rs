@@ -87,19 +87,7 @@ pub(crate) struct Context<'e> {
 }
 
 fn linear(value: f64, target: f64, partial: Partial) -> f64 {
-    if target <= 0.0 {
-        return 1.0;
-    }
-    match partial {
-        Partial::Linear => (value / target).clamp(0.0, 1.0),
-        Partial::None => {
-            if value >= target {
-                1.0
-            } else {
-                0.0
-            }
-        }
-    }
+    partial.credit(value, target)
 }
 
 fn pct(x: f64) -> String {
@@ -305,7 +293,8 @@ impl<'e> Context<'e> {
                             Some(format!("no {num_id} filed for {period}")),
                         )
                     } else {
-                        (v.map(pct), None)
+                        let band = v.and_then(|v| partial.band_applied(v, t.as_fraction()));
+                        (v.map(pct), band.map(|b| format!("容差区间 band: {b}")))
                     };
                     x.basis = basis.to_string();
                     x.target = Some(format!("≥ {t}"));
@@ -376,6 +365,10 @@ impl<'e> Context<'e> {
                     };
                     f = f.min(qf);
                     if let Some(x) = explain.as_deref_mut() {
+                        if let Some(b) = rate.and_then(|r| partial.band_applied(r, t.as_fraction()))
+                        {
+                            notes.push(format!("{q} 容差区间 band: {b}"));
+                        }
                         let (lo, hi) = wr.interval().unwrap_or((0.0, 1.0));
                         let tf = t.as_fraction();
                         x.surveys.push(SurveyStat {

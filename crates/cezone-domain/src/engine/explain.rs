@@ -7,6 +7,7 @@ use crate::engine::evaluate::Context;
 use crate::engine::evidence::SlotStatus;
 use crate::engine::{Engine, Scoreboard, Segment};
 use crate::framework::ItemIdx;
+use crate::interpret::{RuleChoice, rule_choices};
 use crate::org::OrgIdx;
 use crate::points::Points;
 
@@ -47,8 +48,13 @@ pub struct RuleExplanation {
     pub weight: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub segment: Option<&'static str>,
+    /// The document's words the target rests on.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub basis: String,
+    /// 口径: the office's choices this rule makes that the document does not (weights, partial
+    /// credit, bands, how evidence is graded), each with the rule file key that holds it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interpretation: Vec<RuleChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +155,7 @@ impl Engine {
             let ev = self.evidence.fractions(&self.org, item)[node];
             let mut x = RuleExplanation::named(rule.kind_name());
             ctx.eval(&compiled, node, Segment::All, ev, Some(&mut x));
+            x.interpretation = rule_choices(&rule, &fw.catalog);
             let slots: Vec<SlotView> = self
                 .evidence
                 .relevant(&self.org, item, node)

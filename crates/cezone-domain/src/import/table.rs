@@ -6,7 +6,7 @@ use crate::findings::{Finding, FindingKind, Findings, Location, Severity};
 use crate::framework::Item;
 use crate::import::Row;
 use crate::points::Points;
-use crate::units::{Resolution, UnitRegistry, split_unit_list};
+use crate::units::{Resolution, UnitRegistry};
 
 #[derive(Debug, Clone, Default)]
 pub struct TableItems {
@@ -311,19 +311,28 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
         }
 
         let mut responsible = Vec::new();
-        for spelling in split_unit_list(&unit_cell) {
-            match units.resolve(&spelling) {
+        for (spelling, resolution) in units.resolve_cell(&unit_cell) {
+            match resolution {
                 Resolution::Canonical(id) => {
                     if !responsible.contains(&id) {
                         responsible.push(id);
                     }
                 }
-                Resolution::Alias { id, canonical } => {
+                Resolution::Alias {
+                    id,
+                    canonical,
+                    added,
+                } => {
+                    let origin = if added {
+                        "; an alias cezone accepts, not a spelling of the source document"
+                    } else {
+                        ""
+                    };
                     out.findings.push(Finding::new(
                         Severity::Warning,
                         FindingKind::UnitAlias,
                         at("负责单位"),
-                        format!("'{spelling}' is read as '{canonical}' ({id})"),
+                        format!("'{spelling}' is read as '{canonical}' ({id}){origin}"),
                     ));
                     if !responsible.contains(&id) {
                         responsible.push(id);

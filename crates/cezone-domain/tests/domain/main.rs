@@ -6,5 +6,6 @@ mod import_export;
 mod properties;
 mod rules_scoring;
 mod seed_framework;
+mod source_document;
 mod support;
 mod untrusted_input;

@@ -489,3 +489,70 @@ fn regression_a_responsible_unit_named_twice_counts_its_evidence_once() {
         "{findings:#?}"
     );
 }
+
+/// "70%左右": a tolerance band credits 65–70 % in proportion and nothing below, and the
+/// explanation names the band that applied and the 口径 beside the document's words.
+#[test]
+fn an_about_target_is_scored_by_its_tolerance_band_and_says_which_band_applied() {
+    let tree = small_tree(RegionClass::PearlRiverDelta);
+    let rule = |from: &str, credit: &str| {
+        format!(
+            "kind = \"ratio\"\nnumerator = \"trained\"\ndenominator = \"registered\"\ntarget = \"70%\"\n\
+             partial = {{ band = {{ from = \"{from}\", credit = \"{credit}\" }} }}\nbasis = \"创建率达70%左右\"\n"
+        )
+    };
+    let facts = |trained: i64| Facts {
+        statistics: vec![
+            stat("t1", "trained", 2013, trained),
+            stat("t1", "registered", 2013, 100),
+        ],
+        ..Default::default()
+    };
+    // 67 % inside 65–70 %: 67/70 of 10 points at t1.
+    assert_eq!(
+        confirmed(&rule("65%", "proportional"), &tree, &facts(67))[1],
+        9571
+    );
+    // 64 % below the band: nothing (linear would have given 64/70).
+    assert_eq!(
+        confirmed(&rule("65%", "proportional"), &tree, &facts(64))[1],
+        0
+    );
+    // The office may read "about" as met inside the band.
+    assert_eq!(
+        confirmed(&rule("65%", "full"), &tree, &facts(66))[1],
+        10_000
+    );
+    // And widen the band per rule.
+    assert_eq!(
+        confirmed(&rule("60%", "proportional"), &tree, &facts(63))[1],
+        9000
+    );
+
+    let fw = framework(
+        10,
+        vec![item("1.1", 10, &["education"])],
+        &format!(
+            "{}\n[rules.\"1.1\"]\n{}",
+            catalog_toml(),
+            rule("65%", "proportional")
+        ),
+    );
+    let engine = Engine::new(fw.clone().into(), tree.clone().into(), &facts(67), 2013);
+    let board = engine.scoreboard();
+    let t1 = tree.find(&OrgUnitId::parse("t1").unwrap()).unwrap();
+    let x = engine
+        .explain(&board, t1, fw.find(&code("1.1")).unwrap())
+        .rule
+        .unwrap();
+    assert_eq!(x.basis, "创建率达70%左右");
+    let note = x.note.unwrap();
+    assert!(note.contains("65%–70%"), "{note}");
+    let band = x
+        .interpretation
+        .iter()
+        .find(|c| c.topic == cezone_domain::interpret::Topic::ToleranceBand)
+        .expect("the band is named as 口径");
+    assert!(band.choice.contains("65%–70%"), "{}", band.choice);
+    assert_eq!(band.key, "partial");
+}

@@ -70,8 +70,12 @@ async fn frameworks_import_publish_and_stay_immutable(backend: Backend) {
             .iter()
             .filter(|f| f.severity == "warning")
             .count(),
-        40
+        13
     );
+    // The framework total against the criteria's sum, on the manifest.
+    assert!(v.findings.iter().any(|f| f.kind == "total_mismatch"
+        && f.message.contains("add up to 101")
+        && f.file.ends_with("framework.toml")));
     assert!(
         v.findings
             .iter()

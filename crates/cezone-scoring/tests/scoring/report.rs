@@ -65,7 +65,11 @@ pub async fn reports_stream_for_any_unit_and_snapshot(backend: Backend) {
     assert_eq!(info.file_name, "nanhai-self-score-2013.xlsx");
     assert_eq!(info.total.as_ref().unwrap().confirmed, total);
     let mut wb: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).unwrap();
-    assert_eq!(wb.sheet_names().len(), 6, "a summary and five areas");
+    assert_eq!(
+        wb.sheet_names().len(),
+        7,
+        "a summary, five areas and the interpretations"
+    );
     let sheet = wb.worksheet_range("汇总 Summary").unwrap();
     let row = sheet
         .rows()

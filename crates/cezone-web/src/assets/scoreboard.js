@@ -182,7 +182,8 @@
     const m = Math.floor(s / 60); s -= m * 60;
     cd.className = "countdown";
     cd.textContent = `${d} 天 ${String(h).padStart(2, "0")}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
-    $("checkpoint-name").textContent = `${cal.next.due} ${cal.next.name}`;
+    // The due day itself is still in time (the calendar's reading of the plan's "…前").
+    $("checkpoint-name").textContent = `${cal.next.due} 截止（含当日） ${cal.next.name}`;
   }
 
   function live() {

@@ -119,11 +119,21 @@ fn framework(cmd: FrameworkCommand) -> Result<ExitCode> {
             file,
             package,
             format,
+            interpretations,
         } => {
             let (fw, _) = match &file {
                 Some(f) => load_framework(f, package.as_deref())?,
                 None => guangdong::framework(),
             };
+            if interpretations {
+                let list = cezone_domain::interpret::interpretations(&fw);
+                match format {
+                    ShowFormat::Table => print!("{}", render::interpretations(&fw, &list)),
+                    ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                    ShowFormat::Csv => print!("{}", render::interpretations_csv(&list)),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             match format {
                 ShowFormat::Table => print!("{}", render::framework_tree(&fw)),
                 ShowFormat::Json => println!("{}", export::to_json(&fw)),

@@ -35,10 +35,71 @@ fn validating_the_seed_table_reports_its_defects_and_succeeds() {
     );
     let out = stdout(&o);
     assert!(out.contains("group 3.2 declares 7 points but its 3 children add up to 8"));
-    assert!(out.contains("calendar.toml"));
     assert!(out.contains("'2014年2月30日'"));
+    // Calendar and manifest findings name the path and line, like the table's.
+    let invalid = out.lines().find(|l| l.contains("'2014年2月30日'")).unwrap();
     assert!(
-        out.ends_with("0 error(s), 40 warning(s), 0 note(s)\n"),
+        invalid.contains("data/guangdong-2013/calendar.toml, line "),
+        "{invalid}"
+    );
+    let total = out.lines().find(|l| l.contains("total_mismatch")).unwrap();
+    assert!(
+        total.contains("data/guangdong-2013/framework.toml, line 6")
+            && total.contains("criteria add up to 101"),
+        "{total}"
+    );
+    assert!(
+        out.ends_with("0 error(s), 13 warning(s), 0 note(s)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn show_interpretations_lists_every_choice_the_document_leaves_open() {
+    let o = cezone(&["framework", "show", "--interpretations"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(
+        out.contains("南海区创建广东省社区教育实验区评价指标分工表"),
+        "{out}"
+    );
+    let band = out
+        .split("\n\n")
+        .find(|b| b.contains("3.2.2") && b.contains("tolerance band"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        band.contains("文件 document: 学习型党政机关创建率达70%左右"),
+        "{band}"
+    );
+    assert!(band.contains("65%–70%"), "{band}");
+    assert!(band.contains("rules.toml [rules.\"3.2.2\"]"), "{band}");
+
+    let o = cezone(&["framework", "show", "--interpretations", "--format", "json"]);
+    assert!(o.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    let deadline: Vec<&serde_json::Value> =
+        list.iter().filter(|i| i["topic"] == "deadline").collect();
+    assert_eq!(
+        deadline.len(),
+        3,
+        "the three '…前' checkpoints: {deadline:#?}"
+    );
+    assert!(
+        deadline
+            .iter()
+            .all(|i| i["setting"] == "calendar.toml deadline_before")
+    );
+    assert!(
+        list.iter()
+            .any(|i| i["topic"] == "total" && i["document"].as_str().unwrap().contains("101"))
+    );
+
+    // The tree lists the checkpoints with their reading of "…前".
+    let o = cezone(&["framework", "show"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("key-unit-inspection") && out.contains("2014-04-10 截止（含当日）"),
         "{out}"
     );
 }
