@@ -132,8 +132,9 @@ pub async fn measure(n: usize, rounds: usize) -> Result<Measured> {
                 })
                 .collect();
             let want = rows.len() as u64;
+            let sent = rows.clone();
             let started = Instant::now();
-            let summary = surveys::ingest(&mut sv, &id, rows.clone())
+            let summary = surveys::ingest(&mut sv, &id, sent)
                 .await
                 .context("IngestResponses")?;
             let run = Run::new(summary.accepted, started);

@@ -174,6 +174,8 @@ pub struct Incremental {
     pub median_us: f64,
     /// Every change's time, µs.
     pub spread: crate::sample::Spread,
+    /// The median of each of ten equal groups of changes, in the order applied, µs.
+    pub group_medians: Vec<f64>,
     pub p99_us: f64,
     pub mean_cells: f64,
     /// The incrementally maintained board equals a full recompute from the facts with every
@@ -220,11 +222,16 @@ pub fn incremental(scale: &Scale, changes: usize, seed: u64) -> Incremental {
     let mut facts = scale.facts.clone();
     facts.statistics.extend(applied);
     let fresh = Engine::new(scale.fw.clone(), org, &facts, scale.period).scoreboard();
+    let group_medians = samples
+        .chunks(samples.len().div_ceil(10).max(1))
+        .map(|g| crate::sample::Spread::of(g).median)
+        .collect();
     samples.sort_by(f64::total_cmp);
     Incremental {
         changes,
         median_us: quantile(&samples, 0.5),
         spread: crate::sample::Spread::of(&samples),
+        group_medians,
         p99_us: quantile(&samples, 0.99),
         mean_cells: cells as f64 / changes.max(1) as f64,
         equal_to_full: fresh == board,

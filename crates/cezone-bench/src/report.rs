@@ -216,6 +216,16 @@ impl Report {
         }
     }
 
+    /// The last row shows the baseline's figure beside ours but forms no ratio: a latency of
+    /// tens of milliseconds against the raw broker's one (a millisecond, mostly scheduling
+    /// noise) says nothing stable; such rows have absolute targets.
+    pub fn no_ratio(&mut self) {
+        if let Some(r) = self.rows.last_mut() {
+            r.ratio = None;
+            r.ratio_spread = None;
+        }
+    }
+
     /// Sets the last row's goal.
     pub fn goal(&mut self, goal: Goal) {
         if let Some(r) = self.rows.last_mut() {

@@ -119,7 +119,6 @@ fn steady_spreads(
         .flat_map(|(a, b)| bin_ratios(&a.bins, &b.bins))
         .collect();
     let mut r = Spread::of(&ratios);
-    r.median = o.median / b.median;
     (o, b, r)
 }
 
@@ -215,6 +214,7 @@ async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
         "",
         "",
     );
+    report.no_ratio();
     report.push(
         w,
         "latency p99 at full load",
@@ -224,6 +224,7 @@ async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
         "",
         "",
     );
+    report.no_ratio();
     report.push(
         w,
         "latency p50 at half load",
@@ -233,6 +234,7 @@ async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
         "",
         &format!("{} events at {:.0}/s", half.events, o.median / 2.0),
     );
+    report.no_ratio();
     report.push(
         w,
         "latency p99 at half load",
@@ -242,6 +244,7 @@ async fn event_pipeline(size: Size, report: &mut Report) -> Result<()> {
         "< 50 ms",
         "",
     );
+    report.no_ratio();
     report.goal(Goal::Below(50.0));
     Ok(())
 }
@@ -310,6 +313,7 @@ async fn end_to_end(size: Size, report: &mut Report) -> Result<()> {
             o.median / 2.0
         ),
     );
+    report.no_ratio();
     report.push(
         w,
         "latency p99 at half load",
@@ -319,6 +323,7 @@ async fn end_to_end(size: Size, report: &mut Report) -> Result<()> {
         "< 100 ms",
         "",
     );
+    report.no_ratio();
     report.goal(Goal::Below(100.0));
     report.push(
         w,
@@ -352,7 +357,6 @@ async fn survey_ingest(size: Size, report: &mut Report) -> Result<()> {
     let (ours, copy) = (rate(&m.ours), rate(&m.copy));
     let mut ratio = Spread::of(&cezone_bench::sample::bin_ratios(&ours, &copy));
     let (ours, copy) = (Spread::of(&ours), Spread::of(&copy));
-    ratio.median = ours.median / copy.median;
     let seconds = |runs: &[cezone_bench::ingest::Run]| {
         runs.iter()
             .map(|r| format!("{:.2}", r.seconds))
@@ -396,10 +400,14 @@ async fn evidence_upload(size: Size, report: &mut Report) -> Result<()> {
         runs.iter().map(|r| r.mb_per_second).collect::<Vec<_>>()
     };
     let secs = |runs: &[cezone_bench::upload::Run]| runs.iter().map(|r| r.seconds).sum::<f64>();
+    // The middle figures are totals (every byte over every second), as a district uploads files
+    // of every size; the spreads are the files' own rates and ratios.
+    let total = |runs: &[cezone_bench::upload::Run]| m.bytes as f64 / 1e6 / secs(runs);
     let (ours, base) = (rates(&m.ours), rates(&m.baseline));
     let mut ratio = Spread::of(&bin_ratios(&ours, &base));
-    let (ours, base) = (Spread::of(&ours), Spread::of(&base));
-    ratio.median = ours.median / base.median;
+    let (mut ours, mut base) = (Spread::of(&ours), Spread::of(&base));
+    ours.median = total(&m.ours);
+    base.median = total(&m.baseline);
     report
         .push(
             "evidence upload",
@@ -411,8 +419,8 @@ async fn evidence_upload(size: Size, report: &mut Report) -> Result<()> {
             &format!(
                 "{} files of 1–50 MiB, {:.0} MiB, each uploaded until stored, hashed and synced \
                  ({:.2} s in all); the sha256sum and cp commands over the same file right \
-                 before it, no sync ({:.2} s in all); medians of the files' MB/s, ratio \
-                 p10–p90 over the files",
+                 before it, no sync ({:.2} s in all); totals, with the files' own MB/s and \
+                 ratios as p10–p90",
                 m.files,
                 m.bytes as f64 / (1u64 << 20) as f64,
                 secs(&m.ours),
@@ -528,14 +536,21 @@ async fn recompute(size: Size, report: &mut Report) -> Result<()> {
     eprintln!("bench: incremental recompute, {scale_name} …");
     let inc = rc::incremental(&province, changes, 11);
     let full_us = ours.median * 1000.0;
-    let scaled = |x: f64| x / full_us;
-    let inc_ratio = cezone_bench::sample::Spread {
-        median: scaled(inc.spread.median),
-        p10: scaled(inc.spread.p10),
-        p90: scaled(inc.spread.p90),
-        min: scaled(inc.spread.min),
-        max: scaled(inc.spread.max),
-        n: inc.spread.n,
+    // The ratio's spread: the medians of ten equal groups of changes against the full
+    // recompute's median (one change's own time varies with how many cells it touches).
+    let mut inc_ratio = cezone_bench::sample::Spread::of(
+        &inc.group_medians
+            .iter()
+            .map(|m| m / full_us)
+            .collect::<Vec<_>>(),
+    );
+    let full_spread = cezone_bench::sample::Spread {
+        median: full_us,
+        p10: ours.p10 * 1000.0,
+        p90: ours.p90 * 1000.0,
+        min: ours.min * 1000.0,
+        max: ours.max * 1000.0,
+        n: ours.n,
     };
     report
         .push(
@@ -559,7 +574,7 @@ async fn recompute(size: Size, report: &mut Report) -> Result<()> {
                 if inc.equal_to_full { "yes" } else { "NO" }
             ),
         )
-        .spreads(inc.spread, Some(ours), Some(inc_ratio));
+        .spreads(inc.spread, Some(full_spread), Some(inc_ratio));
     report.lower_is_better();
     report.goal(Goal::FasterBy(1000.0));
 
@@ -627,7 +642,6 @@ async fn score_queries(size: Size, report: &mut Report) -> Result<()> {
     let (ours, base) = (rates(&w.ours), rates(&w.baseline));
     let mut ratio = Spread::of(&bin_ratios(&ours, &base));
     let (ours, base) = (Spread::of(&ours), Spread::of(&base));
-    ratio.median = ours.median / base.median;
     let (ok, failed, seconds) = w.ours_total();
     let (base_ok, base_failed, _) = w.baseline_total();
     report
