@@ -382,3 +382,115 @@ pub async fn files_are_what_their_bytes_say(backend: Backend) {
     s.scheduler.stop().await;
     s.services.stop().await;
 }
+
+/// A town sets a count of its staff to i64::MAX, or to more people than live there; a survey of
+/// 201 questions; more respondents in a community than residents: each refused naming the bound,
+/// and nothing changes.
+pub async fn implausible_values_and_unbounded_definitions_are_refused(backend: Backend) {
+    let s = spawn(backend).await;
+    let towns = s.towns();
+    let town = p(Role::Town, Some("towns"), Some(&towns[0]));
+    let office = p(Role::EvaluationOffice, None, None);
+    let community = s
+        .district
+        .units
+        .iter()
+        .find(|u| u.parent.as_ref() == Some(&towns[0]))
+        .unwrap();
+    let residents = *community.population.get(&2013).expect("a 2013 population");
+    let mut stat = s.district.statistics[0].clone();
+    stat.org_unit = community.id.clone();
+    stat.metric = towns_metric(&s);
+    // The year whose population is read.
+    stat.period = 2013;
+    let before = statistics_of(&s, &office).await;
+    let person_metric =
+        s.fw.catalog
+            .metrics
+            .iter()
+            .find(|m| {
+                m.unit == cezone_domain::rules::MetricUnit::Person
+                    && cezone_surveys::responsible_for(&s.fw, m.id.as_str())
+                        .iter()
+                        .any(|u| u.as_str() == "towns")
+            })
+            .map(|m| m.id.clone());
+    for (value, says) in [
+        (i64::MAX, "catalog max".to_string()),
+        (residents as i64 + 1, format!("{residents} residents")),
+    ] {
+        let mut bad = stat.clone();
+        if let Some(m) = &person_metric {
+            bad.metric = m.clone();
+        }
+        bad.value = value;
+        let err = s
+            .surveys(&town)
+            .await
+            .record_statistic(sv::statistic(&bad, ""))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{value}: {err:?}");
+        let v = cezone_platform::error::violations(&err);
+        assert_eq!(v[0].0, "value", "{v:?}");
+        assert!(v[0].1.contains(&says), "{value}: {v:?}");
+        if person_metric.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        statistics_of(&s, &office).await,
+        before,
+        "nothing was filed"
+    );
+
+    // A survey of 201 questions.
+    let mut survey = sv::survey_for(&s.fw.catalog, "huge", "调查", 2013);
+    let q = survey.questions[0].clone();
+    survey.questions = (0..201)
+        .map(|i| cezone_proto::surveys::v1::Question {
+            id: format!("q{i}"),
+            ..q.clone()
+        })
+        .collect();
+    let err = s
+        .surveys(&office)
+        .await
+        .define_survey(survey)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let v = cezone_platform::error::violations(&err);
+    assert!(
+        v[0].0 == "questions" && v[0].1.contains("at most 200"),
+        "{v:?}"
+    );
+
+    // One more respondent in the community than it has residents, in one upload.
+    let survey = cezone_client::demo::survey_id(2013);
+    let template = s
+        .district
+        .responses(&s.fw.catalog)
+        .find(|r| r.org_unit == community.id)
+        .unwrap();
+    let audit = s.audit_entries("surveys").await;
+    let many: Vec<_> = (0..=residents)
+        .map(|i| {
+            let mut r = template.clone();
+            r.respondent = format!("crowd-{i}");
+            sv::response(&r)
+        })
+        .collect();
+    let err = sv::ingest(&mut s.surveys(&office).await, &survey, many)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let v = cezone_platform::error::violations(&err);
+    assert!(
+        v[0].0 == "batch" && v[0].1.contains(&format!("{residents} residents")),
+        "{v:?}"
+    );
+    assert_eq!(s.audit_entries("surveys").await, audit, "no batch recorded");
+    s.scheduler.stop().await;
+    s.services.stop().await;
+}

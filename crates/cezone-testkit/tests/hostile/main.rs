@@ -582,8 +582,9 @@ async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
 
 use bad_input::hostile_input_is_refused_by_name_and_changes_nothing;
 use hardening::{
-    files_are_what_their_bytes_say, names_are_the_signed_in_callers,
-    stalled_streams_are_abandoned_and_store_nothing, token_times_and_levels_are_enforced,
+    files_are_what_their_bytes_say, implausible_values_and_unbounded_definitions_are_refused,
+    names_are_the_signed_in_callers, stalled_streams_are_abandoned_and_store_nothing,
+    token_times_and_levels_are_enforced,
 };
 
 contract_tests!(
@@ -592,6 +593,7 @@ contract_tests!(
     names_are_the_signed_in_callers,
     stalled_streams_are_abandoned_and_store_nothing,
     files_are_what_their_bytes_say,
+    implausible_values_and_unbounded_definitions_are_refused,
     every_role_against_every_mutating_call,
     bad_tokens_are_unauthenticated_and_change_nothing,
     a_tampered_audit_log_names_the_first_broken_entry,
