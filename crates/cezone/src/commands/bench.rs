@@ -118,7 +118,7 @@ fn steady_spreads(
         .zip(base)
         .flat_map(|(a, b)| bin_ratios(&a.bins, &b.bins))
         .collect();
-    let mut r = Spread::of(&ratios);
+    let r = Spread::of(&ratios);
     (o, b, r)
 }
 
@@ -355,7 +355,7 @@ async fn survey_ingest(size: Size, report: &mut Report) -> Result<()> {
     let rate =
         |runs: &[cezone_bench::ingest::Run]| runs.iter().map(|r| r.per_second).collect::<Vec<_>>();
     let (ours, copy) = (rate(&m.ours), rate(&m.copy));
-    let mut ratio = Spread::of(&cezone_bench::sample::bin_ratios(&ours, &copy));
+    let ratio = Spread::of(&cezone_bench::sample::bin_ratios(&ours, &copy));
     let (ours, copy) = (Spread::of(&ours), Spread::of(&copy));
     let seconds = |runs: &[cezone_bench::ingest::Run]| {
         runs.iter()
@@ -404,7 +404,7 @@ async fn evidence_upload(size: Size, report: &mut Report) -> Result<()> {
     // of every size; the spreads are the files' own rates and ratios.
     let total = |runs: &[cezone_bench::upload::Run]| m.bytes as f64 / 1e6 / secs(runs);
     let (ours, base) = (rates(&m.ours), rates(&m.baseline));
-    let mut ratio = Spread::of(&bin_ratios(&ours, &base));
+    let ratio = Spread::of(&bin_ratios(&ours, &base));
     let (mut ours, mut base) = (Spread::of(&ours), Spread::of(&base));
     ours.median = total(&m.ours);
     base.median = total(&m.baseline);
@@ -538,7 +538,7 @@ async fn recompute(size: Size, report: &mut Report) -> Result<()> {
     let full_us = ours.median * 1000.0;
     // The ratio's spread: the medians of ten equal groups of changes against the full
     // recompute's median (one change's own time varies with how many cells it touches).
-    let mut inc_ratio = cezone_bench::sample::Spread::of(
+    let inc_ratio = cezone_bench::sample::Spread::of(
         &inc.group_medians
             .iter()
             .map(|m| m / full_us)
@@ -640,7 +640,7 @@ async fn score_queries(size: Size, report: &mut Report) -> Result<()> {
     let w = w?;
     let rates = |l: &[queries::Load]| l.iter().map(|x| x.per_second).collect::<Vec<_>>();
     let (ours, base) = (rates(&w.ours), rates(&w.baseline));
-    let mut ratio = Spread::of(&bin_ratios(&ours, &base));
+    let ratio = Spread::of(&bin_ratios(&ours, &base));
     let (ours, base) = (Spread::of(&ours), Spread::of(&base));
     let (ok, failed, seconds) = w.ours_total();
     let (base_ok, base_failed, _) = w.baseline_total();
