@@ -44,6 +44,19 @@ impl Pending {
         !self.full && self.units.is_empty()
     }
 
+    /// Adds what `other` covers (a failed persist's, given back).
+    pub fn merge(&mut self, other: Pending) {
+        self.full |= other.full;
+        self.units.extend(other.units);
+        self.cells += other.cells;
+        for (id, mark) in other.caused_by {
+            if self.caused_by.len() >= MAX_CAUSES {
+                break;
+            }
+            self.caused_by.entry(id).or_insert(mark);
+        }
+    }
+
     pub fn add_causes(&mut self, records: &[crate::changes::Record]) {
         for r in records {
             if self.caused_by.len() >= MAX_CAUSES {

@@ -58,14 +58,19 @@ impl Scorer {
     /// Applies changes as they commit and persists them, until shutdown. Watchers and queries
     /// see a change as soon as it is applied; persisting (cells, the announcement) happens at
     /// most every [`PERSIST_EVERY`], covering everything applied meanwhile, so a burst costs a
-    /// few commits, not one per batch. Failures are logged and retried with backoff; nothing
-    /// applied is dropped before it is persisted.
+    /// few commits, not one per batch. A persist runs beside the applying, one at a time, on
+    /// the model as it stood at its position (the slot's copy; the next apply changes a copy
+    /// of its own), so changes keep reaching watchers while cells are written. Failures are
+    /// logged and retried with backoff; what a failed persist covered is persisted again with
+    /// what was applied meanwhile, so nothing applied is dropped before it is persisted.
     pub async fn run(mut self, shutdown: CancellationToken) {
         if self.state.db.get_database_backend() == DatabaseBackend::Postgres {
             tokio::spawn(listen(self.state.clone(), shutdown.clone()));
         }
         let mut backoff = Duration::from_millis(100);
         let mut persisted = Instant::now();
+        // The persist in flight: what it covers comes back when it fails.
+        let mut in_flight: Option<tokio::sync::oneshot::Receiver<Result<(), Pending>>> = None;
         loop {
             let mut failed = false;
             loop {
@@ -80,14 +85,9 @@ impl Scorer {
                 }
             }
             let due = persisted + PERSIST_EVERY;
-            if !self.pending.is_empty() && Instant::now() >= due {
-                match self.persist().await {
-                    Ok(()) => persisted = Instant::now(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "scores not persisted yet; retrying");
-                        failed = true;
-                    }
-                }
+            if in_flight.is_none() && !self.pending.is_empty() && Instant::now() >= due {
+                in_flight = self.spawn_persist().await;
+                persisted = Instant::now();
             }
             let wait = if failed {
                 let d = backoff;
@@ -95,7 +95,8 @@ impl Scorer {
                 d
             } else {
                 backoff = Duration::from_millis(100);
-                if self.pending.is_empty() {
+                // With a persist in flight its end wakes the loop (the branch below).
+                if self.pending.is_empty() || in_flight.is_some() {
                     POLL
                 } else {
                     due.saturating_duration_since(Instant::now())
@@ -105,6 +106,23 @@ impl Scorer {
                 () = shutdown.cancelled() => return,
                 () = self.state.wake.notified(), if !failed => {}
                 () = tokio::time::sleep(wait) => {}
+                done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    match done {
+                        Ok(Ok(())) => {}
+                        Ok(Err(back)) => {
+                            // Covered again by the next persist, with what came since.
+                            self.pending.merge(back);
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            tokio::time::sleep(backoff).await;
+                        }
+                        Err(_) => {
+                            // The task ended without a word (a panic): compare every cell.
+                            tracing::error!("the persist task ended without an outcome; comparing every cell next");
+                            self.pending.full = true;
+                        }
+                    }
+                }
             }
         }
     }
@@ -270,30 +288,41 @@ impl Scorer {
     }
 
     /// Persists what was applied; kept for the next try when it fails.
-    async fn persist(&mut self) -> Result<(), ApiError> {
+    /// Starts persisting what is pending against the model as it stands at this position;
+    /// the receiver says when it is done, and gives back what it covered if it failed.
+    async fn spawn_persist(
+        &mut self,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), Pending>>> {
         let Some(scored) = self.state.current.read().await.clone() else {
             self.pending = Pending::default();
-            return Ok(());
+            return None;
         };
-        let outcome = persist::persist(
-            &self.state.db,
-            crate::OUTBOX,
-            &scored,
-            &self.pos,
-            &self.pending,
-        )
-        .await?;
-        drop(scored);
-        if let Outcome::Written { cells, units } = outcome {
-            tracing::debug!(cells, units, "scores persisted");
-            if units > 0
-                && let Some(relay) = &self.state.relay
-            {
-                relay.notify();
-            }
-        }
-        self.pending = Pending::default();
-        Ok(())
+        let pending = std::mem::take(&mut self.pending);
+        let (state, pos) = (self.state.clone(), self.pos.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result = persist::persist(&state.db, crate::OUTBOX, &scored, &pos, &pending).await;
+            drop(scored);
+            let reply = match result {
+                Ok(outcome) => {
+                    if let Outcome::Written { cells, units } = outcome {
+                        tracing::debug!(cells, units, "scores persisted");
+                        if units > 0
+                            && let Some(relay) = &state.relay
+                        {
+                            relay.notify();
+                        }
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "scores not persisted yet; retrying");
+                    Err(pending)
+                }
+            };
+            let _ = tx.send(reply);
+        });
+        Some(rx)
     }
 }
 
