@@ -31,7 +31,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn new(rows: u64, started: Instant) -> Run {
+    pub(crate) fn new(rows: u64, started: Instant) -> Run {
         let seconds = started.elapsed().as_secs_f64();
         Run {
             rows,
@@ -84,22 +84,7 @@ pub async fn measure(n: usize, rounds: usize) -> Result<Measured> {
         .map(|r| surveys::response(&r))
         .collect();
 
-    let mut settings = Settings::defaults();
-    settings.registry.port = 0;
-    settings.surveys.port = 0;
-    settings.database.url = fresh_postgres_database().await;
-    settings.auth.secret = cezone_platform::testing::random_secret();
-    let office = cezone_platform::testing::bearer_for(&settings, Role::EvaluationOffice);
-    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::connect(&BusConfig::in_process(
-        &fresh_bus_prefix(),
-    ))?);
-    let reg_app = cezone_registry::Application::build(&settings, bus.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the registry: {e}"))?;
-    settings.services.registry_url = reg_app.url();
-    let sv_app = cezone_surveys::Application::build(&settings, bus.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the survey service: {e}"))?;
+    let (settings, office, reg_app, sv_app) = registry_and_surveys().await?;
     let result = async {
         let mut reg = registry::client(cezone_client::connect(&reg_app.url(), &office).await?);
         registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
@@ -163,6 +148,33 @@ pub async fn measure(n: usize, rounds: usize) -> Result<Measured> {
     reg_app.stop().await;
     drop_database(&settings.database.url).await;
     result
+}
+
+/// The registry and the survey service on a fresh PostgreSQL database and an in-process bus,
+/// and the evaluation office's credentials for them.
+pub(crate) async fn registry_and_surveys() -> Result<(
+    Settings,
+    cezone_platform::auth::Bearer,
+    cezone_registry::Application,
+    cezone_surveys::Application,
+)> {
+    let mut settings = Settings::defaults();
+    settings.registry.port = 0;
+    settings.surveys.port = 0;
+    settings.database.url = fresh_postgres_database().await;
+    settings.auth.secret = cezone_platform::testing::random_secret();
+    let office = cezone_platform::testing::bearer_for(&settings, Role::EvaluationOffice);
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::connect(&BusConfig::in_process(
+        &fresh_bus_prefix(),
+    ))?);
+    let reg_app = cezone_registry::Application::build(&settings, bus.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the registry: {e}"))?;
+    settings.services.registry_url = reg_app.url();
+    let sv_app = cezone_surveys::Application::build(&settings, bus.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the survey service: {e}"))?;
+    Ok((settings, office, reg_app, sv_app))
 }
 
 /// Drops a database made by `fresh_postgres_database` once the services using it stopped.

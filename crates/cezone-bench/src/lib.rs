@@ -10,6 +10,7 @@ pub mod recompute;
 pub mod report;
 pub mod sample;
 pub mod stack;
+pub mod stat_import;
 pub mod upload;
 
 pub use report::{Goal, Report, Row, Verdict};

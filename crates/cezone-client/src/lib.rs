@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod evidence;
+pub mod files;
 pub mod registry;
 pub mod surveys;
 

@@ -25,14 +25,50 @@ pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
-/// gRPC server reflection over every cezone contract.
-pub fn reflection() -> tonic_reflection::server::v1::ServerReflectionServer<
+/// The health checking service's full name, listed by every port's reflection.
+pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// The reflection services' full names; every port serves both versions.
+pub const REFLECTION_SERVICES: [&str; 2] = [
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Reflection builder advertising only `services` (the port's own service and health checking)
+/// and both reflection versions: a client that lists a port can call what it lists.
+fn reflection_builder(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    services.iter().chain(REFLECTION_SERVICES.iter()).fold(
+        tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(cezone_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ),
+        |b, name| b.with_service_name(*name),
+    )
+}
+
+/// gRPC server reflection, version v1, over the port's own services.
+pub fn reflection_v1(
+    services: &[&str],
+) -> tonic_reflection::server::v1::ServerReflectionServer<
     impl tonic_reflection::server::v1::ServerReflection,
 > {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cezone_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    reflection_builder(services)
         .build_v1()
+        .expect("the embedded descriptors are valid")
+}
+
+/// The same in version v1alpha, which some clients (Evans, older grpcurl) alone speak.
+pub fn reflection_v1alpha(
+    services: &[&str],
+) -> tonic_reflection::server::v1alpha::ServerReflectionServer<
+    impl tonic_reflection::server::v1alpha::ServerReflection,
+> {
+    reflection_builder(services)
+        .build_v1alpha()
         .expect("the embedded descriptors are valid")
 }
 
@@ -326,7 +362,8 @@ pub fn spawn(
 }
 
 /// Routes of one service, every call authenticated by a bearer token signed with `keys`, with
-/// health checking (reported SERVING) and reflection, which stay open to probes and tools.
+/// health checking (reported SERVING) and reflection (v1 and v1alpha, listing this port's
+/// services only), which stay open to probes and tools.
 pub async fn routes_with_health<S>(service: S, keys: Arc<Keys>) -> tonic::service::Routes
 where
     S: tonic::codegen::Service<
@@ -342,7 +379,9 @@ where
 {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<S>().await;
+    let listed = [S::NAME, HEALTH_SERVICE];
     tonic::service::Routes::new(health)
-        .add_service(reflection())
+        .add_service(reflection_v1(&listed))
+        .add_service(reflection_v1alpha(&listed))
         .add_service(InterceptedService::new(service, Authenticate::new(keys)))
 }

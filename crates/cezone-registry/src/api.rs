@@ -261,6 +261,68 @@ impl RegistryService for RegistryApi {
         ok(org_unit_to_proto(&u, rev))
     }
 
+    async fn import_org_units(
+        &self,
+        req: Request<pr::ImportOrgUnitsRequest>,
+    ) -> Reply<pr::ImportOrgUnitsResponse> {
+        let who = caller(&req)?;
+        self.relay.admit().map_err(ApiError::from)?;
+        permit(&who, &Action::ManageOrgUnits, None)?;
+        let r = req.into_inner();
+        if r.units.is_empty() {
+            return Err(ApiError::invalid("units", "no org units were sent").into());
+        }
+        let mut units = Vec::with_capacity(r.units.len());
+        let mut refused: Vec<(String, String)> = Vec::new();
+        for (i, u) in r.units.iter().enumerate() {
+            match org_unit_from_proto(u) {
+                Ok(u) => units.push(u),
+                Err(e) => refused.extend(
+                    e.violations
+                        .into_iter()
+                        .map(|v| (format!("units[{i}].{}", v.field), v.description)),
+                ),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(match refused.len() {
+                1 => ApiError::invalid(&refused[0].0, refused[0].1.clone()),
+                n => ApiError::invalid_many(
+                    format!("{n} fields are refused; nothing was stored"),
+                    refused,
+                ),
+            }
+            .into());
+        }
+        let done = org_units::import(&self.db, &who, units, r.dry_run).await?;
+        if !r.dry_run {
+            self.relay.notify();
+            tracing::info!(
+                created = done.created,
+                updated = done.updated,
+                moved = done.moved,
+                unchanged = done.unchanged,
+                "org units imported"
+            );
+        }
+        ok(pr::ImportOrgUnitsResponse {
+            created: done.created,
+            updated: done.updated,
+            moved: done.moved,
+            unchanged: done.unchanged,
+            changes: done
+                .changes
+                .iter()
+                .map(|c| pr::OrgUnitChange {
+                    id: c.unit.id.to_string(),
+                    kind: c.kind.to_string(),
+                    fields: c.fields.clone(),
+                    unit: Some(org_unit_to_proto(&c.unit, c.revision)),
+                })
+                .collect(),
+        })
+    }
+
     async fn list_org_units(
         &self,
         req: Request<pr::ListOrgUnitsRequest>,

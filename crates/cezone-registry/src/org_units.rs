@@ -301,3 +301,190 @@ pub async fn subtree(db: &DatabaseConnection, root: &str) -> Result<Vec<(OrgUnit
         })
         .collect())
 }
+
+/// One unit's change in an import.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub kind: &'static str,
+    pub fields: Vec<String>,
+    pub unit: OrgUnit,
+    pub revision: u64,
+}
+
+/// What an import did (or would do).
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub created: u32,
+    pub updated: u32,
+    pub moved: u32,
+    pub unchanged: u32,
+    pub changes: Vec<Change>,
+}
+
+/// Loads an org list all or nothing. `units[i]` are checked one by one, then the tree they make
+/// with the units already stored is checked as a whole; only then is anything written, in one
+/// transaction with each change's event and audit entry.
+pub async fn import(
+    db: &DatabaseConnection,
+    who: &Principal,
+    units: Vec<OrgUnit>,
+    dry_run: bool,
+) -> Result<Imported, ApiError> {
+    let txn = db.begin().await?;
+    let stored = ou::Entity::find().all(&txn).await?;
+    let mut by_id: BTreeMap<String, (OrgUnit, i64)> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::with_capacity(stored.len() + units.len());
+    for m in &stored {
+        by_id.insert(m.id.clone(), (to_domain(m)?, m.revision));
+        order.push(m.id.clone());
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut refused: Vec<(String, String)> = Vec::new();
+    let mut plan: Vec<(usize, Change)> = Vec::new();
+    let mut result = Imported::default();
+    for (i, new) in units.into_iter().enumerate() {
+        let key = new.id.to_string();
+        if let Some(first) = seen.insert(key.clone(), i) {
+            refused.push((
+                format!("units[{i}].id"),
+                format!("'{key}' is already given in units[{first}]; one row per org unit"),
+            ));
+            continue;
+        }
+        match by_id.get(&key) {
+            None => {
+                plan.push((
+                    i,
+                    Change {
+                        kind: "created",
+                        fields: Vec::new(),
+                        unit: new.clone(),
+                        revision: 1,
+                    },
+                ));
+                by_id.insert(key.clone(), (new, 0));
+                order.push(key);
+            }
+            Some((old, revision)) => {
+                if old.level != new.level {
+                    refused.push((
+                        format!("units[{i}].level"),
+                        format!(
+                            "'{key}' is a {}; a unit's level never changes (create a new unit)",
+                            old.level.as_str()
+                        ),
+                    ));
+                    continue;
+                }
+                let mut after = old.clone();
+                let mut fields = Vec::new();
+                if old.name != new.name {
+                    fields.push("name".to_string());
+                    after.name = new.name.clone();
+                }
+                if old.community_type != new.community_type {
+                    fields.push("community_type".to_string());
+                    after.community_type = new.community_type;
+                }
+                if old.region != new.region {
+                    fields.push("region".to_string());
+                    after.region = new.region;
+                }
+                // Populations given are set; years not in the file keep their value.
+                for (year, residents) in &new.population {
+                    if old.population.get(year) != Some(residents) {
+                        fields.push(format!("population:{year}"));
+                        after.population.insert(*year, *residents);
+                    }
+                }
+                let moved = old.parent != new.parent;
+                if moved {
+                    fields.push("parent".to_string());
+                    after.parent = new.parent.clone();
+                }
+                if fields.is_empty() {
+                    result.unchanged += 1;
+                    continue;
+                }
+                let revision = *revision;
+                plan.push((
+                    i,
+                    Change {
+                        kind: if moved { "moved" } else { "updated" },
+                        fields,
+                        unit: after.clone(),
+                        revision: revision as u64 + 1,
+                    },
+                ));
+                by_id.insert(key, (after, revision));
+            }
+        }
+    }
+    if refused.is_empty() {
+        // The whole tree as it would be: one root, levels downwards, communities typed, every
+        // parent known, no cycles. The error names the row of the unit it is about.
+        let row_of: HashMap<String, usize> = plan
+            .iter()
+            .map(|(i, c)| (c.unit.id.to_string(), *i))
+            .collect();
+        let all: Vec<OrgUnit> = order.iter().map(|id| by_id[id].0.clone()).collect();
+        if let Err(e) = OrgTree::build(all) {
+            let (id, field) = match &e {
+                cezone_domain::org::OrgError::Duplicate(id) => (id.to_string(), "id"),
+                cezone_domain::org::OrgError::UnknownParent { id, .. }
+                | cezone_domain::org::OrgError::LevelOrder { id, .. }
+                | cezone_domain::org::OrgError::Cycle { id, .. } => (id.to_string(), "parent_id"),
+                cezone_domain::org::OrgError::SecondRoot(id, _) => (id.to_string(), "parent_id"),
+                cezone_domain::org::OrgError::MissingCommunityType(id)
+                | cezone_domain::org::OrgError::NotFound(id) => (id.to_string(), "community_type"),
+                cezone_domain::org::OrgError::Empty => (String::new(), "units"),
+            };
+            let field = match row_of.get(&id) {
+                Some(i) => format!("units[{i}].{field}"),
+                None => "units".to_string(),
+            };
+            refused.push((field, e.to_string()));
+        }
+    }
+    if !refused.is_empty() {
+        return Err(match refused.len() {
+            1 => ApiError::invalid(&refused[0].0, refused[0].1.clone()),
+            n => ApiError::invalid_many(
+                format!("{n} org units are refused; nothing was stored"),
+                refused,
+            ),
+        });
+    }
+    for (_, c) in &plan {
+        match c.kind {
+            "created" => result.created += 1,
+            "moved" => result.moved += 1,
+            _ => result.updated += 1,
+        }
+    }
+    if !dry_run {
+        // Parents are written (and announced) before their children whatever the file's order.
+        let mut writes: Vec<&Change> = plan.iter().map(|(_, c)| c).collect();
+        writes.sort_by_key(|c| c.unit.level);
+        for c in writes {
+            let revision = c.revision as i64;
+            if c.kind == "created" {
+                active(&c.unit, revision).insert(&txn).await?;
+            } else {
+                active(&c.unit, revision).update(&txn).await?;
+            }
+            let event = match c.kind {
+                "created" => "org_unit.created",
+                "moved" => "org_unit.moved",
+                _ if c.fields.iter().all(|f| f.starts_with("population:")) => {
+                    "org_unit.population_updated"
+                }
+                _ => "org_unit.updated",
+            };
+            announce(&txn, who, event, &c.unit, revision).await?;
+        }
+        txn.commit().await?;
+    }
+    result.changes = plan.into_iter().map(|(_, c)| c).collect();
+    Ok(result)
+}

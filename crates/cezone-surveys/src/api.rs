@@ -183,12 +183,21 @@ impl SurveyApi {
             }
         }
         if !refused.is_empty() {
-            return Err(match refused.len() {
+            // A whole bad sheet would make an answer larger than any client accepts: the first
+            // ones name the pattern, the count tells the rest.
+            let total = refused.len();
+            refused.truncate(MAX_NAMED_REFUSALS);
+            return Err(match total {
                 1 => ApiError::invalid(&refused[0].0, refused[0].1.clone()),
                 n => ApiError::invalid_many(
                     format!(
-                        "{n} of {} statistics are refused; nothing was stored",
-                        rs.len()
+                        "{n} of {} statistics are refused{}; nothing was stored",
+                        rs.len(),
+                        if n > MAX_NAMED_REFUSALS {
+                            format!(" (the first {MAX_NAMED_REFUSALS} are named)")
+                        } else {
+                            String::new()
+                        }
                     ),
                     refused,
                 ),
@@ -209,6 +218,9 @@ impl SurveyApi {
         Ok(())
     }
 }
+
+/// Refused statistics named one by one in an answer; the message counts all of them.
+const MAX_NAMED_REFUSALS: usize = 200;
 
 #[tonic::async_trait]
 impl SurveyService for SurveyApi {
@@ -355,7 +367,7 @@ impl SurveyService for SurveyApi {
         let (stored, _) = statistics::record_many(&self.db, &who, &[r], false).await?;
         self.relay.notify();
         let m = &stored[0];
-        tracing::info!(org_unit = %m.org_unit, metric = %m.metric, period = m.period, version = m.version, "statistic recorded");
+        tracing::debug!(org_unit = %m.org_unit, metric = %m.metric, period = m.period, version = m.version, "statistic recorded");
         Ok(Response::new(statistics::to_proto(m)))
     }
 
@@ -391,6 +403,63 @@ impl SurveyService for SurveyApi {
         Ok(Response::new(ps::RecordStatisticsResponse {
             statistics: stored.iter().map(statistics::to_proto).collect(),
             event_ids,
+        }))
+    }
+
+    async fn import_statistics(
+        &self,
+        req: Request<Streaming<ps::RecordStatisticsRequest>>,
+    ) -> Reply<ps::ImportStatisticsResponse> {
+        let who = caller(&req)?;
+        self.relay.admit().map_err(ApiError::from)?;
+        let started = std::time::Instant::now();
+        let mut stream = req.into_inner();
+        let mut all: Vec<ps::StatisticReturn> = Vec::new();
+        let mut dry_run = None;
+        while let Some(part) = self.limits.next(&mut stream, started).await? {
+            if part.statistics.len() > statistics::MAX_PER_CALL {
+                return Err(ApiError::invalid(
+                    "statistics",
+                    format!(
+                        "a part of {} statistics; at most {} per part",
+                        part.statistics.len(),
+                        statistics::MAX_PER_CALL
+                    ),
+                )
+                .into());
+            }
+            dry_run.get_or_insert(part.dry_run);
+            if all.len() + part.statistics.len() > statistics::MAX_PER_IMPORT {
+                return Err(ApiError::invalid(
+                    "statistics",
+                    format!(
+                        "more than {} statistics in one import; split the return (by town, \
+                         for instance)",
+                        statistics::MAX_PER_IMPORT
+                    ),
+                )
+                .into());
+            }
+            all.extend(part.statistics);
+        }
+        if all.is_empty() {
+            return Err(ApiError::invalid("statistics", "no statistics were sent").into());
+        }
+        let dry_run = dry_run.unwrap_or(false);
+        self.may_file(&who, &all, true).await?;
+        let (stored, _) = statistics::record_many(&self.db, &who, &all, dry_run).await?;
+        if !dry_run {
+            self.relay.notify();
+            tracing::info!(
+                statistics = stored.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "statistics imported"
+            );
+        }
+        Ok(Response::new(ps::ImportStatisticsResponse {
+            recorded: stored.len() as u64,
+            first_filings: stored.iter().filter(|m| m.version == 1).count() as u64,
+            dry_run,
         }))
     }
 

@@ -94,6 +94,10 @@ pub fn parse(
 /// Most statistics one call may carry.
 pub const MAX_PER_CALL: usize = 10_000;
 
+/// Statistics in one streamed import: a province's return (26,000 communities × 20 metrics)
+/// with room to spare.
+pub const MAX_PER_IMPORT: usize = 1_000_000;
+
 /// Rows per multi-row statement.
 const ROWS: usize = 500;
 

@@ -52,6 +52,216 @@ pub enum Command {
     /// The services' hash-chained audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The district's org list (towns, communities, populations) from and to a spreadsheet.
+    #[command(subcommand, name = "org-units")]
+    OrgUnits(OrgUnitsCommand),
+    /// Statistical returns: the template a unit fills in, and the filled-in file imported.
+    #[command(subcommand)]
+    Statistics(StatisticsCommand),
+    /// Resident surveys: a survey platform's export loaded.
+    #[command(subcommand)]
+    Surveys(SurveysCommand),
+    /// Evidence documents: upload, list, download and review.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+    /// Scores for another system.
+    #[command(subcommand)]
+    Scores(ScoresCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgUnitsCommand {
+    /// Load an org list (.csv or .xlsx: code, name, parent, level, community type, region,
+    /// population by year) all or nothing: new units are created, known ones updated and moved.
+    Import {
+        file: PathBuf,
+        /// Check the file and show the changes; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Write the org list (parents first) as CSV, as `import` reads it.
+    Export {
+        /// Only this org unit's subtree.
+        #[arg(long)]
+        root: Option<String>,
+        /// Where to write; standard output when omitted.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatisticsCommand {
+    /// Write the XLSX return a unit fills in: the metrics its criteria read, one row per org
+    /// unit in scope, current values filled in, units of measure in the headers, checked cells.
+    Template {
+        /// The responsible unit (e.g. finance, towns).
+        #[arg(long)]
+        unit: String,
+        /// The year the return is for.
+        #[arg(long)]
+        period: i32,
+        /// Only this org unit's subtree (a town's return).
+        #[arg(long)]
+        org_unit: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Import a filled-in return (.xlsx or .csv): every cell is checked first, the changes
+    /// against the current values are shown, and all are stored or none.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SurveysCommand {
+    /// Define a resident survey asking every question of the published framework's catalog.
+    Define {
+        /// The survey's id, e.g. resident-2014.
+        #[arg(long)]
+        id: String,
+        /// The year the survey is for (default: scoring.period).
+        #[arg(long)]
+        period: Option<i32>,
+        /// Title (default: "{period}年社区教育居民调查").
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Load a survey platform's export (.csv or .xlsx, one row per respondent), all or nothing.
+    Import {
+        file: PathBuf,
+        /// The survey the responses answer (e.g. resident-2013).
+        #[arg(long)]
+        survey: String,
+        /// Which column answers which question and how labels map to answer codes (TOML).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReviewStateArg {
+    Submitted,
+    Accepted,
+    Returned,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Upload one or more files to a criterion, each as its own evidence record.
+    Upload {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Criterion code, e.g. 2.3.1.
+        #[arg(long)]
+        criterion: String,
+        /// The responsible unit filing it (e.g. finance, towns).
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        org_unit: String,
+        /// The evaluation year (default: services' evaluation period).
+        #[arg(long)]
+        period: Option<i32>,
+        /// Title (default: the file name).
+        #[arg(long)]
+        title: Option<String>,
+        /// A returned record this file revises (one file only).
+        #[arg(long)]
+        replaces: Option<String>,
+        /// Check the files locally (size, type) and upload nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// List evidence records with their current state.
+    List {
+        #[arg(long)]
+        criterion: Option<String>,
+        #[arg(long)]
+        org_unit: Option<String>,
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long, value_enum)]
+        state: Option<ReviewStateArg>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Download a record's file (checked against its SHA-256).
+    Download {
+        id: String,
+        /// A version of the record (default: the current one).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Where to write (default: the file's own name in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Accept a record with a grade, or return it with a comment.
+    Review {
+        id: String,
+        /// Accept with this grade (0–100).
+        #[arg(
+            long,
+            conflicts_with = "return_with",
+            required_unless_present = "return_with"
+        )]
+        accept: Option<u32>,
+        /// Return it, saying what is wrong.
+        #[arg(long = "return", value_name = "COMMENT")]
+        return_with: Option<String>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScoresFormat {
+    Csv,
+    Json,
+    Xlsx,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScoresCommand {
+    /// An org unit's scores (current or of a frozen snapshot), one row per item.
+    Export {
+        /// Default: the district.
+        #[arg(long)]
+        org_unit: Option<String>,
+        /// A frozen snapshot's id (default: the current scores).
+        #[arg(long)]
+        snapshot: Option<String>,
+        #[arg(long, value_enum)]
+        format: ScoresFormat,
+        /// Where to write; standard output when omitted (not for xlsx).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +433,19 @@ pub enum FrameworkCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Validate, import and publish a framework into the registry (services.registry_url);
+    /// refused, with the findings, when validation finds errors.
+    Publish {
+        /// An indicator table (.csv, .xlsx), a package manifest (.toml) or a framework (.json).
+        file: PathBuf,
+        #[arg(long)]
+        package: Option<PathBuf>,
+        /// Validate (locally and by the registry) and store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -320,6 +543,7 @@ pub enum Workload {
     Pipeline,
     EndToEnd,
     Ingest,
+    StatisticsImport,
     Upload,
     Recompute,
     Queries,

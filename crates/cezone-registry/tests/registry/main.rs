@@ -477,6 +477,158 @@ async fn org_units_keep_the_tree_valid(backend: Backend) {
     t.app.stop().await;
 }
 
+async fn count(c: &mut RegistryServiceClient<Channel>) -> usize {
+    c.list_org_units(pr::ListOrgUnitsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .units
+        .len()
+}
+
+/// An org list goes in all or nothing: a bad unit or a tree that does not hold refuses the
+/// whole list, naming `units[i]`; a good one creates, updates and moves in one go, with an
+/// event per change, and the same list again changes nothing.
+async fn an_org_list_is_imported_all_or_nothing(backend: Backend) {
+    let mut t = spawn_app(backend).await;
+    let c = &mut t.client;
+    let mut d = unit("nanhai", OrgLevel::District, "", CommunityType::Unspecified);
+    d.region = RegionClass::PearlRiverDelta as i32;
+    let list = vec![
+        // Children before parents: the file's order does not matter.
+        unit(
+            "nanhai.a.c1",
+            OrgLevel::Community,
+            "nanhai.a",
+            CommunityType::Urban,
+        ),
+        d.clone(),
+        unit(
+            "nanhai.a",
+            OrgLevel::Town,
+            "nanhai",
+            CommunityType::Unspecified,
+        ),
+        unit(
+            "nanhai.b",
+            OrgLevel::Town,
+            "nanhai",
+            CommunityType::Unspecified,
+        ),
+    ];
+
+    // A community under a community: the whole list is refused and nothing is stored.
+    let mut broken = list.clone();
+    broken.push(unit(
+        "nanhai.a.c1.x",
+        OrgLevel::Community,
+        "nanhai.a.c1",
+        CommunityType::Rural,
+    ));
+    let err = c
+        .import_org_units(pr::ImportOrgUnitsRequest {
+            units: broken,
+            dry_run: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let v = cezone_platform::error::violations(&err);
+    assert_eq!(v[0].0, "units[4].parent_id", "{v:?}");
+    // A field that cannot be read names the unit's index too.
+    let mut bad = list.clone();
+    bad[2].name = " ".into();
+    let err = c
+        .import_org_units(pr::ImportOrgUnitsRequest {
+            units: bad,
+            dry_run: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        cezone_platform::error::violations(&err)[0].0,
+        "units[2].name"
+    );
+    assert_eq!(count(c).await, 0);
+
+    let dry = c
+        .import_org_units(pr::ImportOrgUnitsRequest {
+            units: list.clone(),
+            dry_run: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dry.created, 4);
+    assert_eq!(count(c).await, 0, "a dry run stores nothing");
+    let done = c
+        .import_org_units(pr::ImportOrgUnitsRequest {
+            units: list.clone(),
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (done.created, done.updated, done.moved, done.unchanged),
+        (4, 0, 0, 0)
+    );
+    assert_eq!(count(c).await, 4);
+
+    // The community moves to town b and its population changes; the rest stays.
+    let mut next = list.clone();
+    next[0].parent_id = "nanhai.b".into();
+    next[0].populations[0].residents = 1200;
+    let done = c
+        .import_org_units(pr::ImportOrgUnitsRequest {
+            units: next.clone(),
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (done.created, done.updated, done.moved, done.unchanged),
+        (0, 0, 1, 3)
+    );
+    assert_eq!(done.changes[0].fields, vec!["population:2013", "parent"]);
+    let moved = c
+        .get_org_unit(pr::GetOrgUnitRequest {
+            id: "nanhai.a.c1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.parent_id, "nanhai.b");
+    assert_eq!(moved.revision, 2);
+    // A level never changes.
+    let mut relevel = next.clone();
+    relevel[3].level = OrgLevel::Community as i32;
+    relevel[3].community_type = CommunityType::Urban as i32;
+    let err = c
+        .import_org_units(pr::ImportOrgUnitsRequest {
+            units: relevel,
+            dry_run: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        cezone_platform::error::violations(&err)[0].0,
+        "units[3].level"
+    );
+    let again = c
+        .import_org_units(pr::ImportOrgUnitsRequest {
+            units: next,
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.unchanged, 4);
+    assert!(again.changes.is_empty());
+    t.app.stop().await;
+}
+
 async fn health_and_reflection_are_served(backend: Backend) {
     use tokio_stream::StreamExt;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -503,7 +655,19 @@ async fn health_and_reflection_are_served(backend: Backend) {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
-    let mut refl = ServerReflectionClient::new(channel);
+    // Each port lists its own service, health checking and reflection, in both reflection
+    // versions: a tool that lists this port can call everything it sees here.
+    let expected: std::collections::BTreeSet<String> = [
+        "cezone.registry.v1.RegistryService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+
+    let mut refl = ServerReflectionClient::new(channel.clone());
     let req = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -517,11 +681,46 @@ async fn health_and_reflection_are_served(backend: Backend) {
     let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
         panic!("{first:?}")
     };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names.contains(&"cezone.registry.v1.RegistryService".to_string()),
-        "{names:?}"
-    );
+    let names: std::collections::BTreeSet<String> =
+        list.service.into_iter().map(|s| s.name).collect();
+    assert_eq!(names, expected, "v1 lists this port's services only");
+
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest as AlphaRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaMessage;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+        let mut alpha = AlphaClient::new(channel);
+        let reqs = vec![
+            AlphaRequest {
+                host: String::new(),
+                message_request: Some(AlphaMessage::ListServices(String::new())),
+            },
+            AlphaRequest {
+                host: String::new(),
+                message_request: Some(AlphaMessage::FileContainingSymbol(
+                    "cezone.registry.v1.RegistryService".into(),
+                )),
+            },
+        ];
+        let mut resp = alpha
+            .server_reflection_info(tokio_stream::iter(reqs))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = resp.next().await.unwrap().unwrap();
+        let Some(AlphaResponse::ListServicesResponse(list)) = first.message_response else {
+            panic!("{first:?}")
+        };
+        let names: std::collections::BTreeSet<String> =
+            list.service.into_iter().map(|s| s.name).collect();
+        assert_eq!(names, expected, "v1alpha lists the same");
+        let second = resp.next().await.unwrap().unwrap();
+        let Some(AlphaResponse::FileDescriptorResponse(files)) = second.message_response else {
+            panic!("v1alpha describes the registry's contract: {second:?}")
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
+    }
     t.app.stop().await;
 }
 
@@ -531,4 +730,5 @@ cezone_platform::contract_tests!(
     criteria_matrix_and_calendar_follow_the_published_framework,
     org_units_keep_the_tree_valid,
     health_and_reflection_are_served,
+    an_org_list_is_imported_all_or_nothing,
 );

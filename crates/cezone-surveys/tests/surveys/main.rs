@@ -493,6 +493,95 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
     s.stop().await;
 }
 
+/// A return of any size streamed in parts is stored all or nothing: a bad value in the last part
+/// refuses everything, named by its place in the whole stream; a dry run stores nothing.
+async fn a_streamed_import_is_stored_all_or_nothing(backend: Backend) {
+    let mut s = spawn(backend).await;
+    let all: Vec<ps::StatisticReturn> = s
+        .district
+        .statistics
+        .iter()
+        .map(|f| sv::statistic(f, "区统计局"))
+        .collect();
+    assert!(all.len() > 100, "{}", all.len());
+    let parts = |stats: &[ps::StatisticReturn], dry_run: bool| {
+        let parts: Vec<ps::RecordStatisticsRequest> = stats
+            .chunks(40)
+            .map(|c| ps::RecordStatisticsRequest {
+                statistics: c.to_vec(),
+                dry_run,
+            })
+            .collect();
+        tokio_stream::iter(parts)
+    };
+    let stored = |sv: &mut sv::Surveys| {
+        let mut sv = sv.clone();
+        async move {
+            sv.list_statistics(ps::ListStatisticsRequest {
+                page: Some(PageRequest {
+                    page_size: 5000,
+                    page_token: String::new(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .statistics
+            .len()
+        }
+    };
+
+    let mut bad = all.clone();
+    let last = bad.len() - 1;
+    bad[last].value = -5;
+    let err =
+        s.sv.import_statistics(parts(&bad, false))
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(violations(&err)[0].0, format!("statistics[{last}].value"));
+    assert_eq!(
+        stored(&mut s.sv).await,
+        0,
+        "nothing of the earlier parts was stored"
+    );
+
+    let dry =
+        s.sv.import_statistics(parts(&all, true))
+            .await
+            .unwrap()
+            .into_inner();
+    assert!(dry.dry_run);
+    assert_eq!(dry.recorded, all.len() as u64);
+    assert_eq!(stored(&mut s.sv).await, 0, "a dry run stores nothing");
+
+    let done =
+        s.sv.import_statistics(parts(&all, false))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        (done.recorded, done.first_filings),
+        (all.len() as u64, all.len() as u64)
+    );
+    assert_eq!(stored(&mut s.sv).await, all.len());
+    // Corrections of a few: the next version of each, no first filings.
+    let again =
+        s.sv.import_statistics(parts(&all[..3], false))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!((again.recorded, again.first_filings), (3, 0));
+
+    let err =
+        s.sv.import_statistics(tokio_stream::iter(Vec::<ps::RecordStatisticsRequest>::new()))
+            .await
+            .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "statistics");
+    s.stop().await;
+}
+
 async fn aggregates_are_population_weighted_with_wilson_intervals(backend: Backend) {
     let mut s = spawn(backend).await;
     let all = s.responses();
@@ -558,4 +647,5 @@ cezone_platform::contract_tests!(
     an_upload_cut_off_midway_stores_nothing,
     statistics_are_versioned_and_checked,
     aggregates_are_population_weighted_with_wilson_intervals,
+    a_streamed_import_is_stored_all_or_nothing,
 );

@@ -22,9 +22,16 @@ use crate::render;
 mod access;
 mod bench;
 mod chaos;
+mod connect;
+mod evidence;
 mod ops;
+mod org_units;
+mod publish;
 mod report;
+mod scores;
 mod serve;
+mod statistics;
+mod surveys;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -42,6 +49,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshot(cmd) => async_command(ops::snapshot(cmd)),
         Command::Token(cmd) => access::token(cmd),
         Command::Audit(cmd) => async_command(access::audit(cmd)),
+        Command::OrgUnits(cmd) => async_command(org_units::run(cmd)),
+        Command::Statistics(cmd) => async_command(statistics::run(cmd)),
+        Command::Surveys(cmd) => async_command(surveys::run(cmd)),
+        Command::Evidence(cmd) => async_command(evidence::run(cmd)),
+        Command::Scores(cmd) => async_command(scores::run(cmd)),
+
         Command::Report(cmd) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -167,6 +180,17 @@ fn framework(cmd: FrameworkCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        FrameworkCommand::Publish {
+            file,
+            package,
+            dry_run,
+            config,
+        } => async_command(publish::run(
+            &file,
+            package.as_deref(),
+            dry_run,
+            config.as_deref(),
+        )),
     }
 }
 

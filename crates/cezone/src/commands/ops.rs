@@ -182,7 +182,7 @@ pub async fn schedule(cmd: ScheduleCommand) -> Result<ExitCode> {
         "{} {} — now {}{}",
         list.framework_id,
         list.edition,
-        list.now,
+        crate::render::local_time(&list.now, settings.scheduler.utc_offset_hours),
         if all {
             ""
         } else {
@@ -209,7 +209,7 @@ pub async fn schedule(cmd: ScheduleCommand) -> Result<ExitCode> {
         println!(
             "{:<36} {:<25} {:<9} {}",
             r.key,
-            r.due_at,
+            crate::render::local_time(&r.due_at, settings.scheduler.utc_offset_hours),
             state_name(r.state),
             detail
         );

@@ -280,6 +280,8 @@ async fn rabbitmq_services_as_separate_processes_score_end_to_end() {
         text.contains("materials-complete@T-72h") && text.contains("missed"),
         "{text}"
     );
+    // People read times in the district's zone, with the offset shown.
+    assert!(text.contains(" +08:00 "), "{text}");
     d.start("evidence");
     d.wait_healthy("evidence");
     let (ok, text) = d.run(&["snapshot", "freeze", "--checkpoint", "materials-submitted"]);

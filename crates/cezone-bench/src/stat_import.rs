@@ -1,0 +1,192 @@
+//! Statistics import: a province-sized return as an XLSX file (every community × every metric of
+//! the catalog), read cell by cell and streamed to the survey service in one `ImportStatistics`
+//! call on a fresh PostgreSQL database, timed from the file's bytes to the committed answer.
+//! Beside it, the same values with `COPY … FROM STDIN` into a bare table of the same columns
+//! (no keys, no indexes), timed from `BEGIN` to `COMMIT`.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use cezone_client::files::returns;
+use cezone_client::{registry, surveys};
+use cezone_domain::demo::{DemoParams, generate};
+use cezone_domain::guangdong;
+use cezone_domain::org::{OrgLevel, OrgTree, OrgUnit};
+use cezone_domain::rules::{MetricDef, MetricUnit};
+use cezone_proto::surveys::v1 as ps;
+use sqlx::Connection;
+
+use crate::ingest::{Run, drop_database};
+
+/// Statistics per streamed part (the service takes at most 10,000).
+const PART: usize = 5_000;
+
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Values per round (communities × metrics).
+    pub values: u64,
+    pub communities: usize,
+    pub metrics: usize,
+    /// Size of the XLSX file.
+    pub file_bytes: usize,
+    /// XLSX bytes → read and checked → streamed → stored and committed; one call per round.
+    pub ours: Vec<Run>,
+    /// COPY of the same values into a bare table; one per round, each right after ours.
+    pub copy: Vec<Run>,
+}
+
+/// A value for round `round` of community `c`'s metric `m`, within the metric's bounds.
+fn value(m: &MetricDef, c: usize, round: usize) -> i64 {
+    let base = ((c * 37 + round * 11) % 500) as i64 + 1;
+    match m.unit {
+        MetricUnit::Yuan => base * 10_000 + 25,
+        _ => base,
+    }
+}
+
+/// Starts registry and surveys on a fresh database, loads a district of `communities`
+/// communities (in one `ImportOrgUnits` call), then alternates ours and the baseline for
+/// `rounds` rounds after an uncounted warm-up round, each round filing new values (the next
+/// version of every statistic).
+pub async fn measure(communities: usize, rounds: usize) -> Result<Measured> {
+    let (fw, _) = guangdong::framework();
+    let district = generate(
+        &fw,
+        &DemoParams {
+            towns: (communities / 200).max(2),
+            communities,
+            responses_per_community: 0,
+            ..DemoParams::nanhai(17)
+        },
+    );
+    let period = district.params.period;
+    let tree = OrgTree::build(district.units.clone()).map_err(|e| anyhow!("{e}"))?;
+    let metrics: Vec<&MetricDef> = fw.catalog.metrics.iter().collect();
+    let rows: Vec<&OrgUnit> = district
+        .units
+        .iter()
+        .filter(|u| u.level == OrgLevel::Community)
+        .collect();
+
+    let (settings, office, reg_app, sv_app) = crate::ingest::registry_and_surveys().await?;
+    let result = async {
+        let mut reg = registry::client(cezone_client::connect(&reg_app.url(), &office).await?);
+        registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
+        reg.import_org_units(cezone_proto::registry::v1::ImportOrgUnitsRequest {
+            units: registry::parents_first(&district.units)
+                .iter()
+                .map(|u| cezone_platform::convert::org_unit_to_proto(u, 0))
+                .collect(),
+            dry_run: false,
+        })
+        .await
+        .context("ImportOrgUnits")?;
+        let mut sv = surveys::client(cezone_client::connect(&sv_app.url(), &office).await?);
+
+        let mut conn = sqlx::PgConnection::connect(&settings.database.url)
+            .await
+            .context("connecting for COPY")?;
+        sqlx::query(
+            "CREATE TABLE bench_copy_statistics (org_unit VARCHAR NOT NULL, \
+             metric VARCHAR NOT NULL, period INTEGER NOT NULL, value BIGINT NOT NULL)",
+        )
+        .execute(&mut conn)
+        .await?;
+        let (mut ours, mut copy, mut file_bytes) = (Vec::new(), Vec::new(), 0);
+        for round in 0..=rounds {
+            // The warm-up round files a tenth of the communities.
+            let take = if round == 0 {
+                rows.len() / 10
+            } else {
+                rows.len()
+            };
+            let mut values = returns::Current::new();
+            for (c, u) in rows.iter().take(take).enumerate() {
+                for m in &metrics {
+                    values.insert(
+                        (u.id.to_string(), m.id.to_string(), period),
+                        value(m, c, round),
+                    );
+                }
+            }
+            let xlsx = returns::sheet(&metrics, &rows[..take], period, &values)
+                .map_err(|e| anyhow!("writing the return: {e}"))?;
+            let want = values.len() as u64;
+
+            let started = Instant::now();
+            let filed =
+                returns::read("province.xlsx", &xlsx, &fw, &tree).map_err(|e| anyhow!("{e}"))?;
+            let parts: Vec<ps::RecordStatisticsRequest> = filed
+                .chunks(PART)
+                .map(|c| ps::RecordStatisticsRequest {
+                    statistics: c.iter().map(|f| f.statistic.clone()).collect(),
+                    dry_run: false,
+                })
+                .collect();
+            let done = sv
+                .import_statistics(tokio_stream::iter(parts))
+                .await
+                .context("ImportStatistics")?
+                .into_inner();
+            let run = Run::new(done.recorded, started);
+            if done.recorded != want {
+                bail!("the service stored {} of {want} values", done.recorded);
+            }
+            let base = baseline(&mut conn, &values).await?;
+            if round > 0 {
+                ours.push(run);
+                copy.push(base);
+                file_bytes = xlsx.len();
+            }
+        }
+        conn.close().await?;
+        Ok(Measured {
+            values: (rows.len() * metrics.len()) as u64,
+            communities: rows.len(),
+            metrics: metrics.len(),
+            file_bytes,
+            ours,
+            copy,
+        })
+    }
+    .await;
+    sv_app.stop().await;
+    reg_app.stop().await;
+    drop_database(&settings.database.url).await;
+    result
+}
+
+/// The same values as text rows sent with COPY in one transaction.
+async fn baseline(conn: &mut sqlx::PgConnection, values: &returns::Current) -> Result<Run> {
+    let started = Instant::now();
+    let mut tx = conn.begin().await?;
+    let mut copy = tx
+        .copy_in_raw("COPY bench_copy_statistics (org_unit, metric, period, value) FROM STDIN")
+        .await?;
+    let mut buf = String::new();
+    let mut n = 0usize;
+    for ((org, metric, period), v) in values {
+        cezone_surveys::copy_field(&mut buf, org);
+        buf.push('\t');
+        cezone_surveys::copy_field(&mut buf, metric);
+        buf.push('\t');
+        buf.push_str(&period.to_string());
+        buf.push('\t');
+        buf.push_str(&v.to_string());
+        buf.push('\n');
+        n += 1;
+        if n.is_multiple_of(10_000) {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    if !buf.is_empty() {
+        copy.send(buf.as_bytes()).await?;
+    }
+    let copied = copy.finish().await?;
+    tx.commit().await?;
+    if copied != values.len() as u64 {
+        bail!("COPY stored {copied} of {} rows", values.len());
+    }
+    Ok(Run::new(copied, started))
+}

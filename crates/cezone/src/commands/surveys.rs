@@ -1,0 +1,143 @@
+//! `cezone surveys import`: a survey platform's export loaded into a defined survey.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use cezone_client::files::survey_export::{self, Mapping};
+use cezone_client::surveys::RESPONSES_PER_MESSAGE;
+use cezone_proto::surveys::v1 as ps;
+use futures::StreamExt;
+
+use super::connect::{Services, file_refused, indexed, progress, refused};
+use crate::cli::SurveysCommand;
+
+pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
+    let (file, survey, mapping, dry_run, config) = match cmd {
+        SurveysCommand::Define {
+            id,
+            period,
+            title,
+            config,
+        } => return define(id, period, title, config).await,
+        SurveysCommand::Import {
+            file,
+            survey,
+            mapping,
+            dry_run,
+            config,
+        } => (file, survey, mapping, dry_run, config),
+    };
+    let name = file.display().to_string();
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {name}"))?;
+    let mapping = match &mapping {
+        Some(m) => {
+            let text = std::fs::read_to_string(m)
+                .with_context(|| format!("cannot read {}", m.display()))?;
+            Mapping::parse(&text).map_err(|e| anyhow!("{}: {e}", m.display()))?
+        }
+        None => Mapping::default(),
+    };
+    let svc = Services::load(config.as_deref())?;
+    let mut client = svc.surveys().await?;
+    let def = client
+        .get_survey(ps::GetSurveyRequest { id: survey.clone() })
+        .await
+        .map_err(|s| refused("GetSurvey", s))?
+        .into_inner();
+    let rows = match survey_export::read(&name, &bytes, &def, &mapping) {
+        Ok(r) => r,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let answers: usize = rows.iter().map(|(_, r)| r.answers.len()).sum();
+    if dry_run {
+        println!(
+            "dry run, nothing stored — {name}: {} response(s), {answers} answer(s) to survey {} read; the service checks communities and respondents when they are sent",
+            rows.len(),
+            def.id
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let row_of: Vec<u32> = rows.iter().map(|(r, _)| *r).collect();
+    let responses: Vec<ps::Response> = rows.into_iter().map(|(_, r)| r).collect();
+    let bar = progress(responses.len() as u64, "sending");
+    let counted = bar.clone();
+    let first = ps::IngestRequest {
+        part: Some(ps::ingest_request::Part::SurveyId(survey.clone())),
+    };
+    let batches: Vec<ps::IngestRequest> = responses
+        .chunks(RESPONSES_PER_MESSAGE)
+        .map(|c| ps::IngestRequest {
+            part: Some(ps::ingest_request::Part::Batch(ps::ResponseBatch {
+                responses: c.to_vec(),
+            })),
+        })
+        .collect();
+    let stream = futures::stream::iter(std::iter::once(first).chain(batches)).map(move |m| {
+        if let Some(ps::ingest_request::Part::Batch(b)) = &m.part {
+            counted.inc(b.responses.len() as u64);
+        }
+        m
+    });
+    let result = client.ingest_responses(stream).await;
+    bar.finish_and_clear();
+    match result {
+        Ok(r) => {
+            let s = r.into_inner();
+            println!(
+                "{name}: {} response(s) to survey {} stored (batch {}), {answers} answer(s), {} org unit(s)",
+                s.accepted, def.id, s.batch_id, s.org_units
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(status) => file_refused(&name, "IngestResponses", status, |f| place(f, &row_of)),
+    }
+}
+
+/// `responses[12].org_unit` → `row 13, org_unit`: the service numbers the call's responses from
+/// 1; the file's rows are what a person finds.
+fn place(field: &str, rows: &[u32]) -> String {
+    match indexed(field, "responses") {
+        Some((i, rest)) if (1..=rows.len()).contains(&i) => format!("row {}, {rest}", rows[i - 1]),
+        _ => field.to_string(),
+    }
+}
+
+async fn define(
+    id: String,
+    period: Option<i32>,
+    title: Option<String>,
+    config: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
+    let svc = Services::load(config.as_deref())?;
+    let period = period.unwrap_or(svc.settings.scoring.period);
+    let mut reg = svc.registry().await?;
+    let s = &svc.settings.scoring;
+    let (fw, _) =
+        cezone_platform::registry_view::fetch_framework(&mut reg, &s.framework_id, &s.edition)
+            .await
+            .map_err(|e| anyhow!("framework {}: {}", s.framework_id, e.message))?;
+    let title = title.unwrap_or_else(|| format!("{period}年社区教育居民调查"));
+    let def = cezone_client::surveys::survey_for(&fw.catalog, &id, &title, period);
+    let mut client = svc.surveys().await?;
+    let got = client
+        .define_survey(def)
+        .await
+        .map_err(|s| refused("DefineSurvey", s))?
+        .into_inner();
+    println!(
+        "defined survey {} — {} ({}), {} question(s): {}",
+        got.id,
+        got.title,
+        got.period,
+        got.questions.len(),
+        got.questions
+            .iter()
+            .map(|q| q.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,619 @@
+//! A district loaded from its own files with the `cezone` commands, as district IT does it:
+//! the framework published, the org list imported (and corrected), a unit's return template
+//! written, filled in and imported, a survey platform's export loaded, evidence uploaded,
+//! reviewed and downloaded, and the scores exported. Bad files are refused cell by cell and
+//! change nothing. One `cezone serve --all` process on SQLite, the embedded default.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cezone_client::files::{Table, returns};
+use cezone_domain::guangdong;
+
+struct District {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    server: Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl District {
+    fn start() -> District {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = vec![
+            (
+                "CEZONE__AUTH__SECRET".to_string(),
+                cezone_platform::testing::random_secret(),
+            ),
+            ("CEZONE__LOG__FILTER".to_string(), "warn".to_string()),
+            ("CEZONE__WEB__PORT".to_string(), "0".to_string()),
+        ];
+        for s in ["registry", "evidence", "surveys", "scoring", "scheduler"] {
+            let port = free_port();
+            let key = s.to_uppercase();
+            env.push((format!("CEZONE__{key}__PORT"), port.to_string()));
+            env.push((
+                format!("CEZONE__SERVICES__{key}_URL"),
+                format!("http://127.0.0.1:{port}"),
+            ));
+        }
+        let server = Command::new(env!("CARGO_BIN_EXE_cezone"))
+            .args(["serve", "--all"])
+            .envs(env.iter().cloned())
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut d = District { dir, env, server };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d
+            .cezone(&[
+                "health",
+                "--services",
+                "registry,evidence,surveys,scoring,scheduler",
+            ])
+            .0
+        {
+            assert!(Instant::now() < deadline, "not healthy within 60 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // The evaluation office's token, as the README has the office sign in.
+        let (ok, token) = d.cezone(&[
+            "token",
+            "issue",
+            "--subject",
+            "评估办公室",
+            "--role",
+            "evaluation_office",
+        ]);
+        assert!(ok, "{token}");
+        let token = token.lines().next().unwrap().trim().to_string();
+        d.env.push(("CEZONE_TOKEN".into(), token));
+        d
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.path(name), text).unwrap();
+        self.path(name).display().to_string()
+    }
+
+    /// Runs a command; (success, standard output then standard error).
+    fn cezone(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_cezone"))
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.cezone(args);
+        assert!(ok, "cezone {}: {text}", args.join(" "));
+        text
+    }
+
+    fn refused(&self, args: &[&str]) -> String {
+        let (ok, text) = self.cezone(args);
+        assert!(!ok, "cezone {} should be refused: {text}", args.join(" "));
+        text
+    }
+
+    fn with_token(&self, token: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_cezone"))
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .env("CEZONE_TOKEN", token)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+impl Drop for District {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+const ORG_LIST: &str = "\u{feff}代码,名称,上级,层级,社区类型,区域类别,2013年常住人口\n\
+nanhai,南海区,,区,,珠三角,\"2,600,000\"\n\
+nanhai.guicheng,桂城街道,nanhai,镇街,,,400000\n\
+nanhai.jiujiang,九江镇,nanhai,镇街,,,120000\n\
+nanhai.guicheng.pingzhou,平洲社区,nanhai.guicheng,社区,城市社区,,12000\n\
+nanhai.guicheng.xiabei,夏北社区,nanhai.guicheng,社区,城市社区,,9000\n\
+nanhai.jiujiang.nanfang,南方村,nanhai.jiujiang,社区,农村社区,,3000\n\
+nanhai.jiujiang.hudong,沙口社区,nanhai.guicheng,社区,农村社区,,2500\n";
+
+fn org_units_in(d: &District) -> Vec<String> {
+    let csv = d.ok(&["org-units", "export"]);
+    let t = Table::read("export.csv", csv.as_bytes()).unwrap();
+    t.rows.iter().map(|(_, c)| c[0].clone()).collect()
+}
+
+#[test]
+fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
+    let d = District::start();
+
+    // The framework: a table with errors is refused with its findings; the package publishes.
+    let bad = d.write(
+        "bad.csv",
+        "一级指标,二级指标,三级指标,分值,提供材料,负责单位\n1.甲（2分）,1.1乙（2分）,1.1.1丙,2分,材料,区体育局\n",
+    );
+    let out = d.refused(&["framework", "publish", &bad]);
+    assert!(
+        out.contains("error(s); nothing was sent to the registry"),
+        "{out}"
+    );
+    let out = d.ok(&[
+        "framework",
+        "publish",
+        &repo("data/guangdong-2013/framework.toml"),
+    ]);
+    assert!(out.contains("published gd-community-education"), "{out}");
+    let out = d.refused(&[
+        "framework",
+        "publish",
+        &repo("data/guangdong-2013/framework.toml"),
+    ]);
+    assert!(out.contains("already published"), "{out}");
+
+    // The org list: every bad cell named, nothing stored.
+    let bad = d.write(
+        "bad-list.csv",
+        "code,name,parent,level,community_type,population_2013\n\
+         nanhai,南海区,,district,,many\n\
+         nanhai.x,,nanhai,village,,5\n",
+    );
+    let out = d.refused(&["org-units", "import", &bad]);
+    assert!(
+        out.contains("row 2, column F (population_2013): 'many' is not a number of residents"),
+        "{out}"
+    );
+    assert!(out.contains("row 3, column B (name): is empty"), "{out}");
+    assert!(
+        out.contains("row 3, column D (level): 'village' is not a level"),
+        "{out}"
+    );
+    assert!(org_units_in(&d).is_empty());
+
+    // A tree the registry refuses as a whole (a community under a community): the row named.
+    let broken = d.write(
+        "broken.csv",
+        "code,name,parent,level,community_type\n\
+         nanhai,南海区,,district,\n\
+         nanhai.a,甲社区,nanhai,community,urban\n\
+         nanhai.a.b,乙社区,nanhai.a,community,urban\n",
+    );
+    let out = d.refused(&["org-units", "import", &broken]);
+    assert!(out.contains("refused; nothing was stored"), "{out}");
+    assert!(out.contains("row 4, parent_id"), "{out}");
+    assert!(org_units_in(&d).is_empty());
+
+    // A dry run shows the changes and stores nothing; then the list goes in.
+    let list = d.write("org-list.csv", ORG_LIST);
+    let out = d.ok(&["org-units", "import", &list, "--dry-run"]);
+    assert!(
+        out.contains("dry run, nothing stored — 7 org units: 7 created"),
+        "{out}"
+    );
+    assert!(org_units_in(&d).is_empty());
+    let out = d.ok(&["org-units", "import", &list]);
+    assert!(
+        out.contains("7 org units: 7 created, 0 updated, 0 moved, 0 unchanged"),
+        "{out}"
+    );
+    // The same file again changes nothing; a corrected one (沙口 belongs to 九江, and 平洲's
+    // population was wrong) updates and moves exactly those.
+    let out = d.ok(&["org-units", "import", &list]);
+    assert!(
+        out.contains("0 created, 0 updated, 0 moved, 7 unchanged"),
+        "{out}"
+    );
+    let corrected = ORG_LIST
+        .replace(
+            "nanhai.jiujiang.hudong,沙口社区,nanhai.guicheng",
+            "nanhai.jiujiang.hudong,沙口社区,nanhai.jiujiang",
+        )
+        .replace("城市社区,,12000", "城市社区,,12500");
+    let corrected = d.write("org-list-2.csv", &corrected);
+    let out = d.ok(&["org-units", "import", &corrected]);
+    assert!(
+        out.contains("0 created, 1 updated, 1 moved, 5 unchanged"),
+        "{out}"
+    );
+    assert!(
+        out.contains("~ nanhai.guicheng.pingzhou 平洲社区: updated (population:2013)"),
+        "{out}"
+    );
+    // The export reads back as the corrected list.
+    let exported = d.ok(&["org-units", "export"]);
+    let again = cezone_client::files::org_list::read("x.csv", exported.as_bytes()).unwrap();
+    let want = cezone_client::files::org_list::read(
+        "y.csv",
+        &std::fs::read(d.path("org-list-2.csv")).unwrap(),
+    )
+    .unwrap();
+    let key = |u: &cezone_proto::registry::v1::OrgUnit| u.id.clone();
+    let mut again = again;
+    let mut want = want;
+    again.sort_by_key(key);
+    want.sort_by_key(key);
+    assert_eq!(again, want);
+
+    // The return template of the first unit the matrix gives statistics.
+    let (fw, _) = guangdong::framework();
+    let unit = fw
+        .units
+        .units
+        .iter()
+        .find(|u| !returns::metrics_of(&fw, &u.id).is_empty())
+        .expect("some unit files statistics")
+        .id
+        .clone();
+    let metrics = returns::metrics_of(&fw, &unit);
+    let template = d.path("return.xlsx").display().to_string();
+    let out = d.ok(&[
+        "statistics",
+        "template",
+        "--unit",
+        unit.as_str(),
+        "--period",
+        "2013",
+        "--out",
+        &template,
+    ]);
+    assert!(
+        out.contains(&format!("{} metric(s)", metrics.len())),
+        "{out}"
+    );
+    let t = Table::read(&template, &std::fs::read(&template).unwrap()).unwrap();
+    assert_eq!(t.rows.len(), 7, "one row per org unit");
+    assert_eq!(t.headers.len(), 3 + metrics.len());
+    for m in &metrics {
+        let h = returns::metric_header(m);
+        assert!(t.headers.contains(&h), "{h} in {:?}", t.headers);
+    }
+    let m0 = metrics[0];
+    let c0 = t
+        .headers
+        .iter()
+        .position(|h| h == &returns::metric_header(m0))
+        .unwrap();
+
+    // Filled in with a bad cell and a duplicate row: each named, nothing stored.
+    let mut csv = t.headers.join(",") + "\n";
+    csv += &format!(
+        "nanhai.guicheng,桂城街道,2013,{}\n",
+        vec!["12"; metrics.len()].join(",")
+    );
+    csv += &format!(
+        "nanhai.jiujiang,九江镇,2013,{}\n",
+        vec!["-3"; metrics.len()].join(",")
+    );
+    csv += &format!(
+        "nanhai.guicheng,桂城街道,2013,{}\n",
+        vec!["1"; metrics.len()].join(",")
+    );
+    let bad = d.write("bad-return.csv", &csv);
+    let out = d.refused(&["statistics", "import", &bad]);
+    let col = |c: usize| cezone_client::files::column_letter(c);
+    assert!(
+        out.contains(&format!(
+            "row 3, column {} ({}): '-3' is not",
+            col(c0),
+            returns::metric_header(m0)
+        )),
+        "{out}"
+    );
+    assert!(out.contains("row 2 already gives"), "{out}");
+    let listed = d.ok(&[
+        "statistics",
+        "template",
+        "--unit",
+        unit.as_str(),
+        "--period",
+        "2013",
+        "--out",
+        &d.path("check.xlsx").display().to_string(),
+    ]);
+    assert!(!listed.is_empty());
+    let check = Table::read("check.xlsx", &std::fs::read(d.path("check.xlsx")).unwrap()).unwrap();
+    assert!(
+        check
+            .rows
+            .iter()
+            .all(|(_, cells)| cells[3..].iter().all(|c| c.is_empty())),
+        "nothing was stored: {:?}",
+        check.rows
+    );
+
+    // A good return: shown against the current values, then stored all at once.
+    let mut csv = t.headers.join(",") + "\n";
+    csv += &format!(
+        "nanhai.guicheng,桂城街道,2013,{}\n",
+        vec!["12"; metrics.len()].join(",")
+    );
+    csv += &format!(
+        "nanhai.jiujiang,九江镇,2013,{}\n",
+        vec!["7"; metrics.len()].join(",")
+    );
+    let good = d.write("return.csv", &csv);
+    let out = d.ok(&["statistics", "import", &good, "--dry-run"]);
+    assert!(out.contains("dry run, nothing stored"), "{out}");
+    let out = d.ok(&["statistics", "import", &good]);
+    let n = 2 * metrics.len();
+    assert!(
+        out.contains(&format!(
+            "{n} value(s) read, {n} stored ({n} first filings, 0 corrections), 0 unchanged"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("row 2: nanhai.guicheng {} 2013: — → ", m0.name)),
+        "{out}"
+    );
+    // The template now carries the values; the same file again stores nothing.
+    d.ok(&[
+        "statistics",
+        "template",
+        "--unit",
+        unit.as_str(),
+        "--period",
+        "2013",
+        "--out",
+        &template,
+    ]);
+    let t = Table::read(&template, &std::fs::read(&template).unwrap()).unwrap();
+    let guicheng = t
+        .rows
+        .iter()
+        .find(|(_, c)| c[0] == "nanhai.guicheng")
+        .unwrap();
+    assert_eq!(
+        guicheng.1[c0],
+        returns::shown(m0, returns::parse_value(m0, "12").unwrap()).replace(".00", "")
+    );
+    let out = d.ok(&["statistics", "import", &good]);
+    assert!(out.contains("none differs from what is filed"), "{out}");
+
+    // A town may not file another town's return: the service refuses, nothing stored.
+    let (ok, token) = d.cezone(&[
+        "token",
+        "issue",
+        "--subject",
+        "九江镇",
+        "--role",
+        "town",
+        "--unit",
+        "towns",
+        "--org-unit",
+        "nanhai.jiujiang",
+    ]);
+    assert!(ok, "{token}");
+    let town = token.lines().next().unwrap().trim().to_string();
+    let mut csv = t.headers.join(",") + "\n";
+    csv += &format!(
+        "nanhai.guicheng,桂城街道,2013,{}\n",
+        vec!["99"; metrics.len()].join(",")
+    );
+    let other = d.write("other-town.csv", &csv);
+    let (ok, out) = d.with_token(&town, &["statistics", "import", &other]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("may not file a statistic"), "{out}");
+
+    // The resident survey, and a survey platform's export through a mapping.
+    let out = d.ok(&[
+        "surveys",
+        "define",
+        "--id",
+        "resident-2013",
+        "--period",
+        "2013",
+    ]);
+    assert!(out.contains("defined survey resident-2013"), "{out}");
+    let mapping = d.write(
+        "mapping.toml",
+        "respondent = \"答卷编号\"\norg_unit = \"所在社区\"\n\
+         [questions.awareness]\ncolumn = \"Q1 知道社区教育吗\"\n\
+         [questions.satisfaction]\ncolumn = \"Q3 满意度\"\nlabels = { \"满意\" = 4, \"一般般\" = 3 }\n",
+    );
+    let export = d.write(
+        "platform.csv",
+        "答卷编号,所在社区,Q1 知道社区教育吗,Q3 满意度\n\
+         r1,nanhai.guicheng.pingzhou,是,满意\n\
+         r2,nanhai.guicheng.pingzhou,否,一般般\n\
+         r3,nanhai.jiujiang.nanfang,是,很满意\n",
+    );
+    let bad = d.write(
+        "platform-bad.csv",
+        "答卷编号,所在社区,Q1 知道社区教育吗,Q3 满意度\nr1,nanhai.guicheng.pingzhou,也许,满意\n",
+    );
+    let out = d.refused(&[
+        "surveys",
+        "import",
+        &bad,
+        "--survey",
+        "resident-2013",
+        "--mapping",
+        &mapping,
+    ]);
+    assert!(
+        out.contains("row 2, column C (Q1 知道社区教育吗): '也许' is not an answer"),
+        "{out}"
+    );
+    let unknown = d.write(
+        "platform-unknown.csv",
+        "答卷编号,所在社区,Q1 知道社区教育吗,Q3 满意度\nr9,nanhai.nowhere,是,满意\n",
+    );
+    let out = d.refused(&[
+        "surveys",
+        "import",
+        &unknown,
+        "--survey",
+        "resident-2013",
+        "--mapping",
+        &mapping,
+    ]);
+    assert!(out.contains("row 2, org_unit"), "{out}");
+    let out = d.ok(&[
+        "surveys",
+        "import",
+        &export,
+        "--survey",
+        "resident-2013",
+        "--mapping",
+        &mapping,
+    ]);
+    assert!(
+        out.contains("3 response(s) to survey resident-2013 stored"),
+        "{out}"
+    );
+
+    // Evidence: two files uploaded, one accepted, one returned, and downloaded intact.
+    let criterion = fw
+        .leaves()
+        .map(|i| fw.item(i))
+        .find(|it| it.responsible.contains(&unit))
+        .expect("the unit answers some criterion")
+        .code
+        .to_string();
+    let a = d.write("会议纪要.txt", "社区教育工作会议纪要\n");
+    let b = d.write("plan.pdf", "%PDF-1.4\n% plan\n");
+    let empty = d.write("empty.txt", "");
+    let out = d.refused(&[
+        "evidence",
+        "upload",
+        &a,
+        &empty,
+        "--criterion",
+        &criterion,
+        "--unit",
+        unit.as_str(),
+        "--org-unit",
+        "nanhai",
+    ]);
+    assert!(out.contains("empty.txt: the file is empty"), "{out}");
+    assert!(d.ok(&["evidence", "list"]).contains("0 record(s)"));
+    let out = d.ok(&[
+        "evidence",
+        "upload",
+        &a,
+        &b,
+        "--criterion",
+        &criterion,
+        "--unit",
+        unit.as_str(),
+        "--org-unit",
+        "nanhai",
+    ]);
+    assert!(out.contains("2 uploaded, 0 refused"), "{out}");
+    let ids: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split(" → ").nth(1))
+        .map(|r| r.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{out}");
+    let out = d.ok(&["evidence", "review", &ids[0], "--accept", "90"]);
+    assert!(out.contains("accepted, grade 90"), "{out}");
+    let out = d.ok(&["evidence", "review", &ids[1], "--return", "缺少盖章页"]);
+    assert!(out.contains("returned: 缺少盖章页"), "{out}");
+    let out = d.refused(&["evidence", "review", &ids[1], "--accept", "101"]);
+    assert!(out.contains("not a grade"), "{out}");
+    let list = d.ok(&["evidence", "list", "--state", "returned"]);
+    assert!(
+        list.contains(&ids[1]) && list.contains("1 record(s)") && list.contains("+08:00"),
+        "{list}"
+    );
+    let got = d.path("got.txt");
+    let out = d.ok(&[
+        "evidence",
+        "download",
+        &ids[0],
+        "--out",
+        &got.display().to_string(),
+    ]);
+    assert!(out.contains("checked"), "{out}");
+    assert_eq!(
+        std::fs::read(&got).unwrap(),
+        std::fs::read(d.path("会议纪要.txt")).unwrap()
+    );
+
+    // The scores, once the events have reached scoring, in the three formats.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let scores = loop {
+        let json = d.ok(&["scores", "export", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        if v["org_unit"] == "nanhai" && v["confirmed"] != "0" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no score after 60 s: {json}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(scores["items"].as_array().unwrap().len(), fw.len());
+    let csv = d.ok(&[
+        "scores",
+        "export",
+        "--format",
+        "csv",
+        "--org-unit",
+        "nanhai.guicheng",
+    ]);
+    let t = Table::read("scores.csv", csv.as_bytes()).unwrap();
+    assert_eq!(t.headers[0], "代码 code");
+    assert_eq!(
+        t.rows.len(),
+        fw.len() + 1,
+        "a total row and one row per item"
+    );
+    assert!(
+        t.rows[0].1[1].starts_with("nanhai.guicheng 桂城街道"),
+        "{csv}"
+    );
+    let xlsx = d.path("scores.xlsx");
+    d.ok(&[
+        "scores",
+        "export",
+        "--format",
+        "xlsx",
+        "--out",
+        &xlsx.display().to_string(),
+    ]);
+    assert!(Path::new(&xlsx).exists());
+    let out = d.refused(&["scores", "export", "--format", "xlsx"]);
+    assert!(out.contains("needs --out"), "{out}");
+}
