@@ -14,6 +14,7 @@ use cezone_domain::import::read_csv_rows;
 use cezone_domain::org::OrgTree;
 use cezone_domain::package::{PackageParts, read_parts};
 use cezone_domain::points::Points;
+use proptest::prelude::*;
 
 fn package_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -208,4 +209,52 @@ fn a_chinese_label_without_an_item_above_it_is_reported_where_it_stands() {
         "{}",
         malformed.message
     );
+}
+
+/// Labels of every accepted shape, and text around them, for the properties below.
+fn label() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (1u32..200).prop_map(|n| n.to_string()),
+        ("[A-C]{1,2}", 1u32..30).prop_map(|(l, n)| format!("{l}{n}")),
+        prop::sample::select(vec![
+            "一",
+            "二",
+            "九",
+            "十",
+            "十一",
+            "二十",
+            "（一）",
+            "(二)",
+            "（3）",
+            "①"
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+proptest! {
+    /// A code reads back as itself, orders consistently with equality, and is after its parent.
+    #[test]
+    fn codes_read_back_and_order_consistently(a in prop::collection::vec(label(), 1..4),
+                                              b in prop::collection::vec(label(), 1..4)) {
+        let a = ItemCode::parse(&a.join(".")).unwrap();
+        let b = ItemCode::parse(&b.join(".")).unwrap();
+        prop_assert_eq!(ItemCode::parse(&a.to_string()).unwrap(), a.clone());
+        prop_assert_eq!(a.cmp(&b) == std::cmp::Ordering::Equal, a == b);
+        prop_assert_eq!(a.cmp(&b), b.cmp(&a).reverse());
+        if let Some(p) = a.parent() {
+            prop_assert!(p < a && p.is_prefix_of(&a));
+        }
+    }
+
+    /// Any cell splits without panicking; a code it finds reads back as itself.
+    #[test]
+    fn any_cell_splits(cell in "\\PC{0,24}", code in label(), title in "\\PC{0,8}") {
+        for text in [cell, format!("{code}、{title}"), format!("★{code}.{title}")] {
+            let head = cezone_domain::code::split_cell(&text);
+            if let Some(c) = head.code {
+                prop_assert_eq!(ItemCode::parse(&c.to_string()).unwrap(), c);
+            }
+        }
+    }
 }
