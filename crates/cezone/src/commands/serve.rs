@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use cezone_client::demo::{self, Channels};
 use cezone_domain::access::{Principal, Role};
 use cezone_domain::demo::{DemoParams, generate};
-use cezone_domain::guangdong;
 use cezone_platform::auth::{Bearer, Keys};
 use cezone_platform::settings::Settings;
 use cezone_platform::telemetry;
@@ -144,7 +143,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
 
     if args.demo {
-        load_demo(&settings).await?;
+        load_demo(&settings, args.package.as_deref()).await?;
     }
     if let Some(url) = &page {
         println!("\nscoreboard page: {url}");
@@ -159,8 +158,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn load_demo(settings: &Settings) -> Result<()> {
-    let (fw, _) = guangdong::framework();
+async fn load_demo(settings: &Settings, package: Option<&std::path::Path>) -> Result<()> {
+    let fw = super::demo_framework(None, package)?;
     let district = generate(&fw, &DemoParams::nanhai(2013));
     // The demo files everything as the evaluation office would, on behalf of every unit.
     let office = Bearer::minted(

@@ -3,6 +3,7 @@
 use std::process::{Command, Output};
 
 mod chaos;
+mod frameworks;
 mod processes;
 
 fn cezone(args: &[&str]) -> Output {
