@@ -37,6 +37,26 @@ pub fn survey_id(period: i32) -> String {
     format!("resident-{period}")
 }
 
+/// The framework as an import request: the embedded Guangdong table as it is kept, any other
+/// package as its framework document (items, units, rules, calendar), codes as written.
+pub fn framework_source(fw: &Framework) -> cezone_proto::registry::v1::FrameworkSource {
+    let (embedded, _) = cezone_domain::guangdong::framework();
+    if fw.meta == embedded.meta {
+        return registry::guangdong_source();
+    }
+    cezone_proto::registry::v1::FrameworkSource {
+        source: Some(
+            cezone_proto::registry::v1::framework_source::Source::DocumentJson(
+                cezone_domain::export::to_json(fw),
+            ),
+        ),
+        file_name: "framework.json".into(),
+        framework_id: fw.meta.id.to_string(),
+        edition: fw.meta.edition.clone(),
+        ..Default::default()
+    }
+}
+
 pub async fn load(
     ch: &Channels,
     fw: &Framework,
@@ -44,7 +64,7 @@ pub async fn load(
 ) -> Result<LoadReport, ClientError> {
     let mut report = LoadReport::default();
     let mut reg = registry::client(ch.registry.clone());
-    registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
+    registry::import_and_publish(&mut reg, framework_source(fw)).await?;
     report.org_units =
         registry::create_org_units(&mut reg, &registry::parents_first(&district.units)).await?;
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::facts::{EvidenceFact, EvidenceState, Facts, StatFact, SurveyTally};
 use crate::framework::Framework;
 use crate::org::{CommunityType, OrgLevel, OrgTree, OrgUnit, OrgUnitId, RegionClass};
-use crate::rules::{Catalog, MetricId, QuestionId, QuestionKind};
+use crate::rules::{Catalog, Direction, MetricId, MetricUnit, QuestionId, QuestionKind, Rule};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DemoParams {
@@ -129,7 +129,14 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
     };
     let share_sum: f64 = towns.iter().map(|t| t.2).sum();
     let mut statistics = Vec::new();
+    // Only metrics the framework declares are filed: another package has other metrics, and the
+    // services refuse a statistic of an undeclared one. The draws stay the same either way, so
+    // a seed gives the same district whatever the package.
+    let declared = |m: &str| fw.catalog.metric(&metric(m)).is_some();
     let mut stat = |org: &OrgUnitId, m: &str, period: i32, value: i64| {
+        if !declared(m) {
+            return;
+        }
         statistics.push(StatFact {
             org_unit: org.clone(),
             metric: metric(m),
@@ -306,8 +313,10 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
         stat(&root, "provincial_civilized_titles", year, 2);
     }
 
-    // Evidence for every slot the framework asks for, in a realistic mix of states.
     let org = OrgTree::build(units.clone()).expect("demo tree is valid");
+    statistics.extend(other_statistics(fw, params, &org, &statistics));
+
+    // Evidence for every slot the framework asks for, in a realistic mix of states.
     let mut evidence = Vec::new();
     for c in fw.leaves() {
         let item = fw.item(c);
@@ -362,6 +371,193 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
     }
 }
 
+/// The metrics the Guangdong-shaped district above files, each with values drawn for its own
+/// meaning. A package's rules may read any other metric: [`other_statistics`] files those.
+const KNOWN_METRICS: [&str; 21] = [
+    "residents_served",
+    "communities",
+    "learning_communities",
+    "learning_points",
+    "criminal_cases",
+    "laid_off_registered",
+    "laid_off_trained",
+    "migrant_workers_registered",
+    "migrant_workers_trained",
+    "rural_labour",
+    "farmers_trained",
+    "labour_transfer_trained",
+    "fulltime_managers",
+    "tutor_groups",
+    "staff_fulltime",
+    "staff_trained",
+    "party_gov_organs",
+    "learning_party_gov_organs",
+    "learning_org_pilots",
+    "education_funding",
+    "provincial_civilized_titles",
+];
+
+/// Statistics for the metrics a framework's rules read that the district above does not file,
+/// drawn from what each rule asks of them: a ratio's parts around its target, an amount per
+/// resident around its target, a count at least its minimum in most org units of its level, a
+/// trend moving the way it should in most communities. Drawn from a generator of their own, so
+/// the rest of the district stays as the seed makes it.
+fn other_statistics(
+    fw: &Framework,
+    params: &DemoParams,
+    org: &OrgTree,
+    known: &[StatFact],
+) -> Vec<StatFact> {
+    let mut rules: Vec<&Rule> = Vec::new();
+    for c in fw.leaves() {
+        if let Some(rule) = &fw.item(c).rule {
+            rule.visit(&mut |r| rules.push(r));
+        }
+    }
+    let unknown = rules
+        .iter()
+        .flat_map(|r| r.metrics())
+        .any(|m| !KNOWN_METRICS.contains(&m.as_str()));
+    if !unknown {
+        return Vec::new();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x0A11_5EED_u64);
+    let p = params.period;
+    let mut filed = Filed {
+        values: known
+            .iter()
+            .map(|s| ((s.metric.clone(), s.org_unit.clone(), s.period), s.value))
+            .collect(),
+        new: Default::default(),
+        out: Vec::new(),
+    };
+    let communities: Vec<&OrgUnit> = (0..org.len())
+        .map(|i| org.unit(i))
+        .filter(|u| u.level == OrgLevel::Community)
+        .collect();
+    // A plausible base for a metric with nothing else to go by.
+    let base = |rng: &mut ChaCha8Rng, m: &MetricId, population: u64| -> i64 {
+        let f = population as f64;
+        match fw.catalog.metric(m).map(|d| d.unit) {
+            Some(MetricUnit::Person) => (f * rng.random_range(0.05..0.2)) as i64 + 1,
+            Some(MetricUnit::Yuan) => (f * rng.random_range(1.0..3.0) * 100.0) as i64,
+            _ => rng.random_range(5..30),
+        }
+    };
+    for rule in rules {
+        match rule {
+            Rule::Ratio {
+                numerator,
+                denominator,
+                target,
+                ..
+            } => {
+                let target = f64::from(target.for_region(params.region).0) / 10_000.0;
+                let new_denominator = !denominator.is_population() && !filed.has(denominator);
+                let new_numerator = !filed.has(numerator);
+                if !new_numerator && !new_denominator {
+                    continue;
+                }
+                for c in &communities {
+                    for (&year, &pop) in &c.population {
+                        let whole = if denominator.is_population() {
+                            pop as i64
+                        } else if new_denominator {
+                            let v = base(&mut rng, denominator, pop);
+                            filed.push(denominator, &c.id, year, v);
+                            v
+                        } else {
+                            filed.value(denominator, &c.id, year)
+                        };
+                        if new_numerator {
+                            let rate = (target * rng.random_range(0.8..1.3)).min(0.98);
+                            filed.push(numerator, &c.id, year, (whole as f64 * rate) as i64);
+                        }
+                    }
+                }
+            }
+            Rule::PerCapita { amount, target, .. } if !filed.has(amount) => {
+                let fen = target.for_region(params.region).0 as f64;
+                for c in &communities {
+                    for (&year, &pop) in &c.population {
+                        let v = (pop as f64 * fen * rng.random_range(0.8..1.3)) as i64;
+                        filed.push(amount, &c.id, year, v);
+                    }
+                }
+            }
+            Rule::CountAtLeast {
+                metric: m,
+                at_least,
+                level,
+                ..
+            } if !filed.has(m) => {
+                for i in (0..org.len()).filter(|&i| org.unit(i).level == *level) {
+                    let u = org.unit(i);
+                    for year in [p - 1, p] {
+                        let v = if rng.random_bool(0.9) {
+                            *at_least + i64::from(rng.random_bool(0.3))
+                        } else {
+                            (*at_least - 1).max(0)
+                        };
+                        filed.push(m, &u.id, year, v);
+                    }
+                }
+            }
+            Rule::Trend {
+                metric: m,
+                direction,
+                ..
+            } if !filed.has(m) => {
+                for c in &communities {
+                    let pop = c.population.get(&(p - 1)).copied().unwrap_or(5_000);
+                    let before = base(&mut rng, m, pop);
+                    let change = match direction {
+                        Direction::Rising => rng.random_range(0.97..1.2),
+                        Direction::Falling => rng.random_range(0.82..1.03),
+                    };
+                    filed.push(m, &c.id, p - 1, before);
+                    filed.push(m, &c.id, p, (before as f64 * change) as i64);
+                }
+            }
+            _ => {}
+        }
+    }
+    filed.out
+}
+
+/// The statistics filed while the demo district is drawn.
+struct Filed {
+    values: BTreeMap<(MetricId, OrgUnitId, i32), i64>,
+    /// Metrics filed here, beyond [`KNOWN_METRICS`].
+    new: std::collections::BTreeSet<MetricId>,
+    out: Vec<StatFact>,
+}
+
+impl Filed {
+    fn has(&self, m: &MetricId) -> bool {
+        KNOWN_METRICS.contains(&m.as_str()) || self.new.contains(m)
+    }
+
+    fn value(&self, m: &MetricId, org: &OrgUnitId, year: i32) -> i64 {
+        self.values
+            .get(&(m.clone(), org.clone(), year))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn push(&mut self, m: &MetricId, org: &OrgUnitId, year: i32, value: i64) {
+        self.new.insert(m.clone());
+        self.values.insert((m.clone(), org.clone(), year), value);
+        self.out.push(StatFact {
+            org_unit: org.clone(),
+            metric: m.clone(),
+            period: year,
+            value,
+            version: 1,
+        });
+    }
+}
+
 impl DemoDistrict {
     /// Every survey response, generated on the fly (deterministic, independent of the rest).
     pub fn responses<'c>(
@@ -371,16 +567,24 @@ impl DemoDistrict {
         let mut rng = ChaCha8Rng::seed_from_u64(self.params.seed ^ 0x0005_EED5_u64);
         let per = self.params.responses_per_community;
         let period = self.params.period;
-        let questions: Vec<(QuestionId, QuestionKind, u8)> =
-            ["awareness", "acceptance", "satisfaction"]
-                .iter()
-                .filter_map(|q| QuestionId::parse(q).ok())
-                .filter_map(|q| {
-                    catalog
-                        .question(&q)
-                        .map(|d| (q, d.kind, d.satisfied_from.unwrap_or(4)))
-                })
-                .collect();
+        // Guangdong's three questions first, each answered with its own propensity, then any
+        // other question the catalog declares (answered with the third propensity).
+        const KNOWN: [&str; 3] = ["awareness", "acceptance", "satisfaction"];
+        let others = catalog
+            .questions
+            .iter()
+            .filter(|d| !KNOWN.contains(&d.id.as_str()))
+            .map(|d| d.id.clone());
+        let questions: Vec<(QuestionId, QuestionKind, u8)> = KNOWN
+            .iter()
+            .filter_map(|q| QuestionId::parse(q).ok())
+            .chain(others)
+            .filter_map(|q| {
+                catalog
+                    .question(&q)
+                    .map(|d| (q, d.kind, d.satisfied_from.unwrap_or(4)))
+            })
+            .collect();
         self.survey_profile.iter().flat_map(move |(org, probs)| {
             let mut out = Vec::with_capacity(per as usize);
             for r in 0..per {

@@ -14,6 +14,12 @@ pub fn to_csv(fw: &Framework) -> String {
     header.extend(["分值", "提供材料", "负责单位"].map(str::to_string));
     w.write_record(&header).expect("writing to memory");
 
+    // A table numbered the Chinese way writes each level's own label (一、, （一）, 1.);
+    // otherwise every cell carries the full code.
+    let by_level = fw
+        .items()
+        .first()
+        .is_some_and(|i| i.code.numbered_by_level());
     for leaf in fw.leaves() {
         let mut chain: Vec<ItemIdx> =
             std::iter::successors(Some(leaf), |&i| fw.parent(i)).collect();
@@ -27,12 +33,15 @@ pub fn to_csv(fw: &Framework) -> String {
                 continue;
             }
             let star = if it.key { "★" } else { "" };
-            record[level] = if i == leaf {
-                format!("{star}{} {}", it.code, it.title)
-            } else if it.declared {
-                format!("{star}{} {}（{}分）", it.code, it.title, it.points)
+            let code = if by_level {
+                it.code.label_for_cell()
             } else {
-                format!("{star}{} {}", it.code, it.title)
+                format!("{} ", it.code)
+            };
+            record[level] = if i != leaf && it.declared {
+                format!("{star}{code}{}（{}分）", it.title, it.points)
+            } else {
+                format!("{star}{code}{}", it.title)
             };
         }
         let it = fw.item(leaf);

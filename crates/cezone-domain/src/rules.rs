@@ -453,7 +453,8 @@ impl Rule {
         out
     }
 
-    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Rule)) {
+    /// Calls `f` on the rule and on every rule inside it.
+    pub(crate) fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Rule)) {
         f(self);
         match self {
             Rule::ByCommunityType { urban, rural } => {

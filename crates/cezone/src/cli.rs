@@ -349,6 +349,10 @@ pub struct ServeArgs {
     /// print the district scoreboard.
     #[arg(long)]
     pub demo: bool,
+    /// With --demo: the framework package (framework.toml) to publish and load the demo for,
+    /// instead of the embedded Guangdong one.
+    #[arg(long, requires = "demo")]
+    pub package: Option<PathBuf>,
     /// Configuration file (TOML), layered over the embedded defaults and under CEZONE__… .
     #[arg(long, env = "CEZONE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -409,9 +413,11 @@ pub enum FrameworkCommand {
     },
     /// Print a framework as a tree (table), as the JSON document or as a seed-shaped CSV.
     Show {
-        /// Framework file; the embedded Guangdong framework when omitted.
+        /// Framework file (table, package manifest or framework document); without it the
+        /// package given with --package, else the embedded Guangdong framework.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// A package manifest: shown itself, or giving units, rules and calendar to a --file table.
         #[arg(long)]
         package: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
@@ -424,6 +430,7 @@ pub enum FrameworkCommand {
     /// Import an indicator table (.csv or .xlsx) and write the framework as JSON.
     Import {
         file: PathBuf,
+        /// Units, rules and calendar for a bare table (default: the embedded Guangdong package).
         #[arg(long)]
         package: Option<PathBuf>,
         /// Where to write the framework document; standard output when omitted.
@@ -482,6 +489,14 @@ pub struct DemoArgs {
     pub weak_links: usize,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Framework package (framework.toml) to score instead of the embedded Guangdong one; the
+    /// demo files facts for whatever its rules read.
+    #[arg(long)]
+    pub package: Option<PathBuf>,
+    /// An indicator table (.csv, .xlsx), package manifest or framework document to score; a
+    /// table takes its units, rules and calendar from --package (default: Guangdong's).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

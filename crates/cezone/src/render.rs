@@ -196,7 +196,13 @@ pub fn scoreboard(s: &Summary) -> String {
     if !s.children.is_empty() {
         out.push_str("\nUNITS                      total");
         for a in &s.areas {
-            out.push_str(&format!("  {:>5}", format!("A{}", a.code)));
+            // A numbered area reads A1, A2 …; any other code is shown as written.
+            let head = if a.code.chars().all(|c| c.is_ascii_digit()) {
+                format!("A{}", a.code)
+            } else {
+                a.code.clone()
+            };
+            out.push_str(&format!("  {head:>5}"));
         }
         out.push('\n');
         for c in &s.children {

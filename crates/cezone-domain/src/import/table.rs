@@ -118,6 +118,9 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
 
     // Code of the current item at each level, as the merged cells continue downwards.
     let mut context: Vec<Option<ItemCode>> = vec![None; cols.levels.len()];
+    // Whether the table numbers each level on its own, as Chinese documents do (一、 then （一）
+    // then 1.), rather than writing the full path (1, 1.1, 1.1.1): its first level-1 code says.
+    let mut labels_per_level: Option<bool> = None;
     // Resolved materials and units of the last row, for "同上".
     let mut above: Option<(u32, String, String)> = None;
     let cell = |r: &Row, i: usize| {
@@ -140,7 +143,7 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
             }
             let column = format!("level-{}", level + 1);
             let head = split_cell(&text);
-            let Some(code) = head.code.clone() else {
+            let Some(written) = head.code.clone() else {
                 let shown = if head.raw_code.is_empty() {
                     text.chars().take(12).collect()
                 } else {
@@ -150,11 +153,43 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
                     Severity::Error,
                     FindingKind::MalformedCode,
                     Location::row(n).with_column(&column),
-                    format!("'{shown}' does not start with an item code such as 3.2.1; the row's item is left out"),
+                    format!(
+                        "'{shown}' does not start with an item code such as 3.2.1, A1.2.1, 一、 or （一）; \
+                         the row's item is left out"
+                    ),
                 ));
                 context[level] = None;
                 context[level + 1..].iter_mut().for_each(|c| *c = None);
                 continue;
+            };
+            if level == 0 && labels_per_level.is_none() {
+                labels_per_level = Some(head.label);
+            }
+            // A level's own label (（一）, or 1. in a table numbered the Chinese way) continues
+            // the code of the item above it: 一.（一）.1.
+            let own_label =
+                level > 0 && written.depth() == 1 && (head.label || labels_per_level == Some(true));
+            let code = if own_label {
+                match &context[level - 1] {
+                    Some(parent) => parent.child(&written),
+                    None => {
+                        out.findings.push(Finding::new(
+                            Severity::Error,
+                            FindingKind::CodeOutOfPlace,
+                            Location::row(n).with_column(&column).with_item(&written),
+                            format!(
+                                "label {written} stands in the level-{} column with no level-{} item above it; \
+                                 the row's item is left out",
+                                level + 1,
+                                level
+                            ),
+                        ));
+                        context[level..].iter_mut().for_each(|c| *c = None);
+                        continue;
+                    }
+                }
+            } else {
+                written
             };
             if code.depth() != level + 1 {
                 out.findings.push(Finding::new(

@@ -1,6 +1,8 @@
 //! Integration tests of the domain core, one binary: the seed framework, importers and
-//! exporters, scoring rules, properties of the engine, and the demo district.
+//! exporters, frameworks coded in other ways, scoring rules, properties of the engine, and the
+//! demo district.
 
+mod any_shape;
 mod demo_district;
 mod import_export;
 mod properties;

@@ -92,6 +92,30 @@ fn read_package(manifest: &Path) -> Result<PackageParts> {
 pub fn load_framework(file: &Path, package: Option<&Path>) -> Result<(Framework, Findings)> {
     let name = file.display().to_string();
     let lower = name.to_ascii_lowercase();
+    if let Some(p) = package {
+        if !p
+            .display()
+            .to_string()
+            .to_ascii_lowercase()
+            .ends_with(".toml")
+        {
+            bail!(
+                "--package {}: 须为框架包清单 must be a package manifest (framework.toml)",
+                p.display()
+            );
+        }
+        if lower.ends_with(".toml") || lower.ends_with(".json") {
+            bail!(
+                "--package {} 仅用于指标表 only applies to a bare table (.csv, .xlsx); {name} is a {} and carries its own units, rules and calendar",
+                p.display(),
+                if lower.ends_with(".toml") {
+                    "package manifest"
+                } else {
+                    "framework document"
+                }
+            );
+        }
+    }
     if lower.ends_with(".toml") {
         return Ok(read_package(file)?.build());
     }
@@ -108,6 +132,42 @@ pub fn load_framework(file: &Path, package: Option<&Path>) -> Result<(Framework,
         None => guangdong::parts(),
     };
     Ok(base.with_table(&name, rows).build())
+}
+
+/// The framework a command works on: `file` (with `package` for a bare table), else the
+/// package `package`, else the embedded Guangdong framework.
+fn chosen_framework(file: Option<&Path>, package: Option<&Path>) -> Result<(Framework, Findings)> {
+    match (file, package) {
+        (Some(f), _) => load_framework(f, package),
+        (None, Some(p)) => {
+            if !p
+                .display()
+                .to_string()
+                .to_ascii_lowercase()
+                .ends_with(".toml")
+            {
+                bail!(
+                    "--package {}: 须为框架包清单 must be a package manifest (framework.toml); give a table with --file",
+                    p.display()
+                );
+            }
+            load_framework(p, None)
+        }
+        (None, None) => Ok(guangdong::framework()),
+    }
+}
+
+/// The framework the demo scores; one with errors is refused with its findings.
+pub fn demo_framework(file: Option<&Path>, package: Option<&Path>) -> Result<Framework> {
+    let (fw, findings) = chosen_framework(file, package)?;
+    if findings.has_errors() {
+        eprint!("{}", render::findings(&findings));
+        bail!(
+            "框架有错误 the framework has {} error(s); the demo needs one that validates (see cezone framework validate)",
+            findings.errors()
+        );
+    }
+    Ok(fw)
 }
 
 fn framework(cmd: FrameworkCommand) -> Result<ExitCode> {
@@ -134,10 +194,7 @@ fn framework(cmd: FrameworkCommand) -> Result<ExitCode> {
             format,
             interpretations,
         } => {
-            let (fw, _) = match &file {
-                Some(f) => load_framework(f, package.as_deref())?,
-                None => guangdong::framework(),
-            };
+            let (fw, _) = chosen_framework(file.as_deref(), package.as_deref())?;
             if interpretations {
                 let list = cezone_domain::interpret::interpretations(&fw);
                 match format {
@@ -202,7 +259,7 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
             args.communities
         );
     }
-    let (fw, _) = guangdong::framework();
+    let fw = demo_framework(args.file.as_deref(), args.package.as_deref())?;
     let params = DemoParams {
         seed: args.seed,
         towns: args.towns,

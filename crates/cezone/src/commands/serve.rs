@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use cezone_client::demo::{self, Channels};
 use cezone_domain::access::{Principal, Role};
 use cezone_domain::demo::{DemoParams, generate};
-use cezone_domain::guangdong;
 use cezone_platform::auth::{Bearer, Keys};
 use cezone_platform::settings::Settings;
 use cezone_platform::telemetry;
@@ -40,6 +39,17 @@ impl Running {
 pub async fn run(args: ServeArgs) -> Result<()> {
     let mut settings = Settings::load(args.config.as_deref())?;
     telemetry::init(&settings.log);
+    // The demo's framework is the one the services score: another package's id and edition.
+    let demo_framework = if args.demo {
+        let fw = super::demo_framework(None, args.package.as_deref())?;
+        if args.package.is_some() {
+            settings.scoring.framework_id = fw.meta.id.to_string();
+            settings.scoring.edition = fw.meta.edition.clone();
+        }
+        Some(fw)
+    } else {
+        None
+    };
     let wanted =
         |s: ServiceName| args.all || args.services.is_empty() || args.services.contains(&s);
     let names: Vec<&str> = ServiceName::ALL
@@ -143,8 +153,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         cezone_platform::settings::mask_url_password(&settings.database.url)
     );
 
-    if args.demo {
-        load_demo(&settings).await?;
+    if let Some(fw) = demo_framework {
+        load_demo(&settings, fw).await?;
     }
     if let Some(url) = &page {
         println!("\nscoreboard page: {url}");
@@ -159,8 +169,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn load_demo(settings: &Settings) -> Result<()> {
-    let (fw, _) = guangdong::framework();
+async fn load_demo(settings: &Settings, fw: cezone_domain::framework::Framework) -> Result<()> {
     let district = generate(&fw, &DemoParams::nanhai(2013));
     // The demo files everything as the evaluation office would, on behalf of every unit.
     let office = Bearer::minted(

@@ -4,6 +4,7 @@ use std::process::{Command, Output};
 
 mod chaos;
 mod files;
+mod frameworks;
 mod processes;
 
 fn cezone(args: &[&str]) -> Output {
