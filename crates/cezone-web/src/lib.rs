@@ -311,6 +311,10 @@ async fn secure_headers(mut res: Response) -> Response {
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
+    // The API's clients read JSON, errors included.
+    if uri.path().starts_with("/api/v1/") {
+        return api::errors::GatewayError::NoRoute(uri.path().to_string()).into_response();
+    }
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -288,6 +288,8 @@ async fn reads_need_a_token_and_answer_as_grpc_does(backend: Backend) {
         404,
         "NOT_FOUND",
     );
+    // A path that is no route: 404 in JSON too.
+    assert_error(&office.get("/api/v1/scoring/Nope").await, 404, "NOT_FOUND");
     let a = office.get("/api/v1/scheduler/ListRuns").await;
     let body = assert_error(&a, 503, "UNAVAILABLE");
     assert!(

@@ -17,6 +17,9 @@ pub enum GatewayError {
     /// The request could not be read: names the field and says why.
     #[error("{field}: {description}")]
     BadRequest { field: String, description: String },
+    /// No route of the API has this path.
+    #[error("no route {0}")]
+    NoRoute(String),
 }
 
 impl GatewayError {
@@ -104,6 +107,17 @@ impl IntoResponse for GatewayError {
                     code: code_name(Code::InvalidArgument),
                     message: format!("{field}: {description}"),
                     field_violations: vec![FieldViolation { field, description }],
+                    retry_after_seconds: None,
+                },
+            ),
+            GatewayError::NoRoute(path) => (
+                StatusCode::NOT_FOUND,
+                ErrorBody {
+                    code: code_name(Code::NotFound),
+                    message: format!(
+                        "no route {path}: the routes are listed in /api/v1/openapi.json"
+                    ),
+                    field_violations: Vec::new(),
                     retry_after_seconds: None,
                 },
             ),
