@@ -1,6 +1,7 @@
 //! Messages to and from proto3 JSON (the serde impls `cezone-proto` generates with pbjson): a
 //! request body, a query string typed by the message's descriptor, an answer.
 
+use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use prost_types::field_descriptor_proto::{Label, Type};
@@ -48,25 +49,35 @@ fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> Gateway
 
 /// A message as a JSON answer.
 pub fn answer<T: Serialize>(message: &T) -> Response {
-    match serde_json::to_vec(message) {
-        Ok(bytes) => (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => {
-            // Generated serializers do not fail on generated messages; if one ever does it is
-            // a defect here, not the caller's.
-            tracing::error!(error = %e, "a message could not be written as JSON");
-            GatewayError::status("web", tonic::Status::internal("internal error")).into_response()
-        }
+    match to_json(message) {
+        Ok(bytes) => answer_bytes(bytes),
+        Err(e) => e.into_response(),
     }
+}
+
+/// A message written as JSON.
+pub fn to_json<T: Serialize>(message: &T) -> Result<Bytes, GatewayError> {
+    serde_json::to_vec(message).map(Bytes::from).map_err(|e| {
+        // Generated serializers do not fail on generated messages; if one ever does it is a
+        // defect here, not the caller's.
+        tracing::error!(error = %e, "a message could not be written as JSON");
+        GatewayError::status("web", tonic::Status::internal("internal error"))
+    })
+}
+
+/// JSON already written, as an answer.
+pub fn answer_bytes(json: Bytes) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        json,
+    )
+        .into_response()
 }
 
 /// The JSON object for `message` (full name) from query parameters and path parameters: each

@@ -6,6 +6,7 @@
 //! One table (`routes`) makes both the router and the OpenAPI document (`openapi`), and a test
 //! checks the table against the services' descriptors, so neither can drift from the protos.
 
+mod answers;
 pub mod descriptors;
 pub mod errors;
 pub mod json;
@@ -14,7 +15,10 @@ pub mod routes;
 mod streams;
 
 use axum::http::uri::PathAndQuery;
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
@@ -79,6 +83,8 @@ pub struct Gateway {
     scoring: Channel,
     scheduler: Channel,
     max_message_bytes: usize,
+    /// JSON answers kept by their protobuf bytes (see `answers`).
+    answers: Arc<answers::Answers>,
     /// Ends the open answer streams (scores watched) when the server stops.
     shutdown: CancellationToken,
 }
@@ -114,6 +120,7 @@ impl Gateway {
             scoring: channels.scoring,
             scheduler: channels.scheduler,
             max_message_bytes,
+            answers: Arc::default(),
             shutdown,
         }
     }
@@ -159,6 +166,47 @@ impl Gateway {
         .await
         .map(tonic::Response::into_inner)
         .map_err(|s| GatewayError::status(service.segment(), s))
+    }
+
+    /// One unary call answered in JSON. With `keep`, the JSON made from an answer is kept and
+    /// sent again while the service answers the same request with the same bytes.
+    pub async fn json_answer<Req, Resp>(
+        &self,
+        service: Service,
+        method: &'static str,
+        headers: &HeaderMap,
+        message: Req,
+        keep: bool,
+    ) -> Result<Response, GatewayError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + serde::Serialize + Default + Send + Sync + 'static,
+    {
+        if !keep {
+            let answer: Resp = self.unary(service, method, headers, message).await?;
+            return Ok(json::answer(&answer));
+        }
+        let request = message.encode_to_vec();
+        let mut grpc = self.client(service).await?;
+        let raw = grpc
+            .unary(
+                as_caller(headers, message),
+                service.grpc_path(method),
+                answers::RawAnswer::<Req>::default(),
+            )
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| GatewayError::status(service.segment(), s))?;
+        if let Some(json) = self.answers.get(method, &request, &raw) {
+            return Ok(json::answer_bytes(json));
+        }
+        let answer = Resp::decode(raw.clone()).map_err(|e| {
+            tracing::error!(service = service.segment(), method, error = %e, "an answer could not be decoded");
+            GatewayError::status(service.segment(), tonic::Status::internal("internal error"))
+        })?;
+        let json = json::to_json(&answer)?;
+        self.answers.put(method, request, raw, json.clone());
+        Ok(json::answer_bytes(json))
     }
 
     /// A call whose request is a stream of messages.

@@ -94,6 +94,12 @@ pub fn proto_name<T>() -> &'static str {
 
 type Pairs = Vec<(String, String)>;
 
+/// The reads whose JSON answers are kept by their bytes (see `answers`): the ones other
+/// systems poll.
+fn kept(method: &str) -> bool {
+    method == "GetScores"
+}
+
 /// The query string's parameters, or a 400 naming it.
 pub fn pairs(
     q: Result<Query<Pairs>, axum::extract::rejection::QueryRejection>,
@@ -139,8 +145,8 @@ impl Api {
                 move |State(g): State<Gateway>, headers: HeaderMap, body: Bytes| async move {
                     let result: Result<Response, GatewayError> = async {
                         let request: Req = json::from_body(&body)?;
-                        let answer: Resp = g.unary(service, method, &headers, request).await?;
-                        Ok(json::answer(&answer))
+                        g.json_answer::<Req, Resp>(service, method, &headers, request, kept(method))
+                            .await
                     }
                     .await;
                     result.unwrap_or_else(IntoResponse::into_response)
@@ -237,8 +243,8 @@ where
         let mut all = path?;
         all.extend(query?);
         let request: Req = json::from_value(json::query_object(proto_name::<Req>(), &all)?)?;
-        let answer: Resp = g.unary(service, method, &headers, request).await?;
-        Ok(json::answer(&answer))
+        g.json_answer::<Req, Resp>(service, method, &headers, request, kept(method))
+            .await
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
