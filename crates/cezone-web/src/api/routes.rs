@@ -209,10 +209,6 @@ impl Api {
         );
     }
 
-    fn stream(&mut self, e: Endpoint, handler: MethodRouter<Gateway>) {
-        self.add(e, handler);
-    }
-
     /// The router, with JSON bodies bounded by the services' own message limit (file uploads
     /// and line streams are read as they come and are not bounded here).
     pub fn router(self, gateway: Gateway) -> Router {
@@ -345,7 +341,7 @@ impl Api {
         body: Option<&'static str>,
         handler: MethodRouter<Gateway>,
     ) {
-        self.stream(
+        self.add(
             Endpoint {
                 path: path.to_string(),
                 service,
