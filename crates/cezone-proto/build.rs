@@ -23,6 +23,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out.join("cezone_descriptor.bin"))
         .compile_with_config(config, &files, std::slice::from_ref(&root))?;
 
+    // The proto3 JSON mapping of every message (serde impls beside the prost types), for the
+    // HTTP/JSON API: lowerCamelCase names, enums by name, 64-bit integers as strings, bytes in
+    // base64; unknown fields are refused, so a misspelt field is an error and not a default.
+    let descriptors = std::fs::read(out.join("cezone_descriptor.bin"))?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .build(&[".cezone"])?;
+
     // The scoring service's server once more, wire for wire the same, with its GetScores answer
     // typed as bytes encoded in advance (`crate::Encoded`), so a server can keep answers it has
     // already encoded. Every message is the one generated above.

@@ -1,8 +1,10 @@
 //! The scoreboard web page, served over HTTP beside the gRPC services: the page itself (static
 //! assets embedded in the binary), a JSON document built from the services' gRPC answers, and a
 //! Server-Sent Events stream fed by the scoring service's `WatchScores`, on which the page
-//! fetches its data again.
+//! fetches its data again. Beside the page, the HTTP/JSON API (`api`): every operation of the
+//! services under `/api/v1/`, and its OpenAPI document at `/api/v1/openapi.json`.
 
+pub mod api;
 mod data;
 
 use std::convert::Infallible;
@@ -53,6 +55,18 @@ fn lazy(url: &str, bearer: &Bearer) -> Result<AuthChannel, WebError> {
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy();
     Ok(bearer.attach(channel))
+}
+
+/// A channel to `url` without credentials of its own: the API's calls carry their caller's.
+fn bare(url: &str, bearer: &Bearer) -> Result<tonic::transport::Channel, WebError> {
+    Ok(bearer
+        .endpoint(url)
+        .map_err(|e| WebError::Url {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy())
 }
 
 #[derive(Debug, Clone)]
@@ -106,9 +120,21 @@ impl Application {
             backends: Arc::new(backends),
             shutdown: shutdown.clone(),
         };
+        let gateway = api::Gateway::new(
+            api::Channels {
+                registry: bare(&s.registry_url, &bearer)?,
+                evidence: bare(&s.evidence_url, &bearer)?,
+                surveys: bare(&s.surveys_url, &bearer)?,
+                scoring: bare(&s.scoring_url, &bearer)?,
+                scheduler: bare(&s.scheduler_url, &bearer)?,
+            },
+            max,
+            shutdown.clone(),
+        );
         // gRPC health checks answer on the same port (HTTP/2), as on every service.
         let (_reporter, health) = tonic_health::server::health_reporter();
         let app = router(state)
+            .merge(api_router(gateway))
             .merge(tonic::service::Routes::new(health).into_axum_router())
             // Set after the merge: gRPC's own fallback would answer any path with 200.
             .fallback(not_found)
@@ -227,6 +253,27 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The HTTP/JSON API and its OpenAPI document, both made from one route table.
+fn api_router(gateway: api::Gateway) -> Router {
+    let table = api::routes::api();
+    let document = axum::body::Bytes::from(api::openapi::document(&table.endpoints).to_string());
+    table.router(gateway).route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let document = document.clone();
+            async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    document,
+                )
+            }
+        }),
+    )
+}
+
 /// The page's policy: its own script, style, data and events only; no inline script or style
 /// markup, no plugins, never inside another site's frame.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -264,6 +311,10 @@ async fn secure_headers(mut res: Response) -> Response {
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
+    // The API's clients read JSON, errors included.
+    if uri.path().starts_with("/api/v1/") {
+        return api::errors::GatewayError::NoRoute(uri.path().to_string()).into_response();
+    }
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
