@@ -189,3 +189,122 @@ pub async fn interleaved(
     }
     Ok(out)
 }
+
+/// An HTTP/1.1 client on its own connection (keep-alive), as a system integrating over
+/// HTTP/JSON holds one.
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// Ours (`GET /api/v1/scores/{org_unit}` on the web port: HTTP/JSON → gRPC → JSON) and the
+/// baseline (`GetScores` over gRPC to the scoring server, as before), for random org units,
+/// `clients` each on their own connection, in alternating windows after a warm-up of each.
+pub async fn http_against_grpc(
+    stack: &Stack,
+    clients: usize,
+    window: Duration,
+    windows: usize,
+) -> Result<Windows> {
+    let mut settings = stack.settings.clone();
+    settings.web.port = 0;
+    let web = cezone_web::Application::build(&settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the web port: {e}"))?;
+    let keys =
+        cezone_platform::auth::Keys::load(&settings.auth).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let who = cezone_domain::access::Principal::new(
+        "bench",
+        cezone_domain::access::Role::EvaluationOffice,
+        None,
+        None,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let token = Arc::new(format!(
+        "Bearer {}",
+        keys.issue(&who, 3600).map_err(|e| anyhow::anyhow!("{e}"))?
+    ));
+    let base = Arc::new(web.url());
+    let units: Arc<Vec<String>> = Arc::new(
+        stack
+            .district
+            .units
+            .iter()
+            .map(|u| u.id.to_string())
+            .collect(),
+    );
+    let mut http = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        let c: HttpClient =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(1)
+                .build(connector);
+        http.push(c);
+    }
+    let mut grpc = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        grpc.push(
+            stack
+                .services
+                .scores()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    let get_http = {
+        let (units, token, base) = (units.clone(), token.clone(), base.clone());
+        move |c: HttpClient, n: u64| {
+            let (units, token, base) = (units.clone(), token.clone(), base.clone());
+            async move {
+                let mut rng = ChaCha8Rng::seed_from_u64(n);
+                let unit = &units[rng.random_range(0..units.len())];
+                let req = http::Request::get(format!("{base}/api/v1/scores/{unit}"))
+                    .header(http::header::AUTHORIZATION, token.as_str())
+                    .body(http_body_util::Empty::new())
+                    .expect("a valid request");
+                let fine = match c.request(req).await {
+                    Ok(resp) if resp.status().is_success() => {
+                        use http_body_util::BodyExt;
+                        resp.into_body()
+                            .collect()
+                            .await
+                            .is_ok_and(|b| b.to_bytes().len() > 2)
+                    }
+                    _ => false,
+                };
+                (c, fine)
+            }
+        }
+    };
+    let get_grpc = move |mut c: ScoringClient, n: u64| {
+        let units = units.clone();
+        async move {
+            let mut rng = ChaCha8Rng::seed_from_u64(n);
+            let unit = units[rng.random_range(0..units.len())].clone();
+            let fine = c
+                .get_scores(ps::GetScoresRequest {
+                    org_unit: unit,
+                    items: Vec::new(),
+                    explain: false,
+                })
+                .await
+                .is_ok_and(|r| !r.into_inner().items.is_empty());
+            (c, fine)
+        }
+    };
+    let mut out = Windows::default();
+    for i in 0..=windows {
+        let (ours, back) = drive(http, window, get_http.clone()).await;
+        http = back;
+        let (base, back) = drive(grpc, window, get_grpc.clone()).await;
+        grpc = back;
+        if i > 0 {
+            out.ours.push(ours);
+            out.baseline.push(base);
+        }
+    }
+    web.stop().await;
+    Ok(out)
+}

@@ -260,8 +260,23 @@ pub async fn record_many(
     ))
 }
 
-/// The advisory lock of a statistic's key: FNV-1a of the key, the same in every process.
-fn key_lock((org_unit, metric, period): &(String, String, i32)) -> i64 {
+/// Advisory locks a filing may take. PostgreSQL keeps every advisory lock in its shared lock
+/// table (`max_locks_per_transaction` × connections, 6,400 by default), so a lock per key
+/// would fail a large return with "out of shared memory": keys share a bounded set of locks
+/// instead. The same key always takes the same lock, so two filings of a key still queue;
+/// unrelated keys that share a lock queue too, briefly.
+const LOCK_BUCKETS: u64 = 512;
+
+/// Where the statistics' advisory locks start (apart from other users of advisory locks).
+const LOCK_BASE: i64 = 0x5354_4154_0000; // "STAT"
+
+/// The advisory lock of a statistic's key: FNV-1a of the key, the same in every process,
+/// folded into one of `LOCK_BUCKETS`.
+fn key_lock(key: &(String, String, i32)) -> i64 {
+    LOCK_BASE + (key_hash(key) % LOCK_BUCKETS) as i64
+}
+
+fn key_hash((org_unit, metric, period): &(String, String, i32)) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in org_unit
         .bytes()
@@ -273,7 +288,7 @@ fn key_lock((org_unit, metric, period): &(String, String, i32)) -> i64 {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h as i64
+    h
 }
 
 fn key_values(keys: &[(String, String, i32)]) -> Vec<Value> {

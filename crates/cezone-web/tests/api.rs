@@ -528,6 +528,70 @@ async fn lists_page_and_writes_read_back(backend: Backend) {
         .await
         .json();
     assert_eq!(again["responses"], after["responses"]);
+
+    // A return streamed as lines of parts: a bad value in the second part refuses the whole
+    // import, named by its place in the stream; a good one is stored all at once.
+    let town = all["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["level"] == "ORG_LEVEL_TOWN")
+        .unwrap()["id"]
+        .clone();
+    let part = |metric: &str, value: i64| {
+        Bytes::from(format!(
+            "{}\n",
+            json!({ "statistics": [{ "orgUnit": town, "metric": metric, "period": 2013,
+                                      "value": value.to_string() }] })
+        ))
+    };
+    let latest = |v: &Value| {
+        v["statistics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["metric"] == "staff_trained")
+            .map(|x| x["value"].clone())
+    };
+    let read_back = format!(
+        "/api/v1/surveys/ListStatistics?orgUnit={}&period=2013",
+        town.as_str().unwrap()
+    );
+    let before = latest(&office.get(&read_back).await.json());
+    let a = office
+        .post_stream(
+            "/api/v1/surveys/ImportStatistics",
+            "application/x-ndjson",
+            vec![part("staff_trained", 41), part("staff_fulltime", -1)],
+        )
+        .await;
+    let e = assert_error(&a, 400, "INVALID_ARGUMENT");
+    assert_eq!(fields(&e), vec!["statistics[1].value"]);
+    assert_eq!(latest(&office.get(&read_back).await.json()), before);
+    let a = office
+        .post_stream(
+            "/api/v1/surveys/ImportStatistics",
+            "application/x-ndjson",
+            vec![part("staff_trained", 41), part("staff_fulltime", 9)],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["recorded"], "2");
+    let now = office.get(&read_back).await.json();
+    assert_eq!(latest(&now), Some(json!("41")), "{now}");
+
+    // An org list in one call: a dry run of the loaded tree changes nothing.
+    let a = office
+        .post(
+            "/api/v1/registry/ImportOrgUnits",
+            json!({ "units": all["units"], "dryRun": true }),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.json()["unchanged"].as_u64(),
+        Some(all["units"].as_array().unwrap().len() as u64)
+    );
     s.stop().await;
 }
 

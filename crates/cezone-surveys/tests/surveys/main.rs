@@ -574,6 +574,40 @@ async fn a_streamed_import_is_stored_all_or_nothing(backend: Backend) {
             .into_inner();
     assert_eq!((again.recorded, again.first_filings), (3, 0));
 
+    // A return with more keys than PostgreSQL's shared lock table holds locks (6,400 by
+    // default): every (org unit, metric) over a century and a half of periods, in one import.
+    let mut pairs: Vec<(String, String, i64)> = all
+        .iter()
+        .map(|x| (x.org_unit.clone(), x.metric.clone(), x.value))
+        .collect();
+    pairs.sort();
+    pairs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    let wide: Vec<ps::StatisticReturn> = (1950..2100)
+        .flat_map(|period| {
+            pairs.iter().map(move |(o, m, v)| ps::StatisticReturn {
+                org_unit: o.clone(),
+                metric: m.clone(),
+                period,
+                value: *v,
+                ..Default::default()
+            })
+        })
+        .collect();
+    assert!(wide.len() > 6_400, "{}", wide.len());
+    let wide_parts: Vec<ps::RecordStatisticsRequest> = wide
+        .chunks(5_000)
+        .map(|c| ps::RecordStatisticsRequest {
+            statistics: c.to_vec(),
+            dry_run: false,
+        })
+        .collect();
+    let done =
+        s.sv.import_statistics(tokio_stream::iter(wide_parts))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(done.recorded, wide.len() as u64);
+
     let err =
         s.sv.import_statistics(tokio_stream::iter(Vec::<ps::RecordStatisticsRequest>::new()))
             .await

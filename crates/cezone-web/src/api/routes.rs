@@ -280,6 +280,11 @@ pub fn api() -> Api {
     a.unary::<pr::UpdatePopulationRequest, pr::OrgUnit>(Registry, "UpdatePopulation", false);
     a.unary::<pr::MoveOrgUnitRequest, pr::OrgUnit>(Registry, "MoveOrgUnit", false);
     a.unary::<pr::ListOrgUnitsRequest, pr::ListOrgUnitsResponse>(Registry, "ListOrgUnits", true);
+    a.unary::<pr::ImportOrgUnitsRequest, pr::ImportOrgUnitsResponse>(
+        Registry,
+        "ImportOrgUnits",
+        false,
+    );
 
     // Evidence.
     a.unary::<pe::ReviewRequest, pe::Evidence>(Evidence, "Review", false);

@@ -83,6 +83,37 @@ pub(super) fn surveys(a: &mut Api) {
         Some(proto_name::<psv::ResponseBatch>()),
         axum::routing::post(ingest),
     );
+    a.add_stream::<psv::RecordStatisticsRequest, psv::ImportStatisticsResponse>(
+        "/api/v1/surveys/ImportStatistics",
+        Service::Surveys,
+        "ImportStatistics",
+        Shape::NdjsonIn,
+        None,
+        Some(proto_name::<psv::RecordStatisticsRequest>()),
+        axum::routing::post(import_statistics),
+    );
+}
+
+/// `POST /api/v1/surveys/ImportStatistics` with one `RecordStatisticsRequest` (a part of at
+/// most 10,000 statistics) per line; stored all or nothing once the body ends.
+async fn import_statistics(State(g): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    respond(
+        async {
+            let (failed_tx, failed_rx) = oneshot::channel();
+            let parts = lines::<psv::RecordStatisticsRequest>(body, failed_tx);
+            let call = g.client_stream::<_, psv::ImportStatisticsResponse, _>(
+                Service::Surveys,
+                "ImportStatistics",
+                &headers,
+                parts,
+            );
+            tokio::select! {
+                answer = call => answer.map(|s| json::answer(&s)),
+                Ok(e) = failed_rx => Err(e),
+            }
+        }
+        .await,
+    )
 }
 
 pub(super) fn scoring(a: &mut Api) {
@@ -429,23 +460,24 @@ async fn watch_scores(State(g): State<Gateway>, headers: HeaderMap, q: QueryResu
     )
 }
 
-/// Lines of a body, parsed one by one as `ResponseBatch` messages; a line that is not one
-/// sends its line number and field to `failed` and the stream never ends (see `body_pieces`).
-fn batches(
+/// Lines of a body, parsed one by one as `T` messages (`ResponseBatch`, `RecordStatisticsRequest`);
+/// a line that is not one sends its line number and field to `failed` and the stream never ends
+/// (see `body_pieces`).
+fn lines<T: serde::de::DeserializeOwned + Send + 'static>(
     body: Body,
     failed: oneshot::Sender<GatewayError>,
-) -> impl Stream<Item = psv::ResponseBatch> {
-    struct Lines<S> {
+) -> impl Stream<Item = T> {
+    struct Lines<S, T> {
         data: S,
         buffer: Vec<u8>,
-        ready: VecDeque<psv::ResponseBatch>,
+        ready: VecDeque<T>,
         line: usize,
         done: bool,
         /// A bad line, reported once the lines before it are passed on.
         error: Option<GatewayError>,
         failed: Option<oneshot::Sender<GatewayError>>,
     }
-    impl<S> Lines<S> {
+    impl<S, T: serde::de::DeserializeOwned> Lines<S, T> {
         /// Parses the complete lines in the buffer (all of it at the end of the body).
         fn take_lines(&mut self, at_end: bool) -> Result<(), GatewayError> {
             while let Some(pos) = self.buffer.iter().position(|&b| b == b'\n').or(
@@ -461,7 +493,7 @@ fn batches(
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let batch: psv::ResponseBatch = json::from_body(&line).map_err(|e| match e {
+                let batch: T = json::from_body(&line).map_err(|e| match e {
                     GatewayError::BadRequest { field, description } => {
                         GatewayError::bad(format!("line {}: {field}", self.line), description)
                     }
@@ -529,7 +561,7 @@ async fn ingest(
             let opening: psv::IngestRequest = json::from_value(query)?;
             let (failed_tx, failed_rx) = oneshot::channel();
             let messages =
-                futures::stream::once(async { opening }).chain(batches(body, failed_tx).map(|b| {
+                futures::stream::once(async { opening }).chain(lines(body, failed_tx).map(|b| {
                     psv::IngestRequest {
                         part: Some(psv::ingest_request::Part::Batch(b)),
                     }
@@ -566,12 +598,12 @@ mod tests {
     async fn lines_become_batches_and_a_bad_line_is_named() {
         let (tx, _rx) = oneshot::channel();
         let body = Body::from("{\"responses\":[]}\n\n{\"responses\":[]}");
-        let got: Vec<_> = batches(body, tx).collect().await;
+        let got: Vec<_> = lines::<psv::ResponseBatch>(body, tx).collect().await;
         assert_eq!(got.len(), 2);
 
         let (tx, rx) = oneshot::channel();
         let body = Body::from("{\"responses\":[]}\n{\"responses\":[{\"nope\":1}]}\n");
-        let mut s = Box::pin(batches(body, tx));
+        let mut s = Box::pin(lines::<psv::ResponseBatch>(body, tx));
         assert!(s.next().await.is_some());
         let next = tokio::time::timeout(std::time::Duration::from_millis(200), s.next()).await;
         assert!(next.is_err(), "the stream does not end on a bad line");

@@ -8,6 +8,11 @@ use cezone_domain::demo::DemoParams;
 use crate::cli::{BenchArgs, Workload};
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    // The services the bench starts log only when asked (RUST_LOG=warn, …): the table stays
+    // readable, and a failure's cause can still be seen.
+    if std::env::var_os("RUST_LOG").is_some() {
+        cezone_platform::telemetry::init(&cezone_platform::Settings::defaults().log);
+    }
     let repeat = args.repeat.max(1) as usize;
     let mut runs = Vec::with_capacity(repeat);
     for i in 0..repeat {
@@ -690,6 +695,15 @@ async fn score_queries(size: Size, report: &mut Report) -> Result<()> {
          each …"
     );
     let w = queries::interleaved(&stack, CLIENTS, window, windows).await;
+    let h = match &w {
+        Ok(_) => {
+            eprintln!(
+                "bench: score queries over HTTP/JSON, {CLIENTS} clients, {windows} alternating windows …"
+            );
+            Some(queries::http_against_grpc(&stack, CLIENTS, window, windows).await)
+        }
+        Err(_) => None,
+    };
     stack.stop().await;
     let w = w?;
     let rates = |l: &[queries::Load]| l.iter().map(|x| x.per_second).collect::<Vec<_>>();
@@ -716,6 +730,33 @@ async fn score_queries(size: Size, report: &mut Report) -> Result<()> {
                  baseline {base_ok} ok, {base_failed} failed",
                 stack_units(&params),
                 loaded.as_secs_f64(),
+                window.as_secs_f64(),
+            ),
+        )
+        .spreads(ours, Some(base), Some(ratio));
+    report.goal(Goal::RatioAtLeast(0.5));
+
+    let h = h.expect("run when the gRPC windows ran")?;
+    let (ours, base) = (rates(&h.ours), rates(&h.baseline));
+    let ratio = Spread::of(&bin_ratios(&ours, &base));
+    let (ours, base) = (Spread::of(&ours), Spread::of(&base));
+    let (ok, failed, seconds) = h.ours_total();
+    let (base_ok, base_failed, _) = h.baseline_total();
+    report
+        .push(
+            "score queries over HTTP/JSON",
+            "throughput",
+            "req/s",
+            ours.median,
+            Some(base.median),
+            "≥ 0.5× gRPC",
+            &format!(
+                "GET /api/v1/scores/{{org_unit}} on the web port (HTTP/1.1 keep-alive, bearer \
+                 token forwarded, proto3 JSON out) for a random org unit of the same district, \
+                 {CLIENTS} clients on their own connections; baseline: GetScores over gRPC to the \
+                 scoring server from as many clients; {windows} alternating windows of {:.1} s \
+                 after a warm-up of each, medians, ratio p10–p90 over the pairs; ours {ok} ok, \
+                 {failed} failed in {seconds:.1} s, baseline {base_ok} ok, {base_failed} failed",
                 window.as_secs_f64(),
             ),
         )
