@@ -224,7 +224,7 @@ pub async fn http_against_grpc(
         "Bearer {}",
         keys.issue(&who, 3600).map_err(|e| anyhow::anyhow!("{e}"))?
     ));
-    let base = Arc::new(web.url());
+    let base = Arc::new(web.url().trim_end_matches('/').to_string());
     let units: Arc<Vec<String>> = Arc::new(
         stack
             .district

@@ -446,12 +446,16 @@ impl SurveyService for SurveyApi {
             return Err(ApiError::invalid("statistics", "no statistics were sent").into());
         }
         let dry_run = dry_run.unwrap_or(false);
+        let received_ms = started.elapsed().as_millis() as u64;
         self.may_file(&who, &all, true).await?;
+        let checked_ms = started.elapsed().as_millis() as u64;
         let (stored, _) = statistics::record_many(&self.db, &who, &all, dry_run).await?;
         if !dry_run {
             self.relay.notify();
             tracing::info!(
                 statistics = stored.len(),
+                received_ms,
+                checked_ms,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "statistics imported"
             );
