@@ -69,6 +69,7 @@ impl Application {
             framework_id: settings.scoring.framework_id.clone(),
             edition: settings.scoring.edition.clone(),
             period: settings.scoring.period,
+            utc_offset_hours: settings.scheduler.utc_offset_hours,
         });
         let scorer = Scorer::start(state.clone()).await?;
         let restored = state.current.read().await.is_some();

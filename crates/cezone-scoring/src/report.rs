@@ -8,7 +8,7 @@ use cezone_domain::calendar::Date;
 use cezone_platform::ApiError;
 use cezone_platform::convert::score;
 use cezone_platform::error::{ErrorCode, Violation};
-use cezone_platform::time::now_rfc3339;
+use cezone_platform::time::{local, now_rfc3339};
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::scoring::v1 as ps;
@@ -80,7 +80,7 @@ async fn scored_for(
     if snapshot_id.is_empty() {
         let scored = state.current().await?;
         let source = ReportSource::Current {
-            computed_at: scored.computed_at.clone(),
+            computed_at: local(&scored.computed_at, state.utc_offset_hours),
         };
         return Ok((scored, source));
     }
@@ -105,7 +105,7 @@ async fn scored_for(
             id: m.id,
             checkpoint: m.checkpoint,
             label: m.label,
-            frozen_at: m.frozen_at,
+            frozen_at: local(&m.frozen_at, state.utc_offset_hours),
             content_hash: m.content_hash,
         },
     ))
@@ -188,7 +188,7 @@ pub async fn export(state: &State, r: &ps::ExportReportRequest) -> Result<Render
         org_unit_name: unit.name.clone(),
         period: scored.inputs.period,
         source,
-        generated_at: now_rfc3339(),
+        generated_at: local(&now_rfc3339(), state.utc_offset_hours),
     };
     let total = scored.board.total(fw, node);
     let file_name = format!(

@@ -48,6 +48,8 @@ pub struct State {
     pub framework_id: String,
     pub edition: String,
     pub period: i32,
+    /// The district's offset from UTC: times in reports are shown in its zone.
+    pub utc_offset_hours: i32,
 }
 
 impl State {

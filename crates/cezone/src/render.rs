@@ -244,6 +244,11 @@ pub fn scoreboard(s: &Summary) -> String {
     out
 }
 
+/// An RFC 3339 time in the district's zone with the offset (see `cezone_platform::time::local`).
+pub fn local_time(rfc3339: &str, utc_offset_hours: i32) -> String {
+    cezone_platform::time::local(rfc3339, utc_offset_hours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,36 +258,5 @@ mod tests {
         assert_eq!(fit("桂城街道", 10).width(), 10);
         assert_eq!(fit("桂城街道", 5).width(), 5);
         assert_eq!(fit("abc", 2), "a…");
-    }
-}
-
-/// An RFC 3339 time as people read it: in the district's zone, with the offset shown
-/// (`2026-12-01 18:30:05 +08:00`). Text that is not a time is shown as it is.
-pub fn local_time(rfc3339: &str, utc_offset_hours: i32) -> String {
-    let Some(zone) = chrono::FixedOffset::east_opt(utc_offset_hours * 3600) else {
-        return rfc3339.to_string();
-    };
-    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
-        Ok(t) => t
-            .with_timezone(&zone)
-            .format("%Y-%m-%d %H:%M:%S %:z")
-            .to_string(),
-        Err(_) => rfc3339.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod time_tests {
-    #[test]
-    fn times_are_shown_in_the_districts_zone_with_the_offset() {
-        assert_eq!(
-            super::local_time("2026-12-01T10:30:05Z", 8),
-            "2026-12-01 18:30:05 +08:00"
-        );
-        assert_eq!(
-            super::local_time("2026-12-01T20:00:00+00:00", 8),
-            "2026-12-02 04:00:00 +08:00"
-        );
-        assert_eq!(super::local_time("", 8), "");
     }
 }

@@ -98,6 +98,8 @@ pub async fn reports_stream_for_any_unit_and_snapshot(backend: Backend) {
     assert!(html.contains(&format!("{} 评估指标体系自评分说明", town.name)));
     assert!(html.contains("id=\"item-4.1.1\""));
     assert!(html.contains("class=\"hash\">") && html.contains("已通过 accepted"));
+    // People read the report's times in the district's zone, with the offset.
+    assert!(html.contains(" +08:00"), "{html}");
 
     // The checklist of a frozen snapshot.
     let snap = s
