@@ -119,24 +119,8 @@ pub async fn interleaved(
     window: Duration,
     windows: usize,
 ) -> Result<Windows> {
-    let units: Arc<Vec<String>> = Arc::new(
-        stack
-            .district
-            .units
-            .iter()
-            .map(|u| u.id.to_string())
-            .collect(),
-    );
-    let mut scores = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        scores.push(
-            stack
-                .services
-                .scores()
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
-    }
+    let units = unit_ids(stack);
+    let mut scores = scoring_clients(stack, clients).await?;
     let url = stack.services.scoring.url();
     let mut health = Vec::with_capacity(clients);
     for _ in 0..clients {
@@ -156,38 +140,12 @@ pub async fn interleaved(
             .await
             .context("health Check")?;
     }
-    let get_scores = move |mut c: ScoringClient, n: u64| {
-        let units = units.clone();
-        async move {
-            let mut rng = ChaCha8Rng::seed_from_u64(n);
-            let unit = units[rng.random_range(0..units.len())].clone();
-            let fine = c
-                .get_scores(ps::GetScoresRequest {
-                    org_unit: unit,
-                    items: Vec::new(),
-                    explain: false,
-                })
-                .await
-                .is_ok_and(|r| !r.into_inner().items.is_empty());
-            (c, fine)
-        }
-    };
+    let get_scores = move |c, n| get_scores_once(units.clone(), c, n);
     let check = |mut c: HealthClient<Channel>, _| async move {
         let fine = c.check(HealthCheckRequest::default()).await.is_ok();
         (c, fine)
     };
-    let mut out = Windows::default();
-    for i in 0..=windows {
-        let (ours, back) = drive(scores, window, get_scores.clone()).await;
-        scores = back;
-        let (base, back) = drive(health, window, check).await;
-        health = back;
-        if i > 0 {
-            out.ours.push(ours);
-            out.baseline.push(base);
-        }
-    }
-    Ok(out)
+    Ok(alternate(scores, get_scores, health, check, window, windows).await)
 }
 
 /// An HTTP/1.1 client on its own connection (keep-alive), as a system integrating over
@@ -225,14 +183,7 @@ pub async fn http_against_grpc(
         keys.issue(&who, 3600).map_err(|e| anyhow::anyhow!("{e}"))?
     ));
     let base = Arc::new(web.url().trim_end_matches('/').to_string());
-    let units: Arc<Vec<String>> = Arc::new(
-        stack
-            .district
-            .units
-            .iter()
-            .map(|u| u.id.to_string())
-            .collect(),
-    );
+    let units = unit_ids(stack);
     let mut http = Vec::with_capacity(clients);
     for _ in 0..clients {
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -243,16 +194,7 @@ pub async fn http_against_grpc(
                 .build(connector);
         http.push(c);
     }
-    let mut grpc = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        grpc.push(
-            stack
-                .services
-                .scores()
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
-    }
+    let grpc = scoring_clients(stack, clients).await?;
     let get_http = {
         let (units, token, base) = (units.clone(), token.clone(), base.clone());
         move |c: HttpClient, n: u64| {
@@ -278,33 +220,87 @@ pub async fn http_against_grpc(
             }
         }
     };
-    let get_grpc = move |mut c: ScoringClient, n: u64| {
-        let units = units.clone();
-        async move {
-            let mut rng = ChaCha8Rng::seed_from_u64(n);
-            let unit = units[rng.random_range(0..units.len())].clone();
-            let fine = c
-                .get_scores(ps::GetScoresRequest {
-                    org_unit: unit,
-                    items: Vec::new(),
-                    explain: false,
-                })
-                .await
-                .is_ok_and(|r| !r.into_inner().items.is_empty());
-            (c, fine)
-        }
-    };
-    let mut out = Windows::default();
-    for i in 0..=windows {
-        let (ours, back) = drive(http, window, get_http.clone()).await;
-        http = back;
-        let (base, back) = drive(grpc, window, get_grpc.clone()).await;
-        grpc = back;
-        if i > 0 {
-            out.ours.push(ours);
-            out.baseline.push(base);
-        }
-    }
+    let get_grpc = move |c, n| get_scores_once(units.clone(), c, n);
+    let out = alternate(http, get_http, grpc, get_grpc, window, windows).await;
     web.stop().await;
     Ok(out)
+}
+
+/// Every org unit id of the stack's district, to pick random ones from.
+fn unit_ids(stack: &Stack) -> Arc<Vec<String>> {
+    Arc::new(
+        stack
+            .district
+            .units
+            .iter()
+            .map(|u| u.id.to_string())
+            .collect(),
+    )
+}
+
+/// `clients` scoring clients, each on its own connection.
+async fn scoring_clients(stack: &Stack, clients: usize) -> Result<Vec<ScoringClient>> {
+    let mut out = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        out.push(
+            stack
+                .services
+                .scores()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    Ok(out)
+}
+
+/// `GetScores` (every item, no explanation) for the random org unit of `units` that call `n`
+/// picks.
+async fn get_scores_once(
+    units: Arc<Vec<String>>,
+    mut c: ScoringClient,
+    n: u64,
+) -> (ScoringClient, bool) {
+    let mut rng = ChaCha8Rng::seed_from_u64(n);
+    let unit = units[rng.random_range(0..units.len())].clone();
+    let fine = c
+        .get_scores(ps::GetScoresRequest {
+            org_unit: unit,
+            items: Vec::new(),
+            explain: false,
+        })
+        .await
+        .is_ok_and(|r| !r.into_inner().items.is_empty());
+    (c, fine)
+}
+
+/// Ours and the baseline in alternating windows (ours, baseline, ours, …), `windows` of each
+/// after a warm-up window of each that is not counted.
+async fn alternate<A, FA, FutA, B, FB, FutB>(
+    mut ours: Vec<A>,
+    ours_call: FA,
+    mut base: Vec<B>,
+    base_call: FB,
+    window: Duration,
+    windows: usize,
+) -> Windows
+where
+    A: Send + 'static,
+    FA: Fn(A, u64) -> FutA + Clone + Send + 'static,
+    FutA: std::future::Future<Output = (A, bool)> + Send,
+    B: Send + 'static,
+    FB: Fn(B, u64) -> FutB + Clone + Send + 'static,
+    FutB: std::future::Future<Output = (B, bool)> + Send,
+{
+    let mut out = Windows::default();
+    for i in 0..=windows {
+        let (o, back) = drive(ours, window, ours_call.clone()).await;
+        ours = back;
+        let (b, back) = drive(base, window, base_call.clone()).await;
+        base = back;
+        if i > 0 {
+            out.ours.push(o);
+            out.baseline.push(b);
+        }
+    }
+    out
 }

@@ -360,17 +360,9 @@ async fn survey_ingest(size: Size, report: &mut Report) -> Result<()> {
     let m = cezone_bench::ingest::measure(n, rounds)
         .await
         .context("survey ingest")?;
-    let rate =
-        |runs: &[cezone_bench::ingest::Run]| runs.iter().map(|r| r.per_second).collect::<Vec<_>>();
-    let (ours, copy) = (rate(&m.ours), rate(&m.copy));
+    let (ours, copy) = (run_rates(&m.ours), run_rates(&m.copy));
     let ratio = Spread::of(&cezone_bench::sample::bin_ratios(&ours, &copy));
     let (ours, copy) = (Spread::of(&ours), Spread::of(&copy));
-    let seconds = |runs: &[cezone_bench::ingest::Run]| {
-        runs.iter()
-            .map(|r| format!("{:.2}", r.seconds))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     report
         .push(
             "survey ingest",
@@ -384,14 +376,27 @@ async fn survey_ingest(size: Size, report: &mut Report) -> Result<()> {
                  ({} s); COPY FROM STDIN of the same rows (~{:.0} bytes each) into a bare table \
                  without keys or indexes, BEGIN → COMMIT ({} s); {rounds} alternating rounds of \
                  new respondents after a warm-up round, medians, ratio p10–p90 over the rounds",
-                seconds(&m.ours),
+                run_seconds(&m.ours),
                 m.row_bytes,
-                seconds(&m.copy)
+                run_seconds(&m.copy)
             ),
         )
         .spreads(ours, Some(copy), Some(ratio));
     report.goal(Goal::RatioAtLeast(0.5));
     Ok(())
+}
+
+/// The rates of bulk runs (survey ingest, statistics import), one per round.
+fn run_rates(runs: &[cezone_bench::ingest::Run]) -> Vec<f64> {
+    runs.iter().map(|r| r.per_second).collect()
+}
+
+/// The seconds of bulk runs as the table's note lists them: "4.27, 5.05, 5.23".
+fn run_seconds(runs: &[cezone_bench::ingest::Run]) -> String {
+    runs.iter()
+        .map(|r| format!("{:.2}", r.seconds))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn statistics_import(size: Size, report: &mut Report) -> Result<()> {
@@ -406,17 +411,9 @@ async fn statistics_import(size: Size, report: &mut Report) -> Result<()> {
     let m = cezone_bench::stat_import::measure(communities, rounds)
         .await
         .context("statistics import")?;
-    let rate =
-        |runs: &[cezone_bench::ingest::Run]| runs.iter().map(|r| r.per_second).collect::<Vec<_>>();
-    let (ours, copy) = (rate(&m.ours), rate(&m.copy));
+    let (ours, copy) = (run_rates(&m.ours), run_rates(&m.copy));
     let ratio = Spread::of(&cezone_bench::sample::bin_ratios(&ours, &copy));
     let (ours, copy) = (Spread::of(&ours), Spread::of(&copy));
-    let seconds = |runs: &[cezone_bench::ingest::Run]| {
-        runs.iter()
-            .map(|r| format!("{:.2}", r.seconds))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     report
         .push(
             "statistics import (XLSX)",
@@ -436,8 +433,8 @@ async fn statistics_import(size: Size, report: &mut Report) -> Result<()> {
                 m.metrics,
                 m.values,
                 m.file_bytes as f64 / 1e6,
-                seconds(&m.ours),
-                seconds(&m.copy)
+                run_seconds(&m.ours),
+                run_seconds(&m.copy)
             ),
         )
         .spreads(ours, Some(copy), Some(ratio));
