@@ -110,6 +110,11 @@ pub async fn install_delay(pool: &PgPool) -> Result<()> {
 pub struct Poison {
     /// Messages the consumer must dead-letter.
     pub dead: u64,
+    /// The event ids of those that are envelopes, from the moment each is published (one
+    /// whose confirmation was lost may still arrive).
+    pub ids: std::collections::HashSet<String>,
+    /// Messages published that are no envelope at all (the same way).
+    pub garbage: u64,
     /// Real events published again (the consumer must drop them as duplicates).
     pub duplicates: u64,
 }
@@ -241,10 +246,15 @@ impl Injector<'_> {
             event_key: None,
         })
         .await?;
+        // Each is known before it is published and counted once confirmed: a fault cut short
+        // (the broker restarting under it) still accounts for what it sent.
+        poison.ids.insert(forged.event_id.clone());
         outsider.publish(&forged).await?;
+        poison.dead += 1;
         let mut wrong = forged.clone();
         wrong.event_id = uuid::Uuid::now_v7().to_string();
         let other_key = EventKey::derive(b"a key that is not the deployment's, 32+ bytes");
+        poison.ids.insert(wrong.event_id.clone());
         // Published raw so the outsider's bus does not re-sign it.
         publish_raw(
             &amqp_url,
@@ -253,8 +263,10 @@ impl Injector<'_> {
             &cezone_bus::encode(&other_key.sign(&wrong)),
         )
         .await?;
+        poison.dead += 1;
         outsider.close().await;
         // Bytes that are no envelope at all.
+        poison.garbage += 1;
         publish_raw(
             &amqp_url,
             &prefix,
@@ -262,20 +274,16 @@ impl Injector<'_> {
             b"\xff\xfe not an envelope",
         )
         .await?;
+        poison.dead += 1;
         // Signed, but a value the surveys service refuses.
         let mut bad = ev::StatisticRecorded::decode(real.payload.as_slice())?;
         if let Some(s) = bad.statistic.as_mut() {
             s.value = -1;
         }
-        self.keyed
-            .publish(&cezone_bus::envelope(
-                "statistic.recorded",
-                "surveys",
-                &bad,
-                None,
-            ))
-            .await?;
-        poison.dead += 4;
+        let refused = cezone_bus::envelope("statistic.recorded", "surveys", &bad, None);
+        poison.ids.insert(refused.event_id.clone());
+        self.keyed.publish(&refused).await?;
+        poison.dead += 1;
         Ok(())
     }
 }

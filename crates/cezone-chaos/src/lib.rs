@@ -7,7 +7,7 @@
 //! faults from a seeded schedule ([`faults`]). When the round is over it waits for quiet and
 //! checks, cell by cell, that every replica's scores equal a from-scratch recompute from the
 //! services' data, that every acknowledged fact is counted once ([`truth`]), and that the
-//! dead-letter queue holds exactly the poison that was sent.
+//! dead-letter queue holds the poison that was sent and nothing else.
 
 pub mod deployment;
 pub mod faults;
@@ -279,8 +279,13 @@ async fn run_in(
             opts.converge_limit,
         )
         .await;
-        let sent = poison.lock().await.dead;
-        let dead_letters = drain_dead_letters(&keyed, sent).await;
+        let (sent, poison_ids, garbage) = {
+            let p = poison.lock().await;
+            (p.dead, p.ids.clone(), p.garbage)
+        };
+        let drained = drain_dead_letters(&keyed, sent, &poison_ids, garbage).await;
+        let dead_letters = drained.poison;
+        notes.extend(drained.notes());
         let expected = truth::expected(&upstream, &framework_id, period).await?;
         let mut divergences = 0;
         for r in &mut replicas {
@@ -300,7 +305,9 @@ async fn run_in(
         if converged.is_none() {
             notes.push(format!("not converged within {:?}", opts.converge_limit));
         }
-        if dead_letters != sent {
+        // More than were confirmed is fine: a poison message whose confirmation was lost to a
+        // broker restart may have been stored all the same.
+        if dead_letters < sent {
             notes.push(format!(
                 "{dead_letters} dead letters for {sent} poison messages"
             ));
@@ -322,6 +329,7 @@ async fn run_in(
                 converged_ms: converged.map(|d| d.as_millis() as u64),
                 poison_sent: sent,
                 dead_letters,
+                unexpected_dead_letters: drained.unexpected.len() as u64,
                 notes,
             },
             opts.burst.as_secs_f64(),
@@ -352,6 +360,12 @@ async fn run_in(
                 d.log_tail(p, 15)
             ));
         }
+        // A failed run's logs are what there is to find the cause with: they stay.
+        d.logs.disable_cleanup(true);
+        progress(&format!(
+            "the processes' logs are kept in {}",
+            d.logs.path().display()
+        ));
     }
     d.stop_all();
     Ok(report)
@@ -402,25 +416,87 @@ async fn outboxes_empty(pool: &PgPool) -> bool {
     true
 }
 
-/// Takes the scoring consumer's dead letters: waits up to 30 s for `expected`, then a moment
-/// more for any beyond it.
-async fn drain_dead_letters(bus: &AmqpBus, expected: u64) -> u64 {
-    let mut n = 0;
+/// What the scoring consumer's dead-letter queue held after a round.
+#[derive(Debug, Default)]
+struct Drained {
+    /// Poison messages, each counted once.
+    poison: u64,
+    /// Poison dead-lettered again (dead-lettering is at least once: an ack lost with its
+    /// channel brings the message back, and it is dead-lettered a second time).
+    again: u64,
+    /// Anything else: a real event the consumer gave up on, with its reason.
+    unexpected: Vec<String>,
+}
+
+impl Drained {
+    fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self
+            .unexpected
+            .iter()
+            .map(|u| format!("dead-lettered, and not poison: {u}"))
+            .collect();
+        if self.again > 0 {
+            notes.push(format!(
+                "{} poison messages dead-lettered a second time (at least once)",
+                self.again
+            ));
+        }
+        notes
+    }
+}
+
+/// Takes the scoring consumer's dead letters: waits up to 30 s for `expected` poison messages,
+/// then a moment more for any beyond them. Each is told apart by its event id (`ids`; the
+/// `garbage` messages that are no envelope have none).
+async fn drain_dead_letters(
+    bus: &AmqpBus,
+    expected: u64,
+    ids: &std::collections::HashSet<String>,
+    garbage_sent: u64,
+) -> Drained {
+    let mut out = Drained::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut garbage = 0u64;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut quiet_until = None;
     loop {
         if let Ok(Some(d)) = bus.take_dead_letter("scoring").await {
             tracing::info!(reason = %d.reason, "dead letter");
-            n += 1;
+            let id = cezone_bus::decode(&d.body)
+                .ok()
+                .map(|e| e.event_id)
+                .or_else(|| {
+                    // Signed envelopes travel wrapped; the reason names the event.
+                    ids.iter()
+                        .find(|id| d.reason.contains(id.as_str()))
+                        .cloned()
+                });
+            match id {
+                Some(id) if ids.contains(&id) => {
+                    if seen.insert(id) {
+                        out.poison += 1;
+                    } else {
+                        out.again += 1;
+                    }
+                }
+                None if garbage < garbage_sent => {
+                    garbage += 1;
+                    out.poison += 1;
+                }
+                None => out.again += 1,
+                Some(id) => out
+                    .unexpected
+                    .push(format!("{} event {id}: {}", d.routing_key, d.reason)),
+            }
             continue;
         }
-        if n >= expected {
+        if out.poison >= expected {
             let until = *quiet_until.get_or_insert(Instant::now() + Duration::from_millis(1500));
             if Instant::now() >= until {
-                return n;
+                return out;
             }
         } else if Instant::now() >= deadline {
-            return n;
+            return out;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

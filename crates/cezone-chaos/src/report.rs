@@ -18,8 +18,13 @@ pub struct Round {
     /// Milliseconds from the end of the round's last fault until every replica equalled a
     /// from-scratch recompute (none when that did not happen within the limit).
     pub converged_ms: Option<u64>,
+    /// Poison messages the broker confirmed.
     pub poison_sent: u64,
+    /// Poison messages found in the dead-letter queue, each counted once (at least those
+    /// confirmed; one whose confirmation was lost may be there too).
     pub dead_letters: u64,
+    /// Real events found in the dead-letter queue (each a fact that did not count).
+    pub unexpected_dead_letters: u64,
     /// What went wrong, when something did.
     pub notes: Vec<String>,
 }
@@ -64,7 +69,10 @@ pub struct Report {
     pub lost: u64,
     pub doubled: u64,
     pub poison_sent: u64,
+    /// Poison messages found in the dead-letter queue, each counted once.
     pub dead_letters: u64,
+    /// Real events found in the dead-letter queue.
+    pub unexpected_dead_letters: u64,
     /// Time to converge after the faults, in ms, over all rounds.
     pub converge_ms: Quantiles,
     /// The same per kind of fault (each round counts for each of its faults).
@@ -88,6 +96,7 @@ impl Report {
             doubled: 0,
             poison_sent: 0,
             dead_letters: 0,
+            unexpected_dead_letters: 0,
             converge_ms: Quantiles::default(),
             converge_ms_by_fault: BTreeMap::new(),
             facts_per_second: 0.0,
@@ -107,6 +116,7 @@ impl Report {
         self.doubled += r.doubled;
         self.poison_sent += r.poison_sent;
         self.dead_letters += r.dead_letters;
+        self.unexpected_dead_letters += r.unexpected_dead_letters;
         self.round_results.push(r);
         let times: Vec<f64> = self
             .round_results
@@ -134,7 +144,8 @@ impl Report {
         self.divergences == 0
             && self.lost == 0
             && self.doubled == 0
-            && self.dead_letters == self.poison_sent
+            && self.dead_letters >= self.poison_sent
+            && self.unexpected_dead_letters == 0
             && self.round_results.iter().all(|r| r.converged_ms.is_some())
     }
 
@@ -161,8 +172,8 @@ impl Report {
         let _ = writeln!(out, "  doubled         {}", self.doubled);
         let _ = writeln!(
             out,
-            "  dead letters    {} of {} poison messages sent",
-            self.dead_letters, self.poison_sent
+            "  dead letters    {} of {} poison messages sent, {} real events",
+            self.dead_letters, self.poison_sent, self.unexpected_dead_letters
         );
         let _ = writeln!(
             out,

@@ -269,6 +269,9 @@ impl tonic::transport::server::Connected for Limited {
     }
 }
 
+/// How long a stopping server lets in-flight requests finish.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// A running server: its address, a handle to stop it and the task to await.
 #[derive(Debug)]
 pub struct Running {
@@ -293,10 +296,24 @@ impl Running {
         }
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits.
-    pub async fn stop(self) -> Result<(), tonic::transport::Error> {
+    /// Stops accepting, lets in-flight requests finish for up to [`SHUTDOWN_GRACE`], and
+    /// waits; connections still busy then (a long stream, a client that keeps its calls open)
+    /// are closed, so a stopping process never waits on its clients.
+    pub async fn stop(mut self) -> Result<(), tonic::transport::Error> {
         self.shutdown.cancel();
-        match self.task.await {
+        let joined = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                tracing::warn!(
+                    addr = %self.addr,
+                    grace_s = SHUTDOWN_GRACE.as_secs(),
+                    "requests still in flight after the grace period; closing their connections"
+                );
+                self.task.abort();
+                return Ok(());
+            }
+        };
+        match joined {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "server task panicked");

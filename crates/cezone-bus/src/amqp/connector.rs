@@ -90,6 +90,33 @@ impl Connector {
         Ok(conn)
     }
 
+    /// Drops `conn` if it is still the current connection (closing it, bounded), so the next
+    /// [`Connector::connection`] connects anew. For a connection on which the broker stopped
+    /// answering: its heartbeats may still flow, so it would otherwise look alive.
+    pub(crate) async fn discard(&self, conn: &Arc<Connection>) {
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *current = None;
+        }
+        drop(current);
+        if conn.status().connected() {
+            tracing::warn!(endpoint = %self.endpoint(), "dropping an amqp connection the broker stopped answering on");
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                conn.close(320, "unresponsive".into()),
+            )
+            .await;
+        }
+    }
+
+    /// [`Connector::discard`] of whatever connection is current.
+    pub(crate) async fn discard_current(&self) {
+        let conn = self.current.lock().await.clone();
+        if let Some(conn) = conn {
+            self.discard(&conn).await;
+        }
+    }
+
     /// Closes the connection (if any) and refuses to open another.
     pub(crate) async fn close(&self) {
         let mut current = self.current.lock().await;

@@ -40,6 +40,9 @@ use connector::Connector;
 
 /// One attempt (publish + confirmation) that takes longer than this is abandoned and retried.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Opening the publisher channel (confirm mode, exchange declarations) that takes longer is
+/// abandoned and the connection dropped.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long `close` waits for publishes still awaiting their confirmation.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -332,11 +335,25 @@ impl Shared {
         }
         *slot = None;
         let conn = self.connector.connection().await?;
-        let channel = conn.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        self.declare_exchanges(&channel).await?;
+        // Bounded: the publisher mutex is held here, and a broker that never answers would
+        // otherwise stop every publish of the process.
+        let opening = async {
+            let channel = conn.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            self.declare_exchanges(&channel).await?;
+            Ok::<_, BusError>(channel)
+        };
+        let channel = match tokio::time::timeout(OPEN_TIMEOUT, opening).await {
+            Ok(opened) => opened?,
+            Err(_) => {
+                self.connector.discard(&conn).await;
+                return Err(BusError::Unavailable(format!(
+                    "the broker did not open a publisher channel within {OPEN_TIMEOUT:?}"
+                )));
+            }
+        };
         tracing::debug!(channel = channel.id(), "publisher channel opened");
         *slot = Some(channel.clone());
         Ok(channel)

@@ -3,6 +3,12 @@
 //! restart, connection loss, consumer cancelled because the queue was deleted) opens a new one,
 //! re-declares the topology and consumes again. Unacked deliveries of the dead channel are
 //! redelivered by the broker with `redelivered = true`.
+//!
+//! A consumer the broker cancels leaves its channel open, holding every delivery it was sent
+//! and not yet settled: the broker gives those to nobody else until that channel closes. So a
+//! lost session's channel is closed (bounded in time) before the next one opens, and every
+//! step of opening a session is bounded too: a declaration the broker never answers would
+//! otherwise stop the subscription for good.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +29,11 @@ use crate::{BusError, Delivery, QueueType, Subscription};
 
 /// A session that lasted this long was healthy: the reconnect backoff starts over.
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+/// Opening a session (channel, declarations, consume) that takes longer is abandoned: the
+/// connection is dropped and the next attempt starts on a new one.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long closing a lost session's channel may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a subscription declares and consumes.
 struct Spec {
@@ -52,7 +63,8 @@ pub(super) async fn subscribe(
     });
     // The first session is opened here, so a declaration the broker refuses (e.g. a queue
     // that exists with other arguments) is the caller's error rather than a log line.
-    let session = retry::retry("subscribe", &shared.closed, || open(&shared, &spec)).await?;
+    let session =
+        retry::retry("subscribe", &shared.closed, || open_bounded(&shared, &spec)).await?;
     tracing::info!(consumer, queue = %spec.queue, patterns = ?spec.patterns, prefetch = spec.prefetch, "subscribed");
     // Deliveries in flight never exceed the prefetch (plus stale ones from a lost channel).
     let capacity = usize::from(spec.prefetch.max(1)).min(1024);
@@ -62,9 +74,28 @@ pub(super) async fn subscribe(
     Ok(Subscription::amqp(rx, stop.drop_guard()))
 }
 
-/// Declares the consumer's topology on a new channel and starts consuming.
-async fn open(shared: &Shared, spec: &Spec) -> Result<(Channel, Consumer), BusError> {
+/// [`open`], abandoned after [`OPEN_TIMEOUT`]: the connection it was using is dropped (a broker
+/// that does not answer on it will not answer later either), so the next attempt reconnects.
+async fn open_bounded(shared: &Shared, spec: &Spec) -> Result<(Channel, Consumer), BusError> {
     let conn = shared.connector.connection().await?;
+    match tokio::time::timeout(OPEN_TIMEOUT, open(&conn, shared, spec)).await {
+        Ok(opened) => opened,
+        Err(_) => {
+            shared.connector.discard(&conn).await;
+            Err(BusError::Unavailable(format!(
+                "the broker did not open the subscription of {} within {OPEN_TIMEOUT:?}",
+                spec.consumer
+            )))
+        }
+    }
+}
+
+/// Declares the consumer's topology on a new channel of `conn` and starts consuming.
+async fn open(
+    conn: &lapin::Connection,
+    shared: &Shared,
+    spec: &Spec,
+) -> Result<(Channel, Consumer), BusError> {
     let channel = conn.create_channel().await?;
     channel
         .basic_qos(spec.prefetch, BasicQosOptions::default())
@@ -178,7 +209,7 @@ async fn supervise(
                     _ = shared.closed.cancelled() => return,
                 }
                 let opened = tokio::select! {
-                    opened = open(&shared, &spec) => opened,
+                    opened = open_bounded(&shared, &spec) => opened,
                     _ = stop.cancelled() => return,
                     _ = shared.closed.cancelled() => return,
                 };
@@ -206,6 +237,24 @@ async fn supervise(
             }
             Ended::Lost(reason) => {
                 tracing::warn!(consumer = %spec.consumer, reason, "subscription lost its channel; re-subscribing");
+                // A cancelled consumer's channel is still open and still holds what it was
+                // sent: closing it gives those deliveries back to the queue. (Deliveries of it
+                // being handled now can no longer be acked; they come again, and consumers drop
+                // duplicates by event id.)
+                if channel.status().connected() {
+                    let closing = channel.close(200, "consumer cancelled; re-subscribing".into());
+                    match tokio::time::timeout(CLOSE_TIMEOUT, closing).await {
+                        Ok(Ok(())) => {}
+                        // Closed meanwhile (with the connection, or by the broker): released.
+                        Ok(Err(e)) => {
+                            tracing::debug!(consumer = %spec.consumer, error = %e, "the lost session's channel was already closed");
+                        }
+                        Err(_) => {
+                            tracing::warn!(consumer = %spec.consumer, "closing the lost session's channel timed out; dropping the connection");
+                            shared.connector.discard_current().await;
+                        }
+                    }
+                }
                 if started.elapsed() >= HEALTHY_SESSION {
                     backoff.reset();
                 }

@@ -139,6 +139,133 @@ async fn broker_restart_loses_no_confirmed_event() {
     bus.close().await;
 }
 
+/// The broker cancels a consumer (it does when the queue fails over, is restarted or goes away)
+/// while the subscription holds deliveries it has not settled: the subscription closes that
+/// channel, so the broker gives what it held to the next consumer, and consumes again on a new
+/// channel. Every event still arrives; none is stranded on the cancelled consumer's channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_consumer_strands_nothing() {
+    init();
+    let _lock = BrokerLock::shared().await;
+    let prefix = fresh_prefix();
+    let bus = connect_amqp(&config(&amqp_url(), &prefix, 5)).await;
+    let mut sub = bus.subscribe("cancel", &["cancel.*"]).await.unwrap();
+    let mut ids = HashSet::new();
+    for i in 0..20 {
+        let e = event("cancel.tick", &format!("tick {i}"));
+        ids.insert(e.event_id.clone());
+        bus.publish(&e).await.unwrap();
+    }
+    // Three deliveries taken and held, unsettled, as a consumer busy with a batch holds them.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(recv(&mut sub).await);
+    }
+
+    // The broker cancels this queue's consumer (as the queue does when it goes away) and tells
+    // the client so; the channel stays open, holding the deliveries it was sent.
+    let queue = cezone_bus::queue_name(&prefix, "cancel");
+    let expr = format!(
+        "[{{Ch, Tag, QName}}|_] = [{{proplists:get_value(channel_pid, I), \
+         proplists:get_value(consumer_tag, I), proplists:get_value(queue_name, I)}} \
+         || I <- rabbit_amqqueue:consumers_all(<<\"/\">>), \
+         element(4, proplists:get_value(queue_name, I)) =:= <<\"{queue}\">>], \
+         {{ok, Q}} = rabbit_amqqueue:lookup(QName), \
+         ok = gen_server2:call(amqqueue:get_pid(Q), {{basic_cancel, Ch, Tag, undefined, <<\"test\">>}}, infinity), \
+         rabbit_channel:send_command(Ch, {{'basic.cancel', Tag, true}})."
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("rabbitmqctl")
+            .args(["eval", &expr])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("rabbitmqctl must be installed for this test");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl eval: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The held deliveries can no longer be settled (their consumer is gone): each event,
+    // those included, must be delivered again and acked.
+    let mut received = HashSet::new();
+    let start = Instant::now();
+    while received != ids {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} of 20 events never arrived after the consumer was cancelled",
+            ids.difference(&received).count()
+        );
+        let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(1), sub.next()).await else {
+            continue;
+        };
+        received.insert(d.envelope().unwrap().event_id);
+        d.ack().await.unwrap();
+    }
+    drop(held);
+    drop(sub);
+    bus.delete_topology(&["cancel"]).await.unwrap();
+    bus.close().await;
+}
+
+/// The broker closes the subscriber's connection again and again (an operator's
+/// `close_connection`, a node shutting down): each time the subscription reconnects, re-declares
+/// and consumes again, and the event published after it still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_survives_repeated_forced_closes() {
+    init();
+    let _lock = BrokerLock::shared().await;
+    let prefix = fresh_prefix();
+    let config = config(&amqp_url(), &prefix, 5);
+    let name = config.connection_name.clone();
+    let bus = connect_amqp(&config).await;
+    let mut sub = bus.subscribe("closed", &["closed.*"]).await.unwrap();
+    for round in 0..8 {
+        let expr = format!(
+            "[rabbit_networking:close_connection(P, \"closed by the test\") \
+             || P <- rabbit_networking:connections(), \
+             {{client_properties, Props}} <- rabbit_networking:connection_info(P, [client_properties]), \
+             lists:member({{<<\"connection_name\">>, longstr, <<\"{name}\">>}}, Props)]."
+        );
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("rabbitmqctl")
+                .args(["eval", &expr])
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("rabbitmqctl must be installed for this test");
+        assert!(output.status.success(), "rabbitmqctl eval failed");
+        // Sometimes at once, sometimes after the subscription is back.
+        tokio::time::sleep(Duration::from_millis(if round % 2 == 0 { 5 } else { 400 })).await;
+        let e = event("closed.tick", &format!("after close {round}"));
+        bus.publish(&e).await.unwrap();
+        let start = Instant::now();
+        loop {
+            let d = tokio::time::timeout(Duration::from_secs(45), sub.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "round {round}: nothing arrived within 45 s of the connection being closed"
+                    )
+                })
+                .expect("the subscription goes on");
+            let got = d.envelope().unwrap().event_id;
+            let _ = d.ack().await;
+            if got == e.event_id {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(45));
+        }
+    }
+    drop(sub);
+    bus.delete_topology(&["closed"]).await.unwrap();
+    bus.close().await;
+}
+
 /// Bytes that are not an envelope at all (another system publishing to the exchange) are
 /// refused by `Delivery::envelope` and dead-lettered with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
