@@ -180,6 +180,8 @@ pub enum Action<'a> {
     RunSchedule,
     /// End the submission of evidence for a framework edition.
     CloseSubmissions,
+    /// Read a service's audit log.
+    ReadAudit,
 }
 
 impl Action<'_> {
@@ -197,6 +199,7 @@ impl Action<'_> {
             Action::FreezeSnapshot => "freeze a snapshot",
             Action::RunSchedule => "run a scheduled checkpoint",
             Action::CloseSubmissions => "close submissions",
+            Action::ReadAudit => "read the audit log",
         }
     }
 }
@@ -247,6 +250,7 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
             only(&[DistrictAdmin, EvaluationOffice, Service])
         }
         Action::RunSchedule => only(&[DistrictAdmin, EvaluationOffice]),
+        Action::ReadAudit => only(&[EvaluationOffice, Inspector, DistrictAdmin]),
         Action::IngestResponses { org_unit } => match p.role {
             EvaluationOffice => Ok(()),
             Town => within_town(p, org_unit, tree).or_else(deny),
@@ -417,6 +421,21 @@ mod tests {
                     "{r} {a:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_audit_log_is_read_by_the_office_inspectors_and_district_it() {
+        for r in Role::ALL {
+            let allowed = authorize(&principal(r), &Action::ReadAudit, None);
+            assert_eq!(
+                allowed.is_ok(),
+                matches!(
+                    r,
+                    Role::EvaluationOffice | Role::Inspector | Role::DistrictAdmin
+                ),
+                "{r}: {allowed:?}"
+            );
         }
     }
 

@@ -85,6 +85,16 @@ type DownloadStream = Pin<Box<dyn Stream<Item = Result<pe::DownloadResponse, Sta
 
 #[tonic::async_trait]
 impl EvidenceService for EvidenceApi {
+    async fn list_audit(
+        &self,
+        req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
+    ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
+        let who = cezone_platform::auth::caller(&req)?;
+        let page =
+            cezone_platform::audit_list::list(&self.db, "evidence", &who, req.get_ref()).await?;
+        Ok(tonic::Response::new(page))
+    }
+
     async fn upload(
         &self,
         req: Request<Streaming<pe::UploadRequest>>,

@@ -2,6 +2,7 @@
 //! migrations, gRPC serving with health and reflection, the error-code mapping, pagination.
 
 pub mod audit;
+pub mod audit_list;
 pub mod auth;
 pub mod convert;
 pub mod db;

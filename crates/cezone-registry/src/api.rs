@@ -46,6 +46,16 @@ impl RegistryApi {
 
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
+    async fn list_audit(
+        &self,
+        req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
+    ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
+        let who = cezone_platform::auth::caller(&req)?;
+        let page =
+            cezone_platform::audit_list::list(&self.db, "registry", &who, req.get_ref()).await?;
+        Ok(tonic::Response::new(page))
+    }
+
     async fn validate_framework(
         &self,
         req: Request<pr::FrameworkSource>,

@@ -18,6 +18,21 @@ pub struct SchedulerApi {
 
 #[tonic::async_trait]
 impl SchedulerService for SchedulerApi {
+    async fn list_audit(
+        &self,
+        req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
+    ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
+        let who = cezone_platform::auth::caller(&req)?;
+        let page = cezone_platform::audit_list::list(
+            self.scheduler.db(),
+            "scheduler",
+            &who,
+            req.get_ref(),
+        )
+        .await?;
+        Ok(tonic::Response::new(page))
+    }
+
     async fn list_runs(
         &self,
         req: Request<pc::ListRunsRequest>,

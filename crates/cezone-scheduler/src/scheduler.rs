@@ -51,6 +51,11 @@ fn upstream(what: &str, s: tonic::Status) -> ApiError {
 }
 
 impl Scheduler {
+    /// The scheduler's own database (its runs and its audit log).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     pub fn new(
         settings: &Settings,
         db: DatabaseConnection,

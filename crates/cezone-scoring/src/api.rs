@@ -30,6 +30,17 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl ScoringService for ScoringApi {
+    async fn list_audit(
+        &self,
+        req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
+    ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
+        let who = cezone_platform::auth::caller(&req)?;
+        let page =
+            cezone_platform::audit_list::list(&self.state.db, "scoring", &who, req.get_ref())
+                .await?;
+        Ok(tonic::Response::new(page))
+    }
+
     async fn recompute(&self, req: Request<ps::RecomputeRequest>) -> Reply<ps::RecomputeResponse> {
         let who = caller(&req)?;
         permit(&who, &Action::Recompute, None)?;

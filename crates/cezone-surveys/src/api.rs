@@ -224,6 +224,16 @@ const MAX_NAMED_REFUSALS: usize = 200;
 
 #[tonic::async_trait]
 impl SurveyService for SurveyApi {
+    async fn list_audit(
+        &self,
+        req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
+    ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
+        let who = cezone_platform::auth::caller(&req)?;
+        let page =
+            cezone_platform::audit_list::list(&self.db, "surveys", &who, req.get_ref()).await?;
+        Ok(tonic::Response::new(page))
+    }
+
     async fn define_survey(&self, req: Request<ps::Survey>) -> Reply<ps::Survey> {
         let who = caller(&req)?;
         permit(&who, &Action::DefineSurvey, None)?;

@@ -290,6 +290,37 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// Who changed what and when, newest first, from the services' logs (over their APIs; for
+    /// the evaluation office, inspectors and district IT). Times in the district's zone.
+    List {
+        /// Services whose logs to read (default: registry, evidence, surveys, scoring and
+        /// scheduler).
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<ServiceName>,
+        /// Entries whose actor contains this (a name, a role, a unit).
+        #[arg(long)]
+        actor: Option<String>,
+        /// An action (statistic.recorded), or every action it starts when it ends with a dot
+        /// (evidence.).
+        #[arg(long)]
+        action: Option<String>,
+        /// Entries whose target contains this (an org unit, an evidence id …).
+        #[arg(long)]
+        target: Option<String>,
+        /// From this time on (RFC 3339, e.g. 2026-12-01T09:00:00+08:00).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many entries in all (the newest).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Check every entry's hash and link; names the first broken entry and exits 1 if any.
     Verify {
         /// Services whose logs to check (default: all with a database).

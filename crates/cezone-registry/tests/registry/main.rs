@@ -724,6 +724,179 @@ async fn health_and_reflection_are_served(backend: Backend) {
     t.app.stop().await;
 }
 
+/// The audit log as the office and inspectors read it: newest first, filtered by action (exact
+/// or by prefix), actor, target and time, in pages that neither skip nor repeat; bad filters
+/// named; callers outside the office, inspectors and district IT refused.
+async fn the_audit_log_is_read_newest_first_filtered_and_paged(backend: Backend) {
+    use cezone_proto::common::v1::{ListAuditRequest, ListAuditResponse};
+    let mut t = spawn_app(backend).await;
+    let c = &mut t.client;
+    let mut d = unit("nanhai", OrgLevel::District, "", CommunityType::Unspecified);
+    d.region = RegionClass::PearlRiverDelta as i32;
+    c.create_org_unit(d).await.unwrap();
+    for town in ["nanhai.guicheng", "nanhai.jiujiang"] {
+        c.create_org_unit(unit(
+            town,
+            OrgLevel::Town,
+            "nanhai",
+            CommunityType::Unspecified,
+        ))
+        .await
+        .unwrap();
+    }
+    c.create_org_unit(unit(
+        "nanhai.guicheng.c001",
+        OrgLevel::Community,
+        "nanhai.guicheng",
+        CommunityType::Urban,
+    ))
+    .await
+    .unwrap();
+    c.update_population(pr::UpdatePopulationRequest {
+        id: "nanhai.guicheng.c001".into(),
+        year: 2014,
+        residents: 1200,
+    })
+    .await
+    .unwrap();
+
+    async fn list(
+        c: &mut RegistryServiceClient<Channel>,
+        f: impl FnOnce(&mut ListAuditRequest),
+    ) -> Result<ListAuditResponse, tonic::Status> {
+        let mut r = ListAuditRequest::default();
+        f(&mut r);
+        c.list_audit(r).await.map(|r| r.into_inner())
+    }
+    let targets = |r: &ListAuditResponse| -> Vec<String> {
+        r.entries
+            .iter()
+            .map(|e| format!("{} {}", e.action, e.target))
+            .collect()
+    };
+
+    let all = list(c, |_| {}).await.unwrap();
+    assert_eq!(all.entries.len(), 5, "{:?}", targets(&all));
+    assert!(all.entries.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert_eq!(
+        targets(&all)[0],
+        "org_unit.population_updated nanhai.guicheng.c001"
+    );
+    assert!(
+        all.entries
+            .iter()
+            .all(|e| e.actor.contains("evaluation_office"))
+    );
+    let details: serde_json::Value = serde_json::from_str(&all.entries[0].details_json).unwrap();
+    assert!(details.is_object(), "{details}");
+    assert!(all.page.unwrap().next_page_token.is_empty());
+
+    let created = list(c, |r| r.action = "org_unit.created".into())
+        .await
+        .unwrap();
+    assert_eq!(created.entries.len(), 4);
+    let any = list(c, |r| r.action = "org_unit.".into()).await.unwrap();
+    assert_eq!(any.entries.len(), 5);
+    let guicheng = list(c, |r| r.target = "guicheng".into()).await.unwrap();
+    assert_eq!(
+        targets(&guicheng),
+        [
+            "org_unit.population_updated nanhai.guicheng.c001",
+            "org_unit.created nanhai.guicheng.c001",
+            "org_unit.created nanhai.guicheng",
+        ]
+    );
+    let nobody = list(c, |r| r.actor = "somebody else".into()).await.unwrap();
+    assert!(nobody.entries.is_empty());
+    // A target with LIKE's wildcards is looked for as written.
+    let wild = list(c, |r| r.target = "%".into()).await.unwrap();
+    assert!(wild.entries.is_empty());
+    let later = list(c, |r| r.since = "2999-01-01T00:00:00+08:00".into())
+        .await
+        .unwrap();
+    assert!(later.entries.is_empty());
+    let earlier = list(c, |r| r.until = "2000-01-01T00:00:00Z".into())
+        .await
+        .unwrap();
+    assert!(earlier.entries.is_empty());
+    let today = list(c, |r| r.since = "2000-01-01T00:00:00Z".into())
+        .await
+        .unwrap();
+    assert_eq!(today.entries.len(), 5);
+
+    // Pages of two: 2 + 2 + 1, newest first, no entry twice.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(c, |r| {
+            r.page = Some(PageRequest {
+                page_size: 2,
+                page_token: token.clone(),
+            })
+        })
+        .await
+        .unwrap();
+        assert!(page.entries.len() <= 2);
+        seen.extend(page.entries.iter().map(|e| e.seq));
+        token = page.page.unwrap().next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, all.entries.iter().map(|e| e.seq).collect::<Vec<_>>());
+
+    let err = list(c, |r| r.since = "yesterday".into()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err)[0].0, "since");
+    assert!(err.message().contains("'yesterday'"), "{}", err.message());
+    let err = list(c, |r| {
+        r.page = Some(PageRequest {
+            page_size: 2,
+            page_token: "not-a-token".into(),
+        })
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "page.page_token");
+
+    // Inspectors read it; a town and a service may not.
+    use cezone_domain::access::{Principal, Role};
+    async fn as_who(
+        url: &str,
+        bearer: cezone_platform::auth::Bearer,
+    ) -> Result<tonic::Response<ListAuditResponse>, tonic::Status> {
+        let mut client =
+            RegistryServiceClient::new(cezone_client::connect(url, &bearer).await.unwrap());
+        client.list_audit(ListAuditRequest::default()).await
+    }
+    let url = t.app.url();
+    let inspector = as_who(&url, t._env.bearer(Role::Inspector)).await.unwrap();
+    assert_eq!(inspector.into_inner().entries.len(), 5);
+    let town = Principal::new(
+        "桂城街道",
+        Role::Town,
+        Some(cezone_domain::units::UnitId::parse("towns").unwrap()),
+        Some(cezone_domain::org::OrgUnitId::parse("nanhai.guicheng").unwrap()),
+    )
+    .unwrap();
+    let err = as_who(
+        &url,
+        cezone_platform::auth::Bearer::minted(t._env.keys(), town),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("read the audit log"),
+        "{}",
+        err.message()
+    );
+    let err = as_who(&url, t._env.bearer(Role::Service))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
 cezone_platform::contract_tests!(
     frameworks_import_publish_and_stay_immutable,
     a_broken_table_is_refused_with_its_rows_and_nothing_is_stored,
@@ -731,4 +904,5 @@ cezone_platform::contract_tests!(
     org_units_keep_the_tree_valid,
     health_and_reflection_are_served,
     an_org_list_is_imported_all_or_nothing,
+    the_audit_log_is_read_newest_first_filtered_and_paged,
 );

@@ -9,6 +9,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use cezone_proto::common::v1::{ListAuditRequest, ListAuditResponse};
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::registry::v1 as pr;
 use cezone_proto::scheduler::v1 as psc;
@@ -331,6 +332,11 @@ pub fn api() -> Api {
     // Scheduler.
     a.unary::<psc::ListRunsRequest, psc::ListRunsResponse>(Scheduler, "ListRuns", true);
     a.unary::<psc::RunNowRequest, psc::RunRecord>(Scheduler, "RunNow", false);
+
+    // Every service's audit log.
+    for service in [Registry, Evidence, Surveys, Scoring, Scheduler] {
+        a.unary::<ListAuditRequest, ListAuditResponse>(service, "ListAudit", true);
+    }
     a
 }
 

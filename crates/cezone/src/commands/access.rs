@@ -1,4 +1,4 @@
-//! `cezone token issue`, `cezone audit verify`, and the credentials the other commands call
+//! `cezone token issue`, `cezone audit verify` (`audit list` is in its own module), and the credentials the other commands call
 //! the services with.
 
 use std::process::ExitCode;
@@ -63,7 +63,30 @@ pub fn token(cmd: TokenCommand) -> Result<ExitCode> {
 }
 
 pub async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
-    let AuditCommand::Verify { services, config } = cmd;
+    let (services, config) = match cmd {
+        AuditCommand::Verify { services, config } => (services, config),
+        AuditCommand::List {
+            services,
+            actor,
+            action,
+            target,
+            since,
+            until,
+            limit,
+            format,
+            config,
+        } => {
+            let filter = super::audit_list::Filter {
+                actor,
+                action,
+                target,
+                since,
+                until,
+                limit,
+            };
+            return super::audit_list::run(services, filter, format, config.as_deref()).await;
+        }
+    };
     let settings = Settings::load(config.as_deref())?;
     let services: Vec<ServiceName> = if services.is_empty() {
         ServiceName::ALL

@@ -46,6 +46,19 @@ impl Services {
         ))
     }
 
+    pub async fn scheduler(
+        &self,
+    ) -> Result<
+        cezone_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient<AuthChannel>,
+    > {
+        let url = &self.settings.services.scheduler_url;
+        Ok(
+            cezone_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient::new(
+                self.channel(url, "services.scheduler_url").await?,
+            ),
+        )
+    }
+
     pub async fn scoring(
         &self,
     ) -> Result<cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient<AuthChannel>>

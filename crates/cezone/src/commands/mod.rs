@@ -20,6 +20,7 @@ use crate::cli::{
 use crate::render;
 
 mod access;
+mod audit_list;
 mod bench;
 mod chaos;
 mod connect;

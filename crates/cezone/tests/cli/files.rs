@@ -616,4 +616,55 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
     assert!(Path::new(&xlsx).exists());
     let out = d.refused(&["scores", "export", "--format", "xlsx"]);
     assert!(out.contains("needs --out"), "{out}");
+
+    // Who did all that, as the office reads it: newest first, across the services, times in
+    // the district's zone; filtered by action prefix and target; bad filters named.
+    let log = d.ok(&["audit", "list", "--limit", "5"]);
+    assert!(log.contains("时间 time") && log.contains("+08:00"), "{log}");
+    assert!(log.contains("5 entries (newest first)"), "{log}");
+    let reviews = d.ok(&[
+        "audit",
+        "list",
+        "--services",
+        "evidence",
+        "--action",
+        "evidence.reviewed",
+        "--format",
+        "json",
+    ]);
+    let reviews: serde_json::Value = serde_json::from_str(&reviews).unwrap();
+    let reviews = reviews.as_array().unwrap();
+    assert_eq!(reviews.len(), 2, "{reviews:?}");
+    assert_eq!(reviews[0]["target"], ids[1].as_str(), "the newest first");
+    assert!(
+        reviews[0]["actor"].as_str().unwrap().contains("评估办公室"),
+        "{reviews:?}"
+    );
+    assert_eq!(
+        reviews[0]["details"]["comment"], "缺少盖章页",
+        "{reviews:?}"
+    );
+    let units = d.ok(&[
+        "audit",
+        "list",
+        "--services",
+        "registry",
+        "--action",
+        "org_unit.",
+        "--target",
+        "nanhai.guicheng",
+        "--format",
+        "json",
+    ]);
+    let units: serde_json::Value = serde_json::from_str(&units).unwrap();
+    assert!(
+        units.as_array().unwrap().iter().all(|e| e["target"]
+            .as_str()
+            .unwrap()
+            .contains("nanhai.guicheng")
+            && e["action"].as_str().unwrap().starts_with("org_unit.")),
+        "{units}"
+    );
+    let out = d.refused(&["audit", "list", "--since", "yesterday"]);
+    assert!(out.contains("since: 'yesterday'"), "{out}");
 }
