@@ -253,25 +253,42 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The HTTP/JSON API and its OpenAPI document, both made from one route table.
+/// The HTTP/JSON API and its OpenAPI document, both made from one route table. A method a
+/// route does not take is answered 405 with the API's JSON error body and an `Allow` header.
 fn api_router(gateway: api::Gateway) -> Router {
     let table = api::routes::api();
     let document = axum::body::Bytes::from(api::openapi::document(&table.endpoints).to_string());
-    table.router(gateway).route(
-        "/api/v1/openapi.json",
-        get(move || {
-            let document = document.clone();
+    let mut allowed = api::routes::allowed(&table.endpoints);
+    allowed.insert("/api/v1/openapi.json".into(), "GET, HEAD".into());
+    let allowed = Arc::new(allowed);
+    table
+        .router(gateway)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move {
+                    (
+                        [
+                            (header::CONTENT_TYPE, "application/json"),
+                            (header::CACHE_CONTROL, "no-cache"),
+                        ],
+                        document,
+                    )
+                }
+            }),
+        )
+        .method_not_allowed_fallback(move |method: axum::http::Method, uri: axum::http::Uri| {
+            let allow = api::routes::allowed_for(&allowed, uri.path()).unwrap_or_default();
             async move {
-                (
-                    [
-                        (header::CONTENT_TYPE, "application/json"),
-                        (header::CACHE_CONTROL, "no-cache"),
-                    ],
-                    document,
-                )
+                api::errors::GatewayError::MethodNotAllowed {
+                    method: method.to_string(),
+                    path: uri.path().to_string(),
+                    allow,
+                }
+                .into_response()
             }
-        }),
-    )
+        })
 }
 
 /// The page's policy: its own script, style, data and events only; no inline script or style
@@ -312,7 +329,7 @@ async fn secure_headers(mut res: Response) -> Response {
 
 async fn not_found(uri: axum::http::Uri) -> Response {
     // The API's clients read JSON, errors included.
-    if uri.path().starts_with("/api/v1/") {
+    if uri.path() == "/api/v1" || uri.path().starts_with("/api/v1/") {
         return api::errors::GatewayError::NoRoute(uri.path().to_string()).into_response();
     }
     (

@@ -760,14 +760,12 @@ cezone_platform::contract_tests!(
     files_are_streamed_up_and_down,
 );
 
-/// The document at /api/v1/openapi.json: valid by `openapi-spec-validator`, and every path and
-/// verb in it is served (none answers 404 or 405).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openapi_document_validates_and_matches_the_routes() {
+/// The web port with no service behind it: every call answers 503, which is enough to show
+/// what the routes themselves answer.
+async fn without_services() -> cezone_web::Application {
     let mut settings = cezone_platform::settings::Settings::defaults();
     settings.web.port = 0;
     settings.auth.secret = cezone_platform::testing::random_secret();
-    // No service runs: every call answers 503, which is enough to show the route exists.
     for url in [
         &mut settings.services.registry_url,
         &mut settings.services.evidence_url,
@@ -777,7 +775,67 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
     ] {
         *url = "http://127.0.0.1:9".into();
     }
-    let web = cezone_web::Application::build(&settings).await.unwrap();
+    cezone_web::Application::build(&settings).await.unwrap()
+}
+
+/// A method a route does not take, and a path that is no route, answer with the API's JSON
+/// error body like every other refusal: 405 with the methods in `Allow`, and 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_and_unknown_paths_answer_in_json() {
+    let web = without_services().await;
+    let http = Http::new(&web, Some("x".into()));
+    for (method, path, allow) in [
+        // A streamed upload takes POST only.
+        ("GET", "/api/v1/surveys/ImportStatistics", "POST"),
+        ("PUT", "/api/v1/surveys/ImportStatistics", "POST"),
+        // A read by path takes GET only.
+        ("POST", "/api/v1/scores", "GET, HEAD"),
+        ("DELETE", "/api/v1/scores/nanhai", "GET, HEAD"),
+        // A unary read takes both.
+        ("DELETE", "/api/v1/scoring/GetScores", "GET, HEAD, POST"),
+        ("POST", "/api/v1/openapi.json", "GET, HEAD"),
+    ] {
+        let a = http
+            .send(method, path, "application/json", Body::from("{}"))
+            .await;
+        let body = assert_error(&a, 405, "UNIMPLEMENTED");
+        assert_eq!(a.header("allow"), allow, "{method} {path}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{method} is not allowed on {path}; use {allow}")),
+            "{message}"
+        );
+        assert_eq!(a.header("x-content-type-options"), "nosniff");
+    }
+    for (method, path) in [
+        ("GET", "/api/v1/nothing"),
+        ("POST", "/api/v1/scoring/NoSuchMethod"),
+        ("GET", "/api/v1/scores/nanhai/extra"),
+        ("DELETE", "/api/v1/"),
+        ("GET", "/api/v1"),
+    ] {
+        let a = http.send(method, path, "", Body::empty()).await;
+        let body = assert_error(&a, 404, "NOT_FOUND");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("/api/v1/openapi.json"),
+            "{method} {path}: {body}"
+        );
+        assert_eq!(a.header("allow"), "", "{method} {path}");
+    }
+    // The right method still reaches the route (here: the service is down, 503).
+    let a = http.get("/api/v1/scores").await;
+    assert_error(&a, 503, "UNAVAILABLE");
+    web.stop().await;
+}
+
+/// The document at /api/v1/openapi.json: valid by `openapi-spec-validator`, and every path and
+/// verb in it is served (none answers 404 or 405).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_validates_and_matches_the_routes() {
+    let web = without_services().await;
     let http = Http::new(&web, Some("x".into()));
     let a = http.get("/api/v1/openapi.json").await;
     assert_eq!(a.status, 200);
