@@ -99,6 +99,7 @@ impl Application {
             lazy(&s.evidence_url, &bearer)?,
             settings.scoring.framework_id.clone(),
             settings.scoring.edition.clone(),
+            settings.scheduler.utc_offset_hours,
             max,
         );
         let host = settings.grpc.host.clone();
@@ -399,6 +400,7 @@ async fn async_stream(
     state: AppState,
 ) -> futures::stream::BoxStream<'static, Result<Event, Infallible>> {
     let retry = Duration::from_secs(3);
+    let offset = state.backends.utc_offset_hours();
     match state.backends.watch().await {
         Ok(updates) => updates
             .map(move |u| {
@@ -407,6 +409,7 @@ async fn async_stream(
                         let total = u.unit.and_then(|x| x.total).unwrap_or_default();
                         Event::default().event("scores").retry(retry).data(
                             serde_json::json!({
+                                "computed_at_local": cezone_platform::time::local(&u.computed_at, offset),
                                 "computed_at": u.computed_at,
                                 "confirmed": total.confirmed,
                                 "projected": total.projected,
