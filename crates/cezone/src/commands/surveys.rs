@@ -44,24 +44,24 @@ pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
         .await
         .map_err(|s| refused("GetSurvey", s))?
         .into_inner();
-    let rows = match survey_export::read(&name, &bytes, &def, &mapping) {
+    let read = match survey_export::read(&name, &bytes, &def, &mapping) {
         Ok(r) => r,
         Err(e) => {
             eprint!("{e}");
             return Ok(ExitCode::from(1));
         }
     };
-    let answers: usize = rows.iter().map(|(_, r)| r.answers.len()).sum();
+    let answers: usize = read.rows.iter().map(|(_, r)| r.answers.len()).sum();
     if dry_run {
         println!(
             "dry run, nothing stored — {name}: {} response(s), {answers} answer(s) to survey {} read; the service checks communities and respondents when they are sent",
-            rows.len(),
+            read.rows.len(),
             def.id
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let row_of: Vec<u32> = rows.iter().map(|(r, _)| *r).collect();
-    let responses: Vec<ps::Response> = rows.into_iter().map(|(_, r)| r).collect();
+    let row_of: Vec<String> = read.rows.iter().map(|(r, _)| read.at(*r)).collect();
+    let responses: Vec<ps::Response> = read.rows.into_iter().map(|(_, r)| r).collect();
     let bar = progress(responses.len() as u64, "sending");
     let counted = bar.clone();
     let first = ps::IngestRequest {
@@ -96,11 +96,11 @@ pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
     }
 }
 
-/// `responses[12].org_unit` → `row 13, org_unit`: the service numbers the call's responses from
-/// 1; the file's rows are what a person finds.
-fn place(field: &str, rows: &[u32]) -> String {
+/// `responses[12].org_unit` → `row 13, org_unit` (`sheet …, row 13, org_unit` in XLSX): the
+/// service numbers the call's responses from 1; the file's rows are what a person finds.
+fn place(field: &str, rows: &[String]) -> String {
     match indexed(field, "responses") {
-        Some((i, rest)) if (1..=rows.len()).contains(&i) => format!("row {}, {rest}", rows[i - 1]),
+        Some((i, rest)) if (1..=rows.len()).contains(&i) => format!("{}, {rest}", rows[i - 1]),
         _ => field.to_string(),
     }
 }
