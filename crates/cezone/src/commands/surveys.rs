@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use cezone_client::files::survey_export::{self, Mapping};
 use cezone_client::surveys::RESPONSES_PER_MESSAGE;
 use cezone_proto::surveys::v1 as ps;
@@ -17,8 +17,9 @@ pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
             id,
             period,
             title,
+            dry_run,
             config,
-        } => return define(id, period, title, config).await,
+        } => return define(id, period, title, dry_run, config).await,
         SurveysCommand::Import {
             file,
             survey,
@@ -109,6 +110,7 @@ async fn define(
     id: String,
     period: Option<i32>,
     title: Option<String>,
+    dry_run: bool,
     config: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let svc = Services::load(config.as_deref())?;
@@ -122,6 +124,48 @@ async fn define(
     let title = title.unwrap_or_else(|| format!("{period}年社区教育居民调查"));
     let def = cezone_client::surveys::survey_for(&fw.catalog, &id, &title, period);
     let mut client = svc.surveys().await?;
+    if dry_run {
+        // The service's own checks of a definition, then a read: is the id still free?
+        cezone_surveys::check_definition(&def).map_err(|e| {
+            let field = e.violations.first().map_or("survey", |v| v.field.as_str());
+            let field = match field {
+                "id" => "--id",
+                "title" => "--title",
+                "period" => "--period",
+                other => other,
+            };
+            let why = e
+                .violations
+                .first()
+                .map_or(e.message.as_str(), |v| v.description.as_str());
+            anyhow!("{field}: {why} (nothing was defined)")
+        })?;
+        match client
+            .get_survey(ps::GetSurveyRequest { id: def.id.clone() })
+            .await
+        {
+            Ok(_) => bail!(
+                "--id: survey '{}' already exists; choose another id (nothing was defined)",
+                def.id
+            ),
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(refused("GetSurvey", s)),
+        }
+        println!(
+            "dry run, nothing defined — survey {} — {} ({}) would ask {} question(s): {}; \
+             the caller's permission is checked when it is defined",
+            def.id,
+            def.title,
+            def.period,
+            def.questions.len(),
+            def.questions
+                .iter()
+                .map(|q| q.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let got = client
         .define_survey(def)
         .await

@@ -488,7 +488,41 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
     assert!(!ok, "{out}");
     assert!(out.contains("may not file a statistic"), "{out}");
 
-    // The resident survey, and a survey platform's export through a mapping.
+    // The resident survey, and a survey platform's export through a mapping. A dry run checks
+    // the definition and defines nothing (the real definition after it would be refused if it
+    // had).
+    let out = d.ok(&[
+        "surveys",
+        "define",
+        "--id",
+        "resident-2013",
+        "--period",
+        "2013",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("dry run, nothing defined — survey resident-2013"),
+        "{out}"
+    );
+    assert!(out.contains("awareness"), "the questions are listed: {out}");
+    let out = d.refused(&["surveys", "define", "--id", "Resident 2013", "--dry-run"]);
+    assert!(
+        out.contains("--id: 'Resident 2013' is not an id") && out.contains("nothing was defined"),
+        "{out}"
+    );
+    let out = d.refused(&[
+        "surveys",
+        "define",
+        "--id",
+        "resident-1800",
+        "--period",
+        "1800",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("--period: 1800 is not a plausible year"),
+        "{out}"
+    );
     let out = d.ok(&[
         "surveys",
         "define",
@@ -498,6 +532,11 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         "2013",
     ]);
     assert!(out.contains("defined survey resident-2013"), "{out}");
+    let out = d.refused(&["surveys", "define", "--id", "resident-2013", "--dry-run"]);
+    assert!(
+        out.contains("--id: survey 'resident-2013' already exists"),
+        "{out}"
+    );
     let mapping = d.write(
         "mapping.toml",
         "respondent = \"答卷编号\"\norg_unit = \"所在社区\"\n\
@@ -634,8 +673,64 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         .map(|r| r.split_whitespace().next().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 2, "{out}");
+    // A dry run of a review checks it and records nothing: the record still awaits review.
+    let out = d.ok(&["evidence", "review", &ids[0], "--accept", "90", "--dry-run"]);
+    assert!(
+        out.contains("dry run, nothing recorded") && out.contains("would be accepted, grade 90"),
+        "{out}"
+    );
+    let out = d.ok(&[
+        "evidence",
+        "review",
+        &ids[1],
+        "--return",
+        "缺少盖章页",
+        "--dry-run",
+    ]);
+    assert!(out.contains("would be returned: 缺少盖章页"), "{out}");
+    let pending = d.ok(&["evidence", "list", "--state", "submitted"]);
+    assert!(
+        pending.contains(&ids[0]) && pending.contains(&ids[1]) && pending.contains("2 record(s)"),
+        "{pending}"
+    );
+    let out = d.refused(&[
+        "evidence",
+        "review",
+        &ids[0],
+        "--accept",
+        "101",
+        "--dry-run",
+    ]);
+    assert!(out.contains("--accept: 101 is not a grade"), "{out}");
+    let out = d.refused(&["evidence", "review", &ids[0], "--return", " ", "--dry-run"]);
+    assert!(out.contains("--return: say what is wrong"), "{out}");
+    let long = "缺".repeat(2001);
+    let out = d.refused(&[
+        "evidence",
+        "review",
+        &ids[0],
+        "--return",
+        &long,
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("the comment has 2001 characters; at most 2000"),
+        "{out}"
+    );
+    let out = d.refused(&[
+        "evidence",
+        "review",
+        "no-such-record",
+        "--accept",
+        "90",
+        "--dry-run",
+    ]);
+    assert!(out.contains("NotFound"), "{out}");
     let out = d.ok(&["evidence", "review", &ids[0], "--accept", "90"]);
     assert!(out.contains("accepted, grade 90"), "{out}");
+    // Reviewed once, it is no longer reviewable: the dry run says so.
+    let out = d.refused(&["evidence", "review", &ids[0], "--return", "x", "--dry-run"]);
+    assert!(out.contains("only submitted evidence is reviewed"), "{out}");
     let out = d.ok(&["evidence", "review", &ids[1], "--return", "缺少盖章页"]);
     assert!(out.contains("returned: 缺少盖章页"), "{out}");
     let out = d.refused(&["evidence", "review", &ids[1], "--accept", "101"]);
