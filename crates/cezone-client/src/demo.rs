@@ -116,13 +116,10 @@ pub async fn load(
         .into_inner()
         .statistics;
     if filed.is_empty() {
-        // A district's returns in a few all-or-nothing calls, as an import sends them.
-        for chunk in district.statistics.chunks(surveys::STATISTICS_PER_CALL) {
-            report.statistics += surveys::record_many(&mut sv, chunk, "示范数据")
-                .await?
-                .statistics
-                .len();
-        }
+        // The district's returns in one streamed, all-or-nothing call, as an import sends them.
+        report.statistics = surveys::import(&mut sv, &district.statistics, "示范数据")
+            .await?
+            .recorded as usize;
     }
 
     let ev = evidence::client(ch.evidence.clone());

@@ -111,21 +111,30 @@ pub async fn record(
         .map_err(|st| ClientError::call("RecordStatistic", st))
 }
 
-/// Statistics per `RecordStatistics` call when a client splits a large return.
-pub const STATISTICS_PER_CALL: usize = 2000;
+/// Statistics per streamed part of an `ImportStatistics` call (the service takes at most
+/// 10,000 per part).
+pub const STATISTICS_PER_PART: usize = 5000;
 
-/// Files several statistics in one all-or-nothing call.
-pub async fn record_many(
+/// Files a whole return in one streamed `ImportStatistics` call: every statistic is checked
+/// before any is stored, and all are stored in one transaction or none is.
+pub async fn import(
     client: &mut Surveys,
     facts: &[StatFact],
     filed_by: &str,
-) -> Result<ps::RecordStatisticsResponse, ClientError> {
-    client
-        .record_statistics(ps::RecordStatisticsRequest {
-            statistics: facts.iter().map(|f| statistic(f, filed_by)).collect(),
+) -> Result<ps::ImportStatisticsResponse, ClientError> {
+    if facts.is_empty() {
+        return Ok(ps::ImportStatisticsResponse::default());
+    }
+    let parts: Vec<ps::RecordStatisticsRequest> = facts
+        .chunks(STATISTICS_PER_PART)
+        .map(|chunk| ps::RecordStatisticsRequest {
+            statistics: chunk.iter().map(|f| statistic(f, filed_by)).collect(),
             dry_run: false,
         })
+        .collect();
+    client
+        .import_statistics(futures::stream::iter(parts))
         .await
         .map(|r| r.into_inner())
-        .map_err(|st| ClientError::call("RecordStatistics", st))
+        .map_err(|st| ClientError::call("ImportStatistics", st))
 }

@@ -7,7 +7,7 @@ use crate::calendar::Calendar;
 use crate::calendar::SourceLines;
 use crate::findings::Findings;
 use crate::framework::{Framework, FrameworkId, FrameworkMeta, MANIFEST_FILE, RULES_FILE};
-use crate::import::{Row, TableFormat, parse_table, read_csv_rows, read_xlsx_rows};
+use crate::import::{Row, TableFormat, parse_table, read_csv_rows, read_xlsx_sheet};
 use crate::points::Points;
 use crate::rules::RulesFile;
 use crate::units::UnitRegistry;
@@ -60,9 +60,22 @@ pub struct PackageParts {
 }
 
 pub fn read_table(name: &str, bytes: &[u8]) -> Result<Vec<Row>, PackageError> {
+    read_table_sheet(name, bytes).map(|(_, rows)| rows)
+}
+
+/// `read_table`, with the name of the worksheet the rows come from (none for CSV, which has
+/// no sheets), so that places in the file can name it.
+pub fn read_table_sheet(
+    name: &str,
+    bytes: &[u8],
+) -> Result<(Option<String>, Vec<Row>), PackageError> {
     match TableFormat::from_name(name) {
-        Some(TableFormat::Csv) => read_csv_rows(bytes).map_err(|e| file_err(name, e)),
-        Some(TableFormat::Xlsx) => read_xlsx_rows(bytes).map_err(|e| file_err(name, e)),
+        Some(TableFormat::Csv) => read_csv_rows(bytes)
+            .map(|rows| (None, rows))
+            .map_err(|e| file_err(name, e)),
+        Some(TableFormat::Xlsx) => read_xlsx_sheet(bytes)
+            .map(|(sheet, rows)| (Some(sheet).filter(|s| !s.is_empty()), rows))
+            .map_err(|e| file_err(name, e)),
         None => Err(file_err(name, "the table must be a .csv or .xlsx file")),
     }
 }

@@ -16,5 +16,13 @@ pub use app::Application;
 pub use ingest::copy_field;
 pub use statistics::responsible_for;
 
+/// Checks a survey definition as `DefineSurvey` does (ids, title, period, questions), storing
+/// nothing: what a dry run of defining it can tell before the call.
+pub fn check_definition(
+    survey: &cezone_proto::surveys::v1::Survey,
+) -> Result<(), cezone_platform::ApiError> {
+    definitions::from_proto(survey).map(|_| ())
+}
+
 /// The surveys service's outbox table.
 pub const OUTBOX: &str = "surveys_outbox";

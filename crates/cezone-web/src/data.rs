@@ -1,5 +1,7 @@
 //! The page's data, built from the services' gRPC answers: the scoring summary, evidence
-//! completeness per responsible unit, the registry's calendar and the frozen snapshots.
+//! completeness per responsible unit, the registry's calendar and the frozen snapshots. Times
+//! people read are given in the district's zone (`scheduler.utc_offset_hours`) with the
+//! offset, beside the RFC 3339 ones the page computes with.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,8 @@ pub struct Backends {
     evidence: EvidenceServiceClient<AuthChannel>,
     framework_id: String,
     edition: String,
+    /// The district's zone, hours east of UTC.
+    utc_offset_hours: i32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,11 +45,14 @@ pub struct CheckpointView {
     pub id: String,
     pub name: String,
     pub due: String,
+    /// The end of the due day in the district's zone, RFC 3339 with the offset
+    /// (`2014-04-10T23:59:59+08:00`): the due day itself is still in time.
+    pub deadline: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CalendarView {
-    /// The server's date (UTC), YYYY-MM-DD.
+    /// The district's date (in its zone), YYYY-MM-DD.
     pub today: String,
     pub checkpoints: Vec<CheckpointView>,
     /// The first checkpoint due today or later; none when every one is past.
@@ -58,6 +65,8 @@ pub struct SnapshotPoint {
     pub label: String,
     pub checkpoint: String,
     pub frozen_at: String,
+    /// `frozen_at` in the district's zone with the offset (`2026-12-01 18:30:05 +08:00`).
+    pub frozen_at_local: String,
     pub confirmed: String,
     pub projected: String,
 }
@@ -72,6 +81,23 @@ pub struct ScoreboardData {
     pub snapshots: Option<Vec<SnapshotPoint>>,
     /// Why a part is missing, when one is.
     pub problems: Vec<String>,
+    /// The district's zone (`scheduler.utc_offset_hours`), which the page shows times in.
+    pub utc_offset_hours: i32,
+    /// The zone as shown: `UTC+08:00`.
+    pub zone: String,
+    /// When this document was made (RFC 3339, UTC), and in the district's zone with the offset.
+    pub updated_at: String,
+    pub updated_at_local: String,
+}
+
+/// `UTC+08:00` for 8 hours east of UTC; UTC itself for an offset no zone has.
+pub fn zone_name(utc_offset_hours: i32) -> String {
+    format!("UTC{}", zone(utc_offset_hours))
+}
+
+fn zone(utc_offset_hours: i32) -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(utc_offset_hours * 3600)
+        .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("UTC is an offset"))
 }
 
 impl Backends {
@@ -81,6 +107,7 @@ impl Backends {
         evidence: AuthChannel,
         framework_id: String,
         edition: String,
+        utc_offset_hours: i32,
         max: usize,
     ) -> Backends {
         Backends {
@@ -89,7 +116,13 @@ impl Backends {
             evidence: EvidenceServiceClient::new(evidence).max_decoding_message_size(max),
             framework_id,
             edition,
+            utc_offset_hours,
         }
+    }
+
+    /// The district's zone, hours east of UTC.
+    pub fn utc_offset_hours(&self) -> i32 {
+        self.utc_offset_hours
     }
 
     /// The district's totals now and at every change.
@@ -115,12 +148,17 @@ impl Backends {
         let completeness = part(&mut problems, "evidence completeness", completeness);
         let calendar = part(&mut problems, "calendar", calendar);
         let snapshots = part(&mut problems, "snapshots", snapshots);
+        let updated_at = cezone_platform::time::now_rfc3339();
         Ok(ScoreboardData {
             summary: summary?,
             completeness,
             calendar,
             snapshots,
             problems,
+            utc_offset_hours: self.utc_offset_hours,
+            zone: zone_name(self.utc_offset_hours),
+            updated_at_local: cezone_platform::time::local(&updated_at, self.utc_offset_hours),
+            updated_at,
         })
     }
 
@@ -182,7 +220,10 @@ impl Backends {
             })
             .await?
             .into_inner();
+        // The district's date: a checkpoint due "today" is due in the district's today.
+        let zone = zone(self.utc_offset_hours);
         let today = chrono::Utc::now()
+            .with_timezone(&zone)
             .date_naive()
             .format("%Y-%m-%d")
             .to_string();
@@ -192,6 +233,7 @@ impl Backends {
             .map(|c| CheckpointView {
                 id: c.id,
                 name: c.name,
+                deadline: format!("{}T23:59:59{zone}", c.due),
                 due: c.due,
             })
             .collect();
@@ -226,6 +268,10 @@ impl Backends {
                     id: s.id,
                     label: s.label,
                     checkpoint: s.checkpoint,
+                    frozen_at_local: cezone_platform::time::local(
+                        &s.frozen_at,
+                        self.utc_offset_hours,
+                    ),
                     frozen_at: s.frozen_at,
                     confirmed: t.confirmed,
                     projected: t.projected,

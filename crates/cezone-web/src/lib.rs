@@ -99,6 +99,7 @@ impl Application {
             lazy(&s.evidence_url, &bearer)?,
             settings.scoring.framework_id.clone(),
             settings.scoring.edition.clone(),
+            settings.scheduler.utc_offset_hours,
             max,
         );
         let host = settings.grpc.host.clone();
@@ -253,25 +254,42 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The HTTP/JSON API and its OpenAPI document, both made from one route table.
+/// The HTTP/JSON API and its OpenAPI document, both made from one route table. A method a
+/// route does not take is answered 405 with the API's JSON error body and an `Allow` header.
 fn api_router(gateway: api::Gateway) -> Router {
     let table = api::routes::api();
     let document = axum::body::Bytes::from(api::openapi::document(&table.endpoints).to_string());
-    table.router(gateway).route(
-        "/api/v1/openapi.json",
-        get(move || {
-            let document = document.clone();
+    let mut allowed = api::routes::allowed(&table.endpoints);
+    allowed.insert("/api/v1/openapi.json".into(), "GET, HEAD".into());
+    let allowed = Arc::new(allowed);
+    table
+        .router(gateway)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move {
+                    (
+                        [
+                            (header::CONTENT_TYPE, "application/json"),
+                            (header::CACHE_CONTROL, "no-cache"),
+                        ],
+                        document,
+                    )
+                }
+            }),
+        )
+        .method_not_allowed_fallback(move |method: axum::http::Method, uri: axum::http::Uri| {
+            let allow = api::routes::allowed_for(&allowed, uri.path()).unwrap_or_default();
             async move {
-                (
-                    [
-                        (header::CONTENT_TYPE, "application/json"),
-                        (header::CACHE_CONTROL, "no-cache"),
-                    ],
-                    document,
-                )
+                api::errors::GatewayError::MethodNotAllowed {
+                    method: method.to_string(),
+                    path: uri.path().to_string(),
+                    allow,
+                }
+                .into_response()
             }
-        }),
-    )
+        })
 }
 
 /// The page's policy: its own script, style, data and events only; no inline script or style
@@ -312,7 +330,7 @@ async fn secure_headers(mut res: Response) -> Response {
 
 async fn not_found(uri: axum::http::Uri) -> Response {
     // The API's clients read JSON, errors included.
-    if uri.path().starts_with("/api/v1/") {
+    if uri.path() == "/api/v1" || uri.path().starts_with("/api/v1/") {
         return api::errors::GatewayError::NoRoute(uri.path().to_string()).into_response();
     }
     (
@@ -382,6 +400,7 @@ async fn async_stream(
     state: AppState,
 ) -> futures::stream::BoxStream<'static, Result<Event, Infallible>> {
     let retry = Duration::from_secs(3);
+    let offset = state.backends.utc_offset_hours();
     match state.backends.watch().await {
         Ok(updates) => updates
             .map(move |u| {
@@ -390,6 +409,7 @@ async fn async_stream(
                         let total = u.unit.and_then(|x| x.total).unwrap_or_default();
                         Event::default().event("scores").retry(retry).data(
                             serde_json::json!({
+                                "computed_at_local": cezone_platform::time::local(&u.computed_at, offset),
                                 "computed_at": u.computed_at,
                                 "confirmed": total.confirmed,
                                 "projected": total.projected,

@@ -760,14 +760,148 @@ cezone_platform::contract_tests!(
     files_are_streamed_up_and_down,
 );
 
-/// The document at /api/v1/openapi.json: valid by `openapi-spec-validator`, and every path and
-/// verb in it is served (none answers 404 or 405).
+/// The page's data gives the times people read in the district's zone with the offset
+/// (`scheduler.utc_offset_hours`, UTC+8 unless set), beside the RFC 3339 ones; the live events
+/// too; and the script formats with that offset, never the browser's zone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openapi_document_validates_and_matches_the_routes() {
+async fn the_scoreboard_shows_times_in_the_districts_zone() {
+    use cezone_platform::time::local;
+    use cezone_proto::scoring::v1 as ps;
+    let s = stack(Backend::Sqlite).await;
+    let mut scoring = s.services.scores().await.unwrap();
+    scoring
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    scoring
+        .freeze_snapshot(ps::FreezeSnapshotRequest {
+            checkpoint: "materials-complete".into(),
+            label: "创建完成".into(),
+            frozen_by: "test".into(),
+            close_submissions: false,
+        })
+        .await
+        .unwrap();
+
+    let check = |data: &Value, hours: i32, offset: &str, before: chrono::DateTime<chrono::Utc>| {
+        assert_eq!(data["utc_offset_hours"], json!(hours), "{data}");
+        assert_eq!(data["zone"], json!(format!("UTC{offset}")));
+        let updated = data["updated_at"].as_str().unwrap();
+        assert!(
+            updated.ends_with('Z'),
+            "the RFC 3339 time stays UTC: {updated}"
+        );
+        let shown = data["updated_at_local"].as_str().unwrap();
+        assert_eq!(shown, local(updated, hours));
+        assert!(shown.ends_with(&format!(" {offset}")), "{shown}");
+        let snapshot = &data["snapshots"][0];
+        let frozen = snapshot["frozen_at"].as_str().unwrap();
+        assert_eq!(snapshot["frozen_at_local"], json!(local(frozen, hours)));
+        assert!(
+            snapshot["frozen_at_local"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(" {offset}")),
+            "{snapshot}"
+        );
+        // The district's date, not the server's (UTC) one.
+        let zone = chrono::FixedOffset::east_opt(hours * 3600).unwrap();
+        let day = |t: chrono::DateTime<chrono::Utc>| {
+            t.with_timezone(&zone).format("%Y-%m-%d").to_string()
+        };
+        let today = data["calendar"]["today"].as_str().unwrap();
+        assert!(
+            [day(before), day(chrono::Utc::now())].contains(&today.to_string()),
+            "{today}"
+        );
+        let checkpoints = data["calendar"]["checkpoints"].as_array().unwrap();
+        assert!(!checkpoints.is_empty());
+        for c in checkpoints {
+            assert_eq!(
+                c["deadline"],
+                json!(format!("{}T23:59:59{offset}", c["due"].as_str().unwrap())),
+                "{c}"
+            );
+        }
+    };
+    let page = Http::new(&s.web, None);
+    let before = chrono::Utc::now();
+    let a = page.get("/api/scoreboard").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    check(&a.json(), 8, "+08:00", before);
+
+    // A district three hours west of UTC.
+    let mut settings = s.services.settings.clone();
+    settings.scheduler.utc_offset_hours = -3;
+    settings.web.port = 0;
+    let west = cezone_web::Application::build(&settings).await.unwrap();
+    let before = chrono::Utc::now();
+    let a = Http::new(&west, None).get("/api/scoreboard").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    check(&a.json(), -3, "-03:00", before);
+    west.stop().await;
+
+    // The live events carry the time of each change as people read it.
+    let mut events = tokio::net::TcpStream::connect(("127.0.0.1", s.web.port()))
+        .await
+        .unwrap();
+    events
+        .write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let line = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = events.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the events stream ended");
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen).to_string();
+            if let Some(l) = text
+                .lines()
+                .find(|l| l.starts_with("data: {") && l.contains("computed_at_local"))
+            {
+                return l.trim_start_matches("data: ").to_string();
+            }
+        }
+    })
+    .await
+    .expect("a scores event within 30 s");
+    let update: Value = serde_json::from_str(&line).unwrap();
+    let at = update["computed_at"].as_str().unwrap();
+    assert_eq!(update["computed_at_local"], json!(local(at, 8)), "{update}");
+    assert!(
+        update["computed_at_local"]
+            .as_str()
+            .unwrap()
+            .ends_with(" +08:00")
+    );
+    drop(events);
+
+    // The script shows the data's times and formats its own with the data's offset.
+    let js = String::from_utf8(page.get("/scoreboard.js").await.body.to_vec()).unwrap();
+    for used in [
+        "updated_at_local",
+        "frozen_at_local",
+        "computed_at_local",
+        "utc_offset_hours",
+        "deadline",
+    ] {
+        assert!(js.contains(used), "the script does not use {used}");
+    }
+    assert!(
+        !js.contains("toLocale") && !js.contains("T23:59:59+08:00"),
+        "the script must not use the browser's zone or a fixed one"
+    );
+    s.stop().await;
+}
+
+/// The web port with no service behind it: every call answers 503, which is enough to show
+/// what the routes themselves answer.
+async fn without_services() -> cezone_web::Application {
     let mut settings = cezone_platform::settings::Settings::defaults();
     settings.web.port = 0;
     settings.auth.secret = cezone_platform::testing::random_secret();
-    // No service runs: every call answers 503, which is enough to show the route exists.
     for url in [
         &mut settings.services.registry_url,
         &mut settings.services.evidence_url,
@@ -777,7 +911,67 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
     ] {
         *url = "http://127.0.0.1:9".into();
     }
-    let web = cezone_web::Application::build(&settings).await.unwrap();
+    cezone_web::Application::build(&settings).await.unwrap()
+}
+
+/// A method a route does not take, and a path that is no route, answer with the API's JSON
+/// error body like every other refusal: 405 with the methods in `Allow`, and 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_and_unknown_paths_answer_in_json() {
+    let web = without_services().await;
+    let http = Http::new(&web, Some("x".into()));
+    for (method, path, allow) in [
+        // A streamed upload takes POST only.
+        ("GET", "/api/v1/surveys/ImportStatistics", "POST"),
+        ("PUT", "/api/v1/surveys/ImportStatistics", "POST"),
+        // A read by path takes GET only.
+        ("POST", "/api/v1/scores", "GET, HEAD"),
+        ("DELETE", "/api/v1/scores/nanhai", "GET, HEAD"),
+        // A unary read takes both.
+        ("DELETE", "/api/v1/scoring/GetScores", "GET, HEAD, POST"),
+        ("POST", "/api/v1/openapi.json", "GET, HEAD"),
+    ] {
+        let a = http
+            .send(method, path, "application/json", Body::from("{}"))
+            .await;
+        let body = assert_error(&a, 405, "UNIMPLEMENTED");
+        assert_eq!(a.header("allow"), allow, "{method} {path}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{method} is not allowed on {path}; use {allow}")),
+            "{message}"
+        );
+        assert_eq!(a.header("x-content-type-options"), "nosniff");
+    }
+    for (method, path) in [
+        ("GET", "/api/v1/nothing"),
+        ("POST", "/api/v1/scoring/NoSuchMethod"),
+        ("GET", "/api/v1/scores/nanhai/extra"),
+        ("DELETE", "/api/v1/"),
+        ("GET", "/api/v1"),
+    ] {
+        let a = http.send(method, path, "", Body::empty()).await;
+        let body = assert_error(&a, 404, "NOT_FOUND");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("/api/v1/openapi.json"),
+            "{method} {path}: {body}"
+        );
+        assert_eq!(a.header("allow"), "", "{method} {path}");
+    }
+    // The right method still reaches the route (here: the service is down, 503).
+    let a = http.get("/api/v1/scores").await;
+    assert_error(&a, 503, "UNAVAILABLE");
+    web.stop().await;
+}
+
+/// The document at /api/v1/openapi.json: valid by `openapi-spec-validator`, and every path and
+/// verb in it is served (none answers 404 or 405).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_validates_and_matches_the_routes() {
+    let web = without_services().await;
     let http = Http::new(&web, Some("x".into()));
     let a = http.get("/api/v1/openapi.json").await;
     assert_eq!(a.status, 200);

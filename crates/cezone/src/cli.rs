@@ -137,6 +137,9 @@ pub enum SurveysCommand {
         /// Title (default: "{period}年社区教育居民调查").
         #[arg(long)]
         title: Option<String>,
+        /// Check the definition as the service would and that the id is free; define nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long, env = "CEZONE_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -232,6 +235,9 @@ pub enum EvidenceCommand {
         /// Return it, saying what is wrong.
         #[arg(long = "return", value_name = "COMMENT")]
         return_with: Option<String>,
+        /// Check the decision and that the record exists and awaits review; record nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long, env = "CEZONE_CONFIG")]
         config: Option<PathBuf>,
     },

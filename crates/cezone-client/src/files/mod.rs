@@ -1,6 +1,7 @@
 //! The files a district keeps — org lists, statistical returns, survey platforms' exports —
-//! read into the services' messages with every bad cell named by row and column, and the files
-//! written back (templates, exports). The commands, the HTTP API and the workbench share them.
+//! read into the services' messages with every bad cell named by sheet (in XLSX), row and
+//! column, and the files written back (templates, exports). The commands, the HTTP API and the
+//! workbench share them.
 
 pub mod org_list;
 pub mod returns;
@@ -9,9 +10,19 @@ pub mod survey_export;
 
 use std::fmt;
 
-use cezone_domain::package::read_table;
+use cezone_domain::package::read_table_sheet;
 
-/// One bad cell (or row, or file), placed as a person would find it in a spreadsheet.
+/// A row as a person finds it: `sheet 统计报表, row 3` in a workbook, `row 3` in a CSV file
+/// (which has no sheets).
+pub fn at(sheet: Option<&str>, row: u32) -> String {
+    match sheet {
+        Some(s) => format!("sheet {s}, row {row}"),
+        None => format!("row {row}"),
+    }
+}
+
+/// One bad cell (or row, or file), placed as a person would find it in a spreadsheet; the
+/// sheet is the file's (`FileErrors::sheet`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellError {
     /// 1-based row as the spreadsheet numbers it; 0 for the file as a whole.
@@ -35,6 +46,8 @@ impl fmt::Display for CellError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct FileErrors {
     pub file: String,
+    /// The worksheet the rows were read from (XLSX); none for CSV.
+    pub sheet: Option<String>,
     pub errors: Vec<CellError>,
 }
 
@@ -47,7 +60,10 @@ impl fmt::Display for FileErrors {
             self.errors.len()
         )?;
         for e in &self.errors {
-            writeln!(f, "  {e}")?;
+            match &self.sheet {
+                Some(sheet) if e.row > 0 => writeln!(f, "  sheet {sheet}, {e}")?,
+                _ => writeln!(f, "  {e}")?,
+            }
         }
         Ok(())
     }
@@ -57,6 +73,7 @@ impl FileErrors {
     pub fn whole(file: &str, message: impl Into<String>) -> FileErrors {
         FileErrors {
             file: file.to_string(),
+            sheet: None,
             errors: vec![CellError {
                 row: 0,
                 column: String::new(),
@@ -70,6 +87,8 @@ impl FileErrors {
 #[derive(Debug, Clone)]
 pub struct Table {
     pub file: String,
+    /// The worksheet's name (XLSX); none for CSV.
+    pub sheet: Option<String>,
     pub headers: Vec<String>,
     /// (row number as the spreadsheet shows it, cells), blank rows left out.
     pub rows: Vec<(u32, Vec<String>)>,
@@ -77,7 +96,8 @@ pub struct Table {
 
 impl Table {
     pub fn read(file: &str, bytes: &[u8]) -> Result<Table, FileErrors> {
-        let rows = read_table(file, bytes).map_err(|e| FileErrors::whole(file, e.to_string()))?;
+        let (sheet, rows) =
+            read_table_sheet(file, bytes).map_err(|e| FileErrors::whole(file, e.to_string()))?;
         let mut it = rows
             .into_iter()
             .filter(|r| r.cells.iter().any(|c| !c.trim().is_empty()));
@@ -91,6 +111,7 @@ impl Table {
             .collect();
         Ok(Table {
             file: file.to_string(),
+            sheet,
             headers,
             rows: it.map(|r| (r.number, r.cells)).collect(),
         })
@@ -104,6 +125,20 @@ impl Table {
                 .iter()
                 .any(|w| aliases.iter().any(|a| w.eq_ignore_ascii_case(a)))
         })
+    }
+
+    /// `sheet 统计报表, row 3` (XLSX) or `row 3` (CSV).
+    pub fn at(&self, row: u32) -> String {
+        at(self.sheet.as_deref(), row)
+    }
+
+    /// The file's errors, placed in its sheet.
+    pub fn refused(&self, errors: Vec<CellError>) -> FileErrors {
+        FileErrors {
+            file: self.file.clone(),
+            sheet: self.sheet.clone(),
+            errors,
+        }
     }
 
     /// `C (上级 parent)`: the letter a spreadsheet shows and the header.
@@ -190,5 +225,56 @@ mod tests {
             "rows keep the numbers the spreadsheet shows"
         );
         assert_eq!(t.place(1), "B (名称 name)");
+        assert_eq!(t.sheet, None, "CSV has no sheets");
+        assert_eq!(t.at(5), "row 5");
+    }
+
+    /// A workbook whose first sheet is `name`, with `rows` of text from A1.
+    fn workbook(name: &str, rows: &[&[&str]]) -> Vec<u8> {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        sheet.set_name(name).unwrap();
+        for (r, cells) in rows.iter().enumerate() {
+            for (c, v) in cells.iter().enumerate() {
+                sheet.write_string(r as u32, c as u16, *v).unwrap();
+            }
+        }
+        book.save_to_buffer().unwrap()
+    }
+
+    #[test]
+    fn cells_of_a_workbook_are_placed_by_sheet_row_and_column() {
+        let bytes = workbook(
+            "组织机构",
+            &[
+                &["代码 code", "名称 name", "上级 parent", "层级 level"],
+                &["nanhai", "南海区", "", "district"],
+                &["nanhai.x", "", "nanhai", "village"],
+            ],
+        );
+        let t = Table::read("orgs.xlsx", &bytes).unwrap();
+        assert_eq!(t.sheet.as_deref(), Some("组织机构"));
+        assert_eq!(t.at(3), "sheet 组织机构, row 3");
+        let e = org_list::read("orgs.xlsx", &bytes).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("sheet 组织机构, row 3, column B (名称 name): is empty"),
+            "{shown}"
+        );
+        assert!(
+            shown
+                .contains("sheet 组织机构, row 3, column D (层级 level): 'village' is not a level"),
+            "{shown}"
+        );
+        assert_eq!(
+            org_list::rows("orgs.xlsx", &bytes),
+            vec!["sheet 组织机构, row 2", "sheet 组织机构, row 3"]
+        );
+        // A problem with the whole file names no sheet or row.
+        let e = FileErrors::whole("x.xlsx", "the file has no header row");
+        assert_eq!(
+            e.to_string().lines().nth(1),
+            Some("  the file has no header row")
+        );
     }
 }

@@ -130,10 +130,7 @@ pub fn read(file: &str, bytes: &[u8]) -> Result<Vec<pr::OrgUnit>, FileErrors> {
     let (Some(id_c), Some(name_c), Some(parent_c), Some(level_c)) =
         (id_c, name_c, parent_c, level_c)
     else {
-        return Err(FileErrors {
-            file: file.to_string(),
-            errors,
-        });
+        return Err(t.refused(errors));
     };
     let mut units = Vec::with_capacity(t.rows.len());
     for (row, cells) in &t.rows {
@@ -219,17 +216,15 @@ pub fn read(file: &str, bytes: &[u8]) -> Result<Vec<pr::OrgUnit>, FileErrors> {
     if errors.is_empty() {
         Ok(units)
     } else {
-        Err(FileErrors {
-            file: file.to_string(),
-            errors,
-        })
+        Err(t.refused(errors))
     }
 }
 
-/// Row number (as the spreadsheet shows it) of `units[i]`, to place the registry's refusals.
-pub fn rows(file: &str, bytes: &[u8]) -> Vec<u32> {
+/// Where `units[i]` is in the file (`sheet 组织 orgs, row 5` in XLSX, `row 5` in CSV), to place
+/// the registry's refusals.
+pub fn rows(file: &str, bytes: &[u8]) -> Vec<String> {
     Table::read(file, bytes)
-        .map(|t| t.rows.iter().map(|(r, _)| *r).collect())
+        .map(|t| t.rows.iter().map(|(r, _)| t.at(*r)).collect())
         .unwrap_or_default()
 }
 

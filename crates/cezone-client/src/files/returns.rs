@@ -4,6 +4,7 @@
 //! filled-in file read back cell by cell.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cezone_domain::framework::Framework;
 use cezone_domain::org::{OrgTree, OrgUnit, OrgUnitId};
@@ -219,9 +220,23 @@ pub fn sheet(
 /// One filled-in cell of a return.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filed {
+    /// The worksheet (XLSX; shared by every cell of the file), none for CSV.
+    pub sheet: Option<Arc<str>>,
     pub row: u32,
     pub column: String,
     pub statistic: ps::StatisticReturn,
+}
+
+impl Filed {
+    /// `sheet 统计报表, row 3` (XLSX) or `row 3` (CSV).
+    pub fn at(&self) -> String {
+        super::at(self.sheet.as_deref(), self.row)
+    }
+
+    /// `sheet 统计报表, row 3, column D (…)`: the cell as a person finds it.
+    pub fn place(&self) -> String {
+        format!("{}, column {}", self.at(), self.column)
+    }
 }
 
 /// Reads a filled-in return; every bad cell is reported and nothing is returned while any is.
@@ -272,11 +287,9 @@ pub fn read(
         });
     }
     let (Some(org_c), Some(period_c)) = (org_c, period_c) else {
-        return Err(FileErrors {
-            file: file.to_string(),
-            errors,
-        });
+        return Err(t.refused(errors));
     };
+    let sheet: Option<Arc<str>> = t.sheet.as_deref().map(Arc::from);
     let mut filed = Vec::new();
     for (row, cells) in &t.rows {
         let mut bad = |col: usize, message: String| {
@@ -318,6 +331,7 @@ pub fn read(
                 Ok(value) => {
                     if let (Some(org), Some(period)) = (&org, period) {
                         filed.push(Filed {
+                            sheet: sheet.clone(),
                             row: *row,
                             column: t.place(*c),
                             statistic: ps::StatisticReturn {
@@ -353,10 +367,7 @@ pub fn read(
         Ok(filed)
     } else {
         errors.sort_by_key(|e| e.row);
-        Err(FileErrors {
-            file: file.to_string(),
-            errors,
-        })
+        Err(t.refused(errors))
     }
 }
 

@@ -62,6 +62,21 @@ fn default_label(kind: ps::QuestionKind, text: &str) -> Option<i32> {
 /// A question's column, the question, and the labels the mapping gives it.
 type Answered<'a> = (usize, &'a ps::Question, Option<&'a BTreeMap<String, i32>>);
 
+/// An export's responses, each with the spreadsheet row it came from.
+#[derive(Debug, Clone)]
+pub struct Responses {
+    /// The worksheet (XLSX); none for CSV.
+    pub sheet: Option<String>,
+    pub rows: Vec<(u32, ps::Response)>,
+}
+
+impl Responses {
+    /// `sheet 问卷, row 3` (XLSX) or `row 3` (CSV).
+    pub fn at(&self, row: u32) -> String {
+        super::at(self.sheet.as_deref(), row)
+    }
+}
+
 /// Reads the export against the survey's questions; every bad cell is reported and nothing is
 /// returned while any is. Each response keeps the spreadsheet row it came from.
 pub fn read(
@@ -69,7 +84,7 @@ pub fn read(
     bytes: &[u8],
     survey: &ps::Survey,
     mapping: &Mapping,
-) -> Result<Vec<(u32, ps::Response)>, FileErrors> {
+) -> Result<Responses, FileErrors> {
     let t = Table::read(file, bytes)?;
     let mut errors = Vec::new();
     let exact = |h: &str| t.headers.iter().position(|x| x == h);
@@ -137,16 +152,10 @@ pub fn read(
         }
     }
     let (Some(resp_c), Some(org_c)) = (resp_c, org_c) else {
-        return Err(FileErrors {
-            file: file.to_string(),
-            errors,
-        });
+        return Err(t.refused(errors));
     };
     if !errors.is_empty() {
-        return Err(FileErrors {
-            file: file.to_string(),
-            errors,
-        });
+        return Err(t.refused(errors));
     }
     let mut out = Vec::with_capacity(t.rows.len());
     for (row, cells) in &t.rows {
@@ -210,12 +219,12 @@ pub fn read(
         ));
     }
     if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(FileErrors {
-            file: file.to_string(),
-            errors,
+        Ok(Responses {
+            sheet: t.sheet.clone(),
+            rows: out,
         })
+    } else {
+        Err(t.refused(errors))
     }
 }
 
@@ -260,7 +269,9 @@ labels = { "很满意" = 5, "还行" = 3 }
 "#,
         )
         .unwrap();
-        let rows = read("export.csv", csv.as_bytes(), &survey(), &mapping).unwrap();
+        let rows = read("export.csv", csv.as_bytes(), &survey(), &mapping)
+            .unwrap()
+            .rows;
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].0, 2);
         assert_eq!(rows[0].1.answers.len(), 2);

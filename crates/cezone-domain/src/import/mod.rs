@@ -5,6 +5,6 @@ mod sources;
 mod table;
 mod untrusted;
 
-pub use sources::{Row, TableFormat, read_csv_rows, read_xlsx_rows};
+pub use sources::{Row, TableFormat, read_csv_rows, read_xlsx_rows, read_xlsx_sheet};
 pub use table::{TableItems, parse_table};
 pub use untrusted::read_untrusted;

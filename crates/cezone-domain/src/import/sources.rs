@@ -61,8 +61,14 @@ pub fn read_csv_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
 /// The first worksheet of an XLSX workbook. Merged cells hold their value in the top-left cell
 /// only, which is exactly the "continued from above" convention the importer expects.
 pub fn read_xlsx_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
+    read_xlsx_sheet(bytes).map(|(_, rows)| rows)
+}
+
+/// The first worksheet of an XLSX workbook, with the name its tab shows.
+pub fn read_xlsx_sheet(bytes: &[u8]) -> Result<(String, Vec<Row>), String> {
     let mut book: Xlsx<_> = Xlsx::new(Cursor::new(bytes.to_vec()))
         .map_err(|e| format!("the XLSX file cannot be opened: {e}"))?;
+    let name = book.sheet_names().first().cloned().unwrap_or_default();
     let range = book
         .worksheet_range_at(0)
         .ok_or_else(|| "the XLSX file has no worksheet".to_string())?
@@ -77,7 +83,7 @@ pub fn read_xlsx_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
             cells,
         });
     }
-    Ok(rows)
+    Ok((name, rows))
 }
 
 fn cell_text(d: &Data) -> String {

@@ -20,6 +20,14 @@ pub enum GatewayError {
     /// No route of the API has this path.
     #[error("no route {0}")]
     NoRoute(String),
+    /// The path is a route, but not for this method; `allow` lists the ones it takes
+    /// (`GET, HEAD` or `POST`).
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: String,
+    },
 }
 
 impl GatewayError {
@@ -100,6 +108,12 @@ pub fn code_name(code: Code) -> &'static str {
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
+        let allow = match &self {
+            GatewayError::MethodNotAllowed { allow, .. } if !allow.is_empty() => {
+                HeaderValue::from_str(allow).ok()
+            }
+            _ => None,
+        };
         let (status, body) = match self {
             GatewayError::BadRequest { field, description } => (
                 StatusCode::BAD_REQUEST,
@@ -121,12 +135,33 @@ impl IntoResponse for GatewayError {
                     retry_after_seconds: None,
                 },
             ),
+            GatewayError::MethodNotAllowed {
+                method,
+                path,
+                allow,
+            } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorBody {
+                    // As grpc-gateway answers it: the route exists, the method is not served.
+                    code: code_name(Code::Unimplemented),
+                    message: if allow.is_empty() {
+                        format!("{method} is not allowed on {path}")
+                    } else {
+                        format!("{method} is not allowed on {path}; use {allow}")
+                    },
+                    field_violations: Vec::new(),
+                    retry_after_seconds: None,
+                },
+            ),
             GatewayError::Status { service, status } => {
                 (http_status(status.code()), from_status(service, &status))
             }
         };
         let mut res = (status, axum::Json(&body)).into_response();
         let h = res.headers_mut();
+        if let Some(allow) = allow {
+            h.insert(header::ALLOW, allow);
+        }
         if status == StatusCode::UNAUTHORIZED {
             h.insert(
                 header::WWW_AUTHENTICATE,

@@ -101,6 +101,54 @@ fn kept(method: &str) -> bool {
     method == "GetScores"
 }
 
+/// The methods each path of `endpoints` takes, as an `Allow` header lists them (`GET, HEAD`,
+/// `POST`, or `GET, HEAD, POST`), by axum's path syntax.
+pub fn allowed(endpoints: &[Endpoint]) -> BTreeMap<String, String> {
+    let mut by_path: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    for e in endpoints {
+        let slot = by_path.entry(e.path.clone()).or_default();
+        if e.shape.method() == Method::GET {
+            slot.0 = true;
+        } else {
+            slot.1 = true;
+        }
+    }
+    by_path
+        .into_iter()
+        .map(|(path, (get, post))| {
+            let mut methods = Vec::new();
+            if get {
+                methods.extend(["GET", "HEAD"]);
+            }
+            if post {
+                methods.push("POST");
+            }
+            (path, methods.join(", "))
+        })
+        .collect()
+}
+
+/// The methods `path` takes, from `allowed`: its own entry, or else the first pattern with
+/// parameters (`/api/v1/scores/{org_unit}`) it fills, as the router picks them.
+pub fn allowed_for(allowed: &BTreeMap<String, String>, path: &str) -> Option<String> {
+    if let Some(a) = allowed.get(path) {
+        return Some(a.clone());
+    }
+    let given: Vec<&str> = path.split('/').collect();
+    allowed.iter().find_map(|(pattern, methods)| {
+        let segments: Vec<&str> = pattern.split('/').collect();
+        let fits = segments.len() == given.len()
+            && segments.iter().zip(&given).all(|(p, g)| {
+                if p.starts_with('{') && p.ends_with('}') {
+                    !g.is_empty()
+                } else {
+                    p == g
+                }
+            });
+        fits.then(|| methods.clone())
+    })
+}
+
 /// The query string's parameters, or a 400 naming it.
 pub fn pairs(
     q: Result<Query<Pairs>, axum::extract::rejection::QueryRejection>,

@@ -1,5 +1,6 @@
 // The scoreboard page: fetches /api/scoreboard, draws it, and fetches again on every `scores`
-// event of /api/events. No framework, no build step.
+// event of /api/events. No framework, no build step. Times are shown in the district's zone
+// (the data's `utc_offset_hours`), never the browser's, with the offset.
 "use strict";
 
 (function () {
@@ -28,6 +29,18 @@
   }
 
   const num = (s) => Number.parseFloat(s || "0");
+  const two = (n) => String(n).padStart(2, "0");
+
+  // A time (milliseconds since the epoch) as the server's formatter writes it, in the
+  // district's zone: `2026-12-01 18:30:05 +08:00`.
+  function zoned(ms) {
+    const hours = data && Number.isInteger(data.utc_offset_hours) ? data.utc_offset_hours : 8;
+    const d = new Date(ms + hours * 3600 * 1000);
+    const sign = hours < 0 ? "-" : "+";
+    return `${d.getUTCFullYear()}-${two(d.getUTCMonth() + 1)}-${two(d.getUTCDate())} ` +
+      `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} ` +
+      `${sign}${two(Math.abs(hours))}:00`;
+  }
 
   // Red (0%) through amber to green (100%).
   function heat(ratio) {
@@ -74,7 +87,7 @@
     total.dataset.value = s.total.confirmed;
     $("max-points").textContent = s.max_points;
     $("projected").textContent = s.total.projected;
-    $("computed-at").textContent = new Date().toLocaleString("zh-CN");
+    $("computed-at").textContent = data.updated_at_local || zoned(Date.now());
     $("total-bar").style.width = `${(100 * num(s.total.confirmed)) / Math.max(1, num(s.max_points))}%`;
 
     const areas = $("areas");
@@ -132,8 +145,10 @@
     const box = $("chart");
     const s = data.summary;
     const points = (data.snapshots || []).map((p) => ({
-      t: Date.parse(p.frozen_at), v: num(p.confirmed), label: p.label || p.checkpoint || p.id }));
-    points.push({ t: Date.now(), v: num(s.total.confirmed), label: "当前 now", now: true });
+      t: Date.parse(p.frozen_at), v: num(p.confirmed), label: p.label || p.checkpoint || p.id,
+      at: p.frozen_at_local || zoned(Date.parse(p.frozen_at)) }));
+    const now = Date.now();
+    points.push({ t: now, v: num(s.total.confirmed), label: "当前 now", now: true, at: zoned(now) });
     const W = 800, H = 220, L = 44, R = 16, T = 14, B = 30;
     const max = Math.max(1, num(s.max_points));
     const t0 = Math.min(...points.map((p) => p.t)), t1 = Math.max(...points.map((p) => p.t));
@@ -152,7 +167,7 @@
     g.append(svg("polyline", { points: coords.join(" "), fill: "none", stroke: "#2563eb", "stroke-width": 2.5 }));
     points.forEach((p, i) => {
       const c = svg("circle", { cx: x(i, p), cy: y(p.v), r: p.now ? 5 : 4, fill: p.now ? "#f0b429" : "#2563eb" });
-      const tip = svg("title", {}); tip.textContent = `${p.label}: ${p.v}`; c.append(tip);
+      const tip = svg("title", {}); tip.textContent = `${p.label} (${p.at}): ${p.v}`; c.append(tip);
       g.append(c);
       const lab = svg("text", { x: x(i, p), y: H - 10, "text-anchor": "middle", "font-size": 11, fill: "#616e7c" });
       lab.textContent = p.label.length > 14 ? p.label.slice(0, 13) + "…" : p.label;
@@ -162,7 +177,7 @@
     if (points.length === 1) box.append(el("div", { class: "empty" }, "尚无冻结快照 No snapshot frozen yet; the point is the current score."));
   }
 
-  // Checkpoints fall due at the end of their day, Beijing time.
+  // Checkpoints fall due at the end of their day in the district's zone (the data's deadline).
   function tick() {
     if (!data) return;
     const cd = $("countdown");
@@ -175,7 +190,7 @@
       $("checkpoint-name").textContent = last ? `最后节点 last: ${last.due} ${last.name}` : "";
       return;
     }
-    const due = Date.parse(`${cal.next.due}T23:59:59+08:00`);
+    const due = Date.parse(cal.next.deadline);
     let s = Math.max(0, Math.floor((due - Date.now()) / 1000));
     const d = Math.floor(s / 86400); s -= d * 86400;
     const h = Math.floor(s / 3600); s -= h * 3600;
@@ -183,7 +198,7 @@
     cd.className = "countdown";
     cd.textContent = `${d} 天 ${String(h).padStart(2, "0")}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
     // The due day itself is still in time (the calendar's reading of the plan's "…前").
-    $("checkpoint-name").textContent = `${cal.next.due} 截止（含当日） ${cal.next.name}`;
+    $("checkpoint-name").textContent = `${cal.next.due} 截止（含当日，${data.zone}） ${cal.next.name}`;
   }
 
   function live() {
@@ -193,7 +208,7 @@
       const u = JSON.parse(e.data);
       dot.className = "dot flash";
       setTimeout(() => { dot.className = "dot on"; }, 600);
-      text.textContent = `实时 live · ${u.computed_at}`;
+      text.textContent = `实时 live · ${u.computed_at_local || zoned(Date.parse(u.computed_at))}`;
       load();
     });
     es.addEventListener("waiting", (e) => {

@@ -15,6 +15,9 @@ use crate::render::local_time;
 /// before a byte is sent.
 const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Longest review comment the evidence service keeps.
+const MAX_COMMENT_CHARS: usize = 2000;
+
 fn content_type(file_name: &str) -> &'static str {
     let ext = file_name
         .rsplit_once('.')
@@ -284,6 +287,7 @@ pub async fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
             id,
             accept,
             return_with,
+            dry_run,
             config,
         } => {
             let (decision, grade, comment) = match (accept, return_with) {
@@ -293,12 +297,49 @@ pub async fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
                     }
                     (pe::Decision::Accept, g, String::new())
                 }
-                (None, Some(c)) if !c.trim().is_empty() => (pe::Decision::Return, 0, c),
+                (None, Some(c)) if !c.trim().is_empty() => {
+                    let n = c.chars().count();
+                    if n > MAX_COMMENT_CHARS {
+                        bail!(
+                            "--return: the comment has {n} characters; at most {MAX_COMMENT_CHARS}"
+                        );
+                    }
+                    (pe::Decision::Return, 0, c)
+                }
                 (None, Some(_)) => bail!("--return: say what is wrong (the comment is empty)"),
                 _ => bail!("give --accept GRADE or --return COMMENT"),
             };
             let svc = Services::load(config.as_deref())?;
             let mut client = svc.evidence().await?;
+            if dry_run {
+                // Read only: the record must exist and await review, as the service requires.
+                let e = client
+                    .get_evidence(pe::GetEvidenceRequest { id: id.clone() })
+                    .await
+                    .map_err(|s| refused("GetEvidence", s))?
+                    .into_inner();
+                let v = e.current.unwrap_or_default();
+                if v.state != pe::ReviewState::Submitted as i32 {
+                    bail!(
+                        "evidence {id} is {}; only submitted evidence is reviewed (nothing was recorded)",
+                        state_name(v.state)
+                    );
+                }
+                println!(
+                    "dry run, nothing recorded — {} v{} ({}, criterion {}, {}) would be {}; \
+                     the reviewer's permission is checked when the review is made",
+                    e.id,
+                    v.version,
+                    v.file_name,
+                    e.criterion,
+                    e.org_unit,
+                    match decision {
+                        pe::Decision::Accept => format!("accepted, grade {grade}"),
+                        _ => format!("returned: {}", comment.trim()),
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let e = client
                 .review(pe::ReviewRequest {
                     id: id.clone(),

@@ -103,10 +103,10 @@ pub async fn run(cmd: OrgUnitsCommand) -> Result<ExitCode> {
     }
 }
 
-/// `units[3].parent_id` → `row 5, parent_id`.
-fn place(field: &str, rows: &[u32]) -> String {
+/// `units[3].parent_id` → `row 5, parent_id` (`sheet …, row 5, parent_id` in XLSX).
+fn place(field: &str, rows: &[String]) -> String {
     match indexed(field, "units") {
-        Some((i, rest)) if i < rows.len() => format!("row {}, {rest}", rows[i]),
+        Some((i, rest)) if i < rows.len() => format!("{}, {rest}", rows[i]),
         _ => field.to_string(),
     }
 }

@@ -88,8 +88,8 @@ pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
                     .find(|m| m.id.as_str() == s.metric)
                     .expect("read checked the metric");
                 println!(
-                    "  row {}: {} {} {}: {} → {}",
-                    f.row,
+                    "  {}: {} {} {}: {} → {}",
+                    f.at(),
                     s.org_unit,
                     m.name,
                     s.period,
@@ -195,12 +195,10 @@ async fn current_values(svc: &Services, period: Option<i32>) -> Result<returns::
     }
 }
 
-/// `statistics[7].value` → `row 9, column D (…): value`.
+/// `statistics[7].value` → `row 9, column D (…) (value)`, with the sheet first in XLSX.
 fn place(field: &str, cells: &[&returns::Filed]) -> String {
     match indexed(field, "statistics") {
-        Some((i, rest)) if i < cells.len() => {
-            format!("row {}, column {} ({rest})", cells[i].row, cells[i].column)
-        }
+        Some((i, rest)) if i < cells.len() => format!("{} ({rest})", cells[i].place()),
         _ => field.to_string(),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use cezone_client::files::survey_export::{self, Mapping};
 use cezone_client::surveys::RESPONSES_PER_MESSAGE;
 use cezone_proto::surveys::v1 as ps;
@@ -17,8 +17,9 @@ pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
             id,
             period,
             title,
+            dry_run,
             config,
-        } => return define(id, period, title, config).await,
+        } => return define(id, period, title, dry_run, config).await,
         SurveysCommand::Import {
             file,
             survey,
@@ -44,24 +45,24 @@ pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
         .await
         .map_err(|s| refused("GetSurvey", s))?
         .into_inner();
-    let rows = match survey_export::read(&name, &bytes, &def, &mapping) {
+    let read = match survey_export::read(&name, &bytes, &def, &mapping) {
         Ok(r) => r,
         Err(e) => {
             eprint!("{e}");
             return Ok(ExitCode::from(1));
         }
     };
-    let answers: usize = rows.iter().map(|(_, r)| r.answers.len()).sum();
+    let answers: usize = read.rows.iter().map(|(_, r)| r.answers.len()).sum();
     if dry_run {
         println!(
             "dry run, nothing stored — {name}: {} response(s), {answers} answer(s) to survey {} read; the service checks communities and respondents when they are sent",
-            rows.len(),
+            read.rows.len(),
             def.id
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let row_of: Vec<u32> = rows.iter().map(|(r, _)| *r).collect();
-    let responses: Vec<ps::Response> = rows.into_iter().map(|(_, r)| r).collect();
+    let row_of: Vec<String> = read.rows.iter().map(|(r, _)| read.at(*r)).collect();
+    let responses: Vec<ps::Response> = read.rows.into_iter().map(|(_, r)| r).collect();
     let bar = progress(responses.len() as u64, "sending");
     let counted = bar.clone();
     let first = ps::IngestRequest {
@@ -96,11 +97,11 @@ pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
     }
 }
 
-/// `responses[12].org_unit` → `row 13, org_unit`: the service numbers the call's responses from
-/// 1; the file's rows are what a person finds.
-fn place(field: &str, rows: &[u32]) -> String {
+/// `responses[12].org_unit` → `row 13, org_unit` (`sheet …, row 13, org_unit` in XLSX): the
+/// service numbers the call's responses from 1; the file's rows are what a person finds.
+fn place(field: &str, rows: &[String]) -> String {
     match indexed(field, "responses") {
-        Some((i, rest)) if (1..=rows.len()).contains(&i) => format!("row {}, {rest}", rows[i - 1]),
+        Some((i, rest)) if (1..=rows.len()).contains(&i) => format!("{}, {rest}", rows[i - 1]),
         _ => field.to_string(),
     }
 }
@@ -109,6 +110,7 @@ async fn define(
     id: String,
     period: Option<i32>,
     title: Option<String>,
+    dry_run: bool,
     config: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let svc = Services::load(config.as_deref())?;
@@ -122,6 +124,48 @@ async fn define(
     let title = title.unwrap_or_else(|| format!("{period}年社区教育居民调查"));
     let def = cezone_client::surveys::survey_for(&fw.catalog, &id, &title, period);
     let mut client = svc.surveys().await?;
+    if dry_run {
+        // The service's own checks of a definition, then a read: is the id still free?
+        cezone_surveys::check_definition(&def).map_err(|e| {
+            let field = e.violations.first().map_or("survey", |v| v.field.as_str());
+            let field = match field {
+                "id" => "--id",
+                "title" => "--title",
+                "period" => "--period",
+                other => other,
+            };
+            let why = e
+                .violations
+                .first()
+                .map_or(e.message.as_str(), |v| v.description.as_str());
+            anyhow!("{field}: {why} (nothing was defined)")
+        })?;
+        match client
+            .get_survey(ps::GetSurveyRequest { id: def.id.clone() })
+            .await
+        {
+            Ok(_) => bail!(
+                "--id: survey '{}' already exists; choose another id (nothing was defined)",
+                def.id
+            ),
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(refused("GetSurvey", s)),
+        }
+        println!(
+            "dry run, nothing defined — survey {} — {} ({}) would ask {} question(s): {}; \
+             the caller's permission is checked when it is defined",
+            def.id,
+            def.title,
+            def.period,
+            def.questions.len(),
+            def.questions
+                .iter()
+                .map(|q| q.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let got = client
         .define_survey(def)
         .await

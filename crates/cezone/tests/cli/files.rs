@@ -90,6 +90,20 @@ impl District {
         self.path(name).display().to_string()
     }
 
+    /// Writes CSV text as a workbook whose only sheet is `sheet`, every cell as text.
+    fn write_xlsx(&self, name: &str, sheet: &str, csv: &str) -> String {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let ws = book.add_worksheet();
+        ws.set_name(sheet).unwrap();
+        for (r, line) in csv.lines().enumerate() {
+            for (c, v) in line.split(',').enumerate() {
+                ws.write_string(r as u32, c as u16, v).unwrap();
+            }
+        }
+        book.save(self.path(name)).unwrap();
+        self.path(name).display().to_string()
+    }
+
     /// Runs a command; (success, standard output then standard error).
     fn cezone(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_cezone"))
@@ -207,6 +221,24 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
     assert!(out.contains("row 3, column B (name): is empty"), "{out}");
     assert!(
         out.contains("row 3, column D (level): 'village' is not a level"),
+        "{out}"
+    );
+    assert!(!out.contains("sheet "), "a CSV file has no sheets: {out}");
+    // The same list as a workbook: each cell named by its sheet too.
+    let bad = d.write_xlsx(
+        "bad-list.xlsx",
+        "组织机构",
+        "code,name,parent,level,community_type,population_2013\n\
+         nanhai,南海区,,district,,many\n\
+         nanhai.x,,nanhai,village,,5\n",
+    );
+    let out = d.refused(&["org-units", "import", &bad]);
+    assert!(
+        out.contains("sheet 组织机构, row 2, column F (population_2013): 'many' is not"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sheet 组织机构, row 3, column D (level): 'village' is not a level"),
         "{out}"
     );
     assert!(org_units_in(&d).is_empty());
@@ -341,6 +373,26 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         "{out}"
     );
     assert!(out.contains("row 2 already gives"), "{out}");
+    assert!(!out.contains("sheet "), "a CSV file has no sheets: {out}");
+    // The same return as a workbook: the sheet is named with the row and column.
+    let bad = d.write_xlsx("bad-return.xlsx", "统计表", &csv);
+    let out = d.refused(&["statistics", "import", &bad]);
+    assert!(
+        out.contains(&format!(
+            "sheet 统计表, row 3, column {} ({}): '-3' is not",
+            col(c0),
+            returns::metric_header(m0)
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "sheet 统计表, row 4, column {} ({}): row 2 already gives",
+            col(c0),
+            returns::metric_header(m0)
+        )),
+        "the duplicate row too: {out}"
+    );
     let listed = d.ok(&[
         "statistics",
         "template",
@@ -436,7 +488,41 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
     assert!(!ok, "{out}");
     assert!(out.contains("may not file a statistic"), "{out}");
 
-    // The resident survey, and a survey platform's export through a mapping.
+    // The resident survey, and a survey platform's export through a mapping. A dry run checks
+    // the definition and defines nothing (the real definition after it would be refused if it
+    // had).
+    let out = d.ok(&[
+        "surveys",
+        "define",
+        "--id",
+        "resident-2013",
+        "--period",
+        "2013",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("dry run, nothing defined — survey resident-2013"),
+        "{out}"
+    );
+    assert!(out.contains("awareness"), "the questions are listed: {out}");
+    let out = d.refused(&["surveys", "define", "--id", "Resident 2013", "--dry-run"]);
+    assert!(
+        out.contains("--id: 'Resident 2013' is not an id") && out.contains("nothing was defined"),
+        "{out}"
+    );
+    let out = d.refused(&[
+        "surveys",
+        "define",
+        "--id",
+        "resident-1800",
+        "--period",
+        "1800",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("--period: 1800 is not a plausible year"),
+        "{out}"
+    );
     let out = d.ok(&[
         "surveys",
         "define",
@@ -446,6 +532,11 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         "2013",
     ]);
     assert!(out.contains("defined survey resident-2013"), "{out}");
+    let out = d.refused(&["surveys", "define", "--id", "resident-2013", "--dry-run"]);
+    assert!(
+        out.contains("--id: survey 'resident-2013' already exists"),
+        "{out}"
+    );
     let mapping = d.write(
         "mapping.toml",
         "respondent = \"答卷编号\"\norg_unit = \"所在社区\"\n\
@@ -476,6 +567,24 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         out.contains("row 2, column C (Q1 知道社区教育吗): '也许' is not an answer"),
         "{out}"
     );
+    let bad = d.write_xlsx(
+        "platform-bad.xlsx",
+        "问卷",
+        "答卷编号,所在社区,Q1 知道社区教育吗,Q3 满意度\nr1,nanhai.guicheng.pingzhou,也许,满意\n",
+    );
+    let out = d.refused(&[
+        "surveys",
+        "import",
+        &bad,
+        "--survey",
+        "resident-2013",
+        "--mapping",
+        &mapping,
+    ]);
+    assert!(
+        out.contains("sheet 问卷, row 2, column C (Q1 知道社区教育吗): '也许' is not an answer"),
+        "{out}"
+    );
     let unknown = d.write(
         "platform-unknown.csv",
         "答卷编号,所在社区,Q1 知道社区教育吗,Q3 满意度\nr9,nanhai.nowhere,是,满意\n",
@@ -490,6 +599,22 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         &mapping,
     ]);
     assert!(out.contains("row 2, org_unit"), "{out}");
+    // Refused by the service, placed on the workbook's sheet and row.
+    let unknown = d.write_xlsx(
+        "platform-unknown.xlsx",
+        "问卷",
+        "答卷编号,所在社区,Q1 知道社区教育吗,Q3 满意度\nr9,nanhai.nowhere,是,满意\n",
+    );
+    let out = d.refused(&[
+        "surveys",
+        "import",
+        &unknown,
+        "--survey",
+        "resident-2013",
+        "--mapping",
+        &mapping,
+    ]);
+    assert!(out.contains("sheet 问卷, row 2, org_unit"), "{out}");
     let out = d.ok(&[
         "surveys",
         "import",
@@ -548,8 +673,64 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         .map(|r| r.split_whitespace().next().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 2, "{out}");
+    // A dry run of a review checks it and records nothing: the record still awaits review.
+    let out = d.ok(&["evidence", "review", &ids[0], "--accept", "90", "--dry-run"]);
+    assert!(
+        out.contains("dry run, nothing recorded") && out.contains("would be accepted, grade 90"),
+        "{out}"
+    );
+    let out = d.ok(&[
+        "evidence",
+        "review",
+        &ids[1],
+        "--return",
+        "缺少盖章页",
+        "--dry-run",
+    ]);
+    assert!(out.contains("would be returned: 缺少盖章页"), "{out}");
+    let pending = d.ok(&["evidence", "list", "--state", "submitted"]);
+    assert!(
+        pending.contains(&ids[0]) && pending.contains(&ids[1]) && pending.contains("2 record(s)"),
+        "{pending}"
+    );
+    let out = d.refused(&[
+        "evidence",
+        "review",
+        &ids[0],
+        "--accept",
+        "101",
+        "--dry-run",
+    ]);
+    assert!(out.contains("--accept: 101 is not a grade"), "{out}");
+    let out = d.refused(&["evidence", "review", &ids[0], "--return", " ", "--dry-run"]);
+    assert!(out.contains("--return: say what is wrong"), "{out}");
+    let long = "缺".repeat(2001);
+    let out = d.refused(&[
+        "evidence",
+        "review",
+        &ids[0],
+        "--return",
+        &long,
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("the comment has 2001 characters; at most 2000"),
+        "{out}"
+    );
+    let out = d.refused(&[
+        "evidence",
+        "review",
+        "no-such-record",
+        "--accept",
+        "90",
+        "--dry-run",
+    ]);
+    assert!(out.contains("NotFound"), "{out}");
     let out = d.ok(&["evidence", "review", &ids[0], "--accept", "90"]);
     assert!(out.contains("accepted, grade 90"), "{out}");
+    // Reviewed once, it is no longer reviewable: the dry run says so.
+    let out = d.refused(&["evidence", "review", &ids[0], "--return", "x", "--dry-run"]);
+    assert!(out.contains("only submitted evidence is reviewed"), "{out}");
     let out = d.ok(&["evidence", "review", &ids[1], "--return", "缺少盖章页"]);
     assert!(out.contains("returned: 缺少盖章页"), "{out}");
     let out = d.refused(&["evidence", "review", &ids[1], "--accept", "101"]);
