@@ -282,6 +282,27 @@ async fn reads_need_a_token_and_answer_as_grpc_does(backend: Backend) {
         403,
         "PERMISSION_DENIED",
     );
+    // The audit log over HTTP: the office and inspectors read it, filtered, newest first.
+    let a = inspector
+        .get("/api/v1/registry/ListAudit?action=org_unit.&page.pageSize=3")
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    let entries = a.json()["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["action"].as_str().unwrap().starts_with("org_unit."))
+    );
+    assert!(
+        entries[0]["seq"].as_str().unwrap().parse::<i64>().unwrap()
+            > entries[1]["seq"].as_str().unwrap().parse::<i64>().unwrap()
+    );
+    let a = inspector
+        .get("/api/v1/evidence/ListAudit?since=yesterday")
+        .await;
+    let body = assert_error(&a, 400, "INVALID_ARGUMENT");
+    assert!(body.to_string().contains("since"), "{body}");
     // Not found, and a service that is not running (the scheduler is not started here).
     assert_error(
         &office.get("/api/v1/evidence/GetEvidence?id=nope").await,
