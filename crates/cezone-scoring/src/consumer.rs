@@ -231,10 +231,19 @@ async fn refusals(state: &State, ready: &[Ready]) -> Result<Vec<(usize, String)>
 /// Whether the registry knows the org unit. Unreachable is a transient error.
 async fn at_registry(state: &State, id: &str) -> Result<bool, EventError> {
     let mut client = state.upstream.registry.client();
-    match client
-        .get_org_unit(GetOrgUnitRequest { id: id.to_string() })
-        .await
-    {
+    // Bounded: the consumer holds its batch meanwhile, and an answer that never comes would stop
+    // it for good; unanswered is unavailable, and the batch is retried.
+    let asked = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get_org_unit(GetOrgUnitRequest { id: id.to_string() }),
+    )
+    .await
+    .map_err(|_| {
+        EventError::Unavailable(format!(
+            "the registry did not answer about org unit {id} within 10 s"
+        ))
+    })?;
+    match asked {
         Ok(_) => Ok(true),
         Err(s)
             if matches!(

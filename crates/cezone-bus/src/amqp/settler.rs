@@ -3,6 +3,11 @@
 //! lapin answers `Ok(false)` instead of sending anything when the delivery's channel is gone
 //! (connection lost, subscription dropped). The broker then redelivers the message, so that is
 //! logged and treated as settled: the consumer sees it again and drops it by event id.
+//!
+//! Every ack and nack is bounded in time ([`SETTLE_TIMEOUT`]): one sent on a connection that
+//! died while it was queued may never be answered, and a consumer waiting on it would stop for
+//! good (its subscription's buffer fills, so it does not even notice the next reconnection).
+//! An unanswered settle is treated like one on a gone channel: the broker redelivers.
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,6 +25,9 @@ pub(crate) struct AmqpSettler {
     shared: Arc<Shared>,
     consumer: String,
 }
+
+/// How long an ack or a nack may take before it is given up (the broker then redelivers).
+pub(crate) const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 const REQUEUE: BasicNackOptions = BasicNackOptions {
     multiple: false,
@@ -48,15 +56,32 @@ impl AmqpSettler {
     }
 
     pub(crate) async fn ack(self) -> Result<(), BusError> {
-        let sent = self.acker.ack(BasicAckOptions::default()).await?;
+        let sent = self
+            .bounded("ack", self.acker.ack(BasicAckOptions::default()))
+            .await?;
         self.sent("ack", sent);
         Ok(())
     }
 
     pub(crate) async fn retry(self) -> Result<(), BusError> {
-        let sent = self.acker.nack(REQUEUE).await?;
+        let sent = self.bounded("nack", self.acker.nack(REQUEUE)).await?;
         self.sent("nack", sent);
         Ok(())
+    }
+
+    /// `settle` within [`SETTLE_TIMEOUT`]; past it, as not sent.
+    async fn bounded(
+        &self,
+        what: &'static str,
+        settle: impl std::future::Future<Output = lapin::Result<bool>>,
+    ) -> Result<bool, BusError> {
+        match tokio::time::timeout(SETTLE_TIMEOUT, settle).await {
+            Ok(sent) => Ok(sent?),
+            Err(_) => {
+                tracing::warn!(consumer = %self.consumer, what, "no answer from the broker; the message is redelivered");
+                Ok(true)
+            }
+        }
     }
 
     /// Republishes the message (same body and properties, plus the reason and the original
@@ -97,13 +122,15 @@ impl AmqpSettler {
         match published {
             Ok(()) => {
                 tracing::warn!(consumer = %self.consumer, routing_key, event_id, reason, "message dead-lettered");
-                let sent = self.acker.ack(BasicAckOptions::default()).await?;
+                let sent = self
+                    .bounded("ack", self.acker.ack(BasicAckOptions::default()))
+                    .await?;
                 self.sent("ack", sent);
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(consumer = %self.consumer, routing_key, event_id, reason, error = %e, "dead-lettering failed; message requeued");
-                let _ = self.acker.nack(REQUEUE).await;
+                let _ = self.bounded("nack", self.acker.nack(REQUEUE)).await;
                 Err(e)
             }
         }
@@ -118,7 +145,7 @@ impl AmqpSettler {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let acker = self.acker;
             runtime.spawn(async move {
-                let _ = acker.nack(REQUEUE).await;
+                let _ = tokio::time::timeout(SETTLE_TIMEOUT, acker.nack(REQUEUE)).await;
             });
         }
     }

@@ -82,18 +82,63 @@ pub(crate) async fn all_cells(s: &mut Stack) -> Vec<ps::OrgUnitScores> {
     out
 }
 
-/// The event-fed scores equal, cell for cell, a from-scratch recompute from the services.
+/// The event-fed scores equal, cell for cell, a from-scratch recompute from the services. On a
+/// difference it names each differing cell with both explanations (the facts each side used).
 pub(crate) async fn recompute_agrees(s: &mut Stack) {
     let fed = all_cells(s).await;
+    let fed_explained = explained(s).await;
     s.client
         .recompute(ps::RecomputeRequest::default())
         .await
         .unwrap();
-    assert_eq!(
-        fed,
-        all_cells(s).await,
-        "event-fed scores equal a from-scratch recompute"
-    );
+    let rebuilt = all_cells(s).await;
+    if fed != rebuilt {
+        let rebuilt_explained = explained(s).await;
+        let mut differences = Vec::new();
+        for (a, b) in fed_explained.iter().zip(&rebuilt_explained) {
+            for (x, y) in a.items.iter().zip(&b.items) {
+                if x.score != y.score && x.leaf {
+                    differences.push(format!(
+                        "{} {}: fed {:?}, recomputed {:?}\n  fed:        {}\n  recomputed: {}",
+                        a.org_unit,
+                        x.code,
+                        x.score,
+                        y.score,
+                        x.explanation_json,
+                        y.explanation_json
+                    ));
+                }
+            }
+        }
+        panic!(
+            "event-fed scores differ from a from-scratch recompute in {} leaf cells:\n{}",
+            differences.len(),
+            differences
+                .into_iter()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+/// Every org unit's scores with their explanations.
+async fn explained(s: &mut Stack) -> Vec<ps::OrgUnitScores> {
+    let mut out = Vec::new();
+    for u in s.district.units.clone() {
+        out.push(
+            s.client
+                .get_scores(ps::GetScoresRequest {
+                    org_unit: u.id.to_string(),
+                    explain: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    out
 }
 
 pub(crate) async fn pending_evidence(s: &Stack) -> Vec<pe::Evidence> {
