@@ -180,3 +180,42 @@ pub fn amqp_url() -> String {
     std::env::var("CEZONE_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }
+
+/// One lock over the RabbitMQ broker the tests share, across test binaries and processes (a
+/// file lock in the temp directory). A test that stops the broker or closes every connection
+/// on it holds it exclusively; a test whose assertions need the broker to hold still (exact
+/// delivery orders and counts) holds it shared. Tests that only need every fact to arrive
+/// whatever the broker does take none.
+#[derive(Debug)]
+pub struct BrokerLock(#[allow(dead_code)] std::fs::File);
+
+impl BrokerLock {
+    pub async fn shared() -> BrokerLock {
+        tokio::task::spawn_blocking(|| BrokerLock::take(false))
+            .await
+            .expect("broker lock task")
+    }
+
+    pub async fn exclusive() -> BrokerLock {
+        tokio::task::spawn_blocking(|| BrokerLock::take(true))
+            .await
+            .expect("broker lock task")
+    }
+
+    /// Blocks the calling thread until the lock is held (for tests that are not async).
+    pub fn take(exclusive: bool) -> BrokerLock {
+        let path = std::env::temp_dir().join("cezone-tests-rabbitmq.lock");
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .expect("broker lock file");
+        if exclusive {
+            file.lock().expect("exclusive broker lock");
+        } else {
+            file.lock_shared().expect("shared broker lock");
+        }
+        BrokerLock(file)
+    }
+}

@@ -1,7 +1,6 @@
 //! Test support: buses on a fresh prefix per test, the broker lock, a cuttable TCP proxy and
 //! small receive helpers.
 
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,41 +37,10 @@ pub fn config(url: &str, prefix: &str, prefetch: u16) -> BusConfig {
     }
 }
 
-/// Tests that use RabbitMQ hold a shared lock; the test that restarts the broker holds it
-/// exclusively, so it never pulls the broker from under another test of this crate, whether
-/// the tests run as threads (`cargo test`) or as processes (`cargo nextest`).
-#[derive(Debug)]
-pub struct BrokerLock(#[allow(dead_code)] File);
-
-impl BrokerLock {
-    pub async fn shared() -> Self {
-        Self::take(false).await
-    }
-
-    pub async fn exclusive() -> Self {
-        Self::take(true).await
-    }
-
-    async fn take(exclusive: bool) -> Self {
-        tokio::task::spawn_blocking(move || {
-            let path = std::env::temp_dir().join("cezone-bus-tests-rabbitmq.lock");
-            let file = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .expect("broker lock file");
-            if exclusive {
-                file.lock().expect("exclusive broker lock");
-            } else {
-                file.lock_shared().expect("shared broker lock");
-            }
-            BrokerLock(file)
-        })
-        .await
-        .expect("broker lock task")
-    }
-}
+/// Tests that use RabbitMQ hold the tests' broker lock shared; those that restart the broker
+/// (here and in other crates, and the chaos runs) hold it exclusively, so none pulls the broker
+/// from under a test that counts deliveries exactly.
+pub use cezone_platform::testing::BrokerLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

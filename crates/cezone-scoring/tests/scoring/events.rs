@@ -324,6 +324,8 @@ pub(crate) async fn broker_accepts() {
 /// Statistics filed while the broker restarts: afterwards every filing's effect is present once
 /// and the event-fed scores equal a from-scratch recompute.
 async fn rabbitmq_broker_restart_loses_nothing(queue_type: QueueType) {
+    // It stops the broker: no test that needs it still runs meanwhile.
+    let _broker = cezone_platform::testing::BrokerLock::exclusive().await;
     let (mut s, bus) = amqp_stack(queue_type).await;
     load_and_converge(&mut s).await;
     let towns: Vec<String> = s
@@ -444,6 +446,8 @@ async fn rabbitmq_scoring_restart_mid_stream_catches_up(queue_type: QueueType) {
 /// Duplicated deliveries change nothing, and a malformed message lands in the dead-letter queue
 /// with its reason while the consumer keeps going.
 async fn rabbitmq_duplicates_and_poison_messages(queue_type: QueueType) {
+    // It counts dead letters exactly: no broker restart meanwhile.
+    let _broker = cezone_platform::testing::BrokerLock::shared().await;
     let (mut s, bus) = amqp_stack(queue_type).await;
     load_and_converge(&mut s).await;
     let town = s

@@ -340,6 +340,8 @@ async fn two_replicas_answer_alike_and_announce_each_change_once() {
 pub(crate) async fn rabbitmq_a_full_outbox_refuses_writes_until_the_broker_is_back(
     queue_type: QueueType,
 ) {
+    // It stops the broker: no test that needs it still runs meanwhile.
+    let _broker = cezone_platform::testing::BrokerLock::exclusive().await;
     let bus = Arc::new(
         cezone_bus::AmqpBus::connect(&BusConfig {
             amqp_url: cezone_platform::testing::amqp_url(),

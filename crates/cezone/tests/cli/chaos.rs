@@ -5,6 +5,9 @@
 use std::process::Command;
 
 fn chaos(queue_type: &str, seed: &str) {
+    // It restarts the broker and closes every connection on it: no test that needs the broker
+    // to hold still runs meanwhile.
+    let _broker = cezone_platform::testing::BrokerLock::take(true);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("chaos.json");
     let out = Command::new(env!("CARGO_BIN_EXE_cezone"))
