@@ -90,7 +90,10 @@ impl Principal {
         org_unit: Option<OrgUnitId>,
     ) -> Result<Principal, String> {
         let subject = subject.trim();
-        if subject.is_empty() || subject.len() > 128 || subject.chars().any(char::is_control) {
+        if subject.is_empty()
+            || subject.chars().count() > 128
+            || subject.chars().any(char::is_control)
+        {
             return Err(format!(
                 "subject {subject:?} must be 1 to 128 characters without control characters"
             ));
@@ -182,6 +185,8 @@ pub enum Action<'a> {
     CloseSubmissions,
     /// Read a service's audit log.
     ReadAudit,
+    /// Create, list, disable accounts of people and reset their passwords.
+    ManageAccounts,
 }
 
 impl Action<'_> {
@@ -200,6 +205,7 @@ impl Action<'_> {
             Action::RunSchedule => "run a scheduled checkpoint",
             Action::CloseSubmissions => "close submissions",
             Action::ReadAudit => "read the audit log",
+            Action::ManageAccounts => "manage accounts",
         }
     }
 }
@@ -251,6 +257,7 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
         }
         Action::RunSchedule => only(&[DistrictAdmin, EvaluationOffice]),
         Action::ReadAudit => only(&[EvaluationOffice, Inspector, DistrictAdmin]),
+        Action::ManageAccounts => only(&[EvaluationOffice, DistrictAdmin]),
         Action::IngestResponses { org_unit } => match p.role {
             EvaluationOffice => Ok(()),
             Town => within_town(p, org_unit, tree).or_else(deny),
@@ -408,6 +415,9 @@ mod tests {
         assert!(Principal::new("x", Role::Inspector, Some(unit("finance")), None).is_err());
         assert!(Principal::new("", Role::Inspector, None, None).is_err());
         assert!(Principal::new("a\u{7}b", Role::Inspector, None, None).is_err());
+        // Characters, not bytes: a Chinese name of 128 characters is a subject.
+        assert!(Principal::new(&"桂".repeat(128), Role::Inspector, None, None).is_ok());
+        assert!(Principal::new(&"桂".repeat(129), Role::Inspector, None, None).is_err());
     }
 
     #[test]
@@ -436,6 +446,21 @@ mod tests {
                 ),
                 "{r}: {allowed:?}"
             );
+        }
+    }
+
+    #[test]
+    fn accounts_are_managed_by_the_office_and_district_it_only() {
+        for r in Role::ALL {
+            let allowed = authorize(&principal(r), &Action::ManageAccounts, None);
+            assert_eq!(
+                allowed.is_ok(),
+                matches!(r, Role::EvaluationOffice | Role::DistrictAdmin),
+                "{r}: {allowed:?}"
+            );
+            if let Err(e) = allowed {
+                assert!(e.0.contains("manage accounts"), "{e}");
+            }
         }
     }
 

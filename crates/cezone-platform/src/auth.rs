@@ -379,20 +379,45 @@ fn trim_ascii(bytes: Vec<u8>) -> Vec<u8> {
     bytes.trim_ascii().to_vec()
 }
 
+/// The gRPC methods callable without a bearer token: signing in with a password and renewing
+/// with a refresh token, which is how a person gets a token in the first place. Nothing else.
+pub const SIGN_IN_METHODS: [&str; 2] = [
+    "/cezone.registry.v1.RegistryService/Login",
+    "/cezone.registry.v1.RegistryService/Refresh",
+];
+
+/// The path of the gRPC call (`/package.Service/Method`), put beside the request by
+/// [`crate::grpc::WithPath`] so the authenticator can tell the sign-in methods apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalledPath(pub String);
+
 /// The server side: every call of a service passes through this before its handler.
 #[derive(Debug, Clone)]
 pub struct Authenticate {
     keys: Arc<Keys>,
+    /// Paths served without a token (see [`SIGN_IN_METHODS`]); empty for most services.
+    open: &'static [&'static str],
 }
 
 impl Authenticate {
     pub fn new(keys: Arc<Keys>) -> Authenticate {
-        Authenticate { keys }
+        Authenticate { keys, open: &[] }
+    }
+
+    /// As `new`, but the calls to `open` (full gRPC paths) pass without a token; a token they
+    /// carry anyway is not looked at.
+    pub fn allowing(keys: Arc<Keys>, open: &'static [&'static str]) -> Authenticate {
+        Authenticate { keys, open }
     }
 }
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(CalledPath(path)) = req.extensions().get::<CalledPath>()
+            && self.open.contains(&path.as_str())
+        {
+            return Ok(req);
+        }
         match self.keys.authenticate(req.metadata()) {
             Ok(p) => {
                 req.extensions_mut().insert(p);
@@ -774,6 +799,32 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("WARN") && out.contains("remote="), "{out}");
+    }
+
+    #[test]
+    fn only_the_sign_in_methods_pass_without_a_token() {
+        let mut check = Authenticate::allowing(Arc::new(keys()), &SIGN_IN_METHODS);
+        let call = |check: &mut Authenticate, path: Option<&str>| {
+            let mut req = Request::new(());
+            if let Some(p) = path {
+                req.extensions_mut().insert(CalledPath(p.to_string()));
+            }
+            check.call(req)
+        };
+        for open in SIGN_IN_METHODS {
+            assert!(call(&mut check, Some(open)).is_ok(), "{open}");
+            // Every other service refuses them without a token.
+            assert!(call(&mut Authenticate::new(Arc::new(keys())), Some(open)).is_err());
+        }
+        for closed in [
+            "/cezone.registry.v1.RegistryService/CreateAccount",
+            "/cezone.registry.v1.RegistryService/Logout",
+            "/cezone.registry.v1.RegistryService/LoginX",
+            "/cezone.evidence.v1.EvidenceService/Login",
+        ] {
+            assert!(call(&mut check, Some(closed)).is_err(), "{closed}");
+        }
+        assert!(call(&mut check, None).is_err());
     }
 
     #[test]

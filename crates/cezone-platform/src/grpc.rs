@@ -18,7 +18,7 @@ use tracing::Level;
 
 pub use tonic_health::server::HealthReporter;
 
-use crate::auth::{Authenticate, Keys};
+use crate::auth::{Authenticate, CalledPath, Keys};
 
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind((host, port)).await?;
@@ -378,10 +378,63 @@ pub fn spawn(
     })
 }
 
+/// A service whose requests carry their gRPC path as an extension ([`CalledPath`]), which
+/// tonic's interceptors do not otherwise see.
+#[derive(Debug, Clone)]
+pub struct WithPath<S>(pub S);
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for WithPath<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tonic::codegen::Service<http::Request<B>> for WithPath<S>
+where
+    S: tonic::codegen::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let path = CalledPath(req.uri().path().to_string());
+        req.extensions_mut().insert(path);
+        self.0.call(req)
+    }
+}
+
 /// Routes of one service, every call authenticated by a bearer token signed with `keys`, with
 /// health checking (reported SERVING) and reflection (v1 and v1alpha, listing this port's
 /// services only), which stay open to probes and tools.
 pub async fn routes_with_health<S>(service: S, keys: Arc<Keys>) -> tonic::service::Routes
+where
+    S: tonic::codegen::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    routes_allowing(service, keys, &[]).await
+}
+
+/// As [`routes_with_health`], but the calls to `open` (full gRPC paths, the sign-in methods)
+/// are served without a token.
+pub async fn routes_allowing<S>(
+    service: S,
+    keys: Arc<Keys>,
+    open: &'static [&'static str],
+) -> tonic::service::Routes
 where
     S: tonic::codegen::Service<
             http::Request<tonic::body::Body>,
@@ -400,5 +453,8 @@ where
     tonic::service::Routes::new(health)
         .add_service(reflection_v1(&listed))
         .add_service(reflection_v1alpha(&listed))
-        .add_service(InterceptedService::new(service, Authenticate::new(keys)))
+        .add_service(WithPath(InterceptedService::new(
+            service,
+            Authenticate::allowing(keys, open),
+        )))
 }

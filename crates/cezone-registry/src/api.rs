@@ -12,13 +12,15 @@ use cezone_proto::registry::v1::registry_service_server::RegistryService;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
-use crate::{frameworks, org_units};
+use crate::{accounts, frameworks, org_units};
 
 #[derive(Debug, Clone)]
 pub struct RegistryApi {
     pub db: DatabaseConnection,
     /// Woken after a committed change whose event sits in the outbox.
     pub relay: cezone_bus::outbox::RelayHandle,
+    /// The deployment's key: signs the access tokens of people signing in.
+    pub keys: std::sync::Arc<cezone_platform::auth::Keys>,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -331,6 +333,57 @@ impl RegistryService for RegistryApi {
                 })
                 .collect(),
         })
+    }
+
+    async fn create_account(&self, req: Request<pr::CreateAccountRequest>) -> Reply<pr::Account> {
+        let who = caller(&req)?;
+        let m = accounts::create(&self.db, &who, req.get_ref()).await?;
+        ok(accounts::to_proto(&m))
+    }
+
+    async fn list_accounts(
+        &self,
+        req: Request<pr::ListAccountsRequest>,
+    ) -> Reply<pr::ListAccountsResponse> {
+        let who = caller(&req)?;
+        let page = Page::parse(req.get_ref().page.as_ref())?;
+        let all: Vec<pr::Account> = accounts::list(&self.db, &who)
+            .await?
+            .iter()
+            .map(accounts::to_proto)
+            .collect();
+        let (accounts, page) = page.slice(&all);
+        ok(pr::ListAccountsResponse { accounts, page })
+    }
+
+    async fn disable_account(&self, req: Request<pr::DisableAccountRequest>) -> Reply<pr::Account> {
+        let who = caller(&req)?;
+        let m = accounts::disable(&self.db, &who, &req.get_ref().login).await?;
+        ok(accounts::to_proto(&m))
+    }
+
+    async fn reset_password(&self, req: Request<pr::ResetPasswordRequest>) -> Reply<pr::Account> {
+        let who = caller(&req)?;
+        let r = req.get_ref();
+        let m = accounts::reset_password(&self.db, &who, &r.login, &r.new_password).await?;
+        ok(accounts::to_proto(&m))
+    }
+
+    async fn login(&self, req: Request<pr::LoginRequest>) -> Reply<pr::LoginResponse> {
+        let r = req.get_ref();
+        let issued = accounts::login(&self.db, &self.keys, &r.login, &r.password).await?;
+        ok(issued.to_proto())
+    }
+
+    async fn refresh(&self, req: Request<pr::RefreshRequest>) -> Reply<pr::LoginResponse> {
+        let issued = accounts::refresh(&self.db, &self.keys, &req.get_ref().refresh_token).await?;
+        ok(issued.to_proto())
+    }
+
+    async fn logout(&self, req: Request<pr::LogoutRequest>) -> Reply<pr::LogoutResponse> {
+        let who = caller(&req)?;
+        let revoked = accounts::logout(&self.db, &who, &req.get_ref().refresh_token).await?;
+        ok(pr::LogoutResponse { revoked })
     }
 
     async fn list_org_units(

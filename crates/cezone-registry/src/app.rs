@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use cezone_bus::Bus;
 use cezone_bus::outbox::{Relay, RelayHandle};
-use cezone_platform::grpc::{Running, bind, routes_with_health, spawn};
+use cezone_platform::grpc::{Running, bind, routes_allowing, spawn};
 use cezone_platform::settings::Settings;
 use cezone_platform::{ApiError, db};
 use cezone_proto::registry::v1::registry_service_server::RegistryServiceServer;
@@ -41,6 +41,7 @@ impl Application {
         let api = RegistryApi {
             db: db.clone(),
             relay: relay.clone(),
+            keys: keys.clone(),
         };
         let max = settings.grpc.max_message_bytes;
         let svc = RegistryServiceServer::new(api)
@@ -49,7 +50,8 @@ impl Application {
         let tls = cezone_platform::tls::server_config(&settings.grpc)?;
         let running = spawn(
             listener,
-            routes_with_health(svc, keys).await,
+            // Signing in and refreshing are how a person gets a token: they alone need none.
+            routes_allowing(svc, keys, &cezone_platform::auth::SIGN_IN_METHODS).await,
             tls,
             settings.grpc.max_connections,
         )?;

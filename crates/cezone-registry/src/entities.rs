@@ -55,3 +55,63 @@ pub mod org_unit {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// People's accounts. The password is kept only as an argon2id PHC string.
+pub mod account {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registry_accounts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub login: String,
+        pub display_name: String,
+        pub role: String,
+        pub unit: Option<String>,
+        pub org_unit: Option<String>,
+        pub active: bool,
+        #[sea_orm(column_type = "Text")]
+        pub password_hash: String,
+        pub failed_attempts: i32,
+        pub locked_until: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+        pub last_login_at: Option<String>,
+    }
+
+    /// Without the password hash: a model may end up in a log line.
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Account")
+                .field("login", &self.login)
+                .field("role", &self.role)
+                .field("active", &self.active)
+                .finish_non_exhaustive()
+        }
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Refresh tokens, by the SHA-256 of the token (the token itself is never stored).
+pub mod refresh_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registry_refresh_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub login: String,
+        pub created_at: String,
+        pub expires_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

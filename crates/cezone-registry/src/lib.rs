@@ -1,6 +1,8 @@
 //! The indicator registry: framework versions (imported, validated, published, immutable once
-//! published), org units with populations per year, the responsibility matrix and the calendar.
+//! published), org units with populations per year, the responsibility matrix, the calendar,
+//! and people's accounts (sign-in with a password, refresh tokens).
 
+mod accounts;
 mod api;
 mod app;
 mod entities;

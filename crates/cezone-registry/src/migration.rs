@@ -3,7 +3,7 @@
 use sea_orm::Schema;
 use sea_orm_migration::prelude::*;
 
-use crate::entities::{framework_version, org_unit};
+use crate::entities::{account, framework_version, org_unit, refresh_token};
 
 pub struct Migrator;
 
@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
                 name: "m0002_audit_log",
                 service: "registry",
             }),
+            Box::new(Accounts),
         ]
     }
 
@@ -78,6 +79,48 @@ impl MigrationTrait for Initial {
                     .name("registry_org_units_parent")
                     .table(org_unit::Entity)
                     .col(org_unit::Column::ParentId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// People's accounts and their refresh tokens.
+struct Accounts;
+
+impl MigrationName for Accounts {
+    fn name(&self) -> &str {
+        "m0003_accounts"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Accounts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let schema = Schema::new(manager.get_database_backend());
+        manager
+            .create_table(
+                schema
+                    .create_table_from_entity(account::Entity)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                schema
+                    .create_table_from_entity(refresh_token::Entity)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("registry_refresh_tokens_login")
+                    .table(refresh_token::Entity)
+                    .col(refresh_token::Column::Login)
                     .if_not_exists()
                     .to_owned(),
             )

@@ -774,11 +774,133 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A person signs in over HTTP without a token, calls with the access token, and renews it
+/// with the refresh token, which then stops working; everything else still needs a token.
+async fn people_sign_in_use_their_token_and_refresh(backend: Backend) {
+    let s = stack(backend).await;
+    let office = Http::new(&s.web, Some(token(&s.env, Role::EvaluationOffice)));
+    let anonymous = office.as_(None);
+    let a = office
+        .post(
+            "/api/v1/registry/CreateAccount",
+            json!({ "login": "li.wei", "displayName": "李伟", "role": "inspector",
+                    "password": "a long passphrase" }),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["displayName"], "李伟");
+    let text = String::from_utf8_lossy(&a.body);
+    assert!(
+        !text.contains("passphrase") && !text.contains("argon2"),
+        "{text}"
+    );
+
+    let a = anonymous
+        .post(
+            "/api/v1/registry/Login",
+            json!({ "login": "li.wei", "password": "a long passphrase" }),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let pair = a.json();
+    assert_eq!(pair["account"]["role"], "inspector");
+    let access = pair["accessToken"].as_str().unwrap().to_string();
+    let refresh = pair["refreshToken"].as_str().unwrap().to_string();
+    assert!(!pair["expiresAt"].as_str().unwrap().is_empty());
+
+    // The token is good on the other services' reads, and carries the account's role.
+    let me = office.as_(Some(access.clone()));
+    let a = me.get("/api/v1/registry/ListOrgUnits").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = me.get("/api/v1/evidence/ListEvidence").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_error(
+        &me.post(
+            "/api/v1/registry/CreateAccount",
+            json!({ "login": "x.y", "displayName": "x", "role": "inspector",
+                    "password": "a long passphrase" }),
+        )
+        .await,
+        403,
+        "PERMISSION_DENIED",
+    );
+
+    // A wrong password and an unknown login: the same answer.
+    let wrong = assert_error(
+        &anonymous
+            .post(
+                "/api/v1/registry/Login",
+                json!({ "login": "li.wei", "password": "not the passphrase" }),
+            )
+            .await,
+        401,
+        "UNAUTHENTICATED",
+    );
+    let unknown = assert_error(
+        &anonymous
+            .post(
+                "/api/v1/registry/Login",
+                json!({ "login": "nobody", "password": "not the passphrase" }),
+            )
+            .await,
+        401,
+        "UNAUTHENTICATED",
+    );
+    assert_eq!(wrong["message"], unknown["message"]);
+
+    // Refresh without a token: a new pair; the old refresh token is refused after.
+    let a = anonymous
+        .post(
+            "/api/v1/registry/Refresh",
+            json!({ "refreshToken": refresh }),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let renewed = a.json();
+    let next = renewed["refreshToken"].as_str().unwrap().to_string();
+    assert_ne!(next, refresh);
+    let a = office
+        .as_(Some(renewed["accessToken"].as_str().unwrap().to_string()))
+        .get("/api/v1/registry/ListOrgUnits")
+        .await;
+    assert_eq!(a.status, 200);
+    assert_error(
+        &anonymous
+            .post(
+                "/api/v1/registry/Refresh",
+                json!({ "refreshToken": refresh }),
+            )
+            .await,
+        401,
+        "UNAUTHENTICATED",
+    );
+    // Everything else still needs a token, signing out included.
+    assert_error(
+        &anonymous.get("/api/v1/registry/ListAccounts").await,
+        401,
+        "UNAUTHENTICATED",
+    );
+    assert_error(
+        &anonymous
+            .post("/api/v1/registry/Logout", json!({ "refreshToken": next }))
+            .await,
+        401,
+        "UNAUTHENTICATED",
+    );
+    let a = me
+        .post("/api/v1/registry/Logout", json!({ "refreshToken": next }))
+        .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["revoked"], true);
+    s.stop().await;
+}
+
 cezone_platform::contract_tests!(
     reads_need_a_token_and_answer_as_grpc_does,
     bad_input_is_refused_by_field_and_changes_nothing,
     lists_page_and_writes_read_back,
     files_are_streamed_up_and_down,
+    people_sign_in_use_their_token_and_refresh,
 );
 
 /// The page's data gives the times people read in the district's zone with the offset

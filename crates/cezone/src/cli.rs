@@ -52,6 +52,12 @@ pub enum Command {
     /// The services' hash-chained audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// People's accounts in the registry: add, list, disable, reset a password (the
+    /// evaluation office and district IT).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Sign in with a login and password and print the access token (for CEZONE_TOKEN).
+    Login(LoginArgs),
     /// The district's org list (towns, communities, populations) from and to a spreadsheet.
     #[command(subcommand, name = "org-units")]
     OrgUnits(OrgUnitsCommand),
@@ -292,6 +298,66 @@ pub enum TokenCommand {
         #[arg(long, env = "CEZONE_CONFIG")]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account; the password is asked twice on the terminal, or read from standard
+    /// input with --password-stdin.
+    Add {
+        /// The login name (1 to 64 characters).
+        #[arg(long)]
+        login: String,
+        /// The name people see (姓名 or the office's name).
+        #[arg(long)]
+        name: String,
+        /// district_admin, evaluation_office, responsible_unit, town or inspector.
+        #[arg(long)]
+        role: String,
+        /// The responsible unit a department or town acts as (e.g. finance, towns).
+        #[arg(long)]
+        unit: Option<String>,
+        /// The org unit (a town) a town acts for.
+        #[arg(long)]
+        org_unit: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Every account: role, scope, whether active or locked, the last sign-in.
+    List {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Disable an account: it can no longer sign in, and its refresh tokens stop working.
+    Disable {
+        login: String,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Set a new password (asked twice, or --password-stdin); unlocks the account and ends its
+    /// refresh tokens.
+    ResetPassword {
+        login: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    pub login: String,
+    /// Read the password from the first line of standard input instead of asking.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[arg(long, env = "CEZONE_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,7 @@
 //! The registry over real gRPC on 127.0.0.1, against SQLite and PostgreSQL alike.
 
+mod accounts;
+
 use cezone_domain::guangdong;
 use cezone_platform::auth::AuthChannel as Channel;
 use cezone_platform::error::violations;

@@ -277,6 +277,17 @@ async fn every_role_against_every_mutating_call(backend: Backend) {
             .await,
         );
         assert_eq!(got.is_ok(), allowed(&admins), "{role} MoveOrgUnit");
+        let got = verdict(
+            r.create_account(pr::CreateAccountRequest {
+                login: format!("access.{n}"),
+                display_name: "访客".into(),
+                role: "inspector".into(),
+                password: "a long passphrase".into(),
+                ..Default::default()
+            })
+            .await,
+        );
+        assert_eq!(got.is_ok(), allowed(&admins), "{role} CreateAccount");
 
         let mut surveys = s.surveys(who).await;
         let got = verdict(
@@ -429,10 +440,11 @@ async fn every_role_against_every_mutating_call(backend: Backend) {
         );
         assert_eq!(got.is_ok(), allowed(&admins), "{role} RunNow");
     }
-    // Only the changes that were allowed are in the log: 2 roles × (3 org unit changes) plus
-    // the office's publish attempt, which failed (already published) and so left nothing.
+    // Only the changes that were allowed are in the log: 2 roles × (3 org unit changes and an
+    // account) plus the office's publish attempt, which failed (already published) and so left
+    // nothing.
     let registry_after = s.audit_entries("registry").await;
-    assert_eq!(registry_after - audit_before, 2 * 3);
+    assert_eq!(registry_after - audit_before, 2 * 4);
     for service in ["evidence", "surveys", "scoring", "scheduler"] {
         assert!(s.audit_entries(service).await > 0, "{service}");
     }

@@ -334,6 +334,14 @@ pub fn api() -> Api {
         "ImportOrgUnits",
         false,
     );
+    a.unary::<pr::CreateAccountRequest, pr::Account>(Registry, "CreateAccount", false);
+    a.unary::<pr::ListAccountsRequest, pr::ListAccountsResponse>(Registry, "ListAccounts", true);
+    a.unary::<pr::DisableAccountRequest, pr::Account>(Registry, "DisableAccount", false);
+    a.unary::<pr::ResetPasswordRequest, pr::Account>(Registry, "ResetPassword", false);
+    // Signing in: POST only (a password never travels in a query string), without a token.
+    a.unary::<pr::LoginRequest, pr::LoginResponse>(Registry, "Login", false);
+    a.unary::<pr::RefreshRequest, pr::LoginResponse>(Registry, "Refresh", false);
+    a.unary::<pr::LogoutRequest, pr::LogoutResponse>(Registry, "Logout", false);
 
     // Evidence.
     a.unary::<pe::ReviewRequest, pe::Evidence>(Evidence, "Review", false);

@@ -33,6 +33,7 @@ mod scores;
 mod serve;
 mod statistics;
 mod surveys;
+mod users;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -50,6 +51,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshot(cmd) => async_command(ops::snapshot(cmd)),
         Command::Token(cmd) => access::token(cmd),
         Command::Audit(cmd) => async_command(access::audit(cmd)),
+        Command::User(cmd) => async_command(users::run(cmd)),
+        Command::Login(args) => async_command(users::login(args)),
         Command::OrgUnits(cmd) => async_command(org_units::run(cmd)),
         Command::Statistics(cmd) => async_command(statistics::run(cmd)),
         Command::Surveys(cmd) => async_command(surveys::run(cmd)),

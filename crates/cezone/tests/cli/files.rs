@@ -849,3 +849,178 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
     let out = d.refused(&["audit", "list", "--since", "yesterday"]);
     assert!(out.contains("since: 'yesterday'"), "{out}");
 }
+
+impl District {
+    /// Runs a command with `stdin` as its standard input, as `token` (or, without one, with
+    /// the credentials the deployment's key gives the operator); (success, stdout, stderr).
+    fn piped(&self, args: &[&str], stdin: &str, token: Option<&str>) -> (bool, String, String) {
+        use std::io::Write;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cezone"));
+        cmd.args(args)
+            .envs(self.env.iter().cloned())
+            .env_remove("CEZONE_TOKEN")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("CEZONE_TOKEN", t);
+        }
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// The first account on an empty system is made on the operator's machine with the
+/// deployment's key (no token); that person signs in with `cezone login`, and the token it
+/// prints is good for the other commands, with the account's role.
+#[test]
+fn the_first_admin_is_added_with_the_key_signs_in_and_adds_people() {
+    let d = District::start();
+    let (ok, out, err) = d.piped(
+        &[
+            "user",
+            "add",
+            "--login",
+            "it.admin",
+            "--name",
+            "区教育局信息科",
+            "--role",
+            "district_admin",
+            "--password-stdin",
+        ],
+        "first admin passphrase\n",
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("added it.admin (区教育局信息科, district_admin)"),
+        "{out}"
+    );
+
+    let (ok, token, err) = d.piped(
+        &["login", "it.admin", "--password-stdin"],
+        "first admin passphrase\n",
+        None,
+    );
+    assert!(ok, "{err}");
+    let admin = token.trim().to_string();
+    assert_eq!(
+        admin.lines().count(),
+        1,
+        "only the token on stdout: {token}"
+    );
+    assert!(err.contains("signed in as it.admin"), "{err}");
+
+    // The admin's token adds a department's account and lists the accounts.
+    let (ok, out, err) = d.piped(
+        &[
+            "user",
+            "add",
+            "--login",
+            "li.wei",
+            "--name",
+            "李伟",
+            "--role",
+            "responsible_unit",
+            "--unit",
+            "finance",
+            "--password-stdin",
+        ],
+        "li wei's passphrase\n",
+        Some(&admin),
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = d.piped(&["user", "list"], "", Some(&admin));
+    assert!(ok, "{err}");
+    assert!(out.contains("it.admin") && out.contains("li.wei"), "{out}");
+    assert!(
+        out.contains("responsible_unit") && out.contains("finance"),
+        "{out}"
+    );
+    // Bad input is named by field and stores nothing.
+    let (ok, _, err) = d.piped(
+        &[
+            "user",
+            "add",
+            "--login",
+            "x.y",
+            "--name",
+            "x",
+            "--role",
+            "inspector",
+            "--password-stdin",
+        ],
+        "short\n",
+        Some(&admin),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("password: has 5 characters; at least 10"),
+        "{err}"
+    );
+
+    // The department signs in; its token works on another service, and carries its role.
+    let (ok, token, err) = d.piped(
+        &["login", "li.wei", "--password-stdin"],
+        "li wei's passphrase\n",
+        None,
+    );
+    assert!(ok, "{err}");
+    let dept = token.trim().to_string();
+    let (ok, out, err) = d.piped(&["evidence", "list"], "", Some(&dept));
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = d.piped(&["user", "list"], "", Some(&dept));
+    assert!(!ok);
+    assert!(err.contains("PermissionDenied"), "{err}");
+
+    // A wrong password, an unknown login: one answer. A disabled account cannot sign in.
+    let (ok, _, wrong) = d.piped(
+        &["login", "li.wei", "--password-stdin"],
+        "guess guess guess\n",
+        None,
+    );
+    assert!(!ok);
+    assert!(
+        wrong.contains("the login or the password is wrong"),
+        "{wrong}"
+    );
+    let (ok, _, unknown) = d.piped(
+        &["login", "nobody", "--password-stdin"],
+        "guess guess guess\n",
+        None,
+    );
+    assert!(!ok);
+    assert!(
+        unknown.contains("the login or the password is wrong"),
+        "{unknown}"
+    );
+    let (ok, out, err) = d.piped(&["user", "disable", "li.wei"], "", Some(&admin));
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = d.piped(
+        &["login", "li.wei", "--password-stdin"],
+        "li wei's passphrase\n",
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("disabled"), "{err}");
+    // And a reset sets a new password (the account stays disabled).
+    let (ok, out, err) = d.piped(
+        &["user", "reset-password", "li.wei", "--password-stdin"],
+        "a new passphrase\n",
+        Some(&admin),
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("new password set for li.wei"), "{out}");
+}
