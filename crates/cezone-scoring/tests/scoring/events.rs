@@ -85,7 +85,18 @@ pub(crate) async fn all_cells(s: &mut Stack) -> Vec<ps::OrgUnitScores> {
 /// The event-fed scores equal, cell for cell, a from-scratch recompute from the services. On a
 /// difference it names each differing cell with both explanations (the facts each side used).
 pub(crate) async fn recompute_agrees(s: &mut Stack) {
-    let fed = all_cells(s).await;
+    // The district total has converged, but an event that moves only a community's cells may
+    // still be on its way: the event-fed cells are taken once they hold still.
+    let mut fed = all_cells(s).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let again = all_cells(s).await;
+        if again == fed || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        fed = again;
+    }
     let fed_explained = explained(s).await;
     s.client
         .recompute(ps::RecomputeRequest::default())
@@ -95,23 +106,62 @@ pub(crate) async fn recompute_agrees(s: &mut Stack) {
     if fed != rebuilt {
         let rebuilt_explained = explained(s).await;
         let mut differences = Vec::new();
+        for (a, b) in fed.iter().zip(&rebuilt) {
+            if (
+                &a.org_unit,
+                &a.name,
+                &a.edition,
+                a.period,
+                &a.max_points,
+                &a.total,
+            ) != (
+                &b.org_unit,
+                &b.name,
+                &b.edition,
+                b.period,
+                &b.max_points,
+                &b.total,
+            ) {
+                differences.push(format!(
+                    "{}: fed {} {} {} {} {:?}, recomputed {} {} {} {} {:?}",
+                    a.org_unit,
+                    a.name,
+                    a.edition,
+                    a.period,
+                    a.max_points,
+                    a.total,
+                    b.name,
+                    b.edition,
+                    b.period,
+                    b.max_points,
+                    b.total
+                ));
+            }
+            if a.items.len() != b.items.len() {
+                differences.push(format!(
+                    "{}: {} items fed, {} recomputed",
+                    a.org_unit,
+                    a.items.len(),
+                    b.items.len()
+                ));
+            }
+        }
         for (a, b) in fed_explained.iter().zip(&rebuilt_explained) {
             for (x, y) in a.items.iter().zip(&b.items) {
-                if x.score != y.score && x.leaf {
+                let (mut x0, mut y0) = (x.clone(), y.clone());
+                x0.explanation_json.clear();
+                y0.explanation_json.clear();
+                if x0 != y0 {
                     differences.push(format!(
-                        "{} {}: fed {:?}, recomputed {:?}\n  fed:        {}\n  recomputed: {}",
-                        a.org_unit,
-                        x.code,
-                        x.score,
-                        y.score,
-                        x.explanation_json,
-                        y.explanation_json
+                        "{} {} (leaf {}): fed {:?} lost {}, recomputed {:?} lost {}\n  fed:        {}\n  recomputed: {}",
+                        a.org_unit, x.code, x.leaf, x.score, x.lost, y.score, y.lost,
+                        x.explanation_json, y.explanation_json
                     ));
                 }
             }
         }
         panic!(
-            "event-fed scores differ from a from-scratch recompute in {} leaf cells:\n{}",
+            "event-fed scores differ from a from-scratch recompute in {} places:\n{}",
             differences.len(),
             differences
                 .into_iter()
