@@ -13,10 +13,12 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use crate::support::{BrokerLock, amqp_url, config, connect_amqp, event, fresh_prefix, init, recv};
 
 /// Runs `rabbitmqctl <args>`, panicking when it fails.
-async fn rabbitmqctl(args: &'static [&'static str]) {
+async fn rabbitmqctl<S: AsRef<str>>(args: &[S]) {
+    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
+    let shown = args.join(" ");
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("rabbitmqctl")
-            .args(args)
+            .args(&args)
             .output()
     })
     .await
@@ -24,7 +26,8 @@ async fn rabbitmqctl(args: &'static [&'static str]) {
     .expect("rabbitmqctl must be installed for this test");
     assert!(
         output.status.success(),
-        "rabbitmqctl {args:?}: {}",
+        "rabbitmqctl {shown}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
 }
@@ -174,20 +177,7 @@ async fn a_cancelled_consumer_strands_nothing() {
          ok = gen_server2:call(amqqueue:get_pid(Q), {{basic_cancel, Ch, Tag, undefined, <<\"test\">>}}, infinity), \
          rabbit_channel:send_command(Ch, {{'basic.cancel', Tag, true}})."
     );
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("rabbitmqctl")
-            .args(["eval", &expr])
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("rabbitmqctl must be installed for this test");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl eval: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    rabbitmqctl(&["eval", expr.as_str()]).await;
 
     // The held deliveries can no longer be settled (their consumer is gone): each event,
     // those included, must be delivered again and acked.
@@ -230,15 +220,7 @@ async fn a_subscription_survives_repeated_forced_closes() {
              {{client_properties, Props}} <- rabbit_networking:connection_info(P, [client_properties]), \
              lists:member({{<<\"connection_name\">>, longstr, <<\"{name}\">>}}, Props)]."
         );
-        let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("rabbitmqctl")
-                .args(["eval", &expr])
-                .output()
-        })
-        .await
-        .unwrap()
-        .expect("rabbitmqctl must be installed for this test");
-        assert!(output.status.success(), "rabbitmqctl eval failed");
+        rabbitmqctl(&["eval", expr.as_str()]).await;
         // Sometimes at once, sometimes after the subscription is back.
         tokio::time::sleep(Duration::from_millis(if round % 2 == 0 { 5 } else { 400 })).await;
         let e = event("closed.tick", &format!("after close {round}"));
