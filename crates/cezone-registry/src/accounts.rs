@@ -638,17 +638,29 @@ pub async fn login(
         txn.commit().await?;
         return Err(disabled_error(&login));
     }
-    let who = principal(&m)?;
     let mut a: account::ActiveModel = m.into();
     a.failed_attempts = Set(0);
     a.locked_until = Set(None);
     a.last_login_at = Set(Some(rfc3339(at)));
     let m = a.update(&txn).await?;
+    grant(txn, keys, m, at, "account.login").await
+}
+
+/// A new token pair for `m`, audited as `action`, committed with `txn`.
+async fn grant(
+    txn: sea_orm::DatabaseTransaction,
+    keys: &Keys,
+    m: account::Model,
+    at: DateTime<Utc>,
+    action: &str,
+) -> Result<Issued, ApiError> {
+    let who = principal(&m)?;
+    let login = m.login.clone();
     let issued = issue(&txn, keys, m, at).await?;
     audit(
         &txn,
         &who,
-        "account.login",
+        action,
         &login,
         serde_json::json!({ "refresh_expires_at": issued.refresh_expires_at }),
     )
@@ -701,19 +713,7 @@ pub async fn refresh(
         txn.commit().await?;
         return Err(disabled_error(&m.login));
     }
-    let who = principal(&m)?;
-    let login = m.login.clone();
-    let issued = issue(&txn, keys, m, at).await?;
-    audit(
-        &txn,
-        &who,
-        "account.refresh",
-        &login,
-        serde_json::json!({ "refresh_expires_at": issued.refresh_expires_at }),
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(issued)
+    grant(txn, keys, m, at, "account.refresh").await
 }
 
 /// Ends a refresh token: its own account's, or anyone's for an account manager. Whether a
