@@ -89,6 +89,7 @@ fn events(stack: &Stack, n: usize, offset: usize) -> Vec<Envelope> {
                 note: String::new(),
                 version: 1_000_000 + i as u64,
                 filed_at: String::new(),
+                ..Default::default()
             };
             cezone_bus::envelope(
                 "statistic.recorded",

@@ -209,6 +209,7 @@ pub fn incremental(scale: &Scale, changes: usize, seed: u64) -> Incremental {
         let fact = StatFact {
             value: s.value + 1 + rng.random_range(0..500),
             version: 1_000 + k as u64,
+            state: Default::default(),
             ..s.clone()
         };
         let change = Change::Statistic(fact.clone());

@@ -178,6 +178,14 @@ pub enum Action<'a> {
         responsible: &'a [UnitId],
     },
     ReviewEvidence,
+    /// Accept or return a pending statistic of `org_unit` filed by `filed_by`; `responsible`
+    /// are the units responsible for the criteria that read the metric.
+    ReviewStatistic {
+        org_unit: &'a OrgUnitId,
+        metric: &'a str,
+        responsible: &'a [UnitId],
+        filed_by: &'a str,
+    },
     Recompute,
     FreezeSnapshot,
     RunSchedule,
@@ -200,6 +208,7 @@ impl Action<'_> {
             Action::RecordStatistic { .. } => "file a statistic",
             Action::UploadEvidence { .. } => "upload evidence",
             Action::ReviewEvidence => "review evidence",
+            Action::ReviewStatistic { .. } => "review a statistic",
             Action::Recompute => "recompute scores",
             Action::FreezeSnapshot => "freeze a snapshot",
             Action::RunSchedule => "run a scheduled checkpoint",
@@ -274,6 +283,44 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
             )
         })
         .or_else(deny),
+        Action::ReviewStatistic { filed_by, .. }
+            if p.role != EvaluationOffice && p.subject == filed_by =>
+        {
+            deny(format!(
+                "{filed_by} filed it, and nobody reviews their own filing"
+            ))
+        }
+        Action::ReviewStatistic {
+            org_unit,
+            metric,
+            responsible,
+            ..
+        } => match p.role {
+            EvaluationOffice => Ok(()),
+            // A town checks its communities' figures.
+            Town => within_town(p, org_unit, tree)
+                .and_then(|()| match &p.org_unit {
+                    Some(own) if own == org_unit => Err(format!(
+                        "{org_unit} is the town itself; its return is checked by the \
+                         department responsible for the metric or by the evaluation office"
+                    )),
+                    _ => Ok(()),
+                })
+                .or_else(deny),
+            // The responsible department checks the towns' (and their communities') figures.
+            ResponsibleUnit if !is_responsible(p, responsible) => deny(format!(
+                "metric {metric} feeds only criteria of {}",
+                list(responsible)
+            )),
+            ResponsibleUnit => match tree.and_then(|t| t.find(org_unit).map(|i| t.unit(i).level)) {
+                Some(crate::org::OrgLevel::District) => deny(format!(
+                    "{org_unit} is the district; its figures are checked by the evaluation office"
+                )),
+                Some(_) => Ok(()),
+                None => deny(format!("org unit {org_unit} is not in the org tree")),
+            },
+            _ => only(&[EvaluationOffice, ResponsibleUnit, Town]),
+        },
         Action::UploadEvidence { unit, .. }
             if matches!(p.role, ResponsibleUnit | Town)
                 && p.unit.as_ref().is_none_or(|own| own.as_str() != unit) =>
@@ -397,6 +444,58 @@ mod tests {
             u("c2", OrgLevel::Community, Some("t2")),
         ])
         .unwrap()
+    }
+
+    #[test]
+    fn statistics_are_reviewed_one_level_up_and_never_by_their_filer() {
+        let t = tree();
+        let fin = [unit("finance")];
+        let review = |p: &Principal, org_unit: &str, filed_by: &str| {
+            let o = org(org_unit);
+            authorize(
+                p,
+                &Action::ReviewStatistic {
+                    org_unit: &o,
+                    metric: "funding",
+                    responsible: &fin,
+                    filed_by,
+                },
+                Some(&t),
+            )
+        };
+        let office = principal(Role::EvaluationOffice);
+        let dept = principal(Role::ResponsibleUnit);
+        let town = principal(Role::Town);
+        let other_dept = Principal::new(
+            "dept2",
+            Role::ResponsibleUnit,
+            Some(unit("education")),
+            None,
+        )
+        .unwrap();
+        // The office reviews anything.
+        assert!(review(&office, "d", "dept").is_ok());
+        // A town reviews its own communities, not itself, not another town's.
+        assert!(review(&town, "c1", "dept").is_ok());
+        let e = review(&town, "t1", "dept").unwrap_err().0;
+        assert!(e.contains("the town itself"), "{e}");
+        let e = review(&town, "c2", "dept").unwrap_err().0;
+        assert!(e.contains("outside t1"), "{e}");
+        // The responsible department reviews towns and communities, not the district.
+        assert!(review(&dept, "t1", "town").is_ok());
+        assert!(review(&dept, "c2", "town").is_ok());
+        let e = review(&dept, "d", "town").unwrap_err().0;
+        assert!(e.contains("evaluation office"), "{e}");
+        let e = review(&other_dept, "t1", "town").unwrap_err().0;
+        assert!(e.contains("feeds only criteria of finance"), "{e}");
+        // Nobody but the office reviews their own filing.
+        let e = review(&dept, "t1", "dept").unwrap_err().0;
+        assert!(e.contains("own filing"), "{e}");
+        let e = review(&town, "c1", "town").unwrap_err().0;
+        assert!(e.contains("own filing"), "{e}");
+        for role in [Role::Inspector, Role::DistrictAdmin, Role::Service] {
+            assert!(review(&principal(role), "c1", "dept").is_err(), "{role}");
+        }
     }
 
     #[test]

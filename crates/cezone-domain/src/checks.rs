@@ -238,6 +238,7 @@ mod tests {
             period,
             value,
             version: 1,
+            state: Default::default(),
         }
     }
 
@@ -274,6 +275,7 @@ mod tests {
             period: 2013,
             value,
             version: 1,
+            state: Default::default(),
         };
         // i64::MAX staff: beyond any catalog maximum, wherever it is filed.
         let e = statistic_fits(&s("d.t.c", "staff_fulltime", i64::MAX), &fw).unwrap_err();

@@ -143,6 +143,7 @@ pub fn generate(fw: &Framework, params: &DemoParams) -> DemoDistrict {
             period,
             value,
             version: 1,
+            state: Default::default(),
         });
     };
     let mut survey_profile = Vec::new();
@@ -554,6 +555,7 @@ impl Filed {
             period: year,
             value,
             version: 1,
+            state: Default::default(),
         });
     }
 }

@@ -19,6 +19,77 @@ pub struct StatFact {
     pub value: i64,
     #[serde(default)]
     pub version: u64,
+    /// Where the filing stands in its review; facts written before reviews existed were
+    /// accepted as filed.
+    #[serde(default, skip_serializing_if = "StatState::is_accepted")]
+    pub state: StatState,
+}
+
+impl StatFact {
+    /// Total order used to pick one filing among same-key duplicates, independent of arrival:
+    /// the newest version, then the further review (a decision after the pending filing), then
+    /// the larger value.
+    pub fn precedence(&self) -> (u64, u8, i64) {
+        (self.version, self.state.rank(), self.value)
+    }
+}
+
+/// A filed statistic's review: pending until the level above accepts or returns it. Confirmed
+/// scores count accepted figures; projected scores count pending ones too; a returned figure
+/// counts nowhere until it is filed again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatState {
+    Pending,
+    #[default]
+    Accepted,
+    Returned,
+}
+
+impl StatState {
+    pub const ALL: [StatState; 3] = [StatState::Pending, StatState::Accepted, StatState::Returned];
+
+    pub fn is_accepted(&self) -> bool {
+        *self == StatState::Accepted
+    }
+
+    /// A decision ranks above the filing it decides on.
+    pub fn rank(self) -> u8 {
+        match self {
+            StatState::Pending => 0,
+            StatState::Returned => 1,
+            StatState::Accepted => 2,
+        }
+    }
+
+    pub fn from_rank(rank: u8) -> Option<StatState> {
+        StatState::ALL.into_iter().find(|s| s.rank() == rank)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatState::Pending => "pending",
+            StatState::Accepted => "accepted",
+            StatState::Returned => "returned",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<StatState, String> {
+        StatState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| format!("'{text}' is not a review state (pending, accepted, returned)"))
+    }
+
+    /// Whether the figure counts in the projected score.
+    pub fn counts_projected(self) -> bool {
+        self != StatState::Returned
+    }
+
+    /// Whether the figure counts in the confirmed score.
+    pub fn counts_confirmed(self) -> bool {
+        self == StatState::Accepted
+    }
 }
 
 /// Survey answers to one question in one org unit, already judged: `positive` of `responses`

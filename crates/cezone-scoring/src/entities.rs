@@ -45,6 +45,9 @@ entity!(stat_fact, "scoring_stat_facts", {
     period: i32,
     value: i64,
     version: i64,
+    /// The review's rank ([`cezone_domain::facts::StatState::rank`]): 0 pending, 1 returned,
+    /// 2 accepted.
+    state: i32,
 });
 
 entity!(tally_fact, "scoring_tally_facts", {

@@ -4,7 +4,7 @@
 use cezone_bus::Envelope;
 use cezone_domain::checks;
 use cezone_domain::engine::Cell;
-use cezone_domain::facts::StatFact;
+use cezone_domain::facts::{StatFact, StatState};
 use cezone_domain::org::OrgUnitId;
 use cezone_domain::rules::{MetricId, QuestionId};
 use cezone_platform::convert::{org_unit_from_proto, score};
@@ -99,17 +99,21 @@ pub fn decode(env: &Envelope, framework_id: &str, edition: &str) -> Result<Vec<F
             checks::evidence(&fact).map_err(|e| bad(e.to_string()))?;
             vec![Fact::Evidence(fact)]
         }
-        "statistic.recorded" => {
-            let p: ev::StatisticRecorded = payload(env)?;
-            let s = p
-                .statistic
-                .ok_or_else(|| bad("it carries no statistic".into()))?;
+        "statistic.recorded" | "statistic.reviewed" => {
+            // Both carry the filing as it stands; a review ranks after its filing.
+            let s = if env.r#type == "statistic.recorded" {
+                payload::<ev::StatisticRecorded>(env)?.statistic
+            } else {
+                payload::<ev::StatisticReviewed>(env)?.statistic
+            }
+            .ok_or_else(|| bad("it carries no statistic".into()))?;
             let fact = StatFact {
                 org_unit: OrgUnitId::parse(&s.org_unit).map_err(bad)?,
                 metric: MetricId::parse(&s.metric).map_err(bad)?,
                 period: s.period,
                 value: s.value,
                 version: s.version,
+                state: stat_state(s.state),
             };
             checks::statistic(&fact).map_err(|e| bad(e.to_string()))?;
             vec![Fact::Stat(fact)]
@@ -269,4 +273,15 @@ pub fn snapshot_frozen(
         close_submissions,
     };
     cezone_bus::envelope("snapshot.frozen", "scoring", &p, None)
+}
+
+/// A statistic's review state as a producer sends it; filings from before reviews existed
+/// (no state) were accepted as filed.
+pub fn stat_state(state: i32) -> StatState {
+    use cezone_proto::surveys::v1::StatisticState as S;
+    match S::try_from(state) {
+        Ok(S::Pending) => StatState::Pending,
+        Ok(S::Returned) => StatState::Returned,
+        _ => StatState::Accepted,
+    }
 }

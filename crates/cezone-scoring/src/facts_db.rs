@@ -190,7 +190,7 @@ pub async fn upsert_stats<'a>(
     for &(f, event_id) in stats {
         let k = (f.org_unit.to_string(), f.metric.to_string(), f.period);
         match newest.get(&k) {
-            Some((held, _)) if (held.version, held.value) >= (f.version, f.value) => {}
+            Some((held, _)) if held.precedence() >= f.precedence() => {}
             _ => {
                 newest.insert(k, (f, event_id));
             }
@@ -202,20 +202,24 @@ pub async fn upsert_stats<'a>(
     let mut changed = Vec::new();
     for chunk in winners.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO scoring_stat_facts (org_unit, metric, period, value, version) VALUES {} \
-             ON CONFLICT (org_unit, metric, period) DO UPDATE SET value = excluded.value, version = excluded.version \
+            "INSERT INTO scoring_stat_facts (org_unit, metric, period, value, version, state) VALUES {} \
+             ON CONFLICT (org_unit, metric, period) DO UPDATE SET value = excluded.value, \
+             version = excluded.version, state = excluded.state \
              WHERE scoring_stat_facts.version < excluded.version \
-             OR (scoring_stat_facts.version = excluded.version AND scoring_stat_facts.value < excluded.value) \
+             OR (scoring_stat_facts.version = excluded.version AND scoring_stat_facts.state < excluded.state) \
+             OR (scoring_stat_facts.version = excluded.version AND scoring_stat_facts.state = excluded.state \
+                 AND scoring_stat_facts.value < excluded.value) \
              RETURNING org_unit, metric, period",
-            tuples(5, chunk.len())
+            tuples(6, chunk.len())
         );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
         for ((o, m, p), (f, _)) in chunk {
             values.push(o.clone().into());
             values.push(m.clone().into());
             values.push((*p).into());
             values.push(f.value.into());
             values.push((f.version as i64).into());
+            values.push(i32::from(f.state.rank()).into());
         }
         let mut written = HashSet::with_capacity(chunk.len());
         for r in c

@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
                 service: "scoring",
             }),
             Box::new(ChangeLog),
+            Box::new(StatFactState),
         ]
     }
 
@@ -180,5 +181,37 @@ impl MigrationTrait for ChangeLog {
         db.execute_unprepared("DROP TABLE IF EXISTS scoring_fact_log")
             .await?;
         Ok(())
+    }
+}
+
+/// Statistics carry their review; the ones stored before were accepted as filed.
+struct StatFactState;
+
+impl MigrationName for StatFactState {
+    fn name(&self) -> &str {
+        "m0005_stat_fact_state"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for StatFactState {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Databases created by the initial migration of this release already have it.
+        if manager.has_column("scoring_stat_facts", "state").await? {
+            return Ok(());
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(stat_fact::Entity)
+                    .add_column(
+                        ColumnDef::new(stat_fact::Column::State)
+                            .integer()
+                            .not_null()
+                            .default(2),
+                    )
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -95,6 +95,7 @@ pub async fn pull(
                 period: s.period,
                 value: s.value,
                 version: s.version,
+                state: crate::events::stat_state(s.state),
             });
         }
         token = resp.page.map(|p| p.next_page_token).unwrap_or_default();

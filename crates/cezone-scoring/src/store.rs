@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use cezone_domain::facts::{EvidenceFact, Facts, StatFact, SurveyTally};
+use cezone_domain::facts::{EvidenceFact, Facts, StatFact, StatState, SurveyTally};
 use cezone_domain::org::{OrgUnit, OrgUnitId};
 use cezone_domain::rules::{MetricId, QuestionId};
 use cezone_platform::ApiError;
@@ -59,7 +59,7 @@ pub async fn replace_all(
                     fact.metric.to_string(),
                     fact.period,
                 );
-                newest(&mut kept_stats, k, fact, |f| (f.version, f.value));
+                newest(&mut kept_stats, k, fact, StatFact::precedence);
             }
             Some(Change::Tally { fact }) => {
                 let k = (
@@ -94,7 +94,7 @@ pub async fn replace_all(
         })
         .collect();
     for (k, f) in kept_stats {
-        newest(&mut stats, k, f, |f| (f.version, f.value));
+        newest(&mut stats, k, f, StatFact::precedence);
     }
     let mut tallies: HashMap<(String, String, String, i32), SurveyTally> = inputs
         .facts
@@ -166,8 +166,8 @@ pub async fn replace_all(
     });
     insert_rows(
         &txn,
-        "scoring_stat_facts (org_unit, metric, period, value, version)",
-        5,
+        "scoring_stat_facts (org_unit, metric, period, value, version, state)",
+        6,
         &stats,
         |f| {
             vec![
@@ -176,6 +176,7 @@ pub async fn replace_all(
                 f.period.into(),
                 f.value.into(),
                 (f.version as i64).into(),
+                i32::from(f.state.rank()).into(),
             ]
         },
     )
@@ -328,6 +329,7 @@ pub async fn load(
             period: m.period,
             value: m.value,
             version: m.version as u64,
+            state: StatState::from_rank(m.state as u8).ok_or_else(|| bad("statistic state"))?,
         });
     }
     for m in tally_fact::Entity::find().all(db).await? {

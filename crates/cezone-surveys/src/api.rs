@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::definitions::{self, check_id};
 use crate::entities::batch;
 use crate::ingest::{Checker, Pipelined, Writer};
-use crate::{aggregates, statistics};
+use crate::{aggregates, review, statistics};
 
 #[derive(Debug, Clone)]
 pub struct SurveyApi {
@@ -123,22 +123,14 @@ impl SurveyApi {
         rs: &[ps::StatisticReturn],
         batch: bool,
     ) -> Result<(), ApiError> {
-        if !matches!(
-            who.role,
-            Role::EvaluationOffice | Role::ResponsibleUnit | Role::Town
-        ) {
-            // Roles that may never file are refused before anything is looked up.
-            let any = cezone_domain::org::OrgUnitId::parse("any").expect("a valid id");
-            permit(
-                who,
-                &Action::RecordStatistic {
-                    org_unit: &any,
-                    metric: rs.first().map_or("", |r| r.metric.as_str()),
-                    responsible: &[],
-                },
-                None,
-            )?;
-        }
+        refuse_non_filers(
+            who,
+            &Action::RecordStatistic {
+                org_unit: placeholder(),
+                metric: rs.first().map_or("", |r| r.metric.as_str()),
+                responsible: &[],
+            },
+        )?;
         let (fw, _) = self
             .view
             .framework(&self.framework_id, "")
@@ -217,6 +209,30 @@ impl SurveyApi {
         }
         Ok(())
     }
+}
+
+/// Roles that may never file or review statistics are refused, in the access rules' own
+/// words, before anything is looked up (the action is asked about a placeholder org unit).
+fn refuse_non_filers(
+    who: &cezone_domain::access::Principal,
+    action: &Action<'_>,
+) -> Result<(), ApiError> {
+    if matches!(
+        who.role,
+        Role::EvaluationOffice | Role::ResponsibleUnit | Role::Town
+    ) {
+        return Ok(());
+    }
+    permit(who, action, None)
+}
+
+/// The org unit the early refusal asks about: no request names it.
+fn placeholder() -> &'static cezone_domain::org::OrgUnitId {
+    static ANY: std::sync::LazyLock<cezone_domain::org::OrgUnitId> =
+        std::sync::LazyLock::new(|| {
+            cezone_domain::org::OrgUnitId::parse("any").expect("a valid id")
+        });
+    &ANY
 }
 
 /// Refused statistics named one by one in an answer; the message counts all of them.
@@ -485,6 +501,81 @@ impl SurveyService for SurveyApi {
         Ok(Response::new(ps::ListStatisticsResponse {
             statistics,
             page,
+        }))
+    }
+
+    async fn review_statistics(
+        &self,
+        req: Request<ps::ReviewStatisticsRequest>,
+    ) -> Reply<ps::ReviewStatisticsResponse> {
+        let who = caller(&req)?;
+        refuse_non_filers(
+            &who,
+            &Action::ReviewStatistic {
+                org_unit: placeholder(),
+                metric: "",
+                responsible: &[],
+                filed_by: "",
+            },
+        )?;
+        self.relay.admit().map_err(ApiError::from)?;
+        let r = review::parse(req.get_ref())?;
+        let (fw, _) = self
+            .view
+            .framework(&self.framework_id, "")
+            .await
+            .map_err(|e| {
+                ApiError::precondition(format!(
+                    "reviewers are found from framework {}: {}",
+                    self.framework_id, e.message
+                ))
+            })?;
+        let tree = self.view.org_tree(false).await?;
+        let rows = review::select(&self.db, &r.target, &tree).await?;
+        let mut allowed = Vec::with_capacity(rows.len());
+        for m in rows {
+            let org = cezone_domain::org::OrgUnitId::parse(&m.org_unit)
+                .map_err(|e| ApiError::internal_msg(format!("a stored org unit: {e}")))?;
+            let responsible = statistics::responsible_for(&fw, &m.metric);
+            let action = Action::ReviewStatistic {
+                org_unit: &org,
+                metric: &m.metric,
+                responsible: &responsible,
+                filed_by: &m.filed_by,
+            };
+            if r.target.is_named() {
+                // A named statistic the caller may not decide refuses the whole call.
+                permit(&who, &action, Some(&tree))?;
+                allowed.push(m);
+            } else if cezone_domain::access::authorize(&who, &action, Some(&tree)).is_ok() {
+                allowed.push(m);
+            }
+        }
+        if allowed.is_empty() {
+            return Err(ApiError::precondition(match &r.target {
+                review::Target::Return {
+                    org_unit, period, ..
+                } => format!(
+                    "nothing under {org_unit} in {period} is pending review by {}",
+                    who.describe()
+                ),
+                review::Target::Named(_) => "nothing to review".to_string(),
+            })
+            .into());
+        }
+        let (decided, event_ids) =
+            review::decide(&self.db, &who, allowed, r.decision, &r.comment, r.dry_run).await?;
+        if !r.dry_run {
+            self.relay.notify();
+            tracing::info!(
+                statistics = decided.len(),
+                decision = r.decision.as_str(),
+                "statistics reviewed"
+            );
+        }
+        Ok(Response::new(ps::ReviewStatisticsResponse {
+            statistics: decided.iter().map(statistics::to_proto).collect(),
+            event_ids,
         }))
     }
 

@@ -106,6 +106,11 @@ pub mod statistic {
         pub filed_by: String,
         pub note: String,
         pub filed_at: String,
+        /// `pending`, `accepted` or `returned` ([`cezone_domain::facts::StatState`]).
+        pub state: String,
+        pub reviewed_by: String,
+        pub reviewed_at: String,
+        pub review_comment: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

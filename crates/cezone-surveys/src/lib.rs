@@ -9,6 +9,7 @@ mod definitions;
 mod entities;
 mod ingest;
 mod migration;
+mod review;
 mod statistics;
 
 pub use app::Application;

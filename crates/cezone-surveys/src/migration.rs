@@ -3,7 +3,7 @@
 use sea_orm::Schema;
 use sea_orm_migration::prelude::*;
 
-use crate::entities::{batch, statistic, survey, tally};
+use crate::entities::{batch, survey, tally};
 
 pub struct Migrator;
 
@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(RespondentKeysBytewise),
             Box::new(RespondentKeyIsPrimary),
             Box::new(LatestStatisticIndex),
+            Box::new(StatisticReview),
         ]
     }
 
@@ -27,6 +28,67 @@ impl MigratorTrait for Migrator {
 }
 
 pub const LOCK_KEY: i64 = 0x00ce_0003;
+
+/// The statistics table as the first schema made it (before reviews).
+mod statistic_v1 {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "surveys_statistics")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub org_unit: String,
+        pub metric: String,
+        pub period: i32,
+        pub value: i64,
+        pub version: i32,
+        pub latest: bool,
+        pub filed_by: String,
+        pub note: String,
+        pub filed_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Statistics get a review: figures filed before reviews existed stay accepted.
+struct StatisticReview;
+
+impl MigrationName for StatisticReview {
+    fn name(&self) -> &str {
+        "m0006_statistic_review"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for StatisticReview {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        // One column per statement: SQLite adds one at a time.
+        for column in [
+            "state VARCHAR(16) NOT NULL DEFAULT 'accepted'",
+            "reviewed_by TEXT NOT NULL DEFAULT ''",
+            "reviewed_at TEXT NOT NULL DEFAULT ''",
+            "review_comment TEXT NOT NULL DEFAULT ''",
+        ] {
+            db.execute_unprepared(&format!(
+                "ALTER TABLE surveys_statistics ADD COLUMN {column}"
+            ))
+            .await?;
+        }
+        // The review queue: pending figures by period.
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS surveys_statistics_queue \
+             ON surveys_statistics (state, period) WHERE latest",
+        )
+        .await?;
+        Ok(())
+    }
+}
 
 struct Initial;
 
@@ -51,7 +113,7 @@ impl MigrationTrait for Initial {
             schema.create_table_from_entity(response_v1::Entity),
             schema.create_table_from_entity(batch::Entity),
             schema.create_table_from_entity(tally::Entity),
-            schema.create_table_from_entity(statistic::Entity),
+            schema.create_table_from_entity(statistic_v1::Entity),
         ] {
             manager
                 .create_table(stmt.if_not_exists().to_owned())
@@ -90,12 +152,12 @@ impl MigrationTrait for Initial {
         manager
             .create_index(unique(
                 "surveys_statistics_key",
-                statistic::Entity.into_iden(),
+                statistic_v1::Entity.into_iden(),
                 vec![
-                    statistic::Column::OrgUnit.into_iden(),
-                    statistic::Column::Metric.into_iden(),
-                    statistic::Column::Period.into_iden(),
-                    statistic::Column::Version.into_iden(),
+                    statistic_v1::Column::OrgUnit.into_iden(),
+                    statistic_v1::Column::Metric.into_iden(),
+                    statistic_v1::Column::Period.into_iden(),
+                    statistic_v1::Column::Version.into_iden(),
                 ],
             ))
             .await

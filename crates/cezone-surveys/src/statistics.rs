@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use cezone_bus::Envelope;
 use cezone_domain::access::Principal;
 use cezone_domain::checks::{self, FactError};
-use cezone_domain::facts::StatFact;
+use cezone_domain::facts::{StatFact, StatState};
 use cezone_domain::framework::Framework;
 use cezone_domain::org::{OrgTree, OrgUnitId};
 use cezone_domain::rules::MetricId;
@@ -34,6 +34,33 @@ pub fn to_proto(m: &st::Model) -> ps::StatisticReturn {
         note: m.note.clone(),
         version: m.version as u64,
         filed_at: m.filed_at.clone(),
+        state: state_to_proto(state_of(m)) as i32,
+        reviewed_by: m.reviewed_by.clone(),
+        reviewed_at: m.reviewed_at.clone(),
+        review_comment: m.review_comment.clone(),
+    }
+}
+
+/// A stored row's review state (a row the service wrote always parses).
+pub fn state_of(m: &st::Model) -> StatState {
+    StatState::parse(&m.state).unwrap_or(StatState::Accepted)
+}
+
+pub fn state_to_proto(s: StatState) -> ps::StatisticState {
+    match s {
+        StatState::Pending => ps::StatisticState::Pending,
+        StatState::Accepted => ps::StatisticState::Accepted,
+        StatState::Returned => ps::StatisticState::Returned,
+    }
+}
+
+/// A filing's state as it is stored: the evaluation office's own filings need nobody's
+/// approval; everyone else's wait for the level above.
+pub fn filed_state(who: &Principal) -> StatState {
+    if who.role == cezone_domain::access::Role::EvaluationOffice {
+        StatState::Accepted
+    } else {
+        StatState::Pending
     }
 }
 
@@ -83,6 +110,7 @@ pub fn parse(
         period: r.period,
         value: r.value,
         version: 0,
+        state: StatState::Accepted,
     };
     checks::statistic_in(&fact, fw, tree)?;
     checks::statistic_plausible(&fact, fw, tree)?;
@@ -175,6 +203,7 @@ pub async fn record_many(
         }
         lap("locked_and_read", &mut phases);
         let filed_at = now_rfc3339();
+        let state = filed_state(who).as_str().to_string();
         let models: Vec<st::Model> = rs
             .iter()
             .zip(&keys)
@@ -190,6 +219,10 @@ pub async fn record_many(
                 filed_by: who.acting_name(&r.filed_by),
                 note: r.note.trim().to_string(),
                 filed_at: filed_at.clone(),
+                state: state.clone(),
+                reviewed_by: String::new(),
+                reviewed_at: String::new(),
+                review_comment: String::new(),
             })
             .collect();
         if dry_run {
@@ -227,10 +260,10 @@ pub async fn record_many(
         let mut inserted = Ok(());
         for chunk in models.chunks(ROWS) {
             let sql = format!(
-                "INSERT INTO surveys_statistics (org_unit, metric, period, value, version, latest, filed_by, note, filed_at) VALUES {}",
-                tuples(9, chunk.len())
+                "INSERT INTO surveys_statistics (org_unit, metric, period, value, version, latest, filed_by, note, filed_at, state) VALUES {}",
+                tuples(10, chunk.len())
             );
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 9);
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
             for m in chunk {
                 values.extend([
                     m.org_unit.clone().into(),
@@ -242,6 +275,7 @@ pub async fn record_many(
                     m.filed_by.clone().into(),
                     m.note.clone().into(),
                     m.filed_at.clone().into(),
+                    m.state.clone().into(),
                 ]);
             }
             if let Err(e) = txn.execute(stmt(b, &sql, values)).await {
@@ -292,6 +326,7 @@ pub async fn record_many(
                     "before": latest.get(k).map(|(_, v)| *v),
                     "filed_by": m.filed_by,
                     "note": m.note,
+                    "state": m.state,
                 }),
             })
             .collect();
@@ -382,6 +417,23 @@ pub async fn list(
     }
     if !r.all_versions {
         q = q.filter(st::Column::Latest.eq(true));
+    }
+    match ps::StatisticState::try_from(r.state) {
+        Ok(ps::StatisticState::Unspecified) => {}
+        Ok(s) => {
+            let name = match s {
+                ps::StatisticState::Pending => StatState::Pending,
+                ps::StatisticState::Returned => StatState::Returned,
+                _ => StatState::Accepted,
+            };
+            q = q.filter(st::Column::State.eq(name.as_str()));
+        }
+        Err(_) => {
+            return Err(ApiError::invalid(
+                "state",
+                format!("{} is not a statistic state", r.state),
+            ));
+        }
     }
     if let Some(after) = &page.after {
         let after: i64 = after

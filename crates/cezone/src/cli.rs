@@ -128,6 +128,51 @@ pub enum StatisticsCommand {
         #[arg(long, env = "CEZONE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// The latest filings and where each stands (pending review by default): what a reviewer
+    /// has to decide, or what came back returned.
+    List {
+        #[arg(long)]
+        org_unit: Option<String>,
+        #[arg(long)]
+        metric: Option<String>,
+        #[arg(long)]
+        period: Option<i32>,
+        /// pending, accepted, returned or any.
+        #[arg(long, default_value = "pending")]
+        state: String,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Accept or return pending statistics: a whole return (every pending figure under an org
+    /// unit in a year that you may review) or one statistic (--org-unit with --metric).
+    Review {
+        /// A whole return: the org unit whose subtree's pending figures are decided.
+        #[arg(long, conflicts_with_all = ["org_unit", "metric"], required_unless_present = "org_unit")]
+        return_of: Option<String>,
+        /// One statistic's org unit (with --metric).
+        #[arg(long, requires = "metric")]
+        org_unit: Option<String>,
+        #[arg(long)]
+        metric: Option<String>,
+        /// The year.
+        #[arg(long)]
+        period: i32,
+        /// Accept them.
+        #[arg(
+            long,
+            conflicts_with = "return_with",
+            required_unless_present = "return_with"
+        )]
+        accept: bool,
+        /// Return them, saying what is wrong and what to file instead.
+        #[arg(long = "return", value_name = "COMMENT")]
+        return_with: Option<String>,
+        /// Show what would be decided; record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

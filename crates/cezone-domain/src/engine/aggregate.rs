@@ -6,7 +6,7 @@
 // Keys are the district's own validated ids; a fast hasher is what the hot paths need.
 use foldhash::HashMap;
 
-use crate::facts::{StatFact, SurveyTally};
+use crate::facts::{StatFact, StatState, SurveyTally};
 use crate::org::{CommunityType, OrgIdx, OrgLevel, OrgTree};
 use crate::rules::{MetricId, QuestionId};
 use crate::stats::WeightedRate;
@@ -44,15 +44,29 @@ impl Segment {
     }
 }
 
+/// Which figures a view of the facts counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Pending figures too: the projected score.
+    Projected,
+    /// Accepted figures only: the confirmed score.
+    Confirmed,
+}
+
 /// Subtree sums of one metric in one period.
 #[derive(Debug, Clone)]
 pub struct MetricAgg {
-    /// The unit's own filed value and the version it came with.
+    /// The unit's own filed value, the version it came with and its review.
     pub own: Vec<Option<i64>>,
     pub version: Vec<u64>,
+    pub state: Vec<StatState>,
+    /// Sums of the figures that count in the projected view (all but returned ones).
     pub sum: [Vec<i64>; 3],
     /// How many units in the subtree filed a value, to tell "no data" from zero.
     pub filed: [Vec<u32>; 3],
+    /// The same sums over accepted figures only, kept once any figure of the metric is not
+    /// accepted; while there is none, the confirmed view is this one.
+    pub confirmed: Option<Box<MetricAgg>>,
 }
 
 impl MetricAgg {
@@ -60,8 +74,56 @@ impl MetricAgg {
         MetricAgg {
             own: vec![None; n],
             version: vec![0; n],
+            state: vec![StatState::Accepted; n],
             sum: [vec![0; n], vec![0; n], vec![0; n]],
             filed: [vec![0; n], vec![0; n], vec![0; n]],
+            confirmed: None,
+        }
+    }
+
+    /// The sums a view reads.
+    pub fn view(&self, view: View) -> &MetricAgg {
+        match view {
+            View::Projected => self,
+            View::Confirmed => self.confirmed.as_deref().unwrap_or(self),
+        }
+    }
+
+    /// The unit's own figure as it counts in the projected view.
+    fn counted(&self, i: OrgIdx) -> Option<i64> {
+        self.own[i].filter(|_| self.state[i].counts_projected())
+    }
+
+    /// The accepted figures alone, summed.
+    fn accepted_only(&self, org: &OrgTree) -> MetricAgg {
+        let n = self.own.len();
+        let mut c = MetricAgg::empty(n);
+        for i in 0..n {
+            if self.state[i].counts_confirmed() {
+                c.own[i] = self.own[i];
+                c.version[i] = self.version[i];
+            }
+        }
+        c.roll_up(org);
+        c
+    }
+
+    /// Moves unit `i`'s counted figure from `before` to `after` along its path to the root.
+    fn shift(&mut self, org: &OrgTree, i: OrgIdx, before: Option<i64>, after: Option<i64>) {
+        if before == after {
+            return;
+        }
+        let delta = after.unwrap_or(0) - before.unwrap_or(0);
+        let filed = i64::from(after.is_some()) - i64::from(before.is_some());
+        for seg in Segment::EACH {
+            if !seg.includes(org, i) {
+                continue;
+            }
+            let s = seg as usize;
+            for a in org.path_to_root(i) {
+                self.sum[s][a] += delta;
+                self.filed[s][a] = (i64::from(self.filed[s][a]) + filed) as u32;
+            }
         }
     }
 
@@ -71,7 +133,7 @@ impl MetricAgg {
             let kind = org.unit(i).community_type;
             let mut sum = [0i64; 3];
             let mut filed = [0u32; 3];
-            if let Some(v) = self.own[i] {
+            if let Some(v) = self.counted(i) {
                 for seg in Segment::EACH {
                     if seg.includes_kind(kind) {
                         sum[seg as usize] = v;
@@ -219,15 +281,19 @@ impl Aggregates {
             let m = &mut agg.metrics[slot_of[k]];
             let newer = match m.own[i] {
                 None => true,
-                Some(held) => (s.version, s.value) > (m.version[i], held),
+                Some(held) => s.precedence() > (m.version[i], m.state[i].rank(), held),
             };
             if newer {
                 m.own[i] = Some(s.value);
                 m.version[i] = s.version;
+                m.state[i] = s.state;
             }
         }
         for m in &mut agg.metrics {
             m.roll_up(org);
+            if m.state.iter().any(|s| !s.is_accepted()) {
+                m.confirmed = Some(Box::new(m.accepted_only(org)));
+            }
         }
 
         let mut years: Vec<i32> = years.to_vec();
@@ -319,38 +385,34 @@ impl Aggregates {
         self.surveys.len() - 1
     }
 
-    /// Applies one statistic if it is newer than what unit `i` holds (same order as `build`:
-    /// higher version, then higher value). Returns whether anything changed.
-    pub fn apply_stat(
-        &mut self,
-        org: &OrgTree,
-        i: OrgIdx,
-        metric: &MetricId,
-        period: i32,
-        version: u64,
-        value: i64,
-    ) -> bool {
-        let idx = self.metric_slot(metric, period, org.len());
+    /// Applies one statistic if it goes before what unit `i` holds (same order as `build`:
+    /// [`StatFact::precedence`]). Returns whether anything changed.
+    pub fn apply_stat(&mut self, org: &OrgTree, i: OrgIdx, s: &StatFact) -> bool {
+        let idx = self.metric_slot(&s.metric, s.period, org.len());
         let m = &mut self.metrics[idx];
         if let Some(old) = m.own[i]
-            && (version, value) <= (m.version[i], old)
+            && s.precedence() <= (m.version[i], m.state[i].rank(), old)
         {
             return false;
         }
-        let old = m.own[i];
-        m.own[i] = Some(value);
-        m.version[i] = version;
-        for seg in Segment::EACH {
-            if !seg.includes(org, i) {
-                continue;
-            }
-            let s = seg as usize;
-            let delta = value - old.unwrap_or(0);
-            let filed = u32::from(old.is_none());
-            for a in org.path_to_root(i) {
-                m.sum[s][a] += delta;
-                m.filed[s][a] += filed;
-            }
+        if m.confirmed.is_none() && !s.state.is_accepted() {
+            // Until now every figure was accepted: the confirmed sums are these.
+            let mut twin = m.clone();
+            twin.confirmed = None;
+            m.confirmed = Some(Box::new(twin));
+        }
+        let before = m.counted(i);
+        let before_accepted = m.own[i].filter(|_| m.state[i].counts_confirmed());
+        m.own[i] = Some(s.value);
+        m.version[i] = s.version;
+        m.state[i] = s.state;
+        let after = m.counted(i);
+        m.shift(org, i, before, after);
+        if let Some(c) = m.confirmed.as_deref_mut() {
+            let after_accepted = s.state.counts_confirmed().then_some(s.value);
+            c.own[i] = after_accepted;
+            c.version[i] = s.version;
+            c.shift(org, i, before_accepted, after_accepted);
         }
         true
     }

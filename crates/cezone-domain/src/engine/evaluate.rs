@@ -2,7 +2,7 @@
 //! projected, and (when asked) the explanation of how it came about.
 
 use crate::engine::Engine;
-use crate::engine::aggregate::{MetricAgg, Segment, SurveyAgg};
+use crate::engine::aggregate::{MetricAgg, Segment, SurveyAgg, View};
 use crate::engine::explain::{RuleExplanation, SurveyStat};
 use crate::org::{OrgIdx, OrgLevel, RegionClass};
 use crate::rules::{Direction, Fen, MetricId, Partial, Percent, QuestionId, Rule, Target};
@@ -81,6 +81,12 @@ pub(crate) enum Compiled<'e> {
     Weighted(Vec<(u32, Compiled<'e>)>),
 }
 
+/// A rule compiled for both scores; `confirmed` is none when both read the same figures.
+pub(crate) struct Pair<'e> {
+    pub projected: Compiled<'e>,
+    pub confirmed: Option<Compiled<'e>>,
+}
+
 pub(crate) struct Context<'e> {
     eng: &'e Engine,
     region: Vec<RegionClass>,
@@ -109,12 +115,49 @@ impl<'e> Context<'e> {
         Context { eng, region }
     }
 
-    pub fn compile<'r>(&'r self, rule: &'r Rule) -> Compiled<'r>
+    /// A rule read over the projected view and, where some figure it reads is not accepted,
+    /// over the confirmed view too.
+    pub fn compile_pair<'r>(&'r self, rule: &'r Rule) -> Pair<'r>
     where
         'e: 'r,
     {
         let agg = &self.eng.agg;
         let p = self.eng.period;
+        let differs = rule.metrics().iter().any(|m| {
+            [p, p - 1]
+                .iter()
+                .any(|&y| agg.metric(m, y).is_some_and(|a| a.confirmed.is_some()))
+        });
+        Pair {
+            projected: self.compile_as(rule, View::Projected),
+            confirmed: differs.then(|| self.compile_as(rule, View::Confirmed)),
+        }
+    }
+
+    /// Both scores of a pair: the confirmed one from accepted figures, the projected one from
+    /// pending figures too. The explanation, when asked, is of the projected reading.
+    pub fn eval_pair(
+        &self,
+        pair: &Pair<'_>,
+        node: OrgIdx,
+        seg: Segment,
+        evidence: (f64, f64),
+        explain: Option<&mut RuleExplanation>,
+    ) -> Eval {
+        let mut e = self.eval(&pair.projected, node, seg, evidence, explain);
+        if let Some(c) = &pair.confirmed {
+            e.confirmed = self.eval(c, node, seg, evidence, None).confirmed;
+        }
+        e
+    }
+
+    pub fn compile_as<'r>(&'r self, rule: &'r Rule, view: View) -> Compiled<'r>
+    where
+        'e: 'r,
+    {
+        let agg = &self.eng.agg;
+        let p = self.eng.period;
+        let read = |id: &MetricId, year: i32| agg.metric(id, year).map(|m| m.view(view));
         match rule {
             Rule::Evidence { .. } => Compiled::Evidence,
             Rule::Ratio {
@@ -124,12 +167,12 @@ impl<'e> Context<'e> {
                 partial,
                 basis,
             } => Compiled::Ratio {
-                num: agg.metric(numerator, p),
+                num: read(numerator, p),
                 num_id: numerator,
                 den: if denominator.is_population() {
                     Den::Population
                 } else {
-                    Den::Metric(agg.metric(denominator, p))
+                    Den::Metric(read(denominator, p))
                 },
                 den_id: denominator,
                 target: *target,
@@ -142,7 +185,7 @@ impl<'e> Context<'e> {
                 partial,
                 basis,
             } => Compiled::PerCapita {
-                amount: agg.metric(amount, p),
+                amount: read(amount, p),
                 amount_id: amount,
                 target: *target,
                 partial: *partial,
@@ -167,7 +210,7 @@ impl<'e> Context<'e> {
             } => {
                 let org = &self.eng.org;
                 let n = org.len();
-                let m = agg.metric(metric, p);
+                let m = read(metric, p);
                 let mut table = CountTable {
                     total: [vec![0; n], vec![0; n], vec![0; n]],
                     meet: [vec![0; n], vec![0; n], vec![0; n]],
@@ -202,23 +245,23 @@ impl<'e> Context<'e> {
                 basis,
             } => Compiled::Trend {
                 metric_id: metric,
-                current: agg.metric(metric, p),
-                previous: agg.metric(metric, p - 1),
+                current: read(metric, p),
+                previous: read(metric, p - 1),
                 direction: *direction,
                 per_capita: *per_capita,
                 basis,
             },
             Rule::ByCommunityType { urban, rural } => Compiled::BySegment {
-                urban: Box::new(self.compile(urban)),
-                rural: Box::new(self.compile(rural)),
+                urban: Box::new(self.compile_as(urban, view)),
+                rural: Box::new(self.compile_as(rural, view)),
             },
             Rule::AllOf { rules } => {
-                Compiled::AllOf(rules.iter().map(|r| self.compile(r)).collect())
+                Compiled::AllOf(rules.iter().map(|r| self.compile_as(r, view)).collect())
             }
             Rule::Weighted { parts } => Compiled::Weighted(
                 parts
                     .iter()
-                    .map(|p| (p.weight, self.compile(&p.rule)))
+                    .map(|p| (p.weight, self.compile_as(&p.rule, view)))
                     .collect(),
             ),
         }

@@ -105,6 +105,18 @@ pub struct CapNote {
     pub declared: Points,
 }
 
+/// A figure a criterion reads that is not accepted: why its projected score differs from the
+/// confirmed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreviewedFigure {
+    pub metric: String,
+    pub org_unit: String,
+    pub org_unit_name: String,
+    pub period: i32,
+    /// `pending` (counts in the projected score only) or `returned` (counts nowhere).
+    pub state: &'static str,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CellExplanation {
     pub org_unit: String,
@@ -124,6 +136,14 @@ pub struct CellExplanation {
     pub children: Vec<ChildScore>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capped: Option<CapNote>,
+    /// Why the projected score is not the confirmed one, when statistics the rule reads are
+    /// still pending review or were returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projected_because: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreviewed: Vec<UnreviewedFigure>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unreviewed_not_listed: usize,
 }
 
 impl Engine {
@@ -147,14 +167,18 @@ impl Engine {
             rule: None,
             children: Vec::new(),
             capped: None,
+            projected_because: None,
+            unreviewed: Vec::new(),
+            unreviewed_not_listed: 0,
         };
         if fw.is_leaf(item) {
             let ctx = Context::new(self);
             let rule = fw.rule_of(item);
-            let compiled = ctx.compile(&rule);
+            let compiled = ctx.compile_pair(&rule);
             let ev = self.evidence.fractions(&self.org, item)[node];
             let mut x = RuleExplanation::named(rule.kind_name());
-            ctx.eval(&compiled, node, Segment::All, ev, Some(&mut x));
+            ctx.eval_pair(&compiled, node, Segment::All, ev, Some(&mut x));
+            self.unreviewed(&rule, node, &mut out);
             x.interpretation = rule_choices(&rule, &fw.catalog);
             let slots: Vec<SlotView> = self
                 .evidence
@@ -194,6 +218,63 @@ impl Engine {
             }
         }
         out
+    }
+}
+
+impl Engine {
+    /// The statistics in `node`'s subtree that `rule` reads and that are not accepted, with the
+    /// sentence saying what they do to the scores.
+    fn unreviewed(&self, rule: &crate::rules::Rule, node: OrgIdx, out: &mut CellExplanation) {
+        let mut found = Vec::new();
+        for m in rule.metrics() {
+            for year in [self.period, self.period - 1] {
+                let Some(a) = self.agg.metric(m, year) else {
+                    continue;
+                };
+                if a.confirmed.is_none() {
+                    continue;
+                }
+                for i in self.org.subtree(node) {
+                    if a.own[i].is_some() && !a.state[i].is_accepted() {
+                        let u = self.org.unit(i);
+                        found.push(UnreviewedFigure {
+                            metric: m.to_string(),
+                            org_unit: u.id.to_string(),
+                            org_unit_name: u.name.clone(),
+                            period: year,
+                            state: a.state[i].as_str(),
+                        });
+                    }
+                }
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        let pending = found.iter().filter(|f| f.state == "pending").count();
+        let returned = found.len() - pending;
+        let mut parts = Vec::new();
+        if pending > 0 {
+            parts.push(format!(
+                "预计分计入 {pending} 项待审核统计数据 the projected score counts {pending} \
+                 statistic(s) still pending review; the confirmed score does not"
+            ));
+        }
+        if returned > 0 {
+            parts.push(format!(
+                "{returned} 项统计数据已退回 {returned} statistic(s) were returned and count \
+                 in neither score until filed again"
+            ));
+        }
+        out.projected_because = Some(parts.join("; "));
+        found.sort_by(|a, b| {
+            (a.state, &a.org_unit, &a.metric).cmp(&(b.state, &b.org_unit, &b.metric))
+        });
+        if found.len() > SLOT_LIST_LIMIT {
+            out.unreviewed_not_listed = found.len() - SLOT_LIST_LIMIT;
+            found.truncate(SLOT_LIST_LIMIT);
+        }
+        out.unreviewed = found;
     }
 }
 

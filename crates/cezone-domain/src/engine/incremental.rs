@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use foldhash::HashMap;
 use std::ops::Range;
 
-use crate::engine::evaluate::{Compiled, Context};
+use crate::engine::evaluate::{Context, Pair};
 use crate::engine::{Cell, Engine, Scoreboard, Segment, roll_up};
 use crate::facts::{EvidenceFact, StatFact, SurveyTally};
 use crate::framework::{Framework, ItemIdx};
@@ -144,10 +144,7 @@ impl Engine {
                 let Some(i) = org.find(&s.org_unit) else {
                     return false;
                 };
-                if !self
-                    .agg
-                    .apply_stat(&org, i, &s.metric, s.period, s.version, s.value)
-                {
+                if !self.agg.apply_stat(&org, i, s) {
                     return false;
                 }
                 for &c in self
@@ -213,7 +210,7 @@ impl Engine {
         let mut count = 0;
         for (&c, nodes) in &affected.cells {
             let rule = self.fw.rule_of(c);
-            let compiled: Compiled<'_> = ctx.compile(&rule);
+            let compiled: Pair<'_> = ctx.compile_pair(&rule);
             let points = self.fw.item(c).points;
             let all = (nodes.len() > PER_UNIT_LIMIT).then(|| self.evidence.fractions(&self.org, c));
             for node in nodes.iter() {
@@ -221,7 +218,7 @@ impl Engine {
                     Some(v) => v[node],
                     None => self.evidence.fraction_at(&self.org, c, node),
                 };
-                let e = ctx.eval(&compiled, node, Segment::All, ev, None);
+                let e = ctx.eval_pair(&compiled, node, Segment::All, ev, None);
                 board.cells[node * m + c] = Cell {
                     confirmed: points.scaled(e.confirmed),
                     projected: points.scaled(e.projected),

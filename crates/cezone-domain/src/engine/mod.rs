@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use aggregate::{Aggregates, Segment};
+pub use aggregate::{Aggregates, Segment, View};
 pub use evidence::{EvidenceIndex, Slot, SlotStatus};
 pub use explain::{CapNote, CellExplanation, ChildScore, RuleExplanation, SlotView, SurveyStat};
 pub use incremental::{Affected, Change, NodeSet, Readers};
@@ -24,9 +24,9 @@ use crate::points::Points;
 /// The two scores of one criterion or group in one org unit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
-    /// Only accepted evidence counts.
+    /// Only accepted evidence and statistics count.
     pub confirmed: Points,
-    /// Pending evidence counts as if accepted.
+    /// Pending evidence and statistics count as if accepted.
     pub projected: Points,
 }
 
@@ -120,12 +120,12 @@ impl Engine {
     /// One criterion's cells in every org unit, by its rule.
     fn column(&self, ctx: &evaluate::Context<'_>, c: ItemIdx) -> Vec<Cell> {
         let rule = self.fw.rule_of(c);
-        let compiled = ctx.compile(&rule);
+        let compiled = ctx.compile_pair(&rule);
         let evidence = self.evidence.fractions(&self.org, c);
         let points = self.fw.item(c).points;
         (0..self.org.len())
             .map(|node| {
-                let e = ctx.eval(&compiled, node, Segment::All, evidence[node], None);
+                let e = ctx.eval_pair(&compiled, node, Segment::All, evidence[node], None);
                 Cell {
                     confirmed: points.scaled(e.confirmed),
                     projected: points.scaled(e.projected),

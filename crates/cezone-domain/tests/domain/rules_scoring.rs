@@ -16,6 +16,7 @@ fn stat(org: &str, metric: &str, period: i32, value: i64) -> StatFact {
         period,
         value,
         version: 1,
+        state: Default::default(),
     }
 }
 
@@ -96,17 +97,22 @@ target = { pearl_river_delta = "50%", less_developed = "30%" }"#;
     );
 }
 
-#[test]
-fn a_ratio_with_nothing_filed_scores_zero_and_says_so() {
-    let tree = small_tree(RegionClass::PearlRiverDelta);
-    let fw = framework(
+/// Criterion 1.1 (10 points, education): trained ÷ registered, target 70 %.
+fn trained_of_registered() -> cezone_domain::framework::Framework {
+    framework(
         10,
         vec![item("1.1", 10, &["education"])],
         &format!(
             "{}\n[rules.\"1.1\"]\nkind = \"ratio\"\nnumerator = \"trained\"\ndenominator = \"registered\"\ntarget = \"70%\"\n",
             catalog_toml()
         ),
-    );
+    )
+}
+
+#[test]
+fn a_ratio_with_nothing_filed_scores_zero_and_says_so() {
+    let tree = small_tree(RegionClass::PearlRiverDelta);
+    let fw = trained_of_registered();
     let engine = Engine::new(
         fw.clone().into(),
         tree.clone().into(),
@@ -125,14 +131,7 @@ fn a_ratio_with_nothing_filed_scores_zero_and_says_so() {
 #[test]
 fn regression_a_zero_denominator_is_named_not_reported_missing() {
     let tree = small_tree(RegionClass::PearlRiverDelta);
-    let fw = framework(
-        10,
-        vec![item("1.1", 10, &["education"])],
-        &format!(
-            "{}\n[rules.\"1.1\"]\nkind = \"ratio\"\nnumerator = \"trained\"\ndenominator = \"registered\"\ntarget = \"70%\"\n",
-            catalog_toml()
-        ),
-    );
+    let fw = trained_of_registered();
     let facts = Facts {
         statistics: vec![
             stat("t1", "trained", 2013, 5),
@@ -555,4 +554,63 @@ fn an_about_target_is_scored_by_its_tolerance_band_and_says_which_band_applied()
         .expect("the band is named as 口径");
     assert!(band.choice.contains("65%–70%"), "{}", band.choice);
     assert_eq!(band.key, "partial");
+}
+
+/// A pending statistic counts in the projected score only, a returned one in neither, and the
+/// explanation says which figures make the difference.
+#[test]
+fn pending_statistics_count_in_the_projected_score_and_the_explanation_says_so() {
+    use cezone_domain::facts::StatState;
+    let tree = small_tree(RegionClass::PearlRiverDelta);
+    let fw = trained_of_registered();
+    let with = |state: StatState| {
+        let facts = Facts {
+            statistics: vec![
+                stat("t1", "registered", 2013, 100),
+                StatFact {
+                    state,
+                    ..stat("t1", "trained", 2013, 70)
+                },
+            ],
+            ..Default::default()
+        };
+        let engine = Engine::new(fw.clone().into(), tree.clone().into(), &facts, 2013);
+        let board = engine.scoreboard();
+        // Org unit 1 is t1 (preorder).
+        engine.explain(&board, 1, fw.find(&code("1.1")).unwrap())
+    };
+    let accepted = with(StatState::Accepted);
+    assert_eq!(
+        (accepted.confirmed, accepted.projected),
+        (Points::whole(10), Points::whole(10))
+    );
+    assert!(accepted.projected_because.is_none() && accepted.unreviewed.is_empty());
+
+    let pending = with(StatState::Pending);
+    assert_eq!(
+        (pending.confirmed, pending.projected),
+        (Points::ZERO, Points::whole(10))
+    );
+    let why = pending.projected_because.unwrap();
+    assert!(
+        why.contains("待审核") && why.contains("1 statistic(s) still pending review"),
+        "{why}"
+    );
+    assert_eq!(pending.unreviewed.len(), 1);
+    assert_eq!(
+        (
+            pending.unreviewed[0].metric.as_str(),
+            pending.unreviewed[0].org_unit.as_str(),
+            pending.unreviewed[0].state
+        ),
+        ("trained", "t1", "pending")
+    );
+
+    let returned = with(StatState::Returned);
+    assert_eq!(
+        (returned.confirmed, returned.projected),
+        (Points::ZERO, Points::ZERO)
+    );
+    let why = returned.projected_because.unwrap();
+    assert!(why.contains("returned and count in neither score"), "{why}");
 }

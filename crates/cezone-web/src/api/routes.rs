@@ -364,6 +364,11 @@ pub fn api() -> Api {
         "ListStatistics",
         true,
     );
+    a.unary::<psv::ReviewStatisticsRequest, psv::ReviewStatisticsResponse>(
+        Surveys,
+        "ReviewStatistics",
+        false,
+    );
     a.unary::<psv::ListTalliesRequest, psv::ListTalliesResponse>(Surveys, "ListTallies", true);
     a.unary::<psv::GetAggregatesRequest, psv::Aggregates>(Surveys, "GetAggregates", true);
     streams::surveys(&mut a);

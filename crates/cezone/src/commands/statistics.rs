@@ -1,4 +1,5 @@
-//! `cezone statistics template|import`: a unit's statistical return as a spreadsheet.
+//! `cezone statistics template|import|list|review`: a unit's statistical return as a
+//! spreadsheet, and its review by the level above.
 
 use std::process::ExitCode;
 
@@ -18,6 +19,136 @@ const PART: usize = 5_000;
 
 pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
     match cmd {
+        StatisticsCommand::List {
+            org_unit,
+            metric,
+            period,
+            state,
+            config,
+        } => {
+            let state = match state.as_str() {
+                "any" => ps::StatisticState::Unspecified,
+                "pending" => ps::StatisticState::Pending,
+                "accepted" => ps::StatisticState::Accepted,
+                "returned" => ps::StatisticState::Returned,
+                other => bail!("--state: '{other}' is not pending, accepted, returned or any"),
+            };
+            let svc = Services::load(config.as_deref())?;
+            let mut client = svc.surveys().await?;
+            let mut token = String::new();
+            let mut n = 0usize;
+            println!(
+                "org_unit\tmetric\tperiod\tvalue\tversion\tstate\tfiled_by\treviewed_by\tcomment"
+            );
+            loop {
+                let resp = client
+                    .list_statistics(ps::ListStatisticsRequest {
+                        org_unit: org_unit.clone().unwrap_or_default(),
+                        metric: metric.clone().unwrap_or_default(),
+                        period: period.unwrap_or(0),
+                        all_versions: false,
+                        page: Some(PageRequest {
+                            page_size: 1_000,
+                            page_token: token.clone(),
+                        }),
+                        state: state as i32,
+                    })
+                    .await
+                    .map_err(|s| refused("ListStatistics", s))?
+                    .into_inner();
+                for s in &resp.statistics {
+                    n += 1;
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        s.org_unit,
+                        s.metric,
+                        s.period,
+                        s.value,
+                        s.version,
+                        state_name(s.state),
+                        s.filed_by,
+                        s.reviewed_by,
+                        s.review_comment.replace(['\t', '\n'], " ")
+                    );
+                }
+                token = resp.page.map(|p| p.next_page_token).unwrap_or_default();
+                if token.is_empty() {
+                    break;
+                }
+            }
+            eprintln!("{n} statistic(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        StatisticsCommand::Review {
+            return_of,
+            org_unit,
+            metric,
+            period,
+            accept,
+            return_with,
+            dry_run,
+            config,
+        } => {
+            let (decision, comment) = match (accept, return_with) {
+                (true, None) => (ps::StatisticDecision::Accept, String::new()),
+                (false, Some(c)) if !c.trim().is_empty() => (ps::StatisticDecision::Return, c),
+                (false, Some(_)) => bail!("--return: say what is wrong (the comment is empty)"),
+                _ => bail!("give --accept or --return COMMENT"),
+            };
+            let statistics = match (&org_unit, &metric) {
+                (Some(o), Some(m)) => vec![ps::StatisticKey {
+                    org_unit: o.clone(),
+                    metric: m.clone(),
+                    period,
+                    version: 0,
+                }],
+                _ => Vec::new(),
+            };
+            let svc = Services::load(config.as_deref())?;
+            let mut client = svc.surveys().await?;
+            let resp = client
+                .review_statistics(ps::ReviewStatisticsRequest {
+                    statistics,
+                    return_of: return_of.clone().unwrap_or_default(),
+                    period,
+                    metric: if return_of.is_some() {
+                        metric.clone().unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
+                    decision: decision as i32,
+                    comment,
+                    dry_run,
+                })
+                .await
+                .map_err(|s| refused("ReviewStatistics", s))?
+                .into_inner();
+            for s in &resp.statistics {
+                println!(
+                    "{}\t{}\t{}\t{}\tv{}\t{}",
+                    s.org_unit,
+                    s.metric,
+                    s.period,
+                    s.value,
+                    s.version,
+                    state_name(s.state)
+                );
+            }
+            let verb = if decision == ps::StatisticDecision::Accept {
+                "accepted 已通过"
+            } else {
+                "returned 已退回"
+            };
+            if dry_run {
+                println!(
+                    "dry run, nothing recorded — {} statistic(s) would be {verb}",
+                    resp.statistics.len()
+                );
+            } else {
+                println!("{} statistic(s) {verb}", resp.statistics.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         StatisticsCommand::Template {
             unit,
             period,
@@ -192,6 +323,14 @@ async fn current_values(svc: &Services, period: Option<i32>) -> Result<returns::
             Some(t) if !t.is_empty() => token = t,
             _ => return Ok(out),
         }
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    match ps::StatisticState::try_from(state) {
+        Ok(ps::StatisticState::Pending) => "pending 待审核",
+        Ok(ps::StatisticState::Returned) => "returned 已退回",
+        _ => "accepted 已通过",
     }
 }
 

@@ -488,6 +488,122 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
     assert!(!ok, "{out}");
     assert!(out.contains("may not file a statistic"), "{out}");
 
+    // The town files its own return: it waits for review; the office lists it, checks the
+    // decision with a dry run and accepts the whole return.
+    let towns_template = d.path("jiujiang.xlsx").display().to_string();
+    d.with_token(
+        &town,
+        &[
+            "statistics",
+            "template",
+            "--unit",
+            "towns",
+            "--period",
+            "2013",
+            "--org-unit",
+            "nanhai.jiujiang",
+            "--out",
+            &towns_template,
+        ],
+    );
+    let tt = Table::read(&towns_template, &std::fs::read(&towns_template).unwrap()).unwrap();
+    let row = tt
+        .rows
+        .iter()
+        .find(|(_, c)| c[0] == "nanhai.jiujiang")
+        .expect("the town's own row");
+    let mut csv = tt.headers.join(",") + "\n";
+    csv += &format!(
+        "{},{},{},{}\n",
+        row.1[0],
+        row.1[1],
+        row.1[2],
+        vec!["8"; tt.headers.len() - 3].join(",")
+    );
+    let own = d.write("jiujiang.csv", &csv);
+    let (ok, out) = d.with_token(&town, &["statistics", "import", &own]);
+    assert!(ok, "{out}");
+    let filed = tt.headers.len() - 3;
+    let listed = d.ok(&[
+        "statistics",
+        "list",
+        "--org-unit",
+        "nanhai.jiujiang",
+        "--period",
+        "2013",
+    ]);
+    assert!(
+        listed.contains(&format!("{filed} statistic(s)"))
+            && listed.contains("pending 待审核")
+            && listed.contains("九江镇"),
+        "{listed}"
+    );
+    let out = d.refused(&[
+        "statistics",
+        "review",
+        "--return-of",
+        "nanhai.jiujiang",
+        "--period",
+        "2013",
+        "--return",
+        " ",
+    ]);
+    assert!(out.contains("--return: say what is wrong"), "{out}");
+    let out = d.ok(&[
+        "statistics",
+        "review",
+        "--return-of",
+        "nanhai.jiujiang",
+        "--period",
+        "2013",
+        "--accept",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains(&format!(
+            "dry run, nothing recorded — {filed} statistic(s) would be accepted"
+        )),
+        "{out}"
+    );
+    let out = d.ok(&[
+        "statistics",
+        "review",
+        "--return-of",
+        "nanhai.jiujiang",
+        "--period",
+        "2013",
+        "--accept",
+    ]);
+    assert!(
+        out.contains(&format!("{filed} statistic(s) accepted 已通过")),
+        "{out}"
+    );
+    let listed = d.ok(&[
+        "statistics",
+        "list",
+        "--org-unit",
+        "nanhai.jiujiang",
+        "--period",
+        "2013",
+    ]);
+    assert!(
+        listed.contains("0 statistic(s)"),
+        "none left pending: {listed}"
+    );
+    let out = d.refused(&[
+        "statistics",
+        "review",
+        "--return-of",
+        "nanhai.jiujiang",
+        "--period",
+        "2013",
+        "--accept",
+    ]);
+    assert!(
+        out.contains("nothing under nanhai.jiujiang in 2013 is pending review"),
+        "{out}"
+    );
+
     // The resident survey, and a survey platform's export through a mapping. A dry run checks
     // the definition and defines nothing (the real definition after it would be refused if it
     // had).

@@ -1,0 +1,444 @@
+//! The review of statistics over real gRPC with scoring fed by events: a town's filing waits
+//! for the level above, counts in the projected score only until accepted, counts nowhere once
+//! returned; who may decide follows the hierarchy and the matrix, and refusals change nothing.
+
+use cezone_proto::surveys::v1 as psv;
+
+use super::*;
+
+const METRIC: &str = "residents_served";
+/// Reads residents_served over the population (half its points) beside evidence.
+const CRITERION: &str = "3.1.1";
+
+/// The criterion's two scores at `org` and its explanation, once `ready` holds (the events of
+/// the last change have reached scoring), within 30 s.
+async fn cell_when(
+    s: &Stack,
+    org: &OrgUnitId,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> (f64, f64, serde_json::Value) {
+    let office = p(Role::EvaluationOffice, None, None);
+    let mut scoring = s.scoring(&office).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        s.services.flush_events().await;
+        let r = scoring
+            .get_scores(ps::GetScoresRequest {
+                org_unit: org.to_string(),
+                items: vec![CRITERION.into()],
+                explain: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let item = &r.items[0];
+        let x: serde_json::Value = serde_json::from_str(&item.explanation_json).unwrap();
+        if ready(&x) {
+            let score = item.score.clone().unwrap();
+            return (
+                score.confirmed.parse().unwrap(),
+                score.projected.parse().unwrap(),
+                x,
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scoring did not reach the expected state: {x:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn unreviewed(x: &serde_json::Value) -> Vec<(String, String, String)> {
+    x["unreviewed"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|u| {
+                    (
+                        u["metric"].as_str().unwrap().to_string(),
+                        u["org_unit"].as_str().unwrap().to_string(),
+                        u["state"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn key(org: &OrgUnitId, period: i32) -> psv::StatisticKey {
+    psv::StatisticKey {
+        org_unit: org.to_string(),
+        metric: METRIC.into(),
+        period,
+        version: 0,
+    }
+}
+
+fn decide(
+    keys: Vec<psv::StatisticKey>,
+    accept: bool,
+    comment: &str,
+) -> psv::ReviewStatisticsRequest {
+    psv::ReviewStatisticsRequest {
+        statistics: keys,
+        decision: if accept {
+            psv::StatisticDecision::Accept
+        } else {
+            psv::StatisticDecision::Return
+        } as i32,
+        comment: comment.into(),
+        ..Default::default()
+    }
+}
+
+async fn latest(s: &Stack, org: &OrgUnitId) -> psv::StatisticReturn {
+    let period = s.district.params.period;
+    let office = p(Role::EvaluationOffice, None, None);
+    let r = s
+        .surveys(&office)
+        .await
+        .list_statistics(psv::ListStatisticsRequest {
+            org_unit: org.to_string(),
+            metric: METRIC.into(),
+            period,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.statistics.len(), 1, "one latest filing");
+    r.statistics[0].clone()
+}
+
+pub async fn statistics_are_reviewed_one_level_up_and_count_once_accepted(backend: Backend) {
+    let s = spawn(backend).await;
+    let period = s.district.params.period;
+    let towns = s.towns();
+    let (t1, t2) = (&towns[0], &towns[1]);
+    let communities: Vec<&cezone_domain::org::OrgUnit> = s
+        .district
+        .units
+        .iter()
+        .filter(|u| u.parent.as_ref() == Some(t1) && u.level == OrgLevel::Community)
+        .collect();
+    assert!(communities.len() >= 2, "two communities in the first town");
+    let (c, c2) = (&communities[0].id, &communities[1].id);
+    let population = communities[0].population[&period] as i64;
+    let office = p(Role::EvaluationOffice, None, None);
+    let town1 = p(Role::Town, Some("towns"), Some(t1));
+    let town2 = Principal::new(
+        "town-two",
+        Role::Town,
+        Some(UnitId::parse("towns").unwrap()),
+        Some(t2.clone()),
+    )
+    .unwrap();
+    let education = p(Role::ResponsibleUnit, Some("education"), None);
+    let finance = p(Role::ResponsibleUnit, Some("finance"), None);
+    let inspector = p(Role::Inspector, None, None);
+    let admin = p(Role::DistrictAdmin, None, None);
+    let service = p(Role::Service, None, None);
+    let filing = |value: i64| psv::StatisticReturn {
+        org_unit: c.to_string(),
+        metric: METRIC.into(),
+        period,
+        value,
+        ..Default::default()
+    };
+
+    // The office's own filings need nobody's approval (the demo was loaded by it).
+    let loaded = latest(&s, c).await;
+    assert_eq!(loaded.state, psv::StatisticState::Accepted as i32);
+    let (before, _, x) = cell_when(&s, c, |x| unreviewed(x).is_empty()).await;
+    assert!(x["projected_because"].is_null(), "{x:#}");
+
+    // A town's filing waits: every resident served (100 %) counts in the projected score only.
+    let filed = s
+        .surveys(&town1)
+        .await
+        .record_statistic(filing(population))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        filed.state,
+        psv::StatisticState::Pending as i32,
+        "{filed:?}"
+    );
+    let (p_conf, p_proj, x) = cell_when(&s, c, |x| {
+        unreviewed(x) == vec![(METRIC.into(), c.to_string(), "pending".into())]
+    })
+    .await;
+    let why = x["projected_because"].as_str().unwrap();
+    assert!(
+        why.contains("待审核") && why.contains("pending review"),
+        "{why}"
+    );
+    assert!(
+        p_conf < p_proj,
+        "pending counts in the projected score only: {p_conf} / {p_proj}"
+    );
+    assert!(
+        p_conf <= before,
+        "the pending correction takes the earlier figure out of the confirmed score"
+    );
+
+    // Who may not decide on it, each refused by name, nothing changed.
+    let refusals: Vec<(&Principal, psv::ReviewStatisticsRequest, Code, &str)> = vec![
+        (
+            &town2,
+            decide(vec![key(c, period)], true, ""),
+            Code::PermissionDenied,
+            "outside",
+        ),
+        (
+            &town1,
+            decide(vec![key(c, period)], true, ""),
+            Code::PermissionDenied,
+            "own filing",
+        ),
+        (
+            &finance,
+            decide(vec![key(c, period)], true, ""),
+            Code::PermissionDenied,
+            "feeds only criteria of",
+        ),
+        (
+            &inspector,
+            decide(vec![key(c, period)], true, ""),
+            Code::PermissionDenied,
+            "may not review a statistic",
+        ),
+        (
+            &admin,
+            decide(vec![key(c, period)], true, ""),
+            Code::PermissionDenied,
+            "may not review a statistic",
+        ),
+        (
+            &service,
+            decide(vec![key(c, period)], true, ""),
+            Code::PermissionDenied,
+            "may not review a statistic",
+        ),
+        (
+            &education,
+            decide(vec![key(c, period)], false, "  "),
+            Code::InvalidArgument,
+            "what is wrong",
+        ),
+        (
+            &education,
+            psv::ReviewStatisticsRequest {
+                decision: 9,
+                ..decide(vec![key(c, period)], true, "")
+            },
+            Code::InvalidArgument,
+            "not a decision",
+        ),
+        (
+            &education,
+            decide(
+                vec![psv::StatisticKey {
+                    version: filed.version as u64 - 1,
+                    ..key(c, period)
+                }],
+                true,
+                "",
+            ),
+            Code::FailedPrecondition,
+            "superseded by version",
+        ),
+        (
+            &education,
+            decide(vec![key(c, period), key(c2, period)], true, ""),
+            Code::FailedPrecondition,
+            "already accepted",
+        ),
+    ];
+    for (who, req, code, says) in refusals {
+        let err = s
+            .surveys(who)
+            .await
+            .review_statistics(req)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{}: {err:?}", who.describe());
+        assert!(
+            err.message().contains(says),
+            "{}: {}",
+            who.describe(),
+            err.message()
+        );
+    }
+    assert_eq!(
+        latest(&s, c).await.state,
+        psv::StatisticState::Pending as i32,
+        "refusals change nothing"
+    );
+
+    // The responsible department accepts: the figure is confirmed.
+    let done = s
+        .surveys(&education)
+        .await
+        .review_statistics(decide(vec![key(c, period)], true, "核实无误"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.statistics.len(), 1);
+    assert_eq!(done.event_ids.len(), 1);
+    let stored = latest(&s, c).await;
+    assert_eq!(stored.state, psv::StatisticState::Accepted as i32);
+    assert_eq!(
+        (stored.reviewed_by.as_str(), stored.review_comment.as_str()),
+        (education.subject.as_str(), "核实无误")
+    );
+    let (a_conf, a_proj, _) = cell_when(&s, c, |x| unreviewed(x).is_empty()).await;
+    assert_eq!(a_proj, p_proj, "accepting changes no projection");
+    assert!(
+        a_conf > p_conf,
+        "accepted, it counts in the confirmed score: {p_conf} → {a_conf}"
+    );
+    // Decided once: a second decision is refused.
+    let err = s
+        .surveys(&office)
+        .await
+        .review_statistics(decide(vec![key(c, period)], false, "no"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .contains(&format!("already accepted by {}", education.subject)),
+        "{}",
+        err.message()
+    );
+
+    // A correction returned with a comment counts nowhere until filed again.
+    s.surveys(&town1)
+        .await
+        .record_statistic(filing(population / 2))
+        .await
+        .unwrap();
+    let ret = s
+        .surveys(&education)
+        .await
+        .review_statistics(decide(
+            vec![key(c, period)],
+            false,
+            "与办班登记表不符，请核对后重报",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ret.statistics[0].state,
+        psv::StatisticState::Returned as i32
+    );
+    let returned = s
+        .surveys(&town1)
+        .await
+        .list_statistics(psv::ListStatisticsRequest {
+            state: psv::StatisticState::Returned as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .statistics;
+    assert_eq!(returned.len(), 1, "{returned:?}");
+    assert_eq!(returned[0].review_comment, "与办班登记表不符，请核对后重报");
+    let (r_conf, r_proj, x) = cell_when(&s, c, |x| {
+        unreviewed(x) == vec![(METRIC.into(), c.to_string(), "returned".into())]
+    })
+    .await;
+    assert!(
+        x["projected_because"]
+            .as_str()
+            .unwrap()
+            .contains("count in neither score"),
+        "{x:#}"
+    );
+    assert_eq!(r_conf, p_conf, "returned: no figure in the confirmed score");
+    assert!(
+        r_proj < a_proj,
+        "returned: no figure in the projected score either"
+    );
+
+    // A whole return: the department accepts everything pending under the town at once; a
+    // town with nothing pending is told so.
+    s.surveys(&town1)
+        .await
+        .record_statistic(filing(population))
+        .await
+        .unwrap();
+    s.surveys(&town1)
+        .await
+        .record_statistic(psv::StatisticReturn {
+            org_unit: c2.to_string(),
+            ..filing(1)
+        })
+        .await
+        .unwrap();
+    let err = s
+        .surveys(&education)
+        .await
+        .review_statistics(psv::ReviewStatisticsRequest {
+            return_of: t2.to_string(),
+            period,
+            ..decide(vec![], true, "")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("nothing under"), "{}", err.message());
+    let bulk = s
+        .surveys(&education)
+        .await
+        .review_statistics(psv::ReviewStatisticsRequest {
+            return_of: t1.to_string(),
+            period,
+            ..decide(vec![], true, "")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut decided: Vec<String> = bulk.statistics.iter().map(|s| s.org_unit.clone()).collect();
+    decided.sort();
+    let mut want = vec![c.to_string(), c2.to_string()];
+    want.sort();
+    assert_eq!(decided, want);
+    assert!(
+        bulk.statistics
+            .iter()
+            .all(|s| s.state == psv::StatisticState::Accepted as i32)
+    );
+    let (f_conf, f_proj, _) = cell_when(&s, c, |x| unreviewed(x).is_empty()).await;
+    assert_eq!(
+        (f_conf, f_proj),
+        (a_conf, a_proj),
+        "the same figure accepted scores the same"
+    );
+
+    // Every decision is in the audit log.
+    let audit = s
+        .surveys(&office)
+        .await
+        .list_audit(cezone_proto::common::v1::ListAuditRequest {
+            action: "statistic.".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let count = |a: &str| audit.entries.iter().filter(|e| e.action == a).count();
+    assert_eq!(
+        (count("statistic.accepted"), count("statistic.returned")),
+        (3, 1),
+        "{:?}",
+        audit.entries.iter().map(|e| &e.action).collect::<Vec<_>>()
+    );
+    s.scheduler.stop().await;
+    s.services.stop().await;
+}
