@@ -191,6 +191,8 @@ pub enum Action<'a> {
     RunSchedule,
     /// End the submission of evidence for a framework edition.
     CloseSubmissions,
+    /// Lock a period's statistics and survey batches, or unlock one org unit for a correction.
+    LockPeriod,
     /// Read a service's audit log.
     ReadAudit,
     /// Create, list, disable accounts of people and reset their passwords.
@@ -213,6 +215,7 @@ impl Action<'_> {
             Action::FreezeSnapshot => "freeze a snapshot",
             Action::RunSchedule => "run a scheduled checkpoint",
             Action::CloseSubmissions => "close submissions",
+            Action::LockPeriod => "lock or unlock a period",
             Action::ReadAudit => "read the audit log",
             Action::ManageAccounts => "manage accounts",
         }
@@ -258,9 +261,10 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
         Action::ImportFramework | Action::ManageOrgUnits | Action::DefineSurvey => {
             only(&[DistrictAdmin, EvaluationOffice])
         }
-        Action::PublishFramework | Action::ReviewEvidence | Action::CloseSubmissions => {
-            only(&[EvaluationOffice])
-        }
+        Action::PublishFramework
+        | Action::ReviewEvidence
+        | Action::CloseSubmissions
+        | Action::LockPeriod => only(&[EvaluationOffice]),
         Action::Recompute | Action::FreezeSnapshot => {
             only(&[DistrictAdmin, EvaluationOffice, Service])
         }

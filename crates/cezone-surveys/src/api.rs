@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::definitions::{self, check_id};
 use crate::entities::batch;
 use crate::ingest::{Checker, Pipelined, Writer};
-use crate::{aggregates, review, statistics};
+use crate::{aggregates, locks, review, statistics};
 
 #[derive(Debug, Clone)]
 pub struct SurveyApi {
@@ -207,7 +207,10 @@ impl SurveyApi {
                 Some(&tree),
             )?;
         }
-        Ok(())
+        let targets = locks::targets(rs, if batch { "statistics" } else { "statistic" }, |r| {
+            (r.org_unit.as_str(), r.period)
+        });
+        locks::check(&self.db, who, "statistics", &targets).await
     }
 }
 
@@ -315,6 +318,17 @@ impl SurveyService for SurveyApi {
         };
         check_id("survey_id", &survey_id)?;
         let survey = definitions::get(&self.db, &survey_id).await?;
+        // Read before the writer takes its connection; the org units are known once read.
+        let period_locks = locks::locked(&self.db, [survey.period]).await?;
+        if let Some(l) = period_locks.get(&survey.period)
+            && l.unlocked.is_empty()
+        {
+            let r = locks::refusal(&period_locks, &[("survey_id".into(), "", survey.period)])
+                .expect("a locked period refuses");
+            return Err(locks::refuse(&self.db, &who, "survey batch", r)
+                .await
+                .into());
+        }
         let tree = self.view.org_tree(true).await?;
         let earlier = self.earlier_respondents(&survey.id).await?;
         let batch_id = uuid::Uuid::now_v7().to_string();
@@ -368,6 +382,18 @@ impl SurveyService for SurveyApi {
         if let Some(e) = refused {
             writer.rollback().await;
             return Err(e);
+        }
+        let mut places: Vec<&String> = tallies.keys().collect();
+        places.sort();
+        let targets: Vec<(String, &str, i32)> = places
+            .iter()
+            .map(|o| (format!("batch (org unit {o})"), o.as_str(), survey.period))
+            .collect();
+        if let Some(r) = locks::refusal(&period_locks, &targets) {
+            writer.rollback().await;
+            return Err(locks::refuse(&self.db, &who, "survey batch", r)
+                .await
+                .into());
         }
         writer
             .finish(&who, &survey, &batch_id, rows, &tallies)
@@ -577,6 +603,44 @@ impl SurveyService for SurveyApi {
             statistics: decided.iter().map(statistics::to_proto).collect(),
             event_ids,
         }))
+    }
+
+    async fn lock_period(&self, req: Request<ps::LockPeriodRequest>) -> Reply<ps::PeriodLock> {
+        let who = caller(&req)?;
+        permit(&who, &Action::LockPeriod, None)?;
+        let r = req.into_inner();
+        let period = locks::period(r.period)?;
+        let reason = locks::reason("reason", &r.reason)?;
+        let lock = locks::lock(&self.db, &who, period, &reason).await?;
+        tracing::info!(period, "period locked");
+        Ok(Response::new(lock))
+    }
+
+    async fn unlock_org_unit(
+        &self,
+        req: Request<ps::UnlockOrgUnitRequest>,
+    ) -> Reply<ps::PeriodLock> {
+        let who = caller(&req)?;
+        permit(&who, &Action::LockPeriod, None)?;
+        let r = req.into_inner();
+        let period = locks::period(r.period)?;
+        let org = cezone_domain::org::OrgUnitId::parse(&r.org_unit)
+            .map_err(|e| ApiError::invalid("org_unit", e))?;
+        if self.view.org_tree(true).await?.find(&org).is_none() {
+            return Err(ApiError::invalid("org_unit", format!("{org} is not an org unit")).into());
+        }
+        let reason = locks::reason("reason", &r.reason)?;
+        let lock = locks::unlock(&self.db, &who, period, &org, &reason).await?;
+        tracing::info!(period, org_unit = %org, "org unit unlocked");
+        Ok(Response::new(lock))
+    }
+
+    async fn get_period_lock(
+        &self,
+        req: Request<ps::GetPeriodLockRequest>,
+    ) -> Reply<ps::PeriodLock> {
+        let period = locks::period(req.get_ref().period)?;
+        Ok(Response::new(locks::get(&self.db, period).await?))
     }
 
     async fn list_tallies(

@@ -8,6 +8,7 @@ mod app;
 mod definitions;
 mod entities;
 mod ingest;
+mod locks;
 mod migration;
 mod review;
 mod statistics;

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(RespondentKeyIsPrimary),
             Box::new(LatestStatisticIndex),
             Box::new(StatisticReview),
+            Box::new(PeriodLocks),
         ]
     }
 
@@ -53,6 +54,34 @@ mod statistic_v1 {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Locked periods and the org units unlocked in them for a correction.
+struct PeriodLocks;
+
+impl MigrationName for PeriodLocks {
+    fn name(&self) -> &str {
+        "m0007_period_locks"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for PeriodLocks {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS surveys_period_locks (period INTEGER PRIMARY KEY, \
+             reason TEXT NOT NULL, locked_by TEXT NOT NULL, locked_at TEXT NOT NULL)",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS surveys_unlocks (period INTEGER NOT NULL, \
+             org_unit TEXT NOT NULL, reason TEXT NOT NULL, unlocked_by TEXT NOT NULL, \
+             unlocked_at TEXT NOT NULL, PRIMARY KEY (period, org_unit))",
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// Statistics get a review: figures filed before reviews existed stay accepted.

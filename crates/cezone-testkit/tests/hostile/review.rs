@@ -2,6 +2,7 @@
 //! for the level above, counts in the projected score only until accepted, counts nowhere once
 //! returned; who may decide follows the hierarchy and the matrix, and refusals change nothing.
 
+use cezone_platform::error::violations;
 use cezone_proto::surveys::v1 as psv;
 
 use super::*;
@@ -438,6 +439,270 @@ pub async fn statistics_are_reviewed_one_level_up_and_count_once_accepted(backen
         (3, 1),
         "{:?}",
         audit.entries.iter().map(|e| &e.action).collect::<Vec<_>>()
+    );
+    s.scheduler.stop().await;
+    s.services.stop().await;
+}
+
+/// A locked period takes no statistic and no survey batch from anyone, each refusal audited,
+/// until the office unlocks one org unit for a correction; locking again ends the exception.
+pub async fn a_locked_period_refuses_filings_until_the_office_unlocks_an_org_unit(
+    backend: Backend,
+) {
+    let s = spawn(backend).await;
+    let period = s.district.params.period;
+    let towns = s.towns();
+    let t1 = &towns[0];
+    let communities: Vec<OrgUnitId> = s
+        .district
+        .units
+        .iter()
+        .filter(|u| u.parent.as_ref() == Some(t1) && u.level == OrgLevel::Community)
+        .map(|u| u.id.clone())
+        .collect();
+    let (c, c2) = (&communities[0], &communities[1]);
+    let office = p(Role::EvaluationOffice, None, None);
+    let town1 = p(Role::Town, Some("towns"), Some(t1));
+    let education = p(Role::ResponsibleUnit, Some("education"), None);
+    let filing = |org: &OrgUnitId, value: i64| psv::StatisticReturn {
+        org_unit: org.to_string(),
+        metric: METRIC.into(),
+        period,
+        value,
+        ..Default::default()
+    };
+    let lock = |reason: &str| psv::LockPeriodRequest {
+        period,
+        reason: reason.into(),
+    };
+    let unlock = |org: &str, reason: &str| psv::UnlockOrgUnitRequest {
+        period,
+        org_unit: org.into(),
+        reason: reason.into(),
+    };
+
+    // Only the office locks and unlocks; a lock needs a year and a reason.
+    let err = s
+        .surveys(&education)
+        .await
+        .lock_period(lock("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = s
+        .surveys(&town1)
+        .await
+        .unlock_org_unit(unlock(c.as_str(), "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = s
+        .surveys(&office)
+        .await
+        .lock_period(lock(" "))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err)[0].0, "reason");
+    let err = s
+        .surveys(&office)
+        .await
+        .lock_period(psv::LockPeriodRequest {
+            period: 0,
+            ..lock("x")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "period");
+    let err = s
+        .surveys(&office)
+        .await
+        .unlock_org_unit(unlock(c.as_str(), "更正"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::FailedPrecondition,
+        "nothing locked yet: {err:?}"
+    );
+
+    let locked = s
+        .surveys(&office)
+        .await
+        .lock_period(lock("材料已报送 materials submitted"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(locked.locked && locked.unlocked.is_empty(), "{locked:?}");
+
+    // Nobody files into it, the office included; nothing is stored.
+    let before = latest(&s, c).await;
+    for who in [&town1, &office] {
+        let err = s
+            .surveys(who)
+            .await
+            .record_statistic(filing(c, 5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        assert!(
+            err.message()
+                .contains(&format!("period {period} is locked"))
+                && err.message().contains("materials submitted")
+                && err.message().contains(&format!("can unlock {c}")),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(
+        latest(&s, c).await.version,
+        before.version,
+        "nothing stored"
+    );
+
+    // The office unlocks one community for a correction: it may file, its neighbour may not,
+    // and a call mixing both stores nothing.
+    let err = s
+        .surveys(&office)
+        .await
+        .unlock_org_unit(unlock(c.as_str(), ""))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "reason");
+    let err = s
+        .surveys(&office)
+        .await
+        .unlock_org_unit(unlock("nanhai.nowhere", "更正"))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err)[0].0, "org_unit");
+    let opened = s
+        .surveys(&office)
+        .await
+        .unlock_org_unit(unlock(c.as_str(), "更正2013年服务人数"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.unlocked.len(), 1);
+    assert_eq!(opened.unlocked[0].org_unit, c.to_string());
+    let err = s
+        .surveys(&town1)
+        .await
+        .record_statistics(psv::RecordStatisticsRequest {
+            statistics: vec![filing(c, 6), filing(c2, 6)],
+            dry_run: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("statistics[1]: period") && err.message().contains("1 of 2 refused"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        latest(&s, c).await.version,
+        before.version,
+        "all or nothing"
+    );
+    let filed = s
+        .surveys(&town1)
+        .await
+        .record_statistic(filing(c, 6))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(filed.version, before.version + 1);
+    let err = s
+        .surveys(&town1)
+        .await
+        .record_statistic(filing(c2, 6))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    // A survey batch from a locked org unit is refused too, the unlocked one's stored.
+    let survey = cezone_client::demo::survey_id(period);
+    let response = |org: &OrgUnitId, n: usize| {
+        let mut r = s
+            .district
+            .responses(&s.fw.catalog)
+            .find(|r| &r.org_unit == org)
+            .unwrap();
+        r.respondent = format!("locked-{n}");
+        sv::response(&r)
+    };
+    let mut client = s.surveys(&town1).await;
+    let err = sv::ingest(&mut client, &survey, vec![response(c, 1), response(c2, 2)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains(&format!("org unit {c2}")),
+        "{}",
+        err.message()
+    );
+    sv::ingest(&mut client, &survey, vec![response(c, 3)])
+        .await
+        .unwrap();
+
+    // Locking again ends the exception.
+    let relocked = s
+        .surveys(&office)
+        .await
+        .lock_period(lock("更正完毕"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(relocked.unlocked.is_empty());
+    let err = s
+        .surveys(&town1)
+        .await
+        .record_statistic(filing(c, 7))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = sv::ingest(&mut client, &survey, vec![response(c, 4)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let shown = s
+        .surveys(&education)
+        .await
+        .get_period_lock(psv::GetPeriodLockRequest { period })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            shown.locked,
+            shown.reason.as_str(),
+            shown.locked_by.as_str()
+        ),
+        (true, "更正完毕", office.subject.as_str())
+    );
+
+    // Every lock, unlock and refusal is in the audit log.
+    let audit = s
+        .surveys(&office)
+        .await
+        .list_audit(cezone_proto::common::v1::ListAuditRequest {
+            action: "period.".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let count = |a: &str| audit.entries.iter().filter(|e| e.action == a).count();
+    assert_eq!((count("period.locked"), count("period.unlocked")), (2, 1));
+    assert_eq!(
+        count("period.refused"),
+        7,
+        "{:?}",
+        audit
+            .entries
+            .iter()
+            .map(|e| (&e.action, &e.target))
+            .collect::<Vec<_>>()
     );
     s.scheduler.stop().await;
     s.services.stop().await;

@@ -1,0 +1,281 @@
+//! Locked periods: once the evaluation office locks a period (the materials are handed in), no
+//! statistic of it is filed and no survey batch of it ingested, except by an org unit the
+//! office has unlocked for a correction, with a reason. Locks, unlocks and every refusal are
+//! in the audit log.
+
+use std::collections::{BTreeMap, HashSet};
+
+use cezone_domain::access::Principal;
+use cezone_domain::org::OrgUnitId;
+use cezone_platform::ApiError;
+use cezone_platform::audit::Entry;
+use cezone_platform::db::stmt;
+use cezone_platform::time::now_rfc3339;
+use cezone_proto::surveys::v1 as ps;
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+
+/// A reason or comment: required, short, printable.
+pub fn reason(field: &str, text: &str) -> Result<String, ApiError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ApiError::invalid(field, "is required: say why"));
+    }
+    if t.chars().count() > 500 || t.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "must be at most 500 printable characters",
+        ));
+    }
+    Ok(t.to_string())
+}
+
+pub fn period(p: i32) -> Result<i32, ApiError> {
+    if (1900..=2200).contains(&p) {
+        Ok(p)
+    } else {
+        Err(ApiError::invalid("period", format!("{p} is not a year")))
+    }
+}
+
+/// A period's lock as stored (unlocked: `locked` false, nothing else set).
+pub async fn get(db: &impl ConnectionTrait, period: i32) -> Result<ps::PeriodLock, ApiError> {
+    let b = db.get_database_backend();
+    let mut out = ps::PeriodLock {
+        period,
+        ..Default::default()
+    };
+    if let Some(r) = db
+        .query_one(stmt(
+            b,
+            "SELECT reason, locked_by, locked_at FROM surveys_period_locks WHERE period = ?",
+            vec![period.into()],
+        ))
+        .await?
+    {
+        out.locked = true;
+        out.reason = r.try_get("", "reason")?;
+        out.locked_by = r.try_get("", "locked_by")?;
+        out.locked_at = r.try_get("", "locked_at")?;
+    }
+    for r in db
+        .query_all(stmt(
+            b,
+            "SELECT org_unit, reason, unlocked_by, unlocked_at FROM surveys_unlocks \
+             WHERE period = ? ORDER BY org_unit",
+            vec![period.into()],
+        ))
+        .await?
+    {
+        out.unlocked.push(ps::Unlocked {
+            org_unit: r.try_get("", "org_unit")?,
+            reason: r.try_get("", "reason")?,
+            unlocked_by: r.try_get("", "unlocked_by")?,
+            unlocked_at: r.try_get("", "unlocked_at")?,
+        });
+    }
+    Ok(out)
+}
+
+/// Locks `period` (again): every earlier unlock of it ends.
+pub async fn lock(
+    db: &DatabaseConnection,
+    who: &Principal,
+    period: i32,
+    reason: &str,
+) -> Result<ps::PeriodLock, ApiError> {
+    let txn = db.begin().await?;
+    let b = txn.get_database_backend();
+    let at = now_rfc3339();
+    txn.execute(stmt(
+        b,
+        "INSERT INTO surveys_period_locks (period, reason, locked_by, locked_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (period) DO UPDATE SET reason = excluded.reason, \
+         locked_by = excluded.locked_by, locked_at = excluded.locked_at",
+        vec![
+            period.into(),
+            reason.into(),
+            who.subject.clone().into(),
+            at.clone().into(),
+        ],
+    ))
+    .await?;
+    let ended = txn
+        .execute(stmt(
+            b,
+            "DELETE FROM surveys_unlocks WHERE period = ?",
+            vec![period.into()],
+        ))
+        .await?
+        .rows_affected();
+    let target = period.to_string();
+    cezone_platform::audit::append_many(
+        &txn,
+        "surveys",
+        &[Entry {
+            actor: who,
+            action: "period.locked",
+            target: &target,
+            details: serde_json::json!({ "reason": reason, "unlocks_ended": ended }),
+        }],
+    )
+    .await?;
+    let out = get(&txn, period).await?;
+    txn.commit().await?;
+    Ok(out)
+}
+
+/// Lets `org_unit` file again in locked `period`.
+pub async fn unlock(
+    db: &DatabaseConnection,
+    who: &Principal,
+    period: i32,
+    org_unit: &OrgUnitId,
+    reason: &str,
+) -> Result<ps::PeriodLock, ApiError> {
+    let txn = db.begin().await?;
+    let b = txn.get_database_backend();
+    if !get(&txn, period).await?.locked {
+        txn.rollback().await?;
+        return Err(ApiError::precondition(format!(
+            "period {period} is not locked; there is nothing to unlock"
+        )));
+    }
+    txn.execute(stmt(
+        b,
+        "INSERT INTO surveys_unlocks (period, org_unit, reason, unlocked_by, unlocked_at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (period, org_unit) DO UPDATE SET \
+         reason = excluded.reason, unlocked_by = excluded.unlocked_by, \
+         unlocked_at = excluded.unlocked_at",
+        vec![
+            period.into(),
+            org_unit.as_str().into(),
+            reason.into(),
+            who.subject.clone().into(),
+            now_rfc3339().into(),
+        ],
+    ))
+    .await?;
+    let target = format!("{period}/{org_unit}");
+    cezone_platform::audit::append_many(
+        &txn,
+        "surveys",
+        &[Entry {
+            actor: who,
+            action: "period.unlocked",
+            target: &target,
+            details: serde_json::json!({ "reason": reason }),
+        }],
+    )
+    .await?;
+    let out = get(&txn, period).await?;
+    txn.commit().await?;
+    Ok(out)
+}
+
+/// The locked periods among `periods`.
+pub async fn locked(
+    db: &impl ConnectionTrait,
+    periods: impl IntoIterator<Item = i32>,
+) -> Result<BTreeMap<i32, ps::PeriodLock>, ApiError> {
+    let periods: HashSet<i32> = periods.into_iter().collect();
+    let mut locks = BTreeMap::new();
+    for p in periods {
+        let l = get(db, p).await?;
+        if l.locked {
+            locks.insert(p, l);
+        }
+    }
+    Ok(locks)
+}
+
+/// Which of `targets` (field, org unit, period) a lock refuses: the first, and how many.
+#[derive(Debug)]
+pub struct Refusal {
+    field: String,
+    org_unit: String,
+    lock: ps::PeriodLock,
+    refused: usize,
+    of: usize,
+}
+
+pub fn refusal(
+    locks: &BTreeMap<i32, ps::PeriodLock>,
+    targets: &[(String, &str, i32)],
+) -> Option<Refusal> {
+    if locks.is_empty() {
+        return None;
+    }
+    let refused: Vec<&(String, &str, i32)> = targets
+        .iter()
+        .filter(|(_, org, p)| {
+            locks
+                .get(p)
+                .is_some_and(|l| !l.unlocked.iter().any(|u| u.org_unit == *org))
+        })
+        .collect();
+    let first = refused.first()?;
+    Some(Refusal {
+        field: first.0.clone(),
+        org_unit: first.1.to_string(),
+        lock: locks[&first.2].clone(),
+        refused: refused.len(),
+        of: targets.len(),
+    })
+}
+
+/// Audits a refusal and says what was refused and what to do.
+pub async fn refuse(db: &DatabaseConnection, who: &Principal, what: &str, r: Refusal) -> ApiError {
+    let p = r.lock.period;
+    let target = format!("{p}/{}", r.org_unit);
+    let audited = cezone_platform::audit::append_many(
+        db,
+        "surveys",
+        &[Entry {
+            actor: who,
+            action: "period.refused",
+            target: &target,
+            details: serde_json::json!({ "what": what, "refused": r.refused, "of": r.of }),
+        }],
+    )
+    .await;
+    if let Err(e) = audited {
+        return e.into();
+    }
+    tracing::warn!(subject = %who.subject, period = p, org_unit = %r.org_unit, refused = r.refused, what, "refused: the period is locked");
+    ApiError::precondition(format!(
+        "{}: period {p} is locked 已锁定 since {} by {} ({}); {} of {} refused, nothing was \
+         stored — the evaluation office can unlock {} for a correction",
+        r.field, r.lock.locked_at, r.lock.locked_by, r.lock.reason, r.refused, r.of, r.org_unit
+    ))
+}
+
+/// Refuses (audited) when any of `targets` lies in a locked period and its org unit is not
+/// unlocked.
+pub async fn check(
+    db: &DatabaseConnection,
+    who: &Principal,
+    what: &str,
+    targets: &[(String, &str, i32)],
+) -> Result<(), ApiError> {
+    let locks = locked(db, targets.iter().map(|t| t.2)).await?;
+    match refusal(&locks, targets) {
+        Some(r) => Err(refuse(db, who, what, r).await),
+        None => Ok(()),
+    }
+}
+
+/// Values for a list of (field, org unit, period) built from anything indexed.
+pub fn targets<'a, T>(
+    items: &'a [T],
+    prefix: &str,
+    key: impl Fn(&'a T) -> (&'a str, i32),
+) -> Vec<(String, &'a str, i32)> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (org, p) = key(t);
+            (format!("{prefix}[{i}]"), org, p)
+        })
+        .collect()
+}
