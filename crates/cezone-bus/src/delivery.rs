@@ -142,6 +142,43 @@ impl Delivery {
     }
 }
 
+/// Why a consumer could not apply a delivery.
+#[derive(Debug)]
+pub enum NotApplied {
+    /// It will never pass (malformed, forged, missing its payload): dead-letter it with why.
+    Unreadable(String),
+    /// The consumer's own store refused (database down …): it comes again.
+    Failed(String),
+}
+
+impl Delivery {
+    /// Settles a delivery by what the consumer made of it: acked once applied (or ignored),
+    /// dead-lettered when unreadable, requeued after a short pause when applying failed. A
+    /// failed settlement is logged: the broker redelivers, and consumers drop duplicates.
+    pub async fn settle(self, outcome: Result<(), NotApplied>) {
+        match outcome {
+            Ok(()) => {
+                if let Err(e) = self.ack().await {
+                    tracing::warn!(error = %e, "ack failed after commit");
+                }
+            }
+            Err(NotApplied::Unreadable(reason)) => {
+                tracing::warn!(routing_key = %self.routing_key, %reason, "dead-lettering an event");
+                if let Err(e) = self.dead_letter(&reason).await {
+                    tracing::error!(error = %e, "cannot dead-letter an event");
+                }
+            }
+            Err(NotApplied::Failed(reason)) => {
+                tracing::warn!(routing_key = %self.routing_key, %reason, "event not applied; it will be redelivered");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                if let Err(e) = self.retry().await {
+                    tracing::warn!(error = %e, "requeue failed");
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Delivery {
     fn drop(&mut self) {
         match self.settler.take() {

@@ -66,7 +66,7 @@ use async_trait::async_trait;
 pub use cezone_proto::events::v1::Envelope;
 
 pub use amqp::AmqpBus;
-pub use delivery::{DeadLetter, Delivery, Subscription};
+pub use delivery::{DeadLetter, Delivery, NotApplied, Subscription};
 pub use envelope::{decode, encode, envelope};
 pub use error::BusError;
 pub use memory::InProcessBus;

@@ -45,6 +45,36 @@ fn blob_error(e: BlobError) -> Status {
 }
 
 impl EvidenceApi {
+    /// An upload a locked period refuses: audited, and the refusal as the caller sees it.
+    async fn refused(
+        &self,
+        who: &Principal,
+        checked: &crate::metadata::Checked,
+        why: String,
+    ) -> ApiError {
+        let target = format!("{}/{}", checked.period, checked.org_unit);
+        let audited = cezone_platform::audit::append(
+            &self.db,
+            "evidence",
+            cezone_platform::audit::Entry {
+                actor: who,
+                action: "period.refused",
+                target: &target,
+                details: serde_json::json!({
+                    "what": "evidence",
+                    "criterion": checked.criterion.to_string(),
+                    "unit": checked.unit.to_string(),
+                }),
+            },
+        )
+        .await;
+        if let Err(e) = audited {
+            return e.into();
+        }
+        tracing::warn!(subject = %who.subject, period = checked.period, org_unit = %checked.org_unit, "upload refused: the period is locked");
+        ApiError::precondition(why)
+    }
+
     /// The matrix decides, before any of the file is received: a department only for the
     /// criteria it is responsible for, a town also only inside its own subtree.
     async fn may_upload(&self, who: &Principal, meta: &pe::UploadMetadata) -> Result<(), ApiError> {
@@ -130,15 +160,40 @@ impl EvidenceService for EvidenceApi {
         let mut checked = metadata::check(&meta, &self.view).await?;
         // Who submitted it is who is signed in, not what the metadata says.
         checked.submitted_by = who.acting_name(&checked.submitted_by);
-        if let Some(c) =
-            crate::closures::closed(&self.db, &checked.framework_id, &checked.edition).await?
+        // Closed submissions (a closing snapshot) or a locked period take nothing, unless the
+        // office unlocked this org unit for a correction.
+        let standing =
+            crate::period_locks::standing(&self.db, checked.period, checked.org_unit.as_str())
+                .await
+                .map_err(ApiError::from)?;
+        if standing != crate::period_locks::Standing::Unlocked
+            && let Some(c) =
+                crate::closures::closed(&self.db, &checked.framework_id, &checked.edition).await?
         {
-            return Err(ApiError::precondition(format!(
+            let why = format!(
                 "submissions for {} edition {} closed when checkpoint {} was frozen at {} \
-                 (snapshot {}); the evaluation office can tell what may still be filed",
-                checked.framework_id, checked.edition, c.checkpoint, c.frozen_at, c.snapshot_id
-            ))
-            .into());
+                 (snapshot {}); the evaluation office can unlock {} for a correction",
+                checked.framework_id,
+                checked.edition,
+                c.checkpoint,
+                c.frozen_at,
+                c.snapshot_id,
+                checked.org_unit
+            );
+            return Err(self.refused(&who, &checked, why).await.into());
+        }
+        if let crate::period_locks::Standing::Locked {
+            locked_at,
+            locked_by,
+            reason,
+        } = &standing
+        {
+            let why = format!(
+                "period {} is locked 已锁定 since {locked_at} by {locked_by} ({reason}); \
+                 the evaluation office can unlock {} for a correction",
+                checked.period, checked.org_unit
+            );
+            return Err(self.refused(&who, &checked, why).await.into());
         }
         if let Some(id) = &checked.replaces {
             // Refuse early, before the file is received; checked again when stored.

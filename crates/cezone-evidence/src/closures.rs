@@ -5,9 +5,7 @@
 //! whatever period they name: the frozen scores would not see them anyway, and refusing them
 //! says so to the unit at once. The scheduler's runs before a checkpoint never close anything.
 
-use std::time::Duration;
-
-use cezone_bus::{Delivery, Subscription};
+use cezone_bus::{Delivery, NotApplied, Subscription};
 use cezone_domain::access::{Principal, Role};
 use cezone_platform::ApiError;
 use cezone_proto::events::v1 as ev;
@@ -18,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 /// The evidence service's queue, `{prefix}.evidence`.
 pub const CONSUMER: &str = "evidence";
 /// Routing patterns the evidence consumer binds.
-pub const PATTERNS: &[&str] = &["snapshot.frozen"];
+pub const PATTERNS: &[&str] = &["snapshot.frozen", "period.*"];
 
 pub const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS evidence_closures (\
      framework_id TEXT NOT NULL, edition TEXT NOT NULL, checkpoint TEXT NOT NULL, \
@@ -53,48 +51,54 @@ pub async fn run(
 }
 
 async fn handle(db: &DatabaseConnection, d: Delivery) {
-    let frozen = d
+    let outcome = apply(db, &d).await;
+    d.settle(outcome).await;
+}
+
+/// A closing snapshot closes its edition; a period lock announced by the survey service is
+/// kept (the newest revision wins). Either, applied again, changes nothing.
+async fn apply(db: &DatabaseConnection, d: &Delivery) -> Result<(), NotApplied> {
+    let env = d
         .envelope()
-        .map_err(|e| format!("malformed envelope: {e}"))
-        .and_then(|env| {
-            if env.r#type != "snapshot.frozen" {
-                return Ok(None);
-            }
-            ev::SnapshotFrozen::decode(env.payload.as_slice())
-                .map(Some)
-                .map_err(|e| format!("snapshot.frozen event {}: {e}", env.event_id))
-        });
-    let frozen = match frozen {
-        Ok(f) => f,
-        Err(reason) => {
-            tracing::warn!(routing_key = %d.routing_key, %reason, "dead-lettering an event");
-            if let Err(e) = d.dead_letter(&reason).await {
-                tracing::error!(error = %e, "cannot dead-letter an event");
-            }
-            return;
-        }
+        .map_err(|e| NotApplied::Unreadable(format!("malformed envelope: {e}")))?;
+    let unreadable = |what: String| {
+        NotApplied::Unreadable(format!("{} event {}: {what}", env.r#type, env.event_id))
     };
-    if let Some(f) = frozen.filter(|f| f.close_submissions) {
-        if let Err(e) = close(db, &f).await {
-            tracing::warn!(error = %e, "closure not recorded; it will be redelivered");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if let Err(e) = d.retry().await {
-                tracing::warn!(error = %e, "requeue failed");
-            }
-            return;
-        }
+    if env.r#type.starts_with("period.") {
+        let lock = ev::PeriodLockChanged::decode(env.payload.as_slice())
+            .map_err(|e| unreadable(e.to_string()))?
+            .lock
+            .ok_or_else(|| unreadable("it carries no lock".into()))?;
+        crate::period_locks::apply(db, &lock)
+            .await
+            .map_err(|e| NotApplied::Failed(format!("period lock not recorded: {e}")))?;
         tracing::info!(
-            framework = %f.framework_id,
-            edition = %f.edition,
-            checkpoint = %f.checkpoint,
-            snapshot = %f.snapshot_id,
-            "submissions closed"
+            period = lock.period,
+            revision = lock.revision,
+            unlocked = lock.unlocked.len(),
+            "period lock recorded"
         );
+        return Ok(());
     }
-    if let Err(e) = d.ack().await {
-        // Redelivered; recording the closure again changes nothing.
-        tracing::warn!(error = %e, "ack failed after commit");
+    if env.r#type != "snapshot.frozen" {
+        return Ok(());
     }
+    let f = ev::SnapshotFrozen::decode(env.payload.as_slice())
+        .map_err(|e| unreadable(e.to_string()))?;
+    if !f.close_submissions {
+        return Ok(());
+    }
+    close(db, &f)
+        .await
+        .map_err(|e| NotApplied::Failed(format!("closure not recorded: {e}")))?;
+    tracing::info!(
+        framework = %f.framework_id,
+        edition = %f.edition,
+        checkpoint = %f.checkpoint,
+        snapshot = %f.snapshot_id,
+        "submissions closed"
+    );
+    Ok(())
 }
 
 /// The first closing snapshot closes the edition; later ones change nothing. The closure is

@@ -11,6 +11,7 @@ mod content;
 mod entities;
 mod metadata;
 mod migration;
+mod period_locks;
 mod records;
 
 pub use app::Application;

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
                 service: "evidence",
             }),
             Box::new(Closures),
+            Box::new(PeriodLocks),
         ]
     }
 
@@ -39,6 +40,26 @@ impl MigrationTrait for Closures {
         manager
             .get_connection()
             .execute_unprepared(crate::closures::TABLE_SQL)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Locked periods as the survey service announces them.
+struct PeriodLocks;
+
+impl MigrationName for PeriodLocks {
+    fn name(&self) -> &str {
+        "m0004_period_locks"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for PeriodLocks {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(crate::period_locks::TABLE_SQL)
             .await?;
         Ok(())
     }

@@ -612,6 +612,7 @@ impl SurveyService for SurveyApi {
         let period = locks::period(r.period)?;
         let reason = locks::reason("reason", &r.reason)?;
         let lock = locks::lock(&self.db, &who, period, &reason).await?;
+        self.relay.notify();
         tracing::info!(period, "period locked");
         Ok(Response::new(lock))
     }
@@ -631,6 +632,7 @@ impl SurveyService for SurveyApi {
         }
         let reason = locks::reason("reason", &r.reason)?;
         let lock = locks::unlock(&self.db, &who, period, &org, &reason).await?;
+        self.relay.notify();
         tracing::info!(period, org_unit = %org, "org unit unlocked");
         Ok(Response::new(lock))
     }

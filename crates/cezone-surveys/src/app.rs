@@ -33,10 +33,22 @@ impl Application {
         let relay = Relay::spawn_with(
             db.clone(),
             crate::OUTBOX,
-            bus,
+            bus.clone(),
             shutdown.clone(),
             settings.bus.relay(),
         );
+        let subscription = bus
+            .subscribe(crate::freezes::CONSUMER, crate::freezes::PATTERNS)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(format!("cannot subscribe to snapshot events: {e}"))
+            })?;
+        tokio::spawn(crate::freezes::run(
+            db.clone(),
+            relay.clone(),
+            subscription,
+            shutdown.clone(),
+        ));
         let api = SurveyApi {
             db: db.clone(),
             relay: relay.clone(),

@@ -7,6 +7,7 @@ mod api;
 mod app;
 mod definitions;
 mod entities;
+mod freezes;
 mod ingest;
 mod locks;
 mod migration;
@@ -14,6 +15,7 @@ mod review;
 mod statistics;
 
 pub use app::Application;
+pub use freezes::{CONSUMER, PATTERNS};
 /// PostgreSQL COPY text-format escaping, as the ingest writes rows.
 pub use ingest::copy_field;
 pub use statistics::responsible_for;

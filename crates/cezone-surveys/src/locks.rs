@@ -1,7 +1,9 @@
-//! Locked periods: once the evaluation office locks a period (the materials are handed in), no
-//! statistic of it is filed and no survey batch of it ingested, except by an org unit the
-//! office has unlocked for a correction, with a reason. Locks, unlocks and every refusal are
-//! in the audit log.
+//! Locked periods: once the evaluation office locks a period (the materials are handed in), or
+//! freezes a snapshot that closes submissions, no statistic of it is filed and no survey batch
+//! of it ingested, except by an org unit the office has unlocked for a correction, with a
+//! reason. Locks, unlocks and every refusal are in the audit log; every change of a lock is
+//! announced (`period.locked`, `period.unlocked`) with the whole lock, so the evidence service
+//! refuses uploads by the same rule.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -47,7 +49,7 @@ pub async fn get(db: &impl ConnectionTrait, period: i32) -> Result<ps::PeriodLoc
     if let Some(r) = db
         .query_one(stmt(
             b,
-            "SELECT reason, locked_by, locked_at FROM surveys_period_locks WHERE period = ?",
+            "SELECT reason, locked_by, locked_at, revision FROM surveys_period_locks WHERE period = ?",
             vec![period.into()],
         ))
         .await?
@@ -56,6 +58,7 @@ pub async fn get(db: &impl ConnectionTrait, period: i32) -> Result<ps::PeriodLoc
         out.reason = r.try_get("", "reason")?;
         out.locked_by = r.try_get("", "locked_by")?;
         out.locked_at = r.try_get("", "locked_at")?;
+        out.revision = r.try_get::<i64>("", "revision")? as u64;
     }
     for r in db
         .query_all(stmt(
@@ -88,9 +91,10 @@ pub async fn lock(
     let at = now_rfc3339();
     txn.execute(stmt(
         b,
-        "INSERT INTO surveys_period_locks (period, reason, locked_by, locked_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (period) DO UPDATE SET reason = excluded.reason, \
-         locked_by = excluded.locked_by, locked_at = excluded.locked_at",
+        "INSERT INTO surveys_period_locks (period, reason, locked_by, locked_at, revision) \
+         VALUES (?, ?, ?, ?, 1) ON CONFLICT (period) DO UPDATE SET reason = excluded.reason, \
+         locked_by = excluded.locked_by, locked_at = excluded.locked_at, \
+         revision = surveys_period_locks.revision + 1",
         vec![
             period.into(),
             reason.into(),
@@ -120,8 +124,77 @@ pub async fn lock(
     )
     .await?;
     let out = get(&txn, period).await?;
+    announce(&txn, "period.locked", &out).await?;
     txn.commit().await?;
     Ok(out)
+}
+
+/// A snapshot frozen with `close_submissions` locks its period, unless it is locked already
+/// (a later closing freeze leaves the office's unlocks alone). Returns whether it locked.
+pub async fn lock_on_freeze(
+    db: &DatabaseConnection,
+    f: &cezone_proto::events::v1::SnapshotFrozen,
+) -> Result<bool, ApiError> {
+    let txn = db.begin().await?;
+    let b = txn.get_database_backend();
+    let reason = format!(
+        "快照冻结 snapshot {} frozen for checkpoint {}",
+        f.snapshot_id, f.checkpoint
+    );
+    let inserted = txn
+        .execute(stmt(
+            b,
+            "INSERT INTO surveys_period_locks (period, reason, locked_by, locked_at, revision) \
+             VALUES (?, ?, ?, ?, 1) ON CONFLICT (period) DO NOTHING",
+            vec![
+                f.period.into(),
+                reason.clone().into(),
+                "scoring".into(),
+                f.frozen_at.clone().into(),
+            ],
+        ))
+        .await?
+        .rows_affected();
+    if inserted == 0 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    let scoring = Principal::new("scoring", cezone_domain::access::Role::Service, None, None)
+        .map_err(ApiError::internal_msg)?;
+    let target = f.period.to_string();
+    cezone_platform::audit::append_many(
+        &txn,
+        "surveys",
+        &[Entry {
+            actor: &scoring,
+            action: "period.locked",
+            target: &target,
+            details: serde_json::json!({
+                "reason": reason,
+                "snapshot": f.snapshot_id,
+                "checkpoint": f.checkpoint,
+            }),
+        }],
+    )
+    .await?;
+    let out = get(&txn, f.period).await?;
+    announce(&txn, "period.locked", &out).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// The lock as it now stands, in the outbox with the change.
+async fn announce(
+    txn: &sea_orm::DatabaseTransaction,
+    kind: &str,
+    lock: &ps::PeriodLock,
+) -> Result<(), ApiError> {
+    let payload = cezone_proto::events::v1::PeriodLockChanged {
+        lock: Some(lock.clone()),
+    };
+    let e = cezone_bus::envelope(kind, "surveys", &payload, None);
+    cezone_bus::outbox::enqueue_many(txn, crate::OUTBOX, &[e]).await?;
+    Ok(())
 }
 
 /// Lets `org_unit` file again in locked `period`.
@@ -155,6 +228,12 @@ pub async fn unlock(
         ],
     ))
     .await?;
+    txn.execute(stmt(
+        b,
+        "UPDATE surveys_period_locks SET revision = revision + 1 WHERE period = ?",
+        vec![period.into()],
+    ))
+    .await?;
     let target = format!("{period}/{org_unit}");
     cezone_platform::audit::append_many(
         &txn,
@@ -168,6 +247,7 @@ pub async fn unlock(
     )
     .await?;
     let out = get(&txn, period).await?;
+    announce(&txn, "period.unlocked", &out).await?;
     txn.commit().await?;
     Ok(out)
 }

@@ -71,7 +71,8 @@ impl MigrationTrait for PeriodLocks {
         let db = manager.get_connection();
         db.execute_unprepared(
             "CREATE TABLE IF NOT EXISTS surveys_period_locks (period INTEGER PRIMARY KEY, \
-             reason TEXT NOT NULL, locked_by TEXT NOT NULL, locked_at TEXT NOT NULL)",
+             reason TEXT NOT NULL, locked_by TEXT NOT NULL, locked_at TEXT NOT NULL, \
+             revision BIGINT NOT NULL)",
         )
         .await?;
         db.execute_unprepared(

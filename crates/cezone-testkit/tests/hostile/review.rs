@@ -526,6 +526,28 @@ pub async fn a_locked_period_refuses_filings_until_the_office_unlocks_an_org_uni
         "nothing locked yet: {err:?}"
     );
 
+    // Freezing the snapshot that closes submissions locks the period.
+    let mut scoring = s.scoring(&office).await;
+    scoring
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    scoring
+        .freeze_snapshot(ps::FreezeSnapshotRequest {
+            checkpoint: "materials-submitted".into(),
+            label: "资料报送截止".into(),
+            frozen_by: "test".into(),
+            close_submissions: true,
+        })
+        .await
+        .unwrap();
+    let frozen = lock_when(&s, |l| l.locked).await;
+    assert!(
+        frozen.reason.contains("materials-submitted") && frozen.locked_by == "scoring",
+        "{frozen:?}"
+    );
+    evidence_sees(&s, frozen.revision).await;
+
     let locked = s
         .surveys(&office)
         .await
@@ -534,6 +556,24 @@ pub async fn a_locked_period_refuses_filings_until_the_office_unlocks_an_org_uni
         .unwrap()
         .into_inner();
     assert!(locked.locked && locked.unlocked.is_empty(), "{locked:?}");
+    assert!(locked.revision > frozen.revision);
+    evidence_sees(&s, locked.revision).await;
+    let (towns_criterion, _) = criteria_of(&s.fw, "towns");
+    let t2 = &towns[1];
+    let mut evidence = s.evidence(&office).await;
+    let err = ev::upload(
+        &mut evidence,
+        upload_meta(&towns_criterion, t2, "towns"),
+        b"ledger".to_vec(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains(&format!("can unlock {t2}")),
+        "{}",
+        err.message()
+    );
 
     // Nobody files into it, the office included; nothing is stored.
     let before = latest(&s, c).await;
@@ -585,6 +625,31 @@ pub async fn a_locked_period_refuses_filings_until_the_office_unlocks_an_org_uni
         .into_inner();
     assert_eq!(opened.unlocked.len(), 1);
     assert_eq!(opened.unlocked[0].org_unit, c.to_string());
+    // Evidence: an unlocked town uploads (past the closed submissions too), another may not.
+    let opened = s
+        .surveys(&office)
+        .await
+        .unlock_org_unit(unlock(t1.as_str(), "补交台帐"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.unlocked.len(), 2);
+    evidence_sees(&s, opened.revision).await;
+    ev::upload(
+        &mut evidence,
+        upload_meta(&towns_criterion, t1, "towns"),
+        b"ledger".to_vec(),
+    )
+    .await
+    .unwrap();
+    let err = ev::upload(
+        &mut evidence,
+        upload_meta(&towns_criterion, t2, "towns"),
+        b"ledger".to_vec(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     let err = s
         .surveys(&town1)
         .await
@@ -654,6 +719,15 @@ pub async fn a_locked_period_refuses_filings_until_the_office_unlocks_an_org_uni
         .unwrap()
         .into_inner();
     assert!(relocked.unlocked.is_empty());
+    evidence_sees(&s, relocked.revision).await;
+    let err = ev::upload(
+        &mut evidence,
+        upload_meta(&towns_criterion, t1, "towns"),
+        b"ledger".to_vec(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     let err = s
         .surveys(&town1)
         .await
@@ -693,7 +767,7 @@ pub async fn a_locked_period_refuses_filings_until_the_office_unlocks_an_org_uni
         .unwrap()
         .into_inner();
     let count = |a: &str| audit.entries.iter().filter(|e| e.action == a).count();
-    assert_eq!((count("period.locked"), count("period.unlocked")), (2, 1));
+    assert_eq!((count("period.locked"), count("period.unlocked")), (3, 2));
     assert_eq!(
         count("period.refused"),
         7,
@@ -704,6 +778,73 @@ pub async fn a_locked_period_refuses_filings_until_the_office_unlocks_an_org_uni
             .map(|e| (&e.action, &e.target))
             .collect::<Vec<_>>()
     );
+    // The evidence service audits its refusals too (three uploads refused).
+    let refused = s
+        .evidence(&office)
+        .await
+        .list_audit(cezone_proto::common::v1::ListAuditRequest {
+            action: "period.refused".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(refused.len(), 3, "{refused:?}");
     s.scheduler.stop().await;
     s.services.stop().await;
+}
+
+/// The survey service's lock of the period once `ready` holds, within 20 s.
+pub(crate) async fn lock_when(
+    s: &Stack,
+    ready: impl Fn(&psv::PeriodLock) -> bool,
+) -> psv::PeriodLock {
+    let office = p(Role::EvaluationOffice, None, None);
+    let period = s.district.params.period;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        s.services.flush_events().await;
+        let l = s
+            .surveys(&office)
+            .await
+            .get_period_lock(psv::GetPeriodLockRequest { period })
+            .await
+            .unwrap()
+            .into_inner();
+        if ready(&l) {
+            return l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the period was not locked: {l:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (20 s at most) until the evidence service holds the period's lock at `revision`.
+async fn evidence_sees(s: &Stack, revision: u64) {
+    let db = &s.services.evidence.db;
+    let period = s.district.params.period;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        s.services.flush_events().await;
+        let held = db
+            .query_one(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT revision FROM evidence_period_locks WHERE period = {period}"),
+            ))
+            .await
+            .unwrap()
+            .map_or(0, |r| r.try_get::<i64>("", "revision").unwrap() as u64);
+        if held >= revision {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "evidence holds revision {held}, not {revision}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
