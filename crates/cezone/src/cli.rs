@@ -70,9 +70,46 @@ pub enum Command {
     /// Evidence documents: upload, list, download and review.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Locked periods: lock a year's statistics, survey batches and evidence when the materials
+    /// are handed in, unlock one org unit for a correction, show a lock (evaluation office).
+    #[command(subcommand)]
+    Period(PeriodCommand),
     /// Scores for another system.
     #[command(subcommand)]
     Scores(ScoresCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeriodCommand {
+    /// Lock a period (again: every unlock of it ends).
+    Lock {
+        #[arg(long)]
+        period: i32,
+        /// Why (e.g. "材料已报送").
+        #[arg(long)]
+        reason: String,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Let one org unit file again in a locked period, for a correction.
+    Unlock {
+        #[arg(long)]
+        period: i32,
+        #[arg(long)]
+        org_unit: String,
+        /// What is to be corrected.
+        #[arg(long)]
+        reason: String,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// A period's lock and the org units unlocked in it.
+    Show {
+        #[arg(long)]
+        period: i32,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

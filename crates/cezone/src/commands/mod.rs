@@ -27,6 +27,7 @@ mod connect;
 mod evidence;
 mod ops;
 mod org_units;
+mod period;
 mod publish;
 mod report;
 mod scores;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Statistics(cmd) => async_command(statistics::run(cmd)),
         Command::Surveys(cmd) => async_command(surveys::run(cmd)),
         Command::Evidence(cmd) => async_command(evidence::run(cmd)),
+        Command::Period(cmd) => async_command(period::run(cmd)),
         Command::Scores(cmd) => async_command(scores::run(cmd)),
 
         Command::Report(cmd) => {

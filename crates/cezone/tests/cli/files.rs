@@ -512,15 +512,19 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         .iter()
         .find(|(_, c)| c[0] == "nanhai.jiujiang")
         .expect("the town's own row");
-    let mut csv = tt.headers.join(",") + "\n";
-    csv += &format!(
-        "{},{},{},{}\n",
-        row.1[0],
-        row.1[1],
-        row.1[2],
-        vec!["8"; tt.headers.len() - 3].join(",")
-    );
-    let own = d.write("jiujiang.csv", &csv);
+    // The town's own row with every metric at `value`, as a CSV return.
+    let town_return = |name: &str, value: &str| {
+        let csv = format!(
+            "{}\n{},{},{},{}\n",
+            tt.headers.join(","),
+            row.1[0],
+            row.1[1],
+            row.1[2],
+            vec![value; tt.headers.len() - 3].join(",")
+        );
+        d.write(name, &csv)
+    };
+    let own = town_return("jiujiang.csv", "8");
     let (ok, out) = d.with_token(&town, &["statistics", "import", &own]);
     assert!(ok, "{out}");
     let filed = tt.headers.len() - 3;
@@ -964,6 +968,68 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
     );
     let out = d.refused(&["audit", "list", "--since", "yesterday"]);
     assert!(out.contains("since: 'yesterday'"), "{out}");
+
+    // The office locks the year: the town's next import is refused; unlocked, it goes in.
+    let out = d.refused(&["period", "lock", "--period", "2013", "--reason", " "]);
+    assert!(out.contains("--reason: say why"), "{out}");
+    let out = d.ok(&[
+        "period",
+        "lock",
+        "--period",
+        "2013",
+        "--reason",
+        "材料已报送",
+    ]);
+    assert!(
+        out.contains("2013 已锁定 locked since") && out.contains("材料已报送"),
+        "{out}"
+    );
+    let correction = town_return("jiujiang-2.csv", "9");
+    let (ok, out) = d.with_token(&town, &["statistics", "import", &correction]);
+    assert!(!ok && out.contains("period 2013 is locked"), "{out}");
+    let (ok, out) = d.with_token(
+        &town,
+        &[
+            "period",
+            "unlock",
+            "--period",
+            "2013",
+            "--org-unit",
+            "nanhai.jiujiang",
+            "--reason",
+            "x",
+        ],
+    );
+    assert!(
+        !ok && out.contains("may not lock or unlock a period"),
+        "{out}"
+    );
+    let out = d.ok(&[
+        "period",
+        "unlock",
+        "--period",
+        "2013",
+        "--org-unit",
+        "nanhai.jiujiang",
+        "--reason",
+        "更正服务人数",
+    ]);
+    assert!(
+        out.contains("nanhai.jiujiang 已解锁更正 unlocked for a correction"),
+        "{out}"
+    );
+    let (ok, out) = d.with_token(&town, &["statistics", "import", &correction]);
+    assert!(ok, "{out}");
+    let out = d.ok(&["period", "show", "--period", "2013"]);
+    assert!(
+        out.contains("已锁定") && out.contains("更正服务人数"),
+        "{out}"
+    );
+    d.ok(&["period", "lock", "--period", "2013", "--reason", "更正完毕"]);
+    assert!(
+        d.ok(&["period", "show", "--period", "2014"])
+            .contains("2014 未锁定 not locked")
+    );
 }
 
 impl District {
