@@ -34,7 +34,11 @@ pub fn to_proto(m: &st::Model) -> ps::StatisticReturn {
         note: m.note.clone(),
         version: m.version as u64,
         filed_at: m.filed_at.clone(),
-        state: state_to_proto(state_of(m)) as i32,
+        state: if m.latest {
+            state_to_proto(state_of(m))
+        } else {
+            ps::StatisticState::Superseded
+        } as i32,
         reviewed_by: m.reviewed_by.clone(),
         reviewed_at: m.reviewed_at.clone(),
         review_comment: m.review_comment.clone(),
@@ -415,18 +419,24 @@ pub async fn list(
     if r.period != 0 {
         q = q.filter(st::Column::Period.eq(r.period));
     }
-    if !r.all_versions {
+    // Superseded filings are earlier versions: asking for them asks for every version.
+    if !r.all_versions && r.state != ps::StatisticState::Superseded as i32 {
         q = q.filter(st::Column::Latest.eq(true));
     }
     match ps::StatisticState::try_from(r.state) {
         Ok(ps::StatisticState::Unspecified) => {}
+        Ok(ps::StatisticState::Superseded) => {
+            q = q.filter(st::Column::Latest.eq(false));
+        }
         Ok(s) => {
             let name = match s {
                 ps::StatisticState::Pending => StatState::Pending,
                 ps::StatisticState::Returned => StatState::Returned,
                 _ => StatState::Accepted,
             };
-            q = q.filter(st::Column::State.eq(name.as_str()));
+            q = q
+                .filter(st::Column::State.eq(name.as_str()))
+                .filter(st::Column::Latest.eq(true));
         }
         Err(_) => {
             return Err(ApiError::invalid(

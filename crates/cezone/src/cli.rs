@@ -174,7 +174,8 @@ pub enum StatisticsCommand {
         metric: Option<String>,
         #[arg(long)]
         period: Option<i32>,
-        /// pending, accepted, returned or any.
+        /// pending, accepted, returned, superseded (earlier filings a correction replaced) or
+        /// any.
         #[arg(long, default_value = "pending")]
         state: String,
         #[arg(long, env = "CEZONE_CONFIG")]

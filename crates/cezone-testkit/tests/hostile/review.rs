@@ -422,6 +422,38 @@ pub async fn statistics_are_reviewed_one_level_up_and_count_once_accepted(backen
         "the same figure accepted scores the same"
     );
 
+    // The history: each earlier filing superseded by the correction after it, its review kept.
+    let history = s
+        .surveys(&office)
+        .await
+        .list_statistics(psv::ListStatisticsRequest {
+            org_unit: c.to_string(),
+            metric: METRIC.into(),
+            period,
+            all_versions: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .statistics;
+    let states: Vec<(u64, i32)> = history.iter().map(|s| (s.version, s.state)).collect();
+    let n = history.len();
+    assert!(n >= 4, "{states:?}");
+    assert!(
+        history[..n - 1]
+            .iter()
+            .all(|s| s.state == psv::StatisticState::Superseded as i32),
+        "{states:?}"
+    );
+    assert_eq!(history[n - 1].state, psv::StatisticState::Accepted as i32);
+    assert!(
+        history
+            .iter()
+            .any(|s| s.review_comment == "与办班登记表不符，请核对后重报"),
+        "the returned filing keeps its comment: {history:?}"
+    );
+
     // Every decision is in the audit log.
     let audit = s
         .surveys(&office)

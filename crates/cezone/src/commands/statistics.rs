@@ -31,7 +31,10 @@ pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
                 "pending" => ps::StatisticState::Pending,
                 "accepted" => ps::StatisticState::Accepted,
                 "returned" => ps::StatisticState::Returned,
-                other => bail!("--state: '{other}' is not pending, accepted, returned or any"),
+                "superseded" => ps::StatisticState::Superseded,
+                other => bail!(
+                    "--state: '{other}' is not pending, accepted, returned, superseded or any"
+                ),
             };
             let svc = Services::load(config.as_deref())?;
             let mut client = svc.surveys().await?;
@@ -330,6 +333,7 @@ fn state_name(state: i32) -> &'static str {
     match ps::StatisticState::try_from(state) {
         Ok(ps::StatisticState::Pending) => "pending 待审核",
         Ok(ps::StatisticState::Returned) => "returned 已退回",
+        Ok(ps::StatisticState::Superseded) => "superseded 已更正",
         _ => "accepted 已通过",
     }
 }
