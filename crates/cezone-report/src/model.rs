@@ -245,6 +245,33 @@ fn item_row(
             }
         }
     }
+    // Statistics still pending review (or returned) are why the projected score differs.
+    if let Some(why) = &x.projected_because {
+        let mut line = why.clone();
+        let named: Vec<String> = x
+            .unreviewed
+            .iter()
+            .take(5)
+            .map(|f| {
+                format!(
+                    "{} {} {} ({})",
+                    f.org_unit_name, f.metric, f.period, f.state
+                )
+            })
+            .collect();
+        if !named.is_empty() {
+            line.push_str(&format!(
+                ": {}{}",
+                named.join("、"),
+                if x.unreviewed.len() + x.unreviewed_not_listed > named.len() {
+                    " …"
+                } else {
+                    ""
+                }
+            ));
+        }
+        lost_reasons.push(line);
+    }
     if x.lost > Points::ZERO && lost_reasons.is_empty() {
         lost_reasons.push(format!("失 {} 分 (lost {})", x.lost, x.lost));
     }

@@ -18,7 +18,11 @@ struct Fixture {
 
 const HOSTILE: &str = "<script>alert('x')</script> & 台帐";
 
-fn fixture() -> Fixture {
+/// A small demo district (2 towns, 8 communities) and its facts.
+fn district_facts() -> (
+    cezone_domain::demo::DemoDistrict,
+    cezone_domain::facts::Facts,
+) {
     let (fw, _) = guangdong::framework();
     let district = generate(
         &fw,
@@ -30,6 +34,12 @@ fn fixture() -> Fixture {
         },
     );
     let facts = district.facts(&fw.catalog);
+    (district, facts)
+}
+
+fn fixture() -> Fixture {
+    let (fw, _) = guangdong::framework();
+    let (district, facts) = district_facts();
     let tree = OrgTree::build(district.units.clone()).unwrap();
     let engine = Engine::new(Arc::new(fw), Arc::new(tree), &facts, 2013);
     let board = engine.scoreboard();
@@ -354,4 +364,51 @@ fn the_self_score_names_every_interpretation_beside_the_documents_basis() {
             .filter(|i| i.topic == cezone_domain::interpret::Topic::Weights)
             .count()
     );
+}
+
+/// A criterion whose figures are still pending review says so beside its lost points, naming
+/// the figures.
+#[test]
+fn pending_statistics_are_named_where_the_points_are_explained() {
+    let f = fixture();
+    let (_, mut facts) = district_facts();
+    let who = facts
+        .statistics
+        .iter()
+        .find(|s| s.metric.as_str() == "residents_served" && s.period == 2013)
+        .expect("a residents_served figure")
+        .org_unit
+        .to_string();
+    for s in facts.statistics.iter_mut().filter(|s| {
+        s.metric.as_str() == "residents_served" && s.period == 2013 && s.org_unit.as_str() == who
+    }) {
+        s.state = cezone_domain::facts::StatState::Pending;
+    }
+    let engine = Engine::new(f.engine.fw.clone(), f.engine.org.clone(), &facts, 2013);
+    let board = engine.scoreboard();
+    let r = SelfScore::build(&engine, &board, 0, meta(&f), &f.catalog);
+    let row = r
+        .areas
+        .iter()
+        .flat_map(|a| a.items.iter())
+        .find(|i| i.code == "3.1.1")
+        .unwrap();
+    let line = row
+        .lost_reasons
+        .iter()
+        .find(|l| l.contains("待审核统计数据"))
+        .unwrap_or_else(|| panic!("{:?}", row.lost_reasons));
+    let name = &engine
+        .org
+        .unit(engine.org.find(&pending_id(&who)).unwrap())
+        .name;
+    assert!(
+        line.contains("1 statistic(s) still pending review")
+            && line.contains(&format!("{name} residents_served 2013 (pending)")),
+        "{line}"
+    );
+}
+
+fn pending_id(id: &str) -> cezone_domain::org::OrgUnitId {
+    cezone_domain::org::OrgUnitId::parse(id).unwrap()
 }
