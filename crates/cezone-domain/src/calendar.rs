@@ -11,6 +11,10 @@ use crate::findings::{Finding, FindingKind, Findings, Location, Severity};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date(pub NaiveDate);
 
+/// The checkpoint lateness is judged against when a question names none: the materials are
+/// handed in.
+pub const DEFAULT_CHECKPOINT: &str = "materials-submitted";
+
 impl Date {
     pub fn parse(text: &str) -> Result<Date, String> {
         let parts: Vec<&str> = text.trim().split('-').collect();
@@ -277,6 +281,37 @@ impl Calendar {
 
     pub fn checkpoint(&self, id: &str) -> Option<&Checkpoint> {
         self.checkpoints.iter().find(|c| c.id == id)
+    }
+
+    /// A lateness question: the due date of `checkpoint` (empty: `materials-submitted`) and
+    /// the day lateness is judged on (`as_of`, YYYY-MM-DD; empty: `today`), or which field is
+    /// wrong and why.
+    pub fn deadline(
+        &self,
+        checkpoint: &str,
+        as_of: &str,
+        today: Date,
+    ) -> Result<(Date, Date), (&'static str, String)> {
+        let checkpoint = if checkpoint.is_empty() {
+            DEFAULT_CHECKPOINT
+        } else {
+            checkpoint
+        };
+        let due = self
+            .checkpoint(checkpoint)
+            .ok_or_else(|| {
+                (
+                    "checkpoint",
+                    format!("'{checkpoint}' is not a checkpoint of the calendar"),
+                )
+            })?
+            .due;
+        let as_of = if as_of.is_empty() {
+            today
+        } else {
+            Date::parse(as_of).map_err(|e| ("as_of", e))?
+        };
+        Ok((due, as_of))
     }
 
     /// Re-reads the plan's wording of every date and reports each defect beside the value used.

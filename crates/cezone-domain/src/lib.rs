@@ -15,6 +15,7 @@ pub mod framework;
 pub mod guangdong;
 pub mod import;
 pub mod interpret;
+pub mod obligations;
 pub mod org;
 pub mod package;
 pub mod points;

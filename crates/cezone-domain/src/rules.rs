@@ -613,6 +613,13 @@ pub struct MetricDef {
     /// per resident) where its population for the year is known. Absent: the unit's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_resident: Option<PerResident>,
+    /// The level whose org units file it (`community`, `town`, `district`): what a return
+    /// owes. Absent: no org unit is held to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<crate::org::OrgLevel>,
+    /// Only communities of this type file it (`urban`, `rural`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community_type: Option<crate::org::CommunityType>,
 }
 
 /// A bound per resident, kept in thousandths so the catalog stays comparable; written as a

@@ -16,8 +16,6 @@ use cezone_proto::evidence::v1 as pe;
 use crate::entities::record;
 use crate::records::{ACCEPTED, RETURNED};
 
-pub const DEFAULT_CHECKPOINT: &str = "materials-submitted";
-
 /// Records as the domain's evidence facts (the revision orders versions of one record).
 pub fn facts(records: &[record::Model]) -> Vec<EvidenceFact> {
     records
@@ -49,26 +47,14 @@ pub fn compute(
     records: &[record::Model],
     req: &pe::GetCompletenessRequest,
 ) -> Result<pe::Completeness, ApiError> {
-    let checkpoint = if req.checkpoint.is_empty() {
-        DEFAULT_CHECKPOINT
-    } else {
-        req.checkpoint.as_str()
-    };
-    let due = fw
+    let (due, as_of) = fw
         .calendar
-        .checkpoint(checkpoint)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "checkpoint",
-                format!("'{checkpoint}' is not a checkpoint of the calendar"),
-            )
-        })?
-        .due;
-    let as_of = if req.as_of.is_empty() {
-        Date(chrono::Utc::now().date_naive())
-    } else {
-        Date::parse(&req.as_of).map_err(|e| ApiError::invalid("as_of", e))?
-    };
+        .deadline(
+            &req.checkpoint,
+            &req.as_of,
+            Date(chrono::Utc::now().date_naive()),
+        )
+        .map_err(|(field, why)| ApiError::invalid(field, why))?;
     let scope = if req.org_unit.is_empty() {
         tree.root()
     } else {

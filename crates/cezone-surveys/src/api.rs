@@ -56,6 +56,24 @@ fn may_store(
 }
 
 impl SurveyApi {
+    /// The latest published edition of the deployment's framework; `purpose` says in the
+    /// refusal what needed it.
+    async fn framework(
+        &self,
+        purpose: &str,
+    ) -> Result<std::sync::Arc<cezone_domain::framework::Framework>, ApiError> {
+        self.view
+            .framework(&self.framework_id, "")
+            .await
+            .map(|(fw, _)| fw)
+            .map_err(|e| {
+                ApiError::precondition(format!(
+                    "{purpose} framework {}: {}",
+                    self.framework_id, e.message
+                ))
+            })
+    }
+
     /// An org unit cannot have more respondents to a survey than residents: the batch's
     /// respondents there (the most answers any question got) and those of earlier batches,
     /// against its population of the survey's year where known. (Two uploads for the same
@@ -546,16 +564,7 @@ impl SurveyService for SurveyApi {
         )?;
         self.relay.admit().map_err(ApiError::from)?;
         let r = review::parse(req.get_ref())?;
-        let (fw, _) = self
-            .view
-            .framework(&self.framework_id, "")
-            .await
-            .map_err(|e| {
-                ApiError::precondition(format!(
-                    "reviewers are found from framework {}: {}",
-                    self.framework_id, e.message
-                ))
-            })?;
+        let fw = self.framework("reviewers are found from").await?;
         let tree = self.view.org_tree(false).await?;
         let rows = review::select(&self.db, &r.target, &tree).await?;
         let mut allowed = Vec::with_capacity(rows.len());
@@ -643,6 +652,19 @@ impl SurveyService for SurveyApi {
     ) -> Reply<ps::PeriodLock> {
         let period = locks::period(req.get_ref().period)?;
         Ok(Response::new(locks::get(&self.db, period).await?))
+    }
+
+    async fn list_obligations(
+        &self,
+        req: Request<ps::ListObligationsRequest>,
+    ) -> Reply<ps::Obligations> {
+        let who = caller(&req)?;
+        let fw = self.framework("obligations come from").await?;
+        // A community created a moment ago owes its figures at once.
+        let tree = self.view.org_tree(true).await?;
+        Ok(Response::new(
+            crate::obligations::list(&self.db, &who, &fw, &tree, req.get_ref()).await?,
+        ))
     }
 
     async fn list_tallies(

@@ -11,6 +11,7 @@ mod freezes;
 mod ingest;
 mod locks;
 mod migration;
+mod obligations;
 mod review;
 mod statistics;
 

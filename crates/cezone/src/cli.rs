@@ -70,6 +70,9 @@ pub enum Command {
     /// Evidence documents: upload, list, download and review.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// What a unit owes and by when: the materials (evidence) and the statistical return,
+    /// each missing, returned, pending or accepted, late ones marked.
+    Obligations(ObligationsArgs),
     /// Locked periods: lock a year's statistics, survey batches and evidence when the materials
     /// are handed in, unlock one org unit for a correction, show a lock (evaluation office).
     #[command(subcommand)]
@@ -77,6 +80,27 @@ pub enum Command {
     /// Scores for another system.
     #[command(subcommand)]
     Scores(ScoresCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ObligationsArgs {
+    /// The responsible unit (default: the token's own).
+    #[arg(long)]
+    pub unit: Option<String>,
+    /// Only under this org unit (default: the token's own town, else the district).
+    #[arg(long)]
+    pub org_unit: Option<String>,
+    /// The year of the return.
+    #[arg(long)]
+    pub period: i32,
+    /// Today, for lateness (YYYY-MM-DD; default: today).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Every item, the accepted ones too.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, env = "CEZONE_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,27 +22,7 @@ const PERIOD: &[&str] = &["period", "年度", "year"];
 pub type Current = HashMap<(String, String, i32), i64>;
 
 /// The metrics read by the rules of the criteria `unit` is responsible for, in catalog order.
-pub fn metrics_of<'a>(fw: &'a Framework, unit: &UnitId) -> Vec<&'a MetricDef> {
-    let mut ids = Vec::new();
-    for i in fw.leaves() {
-        let item = fw.item(i);
-        if !item.responsible.contains(unit) {
-            continue;
-        }
-        if let Some(rule) = &item.rule {
-            for m in rule.metrics() {
-                if !ids.contains(&m) {
-                    ids.push(m);
-                }
-            }
-        }
-    }
-    fw.catalog
-        .metrics
-        .iter()
-        .filter(|m| ids.iter().any(|id| id.as_str() == m.id.as_str()))
-        .collect()
-}
+pub use cezone_domain::obligations::metrics_of;
 
 fn unit_label(u: MetricUnit) -> &'static str {
     match u {

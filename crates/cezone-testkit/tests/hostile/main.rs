@@ -601,12 +601,14 @@ use hardening::{
 };
 use review::{
     a_locked_period_refuses_filings_until_the_office_unlocks_an_org_unit,
+    a_town_sees_what_its_return_owes_and_by_when,
     statistics_are_reviewed_one_level_up_and_count_once_accepted,
 };
 
 contract_tests!(
     statistics_are_reviewed_one_level_up_and_count_once_accepted,
     a_locked_period_refuses_filings_until_the_office_unlocks_an_org_unit,
+    a_town_sees_what_its_return_owes_and_by_when,
     hostile_input_is_refused_by_name_and_changes_nothing,
     token_times_and_levels_are_enforced,
     names_are_the_signed_in_callers,

@@ -880,3 +880,191 @@ async fn evidence_sees(s: &Stack, revision: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A town asks what its return owes: a new community's figures missing (late once the
+/// deadline has passed), a filed one pending, a returned one with the reviewer's comment.
+pub async fn a_town_sees_what_its_return_owes_and_by_when(backend: Backend) {
+    let s = spawn(backend).await;
+    let period = s.district.params.period;
+    let t1 = &s.towns()[0];
+    let office = p(Role::EvaluationOffice, None, None);
+    let town1 = p(Role::Town, Some("towns"), Some(t1));
+    let education = p(Role::ResponsibleUnit, Some("education"), None);
+    let fresh = OrgUnitId::parse(&format!("{t1}.new01")).unwrap();
+    s.registry(&office)
+        .await
+        .create_org_unit(pr::OrgUnit {
+            id: fresh.to_string(),
+            name: "新建社区".into(),
+            level: cezone_proto::common::v1::OrgLevel::Community as i32,
+            parent_id: t1.to_string(),
+            community_type: cezone_proto::common::v1::CommunityType::Urban as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ask = |as_of: &str| psv::ListObligationsRequest {
+        period,
+        as_of: as_of.into(),
+        ..Default::default()
+    };
+    let of = |o: &psv::Obligations, org: &OrgUnitId, metric: &str| {
+        o.items
+            .iter()
+            .find(|i| i.org_unit == org.to_string() && i.metric == metric)
+            .cloned()
+            .unwrap_or_else(|| panic!("{metric} at {org} is not owed: {o:?}"))
+    };
+
+    // Before the deadline: the new community's figures are missing, not late; the loaded
+    // ones accepted. The token says which unit and town are asking.
+    let early = s
+        .surveys(&town1)
+        .await
+        .list_obligations(ask("2000-01-01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (early.responsible_unit.as_str(), early.org_unit.as_str()),
+        ("towns", t1.as_str())
+    );
+    let served = of(&early, &fresh, METRIC);
+    assert_eq!(
+        (served.standing, served.late),
+        (psv::Standing::Missing as i32, false)
+    );
+    assert_eq!(served.metric_name, "全年接受社区教育服务的社区成员数");
+    assert!(
+        early.missing > 0 && early.accepted > 0 && early.late == 0,
+        "{early:?}"
+    );
+    assert_eq!(
+        (early.missing + early.returned + early.pending + early.accepted) as usize,
+        early.items.len()
+    );
+    assert_eq!(
+        early.items[0].standing,
+        psv::Standing::Missing as i32,
+        "outstanding first"
+    );
+    // A rural community's figure is not asked of an urban one.
+    assert!(
+        early
+            .items
+            .iter()
+            .all(|i| !(i.org_unit == fresh.to_string() && i.metric == "rural_labour"))
+    );
+
+    // Filed: pending; returned: with the comment, and late once past the deadline.
+    s.surveys(&town1)
+        .await
+        .record_statistic(psv::StatisticReturn {
+            org_unit: fresh.to_string(),
+            metric: METRIC.into(),
+            period,
+            value: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let now = s
+        .surveys(&town1)
+        .await
+        .list_obligations(ask("2000-01-01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        of(&now, &fresh, METRIC).standing,
+        psv::Standing::Pending as i32
+    );
+    s.surveys(&education)
+        .await
+        .review_statistics(decide(vec![key(&fresh, period)], false, "人数有误"))
+        .await
+        .unwrap();
+    let late = s
+        .surveys(&town1)
+        .await
+        .list_obligations(ask("2099-01-01"))
+        .await
+        .unwrap()
+        .into_inner();
+    let served = of(&late, &fresh, METRIC);
+    assert_eq!(
+        (
+            served.standing,
+            served.late,
+            served.review_comment.as_str(),
+            served.value
+        ),
+        (psv::Standing::Returned as i32, true, "人数有误", Some(10))
+    );
+    assert!(late.late > late.missing, "{late:?}");
+
+    // The office asks for any unit and scope; bad questions are refused by field.
+    let district = s
+        .surveys(&office)
+        .await
+        .list_obligations(psv::ListObligationsRequest {
+            responsible_unit: "towns".into(),
+            ..ask("2000-01-01")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(district.items.len() > late.items.len());
+    for (req, field) in [
+        (
+            psv::ListObligationsRequest {
+                period: 0,
+                ..ask("")
+            },
+            "period",
+        ),
+        (
+            psv::ListObligationsRequest {
+                checkpoint: "nope".into(),
+                ..ask("")
+            },
+            "checkpoint",
+        ),
+        (
+            psv::ListObligationsRequest {
+                as_of: "2013-02-30".into(),
+                ..ask("")
+            },
+            "as_of",
+        ),
+        (
+            psv::ListObligationsRequest {
+                responsible_unit: "nobody".into(),
+                ..ask("")
+            },
+            "responsible_unit",
+        ),
+    ] {
+        let err = s
+            .surveys(&town1)
+            .await
+            .list_obligations(req)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert_eq!(violations(&err)[0].0, field);
+    }
+    let err = s
+        .surveys(&office)
+        .await
+        .list_obligations(ask(""))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&err)[0].0,
+        "responsible_unit",
+        "the office acts for no unit"
+    );
+    s.scheduler.stop().await;
+    s.services.stop().await;
+}

@@ -372,6 +372,7 @@ pub fn api() -> Api {
     a.unary::<psv::LockPeriodRequest, psv::PeriodLock>(Surveys, "LockPeriod", false);
     a.unary::<psv::UnlockOrgUnitRequest, psv::PeriodLock>(Surveys, "UnlockOrgUnit", false);
     a.unary::<psv::GetPeriodLockRequest, psv::PeriodLock>(Surveys, "GetPeriodLock", true);
+    a.unary::<psv::ListObligationsRequest, psv::Obligations>(Surveys, "ListObligations", true);
     a.unary::<psv::ListTalliesRequest, psv::ListTalliesResponse>(Surveys, "ListTallies", true);
     a.unary::<psv::GetAggregatesRequest, psv::Aggregates>(Surveys, "GetAggregates", true);
     streams::surveys(&mut a);

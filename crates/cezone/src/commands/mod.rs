@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Surveys(cmd) => async_command(surveys::run(cmd)),
         Command::Evidence(cmd) => async_command(evidence::run(cmd)),
         Command::Period(cmd) => async_command(period::run(cmd)),
+        Command::Obligations(args) => async_command(period::obligations(args)),
         Command::Scores(cmd) => async_command(scores::run(cmd)),
 
         Command::Report(cmd) => {

@@ -1,5 +1,6 @@
 //! `cezone period lock|unlock|show`: the evaluation office closes a year's filings when the
-//! materials are handed in, and opens one org unit again for a correction.
+//! materials are handed in, and opens one org unit again for a correction. `cezone
+//! obligations`: what a unit still owes for the year, and by when.
 
 use std::process::ExitCode;
 
@@ -7,7 +8,8 @@ use anyhow::{Result, bail};
 use cezone_proto::surveys::v1 as ps;
 
 use super::connect::{Services, refused};
-use crate::cli::PeriodCommand;
+use crate::cli::{ObligationsArgs, PeriodCommand};
+use cezone_proto::evidence::v1 as pe;
 
 pub async fn run(cmd: PeriodCommand) -> Result<ExitCode> {
     let (config, call) = match cmd {
@@ -90,4 +92,110 @@ fn describe(l: &ps::PeriodLock) -> String {
         ));
     }
     out
+}
+
+/// The unit's materials (by criterion and org unit) and its statistical return (by metric and
+/// org unit), the outstanding items first; accepted ones only with `--all`.
+pub async fn obligations(args: ObligationsArgs) -> Result<ExitCode> {
+    let svc = Services::load(args.config.as_deref())?;
+    let stats = svc
+        .surveys()
+        .await?
+        .list_obligations(ps::ListObligationsRequest {
+            responsible_unit: args.unit.clone().unwrap_or_default(),
+            org_unit: args.org_unit.clone().unwrap_or_default(),
+            period: args.period,
+            checkpoint: String::new(),
+            as_of: args.as_of.clone().unwrap_or_default(),
+        })
+        .await
+        .map_err(|s| refused("ListObligations", s))?
+        .into_inner();
+    let materials = svc
+        .evidence()
+        .await?
+        .get_completeness(pe::GetCompletenessRequest {
+            framework_id: svc.settings.scoring.framework_id.clone(),
+            edition: svc.settings.scoring.edition.clone(),
+            responsible_unit: stats.responsible_unit.clone(),
+            org_unit: stats.org_unit.clone(),
+            checkpoint: String::new(),
+            as_of: stats.as_of.clone(),
+        })
+        .await
+        .map_err(|s| refused("GetCompleteness", s))?
+        .into_inner();
+    println!(
+        "{} @ {} — 截止 deadline {} (as of {})",
+        stats.responsible_unit, stats.org_unit, stats.deadline, stats.as_of
+    );
+    let slots: Vec<&pe::Slot> = materials
+        .units
+        .iter()
+        .flat_map(|u| u.slots.iter())
+        .collect();
+    let slot_name = |s: i32| match pe::SlotState::try_from(s) {
+        Ok(pe::SlotState::Missing) => "未提交 missing",
+        Ok(pe::SlotState::Returned) => "已退回 returned",
+        Ok(pe::SlotState::Submitted) => "待审核 pending",
+        _ => "已通过 accepted",
+    };
+    let open = |s: &&&pe::Slot| args.all || s.state != pe::SlotState::Accepted as i32;
+    println!(
+        "台帐资料 materials: {} required, {} outstanding, {} late",
+        slots.len(),
+        slots
+            .iter()
+            .filter(|s| matches!(
+                pe::SlotState::try_from(s.state),
+                Ok(pe::SlotState::Missing | pe::SlotState::Returned)
+            ))
+            .count(),
+        slots.iter().filter(|s| s.late).count()
+    );
+    for s in slots.iter().filter(open) {
+        println!(
+            "  {}\t{}\t{}{}",
+            s.criterion,
+            s.org_unit,
+            slot_name(s.state),
+            if s.late { "\t逾期 late" } else { "" }
+        );
+    }
+    let standing = |s: i32| match ps::Standing::try_from(s) {
+        Ok(ps::Standing::Missing) => "未报送 missing",
+        Ok(ps::Standing::Returned) => "已退回 returned",
+        Ok(ps::Standing::Pending) => "待审核 pending",
+        _ => "已通过 accepted",
+    };
+    println!(
+        "统计数据 statistics: {} owed — {} missing, {} returned, {} pending, {} accepted, {} late",
+        stats.items.len(),
+        stats.missing,
+        stats.returned,
+        stats.pending,
+        stats.accepted,
+        stats.late
+    );
+    for o in stats
+        .items
+        .iter()
+        .filter(|o| args.all || o.standing != ps::Standing::Accepted as i32)
+    {
+        println!(
+            "  {} {}\t{} {}\t{}{}{}",
+            o.metric_name,
+            o.metric,
+            o.org_unit_name,
+            o.org_unit,
+            standing(o.standing),
+            if o.late { "\t逾期 late" } else { "" },
+            if o.review_comment.is_empty() {
+                String::new()
+            } else {
+                format!("\t{}", o.review_comment)
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -969,6 +969,25 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
     let out = d.refused(&["audit", "list", "--since", "yesterday"]);
     assert!(out.contains("since: 'yesterday'"), "{out}");
 
+    // What the town still owes: its accepted return leaves nothing pending.
+    let (ok, out) = d.with_token(
+        &town,
+        &["obligations", "--period", "2013", "--as-of", "2099-01-01"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("towns @ nanhai.jiujiang")
+            && out.contains("台帐资料 materials:")
+            && out.contains("统计数据 statistics:")
+            && out.contains(" 0 pending"),
+        "{out}"
+    );
+    let out = d.refused(&["obligations", "--period", "2013"]);
+    assert!(
+        out.contains("responsible_unit"),
+        "the office names the unit: {out}"
+    );
+
     // The office locks the year: the town's next import is refused; unlocked, it goes in.
     let out = d.refused(&["period", "lock", "--period", "2013", "--reason", " "]);
     assert!(out.contains("--reason: say why"), "{out}");
