@@ -441,6 +441,31 @@ pub async fn disable(
     Ok(m)
 }
 
+pub async fn enable(
+    db: &DatabaseConnection,
+    who: &Principal,
+    login: &str,
+) -> Result<account::Model, ApiError> {
+    permit(who, &Action::ManageAccounts, None)?;
+    let login = login_name("login", login)?;
+    let txn = db.begin().await?;
+    let m = find(&txn, &login).await?;
+    if m.active {
+        return Ok(m);
+    }
+    let mut a: account::ActiveModel = m.into();
+    a.active = Set(true);
+    // A fresh start: earlier failures do not count against the re-enabled account.
+    a.failed_attempts = Set(0);
+    a.locked_until = Set(None);
+    a.updated_at = Set(rfc3339(now()));
+    let m = a.update(&txn).await?;
+    audit(&txn, who, "account.enable", &login, serde_json::json!({})).await?;
+    txn.commit().await?;
+    tracing::info!(login = %login, "account enabled");
+    Ok(m)
+}
+
 pub async fn reset_password(
     db: &DatabaseConnection,
     who: &Principal,

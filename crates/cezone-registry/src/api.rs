@@ -362,6 +362,12 @@ impl RegistryService for RegistryApi {
         ok(accounts::to_proto(&m))
     }
 
+    async fn enable_account(&self, req: Request<pr::EnableAccountRequest>) -> Reply<pr::Account> {
+        let who = caller(&req)?;
+        let m = accounts::enable(&self.db, &who, &req.get_ref().login).await?;
+        ok(accounts::to_proto(&m))
+    }
+
     async fn reset_password(&self, req: Request<pr::ResetPasswordRequest>) -> Reply<pr::Account> {
         let who = caller(&req)?;
         let r = req.get_ref();

@@ -446,6 +446,12 @@ pub enum UserCommand {
         #[arg(long, env = "CEZONE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Enable a disabled account again: it signs in with its password as it was.
+    Enable {
+        login: String,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Set a new password (asked twice, or --password-stdin); unlocks the account and ends its
     /// refresh tokens.
     ResetPassword {

@@ -182,6 +182,33 @@ async fn accounts_are_created_listed_disabled_and_reset(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    // Enabled again: it signs in with its password as it was; enabling twice changes nothing.
+    for _ in 0..2 {
+        let e = t
+            .client
+            .enable_account(pr::EnableAccountRequest {
+                login: "li.wei".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(e.active);
+    }
+    login(&t, "li.wei", PASSWORD).await.unwrap();
+    t.client
+        .disable_account(pr::DisableAccountRequest {
+            login: "li.wei".into(),
+        })
+        .await
+        .unwrap();
+    let err = t
+        .client
+        .enable_account(pr::EnableAccountRequest {
+            login: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
 
     // A reset: a short password is refused by field; a good one is set.
     let err = t
@@ -223,6 +250,7 @@ async fn accounts_are_created_listed_disabled_and_reset(backend: Backend) {
     for action in [
         "account.create",
         "account.disable",
+        "account.enable",
         "account.reset_password",
         "account.login",
         "account.login_failed",

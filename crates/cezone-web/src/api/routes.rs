@@ -337,6 +337,7 @@ pub fn api() -> Api {
     a.unary::<pr::CreateAccountRequest, pr::Account>(Registry, "CreateAccount", false);
     a.unary::<pr::ListAccountsRequest, pr::ListAccountsResponse>(Registry, "ListAccounts", true);
     a.unary::<pr::DisableAccountRequest, pr::Account>(Registry, "DisableAccount", false);
+    a.unary::<pr::EnableAccountRequest, pr::Account>(Registry, "EnableAccount", false);
     a.unary::<pr::ResetPasswordRequest, pr::Account>(Registry, "ResetPassword", false);
     // Signing in: POST only (a password never travels in a query string), without a token.
     a.unary::<pr::LoginRequest, pr::LoginResponse>(Registry, "Login", false);

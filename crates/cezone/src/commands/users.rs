@@ -170,6 +170,16 @@ pub async fn run(cmd: UserCommand) -> Result<ExitCode> {
                 .into_inner();
             println!("disabled {}", describe(&a));
         }
+        UserCommand::Enable { login, config } => {
+            let services = Services::load(config.as_deref())?;
+            let mut registry = services.registry().await?;
+            let a = registry
+                .enable_account(pr::EnableAccountRequest { login })
+                .await
+                .map_err(|s| refused("enabling the account", s))?
+                .into_inner();
+            println!("enabled {}", describe(&a));
+        }
         UserCommand::ResetPassword {
             login,
             password_stdin,

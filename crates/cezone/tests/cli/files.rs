@@ -1224,4 +1224,13 @@ fn the_first_admin_is_added_with_the_key_signs_in_and_adds_people() {
     );
     assert!(ok, "{out}{err}");
     assert!(out.contains("new password set for li.wei"), "{out}");
+    // Enabled again, it signs in with that password.
+    let (ok, out, err) = d.piped(&["user", "enable", "li.wei"], "", Some(&admin));
+    assert!(ok && out.contains("enabled li.wei"), "{out}{err}");
+    let (ok, out, err) = d.piped(
+        &["login", "li.wei", "--password-stdin"],
+        "a new passphrase\n",
+        None,
+    );
+    assert!(ok, "{out}{err}");
 }
