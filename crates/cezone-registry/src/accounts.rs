@@ -411,58 +411,58 @@ async fn revoke_all(conn: &impl ConnectionTrait, login: &str) -> Result<u64, Api
         .rows_affected)
 }
 
+/// Disables an account: it can no longer sign in, and its refresh tokens end.
 pub async fn disable(
     db: &DatabaseConnection,
     who: &Principal,
     login: &str,
 ) -> Result<account::Model, ApiError> {
-    permit(who, &Action::ManageAccounts, None)?;
-    let login = login_name("login", login)?;
-    let txn = db.begin().await?;
-    let m = find(&txn, &login).await?;
-    if !m.active {
-        return Ok(m);
-    }
-    let mut a: account::ActiveModel = m.into();
-    a.active = Set(false);
-    a.updated_at = Set(rfc3339(now()));
-    let m = a.update(&txn).await?;
-    let revoked = revoke_all(&txn, &login).await?;
-    audit(
-        &txn,
-        who,
-        "account.disable",
-        &login,
-        serde_json::json!({ "refresh_tokens_ended": revoked }),
-    )
-    .await?;
-    txn.commit().await?;
-    tracing::info!(login = %login, "account disabled");
-    Ok(m)
+    set_active(db, who, login, false).await
 }
 
+/// Enables a disabled account again, with a fresh count of failed sign-ins.
 pub async fn enable(
     db: &DatabaseConnection,
     who: &Principal,
     login: &str,
 ) -> Result<account::Model, ApiError> {
+    set_active(db, who, login, true).await
+}
+
+async fn set_active(
+    db: &DatabaseConnection,
+    who: &Principal,
+    login: &str,
+    active: bool,
+) -> Result<account::Model, ApiError> {
     permit(who, &Action::ManageAccounts, None)?;
     let login = login_name("login", login)?;
     let txn = db.begin().await?;
     let m = find(&txn, &login).await?;
-    if m.active {
+    if m.active == active {
         return Ok(m);
     }
     let mut a: account::ActiveModel = m.into();
-    a.active = Set(true);
-    // A fresh start: earlier failures do not count against the re-enabled account.
-    a.failed_attempts = Set(0);
-    a.locked_until = Set(None);
+    a.active = Set(active);
     a.updated_at = Set(rfc3339(now()));
+    if active {
+        // A fresh start: earlier failures do not count against the re-enabled account.
+        a.failed_attempts = Set(0);
+        a.locked_until = Set(None);
+    }
     let m = a.update(&txn).await?;
-    audit(&txn, who, "account.enable", &login, serde_json::json!({})).await?;
+    let (action, details) = if active {
+        ("account.enable", serde_json::json!({}))
+    } else {
+        let revoked = revoke_all(&txn, &login).await?;
+        (
+            "account.disable",
+            serde_json::json!({ "refresh_tokens_ended": revoked }),
+        )
+    };
+    audit(&txn, who, action, &login, details).await?;
     txn.commit().await?;
-    tracing::info!(login = %login, "account enabled");
+    tracing::info!(login = %login, active, "account {}", if active { "enabled" } else { "disabled" });
     Ok(m)
 }
 
