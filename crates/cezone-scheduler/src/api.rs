@@ -42,6 +42,20 @@ impl SchedulerService for SchedulerApi {
         ))
     }
 
+    async fn list_notifications(
+        &self,
+        req: Request<pc::ListNotificationsRequest>,
+    ) -> Result<Response<pc::ListNotificationsResponse>, Status> {
+        let who = caller(&req)?;
+        let notifications = self
+            .scheduler
+            .notifications(&who, req.get_ref().limit)
+            .await?;
+        Ok(Response::new(pc::ListNotificationsResponse {
+            notifications,
+        }))
+    }
+
     async fn run_now(
         &self,
         req: Request<pc::RunNowRequest>,

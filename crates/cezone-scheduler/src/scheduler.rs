@@ -19,6 +19,7 @@ use cezone_proto::evidence::v1::evidence_service_client::EvidenceServiceClient;
 use cezone_proto::scheduler::v1 as pc;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use cezone_proto::surveys::v1::survey_service_client::SurveyServiceClient;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel, TransactionTrait};
 
@@ -31,6 +32,7 @@ pub struct Scheduler {
     registry: RegistryView,
     scoring: ScoringServiceClient<AuthChannel>,
     evidence: EvidenceServiceClient<AuthChannel>,
+    surveys: SurveyServiceClient<AuthChannel>,
     pub clock: Arc<dyn Clock>,
     policy: SchedulePolicy,
     framework_id: String,
@@ -70,6 +72,8 @@ impl Scheduler {
             scoring: ScoringServiceClient::new(lazy_channel(&s.scoring_url, bearer)?)
                 .max_decoding_message_size(max),
             evidence: EvidenceServiceClient::new(lazy_channel(&s.evidence_url, bearer)?)
+                .max_decoding_message_size(max),
+            surveys: SurveyServiceClient::new(lazy_channel(&s.surveys_url, bearer)?)
                 .max_decoding_message_size(max),
             clock,
             policy: settings
@@ -241,6 +245,25 @@ impl Scheduler {
             .await
             .map_err(|s| upstream("reading evidence completeness", s))?
             .into_inner();
+        // The units that still owe something are reminded, once: with the run's record.
+        let reminders = if trigger == "schedule" {
+            let (fw, _) = self.framework().await?;
+            let tree = self.registry.org_tree(true).await?;
+            crate::reminders::gather(
+                &fw,
+                &tree,
+                &completeness,
+                &mut self.surveys.clone(),
+                &crate::reminders::Question {
+                    checkpoint,
+                    period: recomputed.period,
+                    as_of: &completeness.as_of,
+                },
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
         let readiness: serde_json::Value =
             serde_json::from_str(&snapshot.readiness_json).unwrap_or_default();
         let count = |field: &str| {
@@ -271,6 +294,7 @@ impl Scheduler {
             first.get_or_insert_with(|| row.clone());
             row.into_active_model().insert(&txn).await?;
         }
+        store::remind(&txn, key, checkpoint, &finished_at, &reminders).await?;
         cezone_platform::audit::append(
             &txn,
             "scheduler",
@@ -285,6 +309,7 @@ impl Scheduler {
                     "snapshot": snapshot.id,
                     "content_hash": snapshot.content_hash,
                     "total_confirmed": total.confirmed,
+                    "reminders": reminders.len(),
                 }),
             },
         )
@@ -303,6 +328,24 @@ impl Scheduler {
             );
         }
         Ok(record)
+    }
+
+    /// The reminders `who` may read: a town its own, a department its unit's, the others all.
+    pub async fn notifications(
+        &self,
+        who: &Principal,
+        limit: u32,
+    ) -> Result<Vec<pc::Notification>, ApiError> {
+        let limit = if limit == 0 { 500 } else { limit.min(500) };
+        let unit = match who.role {
+            Role::Town | Role::ResponsibleUnit => who.unit.as_ref().map(|u| u.as_str()),
+            _ => None,
+        };
+        let org = match who.role {
+            Role::Town => who.org_unit.as_ref().map(|o| o.as_str()),
+            _ => None,
+        };
+        Ok(store::notifications(&self.db, unit, org, limit).await?)
     }
 
     /// The plan with each run's state and record.

@@ -90,6 +90,21 @@ impl Stack {
     }
 }
 
+/// The reminders `who` may read on the scheduler at `url`.
+async fn notifications(
+    s: &Stack,
+    url: &str,
+    who: &cezone_domain::access::Principal,
+) -> Vec<pc::Notification> {
+    let bearer = cezone_platform::auth::Bearer::minted(s.env.keys(), who.clone());
+    SchedulerServiceClient::new(cezone_client::connect(url, &bearer).await.unwrap())
+        .list_notifications(pc::ListNotificationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications
+}
+
 async fn runs(client: &mut SchedulerServiceClient<Channel>) -> pc::ListRunsResponse {
     client
         .list_runs(pc::ListRunsRequest::default())
@@ -178,11 +193,53 @@ async fn a_due_run_freezes_once_and_a_restart_does_not_repeat_it(backend: Backen
         "the demo district owes evidence: {record:?}"
     );
 
+    // The units that still owe something are reminded with the run; a town reads its own.
+    use cezone_domain::access::{Principal, Role};
+    let office = Principal::new("office", Role::EvaluationOffice, None, None).unwrap();
+    let reminded = notifications(&s, &app.url(), &office).await;
+    assert!(!reminded.is_empty(), "the demo district owes evidence");
+    for n in &reminded {
+        assert_eq!(
+            (n.run_key.as_str(), n.checkpoint.as_str()),
+            (T72, CHECKPOINT)
+        );
+        assert!(
+            n.materials_missing + n.statistics_missing + n.statistics_returned > 0,
+            "{n:?}"
+        );
+        assert!(
+            n.text.starts_with("提醒：") && n.text.contains("Reminder: before materials-complete"),
+            "{n:?}"
+        );
+    }
+    let town = reminded
+        .iter()
+        .find(|n| n.responsible_unit == "towns")
+        .expect("a town owes materials");
+    let guicheng = Principal::new(
+        "town",
+        Role::Town,
+        Some(cezone_domain::units::UnitId::parse("towns").unwrap()),
+        Some(cezone_domain::org::OrgUnitId::parse(&town.org_unit).unwrap()),
+    )
+    .unwrap();
+    let own = notifications(&s, &app.url(), &guicheng).await;
+    assert!(!own.is_empty());
+    assert!(
+        own.iter()
+            .all(|n| n.responsible_unit == "towns" && n.org_unit == town.org_unit)
+    );
+
     // A restart (same database, same time) finds the run recorded and does not repeat it.
     app.stop().await;
     let (app, mut client) = s.scheduler(&clock).await;
     let look = app.scheduler.look().await.unwrap();
     assert!(look.ran.is_empty());
+    assert_eq!(
+        notifications(&s, &app.url(), &office).await.len(),
+        reminded.len(),
+        "reminded once, whatever the restarts"
+    );
     assert_eq!(look.next_due, Some(at("2013-12-31T01:00:00Z")));
     assert_eq!(state_of(&runs(&mut client).await, T72), pc::RunState::Done);
     assert_eq!(s.snapshots().await.len(), 1);
@@ -191,6 +248,13 @@ async fn a_due_run_freezes_once_and_a_restart_does_not_repeat_it(backend: Backen
     clock.set(at("2013-12-31T02:00:00Z"));
     wait_done(&mut client, T24).await;
     assert_eq!(s.snapshots().await.len(), 2);
+    let again = notifications(&s, &app.url(), &office).await;
+    assert_eq!(
+        again.len(),
+        2 * reminded.len(),
+        "the next lead time reminds again"
+    );
+    assert_eq!(again[0].run_key, T24, "newest first");
     app.stop().await;
     s.stop().await;
 }

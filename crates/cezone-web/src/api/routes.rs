@@ -398,6 +398,11 @@ pub fn api() -> Api {
     // Scheduler.
     a.unary::<psc::ListRunsRequest, psc::ListRunsResponse>(Scheduler, "ListRuns", true);
     a.unary::<psc::RunNowRequest, psc::RunRecord>(Scheduler, "RunNow", false);
+    a.unary::<psc::ListNotificationsRequest, psc::ListNotificationsResponse>(
+        Scheduler,
+        "ListNotifications",
+        true,
+    );
 
     // Every service's audit log.
     for service in [Registry, Evidence, Surveys, Scoring, Scheduler] {
