@@ -328,6 +328,57 @@ async fn every_role_against_every_mutating_call(backend: Backend) {
             "{role} RecordStatistic {}",
             stat.metric
         );
+        // Reviews: the roles that ever review get past the permission check (the demo's figure
+        // is accepted already, so the decision itself is refused); the others are denied.
+        use cezone_proto::surveys::v1 as psv;
+        let reviewed = &s.district.statistics[1];
+        let got = verdict(
+            surveys
+                .review_statistics(psv::ReviewStatisticsRequest {
+                    statistics: vec![psv::StatisticKey {
+                        org_unit: reviewed.org_unit.to_string(),
+                        metric: reviewed.metric.to_string(),
+                        period: reviewed.period,
+                        version: 0,
+                    }],
+                    decision: psv::StatisticDecision::Accept as i32,
+                    ..Default::default()
+                })
+                .await,
+        );
+        assert_eq!(
+            got.is_ok(),
+            allowed(&[Role::EvaluationOffice, Role::ResponsibleUnit, Role::Town]),
+            "{role} ReviewStatistics"
+        );
+        // Locks only by the office (a year nothing files, so the rest of the matrix runs on).
+        let got = verdict(
+            surveys
+                .lock_period(psv::LockPeriodRequest {
+                    period: 2030,
+                    reason: format!("access {n}"),
+                })
+                .await,
+        );
+        assert_eq!(
+            got.is_ok(),
+            allowed(&[Role::EvaluationOffice]),
+            "{role} LockPeriod"
+        );
+        let got = verdict(
+            surveys
+                .unlock_org_unit(psv::UnlockOrgUnitRequest {
+                    period: 2030,
+                    org_unit: mine.to_string(),
+                    reason: "access".into(),
+                })
+                .await,
+        );
+        assert_eq!(
+            got.is_ok(),
+            allowed(&[Role::EvaluationOffice]),
+            "{role} UnlockOrgUnit"
+        );
 
         let mut evidence = s.evidence(who).await;
         let got = verdict(
