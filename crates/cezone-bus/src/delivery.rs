@@ -43,6 +43,22 @@ impl Subscription {
         }
     }
 
+    /// The next delivery, or `None` once `shutdown` is cancelled or the bus closed (logged):
+    /// the loop of a consumer that applies events one by one.
+    pub async fn next_until(
+        &mut self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Option<Delivery> {
+        let d = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            d = self.next() => d,
+        };
+        if d.is_none() {
+            tracing::info!("event subscription ended");
+        }
+        d
+    }
+
     /// The next delivery; waits while the queue is empty or `prefetch` deliveries are unacked.
     /// `None` once the bus is closed.
     pub async fn next(&mut self) -> Option<Delivery> {

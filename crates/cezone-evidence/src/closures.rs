@@ -37,22 +37,10 @@ pub async fn run(
     mut subscription: Subscription,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let d = tokio::select! {
-            () = shutdown.cancelled() => return,
-            d = subscription.next() => d,
-        };
-        let Some(d) = d else {
-            tracing::info!("event subscription ended");
-            return;
-        };
-        handle(&db, d).await;
+    while let Some(d) = subscription.next_until(&shutdown).await {
+        let outcome = apply(&db, &d).await;
+        d.settle(outcome).await;
     }
-}
-
-async fn handle(db: &DatabaseConnection, d: Delivery) {
-    let outcome = apply(db, &d).await;
-    d.settle(outcome).await;
 }
 
 /// A closing snapshot closes its edition; a period lock announced by the survey service is

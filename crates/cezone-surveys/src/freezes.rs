@@ -21,22 +21,10 @@ pub async fn run(
     mut subscription: Subscription,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let d = tokio::select! {
-            () = shutdown.cancelled() => return,
-            d = subscription.next() => d,
-        };
-        let Some(d) = d else {
-            tracing::info!("event subscription ended");
-            return;
-        };
-        handle(&db, &relay, d).await;
+    while let Some(d) = subscription.next_until(&shutdown).await {
+        let outcome = apply(&db, &relay, &d).await;
+        d.settle(outcome).await;
     }
-}
-
-async fn handle(db: &DatabaseConnection, relay: &RelayHandle, d: Delivery) {
-    let outcome = apply(db, relay, &d).await;
-    d.settle(outcome).await;
 }
 
 async fn apply(

@@ -186,40 +186,31 @@ pub async fn statistics_are_reviewed_one_level_up_and_count_once_accepted(backen
     );
 
     // Who may not decide on it, each refused by name, nothing changed.
+    let accept = || decide(vec![key(c, period)], true, "");
     let refusals: Vec<(&Principal, psv::ReviewStatisticsRequest, Code, &str)> = vec![
-        (
-            &town2,
-            decide(vec![key(c, period)], true, ""),
-            Code::PermissionDenied,
-            "outside",
-        ),
-        (
-            &town1,
-            decide(vec![key(c, period)], true, ""),
-            Code::PermissionDenied,
-            "own filing",
-        ),
+        (&town2, accept(), Code::PermissionDenied, "outside"),
+        (&town1, accept(), Code::PermissionDenied, "own filing"),
         (
             &finance,
-            decide(vec![key(c, period)], true, ""),
+            accept(),
             Code::PermissionDenied,
             "feeds only criteria of",
         ),
         (
             &inspector,
-            decide(vec![key(c, period)], true, ""),
+            accept(),
             Code::PermissionDenied,
             "may not review a statistic",
         ),
         (
             &admin,
-            decide(vec![key(c, period)], true, ""),
+            accept(),
             Code::PermissionDenied,
             "may not review a statistic",
         ),
         (
             &service,
-            decide(vec![key(c, period)], true, ""),
+            accept(),
             Code::PermissionDenied,
             "may not review a statistic",
         ),
