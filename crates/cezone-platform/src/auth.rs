@@ -762,8 +762,15 @@ mod tests {
         assert!(k.verify(&bad_json).is_err());
     }
 
+    /// Held by every test that reaches the refusal's log line. tracing decides once, when a
+    /// callsite is first reached, whether any subscriber listens to it; a test reaching it on
+    /// another thread while the logging test installs its own subscriber can have the line
+    /// cached as unheard, and the logging test then sees nothing.
+    static REFUSAL_LOG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn refused_tokens_are_logged_at_warn_with_the_address() {
+        let _one = REFUSAL_LOG.lock().unwrap_or_else(|e| e.into_inner());
         use std::io::Write;
         #[derive(Clone, Default)]
         struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -803,6 +810,7 @@ mod tests {
 
     #[test]
     fn only_the_sign_in_methods_pass_without_a_token() {
+        let _one = REFUSAL_LOG.lock().unwrap_or_else(|e| e.into_inner());
         let mut check = Authenticate::allowing(Arc::new(keys()), &SIGN_IN_METHODS);
         let call = |check: &mut Authenticate, path: Option<&str>| {
             let mut req = Request::new(());
