@@ -193,3 +193,116 @@ pub async fn load(
     }
     Ok(report)
 }
+
+/// The password of every demo account: the demo is for trying the workbench, never for real
+/// data.
+pub const DEMO_PASSWORD: &str = "cezone-demo-2013";
+
+/// A demo account: who signs in to the workbench as which role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoAccount {
+    pub login: String,
+    pub display_name: String,
+    pub role: &'static str,
+    pub unit: String,
+    pub org_unit: String,
+}
+
+/// One account for each role a person can have: the evaluation office, district IT, a
+/// department (the one responsible for the most criteria), the first town and an inspector. All share `DEMO_PASSWORD`.
+pub fn demo_accounts(fw: &Framework, district: &DemoDistrict) -> Vec<DemoAccount> {
+    use cezone_domain::units::UnitKind;
+    let mut accounts = vec![
+        DemoAccount {
+            login: "office".into(),
+            display_name: "评估办公室 王主任".into(),
+            role: "evaluation_office",
+            unit: String::new(),
+            org_unit: String::new(),
+        },
+        DemoAccount {
+            login: "admin".into(),
+            display_name: "区信息中心 陈工".into(),
+            role: "district_admin",
+            unit: String::new(),
+            org_unit: String::new(),
+        },
+        DemoAccount {
+            login: "inspector".into(),
+            display_name: "督导 李老师".into(),
+            role: "inspector",
+            unit: String::new(),
+            org_unit: String::new(),
+        },
+    ];
+    let criteria_of = |id: &cezone_domain::units::UnitId| {
+        fw.items()
+            .iter()
+            .filter(|i| i.responsible.contains(id))
+            .count()
+    };
+    let responsible = |id: &cezone_domain::units::UnitId| criteria_of(id) > 0;
+    // The department answering for the most criteria: the busiest desk to try.
+    if let Some(dept) = fw
+        .units
+        .units
+        .iter()
+        .filter(|u| u.kind == UnitKind::Department && responsible(&u.id))
+        .max_by_key(|u| (criteria_of(&u.id), std::cmp::Reverse(u.id.to_string())))
+    {
+        accounts.push(DemoAccount {
+            login: "department".into(),
+            display_name: format!("{} 张科长", dept.name),
+            role: "responsible_unit",
+            unit: dept.id.to_string(),
+            org_unit: String::new(),
+        });
+    }
+    let towns =
+        fw.units.units.iter().find(|u| {
+            u.expands_to() == Some(cezone_domain::org::OrgLevel::Town) && responsible(&u.id)
+        });
+    let town = district
+        .units
+        .iter()
+        .find(|u| u.level == cezone_domain::org::OrgLevel::Town);
+    if let (Some(towns), Some(town)) = (towns, town) {
+        accounts.push(DemoAccount {
+            login: "town".into(),
+            display_name: format!("{} 刘干事", town.name),
+            role: "town",
+            unit: towns.id.to_string(),
+            org_unit: town.id.to_string(),
+        });
+    }
+    accounts
+}
+
+/// Creates the demo accounts that do not exist yet; returns them all.
+pub async fn create_accounts(
+    registry: AuthChannel,
+    fw: &Framework,
+    district: &DemoDistrict,
+) -> Result<Vec<DemoAccount>, ClientError> {
+    use cezone_proto::registry::v1 as pr;
+    let mut client = pr::registry_service_client::RegistryServiceClient::new(registry);
+    let accounts = demo_accounts(fw, district);
+    for a in &accounts {
+        let created = client
+            .create_account(pr::CreateAccountRequest {
+                login: a.login.clone(),
+                display_name: a.display_name.clone(),
+                role: a.role.into(),
+                unit: a.unit.clone(),
+                org_unit: a.org_unit.clone(),
+                password: DEMO_PASSWORD.into(),
+            })
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::AlreadyExists => {}
+            Err(s) => return Err(ClientError::call("CreateAccount", s)),
+        }
+    }
+    Ok(accounts)
+}

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod engine;
 pub mod export;
 pub mod facts;
+pub mod files;
 pub mod findings;
 pub mod framework;
 pub mod guangdong;

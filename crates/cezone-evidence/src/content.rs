@@ -2,16 +2,11 @@
 //! declared content type, so a file is stored under the type it really has. Executables are not
 //! evidence and are refused, whatever they are called.
 
+use cezone_domain::files::PROGRAM_EXTENSIONS as EXECUTABLE_EXTENSIONS;
 use cezone_platform::error::ApiError;
 
 /// Bytes of the file's beginning the detection reads.
 pub const HEAD_BYTES: usize = 8192;
-
-/// Extensions never accepted: programs and scripts a reader's machine would run.
-const EXECUTABLE_EXTENSIONS: &[&str] = &[
-    "exe", "dll", "com", "scr", "msi", "bat", "cmd", "ps1", "vbs", "vbe", "js", "jse", "wsf", "sh",
-    "jar", "apk", "app", "elf", "so", "dylib", "bin.exe",
-];
 
 /// Content types each known extension may be declared with (the first is the usual one).
 const KNOWN: &[(&str, &[&str])] = &[

@@ -47,6 +47,8 @@ pub struct WebSettings {
     pub port: u16,
     /// Seconds a client has to send a request's headers.
     pub header_read_seconds: u64,
+    /// A workbench session unused this long ends; the person signs in again.
+    pub session_idle_seconds: u64,
 }
 
 /// Recompute-and-freeze runs before each checkpoint of the calendar.
@@ -297,6 +299,13 @@ impl Settings {
                 "web.header_read_seconds",
                 &self.web.header_read_seconds,
                 "must be between 1 and 600",
+            ));
+        }
+        if !(1..=86_400).contains(&self.web.session_idle_seconds) {
+            return Err(bad(
+                "web.session_idle_seconds",
+                &self.web.session_idle_seconds,
+                "must be between 1 and 86400 (a day)",
             ));
         }
         if !(1..=86_400).contains(&self.grpc.stream_idle_seconds) {

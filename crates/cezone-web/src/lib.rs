@@ -6,6 +6,7 @@
 
 pub mod api;
 mod data;
+pub mod workbench;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -121,6 +122,12 @@ impl Application {
             backends: Arc::new(backends),
             shutdown: shutdown.clone(),
         };
+        let registry_view =
+            cezone_platform::registry_view::RegistryView::new(&s.registry_url, max, &bearer)
+                .map_err(|e| WebError::Url {
+                    url: s.registry_url.clone(),
+                    reason: e.message,
+                })?;
         let gateway = api::Gateway::new(
             api::Channels {
                 registry: bare(&s.registry_url, &bearer)?,
@@ -132,10 +139,23 @@ impl Application {
             max,
             shutdown.clone(),
         );
+        let bench = workbench::Workbench::new(
+            gateway.clone(),
+            registry_view,
+            workbench::Config {
+                framework_id: settings.scoring.framework_id.clone(),
+                edition: settings.scoring.edition.clone(),
+                period: settings.scoring.period,
+                utc_offset_hours: settings.scheduler.utc_offset_hours,
+                max_file_bytes: settings.evidence.max_file_bytes,
+                session_idle: Duration::from_secs(settings.web.session_idle_seconds),
+            },
+        );
         // gRPC health checks answer on the same port (HTTP/2), as on every service.
         let (_reporter, health) = tonic_health::server::health_reporter();
         let app = router(state)
             .merge(api_router(gateway))
+            .merge(workbench::router(bench))
             .merge(tonic::service::Routes::new(health).into_axum_router())
             // Set after the merge: gRPC's own fallback would answer any path with 200.
             .fallback(not_found)
@@ -308,18 +328,15 @@ async fn secure_headers(mut res: Response) -> Response {
         .is_some_and(|v| v.starts_with("application/grpc"));
     if !grpc {
         let h = res.headers_mut();
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            header::HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        );
+        // A page with a policy of its own (the workbench's, a document shown in a frame) keeps it.
+        h.entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(header::HeaderValue::from_static(CONTENT_SECURITY_POLICY));
         h.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             header::HeaderValue::from_static("nosniff"),
         );
-        h.insert(
-            header::X_FRAME_OPTIONS,
-            header::HeaderValue::from_static("DENY"),
-        );
+        h.entry(header::X_FRAME_OPTIONS)
+            .or_insert(header::HeaderValue::from_static("DENY"));
         h.insert(
             header::REFERRER_POLICY,
             header::HeaderValue::from_static("no-referrer"),
@@ -341,7 +358,8 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         .into_response()
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+/// An asset embedded in the binary; revalidated on every use, so a new release shows at once.
+pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),

@@ -4,111 +4,17 @@
 //! must show up on the open page without reloading it.
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
 
 use cezone_platform::auth::AuthChannel as Channel;
-use cezone_platform::testing::{Backend, test_env};
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
+
+mod support;
 use serde_json::{Value, json};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// How long the page or the services may take to show a change before the test gives up.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn require_browser() {
-    for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
-        assert!(
-            std::path::Path::new(path).exists(),
-            "{path} is missing: this test needs Debian's {package} \
-             (apt-get install -y chromium chromium-driver; tests/run installs them as root)"
-        );
-    }
-}
-
-/// Polls `check` until it yields a value, for at most `PATIENCE`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-struct Driver {
-    child: tokio::process::Child,
-    url: String,
-}
-
-async fn start_chromedriver() -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
-    eventually("chromedriver to listen", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await;
-    Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-async fn open_browser(driver: &Driver) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,2200", "--lang=zh-CN"],
-        }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a headless Chromium session")
-}
-
-async fn text(browser: &Client, css: &str) -> String {
-    browser
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} is not on the page: {e}"))
-        .text()
-        .await
-        .unwrap()
-        .trim()
-        .to_string()
-}
+use support::*;
 
 async fn summary(scoring: &mut ScoringServiceClient<Channel>) -> Value {
     let s = scoring
@@ -134,12 +40,6 @@ async fn record_that_moves_the_total(
         .unwrap()
         .into_inner()
         .items;
-    let short = |code: &str| {
-        items
-            .iter()
-            .find(|i| i.code == code)
-            .is_some_and(|i| i.lost.parse::<f64>().unwrap() > 0.0)
-    };
     let pending = pe::evidence_service_client::EvidenceServiceClient::new(evidence)
         .list_evidence(pe::ListEvidenceRequest {
             state: pe::ReviewState::Submitted as i32,
@@ -157,21 +57,13 @@ async fn record_that_moves_the_total(
         let Some(item) = items.iter().find(|i| i.code == record.criterion) else {
             continue;
         };
-        let x: Value = serde_json::from_str(&item.explanation_json).unwrap();
-        if x["rule"]["rule"] != "evidence" {
-            continue;
-        }
-        let slot_pending = x["rule"]["evidence"].as_array().is_some_and(|slots| {
-            slots.iter().any(|s| {
-                s["status"] == "pending"
-                    && s["evidence_ids"]
-                        .as_array()
-                        .is_some_and(|ids| ids.iter().any(|id| id == &json!(record.id)))
-            })
-        });
-        let segments: Vec<&str> = item.code.split('.').collect();
-        let chain_short = (1..=segments.len()).all(|n| short(&segments[..n].join(".")));
-        if slot_pending && chain_short {
+        let holds_it = |s: &Value| {
+            s["status"] == "pending"
+                && s["evidence_ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|id| id == &json!(record.id)))
+        };
+        if acceptance_moves_the_total(&items, item, holds_it) {
             return record.id;
         }
     }
@@ -181,19 +73,8 @@ async fn record_that_moves_the_total(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scoreboard_shows_the_scoring_numbers_and_follows_a_review_live() {
     require_browser();
-    let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
-        &cezone_platform::testing::fresh_bus_prefix(),
-    ))
-    .await
-    .unwrap();
-    let env = test_env(Backend::Sqlite).await;
-    let services = cezone_testkit::Services::start(&env.settings, bus.clone())
-        .await
-        .unwrap();
-    let web = cezone_web::Application::build(&services.settings)
-        .await
-        .unwrap();
-    assert_ne!(web.port(), 0);
+    let stack = Stack::start().await;
+    let (services, web) = (&stack.services, &stack.web);
     let channels = services.channels.clone();
     services
         .load(&cezone_testkit::district(2, 12, 10, 7))
@@ -217,21 +98,7 @@ async fn the_scoreboard_shows_the_scoring_numbers_and_follows_a_review_live() {
     let driver = start_chromedriver().await;
     let browser = open_browser(&driver).await;
     browser.goto(&web.url()).await.unwrap();
-    eventually("the page to draw its data", || {
-        let b = browser.clone();
-        async move {
-            let n = b
-                .execute("return Number(document.body.dataset.renders || 0)", vec![])
-                .await
-                .ok()?;
-            (n.as_u64()? >= 1).then_some(())
-        }
-    })
-    .await;
-    let loaded_at = browser
-        .execute("return window.cezoneLoadedAt", vec![])
-        .await
-        .unwrap();
+    let loaded_at = scoreboard_drawn(&browser).await;
 
     // The numbers shown are the scoring service's.
     let before = summary(&mut scoring_client).await;
@@ -323,7 +190,5 @@ async fn the_scoreboard_shows_the_scoring_numbers_and_follows_a_review_live() {
     browser.close().await.unwrap();
     let mut driver = driver;
     let _ = driver.child.kill().await;
-    web.stop().await;
-    services.stop().await;
-    bus.close().await;
+    stack.stop().await;
 }

@@ -12,7 +12,7 @@ pub mod errors;
 pub mod json;
 pub mod openapi;
 pub mod routes;
-mod streams;
+pub(crate) mod streams;
 
 use axum::http::uri::PathAndQuery;
 use std::sync::Arc;

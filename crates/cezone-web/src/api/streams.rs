@@ -227,11 +227,13 @@ async fn upload(
 }
 
 /// A file's answer headers: its type, length, name and checksum.
-fn file_headers(
+/// The headers of a file answer; `inline` files are shown by the browser, others downloaded.
+pub(crate) fn file_headers(
     content_type: &str,
     size: u64,
     file_name: &str,
     sha256: &str,
+    inline: bool,
 ) -> Vec<(HeaderName, HeaderValue)> {
     let mut h = vec![
         (
@@ -246,7 +248,7 @@ fn file_headers(
         (header::CONTENT_LENGTH, HeaderValue::from(size)),
         (
             header::CONTENT_DISPOSITION,
-            HeaderValue::from_str(&content_disposition(file_name))
+            HeaderValue::from_str(&content_disposition(file_name, inline))
                 .unwrap_or(HeaderValue::from_static("attachment")),
         ),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
@@ -257,8 +259,9 @@ fn file_headers(
     h
 }
 
-/// `attachment; filename="…"; filename*=UTF-8''…`: an ASCII fallback and the name as it is.
-fn content_disposition(name: &str) -> String {
+/// `attachment; filename="…"; filename*=UTF-8''…` (or `inline; …`): an ASCII fallback and the
+/// name as it is.
+fn content_disposition(name: &str, inline: bool) -> String {
     let ascii: String = name
         .chars()
         .map(|c| {
@@ -277,7 +280,8 @@ fn content_disposition(name: &str) -> String {
             encoded.push_str(&format!("%{b:02X}"));
         }
     }
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    let kind = if inline { "inline" } else { "attachment" };
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 /// The rest of a file's chunks as the answer body; a failure midway (the stored file no longer
@@ -315,50 +319,57 @@ fn no_header(service: Service) -> GatewayError {
     GatewayError::status(service.segment(), tonic::Status::internal("internal error"))
 }
 
+/// An evidence file as the evidence service streams it: the version asked for (0: the current
+/// one) and its bytes as a body that breaks off if the stored file fails its checksum.
+pub(crate) async fn evidence_file(
+    g: &Gateway,
+    headers: &HeaderMap,
+    request: pe::DownloadRequest,
+) -> Result<(pe::Version, Body), GatewayError> {
+    let wanted = request.version;
+    let mut stream = g
+        .server_stream::<_, pe::DownloadResponse>(Service::Evidence, "Download", headers, request)
+        .await?;
+    let first = stream
+        .message()
+        .await
+        .map_err(|s| GatewayError::status("evidence", s))?;
+    let Some(pe::DownloadResponse {
+        part: Some(pe::download_response::Part::Evidence(record)),
+    }) = first
+    else {
+        return Err(no_header(Service::Evidence));
+    };
+    let version = if wanted == 0 {
+        record.current.clone()
+    } else {
+        record.history.iter().find(|v| v.version == wanted).cloned()
+    }
+    .ok_or_else(|| no_header(Service::Evidence))?;
+    let body = chunk_body(
+        Service::Evidence,
+        stream,
+        |m: pe::DownloadResponse| match m.part {
+            Some(pe::download_response::Part::Chunk(c)) => Some(c),
+            _ => None,
+        },
+    );
+    Ok((version, body))
+}
+
 async fn download(g: Gateway, headers: HeaderMap, q: Result<Pairs, GatewayError>) -> Response {
     respond(
         async {
             let query = json::query_object(proto_name::<pe::DownloadRequest>(), &q?)?;
             let request: pe::DownloadRequest = json::from_value(query)?;
-            let wanted = request.version;
-            let mut stream = g
-                .server_stream::<_, pe::DownloadResponse>(
-                    Service::Evidence,
-                    "Download",
-                    &headers,
-                    request,
-                )
-                .await?;
-            let first = stream
-                .message()
-                .await
-                .map_err(|s| GatewayError::status("evidence", s))?;
-            let Some(pe::DownloadResponse {
-                part: Some(pe::download_response::Part::Evidence(record)),
-            }) = first
-            else {
-                return Err(no_header(Service::Evidence));
-            };
-            let version = if wanted == 0 {
-                record.current.clone()
-            } else {
-                record.history.iter().find(|v| v.version == wanted).cloned()
-            }
-            .ok_or_else(|| no_header(Service::Evidence))?;
-            let body = chunk_body(
-                Service::Evidence,
-                stream,
-                |m: pe::DownloadResponse| match m.part {
-                    Some(pe::download_response::Part::Chunk(c)) => Some(c),
-                    _ => None,
-                },
-            );
+            let (version, body) = evidence_file(&g, &headers, request).await?;
             let mut res = Response::new(body);
             for (k, v) in file_headers(
                 &version.content_type,
                 version.size,
                 &version.file_name,
                 &version.sha256,
+                false,
             ) {
                 res.headers_mut().insert(k, v);
             }
@@ -399,8 +410,13 @@ async fn export_report(State(g): State<Gateway>, headers: HeaderMap, q: QueryRes
                 }
             });
             let mut res = Response::new(body);
-            for (k, v) in file_headers(&info.content_type, info.size, &info.file_name, &info.sha256)
-            {
+            for (k, v) in file_headers(
+                &info.content_type,
+                info.size,
+                &info.file_name,
+                &info.sha256,
+                false,
+            ) {
                 res.headers_mut().insert(k, v);
             }
             Ok(res)
@@ -588,7 +604,7 @@ mod tests {
     #[test]
     fn file_names_are_given_as_written_and_in_ascii() {
         assert_eq!(
-            content_disposition("自评 报告.xlsx"),
+            content_disposition("自评 报告.xlsx", false),
             "attachment; filename=\"__ __.xlsx\"; \
              filename*=UTF-8''%E8%87%AA%E8%AF%84%20%E6%8A%A5%E5%91%8A.xlsx"
         );

@@ -153,11 +153,28 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         cezone_platform::settings::mask_url_password(&settings.database.url)
     );
 
+    let mut accounts = Vec::new();
     if let Some(fw) = demo_framework {
-        load_demo(&settings, fw).await?;
+        accounts = load_demo(&settings, fw).await?;
     }
     if let Some(url) = &page {
         println!("\nscoreboard page: {url}");
+        println!("workbench:       {url}work/");
+        if !accounts.is_empty() {
+            println!(
+                "demo accounts (password {}):",
+                cezone_client::demo::DEMO_PASSWORD
+            );
+            for a in &accounts {
+                let scope = [a.unit.as_str(), a.org_unit.as_str()]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                println!("  {:<11} {:<18} {scope}", a.login, a.role);
+            }
+        }
     }
     println!("\nPress Ctrl-C to stop.");
     shutdown_signal().await;
@@ -169,7 +186,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn load_demo(settings: &Settings, fw: cezone_domain::framework::Framework) -> Result<()> {
+async fn load_demo(
+    settings: &Settings,
+    fw: cezone_domain::framework::Framework,
+) -> Result<Vec<demo::DemoAccount>> {
     let district = generate(&fw, &DemoParams::nanhai(2013));
     // The demo files everything as the evaluation office would, on behalf of every unit.
     let office = Bearer::minted(
@@ -219,7 +239,8 @@ async fn load_demo(settings: &Settings, fw: cezone_domain::framework::Framework)
         .into_inner();
     let summary: cezone_domain::summary::Summary = serde_json::from_str(&summary.summary_json)?;
     print!("{}", render::scoreboard(&summary));
-    Ok(())
+    let accounts = demo::create_accounts(channels.registry.clone(), &fw, &district).await?;
+    Ok(accounts)
 }
 
 async fn shutdown_signal() {

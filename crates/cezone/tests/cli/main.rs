@@ -244,6 +244,25 @@ fn serve_all_with_demo_prints_the_scoreboard_and_stops_on_sigterm() {
         text.contains("scoreboard page: http://127.0.0.1:"),
         "the page's address is printed: {text}"
     );
+    // The workbench's address and an account for each role a person can have.
+    assert!(text.contains("/work/"), "{text}");
+    assert!(
+        text.contains("demo accounts (password cezone-demo-2013):"),
+        "{text}"
+    );
+    for (login, role) in [
+        ("office", "evaluation_office"),
+        ("admin", "district_admin"),
+        ("inspector", "inspector"),
+        ("department", "responsible_unit"),
+        ("town", "town"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(login) && l.contains(role)),
+            "{login} {role}: {text}"
+        );
+    }
     assert!(dir.path().join("var/cezone-scoring.db").exists());
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -1,0 +1,355 @@
+//! The workbench in a real browser, through a whole cycle: a town signs in and sees what it
+//! owes, uploads a document; the evaluation office returns it with a comment; the town sees the
+//! comment and uploads a revision; the office accepts it; the open scoreboard's total moves
+//! without a reload. And the refusals: a town cannot open another town's upload screen or the
+//! review screens, a form without its token is refused, an idle session goes back to sign-in.
+//! The four services and the web server run in-process on SQLite; Debian's Chromium is driven
+//! headless. Screenshots of each screen go to `target/test-artifacts/workbench-*.png`.
+
+use std::time::Duration;
+
+use cezone_domain::guangdong;
+use cezone_proto::scoring::v1 as ps;
+use fantoccini::{Client, Locator};
+use serde_json::Value;
+
+mod support;
+use support::*;
+
+const PASSWORD: &str = cezone_client::demo::DEMO_PASSWORD;
+
+async fn sign_in(browser: &Client, base: &str, login: &str) {
+    browser.goto(&format!("{base}work/")).await.unwrap();
+    // Not signed in: the workbench sends the browser to its sign-in page.
+    eventually("the sign-in page", || async {
+        browser
+            .current_url()
+            .await
+            .ok()
+            .filter(|u| u.path() == "/work/login")
+    })
+    .await;
+    type_into(browser, "#login", login).await;
+    type_into(browser, "#password", PASSWORD).await;
+    click(browser, "#sign-in").await;
+    appears(browser, "#who").await;
+}
+
+async fn path(browser: &Client) -> String {
+    let u = browser.current_url().await.unwrap();
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_string(),
+    }
+}
+
+/// Chooses `file` in the upload form and sends it; waits for the record's page.
+async fn upload(browser: &Client, file: &std::path::Path) -> String {
+    type_into(browser, "#file", file.to_str().unwrap()).await;
+    click(browser, "#send").await;
+    eventually("the uploaded record's page", || async {
+        let p = path(browser).await;
+        (p.starts_with("/work/evidence/") && !p.starts_with("/work/evidence/new"))
+            .then(|| p.trim_start_matches("/work/evidence/").to_string())
+    })
+    .await
+}
+
+/// A slot of `town` under `unit` that is missing or returned and whose acceptance must raise
+/// the district total: its criterion is scored on evidence alone and neither it nor any group
+/// above it is at full marks.
+async fn slot_that_moves_the_total(
+    scoring: &mut cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient<
+        cezone_platform::auth::AuthChannel,
+    >,
+    unit: &str,
+    town: &str,
+) -> String {
+    let items = scoring
+        .get_scores(ps::GetScoresRequest {
+            explain: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    // A missing slot first: the town's upload is then the slot's only record.
+    for wanted in ["missing", "returned"] {
+        let open = |s: &Value| s["unit"] == unit && s["org_unit"] == town && s["status"] == wanted;
+        if let Some(item) = items
+            .iter()
+            .find(|i| acceptance_moves_the_total(&items, i, open))
+        {
+            return item.code.clone();
+        }
+    }
+    panic!("the district has no open slot of {town} whose acceptance moves the total");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_town_and_the_office_work_a_document_through_return_revision_and_acceptance() {
+    require_browser();
+    let stack = Stack::start().await;
+    let (services, web) = (&stack.services, &stack.web);
+    // A second page server whose sessions end after a second unused.
+    let mut short = services.settings.clone();
+    short.web.session_idle_seconds = 1;
+    let short_web = cezone_web::Application::build(&short).await.unwrap();
+    let district = cezone_testkit::district(2, 12, 10, 7);
+    services.load(&district).await.unwrap();
+    let (fw, _) = guangdong::framework();
+    let accounts =
+        cezone_client::demo::create_accounts(services.channels.registry.clone(), &fw, &district)
+            .await
+            .unwrap();
+    let town = accounts.iter().find(|a| a.role == "town").unwrap().clone();
+    let other_town = district
+        .units
+        .iter()
+        .find(|u| u.level == cezone_domain::org::OrgLevel::Town && u.id.as_str() != town.org_unit)
+        .unwrap()
+        .id
+        .to_string();
+    let mut scoring = services.scores().await.unwrap();
+    scoring
+        .recompute(ps::RecomputeRequest::default())
+        .await
+        .unwrap();
+    let criterion = slot_that_moves_the_total(&mut scoring, &town.unit, &town.org_unit).await;
+
+    let files = tempfile::tempdir().unwrap();
+    let first = files.path().join("领导小组成立文件.pdf");
+    std::fs::write(&first, b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n").unwrap();
+    let revision = files.path().join("领导小组成立文件-修改稿.pdf");
+    std::fs::write(
+        &revision,
+        b"%PDF-1.4\n1 0 obj<<>>endobj\n% with the minutes\ntrailer<<>>\n%%EOF\n",
+    )
+    .unwrap();
+
+    let driver = start_chromedriver().await;
+    let base = web.url();
+
+    // The town signs in and sees what it owes.
+    let town_browser = open_browser(&driver).await;
+    sign_in(&town_browser, &base, "town").await;
+    let who = text(&town_browser, "#who").await;
+    assert!(who.contains("镇街 Town"), "{who}");
+    assert!(who.contains(&town.org_unit), "{who}");
+    let row = format!(
+        "#slots tr[data-criterion='{criterion}'][data-org-unit='{}']",
+        town.org_unit
+    );
+    let before = text(&town_browser, &row).await;
+    assert!(
+        before.contains("未提交 Missing") || before.contains("已退回 Returned"),
+        "{before}"
+    );
+    assert!(!text(&town_browser, "#deadline").await.is_empty());
+    town_browser
+        .find(Locator::Css("#statistics"))
+        .await
+        .expect("the statistics its return must hold");
+    // ★ criteria come first.
+    let stars = town_browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#slots tr.slot')).map(r => r.querySelector('.star') ? 1 : 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let stars: Vec<u8> = serde_json::from_value(stars).unwrap();
+    assert!(stars.windows(2).all(|w| w[0] >= w[1]), "{stars:?}");
+    screenshot(&town_browser, "workbench-tasks").await;
+
+    // It uploads a document to the criterion.
+    click(&town_browser, &format!("{row} a.upload")).await;
+    appears(&town_browser, "#upload-form").await;
+    // A program is refused before anything is sent.
+    let program = files.path().join("setup.exe");
+    std::fs::write(&program, b"MZ....").unwrap();
+    type_into(&town_browser, "#file", program.to_str().unwrap()).await;
+    let problem = eventually("the program to be refused", || async {
+        let t = text(&town_browser, "#file-problem").await;
+        t.contains("program").then_some(t)
+    })
+    .await;
+    assert!(problem.contains("setup.exe"), "{problem}");
+    screenshot(&town_browser, "workbench-upload-refused").await;
+    town_browser.refresh().await.unwrap();
+    let id = upload(&town_browser, &first).await;
+    assert!(text(&town_browser, "#state").await.contains("待审核"));
+    screenshot(&town_browser, "workbench-evidence").await;
+
+    // The town may not open another town's upload screen, nor the review screens.
+    town_browser
+        .goto(&format!(
+            "{base}work/evidence/new?criterion={criterion}&org_unit={other_town}&unit={}",
+            town.unit
+        ))
+        .await
+        .unwrap();
+    let refused = text(&town_browser, "#error-title").await;
+    assert!(refused.contains("无权操作"), "{refused}");
+    assert!(
+        text(&town_browser, "#error-detail")
+            .await
+            .contains(&other_town)
+    );
+    screenshot(&town_browser, "workbench-forbidden").await;
+    for screen in ["work/review".to_string(), format!("work/review/{id}")] {
+        town_browser.goto(&format!("{base}{screen}")).await.unwrap();
+        assert!(
+            text(&town_browser, "#error-title")
+                .await
+                .contains("无权操作"),
+            "{screen}"
+        );
+    }
+
+    // The scoreboard is open before any review.
+    let board = open_browser(&driver).await;
+    board.goto(&base).await.unwrap();
+    let loaded_at = scoreboard_drawn(&board).await;
+    let total_before: f64 = text(&board, "#total").await.parse().unwrap();
+
+    // The office finds it in its queue and returns it with a comment.
+    let office = open_browser(&driver).await;
+    sign_in(&office, &base, "office").await;
+    office
+        .goto(&format!(
+            "{base}work/review?criterion={criterion}&org_unit={}",
+            town.org_unit
+        ))
+        .await
+        .unwrap();
+    screenshot(&office, "workbench-queue").await;
+    // The document is in the office's queue.
+    click(&office, &format!("a.queue-item[data-id='{id}']")).await;
+    appears(&office, "#return-form").await;
+    office
+        .find(Locator::Css("#document"))
+        .await
+        .expect("the document shown in the page");
+    screenshot(&office, "workbench-review").await;
+    // A form without its token is refused, and changes nothing.
+    office
+        .execute(
+            "document.querySelector('#return-form input[name=csrf]').remove()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    type_into(&office, "#comment", "no token").await;
+    click(&office, "#return").await;
+    eventually("the refusal of a form without its token", || async {
+        let t = text(&office, "#error-title").await;
+        t.contains("表单已失效").then_some(())
+    })
+    .await;
+    office
+        .goto(&format!(
+            "{base}work/review/{id}?criterion={criterion}&org_unit={}",
+            town.org_unit
+        ))
+        .await
+        .unwrap();
+    assert!(text(&office, "#state").await.contains("待审核"));
+    let comment = "缺少会议记录，请补充 <missing minutes>";
+    // The keyboard takes the reviewer to the comment.
+    type_into(&office, "body", "r").await;
+    let focused = office
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, "comment");
+    type_into(&office, "#comment", comment).await;
+    click(&office, "#return").await;
+    eventually("the office back on its queue", || async {
+        let p = path(&office).await;
+        (!p.starts_with(&format!("/work/review/{id}"))).then_some(())
+    })
+    .await;
+
+    // The town sees the comment and uploads a revision.
+    town_browser.goto(&format!("{base}work/")).await.unwrap();
+    let row_now = text(&town_browser, &row).await;
+    assert!(row_now.contains("已退回 Returned"), "{row_now}");
+    assert!(row_now.contains(comment), "{row_now}");
+    screenshot(&town_browser, "workbench-returned").await;
+    click(&town_browser, &format!("{row} a.revise")).await;
+    let revised = upload(&town_browser, &revision).await;
+    assert_eq!(revised, id, "a revision is the next version of the record");
+    let history = text(&town_browser, "#history").await;
+    assert!(
+        history.contains("v2") && history.contains("v1"),
+        "{history}"
+    );
+    assert!(history.contains(comment), "{history}");
+
+    // The office accepts it.
+    office
+        .goto(&format!(
+            "{base}work/review/{id}?criterion={criterion}&org_unit={}",
+            town.org_unit
+        ))
+        .await
+        .unwrap();
+    let grade = office.find(Locator::Id("grade")).await.unwrap();
+    grade.clear().await.unwrap();
+    grade.send_keys("100").await.unwrap();
+    click(&office, "#accept").await;
+    eventually("the office back on its queue", || async {
+        let p = path(&office).await;
+        (!p.starts_with(&format!("/work/review/{id}"))).then_some(())
+    })
+    .await;
+    town_browser
+        .goto(&format!("{base}work/evidence/{id}"))
+        .await
+        .unwrap();
+    assert!(text(&town_browser, "#state").await.contains("已通过"));
+    assert_eq!(text(&town_browser, "#grade").await, "100");
+
+    // The scoreboard follows without a reload.
+    let total_after = eventually("the scoreboard's total to move", || async {
+        let t: f64 = text(&board, "#total").await.parse().ok()?;
+        (t > total_before).then_some(t)
+    })
+    .await;
+    assert!(total_after > total_before);
+    let still = board
+        .execute("return window.cezoneLoadedAt", vec![])
+        .await
+        .unwrap();
+    assert_eq!(still, loaded_at, "the scoreboard was updated in place");
+    screenshot(&board, "workbench-scoreboard").await;
+
+    // Signing out ends the session: the workbench asks to sign in again.
+    town_browser.goto(&format!("{base}work/")).await.unwrap();
+    click(&town_browser, "#logout").await;
+    town_browser.goto(&format!("{base}work/")).await.unwrap();
+    assert_eq!(path(&town_browser).await, "/work/login?next=/work/");
+
+    // An idle session ends: the next page is the sign-in page, and back after signing in.
+    let idle = open_browser(&driver).await;
+    sign_in(&idle, &short_web.url(), "town").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    idle.goto(&format!("{}work/review", short_web.url()))
+        .await
+        .unwrap();
+    assert_eq!(path(&idle).await, "/work/login?next=/work/review");
+    idle.find(Locator::Id("login-form"))
+        .await
+        .expect("the sign-in form");
+    screenshot(&idle, "workbench-signin").await;
+
+    for b in [town_browser, office, board, idle] {
+        b.close().await.unwrap();
+    }
+    let mut driver = driver;
+    let _ = driver.child.kill().await;
+    short_web.stop().await;
+    stack.stop().await;
+}
