@@ -96,14 +96,7 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     let mut short = services.settings.clone();
     short.web.session_idle_seconds = 1;
     let short_web = cezone_web::Application::build(&short).await.unwrap();
-    let district = cezone_testkit::district(2, 12, 10, 7);
-    services.load(&district).await.unwrap();
-    let (fw, _) = guangdong::framework();
-    let accounts =
-        cezone_client::demo::create_accounts(services.channels.registry.clone(), &fw, &district)
-            .await
-            .unwrap();
-    let town = accounts.iter().find(|a| a.role == "town").unwrap().clone();
+    let (district, _, town) = district_with_accounts(services).await;
     let other_town = district
         .units
         .iter()
@@ -351,5 +344,195 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     let mut driver = driver;
     let _ = driver.child.kill().await;
     short_web.stop().await;
+    stack.stop().await;
+}
+
+/// A small demo district loaded through the services, with the demo accounts; returns the
+/// district, its framework and the town's account.
+async fn district_with_accounts(
+    services: &cezone_testkit::Services,
+) -> (
+    cezone_domain::demo::DemoDistrict,
+    cezone_domain::framework::Framework,
+    cezone_client::demo::DemoAccount,
+) {
+    let district = cezone_testkit::district(2, 12, 10, 7);
+    services.load(&district).await.unwrap();
+    let (fw, _) = guangdong::framework();
+    let accounts =
+        cezone_client::demo::create_accounts(services.channels.registry.clone(), &fw, &district)
+            .await
+            .unwrap();
+    let town = accounts.iter().find(|a| a.role == "town").unwrap().clone();
+    (district, fw, town)
+}
+
+/// The latest filing of (org unit, metric) for the test's period, as the surveys service has it.
+async fn latest_statistic(
+    services: &cezone_testkit::Services,
+    org_unit: &str,
+    metric: &str,
+) -> cezone_proto::surveys::v1::StatisticReturn {
+    use cezone_proto::surveys::v1 as psv;
+    let mut surveys =
+        psv::survey_service_client::SurveyServiceClient::new(services.channels.surveys.clone());
+    surveys
+        .list_statistics(psv::ListStatisticsRequest {
+            org_unit: org_unit.into(),
+            metric: metric.into(),
+            period: services.settings.scoring.period,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .statistics
+        .into_iter()
+        .max_by_key(|s| s.version)
+        .unwrap_or_else(|| panic!("no filing of {org_unit} {metric}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
+    require_browser();
+    let stack = Stack::start().await;
+    let (services, web) = (&stack.services, &stack.web);
+    let (district, fw, town) = district_with_accounts(services).await;
+    let base = web.url();
+    let driver = start_chromedriver().await;
+    let browser = open_browser(&driver).await;
+    sign_in(&browser, &base, "town").await;
+    click(&browser, "a[href='/work/statistics']").await;
+    appears(&browser, "#grid-form").await;
+    screenshot(&browser, "workbench-statistics").await;
+
+    // The first cell the return owes.
+    let cells = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#grid td.cell input')).map(i => [i.name, i.value])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let cells: Vec<(String, String)> = serde_json::from_value(cells).unwrap();
+    assert!(!cells.is_empty(), "the town's return owes figures");
+    let (key, shown) = cells[0].clone();
+    // Small figures: within every bound a metric has, whatever the org unit's population.
+    let good: &'static str = if shown == "12" || shown == "12.00" {
+        "14"
+    } else {
+        "12"
+    };
+    let (_, rest) = key.split_once(':').unwrap();
+    let (org_unit, metric) = rest.split_once(':').unwrap();
+    assert!(
+        org_unit == town.org_unit || org_unit.starts_with(&format!("{}.", town.org_unit)),
+        "{org_unit} is in the town's scope"
+    );
+    let before = latest_statistic(services, org_unit, metric).await;
+    let input = format!("#grid input[name='{key}']");
+    let set = |text: &'static str| {
+        let b = browser.clone();
+        let input = input.clone();
+        async move {
+            let el = b.find(Locator::Css(&input)).await.unwrap();
+            el.clear().await.unwrap();
+            el.send_keys(text).await.unwrap();
+        }
+    };
+
+    // A bad figure is shown in its cell and nothing is saved.
+    set("十二").await;
+    click(&browser, "#check").await;
+    appears(&browser, "#grid-error").await;
+    let invalid = browser
+        .find(Locator::Css(&format!("{input}[aria-invalid='true']")))
+        .await
+        .expect("the bad cell marked in place");
+    let described = invalid.attr("aria-describedby").await.unwrap().unwrap();
+    let why = text(&browser, &format!("[id='{described}']")).await;
+    assert!(why.contains("十二"), "{why}");
+    screenshot(&browser, "workbench-statistics-invalid").await;
+    set("not a number").await;
+    click(&browser, "#submit-return").await;
+    appears(&browser, "#grid-error").await;
+    assert_eq!(
+        latest_statistic(services, org_unit, metric).await.version,
+        before.version,
+        "nothing was saved"
+    );
+
+    // A good one: the check lists the change, the submission files it, pending review.
+    set(good).await;
+    click(&browser, "#check").await;
+    appears(&browser, "#changes").await;
+    let changes = text(&browser, "#changes").await;
+    assert!(changes.contains(good), "{changes}");
+    assert_eq!(
+        latest_statistic(services, org_unit, metric).await.version,
+        before.version,
+        "a check stores nothing"
+    );
+    click(&browser, "#submit-return").await;
+    appears(&browser, "#saved").await;
+    let after = latest_statistic(services, org_unit, metric).await;
+    assert_eq!(after.version, before.version + 1);
+    let def = fw
+        .catalog
+        .metrics
+        .iter()
+        .find(|m| m.id.as_str() == metric)
+        .unwrap();
+    assert_eq!(
+        after.value,
+        cezone_client::files::returns::parse_value(def, good).unwrap()
+    );
+    assert_eq!(
+        after.state,
+        cezone_proto::surveys::v1::StatisticState::Pending as i32,
+        "a town's figure waits for review"
+    );
+
+    // The template comes pre-filled; filled in and uploaded back, its figures fill the grid.
+    let got = browser
+        .execute(
+            "return fetch('/work/statistics/template.xlsx').then(r => r.arrayBuffer().then(b => [r.status, r.headers.get('content-type'), Array.from(new Uint8Array(b).slice(0, 2))]))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (status, kind, magic): (u16, String, Vec<u8>) = serde_json::from_value(got).unwrap();
+    assert_eq!(status, 200);
+    assert!(kind.contains("spreadsheetml"), "{kind}");
+    assert_eq!(magic, b"PK", "an XLSX file");
+    let tree = cezone_domain::org::OrgTree::build(district.units.clone()).unwrap();
+    let period = services.settings.scoring.period;
+    let mut current = cezone_client::files::returns::Current::new();
+    current.insert(
+        (org_unit.to_string(), metric.to_string(), period),
+        cezone_client::files::returns::parse_value(def, "23").unwrap(),
+    );
+    let unit = cezone_domain::units::UnitId::parse(&town.unit).unwrap();
+    let scope = cezone_domain::org::OrgUnitId::parse(&town.org_unit).unwrap();
+    let bytes =
+        cezone_client::files::returns::template(&fw, &tree, &unit, period, Some(&scope), &current)
+            .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("return.xlsx");
+    std::fs::write(&path, bytes).unwrap();
+    type_into(&browser, "#return-file", path.to_str().unwrap()).await;
+    click(&browser, "#read-file").await;
+    appears(&browser, "#changes").await;
+    let changes = text(&browser, "#changes").await;
+    assert!(changes.contains("→ 23"), "{changes}");
+    screenshot(&browser, "workbench-statistics-upload").await;
+    click(&browser, "#submit-return").await;
+    appears(&browser, "#saved").await;
+    let last = latest_statistic(services, org_unit, metric).await;
+    assert_eq!(last.version, after.version + 1);
+
+    browser.close().await.unwrap();
+    let mut driver = driver;
+    let _ = driver.child.kill().await;
     stack.stop().await;
 }

@@ -24,7 +24,8 @@ pub type Current = HashMap<(String, String, i32), i64>;
 /// The metrics read by the rules of the criteria `unit` is responsible for, in catalog order.
 pub use cezone_domain::obligations::metrics_of;
 
-fn unit_label(u: MetricUnit) -> &'static str {
+/// A unit of measure as headers show it: Chinese, then English.
+pub fn unit_label(u: MetricUnit) -> &'static str {
     match u {
         MetricUnit::Count => "个 count",
         MetricUnit::Person => "人 persons",

@@ -11,6 +11,7 @@ mod evidence;
 mod review;
 pub mod session;
 mod signin;
+mod statistics;
 mod tasks;
 mod views;
 
@@ -160,6 +161,7 @@ impl Workbench {
             "unit": p.principal.unit.as_ref().map(|u| u.to_string()),
             "org_unit": p.principal.org_unit.as_ref().map(|o| o.to_string()),
             "may_review": access::authorize(&p.principal, &Action::ReviewEvidence, None).is_ok(),
+            "files_statistics": matches!(role, Role::Town | Role::ResponsibleUnit),
         });
         ctx["csrf"] = json!(caller.session.csrf);
         self.0.views.html(StatusCode::OK, template, &ctx)
@@ -215,6 +217,18 @@ pub struct Caller {
 impl Caller {
     fn principal(&self) -> &access::Principal {
         &self.session.person.principal
+    }
+
+    /// The responsible unit and the org unit the person acts for ("" where none).
+    fn scope(&self) -> (String, String) {
+        let p = self.principal();
+        (
+            p.unit.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+            p.org_unit
+                .as_ref()
+                .map(|o| o.to_string())
+                .unwrap_or_default(),
+        )
     }
 
     /// Refuses a form whose token is not this session's.
@@ -383,6 +397,15 @@ pub fn router(wb: Workbench) -> Router {
         )
         .route("/work/evidence/{id}", get(evidence::detail))
         .route("/work/evidence/{id}/file", get(evidence::file))
+        .route(
+            "/work/statistics",
+            get(statistics::page).post(statistics::submit),
+        )
+        .route("/work/statistics/template.xlsx", get(statistics::template))
+        .route(
+            "/work/statistics/upload",
+            post(statistics::upload).layer(DefaultBodyLimit::max(statistics::MAX_RETURN_BYTES)),
+        )
         .route("/work/review", get(review::queue))
         .route("/work/review/{id}", get(review::item).post(review::decide))
         .route("/work/assets/workbench.js", get(views::script))

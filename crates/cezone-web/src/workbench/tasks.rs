@@ -29,7 +29,7 @@ fn slot_state(state: i32) -> (&'static str, &'static str) {
     }
 }
 
-fn standing(s: i32) -> (&'static str, &'static str) {
+pub(super) fn standing(s: i32) -> (&'static str, &'static str) {
     match psv::Standing::try_from(s).unwrap_or(psv::Standing::Unspecified) {
         psv::Standing::Missing => ("missing", "未报送 Missing"),
         psv::Standing::Returned => ("returned", "已退回 Returned"),
@@ -50,6 +50,7 @@ async fn build(wb: &Workbench, headers: &HeaderMap, uri: &Uri) -> PageResult {
     let c = wb.config().clone();
     let names = wb.names().await?;
     let org_name = |id: &str| names.org(id);
+    let (unit, org_unit) = caller.scope();
     let completeness: pe::Completeness = wb
         .gateway()
         .unary(
@@ -59,12 +60,8 @@ async fn build(wb: &Workbench, headers: &HeaderMap, uri: &Uri) -> PageResult {
             pe::GetCompletenessRequest {
                 framework_id: c.framework_id.clone(),
                 edition: c.edition.clone(),
-                responsible_unit: p.unit.as_ref().map(|u| u.to_string()).unwrap_or_default(),
-                org_unit: p
-                    .org_unit
-                    .as_ref()
-                    .map(|o| o.to_string())
-                    .unwrap_or_default(),
+                responsible_unit: unit.clone(),
+                org_unit,
                 ..Default::default()
             },
         )
@@ -92,7 +89,6 @@ async fn build(wb: &Workbench, headers: &HeaderMap, uri: &Uri) -> PageResult {
     }
 
     // The reviewers' comments on returned records.
-    let unit = p.unit.as_ref().map(|u| u.to_string()).unwrap_or_default();
     let returned: pe::ListEvidenceResponse = wb
         .gateway()
         .unary(

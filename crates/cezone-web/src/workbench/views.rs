@@ -16,6 +16,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("evidence.html", include_str!("templates/evidence.html")),
     ("queue.html", include_str!("templates/queue.html")),
     ("review.html", include_str!("templates/review.html")),
+    ("statistics.html", include_str!("templates/statistics.html")),
 ];
 
 const SCRIPT: &str = include_str!("assets/workbench.js");
