@@ -318,6 +318,42 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
         .unwrap();
     assert_eq!(still, loaded_at, "the scoreboard was updated in place");
     screenshot(&board, "workbench-scoreboard").await;
+    // Every area, town cell and ★ criterion on the scoreboard opens its explanation.
+    let explain_links = board
+        .find_all(Locator::Css("#areas a[href^='/work/explain/'], #heatmap a[href^='/work/explain/'], #key-criteria a[href^='/work/explain/']"))
+        .await
+        .unwrap();
+    let keys = board
+        .find_all(Locator::Css("#key-criteria li"))
+        .await
+        .unwrap()
+        .len();
+    assert!(keys > 0);
+    assert_eq!(
+        explain_links.len(),
+        5 + 2 * 5 + keys,
+        "5 areas, 2 towns × 5, ★"
+    );
+
+    // The town opens the criterion's explanation from its obligations: the accepted document
+    // is in it, and the score is the scoring service's.
+    town_browser.goto(&format!("{base}work/")).await.unwrap();
+    click(&town_browser, &format!("{row} a.explain")).await;
+    appears(&town_browser, "#rule").await;
+    let slots = text(&town_browser, "#slots").await;
+    assert!(slots.contains("已通过 Accepted"), "{slots}");
+    let cell = scoring
+        .get_scores(ps::GetScoresRequest {
+            org_unit: town.org_unit.clone(),
+            items: vec![criterion.clone()],
+            explain: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let confirmed = cell.items[0].score.clone().unwrap().confirmed;
+    assert_eq!(text(&town_browser, "#confirmed").await, confirmed);
+    screenshot(&town_browser, "workbench-explain").await;
 
     // Signing out ends the session: the workbench asks to sign in again.
     town_browser.goto(&format!("{base}work/")).await.unwrap();

@@ -92,7 +92,7 @@
 
     const areas = $("areas");
     areas.replaceChildren(...s.areas.map((a) => el("div", { class: "area", id: `area-${a.code}` },
-      el("div", { class: "code" }, a.code),
+      el("a", { class: "code", href: `/work/explain/${a.code}`, title: "得分说明 Explanation" }, a.code),
       el("div", { class: "name" }, a.title),
       el("div", {},
         el("span", { class: "score", "data-value": a.confirmed }, a.confirmed),
@@ -106,7 +106,8 @@
     const rows = s.children.map((t) => el("tr", { id: `town-${t.org_unit}` },
       el("td", { class: "name" }, t.name),
       ...t.areas.map((c, i) => {
-        const td = el("td", { "data-value": c.confirmed, title: `${t.name} · ${s.areas[i].title}: ${c.confirmed} / ${s.areas[i].points}` }, c.confirmed);
+        const td = el("td", { "data-value": c.confirmed, title: `${t.name} · ${s.areas[i].title}: ${c.confirmed} / ${s.areas[i].points}` },
+          el("a", { href: `/work/explain/${s.areas[i].code}?org_unit=${encodeURIComponent(t.org_unit)}` }, c.confirmed));
         td.style.background = heat(num(c.confirmed) / Math.max(1e-9, num(s.areas[i].points)));
         return td;
       }),
@@ -115,7 +116,8 @@
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
 
     $("key-criteria").replaceChildren(...s.key_criteria.map((k) => el("li", { id: `key-${k.code}` },
-      el("span", {}, el("span", { class: "star" }, "★ "), `${k.code} ${k.title}`),
+      el("span", {}, el("span", { class: "star" }, "★ "),
+        el("a", { href: `/work/explain/${k.code}`, title: "得分说明 Explanation" }, k.code), ` ${k.title}`),
       el("span", { class: "state " + (k.full_marks ? "full" : "short") },
         `${k.confirmed} / ${k.points}` + (k.full_marks ? " ✓" : ` (预计 ${k.projected})`)))));
 

@@ -8,6 +8,7 @@
 //! (`cezone_domain::access`) first, so a person is not shown a form they may not use.
 
 mod evidence;
+mod explain;
 mod review;
 pub mod session;
 mod signin;
@@ -406,6 +407,7 @@ pub fn router(wb: Workbench) -> Router {
             "/work/statistics/upload",
             post(statistics::upload).layer(DefaultBodyLimit::max(statistics::MAX_RETURN_BYTES)),
         )
+        .route("/work/explain/{code}", get(explain::page))
         .route("/work/review", get(review::queue))
         .route("/work/review/{id}", get(review::item).post(review::decide))
         .route("/work/assets/workbench.js", get(views::script))

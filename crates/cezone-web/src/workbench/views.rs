@@ -17,6 +17,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("queue.html", include_str!("templates/queue.html")),
     ("review.html", include_str!("templates/review.html")),
     ("statistics.html", include_str!("templates/statistics.html")),
+    ("explain.html", include_str!("templates/explain.html")),
 ];
 
 const SCRIPT: &str = include_str!("assets/workbench.js");
