@@ -120,6 +120,26 @@ pub fn owed(
     out
 }
 
+/// The units responsible for the criteria whose rules read `metric`: who may file it.
+pub fn responsible_for(fw: &Framework, metric: &str) -> Vec<UnitId> {
+    let mut units = Vec::new();
+    for i in fw.leaves() {
+        let item = fw.item(i);
+        let reads = item
+            .rule
+            .as_ref()
+            .is_some_and(|r| r.metrics().iter().any(|m| m.as_str() == metric));
+        if reads {
+            for u in &item.responsible {
+                if !units.contains(u) {
+                    units.push(u.clone());
+                }
+            }
+        }
+    }
+    units
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

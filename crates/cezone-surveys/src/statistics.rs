@@ -79,25 +79,7 @@ fn short_text(field: &'static str, v: &str, max: usize) -> Result<String, FactEr
     Ok(v.to_string())
 }
 
-/// The units responsible for the criteria whose rules read `metric`: who may file it.
-pub fn responsible_for(fw: &Framework, metric: &str) -> Vec<cezone_domain::units::UnitId> {
-    let mut units = Vec::new();
-    for i in fw.leaves() {
-        let item = fw.item(i);
-        let reads = item
-            .rule
-            .as_ref()
-            .is_some_and(|r| r.metrics().iter().any(|m| m.as_str() == metric));
-        if reads {
-            for u in &item.responsible {
-                if !units.contains(u) {
-                    units.push(u.clone());
-                }
-            }
-        }
-    }
-    units
-}
+pub use cezone_domain::obligations::responsible_for;
 
 /// A return parsed and checked against the org tree and the framework's catalog, with the
 /// domain's rules for statistics ([`cezone_domain::checks`], which scoring applies to the

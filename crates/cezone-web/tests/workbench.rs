@@ -567,6 +567,45 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
     let last = latest_statistic(services, org_unit, metric).await;
     assert_eq!(last.version, after.version + 1);
 
+    // Nobody approves their own filing: the town does not see it waiting …
+    browser
+        .goto(&format!("{base}work/statistics/review"))
+        .await
+        .unwrap();
+    appears(&browser, "#waiting").await;
+    let own = browser
+        .find_all(Locator::Css(&format!(
+            "input[name='k:{org_unit}:{metric}:{}']",
+            last.version
+        )))
+        .await
+        .unwrap();
+    assert!(
+        own.is_empty(),
+        "the town's own filing is not for it to approve"
+    );
+    // … the evaluation office does, and accepts the whole return at once.
+    let office = open_browser(&driver).await;
+    sign_in(&office, &base, "office").await;
+    click(&office, "a[href='/work/statistics/review']").await;
+    let section = format!("[id='return-{org_unit}']");
+    appears(&office, &section).await;
+    office
+        .find(Locator::Css(&format!(
+            "{section} input[name='k:{org_unit}:{metric}:{}']",
+            last.version
+        )))
+        .await
+        .expect("the town's figure waits for the office");
+    screenshot(&office, "workbench-approve").await;
+    click(&office, &format!("{section} button.accept-whole")).await;
+    appears(&office, "#decided").await;
+    assert_eq!(
+        latest_statistic(services, org_unit, metric).await.state,
+        cezone_proto::surveys::v1::StatisticState::Accepted as i32
+    );
+    office.close().await.unwrap();
+
     browser.close().await.unwrap();
     let mut driver = driver;
     let _ = driver.child.kill().await;

@@ -7,6 +7,7 @@
 //! services' rules decide, once; a page that changes something also asks the same rule
 //! (`cezone_domain::access`) first, so a person is not shown a form they may not use.
 
+mod approve;
 mod evidence;
 mod explain;
 mod review;
@@ -163,6 +164,7 @@ impl Workbench {
             "org_unit": p.principal.org_unit.as_ref().map(|o| o.to_string()),
             "may_review": access::authorize(&p.principal, &Action::ReviewEvidence, None).is_ok(),
             "files_statistics": matches!(role, Role::Town | Role::ResponsibleUnit),
+            "approves_statistics": matches!(role, Role::Town | Role::ResponsibleUnit | Role::EvaluationOffice),
         });
         ctx["csrf"] = json!(caller.session.csrf);
         self.0.views.html(StatusCode::OK, template, &ctx)
@@ -403,6 +405,10 @@ pub fn router(wb: Workbench) -> Router {
             get(statistics::page).post(statistics::submit),
         )
         .route("/work/statistics/template.xlsx", get(statistics::template))
+        .route(
+            "/work/statistics/review",
+            get(approve::page).post(approve::decide),
+        )
         .route(
             "/work/statistics/upload",
             post(statistics::upload).layer(DefaultBodyLimit::max(statistics::MAX_RETURN_BYTES)),

@@ -18,6 +18,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("review.html", include_str!("templates/review.html")),
     ("statistics.html", include_str!("templates/statistics.html")),
     ("explain.html", include_str!("templates/explain.html")),
+    ("approve.html", include_str!("templates/approve.html")),
 ];
 
 const SCRIPT: &str = include_str!("assets/workbench.js");
