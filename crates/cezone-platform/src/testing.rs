@@ -71,6 +71,7 @@ pub async fn test_env(backend: Backend) -> TestEnv {
     s.evidence.port = 0;
     s.surveys.port = 0;
     s.scoring.port = 0;
+    s.scheduler.port = 0;
     s.web.port = 0;
     s.database.max_connections = 4;
     s.database.url = match backend {

@@ -611,3 +611,148 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
     let _ = driver.child.kill().await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_office_manages_accounts_locks_runs_and_reports_from_its_tools() {
+    require_browser();
+    let stack = Stack::start().await;
+    let (services, web) = (&stack.services, &stack.web);
+    let (_, _, town) = district_with_accounts(services).await;
+    let base = web.url();
+    let driver = start_chromedriver().await;
+    let office = open_browser(&driver).await;
+    sign_in(&office, &base, "office").await;
+    click(&office, "a[href='/work/office']").await;
+    appears(&office, "#accounts").await;
+
+    // A bad account is refused with the field named, and nothing is created.
+    type_into(&office, "#new-login", "li.finance").await;
+    type_into(&office, "#new-name", "区财政局 李科长").await;
+    office
+        .find(Locator::Css("#new-role option[value='responsible_unit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    office
+        .find(Locator::Css("#new-unit option[value='finance']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Nine characters: one short. The browser's own check is lifted to reach the service's.
+    office
+        .execute(
+            "document.getElementById('new-password').removeAttribute('minlength')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    type_into(&office, "#new-password", "123456789").await;
+    click(&office, "#create").await;
+    appears(&office, "#office-error").await;
+    let refused = text(&office, "#office-error").await;
+    assert!(refused.contains("password"), "{refused}");
+    assert!(
+        office
+            .find_all(Locator::Css("[id='account-li.finance']"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    type_into(&office, "#new-login", "li.finance").await;
+    type_into(&office, "#new-name", "区财政局 李科长").await;
+    office
+        .find(Locator::Css("#new-role option[value='responsible_unit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    office
+        .find(Locator::Css("#new-unit option[value='finance']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    type_into(&office, "#new-password", "a-long-first-password").await;
+    click(&office, "#create").await;
+    appears(&office, "#done").await;
+    let row = "[id='account-li.finance']";
+    assert!(text(&office, row).await.contains("区直部门 Department"));
+    // Disabled, it can no longer sign in.
+    click(&office, &format!("{row} form button")).await;
+    appears(&office, "#done").await;
+    assert!(text(&office, row).await.contains("停用 Disabled"));
+
+    // The period is locked, then one town unlocked for a correction.
+    click(&office, "#lock-period").await;
+    appears(&office, "#done").await;
+    assert!(text(&office, "#lock-state").await.contains("已锁定"));
+    type_into(&office, "#unlock-org", &town.org_unit).await;
+    type_into(
+        &office,
+        "#unlock-reason",
+        "更正社区教育经费 correct the funding",
+    )
+    .await;
+    click(&office, "#lock form button").await;
+    appears(&office, "#done").await;
+    assert!(text(&office, "#lock").await.contains("correct the funding"));
+
+    // A checkpoint run now freezes a snapshot.
+    let before = office
+        .find_all(Locator::Css("#snapshot-list li a"))
+        .await
+        .unwrap()
+        .len();
+    click(&office, "#run-now").await;
+    appears(&office, "#done").await;
+    let after = office
+        .find_all(Locator::Css("#snapshot-list li a"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(after, before + 1, "the run froze a snapshot");
+    screenshot(&office, "workbench-office").await;
+
+    // The self-score report downloads.
+    let got = office
+        .execute(
+            "return fetch('/work/reports/self-score?format=xlsx').then(r => r.arrayBuffer().then(b => [r.status, Array.from(new Uint8Array(b).slice(0, 2))]))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (status, magic): (u16, Vec<u8>) = serde_json::from_value(got).unwrap();
+    assert_eq!((status, magic.as_slice()), (200, &b"PK"[..]));
+
+    // A town sees the reports, not the office's tools.
+    let town_browser = open_browser(&driver).await;
+    sign_in(&town_browser, &base, "town").await;
+    town_browser
+        .goto(&format!("{base}work/office"))
+        .await
+        .unwrap();
+    appears(&town_browser, "#reports").await;
+    for section in ["#accounts", "#lock", "#runs"] {
+        assert!(
+            town_browser
+                .find_all(Locator::Css(section))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{section}"
+        );
+    }
+
+    for b in [office, town_browser] {
+        b.close().await.unwrap();
+    }
+    let mut driver = driver;
+    let _ = driver.child.kill().await;
+    stack.stop().await;
+}

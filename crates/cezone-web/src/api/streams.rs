@@ -379,36 +379,41 @@ async fn download(g: Gateway, headers: HeaderMap, q: Result<Pairs, GatewayError>
     )
 }
 
+/// A report as the scoring service streams it: its description and its bytes as a body.
+pub(crate) async fn report_file(
+    g: &Gateway,
+    headers: &HeaderMap,
+    request: ps::ExportReportRequest,
+) -> Result<(ps::ReportInfo, Body), GatewayError> {
+    let mut stream = g
+        .server_stream::<_, ps::ReportChunk>(Service::Scoring, "ExportReport", headers, request)
+        .await?;
+    let first = stream
+        .message()
+        .await
+        .map_err(|s| GatewayError::status("scoring", s))?;
+    let Some(ps::ReportChunk {
+        part: Some(ps::report_chunk::Part::Info(info)),
+    }) = first
+    else {
+        return Err(no_header(Service::Scoring));
+    };
+    let body = chunk_body(Service::Scoring, stream, |m: ps::ReportChunk| {
+        match m.part {
+            Some(ps::report_chunk::Part::Chunk(c)) => Some(c),
+            _ => None,
+        }
+    });
+    Ok((info, body))
+}
+
 /// `GET /api/v1/scoring/ExportReport?kind=self-score&format=xlsx`: the report file.
 async fn export_report(State(g): State<Gateway>, headers: HeaderMap, q: QueryResult) -> Response {
     respond(
         async {
             let query = json::query_object(proto_name::<ps::ExportReportRequest>(), &pairs(q)?)?;
             let request: ps::ExportReportRequest = json::from_value(query)?;
-            let mut stream = g
-                .server_stream::<_, ps::ReportChunk>(
-                    Service::Scoring,
-                    "ExportReport",
-                    &headers,
-                    request,
-                )
-                .await?;
-            let first = stream
-                .message()
-                .await
-                .map_err(|s| GatewayError::status("scoring", s))?;
-            let Some(ps::ReportChunk {
-                part: Some(ps::report_chunk::Part::Info(info)),
-            }) = first
-            else {
-                return Err(no_header(Service::Scoring));
-            };
-            let body = chunk_body(Service::Scoring, stream, |m: ps::ReportChunk| {
-                match m.part {
-                    Some(ps::report_chunk::Part::Chunk(c)) => Some(c),
-                    _ => None,
-                }
-            });
+            let (info, body) = report_file(&g, &headers, request).await?;
             let mut res = Response::new(body);
             for (k, v) in file_headers(
                 &info.content_type,

@@ -10,6 +10,7 @@
 mod approve;
 mod evidence;
 mod explain;
+mod office;
 mod review;
 pub mod session;
 mod signin;
@@ -414,6 +415,9 @@ pub fn router(wb: Workbench) -> Router {
             post(statistics::upload).layer(DefaultBodyLimit::max(statistics::MAX_RETURN_BYTES)),
         )
         .route("/work/explain/{code}", get(explain::page))
+        .route("/work/office", get(office::page))
+        .route("/work/office/{action}", post(office::act))
+        .route("/work/reports/{kind}", get(office::report))
         .route("/work/review", get(review::queue))
         .route("/work/review/{id}", get(review::item).post(review::decide))
         .route("/work/assets/workbench.js", get(views::script))

@@ -19,6 +19,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("statistics.html", include_str!("templates/statistics.html")),
     ("explain.html", include_str!("templates/explain.html")),
     ("approve.html", include_str!("templates/approve.html")),
+    ("office.html", include_str!("templates/office.html")),
 ];
 
 const SCRIPT: &str = include_str!("assets/workbench.js");

@@ -191,11 +191,13 @@ pub async fn appears(browser: &Client, css: &str) {
     .await;
 }
 
-/// The four services and the web server in-process on SQLite, on an in-process bus.
+/// The services (the scheduler too) and the web server in-process on SQLite, on an
+/// in-process bus.
 pub struct Stack {
     pub bus: std::sync::Arc<dyn cezone_bus::Bus>,
     pub env: cezone_platform::testing::TestEnv,
     pub services: cezone_testkit::Services,
+    pub scheduler: cezone_scheduler::Application,
     pub web: cezone_web::Application,
 }
 
@@ -208,9 +210,16 @@ impl Stack {
         .unwrap();
         let env =
             cezone_platform::testing::test_env(cezone_platform::testing::Backend::Sqlite).await;
-        let services = cezone_testkit::Services::start(&env.settings, bus.clone())
+        let mut services = cezone_testkit::Services::start(&env.settings, bus.clone())
             .await
             .unwrap();
+        let scheduler = cezone_scheduler::Application::build(
+            &services.settings,
+            std::sync::Arc::new(cezone_scheduler::SystemClock),
+        )
+        .await
+        .unwrap();
+        services.settings.services.scheduler_url = scheduler.url();
         let web = cezone_web::Application::build(&services.settings)
             .await
             .unwrap();
@@ -219,12 +228,14 @@ impl Stack {
             bus,
             env,
             services,
+            scheduler,
             web,
         }
     }
 
     pub async fn stop(self) {
         self.web.stop().await;
+        self.scheduler.stop().await;
         self.services.stop().await;
         self.bus.close().await;
         drop(self.env);
