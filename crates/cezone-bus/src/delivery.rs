@@ -117,7 +117,9 @@ impl Delivery {
         Ok(envelope)
     }
 
-    /// Done: call it after the consumer committed the effect of the event.
+    /// Done: call it after the consumer committed the effect of the event. An error for which
+    /// [`BusError::is_channel_gone`] holds settled nothing: the delivery's channel closed first
+    /// and the message comes again (consumers drop it then by its event id).
     pub async fn ack(mut self) -> Result<(), BusError> {
         match self.settler.take() {
             Some(Settler::Amqp(s)) => s.ack().await,

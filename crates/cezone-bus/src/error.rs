@@ -43,6 +43,21 @@ pub enum BusError {
 }
 
 impl BusError {
+    /// A settle that could not reach the broker because the delivery's channel is gone (the
+    /// subscription gave it up when its consumer was cancelled, or the connection dropped):
+    /// nothing was settled, and the broker delivers the message again.
+    pub fn is_channel_gone(&self) -> bool {
+        matches!(
+            self,
+            BusError::Amqp(e) if matches!(
+                e.kind(),
+                ErrorKind::InvalidChannelState(..)
+                    | ErrorKind::InvalidChannel(_)
+                    | ErrorKind::InvalidConnectionState(_)
+            )
+        )
+    }
+
     /// Whether waiting and trying again (on a fresh channel or connection) can succeed: a lost
     /// connection or channel, a broker shutting down. Soft protocol errors (403/404/406) are
     /// configuration bugs and are not retried.
