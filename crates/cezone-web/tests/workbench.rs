@@ -756,3 +756,159 @@ async fn the_office_manages_accounts_locks_runs_and_reports_from_its_tools() {
     let _ = driver.child.kill().await;
     stack.stop().await;
 }
+
+/// Judged answers of `question` in `org_unit`, as the surveys service tallies them.
+async fn tallied(services: &cezone_testkit::Services, org_unit: &str, question: &str) -> u64 {
+    use cezone_proto::surveys::v1 as psv;
+    let mut surveys =
+        psv::survey_service_client::SurveyServiceClient::new(services.channels.surveys.clone());
+    let mut token = String::new();
+    let mut n = 0;
+    loop {
+        let page = surveys
+            .list_tallies(psv::ListTalliesRequest {
+                period: services.settings.scoring.period,
+                page: Some(cezone_proto::common::v1::PageRequest {
+                    page_size: 1000,
+                    page_token: token,
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        n += page
+            .tallies
+            .iter()
+            .filter(|t| t.org_unit == org_unit && t.question == question)
+            .map(|t| t.responses)
+            .sum::<u64>();
+        token = page.page.map(|p| p.next_page_token).unwrap_or_default();
+        if token.is_empty() {
+            return n;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_town_maps_a_survey_export_once_previews_it_and_files_it() {
+    use cezone_proto::surveys::v1 as psv;
+    require_browser();
+    let stack = Stack::start().await;
+    let (services, web) = (&stack.services, &stack.web);
+    let (district, _, town) = district_with_accounts(services).await;
+    let period = services.settings.scoring.period;
+    let survey_id = cezone_client::demo::survey_id(period);
+    let survey =
+        psv::survey_service_client::SurveyServiceClient::new(services.channels.surveys.clone())
+            .get_survey(psv::GetSurveyRequest {
+                id: survey_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    let community = district
+        .units
+        .iter()
+        .find(|u| {
+            u.level == cezone_domain::org::OrgLevel::Community
+                && u.id.as_str().starts_with(&format!("{}.", town.org_unit))
+        })
+        .unwrap()
+        .id
+        .to_string();
+    // The first question under a header of the platform's own, with a label of its own.
+    let q0 = survey.questions[0].clone();
+    let yes = if q0.kind == psv::QuestionKind::YesNo as i32 {
+        "是"
+    } else {
+        "满意"
+    };
+    let header = "您对社区教育的了解";
+    let mut csv = format!("答卷编号,社区代码,{header}\n");
+    csv.push_str(&format!("r1,{community},{yes}\n"));
+    csv.push_str(&format!("r2,{community},听说过\n"));
+    csv.push_str(&format!("r3,{community},{yes}\n"));
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("平台导出.csv");
+    std::fs::write(&path, csv).unwrap();
+    let before = tallied(services, &community, &q0.id).await;
+
+    let base = web.url();
+    let driver = start_chromedriver().await;
+    let browser = open_browser(&driver).await;
+    sign_in(&browser, &base, "town").await;
+    click(&browser, "a[href='/work/surveys']").await;
+    appears(&browser, "#survey-upload").await;
+    type_into(&browser, "#export-file", path.to_str().unwrap()).await;
+    click(&browser, "#upload-export").await;
+    appears(&browser, "#mapping-form").await;
+    // The respondent and community columns are found by their headers; the question is not.
+    let chosen = |css: &'static str| {
+        let b = browser.clone();
+        async move {
+            b.find(Locator::Css(css))
+                .await
+                .unwrap()
+                .prop("value")
+                .await
+                .unwrap()
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(chosen("#map-respondent").await, "答卷编号");
+    assert_eq!(chosen("#map-org").await, "社区代码");
+    let q_select = format!("select[name='q:{}']", q0.id);
+    browser
+        .find(Locator::Css(&format!(
+            "{q_select} option[value='{header}']"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Its own label is refused, by row and column, until it is given a code.
+    click(&browser, "#preview").await;
+    appears(&browser, "#problems").await;
+    let problems = text(&browser, "#problems").await;
+    assert!(
+        problems.contains("听说过") && problems.contains("row 3"),
+        "{problems}"
+    );
+    let label = format!("[id='l:{}:听说过']", q0.id);
+    type_into(&browser, &label, "1").await;
+    click(&browser, "#preview").await;
+    appears(&browser, "#summary").await;
+    let summary = text(&browser, "#summary").await;
+    assert!(summary.contains("3 份答卷"), "{summary}");
+    assert_eq!(
+        tallied(services, &community, &q0.id).await,
+        before,
+        "a preview files nothing"
+    );
+    screenshot(&browser, "workbench-survey-mapping").await;
+    click(&browser, "#ingest").await;
+    appears(&browser, "#ingested").await;
+    assert!(text(&browser, "#ingested").await.contains("3"));
+    assert_eq!(tallied(services, &community, &q0.id).await, before + 3);
+
+    // The next export maps itself: the column and the label are remembered.
+    type_into(&browser, "#export-file", path.to_str().unwrap()).await;
+    click(&browser, "#upload-export").await;
+    appears(&browser, "#mapping-form").await;
+    let q_css: &'static str = Box::leak(q_select.into_boxed_str());
+    assert_eq!(chosen(q_css).await, header);
+    let code = browser
+        .find(Locator::Css(&label))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(code.as_deref(), Some("1"));
+
+    browser.close().await.unwrap();
+    let mut driver = driver;
+    let _ = driver.child.kill().await;
+    stack.stop().await;
+}

@@ -10,8 +10,10 @@ use serde::Deserialize;
 
 use super::{CellError, FileErrors, Table};
 
-const RESPONDENT: &[&str] = &["respondent", "respondent_id", "答卷编号", "编号", "序号"];
-const ORG_UNIT: &[&str] = &["org_unit", "community", "社区代码", "代码"];
+/// Headers a respondent id column goes by.
+pub const RESPONDENT: &[&str] = &["respondent", "respondent_id", "答卷编号", "编号", "序号"];
+/// Headers a community code column goes by.
+pub const ORG_UNIT: &[&str] = &["org_unit", "community", "社区代码", "代码"];
 
 /// `--mapping FILE.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -41,7 +43,8 @@ impl Mapping {
     }
 }
 
-fn default_label(kind: ps::QuestionKind, text: &str) -> Option<i32> {
+/// The answer code a label means without a mapping (是/否, 非常满意 … 非常不满意, or the code).
+pub fn default_label(kind: ps::QuestionKind, text: &str) -> Option<i32> {
     match kind {
         ps::QuestionKind::YesNo => match text.to_lowercase().as_str() {
             "1" | "是" | "有" | "知道" | "参加过" | "yes" | "y" => Some(1),

@@ -15,6 +15,7 @@ mod review;
 pub mod session;
 mod signin;
 mod statistics;
+mod surveys;
 mod tasks;
 mod views;
 
@@ -64,6 +65,8 @@ struct Inner {
     sessions: Sessions,
     views: Views,
     config: Config,
+    /// Survey exports waiting between upload and ingest, and the mappings made for them.
+    exports: surveys::Exports,
 }
 
 impl Workbench {
@@ -74,6 +77,7 @@ impl Workbench {
             sessions: Sessions::new(config.session_idle),
             views: Views::new(),
             config,
+            exports: surveys::Exports::default(),
         }))
     }
 
@@ -165,6 +169,7 @@ impl Workbench {
             "org_unit": p.principal.org_unit.as_ref().map(|o| o.to_string()),
             "may_review": access::authorize(&p.principal, &Action::ReviewEvidence, None).is_ok(),
             "files_statistics": matches!(role, Role::Town | Role::ResponsibleUnit),
+            "files_surveys": matches!(role, Role::Town | Role::EvaluationOffice),
             "approves_statistics": matches!(role, Role::Town | Role::ResponsibleUnit | Role::EvaluationOffice),
         });
         ctx["csrf"] = json!(caller.session.csrf);
@@ -418,6 +423,12 @@ pub fn router(wb: Workbench) -> Router {
         .route("/work/office", get(office::page))
         .route("/work/office/{action}", post(office::act))
         .route("/work/reports/{kind}", get(office::report))
+        .route("/work/surveys", get(surveys::page))
+        .route(
+            "/work/surveys/upload",
+            post(surveys::upload).layer(DefaultBodyLimit::max(surveys::MAX_EXPORT_BYTES)),
+        )
+        .route("/work/surveys/file", post(surveys::file))
         .route("/work/review", get(review::queue))
         .route("/work/review/{id}", get(review::item).post(review::decide))
         .route("/work/assets/workbench.js", get(views::script))

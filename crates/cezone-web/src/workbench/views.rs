@@ -20,6 +20,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("explain.html", include_str!("templates/explain.html")),
     ("approve.html", include_str!("templates/approve.html")),
     ("office.html", include_str!("templates/office.html")),
+    ("surveys.html", include_str!("templates/surveys.html")),
+    (
+        "survey_mapping.html",
+        include_str!("templates/survey_mapping.html"),
+    ),
 ];
 
 const SCRIPT: &str = include_str!("assets/workbench.js");
