@@ -155,6 +155,22 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     let stars: Vec<u8> = serde_json::from_value(stars).unwrap();
     assert!(stars.windows(2).all(|w| w[0] >= w[1]), "{stars:?}");
     screenshot(&town_browser, "workbench-tasks").await;
+    // On a phone's screen the page still fits its width: tables scroll inside their frame.
+    town_browser.set_window_size(390, 844).await.unwrap();
+    let overflow = town_browser
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        overflow.as_i64(),
+        Some(0),
+        "no sideways scrolling of the page"
+    );
+    screenshot(&town_browser, "workbench-tasks-phone").await;
+    town_browser.set_window_size(1400, 2200).await.unwrap();
 
     // It uploads a document to the criterion.
     click(&town_browser, &format!("{row} a.upload")).await;
