@@ -43,6 +43,27 @@ async fn path(browser: &Client) -> String {
     }
 }
 
+/// Drops a file on the upload form as a person drags one from their desktop: `body` as its
+/// text, or `size` zero bytes.
+async fn drop_file(browser: &Client, name: &str, body: Option<&str>, size: u64) {
+    browser
+        .execute(
+            "const [name, body, size] = arguments;
+             const dt = new DataTransfer();
+             const content = body === null ? [new Uint8Array(size)] : [body];
+             dt.items.add(new File(content, name, { type: name.endsWith('.pdf') ? 'application/pdf' : '' }));
+             document.getElementById('drop').dispatchEvent(
+               new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));",
+            vec![
+                serde_json::json!(name),
+                serde_json::json!(body),
+                serde_json::json!(size),
+            ],
+        )
+        .await
+        .unwrap();
+}
+
 /// Chooses `file` in the upload form and sends it; waits for the record's page.
 async fn upload(browser: &Client, file: &std::path::Path) -> String {
     type_into(browser, "#file", file.to_str().unwrap()).await;
@@ -187,7 +208,36 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     assert!(problem.contains("setup.exe"), "{problem}");
     screenshot(&town_browser, "workbench-upload-refused").await;
     town_browser.refresh().await.unwrap();
-    let id = upload(&town_browser, &first).await;
+    appears(&town_browser, "#drop").await;
+    // So is a file over the size limit, dropped on the form.
+    let max = services.settings.evidence.max_file_bytes;
+    drop_file(&town_browser, "扫描件.pdf", None, max + 1).await;
+    let problem = eventually("the large file to be refused", || async {
+        let t = text(&town_browser, "#file-problem").await;
+        t.contains("larger than the limit").then_some(t)
+    })
+    .await;
+    assert!(problem.contains("扫描件.pdf"), "{problem}");
+    // A document dropped on the form goes up with the progress bar and lands on its page.
+    let pdf = std::fs::read_to_string(&first).unwrap();
+    drop_file(&town_browser, "领导小组成立文件.pdf", Some(&pdf), 0).await;
+    assert!(
+        text(&town_browser, "#chosen")
+            .await
+            .contains("领导小组成立文件.pdf")
+    );
+    click(&town_browser, "#send").await;
+    let id = eventually("the uploaded record's page", || async {
+        let p = path(&town_browser).await;
+        (p.starts_with("/work/evidence/") && !p.starts_with("/work/evidence/new"))
+            .then(|| p.trim_start_matches("/work/evidence/").to_string())
+    })
+    .await;
+    assert!(
+        text(&town_browser, "#history")
+            .await
+            .contains("领导小组成立文件.pdf")
+    );
     assert!(text(&town_browser, "#state").await.contains("待审核"));
     screenshot(&town_browser, "workbench-evidence").await;
 
