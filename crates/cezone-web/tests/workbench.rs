@@ -31,7 +31,7 @@ async fn sign_in(browser: &Client, base: &str, login: &str) {
     .await;
     type_into(browser, "#login", login).await;
     type_into(browser, "#password", PASSWORD).await;
-    click(browser, "#sign-in").await;
+    click_and_load(browser, "#sign-in").await;
     appears(browser, "#who").await;
 }
 
@@ -194,7 +194,7 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     town_browser.set_window_size(1400, 2200).await.unwrap();
 
     // It uploads a document to the criterion.
-    click(&town_browser, &format!("{row} a.upload")).await;
+    click_and_load(&town_browser, &format!("{row} a.upload")).await;
     appears(&town_browser, "#upload-form").await;
     // A program is refused before anything is sent.
     let program = files.path().join("setup.exe");
@@ -285,7 +285,7 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
         .unwrap();
     screenshot(&office, "workbench-queue").await;
     // The document is in the office's queue.
-    click(&office, &format!("a.queue-item[data-id='{id}']")).await;
+    click_and_load(&office, &format!("a.queue-item[data-id='{id}']")).await;
     appears(&office, "#return-form").await;
     office
         .find(Locator::Css("#document"))
@@ -301,7 +301,7 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
         .await
         .unwrap();
     type_into(&office, "#comment", "no token").await;
-    click(&office, "#return").await;
+    click_and_load(&office, "#return").await;
     eventually("the refusal of a form without its token", || async {
         let t = text(&office, "#error-title").await;
         t.contains("表单已失效").then_some(())
@@ -324,7 +324,7 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
         .unwrap();
     assert_eq!(focused, "comment");
     type_into(&office, "#comment", comment).await;
-    click(&office, "#return").await;
+    click_and_load(&office, "#return").await;
     eventually("the office back on its queue", || async {
         let p = path(&office).await;
         (!p.starts_with(&format!("/work/review/{id}"))).then_some(())
@@ -337,7 +337,7 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     assert!(row_now.contains("已退回 Returned"), "{row_now}");
     assert!(row_now.contains(comment), "{row_now}");
     screenshot(&town_browser, "workbench-returned").await;
-    click(&town_browser, &format!("{row} a.revise")).await;
+    click_and_load(&town_browser, &format!("{row} a.revise")).await;
     let revised = upload(&town_browser, &revision).await;
     assert_eq!(revised, id, "a revision is the next version of the record");
     let history = text(&town_browser, "#history").await;
@@ -358,7 +358,7 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     let grade = office.find(Locator::Id("grade")).await.unwrap();
     grade.clear().await.unwrap();
     grade.send_keys("100").await.unwrap();
-    click(&office, "#accept").await;
+    click_and_load(&office, "#accept").await;
     eventually("the office back on its queue", || async {
         let p = path(&office).await;
         (!p.starts_with(&format!("/work/review/{id}"))).then_some(())
@@ -404,7 +404,7 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     // The town opens the criterion's explanation from its obligations: the accepted document
     // is in it, and the score is the scoring service's.
     town_browser.goto(&format!("{base}work/")).await.unwrap();
-    click(&town_browser, &format!("{row} a.explain")).await;
+    click_and_load(&town_browser, &format!("{row} a.explain")).await;
     appears(&town_browser, "#rule").await;
     let slots = text(&town_browser, "#slots").await;
     assert!(slots.contains("已通过 Accepted"), "{slots}");
@@ -421,9 +421,59 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     assert_eq!(text(&town_browser, "#confirmed").await, confirmed);
     screenshot(&town_browser, "workbench-explain").await;
 
+    // Several documents go up to a criterion at once, each its own record.
+    let count = || async {
+        use cezone_proto::evidence::v1 as pe;
+        pe::evidence_service_client::EvidenceServiceClient::new(services.channels.evidence.clone())
+            .list_evidence(pe::ListEvidenceRequest {
+                criterion: criterion.clone(),
+                org_unit: town.org_unit.clone(),
+                page: Some(cezone_proto::common::v1::PageRequest {
+                    page_size: 1000,
+                    page_token: String::new(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .evidence
+            .len()
+    };
+    let records = count().await;
+    town_browser
+        .goto(&format!(
+            "{base}work/evidence/new?criterion={criterion}&org_unit={}&unit={}",
+            town.org_unit, town.unit
+        ))
+        .await
+        .unwrap();
+    appears(&town_browser, "#drop").await;
+    let minutes = files.path().join("会议记录.pdf");
+    std::fs::write(&minutes, b"%PDF-1.4\n% minutes\ntrailer<<>>\n%%EOF\n").unwrap();
+    let roster = files.path().join("成员名册.pdf");
+    std::fs::write(&roster, b"%PDF-1.4\n% roster\ntrailer<<>>\n%%EOF\n").unwrap();
+    type_into(
+        &town_browser,
+        "#file",
+        &format!("{}\n{}", minutes.display(), roster.display()),
+    )
+    .await;
+    click(&town_browser, "#send").await;
+    eventually("the obligations page after two uploads", || async {
+        (path(&town_browser).await == "/work/?uploaded=2").then_some(())
+    })
+    .await;
+    assert_eq!(count().await, records + 2);
+    assert!(text(&town_browser, "#uploaded").await.contains("2"));
+
     // Signing out ends the session: the workbench asks to sign in again.
     town_browser.goto(&format!("{base}work/")).await.unwrap();
-    click(&town_browser, "#logout").await;
+    click_and_load(&town_browser, "#logout").await;
+    eventually("the sign-in page after signing out", || async {
+        (path(&town_browser).await == "/work/login").then_some(())
+    })
+    .await;
     town_browser.goto(&format!("{base}work/")).await.unwrap();
     assert_eq!(path(&town_browser).await, "/work/login?next=/work/");
 
@@ -504,7 +554,7 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
     let driver = start_chromedriver().await;
     let browser = open_browser(&driver).await;
     sign_in(&browser, &base, "town").await;
-    click(&browser, "a[href='/work/statistics']").await;
+    click_and_load(&browser, "a[href='/work/statistics']").await;
     appears(&browser, "#grid-form").await;
     screenshot(&browser, "workbench-statistics").await;
 
@@ -545,7 +595,7 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
 
     // A bad figure is shown in its cell and nothing is saved.
     set("十二").await;
-    click(&browser, "#check").await;
+    click_and_load(&browser, "#check").await;
     appears(&browser, "#grid-error").await;
     let invalid = browser
         .find(Locator::Css(&format!("{input}[aria-invalid='true']")))
@@ -556,7 +606,7 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
     assert!(why.contains("十二"), "{why}");
     screenshot(&browser, "workbench-statistics-invalid").await;
     set("not a number").await;
-    click(&browser, "#submit-return").await;
+    click_and_load(&browser, "#submit-return").await;
     appears(&browser, "#grid-error").await;
     assert_eq!(
         latest_statistic(services, org_unit, metric).await.version,
@@ -566,7 +616,7 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
 
     // A good one: the check lists the change, the submission files it, pending review.
     set(good).await;
-    click(&browser, "#check").await;
+    click_and_load(&browser, "#check").await;
     appears(&browser, "#changes").await;
     let changes = text(&browser, "#changes").await;
     assert!(changes.contains(good), "{changes}");
@@ -575,7 +625,7 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
         before.version,
         "a check stores nothing"
     );
-    click(&browser, "#submit-return").await;
+    click_and_load(&browser, "#submit-return").await;
     appears(&browser, "#saved").await;
     let after = latest_statistic(services, org_unit, metric).await;
     assert_eq!(after.version, before.version + 1);
@@ -623,12 +673,12 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
     let path = files.path().join("return.xlsx");
     std::fs::write(&path, bytes).unwrap();
     type_into(&browser, "#return-file", path.to_str().unwrap()).await;
-    click(&browser, "#read-file").await;
+    click_and_load(&browser, "#read-file").await;
     appears(&browser, "#changes").await;
     let changes = text(&browser, "#changes").await;
     assert!(changes.contains("→ 23"), "{changes}");
     screenshot(&browser, "workbench-statistics-upload").await;
-    click(&browser, "#submit-return").await;
+    click_and_load(&browser, "#submit-return").await;
     appears(&browser, "#saved").await;
     let last = latest_statistic(services, org_unit, metric).await;
     assert_eq!(last.version, after.version + 1);
@@ -653,7 +703,7 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
     // … the evaluation office does, and accepts the whole return at once.
     let office = open_browser(&driver).await;
     sign_in(&office, &base, "office").await;
-    click(&office, "a[href='/work/statistics/review']").await;
+    click_and_load(&office, "a[href='/work/statistics/review']").await;
     let section = format!("[id='return-{org_unit}']");
     appears(&office, &section).await;
     office
@@ -664,7 +714,7 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
         .await
         .expect("the town's figure waits for the office");
     screenshot(&office, "workbench-approve").await;
-    click(&office, &format!("{section} button.accept-whole")).await;
+    click_and_load(&office, &format!("{section} button.accept-whole")).await;
     appears(&office, "#decided").await;
     assert_eq!(
         latest_statistic(services, org_unit, metric).await.state,
@@ -688,7 +738,7 @@ async fn the_office_manages_accounts_locks_runs_and_reports_from_its_tools() {
     let driver = start_chromedriver().await;
     let office = open_browser(&driver).await;
     sign_in(&office, &base, "office").await;
-    click(&office, "a[href='/work/office']").await;
+    click_and_load(&office, "a[href='/work/office']").await;
     appears(&office, "#accounts").await;
 
     // A bad account is refused with the field named, and nothing is created.
@@ -717,7 +767,7 @@ async fn the_office_manages_accounts_locks_runs_and_reports_from_its_tools() {
         .await
         .unwrap();
     type_into(&office, "#new-password", "123456789").await;
-    click(&office, "#create").await;
+    click_and_load(&office, "#create").await;
     appears(&office, "#office-error").await;
     let refused = text(&office, "#office-error").await;
     assert!(refused.contains("password"), "{refused}");
@@ -745,17 +795,17 @@ async fn the_office_manages_accounts_locks_runs_and_reports_from_its_tools() {
         .await
         .unwrap();
     type_into(&office, "#new-password", "a-long-first-password").await;
-    click(&office, "#create").await;
+    click_and_load(&office, "#create").await;
     appears(&office, "#done").await;
     let row = "[id='account-li.finance']";
     assert!(text(&office, row).await.contains("区直部门 Department"));
     // Disabled, it can no longer sign in.
-    click(&office, &format!("{row} form button")).await;
+    click_and_load(&office, &format!("{row} form button")).await;
     appears(&office, "#done").await;
     assert!(text(&office, row).await.contains("停用 Disabled"));
 
     // The period is locked, then one town unlocked for a correction.
-    click(&office, "#lock-period").await;
+    click_and_load(&office, "#lock-period").await;
     appears(&office, "#done").await;
     assert!(text(&office, "#lock-state").await.contains("已锁定"));
     type_into(&office, "#unlock-org", &town.org_unit).await;
@@ -765,7 +815,7 @@ async fn the_office_manages_accounts_locks_runs_and_reports_from_its_tools() {
         "更正社区教育经费 correct the funding",
     )
     .await;
-    click(&office, "#lock form button").await;
+    click_and_load(&office, "#lock form button").await;
     appears(&office, "#done").await;
     assert!(text(&office, "#lock").await.contains("correct the funding"));
 
@@ -775,7 +825,7 @@ async fn the_office_manages_accounts_locks_runs_and_reports_from_its_tools() {
         .await
         .unwrap()
         .len();
-    click(&office, "#run-now").await;
+    click_and_load(&office, "#run-now").await;
     appears(&office, "#done").await;
     let after = office
         .find_all(Locator::Css("#snapshot-list li a"))
@@ -903,10 +953,10 @@ async fn a_town_maps_a_survey_export_once_previews_it_and_files_it() {
     let driver = start_chromedriver().await;
     let browser = open_browser(&driver).await;
     sign_in(&browser, &base, "town").await;
-    click(&browser, "a[href='/work/surveys']").await;
+    click_and_load(&browser, "a[href='/work/surveys']").await;
     appears(&browser, "#survey-upload").await;
     type_into(&browser, "#export-file", path.to_str().unwrap()).await;
-    click(&browser, "#upload-export").await;
+    click_and_load(&browser, "#upload-export").await;
     appears(&browser, "#mapping-form").await;
     // The respondent and community columns are found by their headers; the question is not.
     let chosen = |css: &'static str| {
@@ -934,7 +984,7 @@ async fn a_town_maps_a_survey_export_once_previews_it_and_files_it() {
         .await
         .unwrap();
     // Its own label is refused, by row and column, until it is given a code.
-    click(&browser, "#preview").await;
+    click_and_load(&browser, "#preview").await;
     appears(&browser, "#problems").await;
     let problems = text(&browser, "#problems").await;
     assert!(
@@ -943,7 +993,7 @@ async fn a_town_maps_a_survey_export_once_previews_it_and_files_it() {
     );
     let label = format!("[id='l:{}:听说过']", q0.id);
     type_into(&browser, &label, "1").await;
-    click(&browser, "#preview").await;
+    click_and_load(&browser, "#preview").await;
     appears(&browser, "#summary").await;
     let summary = text(&browser, "#summary").await;
     assert!(summary.contains("3 份答卷"), "{summary}");
@@ -953,14 +1003,14 @@ async fn a_town_maps_a_survey_export_once_previews_it_and_files_it() {
         "a preview files nothing"
     );
     screenshot(&browser, "workbench-survey-mapping").await;
-    click(&browser, "#ingest").await;
+    click_and_load(&browser, "#ingest").await;
     appears(&browser, "#ingested").await;
     assert!(text(&browser, "#ingested").await.contains("3"));
     assert_eq!(tallied(services, &community, &q0.id).await, before + 3);
 
     // The next export maps itself: the column and the label are remembered.
     type_into(&browser, "#export-file", path.to_str().unwrap()).await;
-    click(&browser, "#upload-export").await;
+    click_and_load(&browser, "#upload-export").await;
     appears(&browser, "#mapping-form").await;
     let q_css: &'static str = Box::leak(q_select.into_boxed_str());
     assert_eq!(chosen(q_css).await, header);

@@ -39,12 +39,29 @@ pub(super) fn standing(s: i32) -> (&'static str, &'static str) {
     }
 }
 
-pub async fn page(State(wb): State<Workbench>, headers: HeaderMap, uri: Uri) -> Response {
-    let r = build(&wb, &headers, &uri).await;
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Shown {
+    /// Files just uploaded (after an upload of several).
+    #[serde(default)]
+    uploaded: Option<usize>,
+}
+
+pub async fn page(
+    State(wb): State<Workbench>,
+    headers: HeaderMap,
+    uri: Uri,
+    axum::extract::Query(shown): axum::extract::Query<Shown>,
+) -> Response {
+    let r = build(&wb, &headers, &uri, shown.uploaded).await;
     finish(&wb, r)
 }
 
-async fn build(wb: &Workbench, headers: &HeaderMap, uri: &Uri) -> PageResult {
+async fn build(
+    wb: &Workbench,
+    headers: &HeaderMap,
+    uri: &Uri,
+    uploaded: Option<usize>,
+) -> PageResult {
     let caller = wb.caller(headers, &here(uri)).await?;
     let p = caller.principal().clone();
     let c = wb.config().clone();
@@ -71,6 +88,7 @@ async fn build(wb: &Workbench, headers: &HeaderMap, uri: &Uri) -> PageResult {
         "deadline": completeness.deadline,
         "as_of": completeness.as_of,
         "own": own,
+        "uploaded": uploaded,
     });
     if !own {
         let units: Vec<Value> = completeness

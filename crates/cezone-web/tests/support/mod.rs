@@ -241,3 +241,25 @@ impl Stack {
         drop(self.env);
     }
 }
+
+/// Clicks what `css` finds and waits for the page it leads to: the document it was clicked on
+/// is marked, and the wait ends when a document without the mark has loaded.
+pub async fn click_and_load(browser: &Client, css: &str) {
+    browser
+        .execute("document.documentElement.dataset.left = '1'", vec![])
+        .await
+        .unwrap();
+    click(browser, css).await;
+    let what = format!("the page after clicking {css}");
+    eventually(&what, || async {
+        let v = browser
+            .execute(
+                "return document.readyState === 'complete' && !document.documentElement.dataset.left",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (v == serde_json::Value::Bool(true)).then_some(())
+    })
+    .await;
+}
