@@ -2,7 +2,8 @@
 //! assets embedded in the binary), a JSON document built from the services' gRPC answers, and a
 //! Server-Sent Events stream fed by the scoring service's `WatchScores`, on which the page
 //! fetches its data again. Beside the page, the HTTP/JSON API (`api`): every operation of the
-//! services under `/api/v1/`, and its OpenAPI document at `/api/v1/openapi.json`.
+//! services under `/api/v1/`, and its OpenAPI document at `/api/v1/openapi.json`; and the
+//! workbench (`workbench`) under `/work/`, where people sign in and do their part.
 
 pub mod api;
 mod data;
