@@ -46,7 +46,12 @@ pub async fn gather(
     for u in &completeness.units {
         let mut r = entry(&mut owed, &u.responsible_unit, &u.org_unit);
         r.materials_missing += u.missing;
-        r.materials_late += u.late;
+        // Of the missing ones, those past the deadline (a slot filed late is no longer owed).
+        r.materials_late += u
+            .slots
+            .iter()
+            .filter(|s| s.state == pe::SlotState::Missing as i32 && s.late)
+            .count() as u32;
         owed.insert((r.responsible_unit.clone(), r.org_unit.clone()), r);
     }
     let root = tree.unit(tree.root()).id.to_string();

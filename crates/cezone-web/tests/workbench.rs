@@ -1028,3 +1028,48 @@ async fn a_town_maps_a_survey_export_once_previews_it_and_files_it() {
     let _ = driver.child.kill().await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_town_sees_the_reminder_a_scheduled_run_sent_it() {
+    require_browser();
+    let at = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    // Before the first checkpoint's 72-hour run (2014-01-01 09:00 Beijing time).
+    let clock = std::sync::Arc::new(cezone_scheduler::ManualClock::new(at(
+        "2013-12-28T00:00:00Z",
+    )));
+    let stack = Stack::start_with_clock(clock.clone()).await;
+    let (services, web) = (&stack.services, &stack.web);
+    let (_, _, town) = district_with_accounts(services).await;
+    let base = web.url();
+    let driver = start_chromedriver().await;
+    let browser = open_browser(&driver).await;
+    sign_in(&browser, &base, "town").await;
+    assert!(
+        browser
+            .find_all(Locator::Css("#reminders"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no run has reminded anyone yet"
+    );
+    clock.set(at("2013-12-29T01:00:05Z"));
+    let reminded = eventually("the run's reminder on the town's obligations", || async {
+        browser.goto(&format!("{base}work/")).await.ok()?;
+        let found = browser.find(Locator::Css("#reminders")).await.ok()?;
+        found.text().await.ok()
+    })
+    .await;
+    assert!(
+        reminded.contains("提醒") && reminded.contains(&town.org_unit),
+        "{reminded}"
+    );
+    screenshot(&browser, "workbench-reminders").await;
+    browser.close().await.unwrap();
+    let mut driver = driver;
+    let _ = driver.child.kill().await;
+    stack.stop().await;
+}

@@ -208,6 +208,10 @@ async fn a_due_run_freezes_once_and_a_restart_does_not_repeat_it(backend: Backen
             "{n:?}"
         );
         assert!(
+            n.materials_late <= n.materials_missing,
+            "the late ones are among the missing: {n:?}"
+        );
+        assert!(
             n.text.starts_with("提醒：") && n.text.contains("Reminder: before materials-complete"),
             "{n:?}"
         );

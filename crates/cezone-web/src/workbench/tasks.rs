@@ -84,11 +84,35 @@ async fn build(
         )
         .await?;
     let own = matches!(p.role, Role::Town | Role::ResponsibleUnit);
+    // The scheduler's reminders to this unit (a town its own), newest first; the page still
+    // shows without them when the scheduler is away.
+    let reminders: Result<cezone_proto::scheduler::v1::ListNotificationsResponse, _> = wb
+        .gateway()
+        .unary(
+            Service::Scheduler,
+            "ListNotifications",
+            &caller.auth,
+            cezone_proto::scheduler::v1::ListNotificationsRequest { limit: 5 },
+        )
+        .await;
+    let reminders: Vec<Value> = match reminders {
+        Ok(r) if own => r
+            .notifications
+            .iter()
+            .map(|n| json!({ "text": n.text, "at": wb.local(&n.created_at) }))
+            .collect(),
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(service = "web", error = %e, "reminders unavailable");
+            Vec::new()
+        }
+    };
     let mut ctx = json!({
         "deadline": completeness.deadline,
         "as_of": completeness.as_of,
         "own": own,
         "uploaded": uploaded,
+        "reminders": reminders,
     });
     if !own {
         let units: Vec<Value> = completeness

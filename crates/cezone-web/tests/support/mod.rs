@@ -203,6 +203,11 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Stack::start_with_clock(std::sync::Arc::new(cezone_scheduler::SystemClock)).await
+    }
+
+    /// With the scheduler's time given by `clock`.
+    pub async fn start_with_clock(clock: std::sync::Arc<dyn cezone_scheduler::Clock>) -> Stack {
         let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
             &cezone_platform::testing::fresh_bus_prefix(),
         ))
@@ -213,12 +218,9 @@ impl Stack {
         let mut services = cezone_testkit::Services::start(&env.settings, bus.clone())
             .await
             .unwrap();
-        let scheduler = cezone_scheduler::Application::build(
-            &services.settings,
-            std::sync::Arc::new(cezone_scheduler::SystemClock),
-        )
-        .await
-        .unwrap();
+        let scheduler = cezone_scheduler::Application::build(&services.settings, clock)
+            .await
+            .unwrap();
         services.settings.services.scheduler_url = scheduler.url();
         let web = cezone_web::Application::build(&services.settings)
             .await
