@@ -76,131 +76,129 @@ fn section(data: Result<Value, PageError>) -> Value {
     })
 }
 
+/// Every account, the roles a new one may have and the units it may act as.
 async fn accounts(
     wb: &Workbench,
     caller: &Caller,
     names: &super::Names,
 ) -> Result<Value, PageError> {
-    {
-        let accounts: pr::ListAccountsResponse = wb
-            .gateway()
-            .unary(
-                Service::Registry,
-                "ListAccounts",
-                &caller.auth,
-                pr::ListAccountsRequest {
-                    page: Some(PageRequest {
-                        page_size: 1000,
-                        page_token: String::new(),
-                    }),
-                },
-            )
-            .await?;
-        let rows: Vec<Value> = accounts
-            .accounts
-            .iter()
-            .map(|a| {
-                let role = Role::parse(&a.role).ok();
-                json!({
-                    "login": a.login, "display_name": a.display_name,
-                    "role_label": role.map(super::role_label).unwrap_or(a.role.as_str()),
-                    "unit": a.unit, "org_unit": a.org_unit,
-                    "org_unit_name": if a.org_unit.is_empty() { String::new() } else { names.org(&a.org_unit) },
-                    "active": a.active, "locked_until": wb.local(&a.locked_until),
-                    "last_login_at": wb.local(&a.last_login_at),
-                    "is_me": a.login == caller.session.person.login,
-                })
-            })
-            .collect();
-        let roles: Vec<Value> = [
-            Role::EvaluationOffice,
-            Role::ResponsibleUnit,
-            Role::Town,
-            Role::Inspector,
-            Role::DistrictAdmin,
-        ]
+    let accounts: pr::ListAccountsResponse = wb
+        .gateway()
+        .unary(
+            Service::Registry,
+            "ListAccounts",
+            &caller.auth,
+            pr::ListAccountsRequest {
+                page: Some(PageRequest {
+                    page_size: 1000,
+                    page_token: String::new(),
+                }),
+            },
+        )
+        .await?;
+    let rows: Vec<Value> = accounts
+        .accounts
         .iter()
-        .map(|r| json!({"id": r.as_str(), "label": super::role_label(*r)}))
+        .map(|a| {
+            let role = Role::parse(&a.role).ok();
+            json!({
+                "login": a.login, "display_name": a.display_name,
+                "role_label": role.map(super::role_label).unwrap_or(a.role.as_str()),
+                "unit": a.unit, "org_unit": a.org_unit,
+                "org_unit_name": if a.org_unit.is_empty() { String::new() } else { names.org(&a.org_unit) },
+                "active": a.active, "locked_until": wb.local(&a.locked_until),
+                "last_login_at": wb.local(&a.last_login_at),
+                "is_me": a.login == caller.session.person.login,
+            })
+        })
         .collect();
-        let units: Vec<Value> = names
-            .fw
-            .units
-            .units
-            .iter()
-            .map(|u| json!({"id": u.id.to_string(), "name": u.name}))
-            .collect();
-        Ok(json!({ "rows": rows, "roles": roles, "units": units }))
-    }
+    let roles: Vec<Value> = [
+        Role::EvaluationOffice,
+        Role::ResponsibleUnit,
+        Role::Town,
+        Role::Inspector,
+        Role::DistrictAdmin,
+    ]
+    .iter()
+    .map(|r| json!({"id": r.as_str(), "label": super::role_label(*r)}))
+    .collect();
+    let units: Vec<Value> = names
+        .fw
+        .units
+        .units
+        .iter()
+        .map(|u| json!({"id": u.id.to_string(), "name": u.name}))
+        .collect();
+    Ok(json!({ "rows": rows, "roles": roles, "units": units }))
 }
 
+/// The period's lock and the org units unlocked for a correction.
 async fn lock(
     wb: &Workbench,
     caller: &Caller,
     names: &super::Names,
     period: i32,
 ) -> Result<Value, PageError> {
-    {
-        let lock: psv::PeriodLock = wb
-            .gateway()
-            .unary(
-                Service::Surveys,
-                "GetPeriodLock",
-                &caller.auth,
-                psv::GetPeriodLockRequest { period },
-            )
-            .await?;
-        Ok(json!({
-            "locked": lock.locked, "reason": lock.reason, "locked_by": lock.locked_by,
-            "locked_at": wb.local(&lock.locked_at),
-            "unlocked": lock.unlocked.iter().map(|u| json!({
-                "org_unit_name": names.org(&u.org_unit), "reason": u.reason,
-                "unlocked_by": u.unlocked_by, "unlocked_at": wb.local(&u.unlocked_at),
-            })).collect::<Vec<_>>(),
-        }))
-    }
+    let lock: psv::PeriodLock = wb
+        .gateway()
+        .unary(
+            Service::Surveys,
+            "GetPeriodLock",
+            &caller.auth,
+            psv::GetPeriodLockRequest { period },
+        )
+        .await?;
+    Ok(json!({
+        "locked": lock.locked, "reason": lock.reason, "locked_by": lock.locked_by,
+        "locked_at": wb.local(&lock.locked_at),
+        "unlocked": lock.unlocked.iter().map(|u| json!({
+            "org_unit_name": names.org(&u.org_unit), "reason": u.reason,
+            "unlocked_by": u.unlocked_by, "unlocked_at": wb.local(&u.unlocked_at),
+        })).collect::<Vec<_>>(),
+    }))
 }
 
+/// The planned checkpoint runs and the checkpoints a run can be started for now.
 async fn runs(wb: &Workbench, caller: &Caller) -> Result<Value, PageError> {
-    {
-        let runs: psch::ListRunsResponse = wb
-            .gateway()
-            .unary(
-                Service::Scheduler,
-                "ListRuns",
-                &caller.auth,
-                psch::ListRunsRequest::default(),
-            )
-            .await?;
-        let mut checkpoints: Vec<(String, String)> = Vec::new();
-        let rows: Vec<Value> = runs
-            .runs
-            .iter()
-            .map(|r| {
-                if !checkpoints.iter().any(|(c, _)| *c == r.checkpoint) {
-                    checkpoints.push((r.checkpoint.clone(), r.checkpoint_name.clone()));
-                }
-                let state = match psch::RunState::try_from(r.state).unwrap_or_default() {
-                    psch::RunState::Done => "已完成 Done",
-                    psch::RunState::Due => "待运行 Due",
-                    psch::RunState::Upcoming => "未到期 Upcoming",
-                    psch::RunState::Missed => "已错过 Missed",
-                    psch::RunState::Unspecified => "",
-                };
-                json!({
-                    "key": r.key, "checkpoint_name": r.checkpoint_name, "lead_hours": r.lead_hours,
-                    "due_at": wb.local(&r.due_at), "state": state,
-                    "total": r.record.as_ref().and_then(|x| x.district_total.as_ref()).map(|t| t.confirmed.clone()),
-                    "snapshot": r.record.as_ref().map(|x| x.snapshot_id.clone()),
-                })
+    let runs: psch::ListRunsResponse = wb
+        .gateway()
+        .unary(
+            Service::Scheduler,
+            "ListRuns",
+            &caller.auth,
+            psch::ListRunsRequest::default(),
+        )
+        .await?;
+    let mut checkpoints: Vec<(String, String)> = Vec::new();
+    let rows: Vec<Value> = runs
+        .runs
+        .iter()
+        .map(|r| {
+            if !checkpoints.iter().any(|(c, _)| *c == r.checkpoint) {
+                checkpoints.push((r.checkpoint.clone(), r.checkpoint_name.clone()));
+            }
+            let state = match psch::RunState::try_from(r.state).unwrap_or_default() {
+                psch::RunState::Done => "已完成 Done",
+                psch::RunState::Due => "待运行 Due",
+                psch::RunState::Upcoming => "未到期 Upcoming",
+                psch::RunState::Missed => "已错过 Missed",
+                psch::RunState::Unspecified => "",
+            };
+            json!({
+                "key": r.key, "checkpoint_name": r.checkpoint_name, "lead_hours": r.lead_hours,
+                "due_at": wb.local(&r.due_at), "state": state,
+                "total": r.record.as_ref().and_then(|x| x.district_total.as_ref()).map(|t| t.confirmed.clone()),
+                "snapshot": r.record.as_ref().map(|x| x.snapshot_id.clone()),
             })
-            .collect();
-        Ok(json!({
-            "rows": rows,
-            "checkpoints": checkpoints.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
-        }))
-    }
+        })
+        .collect();
+    Ok(json!({
+        "rows": rows,
+        "checkpoints": checkpoints.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
+    }))
 }
 
+/// The frozen snapshots, newest first.
 async fn snapshots(wb: &Workbench, caller: &Caller) -> Result<Value, PageError> {
     let snapshots: ps::ListSnapshotsResponse = wb
         .gateway()
