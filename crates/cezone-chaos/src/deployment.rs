@@ -35,9 +35,7 @@ pub struct Deployment {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(cezone_platform::testing::unused_port()?)
 }
 
 impl Deployment {

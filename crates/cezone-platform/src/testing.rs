@@ -220,3 +220,34 @@ impl BrokerLock {
         BrokerLock(file)
     }
 }
+
+/// A port for a process about to be started with it (a test's or the chaos run's own
+/// services): outside the kernel's ephemeral range, so no `127.0.0.1:0` bind of a test running
+/// at the same time can take it between now and that process's bind; random, so two callers
+/// rarely pick the same; free when chosen.
+pub fn unused_port() -> std::io::Result<u16> {
+    use rand::Rng;
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    // Below the ephemeral range when there is room there, else above it.
+    let (from, to) = if low > 11_000 {
+        (10_000, low - 1)
+    } else {
+        (high.saturating_add(1), u16::MAX)
+    };
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(from..=to);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "no free port between {from} and {to}"
+    )))
+}

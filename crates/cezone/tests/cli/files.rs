@@ -18,11 +18,7 @@ struct District {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    cezone_platform::testing::unused_port().expect("a free port")
 }
 
 impl District {

@@ -30,11 +30,7 @@ struct Deployment {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    cezone_platform::testing::unused_port().expect("a free port")
 }
 
 impl Deployment {
