@@ -519,6 +519,11 @@ async fn district_with_accounts(
     (district, fw, town)
 }
 
+/// A cell's text as the figure it stands for.
+fn def_value(def: &cezone_domain::rules::MetricDef, text: &str) -> i64 {
+    cezone_client::files::returns::parse_value(def, text).unwrap()
+}
+
 /// The latest filing of (org unit, metric) for the test's period, as the surveys service has it.
 async fn latest_statistic(
     services: &cezone_testkit::Services,
@@ -719,6 +724,34 @@ async fn a_town_files_its_return_in_the_grid_and_from_the_template() {
     assert_eq!(
         latest_statistic(services, org_unit, metric).await.state,
         cezone_proto::surveys::v1::StatisticState::Accepted as i32
+    );
+    // The office opens the town's return from its own chooser and sees the figure filed.
+    click_and_load(&office, "a[href='/work/statistics']").await;
+    appears(&office, "#choose-return").await;
+    click(
+        &office,
+        &format!("#choose-unit option[value='{}']", town.unit),
+    )
+    .await;
+    click(
+        &office,
+        &format!("#choose-org option[value='{}']", town.org_unit),
+    )
+    .await;
+    click_and_load(&office, "#open-return").await;
+    appears(&office, "#grid-form").await;
+    let filed = office
+        .find(Locator::Css(&input))
+        .await
+        .expect("the town's cell in the office's view of its return")
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(
+        def_value(def, &filed),
+        last.value,
+        "the office sees the figure as filed"
     );
     office.close().await.unwrap();
 

@@ -168,7 +168,7 @@ impl Workbench {
             "unit": p.principal.unit.as_ref().map(|u| u.to_string()),
             "org_unit": p.principal.org_unit.as_ref().map(|o| o.to_string()),
             "may_review": access::authorize(&p.principal, &Action::ReviewEvidence, None).is_ok(),
-            "files_statistics": matches!(role, Role::Town | Role::ResponsibleUnit),
+            "files_statistics": matches!(role, Role::Town | Role::ResponsibleUnit | Role::EvaluationOffice),
             "files_surveys": matches!(role, Role::Town | Role::EvaluationOffice),
             "approves_statistics": matches!(role, Role::Town | Role::ResponsibleUnit | Role::EvaluationOffice),
         });

@@ -222,6 +222,9 @@ pub async fn page(
 ) -> Response {
     let r = async {
         let caller = wb.caller(&headers, &here(&uri)).await?;
+        if caller.principal().role == Role::EvaluationOffice && q.unit.is_empty() {
+            return choose(&wb, &caller).await;
+        }
         let whose = Whose::of(&caller, &q)?;
         let ob = obligations(&wb, &caller, &whose).await?;
         let screen = Screen {
@@ -236,6 +239,32 @@ pub async fn page(
     }
     .await;
     finish(&wb, r)
+}
+
+/// For the evaluation office, which files on any unit's behalf: the units that file a return
+/// (those responsible for a criterion reading a statistic) and the towns, to open one.
+async fn choose(wb: &Workbench, caller: &Caller) -> PageResult {
+    let names = wb.names().await?;
+    let units: Vec<Value> = names
+        .fw
+        .units
+        .units
+        .iter()
+        .filter(|u| !cezone_domain::obligations::metrics_of(&names.fw, &u.id).is_empty())
+        .map(|u| json!({ "id": u.id.to_string(), "name": u.name }))
+        .collect();
+    let towns: Vec<Value> = names
+        .tree
+        .units()
+        .iter()
+        .filter(|u| u.level == cezone_domain::org::OrgLevel::Town)
+        .map(|u| json!({ "id": u.id.to_string(), "name": u.name }))
+        .collect();
+    Ok(wb.page(
+        caller,
+        "statistics.html",
+        json!({ "choose": { "units": units, "towns": towns }, "period": wb.config().period }),
+    ))
 }
 
 /// The figures that change, from what was entered; every bad cell named in `entered.errors`.
