@@ -777,20 +777,8 @@ async fn the_office_manages_accounts_locks_runs_and_reports_from_its_tools() {
     // A bad account is refused with the field named, and nothing is created.
     type_into(&office, "#new-login", "li.finance").await;
     type_into(&office, "#new-name", "区财政局 李科长").await;
-    office
-        .find(Locator::Css("#new-role option[value='responsible_unit']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    office
-        .find(Locator::Css("#new-unit option[value='finance']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&office, "#new-role option[value='responsible_unit']").await;
+    click(&office, "#new-unit option[value='finance']").await;
     // Nine characters: one short. The browser's own check is lifted to reach the service's.
     office
         .execute(
@@ -813,20 +801,8 @@ async fn the_office_manages_accounts_locks_runs_and_reports_from_its_tools() {
     );
     type_into(&office, "#new-login", "li.finance").await;
     type_into(&office, "#new-name", "区财政局 李科长").await;
-    office
-        .find(Locator::Css("#new-role option[value='responsible_unit']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    office
-        .find(Locator::Css("#new-unit option[value='finance']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&office, "#new-role option[value='responsible_unit']").await;
+    click(&office, "#new-unit option[value='finance']").await;
     type_into(&office, "#new-password", "a-long-first-password").await;
     click_and_load(&office, "#create").await;
     appears(&office, "#done").await;
@@ -1007,15 +983,7 @@ async fn a_town_maps_a_survey_export_once_previews_it_and_files_it() {
     assert_eq!(chosen("#map-respondent").await, "答卷编号");
     assert_eq!(chosen("#map-org").await, "社区代码");
     let q_select = format!("select[name='q:{}']", q0.id);
-    browser
-        .find(Locator::Css(&format!(
-            "{q_select} option[value='{header}']"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, &format!("{q_select} option[value='{header}']")).await;
     // Its own label is refused, by row and column, until it is given a code.
     click_and_load(&browser, "#preview").await;
     appears(&browser, "#problems").await;

@@ -256,11 +256,7 @@ pub async fn decide(
             ))
             .into_response()),
             Err(e) => {
-                let e = PageError::from(e);
-                if e.signs_in().is_some() {
-                    return Err(e);
-                }
-                let (status, _, detail) = e.explain();
+                let (status, detail) = PageError::on_form(e)?;
                 show(
                     &wb,
                     &caller,

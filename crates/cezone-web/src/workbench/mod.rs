@@ -347,6 +347,17 @@ impl PageError {
         }
     }
 
+    /// A refusal to show on the form it answers (status and message), or the error itself when
+    /// it must end the request (sign in again).
+    fn on_form(e: GatewayError) -> Result<(StatusCode, String), PageError> {
+        let e = PageError::from(e);
+        if e.signs_in().is_some() {
+            return Err(e);
+        }
+        let (status, _, detail) = e.explain();
+        Ok((status, detail))
+    }
+
     fn signs_in(&self) -> Option<String> {
         match self {
             PageError::SignIn { next } => Some(next.clone()),

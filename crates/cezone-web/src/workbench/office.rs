@@ -369,11 +369,7 @@ pub async fn act(
         match result {
             Ok(done) => Ok(Redirect::to(&format!("/work/office?done={done}")).into_response()),
             Err(e) => {
-                let e = PageError::from(e);
-                if e.signs_in().is_some() {
-                    return Err(e);
-                }
-                let (status, _, detail) = e.explain();
+                let (status, detail) = PageError::on_form(e)?;
                 show(&wb, &caller, None, status, Some(detail)).await
             }
         }

@@ -257,11 +257,7 @@ pub async fn decide(
             )
             .await;
         if let Err(e) = reviewed {
-            let e = PageError::from(e);
-            if e.signs_in().is_some() {
-                return Err(e);
-            }
-            let (status, _, detail) = e.explain();
+            let (status, detail) = PageError::on_form(e)?;
             return show_item(&wb, &caller, &id, f, Some((status, detail))).await;
         }
         let to = next_in_queue(&wb, &caller, f, &id)

@@ -437,11 +437,7 @@ async fn file(
         )
         .await;
     if let Err(e) = filed {
-        let e = PageError::from(e);
-        if e.signs_in().is_some() {
-            return Err(e);
-        }
-        let (status, _, detail) = e.explain();
+        let (status, detail) = PageError::on_form(e)?;
         return screen.show(
             &entered,
             status,

@@ -404,11 +404,7 @@ pub async fn file(
                 ))
             }
             Err(e) => {
-                let e = PageError::from(e);
-                if e.signs_in().is_some() {
-                    return Err(e);
-                }
-                let (status, _, detail) = e.explain();
+                let (status, detail) = PageError::on_form(e)?;
                 let extra = json!({ "error": format!("未提交 Nothing was filed: {detail}"), "summary": summary });
                 mapping_page(&wb, &caller, token, &w, &s, &m, extra, status)
             }
