@@ -17,7 +17,7 @@ use cezone_domain::access::{Principal, Role};
 use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgLevel;
-use cezone_platform::auth::{Bearer, Keys};
+use cezone_platform::auth::Bearer;
 use cezone_platform::testing::{admin_url, amqp_url};
 use cezone_proto::scoring::v1 as psc;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
@@ -123,9 +123,7 @@ async fn run(
     plan: Plan,
     prefetch: u16,
 ) -> Result<Measured> {
-    let mut auth = cezone_platform::settings::Settings::defaults().auth;
-    auth.secret = d.secret.clone();
-    let keys = Arc::new(Keys::from_secret(d.secret.as_bytes(), &auth)?);
+    let keys = d.keys()?;
     let office = Bearer::minted(
         keys,
         Principal::new("bench", Role::EvaluationOffice, None, None)

@@ -162,7 +162,7 @@ pub(crate) async fn registry_and_surveys() -> Result<(
     settings.registry.port = 0;
     settings.surveys.port = 0;
     settings.database.url = fresh_postgres_database().await;
-    settings.auth.secret = cezone_platform::testing::random_secret();
+    cezone_platform::testing::use_test_keys(&mut settings.auth);
     let office = cezone_platform::testing::bearer_for(&settings, Role::EvaluationOffice);
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::connect(&BusConfig::in_process(
         &fresh_bus_prefix(),

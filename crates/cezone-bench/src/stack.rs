@@ -47,7 +47,7 @@ impl Stack {
         settings.surveys.port = 0;
         settings.scoring.port = 0;
         settings.database.url = fresh_postgres_database().await;
-        settings.auth.secret = cezone_platform::testing::random_secret();
+        cezone_platform::testing::use_test_keys(&mut settings.auth);
         settings.evidence.storage_root = dir.join("evidence");
         settings.bus.amqp_url = amqp_url();
         settings.bus.prefix = fresh_bus_prefix();

@@ -139,7 +139,7 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
     settings.registry.port = 0;
     settings.evidence.port = 0;
     settings.database.url = fresh_postgres_database().await;
-    settings.auth.secret = cezone_platform::testing::random_secret();
+    cezone_platform::testing::use_test_keys(&mut settings.auth);
     let office = cezone_platform::testing::bearer_for(&settings, Role::EvaluationOffice);
     settings.evidence.storage_root = storage;
     settings.evidence.max_file_bytes = MAX_FILE + MIB;

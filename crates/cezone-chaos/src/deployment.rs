@@ -34,6 +34,17 @@ pub struct Deployment {
     pub secret: String,
 }
 
+impl Deployment {
+    /// The registry's signing keys (created by the registry on its first start): what the
+    /// harness mints its own tokens with, as an operator on the registry's machine would.
+    pub fn keys(&self) -> Result<std::sync::Arc<cezone_platform::auth::Keys>> {
+        let mut auth = cezone_platform::settings::Settings::defaults().auth;
+        auth.secret = self.secret.clone();
+        auth.signing_keys_file = self.logs.path().join("token-signing-keys.json");
+        Ok(cezone_platform::auth::Keys::load_existing(&auth)?)
+    }
+}
+
 fn free_port() -> Result<u16> {
     Ok(cezone_platform::testing::unused_port()?)
 }
@@ -65,6 +76,14 @@ impl Deployment {
                 queue_type.name().to_string(),
             ),
             ("CEZONE__AUTH__SECRET".to_string(), secret.clone()),
+            // The registry signs with these; the other processes fetch its public keys.
+            (
+                "CEZONE__AUTH__SIGNING_KEYS_FILE".to_string(),
+                logs.path()
+                    .join("token-signing-keys.json")
+                    .display()
+                    .to_string(),
+            ),
             (
                 "CEZONE__EVIDENCE__STORAGE_ROOT".to_string(),
                 logs.path().join("evidence").display().to_string(),

@@ -25,7 +25,7 @@ use cezone_client::demo::{self, Channels};
 use cezone_domain::access::{Principal, Role};
 use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
-use cezone_platform::auth::{AuthChannel, Bearer, Keys};
+use cezone_platform::auth::{AuthChannel, Bearer};
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use cezone_scoring::reconcile::Upstream;
 use rand::SeedableRng;
@@ -95,9 +95,7 @@ async fn run_in(
         d.logs.path().display()
     ));
     d.start_all().await?;
-    let mut auth = cezone_platform::settings::Settings::defaults().auth;
-    auth.secret = d.secret.clone();
-    let keys = Arc::new(Keys::from_secret(d.secret.as_bytes(), &auth)?);
+    let keys = d.keys()?;
     let office = Bearer::minted(
         keys.clone(),
         Principal::new("chaos", Role::EvaluationOffice, None, None)
@@ -182,7 +180,10 @@ async fn run_in(
             prefetch: 64,
             queue_type: opts.queue_type,
             delivery_limit: cezone_bus::DEFAULT_DELIVERY_LIMIT,
-            event_key: Some(keys.event_key()),
+            event_key: Some(
+                cezone_platform::auth::ServiceSecret::new(d.secret.clone().into_bytes())?
+                    .event_key(),
+            ),
         })
         .await?,
     );

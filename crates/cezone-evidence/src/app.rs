@@ -28,7 +28,8 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "evidence").await?;
-        let (keys, bearer) = cezone_platform::auth::service_credentials(settings, "evidence")?;
+        let (keys, bearer) =
+            cezone_platform::auth::service_credentials(settings, "evidence").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let blobs = Arc::new(BlobStore::open(&settings.evidence.storage_root).await?);
         let max = settings.grpc.max_message_bytes;

@@ -1,30 +1,38 @@
-//! Bearer tokens on every gRPC call: HS256 JWTs signed with the deployment's key, carrying the
-//! caller's role and scope. Services check them on the way in (health and reflection stay
-//! open for probes and tools), decide with `cezone_domain::access`, and attach a token of
-//! their own when they call each other.
+//! Bearer tokens on every gRPC call: JWTs signed by the registry alone (EdDSA, Ed25519, with a
+//! `kid` naming the key), carrying the caller's role and scope. The registry holds the private
+//! keys ([`keyset`]); every other service verifies with their public halves, fetched from the
+//! registry (or read from a file) and refreshed, so no service but the registry can mint a
+//! token. Services check tokens on the way in (health and reflection stay open for probes and
+//! tools), decide with `cezone_domain::access`, and call each other with a service token the
+//! registry issues for the deployment's service secret.
+
+pub mod channel;
+pub mod keyset;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use cezone_domain::access::{Action, Principal, Role, authorize};
 use cezone_domain::org::{OrgTree, OrgUnitId};
 use cezone_domain::units::UnitId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-use crate::error::{ApiError, ErrorCode};
-use crate::settings::AuthSettings;
+pub use channel::AuthChannel;
+use keyset::{KeySet, PublicKey};
 
-/// Shortest key accepted, in bytes: HS256 is only as strong as its key.
+use crate::error::{ApiError, ErrorCode};
+use crate::settings::{AuthSettings, Settings};
+
+/// Shortest service secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The services that may ask the registry for a service token.
+pub const SERVICES: [&str; 5] = ["evidence", "surveys", "scoring", "scheduler", "web"];
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("no bearer token: send the header `authorization: Bearer <token>`")]
@@ -33,8 +41,13 @@ pub enum AuthError {
     NotBearer,
     #[error("the token has expired")]
     Expired,
-    #[error("the token's signature does not match this deployment's key")]
+    #[error("the token's signature does not match the registry's key")]
     BadSignature,
+    #[error("the token is signed with a key this deployment does not know (kid {0})")]
+    UnknownKey(String),
+    /// The service has not yet had the registry's public keys: try again shortly.
+    #[error("this service has not yet received the registry's public keys; try again shortly")]
+    NoKeysYet,
     /// What the caller is told; the parser's own words are logged, never returned.
     #[error("the token is malformed: {0}")]
     Malformed(String),
@@ -46,29 +59,91 @@ pub enum AuthError {
     Claims(String),
     #[error("auth key: {0}")]
     Key(String),
+    /// This process holds no signing key: only the registry mints tokens.
+    #[error("only the registry signs tokens; this process holds its public keys only")]
+    CannotSign,
 }
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> ApiError {
         match e {
-            AuthError::Key(_) => ApiError::internal(e),
+            AuthError::Key(_) | AuthError::CannotSign => ApiError::internal(e),
+            AuthError::NoKeysYet => ApiError::new(ErrorCode::Unavailable, e.to_string()),
             other => ApiError::new(ErrorCode::Unauthenticated, other.to_string()),
         }
     }
 }
 
-/// A service's key and the credentials it calls other services with (its token and, with
-/// mutual TLS, its certificate).
-pub fn service_credentials(
-    settings: &crate::settings::Settings,
-    service: &str,
-) -> Result<(Arc<Keys>, Bearer), ApiError> {
-    let keys = Keys::load(&settings.auth)?;
-    let bearer =
-        Bearer::service(keys.clone(), service).with_tls(crate::tls::client_config(&settings.grpc)?);
-    Ok((keys, bearer))
+/// The deployment's service secret (`auth.secret`, or else `auth.secret_file`, created with a
+/// random secret the first time). It signs the events services exchange and lets a service ask
+/// the registry for its token; it cannot sign a token.
+#[derive(Clone)]
+pub struct ServiceSecret(Arc<Vec<u8>>);
+
+impl std::fmt::Debug for ServiceSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceSecret(…)")
+    }
 }
 
+impl ServiceSecret {
+    pub fn load(s: &AuthSettings) -> Result<ServiceSecret, AuthError> {
+        let bytes = if s.secret.is_empty() {
+            keyset::read_or_create_secret(&s.secret_file)?
+        } else {
+            s.secret.clone().into_bytes()
+        };
+        ServiceSecret::new(bytes)
+    }
+
+    pub fn new(bytes: Vec<u8>) -> Result<ServiceSecret, AuthError> {
+        if bytes.len() < MIN_SECRET_BYTES {
+            return Err(AuthError::Key(format!(
+                "the service secret has {} bytes; at least {MIN_SECRET_BYTES} are needed",
+                bytes.len()
+            )));
+        }
+        Ok(ServiceSecret(Arc::new(bytes)))
+    }
+
+    /// The key the deployment's buses sign and check events with.
+    pub fn event_key(&self) -> Arc<cezone_bus::EventKey> {
+        Arc::new(cezone_bus::EventKey::derive(&self.0))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+
+    /// Compared in time independent of where they differ.
+    pub fn matches(&self, offered: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let a = Sha256::digest(self.0.as_slice());
+        let b = Sha256::digest(offered.as_bytes());
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    }
+}
+
+/// The key events are signed with under `s`.
+pub fn event_key(s: &AuthSettings) -> Result<Arc<cezone_bus::EventKey>, AuthError> {
+    Ok(ServiceSecret::load(s)?.event_key())
+}
+
+/// What a service other than the registry verifies tokens with (the registry's public keys,
+/// fetched and kept fresh) and calls other services with (a token the registry issues it, and
+/// with mutual TLS its certificate).
+pub async fn service_credentials(
+    settings: &Settings,
+    service: &str,
+) -> Result<(Arc<Keys>, Bearer), ApiError> {
+    let tls = crate::tls::client_config(&settings.grpc)?;
+    let keys = Keys::verifier(settings).await?;
+    let bearer = Bearer::service(settings, service)?.with_tls(tls);
+    Ok((keys, bearer))
+}
 /// What a cezone token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -87,10 +162,34 @@ pub struct Claims {
     pub jti: String,
 }
 
-/// The deployment's signing key with the rules tokens are checked by.
+/// Where a process's verification keys come from, and so how they are kept fresh.
+#[derive(Debug, Clone)]
+enum KeySource {
+    /// The registry's own signing key file, re-read (`cezone keys rotate` changes it).
+    Signing(PathBuf),
+    /// A file of public keys (a JSON Web Key Set), as an operator may mount it.
+    PublicFile(PathBuf),
+    /// The registry's `GetSigningKeys`.
+    Registry {
+        url: String,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    },
+}
+
+/// The registry's private keys, ready to sign with.
+struct Signing {
+    set: KeySet,
+    /// (kid, active from, key), oldest first.
+    encoding: Vec<(String, i64, EncodingKey)>,
+}
+
+/// The keys a process verifies tokens with (and, in the registry, signs them with), with the
+/// rules tokens are checked by.
 pub struct Keys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Only in the registry (and a command run beside it).
+    signing: Option<RwLock<Signing>>,
+    /// kid → the public key it names.
+    public: RwLock<HashMap<String, DecodingKey>>,
     validation: Validation,
     issuer: String,
     /// Lifetime of tokens issued without an explicit one, in seconds.
@@ -103,77 +202,187 @@ pub struct Keys {
     /// with every call, and its signature and claims cannot change, so they are checked once.
     /// Only the expiry is checked again on each call.
     verified: Mutex<HashMap<String, (Principal, i64)>>,
-    /// The key events are signed with, derived from the same secret.
-    event_key: Arc<cezone_bus::EventKey>,
+    /// Wakes the refresher early when a token names a key not held yet.
+    nudge: Arc<tokio::sync::Notify>,
 }
 
 /// Verified tokens remembered at most; the memory is forgotten whole when full.
 const VERIFIED_TOKENS: usize = 4096;
 
+/// How long a service starting beside the registry waits for its public keys before it
+/// serves anyway (answering UNAVAILABLE until they arrive).
+const FIRST_KEYS_WAIT: Duration = Duration::from_secs(10);
+
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keys")
             .field("issuer", &self.issuer)
+            .field("signs", &self.signing.is_some())
             .field("default_ttl", &self.default_ttl)
             .finish_non_exhaustive()
     }
 }
 
 impl Keys {
-    /// The key from `auth.secret`, or else from `auth.secret_file`, which is created with a
-    /// fresh random key (mode 0600) the first time, so a single-machine install works at once.
-    pub fn load(s: &AuthSettings) -> Result<Arc<Keys>, AuthError> {
-        let secret = if s.secret.is_empty() {
-            read_or_create_secret(&s.secret_file)?
-        } else {
-            s.secret.clone().into_bytes()
-        };
-        Keys::from_secret(&secret, s).map(Arc::new)
-    }
-
-    /// As `load`, but a missing key file is an error rather than a new key: for commands, which
-    /// must sign with the key the services use, not one of their own.
-    pub fn load_existing(s: &AuthSettings) -> Result<Arc<Keys>, AuthError> {
-        if s.secret.is_empty() && !s.secret_file.exists() {
-            return Err(AuthError::Key(format!(
-                "no key at {} (auth.secret_file): start the services first, run from their \
-                 working directory, or give the key as CEZONE__AUTH__SECRET",
-                s.secret_file.display()
-            )));
-        }
-        Keys::load(s)
-    }
-
-    pub fn from_secret(secret: &[u8], s: &AuthSettings) -> Result<Keys, AuthError> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(AuthError::Key(format!(
-                "the key has {} bytes; at least {MIN_SECRET_BYTES} are needed",
-                secret.len()
-            )));
-        }
-        let mut validation = Validation::new(Algorithm::HS256);
+    fn empty(s: &AuthSettings) -> Keys {
+        let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&s.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "iat"]);
         validation.leeway = s.leeway_seconds;
         validation.validate_aud = false;
         // `nbf` and `iat` are checked below, with the same leeway, against one clock reading.
         validation.validate_nbf = false;
-        Ok(Keys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+        Keys {
+            signing: None,
+            public: RwLock::new(HashMap::new()),
             validation,
             issuer: s.issuer.clone(),
             default_ttl: (s.token_minutes * 60) as i64,
             max_ttl: (s.max_token_minutes * 60) as i64,
             leeway: s.leeway_seconds as i64,
             verified: Mutex::new(HashMap::new()),
-            event_key: Arc::new(cezone_bus::EventKey::derive(secret)),
-        })
+            nudge: Arc::new(tokio::sync::Notify::new()),
+        }
     }
 
-    /// The key the deployment's buses sign and check events with.
-    pub fn event_key(&self) -> Arc<cezone_bus::EventKey> {
-        self.event_key.clone()
+    /// Keys that sign with `set` (the registry's) and verify with its public halves.
+    pub fn from_keyset(set: KeySet, s: &AuthSettings) -> Result<Keys, AuthError> {
+        let mut keys = Keys::empty(s);
+        keys.signing = Some(RwLock::new(Signing {
+            set: KeySet::default(),
+            encoding: Vec::new(),
+        }));
+        keys.install_signing(set)?;
+        Ok(keys)
+    }
+
+    /// Keys that verify with `public` only.
+    pub fn from_public(public: &[PublicKey], s: &AuthSettings) -> Keys {
+        let keys = Keys::empty(s);
+        keys.install_public(public);
+        keys
+    }
+
+    /// The registry's keys, from `auth.signing_keys_file`, created with a fresh key the first
+    /// time so a single-machine install works at once; re-read every
+    /// `auth.keys_refresh_seconds`, so a rotation needs no restart.
+    pub fn load(s: &AuthSettings) -> Result<Arc<Keys>, AuthError> {
+        let set = KeySet::read_or_create(&s.signing_keys_file)?;
+        let keys = Arc::new(Keys::from_keyset(set, s)?);
+        spawn_refresh(
+            &keys,
+            KeySource::Signing(s.signing_keys_file.clone()),
+            refresh_every(s),
+        );
+        Ok(keys)
+    }
+
+    /// As `load`, but a missing key file is an error rather than a new key: for commands, which
+    /// must sign with the registry's keys, not keys of their own.
+    pub fn load_existing(s: &AuthSettings) -> Result<Arc<Keys>, AuthError> {
+        if !s.signing_keys_file.exists() {
+            return Err(AuthError::Key(format!(
+                "no signing keys at {} (auth.signing_keys_file): only the registry's machine \
+                 holds them; run there (from the registry's working directory), or sign in \
+                 and pass a token as CEZONE_TOKEN",
+                s.signing_keys_file.display()
+            )));
+        }
+        Keys::load(s)
+    }
+
+    /// What a service other than the registry verifies with: the public keys in
+    /// `auth.public_keys_file` when it is set, else the registry's (`GetSigningKeys` at
+    /// `services.registry_url`); kept fresh every `auth.keys_refresh_seconds`, and at once
+    /// when a token names a key not held yet.
+    pub async fn verifier(settings: &Settings) -> Result<Arc<Keys>, ApiError> {
+        let s = &settings.auth;
+        let source = if s.public_keys_file.as_os_str().is_empty() {
+            KeySource::Registry {
+                url: settings.services.registry_url.clone(),
+                tls: crate::tls::client_config(&settings.grpc)?,
+            }
+        } else {
+            KeySource::PublicFile(s.public_keys_file.clone())
+        };
+        let keys = Arc::new(Keys::empty(s));
+        match &source {
+            // A file is there or the deployment is misconfigured: say so at start.
+            KeySource::PublicFile(_) => {
+                keys.install_public(&source.fetch().await.map_err(AuthError::Key)?);
+            }
+            _ => {
+                let first = tokio::time::timeout(FIRST_KEYS_WAIT, async {
+                    loop {
+                        match source.fetch().await {
+                            Ok(public) => return public,
+                            Err(e) => {
+                                tracing::debug!(reason = %e, "waiting for the registry's keys");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                        }
+                    }
+                })
+                .await;
+                match first {
+                    Ok(public) => keys.install_public(&public),
+                    Err(_) => tracing::warn!(
+                        "the registry's public keys could not be fetched within {} s; serving \
+                         anyway, every call is refused as unavailable until they arrive",
+                        FIRST_KEYS_WAIT.as_secs()
+                    ),
+                }
+            }
+        }
+        spawn_refresh(&keys, source, refresh_every(s));
+        Ok(keys)
+    }
+
+    fn install_signing(&self, set: KeySet) -> Result<(), AuthError> {
+        let mut encoding = Vec::with_capacity(set.keys.len());
+        for k in &set.keys {
+            let key = EncodingKey::from_ed_der(&k.pkcs8()?);
+            encoding.push((k.kid.clone(), k.active_from, key));
+        }
+        self.install_public(&set.public()?);
+        if let Some(signing) = &self.signing {
+            *signing.write().unwrap_or_else(|e| e.into_inner()) = Signing { set, encoding };
+        }
+        Ok(())
+    }
+
+    fn install_public(&self, public: &[PublicKey]) {
+        let mut map = HashMap::with_capacity(public.len());
+        for k in public {
+            match DecodingKey::from_ed_components(&k.x) {
+                Ok(key) => {
+                    map.insert(k.kid.clone(), key);
+                }
+                Err(e) => tracing::warn!(kid = %k.kid, reason = %e, "public key skipped"),
+            }
+        }
+        *self.public.write().unwrap_or_else(|e| e.into_inner()) = map;
+    }
+
+    /// The ids of the public keys held now.
+    pub fn key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .public
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The public halves of the signing keys (in the registry; empty elsewhere).
+    pub fn published(&self) -> Result<Vec<PublicKey>, AuthError> {
+        match &self.signing {
+            Some(s) => s.read().unwrap_or_else(|e| e.into_inner()).set.public(),
+            None => Err(AuthError::CannotSign),
+        }
     }
 
     /// A signed token for `who`, valid for `ttl_seconds` from now (at most `max_ttl`).
@@ -197,16 +406,25 @@ impl Keys {
             exp: now + ttl_seconds,
             jti: uuid::Uuid::new_v4().to_string(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| AuthError::Key(e.to_string()))
+        self.sign(&claims)
     }
 
-    /// Signs `claims` as they are, with the deployment's key: for systems that mint their own
-    /// tokens with the shared key, and for tests of what the services accept. The services
+    /// Signs `claims` as they are, with the registry's current key: for the registry, for an
+    /// operator's command beside it, and for tests of what the services accept. The services
     /// check every claim (times, lifetime, role, scope) whoever signed it.
-    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .map_err(|e| AuthError::Key(e.to_string()))
+    pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, AuthError> {
+        let signing = self.signing.as_ref().ok_or(AuthError::CannotSign)?;
+        let signing = signing.read().unwrap_or_else(|e| e.into_inner());
+        let now = chrono::Utc::now().timestamp();
+        let (kid, _, key) = signing
+            .encoding
+            .iter()
+            .rev()
+            .find(|(_, from, _)| *from <= now)
+            .ok_or_else(|| AuthError::Key("no signing key is active yet".into()))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, claims, key).map_err(|e| AuthError::Key(e.to_string()))
     }
 
     /// The caller a token stands for, if it is genuine, current and well formed.
@@ -243,42 +461,80 @@ impl Keys {
         Ok(who)
     }
 
+    /// The public key a token's header names.
+    fn key_for(&self, token: &str) -> Result<DecodingKey, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| {
+            tracing::debug!(detail = %e, "token refused");
+            AuthError::Malformed("it is not a signed JSON web token".into())
+        })?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(AuthError::Malformed(
+                "it is not signed the way this deployment signs tokens".into(),
+            ));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| AuthError::Malformed("it does not name its signing key (kid)".into()))?;
+        let public = self.public.read().unwrap_or_else(|e| e.into_inner());
+        if public.is_empty() {
+            return Err(AuthError::NoKeysYet);
+        }
+        match public.get(&kid) {
+            Some(key) => Ok(key.clone()),
+            None => {
+                drop(public);
+                self.nudge.notify_one();
+                // The id is the caller's text: named only when it looks like an id.
+                let shown = if kid.len() <= 64
+                    && kid
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    kid
+                } else {
+                    "not shown".to_string()
+                };
+                Err(AuthError::UnknownKey(shown))
+            }
+        }
+    }
+
     fn verify_fully(&self, token: &str, now: i64) -> Result<(Principal, i64), AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                // The parser's words (its algorithms, JSON positions) stay in the log.
-                tracing::debug!(detail = %e, "token refused");
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => AuthError::Expired,
-                    ErrorKind::InvalidSignature => AuthError::BadSignature,
-                    ErrorKind::InvalidIssuer => {
-                        AuthError::Claims("the issuer is not this deployment's".into())
-                    }
-                    ErrorKind::MissingRequiredClaim(claim) => {
+        let key = self.key_for(token)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(|e| {
+            // The parser's words (its algorithms, JSON positions) stay in the log.
+            tracing::debug!(detail = %e, "token refused");
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidIssuer => {
+                    AuthError::Claims("the issuer is not this deployment's".into())
+                }
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::Claims(format!("the claim `{claim}` is missing"))
+                }
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::Malformed(
+                        "it is not signed the way this deployment signs tokens".into(),
+                    )
+                }
+                ErrorKind::Json(j) => match j
+                    .to_string()
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split_once('`'))
+                {
+                    // A claim cezone needs (iat, role, jti …) is absent: say which.
+                    Some((claim, _)) if claim.len() <= 16 => {
                         AuthError::Claims(format!("the claim `{claim}` is missing"))
                     }
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        AuthError::Malformed(
-                            "it is not signed the way this deployment signs tokens".into(),
-                        )
-                    }
-                    ErrorKind::Json(j) => match j
-                        .to_string()
-                        .strip_prefix("missing field `")
-                        .and_then(|rest| rest.split_once('`'))
-                    {
-                        // A claim cezone needs (iat, role, jti …) is absent: say which.
-                        Some((claim, _)) if claim.len() <= 16 => {
-                            AuthError::Claims(format!("the claim `{claim}` is missing"))
-                        }
-                        _ => AuthError::Malformed(
-                            "its claims are not the claims of a cezone token".into(),
-                        ),
-                    },
-                    _ => AuthError::Malformed("it is not a signed JSON web token".into()),
-                }
-            })?;
+                    _ => AuthError::Malformed(
+                        "its claims are not the claims of a cezone token".into(),
+                    ),
+                },
+                _ => AuthError::Malformed("it is not a signed JSON web token".into()),
+            }
+        })?;
         let c = &data.claims;
         if c.iat > now + self.leeway {
             return Err(AuthError::NotYetValid(format!(
@@ -320,70 +576,124 @@ impl Keys {
     }
 }
 
+fn refresh_every(s: &AuthSettings) -> Duration {
+    Duration::from_secs(s.keys_refresh_seconds.max(1))
+}
+
+impl KeySource {
+    async fn fetch(&self) -> Result<Vec<PublicKey>, String> {
+        match self {
+            KeySource::Signing(path) => KeySet::read(path)
+                .and_then(|set| set.public())
+                .map_err(|e| e.to_string()),
+            KeySource::PublicFile(path) => {
+                let text = tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                keyset::parse_jwks(&text).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            KeySource::Registry { url, tls } => {
+                use cezone_proto::registry::v1 as pr;
+                let endpoint = endpoint(url, tls)
+                    .map_err(|e| format!("registry address {url}: {e}"))?
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(Duration::from_secs(10));
+                let channel = endpoint
+                    .connect()
+                    .await
+                    .map_err(|e| format!("cannot reach the registry at {url}: {e}"))?;
+                let answer = pr::registry_service_client::RegistryServiceClient::new(channel)
+                    .get_signing_keys(pr::GetSigningKeysRequest {})
+                    .await
+                    .map_err(|s| format!("the registry at {url} refused: {}", s.message()))?
+                    .into_inner();
+                answer
+                    .keys
+                    .into_iter()
+                    .map(|k| {
+                        let active_from = chrono::DateTime::parse_from_rfc3339(&k.active_from)
+                            .map_err(|_| format!("key {}: bad active_from", k.kid))?
+                            .timestamp();
+                        Ok(PublicKey {
+                            kid: k.kid,
+                            x: k.public_key,
+                            active_from,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Keeps `keys` fresh from `source` while they are in use (the task ends with them).
+fn spawn_refresh(keys: &Arc<Keys>, source: KeySource, every: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak: Weak<Keys> = Arc::downgrade(keys);
+    let nudge = keys.nudge.clone();
+    runtime.spawn(async move {
+        loop {
+            let waiting = match weak.upgrade() {
+                Some(k) => k.public.read().map(|p| p.is_empty()).unwrap_or(true),
+                None => return,
+            };
+            let wait = if waiting {
+                Duration::from_millis(500)
+            } else {
+                every
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                // A token named a key not held: look again, but not more than once a second.
+                _ = nudge.notified() => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+            let Some(k) = weak.upgrade() else { return };
+            let before = k.key_ids();
+            let outcome = match &source {
+                KeySource::Signing(path) => KeySet::read(path)
+                    .and_then(|set| k.install_signing(set))
+                    .map_err(|e| e.to_string()),
+                other => other.fetch().await.map(|public| k.install_public(&public)),
+            };
+            if outcome.is_ok() && before != k.key_ids() {
+                tracing::info!(keys = ?k.key_ids(), "token verification keys updated");
+            }
+            if let Err(e) = outcome {
+                tracing::warn!(reason = %e, "token keys not refreshed; the keys held stay in use");
+            }
+        }
+    });
+}
+
+/// Where to dial `url`: over mutual TLS (as https) when `tls` is given.
+pub fn endpoint(
+    url: &str,
+    tls: &Option<tonic::transport::ClientTlsConfig>,
+) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+    match tls {
+        Some(tls) => {
+            tonic::transport::Endpoint::from_shared(crate::tls::https(url))?.tls_config(tls.clone())
+        }
+        None => tonic::transport::Endpoint::from_shared(url.to_string()),
+    }
+}
 fn principal_of(c: &Claims) -> Result<Principal, String> {
     let role = Role::parse(&c.role)?;
     let unit = c.unit.as_deref().map(UnitId::parse).transpose()?;
     let org_unit = c.org_unit.as_deref().map(OrgUnitId::parse).transpose()?;
     Principal::new(&c.sub, role, unit, org_unit)
 }
-
-fn read_or_create_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
-    let key_err =
-        |what: &str, e: std::io::Error| AuthError::Key(format!("{what} {}: {e}", path.display()));
-    match std::fs::read(path) {
-        Ok(bytes) => return Ok(trim_ascii(bytes)),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(key_err("cannot read", e));
-        }
-        Err(_) => {}
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| key_err("cannot create the folder of", e))?;
-    }
-    let key: [u8; 32] = rand::random();
-    let text = hex::encode(key);
-    // Written whole under a private name, then linked into place: another process starting at
-    // the same moment sees either no key or the whole key, never half of one.
-    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options.open(&tmp).and_then(|mut f| {
-        f.write_all(text.as_bytes())?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(key_err("cannot write", e));
-    }
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            tracing::info!(file = %path.display(), "created a new token signing key");
-            Ok(text.into_bytes())
-        }
-        // Another service of this install created it first.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
-            .map(trim_ascii)
-            .map_err(|e| key_err("cannot read", e)),
-        Err(e) => Err(key_err("cannot create", e)),
-    }
-}
-
-fn trim_ascii(bytes: Vec<u8>) -> Vec<u8> {
-    bytes.trim_ascii().to_vec()
-}
-
-/// The gRPC methods callable without a bearer token: signing in with a password and renewing
-/// with a refresh token, which is how a person gets a token in the first place. Nothing else.
-pub const SIGN_IN_METHODS: [&str; 2] = [
+/// The registry's gRPC methods callable without a bearer token: signing in with a password
+/// and renewing with a refresh token (how a person gets a token in the first place), a
+/// service's token for the service secret, and the public keys tokens are verified with.
+/// Nothing else.
+pub const OPEN_METHODS: [&str; 4] = [
     "/cezone.registry.v1.RegistryService/Login",
     "/cezone.registry.v1.RegistryService/Refresh",
+    "/cezone.registry.v1.RegistryService/IssueServiceToken",
+    "/cezone.registry.v1.RegistryService/GetSigningKeys",
 ];
 
 /// The path of the gRPC call (`/package.Service/Method`), put beside the request by
@@ -395,7 +705,7 @@ pub struct CalledPath(pub String);
 #[derive(Debug, Clone)]
 pub struct Authenticate {
     keys: Arc<Keys>,
-    /// Paths served without a token (see [`SIGN_IN_METHODS`]); empty for most services.
+    /// Paths served without a token (see [`OPEN_METHODS`]); empty for most services.
     open: &'static [&'static str],
 }
 
@@ -433,7 +743,10 @@ impl Interceptor for Authenticate {
                         .map_or_else(|| "unknown".to_string(), |a| a.to_string()),
                     "unauthenticated call refused"
                 );
-                Err(Status::unauthenticated(e.to_string()))
+                Err(match e {
+                    AuthError::NoKeysYet => Status::unavailable(e.to_string()),
+                    e => Status::unauthenticated(e.to_string()),
+                })
             }
         }
     }
@@ -462,15 +775,33 @@ pub fn permit(who: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resul
 }
 
 /// The client side: where the bearer token of outgoing calls comes from.
-#[derive(Debug)]
 enum Source {
-    Fixed(MetadataValue<Ascii>),
-    /// Minted from the deployment's key and renewed at half its lifetime.
+    Fixed(http::HeaderValue),
+    /// Minted from the registry's key (in the registry, or a command beside it) and renewed
+    /// at half its lifetime.
     Minted {
         keys: Arc<Keys>,
         who: Principal,
-        cached: Mutex<Option<(MetadataValue<Ascii>, i64)>>,
+        cached: Mutex<Option<(http::HeaderValue, i64)>>,
     },
+    /// Issued by the registry for the service secret, renewed at half its lifetime.
+    Issued {
+        registry: String,
+        service: String,
+        secret: ServiceSecret,
+        /// (header, renew at, expires at)
+        cached: tokio::sync::Mutex<Option<(http::HeaderValue, i64, i64)>>,
+    },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Fixed(_) => f.write_str("Fixed"),
+            Source::Minted { who, .. } => write!(f, "Minted({})", who.subject),
+            Source::Issued { service, .. } => write!(f, "Issued({service})"),
+        }
+    }
 }
 
 /// A caller's credentials: the bearer token attached to every call (`authorization: Bearer
@@ -481,21 +812,21 @@ pub struct Bearer {
     tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
-pub type AuthChannel = InterceptedService<Channel, Bearer>;
+fn bearer_header(token: &str) -> Result<http::HeaderValue, AuthError> {
+    http::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+        .map_err(|_| AuthError::Malformed("the token is not ASCII".into()))
+}
 
 impl Bearer {
     /// A token given by an operator or another system.
     pub fn token(token: &str) -> Result<Bearer, AuthError> {
-        let value = format!("Bearer {}", token.trim())
-            .parse()
-            .map_err(|_| AuthError::Malformed("the token is not ASCII".into()))?;
         Ok(Bearer {
-            source: Arc::new(Source::Fixed(value)),
+            source: Arc::new(Source::Fixed(bearer_header(token)?)),
             tls: None,
         })
     }
 
-    /// Tokens for `who`, minted from the deployment's key as they are needed.
+    /// Tokens for `who`, minted from the registry's key as they are needed.
     pub fn minted(keys: Arc<Keys>, who: Principal) -> Bearer {
         Bearer {
             source: Arc::new(Source::Minted {
@@ -507,10 +838,18 @@ impl Bearer {
         }
     }
 
-    /// A cezone service calling another one.
-    pub fn service(keys: Arc<Keys>, name: &str) -> Bearer {
-        let who = Principal::new(name, Role::Service, None, None).expect("service names are valid");
-        Bearer::minted(keys, who)
+    /// A cezone service (`name`, one of [`SERVICES`]) calling another one with a token the
+    /// registry at `services.registry_url` issues it for the service secret.
+    pub fn service(settings: &Settings, name: &str) -> Result<Bearer, AuthError> {
+        Ok(Bearer {
+            source: Arc::new(Source::Issued {
+                registry: settings.services.registry_url.clone(),
+                service: name.to_string(),
+                secret: ServiceSecret::load(&settings.auth)?,
+                cached: tokio::sync::Mutex::new(None),
+            }),
+            tls: None,
+        })
     }
 
     /// Channels made with `endpoint` present this client certificate (None: plain HTTP/2).
@@ -525,18 +864,15 @@ impl Bearer {
         &self,
         url: &str,
     ) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
-        match &self.tls {
-            Some(tls) => tonic::transport::Endpoint::from_shared(crate::tls::https(url))?
-                .tls_config(tls.clone()),
-            None => tonic::transport::Endpoint::from_shared(url.to_string()),
-        }
+        endpoint(url, &self.tls)
     }
 
-    pub fn attach(&self, channel: Channel) -> AuthChannel {
-        InterceptedService::new(channel, self.clone())
+    pub fn attach(&self, channel: tonic::transport::Channel) -> AuthChannel {
+        AuthChannel::new(channel, self.clone())
     }
 
-    fn header(&self) -> Result<MetadataValue<Ascii>, Status> {
+    /// The `authorization` header value of the next call.
+    pub async fn header(&self) -> Result<http::HeaderValue, Status> {
         match &*self.source {
             Source::Fixed(v) => Ok(v.clone()),
             Source::Minted { keys, who, cached } => {
@@ -551,32 +887,85 @@ impl Bearer {
                 let token = keys
                     .issue(who, ttl)
                     .map_err(|e| Status::internal(e.to_string()))?;
-                let v: MetadataValue<Ascii> = format!("Bearer {token}")
-                    .parse()
-                    .map_err(|_| Status::internal("a minted token is not ASCII"))?;
+                let v = bearer_header(&token).map_err(|e| Status::internal(e.to_string()))?;
                 *slot = Some((v.clone(), now + ttl / 2));
                 Ok(v)
             }
+            Source::Issued {
+                registry,
+                service,
+                secret,
+                cached,
+            } => {
+                let mut slot = cached.lock().await;
+                let now = chrono::Utc::now().timestamp();
+                if let Some((v, renew_at, _)) = &*slot
+                    && now < *renew_at
+                {
+                    return Ok(v.clone());
+                }
+                match self.ask_registry(registry, service, secret).await {
+                    Ok((v, exp)) => {
+                        *slot = Some((v.clone(), now + (exp - now) / 2, exp));
+                        Ok(v)
+                    }
+                    // The registry is away at renewal: the token held serves while it lasts.
+                    Err(e) => match &*slot {
+                        Some((v, _, exp)) if now + 30 < *exp => {
+                            tracing::warn!(reason = %e.message(), "service token not renewed yet");
+                            Ok(v.clone())
+                        }
+                        _ => Err(e),
+                    },
+                }
+            }
         }
     }
-}
 
-impl Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let v = self.header()?;
-        req.metadata_mut().insert("authorization", v);
-        Ok(req)
+    async fn ask_registry(
+        &self,
+        registry: &str,
+        service: &str,
+        secret: &ServiceSecret,
+    ) -> Result<(http::HeaderValue, i64), Status> {
+        use cezone_proto::registry::v1 as pr;
+        let channel = self
+            .endpoint(registry)
+            .map_err(|e| Status::internal(format!("registry address {registry}: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "cannot reach the registry at {registry} for a service token: {e}"
+                ))
+            })?;
+        let answer = pr::registry_service_client::RegistryServiceClient::new(channel)
+            .issue_service_token(pr::IssueServiceTokenRequest {
+                service: service.to_string(),
+                secret: secret.text(),
+            })
+            .await?
+            .into_inner();
+        let exp = chrono::DateTime::parse_from_rfc3339(&answer.expires_at)
+            .map_err(|_| Status::internal("the registry's service token has no expiry"))?
+            .timestamp();
+        let v = bearer_header(&answer.access_token).map_err(|e| Status::internal(e.to_string()))?;
+        Ok((v, exp))
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::settings::Settings;
 
     fn keys() -> Keys {
-        let s = Settings::defaults().auth;
-        Keys::from_secret(b"0123456789abcdef0123456789abcdef", &s).unwrap()
+        keys_of(KeySet::generate().unwrap())
+    }
+
+    fn keys_of(set: KeySet) -> Keys {
+        Keys::from_keyset(set, &Settings::defaults().auth).unwrap()
     }
 
     fn office() -> Principal {
@@ -604,13 +993,14 @@ mod tests {
         let k = keys();
         let expired = k.issue(&office(), -3600).unwrap();
         assert!(matches!(k.verify(&expired), Err(AuthError::Expired)));
-        let other = Keys::from_secret(
-            b"another key of thirty-two bytes!!",
-            &Settings::defaults().auth,
-        )
-        .unwrap();
-        let forged = other.issue(&office(), 600).unwrap();
+        // Another key under the same id: the signature does not match.
+        let mut other = KeySet::generate().unwrap();
+        other.keys[0].kid = k.key_ids()[0].clone();
+        let forged = keys_of(other).issue(&office(), 600).unwrap();
         assert!(matches!(k.verify(&forged), Err(AuthError::BadSignature)));
+        // A key the deployment never had.
+        let stranger = keys().issue(&office(), 600).unwrap();
+        assert!(matches!(k.verify(&stranger), Err(AuthError::UnknownKey(_))));
         for junk in ["", "abc", "a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."] {
             assert!(
                 matches!(k.verify(junk), Err(AuthError::Malformed(_))),
@@ -646,27 +1036,15 @@ mod tests {
     #[test]
     fn a_token_with_an_unknown_role_names_it() {
         let k = keys();
-        let claims = Claims {
-            sub: "mallory".into(),
-            role: "root".into(),
-            unit: None,
-            org_unit: None,
-            iss: "cezone".into(),
-            iat: chrono::Utc::now().timestamp(),
-            nbf: None,
-            exp: chrono::Utc::now().timestamp() + 600,
-            jti: "x".into(),
-        };
-        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding).unwrap();
+        let t = signed(&k, |c| c.role = "root".into());
         match k.verify(&t) {
             Err(AuthError::Claims(m)) => assert!(m.contains("'root'"), "{m}"),
             other => panic!("{other:?}"),
         }
     }
 
-    /// Signs `claims` as the deployment would (its key, HS256): what someone holding the key,
-    /// or a careless integration, could send.
-    fn signed(k: &Keys, f: impl FnOnce(&mut Claims)) -> String {
+    /// The office's claims for ten minutes from now, changed by `f`.
+    fn claims(f: impl FnOnce(&mut Claims)) -> Claims {
         let now = chrono::Utc::now().timestamp();
         let mut claims = Claims {
             sub: "alice".into(),
@@ -680,7 +1058,13 @@ mod tests {
             jti: "x".into(),
         };
         f(&mut claims);
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding).unwrap()
+        claims
+    }
+
+    /// Signs `claims` as the registry would (its key): what someone holding the key, or a
+    /// careless integration, could send.
+    fn signed(k: &Keys, f: impl FnOnce(&mut Claims)) -> String {
+        k.sign(&claims(f)).unwrap()
     }
 
     #[test]
@@ -725,7 +1109,7 @@ mod tests {
                 iss: "cezone",
                 exp: now + 600,
             };
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &k.encoding).unwrap()
+            k.sign(&c).unwrap()
         };
         assert!(matches!(k.verify(&no_iat), Err(AuthError::Claims(m)) if m.contains("iat")));
         // Nothing refused was remembered.
@@ -811,7 +1195,7 @@ mod tests {
     #[test]
     fn only_the_sign_in_methods_pass_without_a_token() {
         let _one = REFUSAL_LOG.lock().unwrap_or_else(|e| e.into_inner());
-        let mut check = Authenticate::allowing(Arc::new(keys()), &SIGN_IN_METHODS);
+        let mut check = Authenticate::allowing(Arc::new(keys()), &OPEN_METHODS);
         let call = |check: &mut Authenticate, path: Option<&str>| {
             let mut req = Request::new(());
             if let Some(p) = path {
@@ -819,7 +1203,7 @@ mod tests {
             }
             check.call(req)
         };
-        for open in SIGN_IN_METHODS {
+        for open in OPEN_METHODS {
             assert!(call(&mut check, Some(open)).is_ok(), "{open}");
             // Every other service refuses them without a token.
             assert!(call(&mut Authenticate::new(Arc::new(keys())), Some(open)).is_err());
@@ -839,31 +1223,80 @@ mod tests {
     fn a_token_of_another_issuer_is_refused() {
         let mut other = Settings::defaults().auth;
         other.issuer = "another-system".into();
-        let theirs = Keys::from_secret(b"0123456789abcdef0123456789abcdef", &other).unwrap();
+        let set = KeySet::generate().unwrap();
+        let theirs = Keys::from_keyset(set.clone(), &other).unwrap();
         let t = theirs.issue(&office(), 600).unwrap();
-        match keys().verify(&t) {
+        match keys_of(set).verify(&t) {
             Err(AuthError::Claims(m)) => assert!(m.contains("issuer"), "{m}"),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn short_keys_are_refused() {
-        let e = Keys::from_secret(b"short", &Settings::defaults().auth).unwrap_err();
+    fn short_service_secrets_are_refused() {
+        let e = ServiceSecret::new(b"short".to_vec()).unwrap_err();
         assert!(e.to_string().contains("at least 32"), "{e}");
+    }
+
+    #[test]
+    fn the_service_secret_cannot_sign_a_token() {
+        let k = keys();
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let claims = claims(|c| c.sub = "mallory".into());
+        // As tokens were signed before the registry alone signed them: HS256 with a shared key.
+        for kid in [None, Some(k.key_ids()[0].clone())] {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = kid;
+            let t =
+                jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap();
+            match k.verify(&t) {
+                Err(AuthError::Malformed(m)) => assert!(m.contains("not signed the way"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // And a process holding public keys only cannot mint one.
+        let verifier = Keys::from_public(&k.published().unwrap(), &Settings::defaults().auth);
+        assert!(matches!(
+            verifier.issue(&office(), 60),
+            Err(AuthError::CannotSign)
+        ));
+        let t = k.issue(&office(), 60).unwrap();
+        assert_eq!(verifier.verify(&t).unwrap(), office());
+    }
+
+    #[test]
+    fn after_a_rotation_old_and_new_tokens_verify_and_the_new_key_signs() {
+        let mut set = KeySet::generate().unwrap();
+        let old = keys_of(set.clone());
+        let before = old.issue(&office(), 600).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let (new, dropped) = set.rotate(now, now, 86_400).unwrap();
+        assert!(dropped.is_empty());
+        let rotated = keys_of(set.clone());
+        let after = rotated.issue(&office(), 600).unwrap();
+        let kid = jsonwebtoken::decode_header(&after).unwrap().kid.unwrap();
+        assert_eq!(kid, new.kid);
+        let verifier = Keys::from_public(&set.public().unwrap(), &Settings::defaults().auth);
+        for t in [&before, &after] {
+            assert_eq!(verifier.verify(t).unwrap(), office());
+        }
+        // A service that has not seen the new key yet refuses its tokens, naming the key.
+        match old.verify(&after) {
+            Err(AuthError::UnknownKey(k)) => assert_eq!(k, new.kid),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn the_key_file_is_created_once_and_then_reused() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Settings::defaults().auth;
-        s.secret = String::new();
-        s.secret_file = dir.path().join("keys/cezone.key");
+        s.signing_keys_file = dir.path().join("keys/signing.json");
         assert!(
             Keys::load_existing(&s).is_err(),
             "a command never makes a key"
         );
-        assert!(!s.secret_file.exists());
+        assert!(!s.signing_keys_file.exists());
         let a = Keys::load(&s).unwrap();
         let b = Keys::load_existing(&s).unwrap();
         let t = a.issue(&office(), 60).unwrap();
@@ -871,7 +1304,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&s.secret_file)
+            let mode = std::fs::metadata(&s.signing_keys_file)
                 .unwrap()
                 .permissions()
                 .mode();

@@ -24,10 +24,18 @@ pub struct Settings {
     pub auth: AuthSettings,
 }
 
-/// Bearer tokens: the HS256 key every service of a deployment shares, and token lifetimes.
+/// Bearer tokens: the registry's signing keys, where the other services find the public
+/// keys, the service secret, and token lifetimes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthSettings {
-    /// The key itself (at least 32 bytes). Empty: read `secret_file`, creating it if missing.
+    /// The registry's Ed25519 signing keys (created with one key if missing).
+    pub signing_keys_file: PathBuf,
+    /// A JSON Web Key Set of the public keys; empty: fetched from the registry.
+    pub public_keys_file: PathBuf,
+    /// How often the keys are re-read or re-fetched, in seconds.
+    pub keys_refresh_seconds: u64,
+    /// The service secret itself (at least 32 bytes). Empty: read `secret_file`, creating it
+    /// if missing.
     pub secret: String,
     pub secret_file: PathBuf,
     /// The `iss` claim tokens carry and must carry.
@@ -242,11 +250,8 @@ impl Settings {
         &self,
         connection_name: &str,
     ) -> Result<cezone_bus::BusConfig, crate::auth::AuthError> {
-        let keys = crate::auth::Keys::load(&self.auth)?;
-        Ok(self
-            .bus
-            .config(connection_name)
-            .signed_with(keys.event_key()))
+        let event_key = crate::auth::event_key(&self.auth)?;
+        Ok(self.bus.config(connection_name).signed_with(event_key))
     }
 
     pub fn defaults() -> Settings {
@@ -470,6 +475,20 @@ impl Settings {
                 "auth.secret",
                 &"***",
                 "must be at least 32 bytes, or empty to use auth.secret_file",
+            ));
+        }
+        if !(1..=86_400).contains(&self.auth.keys_refresh_seconds) {
+            return Err(bad(
+                "auth.keys_refresh_seconds",
+                &self.auth.keys_refresh_seconds,
+                "must be between 1 and 86400 (a day)",
+            ));
+        }
+        if self.auth.signing_keys_file.as_os_str().is_empty() {
+            return Err(bad(
+                "auth.signing_keys_file",
+                &"",
+                "must name the registry's signing key file",
             ));
         }
         if !(1..=525_600).contains(&self.auth.max_token_minutes) {

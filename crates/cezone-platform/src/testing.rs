@@ -82,7 +82,7 @@ pub async fn test_env(backend: Backend) -> TestEnv {
         Backend::Postgres => fresh_postgres_database().await,
     };
     s.evidence.storage_root = dir.path().join("evidence");
-    s.auth.secret = test_secret().to_string();
+    use_test_keys(&mut s.auth);
     TestEnv { settings: s, dir }
 }
 
@@ -111,10 +111,40 @@ pub fn test_secret() -> &'static str {
     SECRET.get_or_init(random_secret)
 }
 
+/// The token keys of every test deployment on this machine, made once: the registry's signing
+/// keys and their public halves as a JSON Web Key Set (what services verify with when
+/// `auth.public_keys_file` is set), in the temporary directory.
+pub fn test_key_files() -> &'static (std::path::PathBuf, std::path::PathBuf) {
+    static FILES: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = std::env::temp_dir().join("cezone-test-keys");
+        let signing = dir.join("signing.json");
+        let public = dir.join("public.json");
+        let set = crate::auth::keyset::KeySet::read_or_create(&signing)
+            .expect("the test signing keys can be made");
+        let jwks = crate::auth::keyset::to_jwks(&set.public().expect("public keys"));
+        // Written aside and renamed: concurrent test processes write the same text.
+        let tmp = dir.join(format!("public-{}.json", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&tmp, jwks).expect("the test public keys can be written");
+        std::fs::rename(&tmp, &public).expect("the test public keys can be written");
+        (signing, public)
+    })
+}
+
+/// Test auth settings: the machine's test signing keys, services verifying with their public
+/// key file (no registry needed), and the process's test service secret.
+pub fn use_test_keys(auth: &mut crate::settings::AuthSettings) {
+    let (signing, public) = test_key_files();
+    auth.signing_keys_file = signing.clone();
+    auth.public_keys_file = public.clone();
+    auth.secret = test_secret().to_string();
+}
+
 /// Calls as an unscoped caller of `role` to services started by `test_env`.
 pub fn as_role(role: cezone_domain::access::Role) -> crate::auth::Bearer {
     let mut s = crate::settings::Settings::defaults();
-    s.auth.secret = test_secret().to_string();
+    use_test_keys(&mut s.auth);
     bearer_for(&s, role)
 }
 
@@ -124,7 +154,7 @@ pub fn office() -> crate::auth::Bearer {
 }
 
 impl TestEnv {
-    /// The signing key of this test's deployment.
+    /// The signing keys of this test's deployment.
     pub fn keys(&self) -> std::sync::Arc<crate::auth::Keys> {
         crate::auth::Keys::load(&self.settings.auth).expect("the test key is valid")
     }

@@ -12,15 +12,18 @@ use cezone_proto::registry::v1::registry_service_server::RegistryService;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
-use crate::{accounts, frameworks, org_units};
+use crate::{accounts, frameworks, org_units, service_tokens};
 
 #[derive(Debug, Clone)]
 pub struct RegistryApi {
     pub db: DatabaseConnection,
     /// Woken after a committed change whose event sits in the outbox.
     pub relay: cezone_bus::outbox::RelayHandle,
-    /// The deployment's key: signs the access tokens of people signing in.
+    /// The registry's signing keys: sign the access tokens of people signing in and of
+    /// services.
     pub keys: std::sync::Arc<cezone_platform::auth::Keys>,
+    /// What a service proves itself with to get a token.
+    pub secret: cezone_platform::auth::ServiceSecret,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -384,6 +387,24 @@ impl RegistryService for RegistryApi {
     async fn refresh(&self, req: Request<pr::RefreshRequest>) -> Reply<pr::LoginResponse> {
         let issued = accounts::refresh(&self.db, &self.keys, &req.get_ref().refresh_token).await?;
         ok(issued.to_proto())
+    }
+
+    async fn get_signing_keys(
+        &self,
+        _req: Request<pr::GetSigningKeysRequest>,
+    ) -> Reply<pr::SigningKeys> {
+        ok(service_tokens::signing_keys(&self.keys)?)
+    }
+
+    async fn issue_service_token(
+        &self,
+        req: Request<pr::IssueServiceTokenRequest>,
+    ) -> Reply<pr::ServiceToken> {
+        ok(service_tokens::issue(
+            &self.keys,
+            &self.secret,
+            req.get_ref(),
+        )?)
     }
 
     async fn logout(&self, req: Request<pr::LogoutRequest>) -> Reply<pr::LogoutResponse> {

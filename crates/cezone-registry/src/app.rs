@@ -28,6 +28,7 @@ impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "registry").await?;
         let keys = cezone_platform::auth::Keys::load(&settings.auth)?;
+        let secret = cezone_platform::auth::ServiceSecret::load(&settings.auth)?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let listener = bind(&settings.grpc.host, settings.registry.port).await?;
         let shutdown = CancellationToken::new();
@@ -42,6 +43,7 @@ impl Application {
             db: db.clone(),
             relay: relay.clone(),
             keys: keys.clone(),
+            secret,
         };
         let max = settings.grpc.max_message_bytes;
         let svc = RegistryServiceServer::new(api)
@@ -50,8 +52,9 @@ impl Application {
         let tls = cezone_platform::tls::server_config(&settings.grpc)?;
         let running = spawn(
             listener,
-            // Signing in and refreshing are how a person gets a token: they alone need none.
-            routes_allowing(svc, keys, &cezone_platform::auth::SIGN_IN_METHODS).await,
+            // Signing in and refreshing are how a person gets a token, a service token how a
+            // service does, and the public keys are public: they alone need none.
+            routes_allowing(svc, keys, &cezone_platform::auth::OPEN_METHODS).await,
             tls,
             settings.grpc.max_connections,
         )?;

@@ -9,6 +9,7 @@ mod entities;
 mod frameworks;
 mod migration;
 mod org_units;
+mod service_tokens;
 
 pub use app::Application;
 

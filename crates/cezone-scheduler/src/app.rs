@@ -37,7 +37,8 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "scheduler").await?;
-        let (keys, bearer) = cezone_platform::auth::service_credentials(settings, "scheduler")?;
+        let (keys, bearer) =
+            cezone_platform::auth::service_credentials(settings, "scheduler").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let scheduler = Scheduler::new(settings, db.clone(), clock, &bearer)?;
         let shutdown = CancellationToken::new();

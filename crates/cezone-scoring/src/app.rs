@@ -38,7 +38,8 @@ impl Application {
     /// in the background.
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "scoring").await?;
-        let (keys, bearer) = cezone_platform::auth::service_credentials(settings, "scoring")?;
+        let (keys, bearer) =
+            cezone_platform::auth::service_credentials(settings, "scoring").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let shutdown = CancellationToken::new();
         let relay = Relay::spawn_with(

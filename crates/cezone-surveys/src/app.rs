@@ -26,7 +26,8 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let db = db::connect(&settings.database, "surveys").await?;
-        let (keys, bearer) = cezone_platform::auth::service_credentials(settings, "surveys")?;
+        let (keys, bearer) =
+            cezone_platform::auth::service_credentials(settings, "surveys").await?;
         db::migrate::<Migrator>(&db, LOCK_KEY).await?;
         let max = settings.grpc.max_message_bytes;
         let shutdown = CancellationToken::new();

@@ -210,6 +210,25 @@ impl Backends {
         Ok(by_unit.into_values().collect())
     }
 
+    /// The registry's public token keys as a JSON Web Key Set.
+    pub async fn jwks(&self) -> Result<String, Status> {
+        let keys = self
+            .registry
+            .clone()
+            .get_signing_keys(pr::GetSigningKeysRequest {})
+            .await?
+            .into_inner()
+            .keys
+            .into_iter()
+            .map(|k| cezone_platform::auth::keyset::PublicKey {
+                kid: k.kid,
+                x: k.public_key,
+                active_from: 0,
+            })
+            .collect::<Vec<_>>();
+        Ok(cezone_platform::auth::keyset::to_jwks(&keys))
+    }
+
     async fn calendar(&self) -> Result<CalendarView, Status> {
         let cal = self
             .registry

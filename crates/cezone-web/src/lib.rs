@@ -20,7 +20,7 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cezone_platform::auth::{AuthChannel, Bearer, Keys};
+use cezone_platform::auth::{AuthChannel, Bearer};
 use cezone_platform::settings::Settings;
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
@@ -91,10 +91,11 @@ impl Application {
         let s = &settings.services;
         let max = settings.grpc.max_message_bytes;
         // The page reads as a service; it changes nothing.
-        let keys = Keys::load(&settings.auth).map_err(|e| WebError::Auth(e.to_string()))?;
         let tls = cezone_platform::tls::client_config(&settings.grpc)
             .map_err(|e| WebError::Auth(e.message))?;
-        let bearer = Bearer::service(keys, "web").with_tls(tls);
+        let bearer = Bearer::service(settings, "web")
+            .map_err(|e| WebError::Auth(e.to_string()))?
+            .with_tls(tls);
         let backends = Backends::new(
             lazy(&s.scoring_url, &bearer)?,
             lazy(&s.registry_url, &bearer)?,
@@ -272,6 +273,7 @@ fn router(state: AppState) -> Router {
         .route("/api/scoreboard", get(scoreboard))
         .route("/api/events", get(events))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(state)
 }
 
@@ -396,6 +398,28 @@ async fn scoreboard(State(state): State<AppState>) -> Response {
             (
                 code,
                 axum::Json(serde_json::json!({ "error": status.message() })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The public keys cezone tokens are verified with, for systems that verify them themselves.
+async fn jwks(State(state): State<AppState>) -> Response {
+    match state.backends.jwks().await {
+        Ok(set) => (
+            [
+                (header::CONTENT_TYPE, "application/jwk-set+json"),
+                (header::CACHE_CONTROL, "max-age=60"),
+            ],
+            set,
+        )
+            .into_response(),
+        Err(status) => {
+            tracing::warn!(code = ?status.code(), message = status.message(), "signing keys unavailable");
+            (
+                StatusCode::BAD_GATEWAY,
+                axum::Json(serde_json::json!({ "error": "the registry cannot be reached for its signing keys" })),
             )
                 .into_response()
         }

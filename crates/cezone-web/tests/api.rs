@@ -808,6 +808,32 @@ async fn people_sign_in_use_their_token_and_refresh(backend: Backend) {
     let refresh = pair["refreshToken"].as_str().unwrap().to_string();
     assert!(!pair["expiresAt"].as_str().unwrap().is_empty());
 
+    // Signed by the registry's key, whose public half anyone may fetch: as the API's answer
+    // and as a JSON Web Key Set for systems that verify our tokens themselves.
+    let kid = {
+        use base64::Engine as _;
+        let head = access.split('.').next().unwrap();
+        let head: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(head)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(head["alg"], "EdDSA");
+        head["kid"].as_str().unwrap().to_string()
+    };
+    let keys = anonymous.get("/api/v1/registry/GetSigningKeys").await;
+    assert_eq!(keys.status, 200, "{}", String::from_utf8_lossy(&keys.body));
+    assert_eq!(keys.json()["keys"][0]["kid"], kid.as_str());
+    let jwks = anonymous.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks.status, 200, "{}", String::from_utf8_lossy(&jwks.body));
+    assert_eq!(jwks.headers["content-type"], "application/jwk-set+json");
+    let set = jwks.json();
+    assert_eq!(set["keys"][0]["kid"], kid.as_str());
+    assert_eq!(set["keys"][0]["kty"], "OKP");
+    assert_eq!(set["keys"][0]["crv"], "Ed25519");
+    assert_eq!(set["keys"][0]["x"], keys.json()["keys"][0]["publicKey"]);
+
     // The token is good on the other services' reads, and carries the account's role.
     let me = office.as_(Some(access.clone()));
     let a = me.get("/api/v1/registry/ListOrgUnits").await;

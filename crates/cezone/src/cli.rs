@@ -49,6 +49,10 @@ pub enum Command {
     /// Bearer tokens for people and systems calling the services.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The registry's token signing keys (auth.signing_keys_file): list, rotate, export the
+    /// public keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// The services' hash-chained audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -385,7 +389,8 @@ pub enum ScoresCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Sign a token with the deployment's key (auth.secret or auth.secret_file) and print it.
+    /// Sign a token with the registry's key (auth.signing_keys_file, on the registry's
+    /// machine) and print it.
     Issue {
         /// Who the token is for; recorded in the audit log with every change made with it.
         #[arg(long)]
@@ -402,6 +407,35 @@ pub enum TokenCommand {
         /// Lifetime in minutes (default: auth.token_minutes).
         #[arg(long)]
         minutes: Option<u64>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Each key: its id, when it signs from, and whether it signs now, is next, or only still
+    /// verifies tokens it signed (until when).
+    List {
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Add the next signing key. It signs from a few minutes on (by default twice
+    /// auth.keys_refresh_seconds and the leeway), so every service has fetched its public key
+    /// before its first token arrives; the key it replaces verifies until its tokens have
+    /// expired, and keys past that are dropped. The registry re-reads the file: no restart.
+    /// Run on the registry's machine (the file is created if missing).
+    Rotate {
+        /// Minutes until the new key signs (0: at once; services that have not fetched it
+        /// yet refuse its tokens until they do).
+        #[arg(long)]
+        activate_in: Option<u64>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the public keys as a JSON Web Key Set: for auth.public_keys_file, or another
+    /// system verifying cezone tokens.
+    Public {
         #[arg(long, env = "CEZONE_CONFIG")]
         config: Option<PathBuf>,
     },

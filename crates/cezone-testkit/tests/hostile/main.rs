@@ -6,6 +6,7 @@ mod bad_input;
 mod hardening;
 mod mtls;
 mod review;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -512,16 +513,43 @@ async fn bad_tokens_are_unauthenticated_and_change_nothing(backend: Backend) {
     let s = spawn(backend).await;
     let office = p(Role::EvaluationOffice, None, None);
     let before = s.audit_entries("registry").await;
-    let other_keys = Keys::from_secret(
-        b"a key this deployment never had!!",
-        &cezone_platform::Settings::defaults().auth,
-    )
-    .unwrap();
+    use cezone_platform::auth::keyset::KeySet;
+    let defaults = cezone_platform::Settings::defaults().auth;
+    let other_keys = Keys::from_keyset(KeySet::generate().unwrap(), &defaults).unwrap();
+    // Another key under the id of the registry's own.
+    let mut impostor = KeySet::generate().unwrap();
+    impostor.keys[0].kid = s.keys.key_ids()[0].clone();
+    let impostor = Keys::from_keyset(impostor, &defaults).unwrap();
+    // What holding the service secret allows: an HS256 token, as tokens were once signed.
+    let with_secret = {
+        let now = chrono::Utc::now().timestamp();
+        let claims = cezone_platform::auth::Claims {
+            sub: "mallory".into(),
+            role: "evaluation_office".into(),
+            unit: None,
+            org_unit: None,
+            iss: defaults.issuer.clone(),
+            iat: now,
+            nbf: None,
+            exp: now + 600,
+            jti: "x".into(),
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(
+                cezone_platform::testing::test_secret().as_bytes(),
+            ),
+        )
+        .unwrap()
+    };
     let cases = [
         ("missing", None),
         ("malformed", Some("not-a-jwt".to_string())),
         ("expired", Some(s.keys.issue(&office, -3600).unwrap())),
         ("forged", Some(other_keys.issue(&office, 600).unwrap())),
+        ("impostor", Some(impostor.issue(&office, 600).unwrap())),
+        ("service secret", Some(with_secret)),
     ];
     for (what, token) in cases {
         let channel = cezone_client::connect_plain(&s.services.registry.url())

@@ -343,6 +343,9 @@ pub fn api() -> Api {
     a.unary::<pr::LoginRequest, pr::LoginResponse>(Registry, "Login", false);
     a.unary::<pr::RefreshRequest, pr::LoginResponse>(Registry, "Refresh", false);
     a.unary::<pr::LogoutRequest, pr::LogoutResponse>(Registry, "Logout", false);
+    // The registry's public keys (also at /.well-known/jwks.json) and a service's token.
+    a.unary::<pr::GetSigningKeysRequest, pr::SigningKeys>(Registry, "GetSigningKeys", true);
+    a.unary::<pr::IssueServiceTokenRequest, pr::ServiceToken>(Registry, "IssueServiceToken", false);
 
     // Evidence.
     a.unary::<pe::ReviewRequest, pe::Evidence>(Evidence, "Review", false);

@@ -51,6 +51,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Schedule(cmd) => async_command(ops::schedule(cmd)),
         Command::Snapshot(cmd) => async_command(ops::snapshot(cmd)),
         Command::Token(cmd) => access::token(cmd),
+        Command::Keys(cmd) => access::keys(cmd),
         Command::Audit(cmd) => async_command(access::audit(cmd)),
         Command::User(cmd) => async_command(users::run(cmd)),
         Command::Login(args) => async_command(users::login(args)),

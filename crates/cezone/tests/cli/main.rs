@@ -324,6 +324,33 @@ fn token_issue_signs_a_token_the_services_accept_and_refuses_an_incomplete_scope
             .output()
             .unwrap()
     };
+    // No registry has run here: there is no key to sign with, and the command says where.
+    let out = run(&["token", "issue", "--subject", "x", "--role", "inspector"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("auth.signing_keys_file"),
+        "{}",
+        stderr(&out)
+    );
+    // `keys rotate` on a fresh machine makes the first key; at once with --activate-in 0.
+    let out = run(&["keys", "rotate", "--activate-in", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout_of(&out).contains("new key"), "{}", stdout_of(&out));
+    let out = run(&["keys", "rotate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout_of(&run(&["keys", "list"]));
+    assert_eq!(listed.matches("签发中 signing").count(), 1, "{listed}");
+    assert_eq!(listed.matches("待启用 next").count(), 1, "{listed}");
+    assert!(listed.contains("+08:00"), "{listed}");
+    let jwks: serde_json::Value =
+        serde_json::from_str(&stdout_of(&run(&["keys", "public"]))).expect("a JSON Web Key Set");
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert!(jwks["keys"][0].get("private_key").is_none(), "{jwks}");
+    let bad = run(&["keys", "rotate", "--activate-in", "99999"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--activate-in"), "{}", stderr(&bad));
+
     let out = run(&[
         "token",
         "issue",
@@ -341,8 +368,8 @@ fn token_issue_signs_a_token_the_services_accept_and_refuses_an_incomplete_scope
     assert!(out.status.success(), "{}", stderr(&out));
     let token = stdout_of(&out).trim().to_string();
     let mut settings = cezone_platform::Settings::defaults();
-    settings.auth.secret = secret.clone();
-    let who = cezone_platform::auth::Keys::load(&settings.auth)
+    settings.auth.signing_keys_file = dir.path().join(&settings.auth.signing_keys_file);
+    let who = cezone_platform::auth::Keys::load_existing(&settings.auth)
         .unwrap()
         .verify(&token)
         .unwrap();

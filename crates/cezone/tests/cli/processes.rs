@@ -47,6 +47,15 @@ impl Deployment {
                 "CEZONE__AUTH__SECRET".to_string(),
                 cezone_platform::testing::test_secret().to_string(),
             ),
+            // The registry signs with the tests' keys; the other processes fetch its public
+            // keys from it, as a deployment across machines does.
+            (
+                "CEZONE__AUTH__SIGNING_KEYS_FILE".to_string(),
+                cezone_platform::testing::test_key_files()
+                    .0
+                    .display()
+                    .to_string(),
+            ),
             (
                 "CEZONE__EVIDENCE__STORAGE_ROOT".to_string(),
                 dir.path().join("evidence").display().to_string(),
