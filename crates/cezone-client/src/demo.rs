@@ -296,6 +296,7 @@ pub async fn create_accounts(
                 unit: a.unit.clone(),
                 org_unit: a.org_unit.clone(),
                 password: DEMO_PASSWORD.into(),
+                email: String::new(),
             })
             .await;
         match created {

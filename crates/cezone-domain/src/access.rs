@@ -197,6 +197,8 @@ pub enum Action<'a> {
     ReadAudit,
     /// Create, list, disable accounts of people and reset their passwords.
     ManageAccounts,
+    /// Read the e-mail addresses of a unit's accounts, to send it reminders.
+    ReadRecipients,
 }
 
 impl Action<'_> {
@@ -218,6 +220,7 @@ impl Action<'_> {
             Action::LockPeriod => "lock or unlock a period",
             Action::ReadAudit => "read the audit log",
             Action::ManageAccounts => "manage accounts",
+            Action::ReadRecipients => "read the e-mail addresses of accounts",
         }
     }
 }
@@ -271,6 +274,8 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
         Action::RunSchedule => only(&[DistrictAdmin, EvaluationOffice]),
         Action::ReadAudit => only(&[EvaluationOffice, Inspector, DistrictAdmin]),
         Action::ManageAccounts => only(&[EvaluationOffice, DistrictAdmin]),
+        // The scheduler sends the reminders; the account managers may see whom it writes to.
+        Action::ReadRecipients => only(&[Service, EvaluationOffice, DistrictAdmin]),
         Action::IngestResponses { org_unit } => match p.role {
             EvaluationOffice => Ok(()),
             Town => within_town(p, org_unit, tree).or_else(deny),

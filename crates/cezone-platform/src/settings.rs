@@ -21,7 +21,17 @@ pub struct Settings {
     pub services: ServiceUrls,
     pub web: WebSettings,
     pub scheduler: SchedulerSettings,
+    pub notify: NotifySettings,
     pub auth: AuthSettings,
+}
+
+/// Reminders by e-mail (the scheduler sends them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifySettings {
+    /// `smtp://[user:password@]host:port[?tls=required]` or `smtps://…`; empty: no e-mail.
+    pub smtp_url: String,
+    /// The sender, `Name <address>` or an address.
+    pub from: String,
 }
 
 /// Bearer tokens: the registry's signing keys, where the other services find the public
@@ -477,6 +487,21 @@ impl Settings {
                 "must be at least 32 bytes, or empty to use auth.secret_file",
             ));
         }
+        let smtp = self.notify.smtp_url.trim();
+        if !smtp.is_empty() && !smtp.starts_with("smtp://") && !smtp.starts_with("smtps://") {
+            return Err(bad(
+                "notify.smtp_url",
+                &mask_url_password(smtp),
+                "must start with smtp:// or smtps:// (or be empty: no e-mail)",
+            ));
+        }
+        if !smtp.is_empty() && !self.notify.from.contains('@') {
+            return Err(bad(
+                "notify.from",
+                &self.notify.from,
+                "must be an address, or a name with <address>",
+            ));
+        }
         if !(1..=86_400).contains(&self.auth.keys_refresh_seconds) {
             return Err(bad(
                 "auth.keys_refresh_seconds",
@@ -526,6 +551,7 @@ impl Settings {
         let mut s = self.clone();
         s.database.url = mask_url_password(&s.database.url);
         s.bus.amqp_url = mask_url_password(&s.bus.amqp_url);
+        s.notify.smtp_url = mask_url_password(&s.notify.smtp_url);
         if !s.auth.secret.is_empty() {
             s.auth.secret = "***".into();
         }

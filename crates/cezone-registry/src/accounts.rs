@@ -234,6 +234,7 @@ pub fn to_proto(m: &account::Model) -> pr::Account {
         created_at: m.created_at.clone(),
         updated_at: m.updated_at.clone(),
         last_login_at: m.last_login_at.clone().unwrap_or_default(),
+        email: m.email.clone().unwrap_or_default(),
     }
 }
 
@@ -269,6 +270,44 @@ async fn audit_refusal(
     audit(&txn, &registry_actor(), action, login, details).await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// The longest e-mail address accepted (RFC 5321's path limit).
+const MAX_EMAIL_CHARS: usize = 254;
+
+/// An e-mail address as reminders are sent to it, or none for the empty string.
+fn email_address(text: &str) -> Result<Option<String>, ApiError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: String| Err(ApiError::invalid("email", why));
+    if t.chars().count() > MAX_EMAIL_CHARS {
+        return bad(format!("is longer than {MAX_EMAIL_CHARS} characters"));
+    }
+    if let Some(c) = t
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || "<>,;:\"()[]\\".contains(*c))
+    {
+        return bad(format!(
+            "{t:?} contains {c:?}; give one address such as li.wei@nanhai.gov.cn"
+        ));
+    }
+    match t.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && local.len() <= 64
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.') =>
+        {
+            Ok(Some(t.to_string()))
+        }
+        _ => bad(format!(
+            "{t:?} is not an e-mail address such as li.wei@nanhai.gov.cn"
+        )),
+    }
 }
 
 fn optional(text: &str) -> Option<&str> {
@@ -331,6 +370,7 @@ pub async fn create(
     Principal::new(&login, role, unit.clone(), org.clone())
         .map_err(|e| ApiError::invalid("login", e))?;
     check_password("password", &r.password)?;
+    let email = email_address(&r.email)?;
     if let Some(o) = &org {
         let Some(u) = org_unit::Entity::find_by_id(o.to_string()).one(db).await? else {
             return Err(ApiError::invalid(
@@ -370,6 +410,7 @@ pub async fn create(
         created_at: Set(at.clone()),
         updated_at: Set(at),
         last_login_at: Set(None),
+        email: Set(email),
     }
     .insert(&txn)
     .await?;
@@ -383,6 +424,7 @@ pub async fn create(
             "role": m.role,
             "unit": m.unit,
             "org_unit": m.org_unit,
+            "email": m.email,
         }),
     )
     .await?;
@@ -400,6 +442,91 @@ pub async fn list(
         .order_by_asc(account::Column::Login)
         .all(db)
         .await?)
+}
+
+/// Changes the display name or e-mail address of an account (those given).
+pub async fn update(
+    db: &DatabaseConnection,
+    who: &Principal,
+    r: &pr::UpdateAccountRequest,
+) -> Result<account::Model, ApiError> {
+    permit(who, &Action::ManageAccounts, None)?;
+    let login = login_name("login", &r.login)?;
+    let name = r.display_name.as_deref().map(display_name).transpose()?;
+    let email = r.email.as_deref().map(email_address).transpose()?;
+    if name.is_none() && email.is_none() {
+        return Err(ApiError::invalid(
+            "display_name",
+            "nothing to change: give display_name, email or both",
+        ));
+    }
+    let txn = db.begin().await?;
+    let m = find(&txn, &login).await?;
+    let mut changed = serde_json::Map::new();
+    let mut a: account::ActiveModel = m.clone().into();
+    if let Some(name) = name
+        && name != m.display_name
+    {
+        changed.insert("display_name".into(), name.clone().into());
+        a.display_name = Set(name);
+    }
+    if let Some(email) = email
+        && email != m.email
+    {
+        changed.insert("email".into(), email.clone().into());
+        a.email = Set(email);
+    }
+    if changed.is_empty() {
+        return Ok(m);
+    }
+    a.updated_at = Set(rfc3339(now()));
+    let m = a.update(&txn).await?;
+    audit(
+        &txn,
+        who,
+        "account.update",
+        &login,
+        serde_json::Value::Object(changed),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(m)
+}
+
+/// The active accounts with an address that act for `unit` (and, for the towns, `org_unit`).
+pub async fn recipients(
+    db: &DatabaseConnection,
+    who: &Principal,
+    r: &pr::ListRecipientsRequest,
+) -> Result<Vec<pr::Recipient>, ApiError> {
+    permit(who, &Action::ReadRecipients, None)?;
+    let unit = UnitId::parse(r.unit.trim()).map_err(|e| ApiError::invalid("unit", e))?;
+    let org = optional(&r.org_unit)
+        .map(OrgUnitId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("org_unit", e))?;
+    let mut q = account::Entity::find()
+        .filter(account::Column::Active.eq(true))
+        .filter(account::Column::Email.is_not_null())
+        .filter(account::Column::Unit.eq(unit.as_str()));
+    q = match &org {
+        Some(o) => q
+            .filter(account::Column::Role.eq(Role::Town.as_str()))
+            .filter(account::Column::OrgUnit.eq(o.as_str())),
+        None => q.filter(account::Column::Role.eq(Role::ResponsibleUnit.as_str())),
+    };
+    Ok(q.order_by_asc(account::Column::Login)
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            Some(pr::Recipient {
+                email: m.email?,
+                login: m.login,
+                display_name: m.display_name,
+            })
+        })
+        .collect())
 }
 
 /// Ends every refresh token of `login`; how many there were.

@@ -389,6 +389,21 @@ impl RegistryService for RegistryApi {
         ok(issued.to_proto())
     }
 
+    async fn update_account(&self, req: Request<pr::UpdateAccountRequest>) -> Reply<pr::Account> {
+        let who = caller(&req)?;
+        let m = accounts::update(&self.db, &who, req.get_ref()).await?;
+        ok(accounts::to_proto(&m))
+    }
+
+    async fn list_recipients(
+        &self,
+        req: Request<pr::ListRecipientsRequest>,
+    ) -> Reply<pr::ListRecipientsResponse> {
+        let who = caller(&req)?;
+        let recipients = accounts::recipients(&self.db, &who, req.get_ref()).await?;
+        ok(pr::ListRecipientsResponse { recipients })
+    }
+
     async fn get_signing_keys(
         &self,
         _req: Request<pr::GetSigningKeysRequest>,

@@ -77,6 +77,8 @@ pub mod account {
         pub created_at: String,
         pub updated_at: String,
         pub last_login_at: Option<String>,
+        /// Where the unit's reminders reach this person.
+        pub email: Option<String>,
     }
 
     /// Without the password hash: a model may end up in a log line.

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
                 service: "registry",
             }),
             Box::new(Accounts),
+            Box::new(AccountEmail),
         ]
     }
 
@@ -122,6 +123,33 @@ impl MigrationTrait for Accounts {
                     .table(refresh_token::Entity)
                     .col(refresh_token::Column::Login)
                     .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// Accounts get an e-mail address (for reminders). A database made after the entity gained the
+/// column already has it from m0003.
+struct AccountEmail;
+
+impl MigrationName for AccountEmail {
+    fn name(&self) -> &str {
+        "m0004_account_email"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for AccountEmail {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.has_column("registry_accounts", "email").await? {
+            return Ok(());
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(account::Entity)
+                    .add_column(ColumnDef::new(account::Column::Email).string().null())
                     .to_owned(),
             )
             .await

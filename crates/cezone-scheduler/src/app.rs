@@ -103,6 +103,10 @@ async fn run_loop(
             look = scheduler.look() => look,
             _ = shutdown.cancelled() => return,
         };
+        // The reminders a run stored are e-mailed after it, and any a failed attempt left.
+        if let Err(e) = scheduler.send_reminders().await {
+            tracing::warn!(error = %e, "reminders not e-mailed; tried again at the next look");
+        }
         let wake = match look {
             Ok(look) => {
                 let later = look.at + poll;

@@ -14,6 +14,7 @@
 mod api;
 mod app;
 pub mod clock;
+mod mail;
 mod reminders;
 mod scheduler;
 mod store;

@@ -16,6 +16,7 @@ use cezone_platform::time::rfc3339;
 use cezone_proto::common::v1::Score;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::evidence::v1::evidence_service_client::EvidenceServiceClient;
+use cezone_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use cezone_proto::scheduler::v1 as pc;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
@@ -33,6 +34,10 @@ pub struct Scheduler {
     scoring: ScoringServiceClient<AuthChannel>,
     evidence: EvidenceServiceClient<AuthChannel>,
     surveys: SurveyServiceClient<AuthChannel>,
+    /// Whom reminders are e-mailed to.
+    recipients: RegistryServiceClient<AuthChannel>,
+    /// None without `notify.smtp_url`.
+    mailer: Option<crate::mail::Mailer>,
     pub clock: Arc<dyn Clock>,
     policy: SchedulePolicy,
     framework_id: String,
@@ -75,6 +80,8 @@ impl Scheduler {
                 .max_decoding_message_size(max),
             surveys: SurveyServiceClient::new(lazy_channel(&s.surveys_url, bearer)?)
                 .max_decoding_message_size(max),
+            recipients: RegistryServiceClient::new(lazy_channel(&s.registry_url, bearer)?),
+            mailer: crate::mail::Mailer::from_settings(&settings.notify)?,
             clock,
             policy: settings
                 .scheduler
@@ -103,6 +110,22 @@ impl Scheduler {
             .into_iter()
             .map(|r| (r.key.clone(), r))
             .collect())
+    }
+
+    /// E-mails the reminders waiting for it (none without an SMTP server); how many were sent.
+    pub async fn send_reminders(&self) -> Result<usize, ApiError> {
+        match &self.mailer {
+            None => Ok(0),
+            Some(mailer) => {
+                crate::mail::send_pending(
+                    &self.db,
+                    mailer,
+                    &mut self.recipients.clone(),
+                    self.clock.now(),
+                )
+                .await
+            }
+        }
     }
 
     /// Runs what is due now, once each, and says when the next run falls due.
@@ -294,7 +317,15 @@ impl Scheduler {
             first.get_or_insert_with(|| row.clone());
             row.into_active_model().insert(&txn).await?;
         }
-        store::remind(&txn, key, checkpoint, &finished_at, &reminders).await?;
+        store::remind(
+            &txn,
+            key,
+            checkpoint,
+            &finished_at,
+            &reminders,
+            self.mailer.is_some(),
+        )
+        .await?;
         cezone_platform::audit::append(
             &txn,
             "scheduler",

@@ -48,6 +48,7 @@ impl MigratorTrait for Migrator {
                 service: "scheduler",
             }),
             Box::new(Notifications),
+            Box::new(NotificationEmail),
         ]
     }
 
@@ -88,6 +89,133 @@ impl MigrationTrait for Notifications {
     }
 }
 
+/// Each reminder's e-mail: its state, attempts, claim and outcome. Reminders made before
+/// stay "off": nobody is mailed about an old run.
+struct NotificationEmail;
+
+impl MigrationName for NotificationEmail {
+    fn name(&self) -> &str {
+        "m0004_notification_email"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for NotificationEmail {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for column in [
+            "email_state TEXT NOT NULL DEFAULT 'off'",
+            "email_attempts INTEGER NOT NULL DEFAULT 0",
+            "email_claimed_at TEXT",
+            "emailed_to TEXT",
+            "emailed_at TEXT",
+            "email_error TEXT",
+        ] {
+            db.execute_unprepared(&format!(
+                "ALTER TABLE scheduler_notifications ADD COLUMN {column}"
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A reminder whose e-mail is to be sent.
+#[derive(Debug, Clone)]
+pub struct PendingEmail {
+    pub id: i64,
+    pub checkpoint: String,
+    pub responsible_unit: String,
+    pub org_unit: String,
+    pub text: String,
+}
+
+/// Reminders waiting for their e-mail (or whose claim expired before `expired_before`),
+/// oldest first, at most 200 a look.
+pub async fn pending_emails(
+    c: &impl ConnectionTrait,
+    expired_before: &str,
+) -> Result<Vec<PendingEmail>, DbErr> {
+    let rows = c
+        .query_all(cezone_platform::db::stmt(
+            c.get_database_backend(),
+            "SELECT id, checkpoint, responsible_unit, org_unit, text FROM scheduler_notifications \
+             WHERE email_state = 'pending' \
+                OR (email_state = 'sending' AND email_claimed_at < ?) \
+             ORDER BY id LIMIT 200",
+            vec![expired_before.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(PendingEmail {
+                id: r.try_get("", "id")?,
+                checkpoint: r.try_get("", "checkpoint")?,
+                responsible_unit: r.try_get("", "responsible_unit")?,
+                org_unit: r.try_get("", "org_unit")?,
+                text: r.try_get("", "text")?,
+            })
+        })
+        .collect()
+}
+
+/// Takes reminder `id` for sending; false when another scheduler has it.
+pub async fn claim_email(
+    c: &impl ConnectionTrait,
+    id: i64,
+    now: &str,
+    expired_before: &str,
+) -> Result<bool, DbErr> {
+    let done = c
+        .execute(cezone_platform::db::stmt(
+            c.get_database_backend(),
+            "UPDATE scheduler_notifications SET email_state = 'sending', email_claimed_at = ? \
+             WHERE id = ? AND (email_state = 'pending' \
+                OR (email_state = 'sending' AND email_claimed_at < ?))",
+            vec![now.into(), id.into(), expired_before.into()],
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the outcome of reminder `id`'s e-mail: "sent" (to `to`) or "no_recipient".
+pub async fn email_done(
+    c: &impl ConnectionTrait,
+    id: i64,
+    state: &str,
+    to: &str,
+    at: &str,
+) -> Result<(), DbErr> {
+    c.execute(cezone_platform::db::stmt(
+        c.get_database_backend(),
+        "UPDATE scheduler_notifications SET email_state = ?, emailed_to = ?, emailed_at = ?, \
+         email_error = NULL WHERE id = ?",
+        vec![state.into(), to.into(), at.into(), id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A failed attempt at reminder `id`'s e-mail: tried again later, given up after
+/// `crate::mail::MAX_ATTEMPTS`.
+pub async fn email_failed(c: &impl ConnectionTrait, id: i64, reason: &str) -> Result<(), DbErr> {
+    c.execute(cezone_platform::db::stmt(
+        c.get_database_backend(),
+        &format!(
+            "UPDATE scheduler_notifications SET email_attempts = email_attempts + 1, \
+             email_state = CASE WHEN email_attempts + 1 >= {} THEN 'failed' ELSE 'pending' END, \
+             email_error = ? WHERE id = ?",
+            crate::mail::MAX_ATTEMPTS
+        ),
+        vec![
+            reason.chars().take(500).collect::<String>().into(),
+            id.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// A reminder to store with its run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reminder {
@@ -100,20 +228,22 @@ pub struct Reminder {
     pub text: String,
 }
 
-/// Stores the run's reminders (in the run's transaction: once with the run).
+/// Stores the run's reminders (in the run's transaction: once with the run); their e-mails
+/// wait to be sent when `email` (an SMTP server is configured).
 pub async fn remind(
     c: &impl ConnectionTrait,
     run_key: &str,
     checkpoint: &str,
     created_at: &str,
     reminders: &[Reminder],
+    email: bool,
 ) -> Result<(), DbErr> {
     for r in reminders {
         c.execute(cezone_platform::db::stmt(
             c.get_database_backend(),
             "INSERT INTO scheduler_notifications (run_key, checkpoint, responsible_unit, org_unit, \
              materials_missing, materials_late, statistics_missing, statistics_returned, text, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             created_at, email_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (run_key, responsible_unit, org_unit) DO NOTHING",
             vec![
                 run_key.into(),
@@ -126,6 +256,7 @@ pub async fn remind(
                 (r.statistics_returned as i32).into(),
                 r.text.clone().into(),
                 created_at.into(),
+                if email { "pending" } else { "off" }.into(),
             ],
         ))
         .await?;
@@ -141,8 +272,8 @@ pub async fn notifications(
     limit: u32,
 ) -> Result<Vec<cezone_proto::scheduler::v1::Notification>, DbErr> {
     let mut sql = "SELECT id, run_key, checkpoint, responsible_unit, org_unit, materials_missing, \
-                   materials_late, statistics_missing, statistics_returned, text, created_at \
-                   FROM scheduler_notifications WHERE 1 = 1"
+                   materials_late, statistics_missing, statistics_returned, text, created_at, \
+                   email_state, emailed_to, emailed_at FROM scheduler_notifications WHERE 1 = 1"
         .to_string();
     let mut values: Vec<sea_orm::Value> = Vec::new();
     if let Some(u) = unit {
@@ -176,6 +307,13 @@ pub async fn notifications(
             statistics_returned: n("statistics_returned")?,
             text: r.try_get("", "text")?,
             created_at: r.try_get("", "created_at")?,
+            email_state: r.try_get("", "email_state")?,
+            emailed_to: r
+                .try_get::<Option<String>>("", "emailed_to")?
+                .unwrap_or_default(),
+            emailed_at: r
+                .try_get::<Option<String>>("", "emailed_at")?
+                .unwrap_or_default(),
         });
     }
     Ok(out)

@@ -461,9 +461,22 @@ pub enum UserCommand {
         /// The org unit (a town) a town acts for.
         #[arg(long)]
         org_unit: Option<String>,
+        /// Where the unit's reminders reach this person (optional).
+        #[arg(long)]
+        email: Option<String>,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Change an account's name or reminder e-mail address (--email "" removes it).
+    Update {
+        login: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
         #[arg(long, env = "CEZONE_CONFIG")]
         config: Option<PathBuf>,
     },

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod email;
+
 use cezone_platform::auth::AuthChannel as Channel;
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
@@ -338,7 +340,10 @@ async fn run_now_freezes_and_refuses_an_unknown_checkpoint(backend: Backend) {
     s.stop().await;
 }
 
+use email::reminders_are_emailed_once_to_the_accounts_of_each_unit;
+
 cezone_platform::contract_tests!(
+    reminders_are_emailed_once_to_the_accounts_of_each_unit,
     a_due_run_freezes_once_and_a_restart_does_not_repeat_it,
     missed_runs_are_done_once_at_start,
     run_now_freezes_and_refuses_an_unknown_checkpoint,

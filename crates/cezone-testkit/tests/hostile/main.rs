@@ -290,6 +290,15 @@ async fn every_role_against_every_mutating_call(backend: Backend) {
             .await,
         );
         assert_eq!(got.is_ok(), allowed(&admins), "{role} CreateAccount");
+        let got = verdict(
+            r.update_account(pr::UpdateAccountRequest {
+                login: format!("access.{n}"),
+                email: Some(format!("access.{n}@example.org")),
+                ..Default::default()
+            })
+            .await,
+        );
+        assert_eq!(got.is_ok(), allowed(&admins), "{role} UpdateAccount");
 
         let mut surveys = s.surveys(who).await;
         let got = verdict(
@@ -493,11 +502,11 @@ async fn every_role_against_every_mutating_call(backend: Backend) {
         );
         assert_eq!(got.is_ok(), allowed(&admins), "{role} RunNow");
     }
-    // Only the changes that were allowed are in the log: 2 roles × (3 org unit changes and an
-    // account) plus the office's publish attempt, which failed (already published) and so left
-    // nothing.
+    // Only the changes that were allowed are in the log: 2 roles × (3 org unit changes, an
+    // account and its address) plus the office's publish attempt, which failed (already
+    // published) and so left nothing.
     let registry_after = s.audit_entries("registry").await;
-    assert_eq!(registry_after - audit_before, 2 * 4);
+    assert_eq!(registry_after - audit_before, 2 * 5);
     for service in ["evidence", "surveys", "scoring", "scheduler"] {
         assert!(s.audit_entries(service).await > 0, "{service}");
     }

@@ -339,6 +339,12 @@ pub fn api() -> Api {
     a.unary::<pr::DisableAccountRequest, pr::Account>(Registry, "DisableAccount", false);
     a.unary::<pr::EnableAccountRequest, pr::Account>(Registry, "EnableAccount", false);
     a.unary::<pr::ResetPasswordRequest, pr::Account>(Registry, "ResetPassword", false);
+    a.unary::<pr::UpdateAccountRequest, pr::Account>(Registry, "UpdateAccount", false);
+    a.unary::<pr::ListRecipientsRequest, pr::ListRecipientsResponse>(
+        Registry,
+        "ListRecipients",
+        true,
+    );
     // Signing in: POST only (a password never travels in a query string), without a token.
     a.unary::<pr::LoginRequest, pr::LoginResponse>(Registry, "Login", false);
     a.unary::<pr::RefreshRequest, pr::LoginResponse>(Registry, "Refresh", false);

@@ -36,6 +36,7 @@ fn done_message(key: &str) -> Option<&'static str> {
         "disabled" => "账号已停用 The account was disabled",
         "enabled" => "账号已启用 The account was enabled",
         "reset" => "密码已重置 The password was reset",
+        "updated" => "提醒邮箱已保存 The reminder e-mail was saved",
         "locked" => "期间已锁定 The period was locked",
         "unlocked" => "已为该单位解锁 The org unit was unlocked for a correction",
         "ran" => "检查点已运行 The checkpoint run is done",
@@ -108,6 +109,7 @@ async fn accounts(
                 "org_unit_name": if a.org_unit.is_empty() { String::new() } else { names.org(&a.org_unit) },
                 "active": a.active, "locked_until": wb.local(&a.locked_until),
                 "last_login_at": wb.local(&a.last_login_at),
+                "email": a.email,
                 "is_me": a.login == caller.session.person.login,
             })
         })
@@ -259,6 +261,8 @@ pub struct OfficeForm {
     #[serde(default)]
     password: String,
     #[serde(default)]
+    email: String,
+    #[serde(default)]
     reason: String,
     #[serde(default)]
     checkpoint: String,
@@ -289,6 +293,7 @@ pub async fn act(
                         unit: f.unit.clone(),
                         org_unit: f.org_unit.clone(),
                         password: f.password.clone(),
+                        email: f.email.clone(),
                     },
                 )
                 .await
@@ -327,6 +332,19 @@ pub async fn act(
                 )
                 .await
                 .map(|_| "reset"),
+            "update-email" => g
+                .unary::<_, pr::Account>(
+                    Service::Registry,
+                    "UpdateAccount",
+                    a,
+                    pr::UpdateAccountRequest {
+                        login: f.login.clone(),
+                        display_name: None,
+                        email: Some(f.email.clone()),
+                    },
+                )
+                .await
+                .map(|_| "updated"),
             "lock-period" => g
                 .unary::<_, psv::PeriodLock>(
                     Service::Surveys,

@@ -72,10 +72,18 @@ fn state(a: &pr::Account, offset: i32) -> String {
 
 fn describe(a: &pr::Account) -> String {
     let scope = scope(a);
-    if scope.is_empty() {
-        format!("{} ({}, {})", a.login, a.display_name, a.role)
+    let email = if a.email.is_empty() {
+        String::new()
     } else {
-        format!("{} ({}, {} {scope})", a.login, a.display_name, a.role)
+        format!(", reminders to {}", a.email)
+    };
+    if scope.is_empty() {
+        format!("{} ({}, {}{email})", a.login, a.display_name, a.role)
+    } else {
+        format!(
+            "{} ({}, {} {scope}{email})",
+            a.login, a.display_name, a.role
+        )
     }
 }
 
@@ -87,6 +95,7 @@ pub async fn run(cmd: UserCommand) -> Result<ExitCode> {
             role,
             unit,
             org_unit,
+            email,
             password_stdin,
             config,
         } => {
@@ -101,11 +110,31 @@ pub async fn run(cmd: UserCommand) -> Result<ExitCode> {
                     unit: unit.unwrap_or_default(),
                     org_unit: org_unit.unwrap_or_default(),
                     password,
+                    email: email.unwrap_or_default(),
                 })
                 .await
                 .map_err(|s| refused("adding the account", s))?
                 .into_inner();
             println!("added {}", describe(&a));
+        }
+        UserCommand::Update {
+            login,
+            name,
+            email,
+            config,
+        } => {
+            let services = Services::load(config.as_deref())?;
+            let mut registry = services.registry().await?;
+            let a = registry
+                .update_account(pr::UpdateAccountRequest {
+                    login,
+                    display_name: name,
+                    email,
+                })
+                .await
+                .map_err(|s| refused("updating the account", s))?
+                .into_inner();
+            println!("updated {}", describe(&a));
         }
         UserCommand::List { format, config } => {
             let services = Services::load(config.as_deref())?;
