@@ -186,6 +186,13 @@ pub enum Action<'a> {
         responsible: &'a [UnitId],
         filed_by: &'a str,
     },
+    /// Accept or return a pending survey batch of `survey` filed by `filed_by`; `responsible`
+    /// are the units responsible for the criteria that read its questions.
+    ReviewSurveyBatch {
+        survey: &'a str,
+        responsible: &'a [UnitId],
+        filed_by: &'a str,
+    },
     Recompute,
     FreezeSnapshot,
     RunSchedule,
@@ -213,6 +220,7 @@ impl Action<'_> {
             Action::UploadEvidence { .. } => "upload evidence",
             Action::ReviewEvidence => "review evidence",
             Action::ReviewStatistic { .. } => "review a statistic",
+            Action::ReviewSurveyBatch { .. } => "review a survey batch",
             Action::Recompute => "recompute scores",
             Action::FreezeSnapshot => "freeze a snapshot",
             Action::RunSchedule => "run a scheduled checkpoint",
@@ -292,6 +300,24 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
             )
         })
         .or_else(deny),
+        Action::ReviewSurveyBatch { filed_by, .. } if p.subject == filed_by => deny(format!(
+            "{filed_by} filed it, and nobody reviews their own filing"
+        )),
+        // The towns gather the answers; the department responsible for the criteria the
+        // survey feeds, or the evaluation office, checks a batch.
+        Action::ReviewSurveyBatch {
+            survey,
+            responsible,
+            ..
+        } => match p.role {
+            EvaluationOffice => Ok(()),
+            ResponsibleUnit if is_responsible(p, responsible) => Ok(()),
+            ResponsibleUnit => deny(format!(
+                "survey {survey} feeds only criteria of {}",
+                list(responsible)
+            )),
+            _ => only(&[EvaluationOffice, ResponsibleUnit]),
+        },
         Action::ReviewStatistic { filed_by, .. }
             if p.role != EvaluationOffice && p.subject == filed_by =>
         {

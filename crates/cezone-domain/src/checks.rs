@@ -332,6 +332,8 @@ mod tests {
             positive: 4,
             source: String::new(),
             version: 1,
+            pending_responses: 0,
+            pending_positive: 0,
         };
         assert_eq!(tally(&t).unwrap_err().field, "positive");
     }

@@ -664,6 +664,8 @@ pub fn tally(
                 positive,
                 source: String::new(),
                 version: 0,
+                pending_responses: 0,
+                pending_positive: 0,
             },
         )
         .collect()

@@ -107,12 +107,28 @@ pub struct SurveyTally {
     pub source: String,
     #[serde(default)]
     pub version: u64,
+    /// Of `responses` and `positive`, those in survey batches still pending review: they count
+    /// in the projected score only (a returned batch is no longer in the tally at all).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending_responses: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending_positive: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SurveyTally {
     /// Total order used to pick one tally among same-key duplicates.
-    pub fn precedence(&self) -> (u64, u64, u64) {
-        (self.version, self.responses, self.positive)
+    pub fn precedence(&self) -> (u64, u64, u64, u64, u64) {
+        (
+            self.version,
+            self.responses,
+            self.positive,
+            self.pending_responses,
+            self.pending_positive,
+        )
     }
 }
 

@@ -140,6 +140,28 @@ pub fn responsible_for(fw: &Framework, metric: &str) -> Vec<UnitId> {
     units
 }
 
+/// The units responsible for the criteria whose rules read any of `questions`: who may check
+/// a survey's batches.
+pub fn responsible_for_questions(fw: &Framework, questions: &[&str]) -> Vec<UnitId> {
+    let mut units = Vec::new();
+    for i in fw.leaves() {
+        let item = fw.item(i);
+        let reads = item.rule.as_ref().is_some_and(|r| {
+            r.questions()
+                .iter()
+                .any(|q| questions.contains(&q.as_str()))
+        });
+        if reads {
+            for u in &item.responsible {
+                if !units.contains(u) {
+                    units.push(u.clone());
+                }
+            }
+        }
+    }
+    units
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,9 @@ entity!(tally_fact, "scoring_tally_facts", {
     responses: i64,
     positive: i64,
     version: i64,
+    /// Of these, the answers of batches still pending review.
+    pending_responses: i64,
+    pending_positive: i64,
 });
 
 entity!(evidence_fact, "scoring_evidence_facts", {

@@ -130,6 +130,8 @@ pub fn decode(env: &Envelope, framework_id: &str, edition: &str) -> Result<Vec<F
                     positive: t.positive,
                     source: t.survey_id,
                     version: t.version,
+                    pending_responses: t.pending_responses,
+                    pending_positive: t.pending_positive,
                 };
                 checks::tally(&fact).map_err(|e| bad(e.to_string()))?;
                 out.push(Fact::Tally(fact));

@@ -33,12 +33,14 @@ pub fn evidence_rank(s: EvidenceState) -> (&'static str, i32, i32) {
 pub async fn upsert_tally(c: &impl ConnectionTrait, t: &SurveyTally) -> Result<bool, DbErr> {
     let n = exec(
         c,
-        "INSERT INTO scoring_tally_facts (survey_id, org_unit, question, period, responses, positive, version) VALUES (?, ?, ?, ?, ?, ?, ?) \
+        "INSERT INTO scoring_tally_facts (survey_id, org_unit, question, period, responses, positive, version, pending_responses, pending_positive) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (survey_id, org_unit, question, period) DO UPDATE SET \
-         responses = excluded.responses, positive = excluded.positive, version = excluded.version \
-         WHERE scoring_tally_facts.version < excluded.version \
-         OR (scoring_tally_facts.version = excluded.version AND (scoring_tally_facts.responses < excluded.responses \
-             OR (scoring_tally_facts.responses = excluded.responses AND scoring_tally_facts.positive < excluded.positive)))",
+         responses = excluded.responses, positive = excluded.positive, version = excluded.version, \
+         pending_responses = excluded.pending_responses, pending_positive = excluded.pending_positive \
+         WHERE (scoring_tally_facts.version, scoring_tally_facts.responses, scoring_tally_facts.positive, \
+                scoring_tally_facts.pending_responses, scoring_tally_facts.pending_positive) \
+             < (excluded.version, excluded.responses, excluded.positive, \
+                excluded.pending_responses, excluded.pending_positive)",
         vec![
             t.source.clone().into(),
             t.org_unit.to_string().into(),
@@ -47,6 +49,8 @@ pub async fn upsert_tally(c: &impl ConnectionTrait, t: &SurveyTally) -> Result<b
             (t.responses as i64).into(),
             (t.positive as i64).into(),
             (t.version as i64).into(),
+            (t.pending_responses as i64).into(),
+            (t.pending_positive as i64).into(),
         ],
     )
     .await?;

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             }),
             Box::new(ChangeLog),
             Box::new(StatFactState),
+            Box::new(TallyPending),
         ]
     }
 
@@ -213,5 +214,41 @@ impl MigrationTrait for StatFactState {
                     .to_owned(),
             )
             .await
+    }
+}
+
+/// Survey tallies carry the answers of batches still pending review.
+struct TallyPending;
+
+impl MigrationName for TallyPending {
+    fn name(&self) -> &str {
+        "m0006_tally_pending"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for TallyPending {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Databases created by the initial migration of this release already have them.
+        if manager
+            .has_column("scoring_tally_facts", "pending_responses")
+            .await?
+        {
+            return Ok(());
+        }
+        for column in [
+            tally_fact::Column::PendingResponses,
+            tally_fact::Column::PendingPositive,
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(tally_fact::Entity)
+                        .add_column(ColumnDef::new(column).big_integer().not_null().default(0))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

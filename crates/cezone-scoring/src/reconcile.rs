@@ -127,6 +127,8 @@ pub async fn pull(
                 positive: t.positive,
                 source: t.survey_id,
                 version: t.version,
+                pending_responses: t.pending_responses,
+                pending_positive: t.pending_positive,
             });
         }
         token = resp.page.map(|p| p.next_page_token).unwrap_or_default();

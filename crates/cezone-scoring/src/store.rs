@@ -184,8 +184,9 @@ pub async fn replace_all(
     let tallies: Vec<SurveyTally> = tallies.into_values().collect();
     insert_rows(
         &txn,
-        "scoring_tally_facts (survey_id, org_unit, question, period, responses, positive, version)",
-        7,
+        "scoring_tally_facts (survey_id, org_unit, question, period, responses, positive, version, \
+         pending_responses, pending_positive)",
+        9,
         &tallies,
         |t| {
             vec![
@@ -196,6 +197,8 @@ pub async fn replace_all(
                 (t.responses as i64).into(),
                 (t.positive as i64).into(),
                 (t.version as i64).into(),
+                (t.pending_responses as i64).into(),
+                (t.pending_positive as i64).into(),
             ]
         },
     )
@@ -341,6 +344,8 @@ pub async fn load(
             positive: m.positive as u64,
             source: m.survey_id,
             version: m.version as u64,
+            pending_responses: m.pending_responses as u64,
+            pending_positive: m.pending_positive as u64,
         });
     }
     let rows = db

@@ -35,6 +35,8 @@ pub async fn tallies(db: &DatabaseConnection, period: i32) -> Result<Vec<SurveyT
                 positive: r.positive as u64,
                 source: r.survey_id,
                 version: r.version as u64,
+                pending_responses: r.pending_responses as u64,
+                pending_positive: r.pending_positive as u64,
             })
         })
         .collect())

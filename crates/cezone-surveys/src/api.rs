@@ -413,15 +413,22 @@ impl SurveyService for SurveyApi {
                 .await
                 .into());
         }
+        // The evaluation office's batches are accepted as filed; a town's wait for review.
+        let pending = who.role != Role::EvaluationOffice;
         writer
-            .finish(&who, &survey, &batch_id, rows, &tallies)
+            .finish(&who, &survey, &batch_id, rows, &tallies, pending)
             .await?;
         self.relay.notify();
-        tracing::info!(survey = %survey.id, batch = %batch_id, responses = rows, org_units, "survey responses ingested");
+        tracing::info!(survey = %survey.id, batch = %batch_id, responses = rows, org_units, pending, "survey responses ingested");
         Ok(Response::new(ps::IngestSummary {
             batch_id,
             accepted: rows,
             org_units,
+            state: if pending {
+                ps::BatchState::Pending
+            } else {
+                ps::BatchState::Accepted
+            } as i32,
         }))
     }
 
@@ -667,6 +674,26 @@ impl SurveyService for SurveyApi {
         ))
     }
 
+    async fn review_survey_batch(
+        &self,
+        req: Request<ps::ReviewSurveyBatchRequest>,
+    ) -> Reply<ps::SurveyBatch> {
+        let who = caller(&req)?;
+        self.relay.admit().map_err(ApiError::from)?;
+        let fw = self.framework("reviewers are found from").await?;
+        let b = crate::batches::review(&self.db, &fw, &who, req.get_ref()).await?;
+        self.relay.notify();
+        Ok(Response::new(crate::batches::to_proto(&b)))
+    }
+
+    async fn list_survey_batches(
+        &self,
+        req: Request<ps::ListSurveyBatchesRequest>,
+    ) -> Reply<ps::ListSurveyBatchesResponse> {
+        let batches = crate::batches::list(&self.db, req.get_ref()).await?;
+        Ok(Response::new(ps::ListSurveyBatchesResponse { batches }))
+    }
+
     async fn list_tallies(
         &self,
         req: Request<ps::ListTalliesRequest>,
@@ -684,6 +711,8 @@ impl SurveyService for SurveyApi {
                 positive: t.positive,
                 survey_id: t.source,
                 version: t.version,
+                pending_responses: t.pending_responses,
+                pending_positive: t.pending_positive,
             })
             .collect();
         let (tallies, page) = page.slice(&all);

@@ -56,6 +56,13 @@ pub mod batch {
         pub survey_id: String,
         pub responses: i64,
         pub received_at: String,
+        /// `pending`, `accepted` or `returned`.
+        pub state: String,
+        pub filed_by: String,
+        pub period: i32,
+        pub reviewed_by: String,
+        pub reviewed_at: String,
+        pub review_comment: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -80,6 +87,9 @@ pub mod tally {
         pub positive: i64,
         /// Increases with every batch that changes this tally.
         pub version: i64,
+        /// Of `responses` and `positive`, the answers of batches still pending review.
+        pub pending_responses: i64,
+        pub pending_positive: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,9 @@ use crate::definitions::SurveyDef;
 use crate::entities::{batch, response, tally};
 use cezone_proto::events::v1 as ev;
 
+/// A stored tally: responses, positive, version, pending responses, pending positive.
+pub type TallyRow = (i64, i64, i64, i64, i64);
+
 /// Per org unit, one (responses, positive) count per question of the survey, in its order.
 /// (foldhash, seeded per map: the keys come from an authenticated caller, and SipHash was a
 /// tenth of the upload's CPU.)
@@ -587,8 +590,10 @@ impl Writer {
         })
     }
 
-    /// Records the batch, adds its counts to the tallies (each changed tally's version goes up)
+    /// Records the batch, adds its counts to the tallies (each changed tally's version goes up;
+    /// a `pending` batch's counts also as pending, and kept under the batch for its review)
     /// and enqueues the `survey.batch_aggregated` event with the new totals, then commits.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish(
         self,
         who: &Principal,
@@ -596,7 +601,10 @@ impl Writer {
         batch_id: &str,
         accepted: u64,
         tallies: &Tallies,
+        pending: bool,
     ) -> Result<(), ApiError> {
+        let state = if pending { "pending" } else { "accepted" };
+        let share = i64::from(pending);
         // (org unit, question index, responses, positive) in key order, the order rows lock in.
         let mut keys: Vec<(&String, usize, u64, u64)> = tallies
             .iter()
@@ -610,14 +618,14 @@ impl Writer {
             .collect();
         keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let mut totals = Vec::with_capacity(keys.len());
-        let tally_event = |org: &str, qi: usize, (n, k, v): (i64, i64, i64)| ev::SurveyTally {
-            survey_id: survey.id.clone(),
-            org_unit: org.to_string(),
-            question: survey.questions[qi].id.to_string(),
-            period: survey.period,
-            responses: n as u64,
-            positive: k as u64,
-            version: v as u64,
+        let tally_event = |org: &str, qi: usize, row: TallyRow| {
+            crate::batches::tally_event(
+                &survey.id,
+                org,
+                survey.questions[qi].id.as_str(),
+                survey.period,
+                row,
+            )
         };
         let event = |totals: Vec<ev::SurveyTally>| {
             let payload = ev::SurveyBatchAggregated {
@@ -639,18 +647,26 @@ impl Writer {
                 "period": survey.period,
                 "responses": accepted,
                 "org_units": org_units,
+                "state": state,
             }),
         };
         match self {
             Writer::Postgres(mut tx, _) => {
-                sqlx::query("INSERT INTO surveys_batches (id, survey_id, responses, received_at) VALUES ($1, $2, $3, $4)")
-                    .bind(batch_id)
-                    .bind(&survey.id)
-                    .bind(accepted as i64)
-                    .bind(now_rfc3339())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(pg)?;
+                sqlx::query(
+                    "INSERT INTO surveys_batches (id, survey_id, responses, received_at, state, \
+                     filed_by, period, reviewed_by, reviewed_at, review_comment) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, '', '', '')",
+                )
+                .bind(batch_id)
+                .bind(&survey.id)
+                .bind(accepted as i64)
+                .bind(now_rfc3339())
+                .bind(state)
+                .bind(&who.subject)
+                .bind(survey.period)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg)?;
                 // Every tally in one statement: the counts travel as arrays, one per column.
                 let orgs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
                 let questions: Vec<&str> = keys
@@ -659,14 +675,16 @@ impl Writer {
                     .collect();
                 let ns: Vec<i64> = keys.iter().map(|k| k.2 as i64).collect();
                 let ks: Vec<i64> = keys.iter().map(|k| k.3 as i64).collect();
-                let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-                    "INSERT INTO surveys_tallies (survey_id, org_unit, question, period, responses, positive, version) \
-                     SELECT $1, o, q, $2, n, k, 1 FROM unnest($3::varchar[], $4::varchar[], $5::int8[], $6::int8[]) AS t(o, q, n, k) \
+                let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+                    "INSERT INTO surveys_tallies (survey_id, org_unit, question, period, responses, positive, version, pending_responses, pending_positive) \
+                     SELECT $1, o, q, $2, n, k, 1, n * $7, k * $7 FROM unnest($3::varchar[], $4::varchar[], $5::int8[], $6::int8[]) AS t(o, q, n, k) \
                      ON CONFLICT (survey_id, org_unit, question, period) DO UPDATE SET \
                      responses = surveys_tallies.responses + excluded.responses, \
                      positive = surveys_tallies.positive + excluded.positive, \
+                     pending_responses = surveys_tallies.pending_responses + excluded.pending_responses, \
+                     pending_positive = surveys_tallies.pending_positive + excluded.pending_positive, \
                      version = surveys_tallies.version + 1 \
-                     RETURNING org_unit, question, responses, positive, version",
+                     RETURNING org_unit, question, responses, positive, version, pending_responses, pending_positive",
                 )
                 .bind(&survey.id)
                 .bind(survey.period)
@@ -674,12 +692,30 @@ impl Writer {
                 .bind(&questions)
                 .bind(&ns)
                 .bind(&ks)
+                .bind(share)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(pg)?;
-                let stored: HashMap<(&str, &str), (i64, i64, i64)> = rows
+                if pending {
+                    // The batch's own counts, for its review.
+                    sqlx::query(
+                        "INSERT INTO surveys_batch_tallies (batch_id, org_unit, question, responses, positive) \
+                         SELECT $1, o, q, n, k FROM unnest($2::varchar[], $3::varchar[], $4::int8[], $5::int8[]) AS t(o, q, n, k)",
+                    )
+                    .bind(batch_id)
+                    .bind(&orgs)
+                    .bind(&questions)
+                    .bind(&ns)
+                    .bind(&ks)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg)?;
+                }
+                let stored: HashMap<(&str, &str), TallyRow> = rows
                     .iter()
-                    .map(|(o, q, n, k, v)| ((o.as_str(), q.as_str()), (*n, *k, *v)))
+                    .map(|(o, q, n, k, v, pn, pk)| {
+                        ((o.as_str(), q.as_str()), (*n, *k, *v, *pn, *pk))
+                    })
                     .collect();
                 for (org, qi, ..) in &keys {
                     let row = stored
@@ -734,6 +770,12 @@ impl Writer {
                     survey_id: Set(survey.id.clone()),
                     responses: Set(accepted as i64),
                     received_at: Set(now_rfc3339()),
+                    state: Set(state.to_string()),
+                    filed_by: Set(who.subject.clone()),
+                    period: Set(survey.period),
+                    reviewed_by: Set(String::new()),
+                    reviewed_at: Set(String::new()),
+                    review_comment: Set(String::new()),
                 })
                 .exec(&tx)
                 .await?;
@@ -747,6 +789,8 @@ impl Writer {
                         responses: Set(n as i64),
                         positive: Set(k as i64),
                         version: Set(1),
+                        pending_responses: Set(n as i64 * share),
+                        pending_positive: Set(k as i64 * share),
                         ..Default::default()
                     })
                     .on_conflict(
@@ -765,6 +809,18 @@ impl Writer {
                             Expr::cust("surveys_tallies.positive + excluded.positive"),
                         )
                         .value(
+                            tally::Column::PendingResponses,
+                            Expr::cust(
+                                "surveys_tallies.pending_responses + excluded.pending_responses",
+                            ),
+                        )
+                        .value(
+                            tally::Column::PendingPositive,
+                            Expr::cust(
+                                "surveys_tallies.pending_positive + excluded.pending_positive",
+                            ),
+                        )
+                        .value(
                             tally::Column::Version,
                             Expr::cust("surveys_tallies.version + 1"),
                         )
@@ -780,10 +836,31 @@ impl Writer {
                         .one(&tx)
                         .await?
                         .ok_or_else(|| ApiError::internal_msg("an upserted tally is missing"))?;
+                    if pending {
+                        tx.execute(cezone_platform::db::stmt(
+                            tx.get_database_backend(),
+                            "INSERT INTO surveys_batch_tallies (batch_id, org_unit, question, \
+                             responses, positive) VALUES (?, ?, ?, ?, ?)",
+                            vec![
+                                batch_id.into(),
+                                org.as_str().into(),
+                                question.as_str().into(),
+                                (n as i64).into(),
+                                (k as i64).into(),
+                            ],
+                        ))
+                        .await?;
+                    }
                     totals.push(tally_event(
                         org,
                         qi,
-                        (row.responses, row.positive, row.version),
+                        (
+                            row.responses,
+                            row.positive,
+                            row.version,
+                            row.pending_responses,
+                            row.pending_positive,
+                        ),
                     ));
                 }
                 cezone_bus::outbox::enqueue(&tx, crate::OUTBOX, &event(totals)).await?;

@@ -5,6 +5,7 @@
 mod aggregates;
 mod api;
 mod app;
+mod batches;
 mod definitions;
 mod entities;
 mod freezes;

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(LatestStatisticIndex),
             Box::new(StatisticReview),
             Box::new(PeriodLocks),
+            Box::new(BatchReview),
         ]
     }
 
@@ -57,6 +58,65 @@ mod statistic_v1 {
 }
 
 /// Locked periods and the org units unlocked in them for a correction.
+/// Survey batches get a review: batches filed before reviews existed stay accepted. Tallies
+/// carry the answers still pending review, and a pending batch keeps its own counts until it is
+/// decided.
+struct BatchReview;
+
+impl MigrationName for BatchReview {
+    fn name(&self) -> &str {
+        "m0008_batch_review"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for BatchReview {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for (table, column, definition) in [
+            (
+                "surveys_batches",
+                "state",
+                "TEXT NOT NULL DEFAULT 'accepted'",
+            ),
+            ("surveys_batches", "filed_by", "TEXT NOT NULL DEFAULT ''"),
+            ("surveys_batches", "period", "INTEGER NOT NULL DEFAULT 0"),
+            ("surveys_batches", "reviewed_by", "TEXT NOT NULL DEFAULT ''"),
+            ("surveys_batches", "reviewed_at", "TEXT NOT NULL DEFAULT ''"),
+            (
+                "surveys_batches",
+                "review_comment",
+                "TEXT NOT NULL DEFAULT ''",
+            ),
+            (
+                "surveys_tallies",
+                "pending_responses",
+                "BIGINT NOT NULL DEFAULT 0",
+            ),
+            (
+                "surveys_tallies",
+                "pending_positive",
+                "BIGINT NOT NULL DEFAULT 0",
+            ),
+        ] {
+            // A database made by this release's first migration has them already.
+            if !manager.has_column(table, column).await? {
+                db.execute_unprepared(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+                ))
+                .await?;
+            }
+        }
+        db.execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS surveys_batch_tallies (batch_id TEXT NOT NULL, \
+             org_unit TEXT NOT NULL, question TEXT NOT NULL, responses BIGINT NOT NULL, \
+             positive BIGINT NOT NULL, PRIMARY KEY (batch_id, org_unit, question))",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 struct PeriodLocks;
 
 impl MigrationName for PeriodLocks {

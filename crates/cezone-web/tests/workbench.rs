@@ -476,6 +476,20 @@ async fn a_town_and_the_office_work_a_document_through_return_revision_and_accep
     .await;
     town_browser.goto(&format!("{base}work/")).await.unwrap();
     assert_eq!(path(&town_browser).await, "/work/login?next=/work/");
+    // And its refresh token is revoked at the registry, by the person signing out.
+    let logouts = cezone_proto::registry::v1::registry_service_client::RegistryServiceClient::new(
+        services.channels.registry.clone(),
+    )
+    .list_audit(cezone_proto::common::v1::ListAuditRequest {
+        action: "account.logout".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .entries;
+    assert_eq!(logouts.len(), 1, "{logouts:?}");
+    assert!(logouts[0].actor.contains("town"), "{:?}", logouts[0]);
 
     // An idle session ends: the next page is the sign-in page, and back after signing in.
     let idle = open_browser(&driver).await;
@@ -1007,6 +1021,8 @@ async fn a_town_maps_a_survey_export_once_previews_it_and_files_it() {
     click_and_load(&browser, "#ingest").await;
     appears(&browser, "#ingested").await;
     assert!(text(&browser, "#ingested").await.contains("3"));
+    // A town's batch waits for review: in the tallies, as pending.
+    appears(&browser, "#batch-pending").await;
     assert_eq!(tallied(services, &community, &q0.id).await, before + 3);
 
     // The next export maps itself: the column and the label are remembered.
@@ -1023,6 +1039,40 @@ async fn a_town_maps_a_survey_export_once_previews_it_and_files_it() {
         .await
         .unwrap();
     assert_eq!(code.as_deref(), Some("1"));
+
+    // The department responsible for the survey's criteria accepts the batch on its approval
+    // screen.
+    click_and_load(&browser, "#logout").await;
+    sign_in(&browser, &base, "department").await;
+    browser
+        .goto(&format!(
+            "{}/work/statistics/review",
+            base.trim_end_matches('/')
+        ))
+        .await
+        .unwrap();
+    appears(&browser, "#batches").await;
+    assert_eq!(text(&browser, "#batches-waiting").await, "1");
+    screenshot(&browser, "workbench-survey-batch").await;
+    click_and_load(&browser, ".accept-batch").await;
+    appears(&browser, "#batches-empty").await;
+    assert_eq!(text(&browser, "#batches-waiting").await, "0");
+    let accepted =
+        psv::survey_service_client::SurveyServiceClient::new(services.channels.surveys.clone())
+            .list_survey_batches(psv::ListSurveyBatchesRequest {
+                survey_id: survey_id.clone(),
+                state: psv::BatchState::Accepted as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .batches;
+    assert!(
+        accepted
+            .iter()
+            .any(|b| b.filed_by == "town" && !b.reviewed_by.is_empty()),
+        "{accepted:?}"
+    );
 
     browser.close().await.unwrap();
     let mut driver = driver;

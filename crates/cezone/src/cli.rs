@@ -274,6 +274,37 @@ pub enum SurveysCommand {
         #[arg(long, env = "CEZONE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// The survey batches filed, newest first: who filed each, how many responses, and where
+    /// its review stands (a town's batch is pending until reviewed).
+    Batches {
+        /// Only this survey's.
+        #[arg(long)]
+        survey: Option<String>,
+        #[arg(long, value_enum)]
+        state: Option<BatchStateArg>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Accept a pending survey batch, or return it with what to correct (the department
+    /// responsible for the criteria the survey feeds, or the evaluation office).
+    Review {
+        batch: String,
+        #[arg(long, conflicts_with = "return_with")]
+        accept: bool,
+        /// Return the batch with this comment: it leaves the tallies, and its respondents may
+        /// be filed again.
+        #[arg(long = "return", value_name = "COMMENT")]
+        return_with: Option<String>,
+        #[arg(long, env = "CEZONE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BatchStateArg {
+    Pending,
+    Accepted,
+    Returned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -163,6 +163,30 @@ pub struct SourceTally {
     pub version: u64,
     pub responses: u64,
     pub positive: u64,
+    /// Of these, the answers of batches still pending review.
+    pub pending_responses: u64,
+    pub pending_positive: u64,
+}
+
+impl SourceTally {
+    fn of(t: &SurveyTally) -> SourceTally {
+        let responses = t.responses;
+        let positive = t.positive.min(responses);
+        let pending_responses = t.pending_responses.min(responses);
+        SourceTally {
+            version: t.version,
+            responses,
+            positive,
+            pending_responses,
+            pending_positive: t.pending_positive.min(pending_responses).min(positive),
+        }
+    }
+
+    /// The accepted answers alone: (responses, positive).
+    fn accepted(&self) -> (u64, u64) {
+        let n = self.responses - self.pending_responses;
+        (n, (self.positive - self.pending_positive).min(n))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +195,9 @@ pub struct SurveyAgg {
     pub own: Vec<(u64, u64)>,
     pub sources: HashMap<(OrgIdx, String), SourceTally>,
     pub sum: [Vec<WeightedRate>; 3],
+    /// The same sums over accepted answers only, kept while some answers are pending review;
+    /// without any, the confirmed view is this one.
+    pub confirmed: Option<Box<SurveyAgg>>,
 }
 
 impl SurveyAgg {
@@ -183,7 +210,51 @@ impl SurveyAgg {
                 vec![WeightedRate::default(); n],
                 vec![WeightedRate::default(); n],
             ],
+            confirmed: None,
         }
+    }
+
+    /// The sums a view reads.
+    pub fn view(&self, view: View) -> &SurveyAgg {
+        match view {
+            View::Projected => self,
+            View::Confirmed => self.confirmed.as_deref().unwrap_or(self),
+        }
+    }
+
+    /// Answers pending review at unit `i` (its own, over its sources).
+    pub fn pending_at(&self, i: OrgIdx) -> u64 {
+        self.sources
+            .iter()
+            .filter(|((at, _), _)| *at == i)
+            .map(|(_, t)| t.pending_responses)
+            .sum()
+    }
+
+    /// Every sum from the units' own answers, leaves first.
+    fn sum_all(&mut self, org: &OrgTree, pop: &[u64]) {
+        for seg in Segment::EACH {
+            for i in (0..org.len()).rev() {
+                self.sum[seg as usize][i] = self.node_sum(org, pop, seg, i);
+            }
+        }
+    }
+
+    /// The confirmed twin: made (whole, so it equals what a full build gives) while any
+    /// answers are pending, dropped when none are.
+    fn refresh_confirmed(&mut self, org: &OrgTree, pop: &[u64]) {
+        if !self.sources.values().any(|t| t.pending_responses > 0) {
+            self.confirmed = None;
+            return;
+        }
+        let mut c = SurveyAgg::empty(self.own.len());
+        for (&(i, _), t) in &self.sources {
+            let (n, k) = t.accepted();
+            c.own[i].0 += n;
+            c.own[i].1 += k;
+        }
+        c.sum_all(org, pop);
+        self.confirmed = Some(Box::new(c));
     }
 
     /// One unit's sums from its own stratum and its children's sums, in child order.
@@ -311,11 +382,7 @@ impl Aggregates {
             let Some(i) = org.find(&t.org_unit) else {
                 continue;
             };
-            let cand = SourceTally {
-                version: t.version,
-                responses: t.responses,
-                positive: t.positive.min(t.responses),
-            };
+            let cand = SourceTally::of(t);
             tallies
                 .entry((i, t.source.as_str(), &t.question, t.period))
                 .and_modify(|v| *v = (*v).max(cand))
@@ -344,11 +411,8 @@ impl Aggregates {
         for ((_, period), idx) in keys {
             let pop = &agg.population[&period][Segment::All as usize];
             let sa = &mut agg.surveys[idx];
-            for seg in Segment::EACH {
-                for i in (0..n).rev() {
-                    sa.sum[seg as usize][i] = sa.node_sum(org, pop, seg, i);
-                }
-            }
+            sa.sum_all(org, pop);
+            sa.refresh_confirmed(org, pop);
         }
 
         for seg in Segment::EACH {
@@ -421,11 +485,7 @@ impl Aggregates {
     /// children in child order, so the result is the one `build` gives.
     pub fn apply_tally(&mut self, org: &OrgTree, i: OrgIdx, t: &SurveyTally) -> bool {
         let idx = self.survey_slot(&t.question, t.period, org.len());
-        let cand = SourceTally {
-            version: t.version,
-            responses: t.responses,
-            positive: t.positive.min(t.responses),
-        };
+        let cand = SourceTally::of(t);
         let key = (i, t.source.clone());
         let sa = &mut self.surveys[idx];
         let old = sa.sources.get(&key).copied();
@@ -447,6 +507,7 @@ impl Aggregates {
                 sa.sum[seg as usize][a] = sa.node_sum(org, pop, seg, a);
             }
         }
+        sa.refresh_confirmed(org, pop);
         true
     }
 

@@ -127,7 +127,10 @@ impl<'e> Context<'e> {
             [p, p - 1]
                 .iter()
                 .any(|&y| agg.metric(m, y).is_some_and(|a| a.confirmed.is_some()))
-        });
+        }) || rule
+            .questions()
+            .iter()
+            .any(|q| agg.survey(q, p).is_some_and(|a| a.confirmed.is_some()));
         Pair {
             projected: self.compile_as(rule, View::Projected),
             confirmed: differs.then(|| self.compile_as(rule, View::Confirmed)),
@@ -197,7 +200,10 @@ impl<'e> Context<'e> {
                 partial,
                 basis,
             } => Compiled::Survey {
-                questions: questions.iter().map(|q| (q, agg.survey(q, p))).collect(),
+                questions: questions
+                    .iter()
+                    .map(|q| (q, agg.survey(q, p).map(|a| a.view(view))))
+                    .collect(),
                 target: *target,
                 partial: *partial,
                 basis,

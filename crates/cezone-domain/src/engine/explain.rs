@@ -248,12 +248,28 @@ impl Engine {
                 }
             }
         }
-        if found.is_empty() {
+        // Answers of survey batches still pending review in the subtree: the most to any one
+        // question the rule reads (a respondent answers each of them once).
+        let mut answers = 0u64;
+        for q in rule.questions() {
+            if let Some(a) = self.agg.survey(q, self.period)
+                && a.confirmed.is_some()
+            {
+                answers = answers.max(self.org.subtree(node).map(|i| a.pending_at(i)).sum());
+            }
+        }
+        if found.is_empty() && answers == 0 {
             return;
         }
         let pending = found.iter().filter(|f| f.state == "pending").count();
         let returned = found.len() - pending;
         let mut parts = Vec::new();
+        if answers > 0 {
+            parts.push(format!(
+                "预计分计入 {answers} 份待审核问卷答卷 the projected score counts {answers} survey \
+                 answer(s) in batches still pending review; the confirmed score does not"
+            ));
+        }
         if pending > 0 {
             parts.push(format!(
                 "预计分计入 {pending} 项待审核统计数据 the projected score counts {pending} \

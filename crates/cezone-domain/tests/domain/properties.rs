@@ -83,14 +83,23 @@ fn random_district(seed: u64, fw: &Framework) -> (OrgTree, Facts) {
     for q in &fw.catalog.questions {
         for _ in 0..rng.random_range(0..8) {
             let n = rng.random_range(0..200);
+            let positive = rng.random_range(0..=n);
+            // A third of the tallies hold answers of batches still pending review.
+            let pending = if rng.random_bool(0.33) {
+                rng.random_range(0..=n)
+            } else {
+                0
+            };
             facts.surveys.push(SurveyTally {
                 org_unit: ids[rng.random_range(0..ids.len())].clone(),
                 question: q.id.clone(),
                 period: 2013,
                 responses: n,
-                positive: rng.random_range(0..=n),
-                source: String::new(),
-                version: 0,
+                positive,
+                source: format!("s{}", rng.random_range(0..2)),
+                version: rng.random_range(0..3),
+                pending_responses: pending,
+                pending_positive: rng.random_range(0..=pending.min(positive)),
             });
         }
     }
@@ -243,14 +252,52 @@ fn as_accepted(facts: &Facts, counts: impl Fn(StatState) -> bool) -> Facts {
             ..s
         })
         .collect();
+    // The deciding tally of each key, its pending answers kept (as accepted) or left out.
+    let keep_pending = counts(StatState::Pending);
+    let mut tallies: BTreeMap<(String, String, String, i32), SurveyTally> = BTreeMap::new();
+    for t in &facts.surveys {
+        let k = (
+            t.org_unit.to_string(),
+            t.source.clone(),
+            t.question.to_string(),
+            t.period,
+        );
+        match tallies.get(&k) {
+            Some(held) if held.precedence() >= t.precedence() => {}
+            _ => {
+                tallies.insert(k, t.clone());
+            }
+        }
+    }
+    out.surveys = tallies
+        .into_values()
+        .map(|t| {
+            let positive = t.positive.min(t.responses);
+            let pr = t.pending_responses.min(t.responses);
+            let pp = t.pending_positive.min(pr).min(positive);
+            let (responses, positive) = if keep_pending {
+                (t.responses, positive)
+            } else {
+                (t.responses - pr, (positive - pp).min(t.responses - pr))
+            };
+            SurveyTally {
+                responses,
+                positive,
+                pending_responses: 0,
+                pending_positive: 0,
+                ..t
+            }
+        })
+        .collect();
     out
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
-    /// The confirmed score is the score of the accepted statistics alone; the projected score
-    /// is the score with every pending statistic accepted; a returned one counts in neither.
+    /// The confirmed score is the score of the accepted statistics and survey answers alone;
+    /// the projected score is the score with every pending statistic and survey batch
+    /// accepted; a returned statistic counts in neither.
     #[test]
     fn confirmed_counts_accepted_statistics_and_projected_pending_ones_too(seed in any::<u64>()) {
         let (fw, _) = guangdong::framework();

@@ -29,6 +29,8 @@ fn tally(org: &str, q: &str, n: u64, k: u64) -> SurveyTally {
         positive: k,
         source: String::new(),
         version: 0,
+        pending_responses: 0,
+        pending_positive: 0,
     }
 }
 
@@ -613,4 +615,57 @@ fn pending_statistics_count_in_the_projected_score_and_the_explanation_says_so()
     );
     let why = returned.projected_because.unwrap();
     assert!(why.contains("returned and count in neither score"), "{why}");
+}
+
+/// Survey answers of a batch pending review count in the projected score only, and the
+/// explanation says how many there are.
+#[test]
+fn pending_survey_answers_count_in_the_projected_score_and_the_explanation_says_so() {
+    let tree = small_tree(RegionClass::PearlRiverDelta);
+    let rule = r#"kind = "survey_rate"
+questions = ["aware"]
+target = "70%""#;
+    let fw = framework(
+        10,
+        vec![item("1.1", 10, &["education"])],
+        &format!("{}\n[rules.\"1.1\"]\n{rule}", catalog_toml()),
+    );
+    // c1: 100 accepted answers, 40% aware; a pending batch adds 100 answers, all aware.
+    let facts = Facts {
+        surveys: vec![SurveyTally {
+            pending_responses: 100,
+            pending_positive: 100,
+            ..tally("c1", "aware", 200, 140)
+        }],
+        ..Default::default()
+    };
+    let engine = Engine::new(fw.clone().into(), tree.clone().into(), &facts, 2013);
+    let board = engine.scoreboard();
+    // Org unit 2 is c1 (preorder: d, t1, c1 …).
+    let x = engine.explain(&board, 2, fw.find(&code("1.1")).unwrap());
+    // Projected: 140 of 200 = 70%, met; confirmed: 40 of 100 = 40%, 40/70 of 10 points.
+    assert_eq!(x.projected, Points::whole(10));
+    assert!(
+        x.confirmed < x.projected,
+        "{:?}",
+        (x.confirmed, x.projected)
+    );
+    let why = x.projected_because.unwrap();
+    assert!(
+        why.contains("100 份待审核问卷答卷") && why.contains("100 survey answer(s)"),
+        "{why}"
+    );
+    // Once accepted, both count them and nothing is said.
+    let accepted = Facts {
+        surveys: vec![tally("c1", "aware", 200, 140)],
+        ..Default::default()
+    };
+    let engine = Engine::new(fw.clone().into(), tree.into(), &accepted, 2013);
+    let board = engine.scoreboard();
+    let x = engine.explain(&board, 2, fw.find(&code("1.1")).unwrap());
+    assert_eq!(
+        (x.confirmed, x.projected),
+        (Points::whole(10), Points::whole(10))
+    );
+    assert!(x.projected_because.is_none());
 }

@@ -148,6 +148,7 @@ async fn the_consumer_refuses_what_the_services_would(backend: Backend) {
             positive: 4,
             survey_id: "forged".into(),
             version: 1,
+            ..Default::default()
         }],
         ..Default::default()
     };

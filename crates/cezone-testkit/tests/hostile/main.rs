@@ -3,6 +3,7 @@
 //! chain caught when a past entry is edited or deleted; broken and hostile input.
 
 mod bad_input;
+mod batches;
 mod hardening;
 mod mtls;
 mod review;
@@ -682,6 +683,7 @@ async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
 }
 
 use bad_input::hostile_input_is_refused_by_name_and_changes_nothing;
+use batches::survey_batches_are_reviewed_by_the_responsible_unit_and_count_once_accepted;
 use hardening::{
     files_are_what_their_bytes_say, implausible_values_and_unbounded_definitions_are_refused,
     names_are_the_signed_in_callers, stalled_streams_are_abandoned_and_store_nothing,
@@ -694,6 +696,7 @@ use review::{
 };
 
 contract_tests!(
+    survey_batches_are_reviewed_by_the_responsible_unit_and_count_once_accepted,
     statistics_are_reviewed_one_level_up_and_count_once_accepted,
     a_locked_period_refuses_filings_until_the_office_unlocks_an_org_unit,
     a_town_sees_what_its_return_owes_and_by_when,

@@ -18,6 +18,16 @@ async fn cell_when(
     org: &OrgUnitId,
     ready: impl Fn(&serde_json::Value) -> bool,
 ) -> (f64, f64, serde_json::Value) {
+    cell_of(s, org, CRITERION, ready).await
+}
+
+/// As `cell_when`, for `criterion`.
+pub(crate) async fn cell_of(
+    s: &Stack,
+    org: &OrgUnitId,
+    criterion: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> (f64, f64, serde_json::Value) {
     let office = p(Role::EvaluationOffice, None, None);
     let mut scoring = s.scoring(&office).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -26,7 +36,7 @@ async fn cell_when(
         let r = scoring
             .get_scores(ps::GetScoresRequest {
                 org_unit: org.to_string(),
-                items: vec![CRITERION.into()],
+                items: vec![criterion.into()],
                 explain: true,
             })
             .await

@@ -379,6 +379,12 @@ pub fn api() -> Api {
         "ReviewStatistics",
         false,
     );
+    a.unary::<psv::ReviewSurveyBatchRequest, psv::SurveyBatch>(Surveys, "ReviewSurveyBatch", false);
+    a.unary::<psv::ListSurveyBatchesRequest, psv::ListSurveyBatchesResponse>(
+        Surveys,
+        "ListSurveyBatches",
+        true,
+    );
     a.unary::<psv::LockPeriodRequest, psv::PeriodLock>(Surveys, "LockPeriod", false);
     a.unary::<psv::UnlockOrgUnitRequest, psv::PeriodLock>(Surveys, "UnlockOrgUnit", false);
     a.unary::<psv::GetPeriodLockRequest, psv::PeriodLock>(Surveys, "GetPeriodLock", true);

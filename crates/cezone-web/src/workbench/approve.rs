@@ -1,7 +1,9 @@
 //! 审核报表 Approving returns: the statistics waiting for the caller's decision — a town its
 //! communities' figures, the responsible department the towns' and communities' figures for its
 //! metrics, the evaluation office anyone's (never one's own filing) — grouped by org unit,
-//! accepted or returned (with a comment) one by one, as a selection, or a whole return at once.
+//! accepted or returned (with a comment) one by one, as a selection, or a whole return at once;
+//! and the survey batches the towns filed, for the department responsible for the criteria the
+//! survey feeds or the office, each accepted or returned whole.
 
 use std::collections::BTreeMap;
 
@@ -89,6 +91,60 @@ async fn waiting(
     Ok(out)
 }
 
+/// The pending survey batches `caller` may decide on, by the rule the surveys service applies.
+async fn waiting_batches(
+    wb: &Workbench,
+    caller: &Caller,
+    names: &Names,
+) -> Result<Vec<Value>, PageError> {
+    let list: psv::ListSurveyBatchesResponse = wb
+        .gateway()
+        .unary(
+            Service::Surveys,
+            "ListSurveyBatches",
+            &caller.auth,
+            psv::ListSurveyBatchesRequest {
+                survey_id: String::new(),
+                state: psv::BatchState::Pending as i32,
+            },
+        )
+        .await?;
+    let mut responsible: BTreeMap<String, Vec<cezone_domain::units::UnitId>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for b in list.batches {
+        if !responsible.contains_key(&b.survey_id) {
+            let survey: psv::Survey = wb
+                .gateway()
+                .unary(
+                    Service::Surveys,
+                    "GetSurvey",
+                    &caller.auth,
+                    psv::GetSurveyRequest {
+                        id: b.survey_id.clone(),
+                    },
+                )
+                .await?;
+            let questions: Vec<&str> = survey.questions.iter().map(|q| q.id.as_str()).collect();
+            responsible.insert(
+                b.survey_id.clone(),
+                cezone_domain::obligations::responsible_for_questions(&names.fw, &questions),
+            );
+        }
+        let action = Action::ReviewSurveyBatch {
+            survey: &b.survey_id,
+            responsible: &responsible[&b.survey_id],
+            filed_by: &b.filed_by,
+        };
+        if access::authorize(caller.principal(), &action, Some(&names.tree)).is_ok() {
+            out.push(json!({
+                "id": b.id, "survey": b.survey_id, "responses": b.responses,
+                "filed_by": b.filed_by, "received_at": wb.local(&b.received_at),
+            }));
+        }
+    }
+    Ok(out)
+}
+
 async fn show(
     wb: &Workbench,
     caller: &Caller,
@@ -98,6 +154,7 @@ async fn show(
 ) -> PageResult {
     let names = wb.names().await?;
     let pending = waiting(wb, caller, &names).await?;
+    let batches = waiting_batches(wb, caller, &names).await?;
     let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for s in &pending {
         let def = names
@@ -126,7 +183,7 @@ async fn show(
         "approve.html",
         json!({
             "groups": groups, "count": pending.len(), "decided": decided,
-            "error": error, "period": wb.config().period,
+            "error": error, "period": wb.config().period, "batches": batches,
         }),
     );
     *res.status_mut() = status;
@@ -255,6 +312,71 @@ pub async fn decide(
                 r.statistics.len()
             ))
             .into_response()),
+            Err(e) => {
+                let (status, detail) = PageError::on_form(e)?;
+                show(
+                    &wb,
+                    &caller,
+                    None,
+                    status,
+                    Some(format!("未作决定 Nothing was decided: {detail}")),
+                )
+                .await
+            }
+        }
+    }
+    .await;
+    finish(&wb, r)
+}
+
+/// A survey batch accepted or returned (with a comment), whole.
+pub async fn decide_batch(
+    State(wb): State<Workbench>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let r = async {
+        let caller = wb.caller(&headers, "/work/statistics/review").await?;
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        caller.check_form(Some(&field("csrf")))?;
+        may_approve(&caller)?;
+        let accept = match field("decision").as_str() {
+            "accept" => true,
+            "return" => false,
+            other => {
+                return show(
+                    &wb,
+                    &caller,
+                    None,
+                    StatusCode::BAD_REQUEST,
+                    Some(format!(
+                        "decision: '{other}' is not a decision (accept or return)"
+                    )),
+                )
+                .await;
+            }
+        };
+        let decided: Result<psv::SurveyBatch, _> = wb
+            .gateway()
+            .unary(
+                Service::Surveys,
+                "ReviewSurveyBatch",
+                &caller.auth,
+                psv::ReviewSurveyBatchRequest {
+                    batch_id: field("batch"),
+                    accept,
+                    comment: field("comment"),
+                },
+            )
+            .await;
+        match decided {
+            Ok(_) => Ok(Redirect::to("/work/statistics/review?decided=1").into_response()),
             Err(e) => {
                 let (status, detail) = PageError::on_form(e)?;
                 show(

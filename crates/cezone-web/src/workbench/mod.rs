@@ -427,6 +427,10 @@ pub fn router(wb: Workbench) -> Router {
             get(approve::page).post(approve::decide),
         )
         .route(
+            "/work/surveys/review",
+            axum::routing::post(approve::decide_batch),
+        )
+        .route(
             "/work/statistics/upload",
             post(statistics::upload).layer(DefaultBodyLimit::max(statistics::MAX_RETURN_BYTES)),
         )

@@ -184,7 +184,7 @@ pub async fn logout(
                 .unary(
                     Service::Registry,
                     "Logout",
-                    &HeaderMap::new(),
+                    &caller.auth,
                     pr::LogoutRequest {
                         refresh_token: refresh,
                     },

@@ -399,7 +399,8 @@ pub async fn file(
                     "surveys.html",
                     json!({
                         "survey": s.id,
-                        "ingested": { "batch": done.batch_id, "accepted": done.accepted, "org_units": done.org_units, "file": w.file },
+                        "ingested": { "batch": done.batch_id, "accepted": done.accepted, "org_units": done.org_units, "file": w.file,
+                            "pending": done.state == psv::BatchState::Pending as i32 },
                     }),
                 ))
             }

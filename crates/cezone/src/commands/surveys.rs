@@ -1,4 +1,5 @@
-//! `cezone surveys import`: a survey platform's export loaded into a defined survey.
+//! `cezone surveys import`: a survey platform's export loaded into a defined survey; `cezone
+//! surveys batches|review`: the batches filed and their review.
 
 use std::process::ExitCode;
 
@@ -27,6 +28,17 @@ pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
             dry_run,
             config,
         } => (file, survey, mapping, dry_run, config),
+        SurveysCommand::Batches {
+            survey,
+            state,
+            config,
+        } => return batches(survey, state, config).await,
+        SurveysCommand::Review {
+            batch,
+            accept,
+            return_with,
+            config,
+        } => return review(batch, accept, return_with, config).await,
     };
     let name = file.display().to_string();
     let bytes = std::fs::read(&file).with_context(|| format!("cannot read {name}"))?;
@@ -182,6 +194,99 @@ async fn define(
             .map(|q| q.id.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn batch_state_name(state: i32) -> &'static str {
+    match ps::BatchState::try_from(state) {
+        Ok(ps::BatchState::Pending) => "待审核 pending",
+        Ok(ps::BatchState::Returned) => "已退回 returned",
+        _ => "已通过 accepted",
+    }
+}
+
+async fn batches(
+    survey: Option<String>,
+    state: Option<crate::cli::BatchStateArg>,
+    config: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
+    use crate::cli::BatchStateArg;
+    let svc = Services::load(config.as_deref())?;
+    let mut client = svc.surveys().await?;
+    let list = client
+        .list_survey_batches(ps::ListSurveyBatchesRequest {
+            survey_id: survey.unwrap_or_default(),
+            state: match state {
+                None => ps::BatchState::Unspecified,
+                Some(BatchStateArg::Pending) => ps::BatchState::Pending,
+                Some(BatchStateArg::Accepted) => ps::BatchState::Accepted,
+                Some(BatchStateArg::Returned) => ps::BatchState::Returned,
+            } as i32,
+        })
+        .await
+        .map_err(|s| refused("ListSurveyBatches", s))?
+        .into_inner()
+        .batches;
+    let offset = svc.settings.scheduler.utc_offset_hours;
+    println!(
+        "batch                                 survey          responses  state            filed by / received"
+    );
+    for b in &list {
+        let review = if b.reviewed_by.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} {} {}",
+                b.reviewed_by,
+                crate::render::local_time(&b.reviewed_at, offset),
+                b.review_comment
+            )
+        };
+        println!(
+            "{:<37} {:<15} {:>9}  {:<16} {} {}{review}",
+            b.id,
+            b.survey_id,
+            b.responses,
+            batch_state_name(b.state),
+            b.filed_by,
+            crate::render::local_time(&b.received_at, offset),
+        );
+    }
+    println!("{} batch(es)", list.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn review(
+    batch: String,
+    accept: bool,
+    return_with: Option<String>,
+    config: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
+    let (accept, comment) = match (accept, return_with) {
+        (true, None) => (true, String::new()),
+        (false, Some(c)) if !c.trim().is_empty() => (false, c),
+        (false, Some(_)) => bail!("--return: say what to correct (the comment is empty)"),
+        _ => bail!("give --accept or --return COMMENT"),
+    };
+    let svc = Services::load(config.as_deref())?;
+    let mut client = svc.surveys().await?;
+    let b = client
+        .review_survey_batch(ps::ReviewSurveyBatchRequest {
+            batch_id: batch,
+            accept,
+            comment,
+        })
+        .await
+        .map_err(|s| refused("ReviewSurveyBatch", s))?
+        .into_inner();
+    println!(
+        "{} {}: {} response(s) of survey {} filed by {}",
+        batch_state_name(b.state),
+        b.id,
+        b.responses,
+        b.survey_id,
+        b.filed_by
     );
     Ok(ExitCode::SUCCESS)
 }
