@@ -694,8 +694,10 @@ use review::{
     a_town_sees_what_its_return_owes_and_by_when,
     statistics_are_reviewed_one_level_up_and_count_once_accepted,
 };
+use tokens::only_the_registry_signs_and_a_rotated_key_reaches_every_service;
 
 contract_tests!(
+    only_the_registry_signs_and_a_rotated_key_reaches_every_service,
     survey_batches_are_reviewed_by_the_responsible_unit_and_count_once_accepted,
     statistics_are_reviewed_one_level_up_and_count_once_accepted,
     a_locked_period_refuses_filings_until_the_office_unlocks_an_org_unit,

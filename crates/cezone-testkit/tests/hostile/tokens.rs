@@ -47,14 +47,13 @@ async fn service_token(s: &Services, service: &str, secret: &str) -> Result<Stri
     .map(|r| r.into_inner().access_token)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_registry_signs_and_a_rotated_key_reaches_every_service() {
+pub async fn only_the_registry_signs_and_a_rotated_key_reaches_every_service(backend: Backend) {
     let bus = cezone_bus::connect(&cezone_platform::testing::in_process_bus(
         &cezone_platform::testing::fresh_bus_prefix(),
     ))
     .await
     .unwrap();
-    let mut env = test_env(Backend::Sqlite).await;
+    let mut env = test_env(backend).await;
     // This deployment's own signing keys, made by the registry at its start; the other
     // services fetch the public keys from it (no public key file).
     let key_file = env.dir.path().join("registry/token-signing-keys.json");
