@@ -253,9 +253,8 @@ impl Settings {
         )
     }
 
-    /// The embedded defaults alone, as tests start from.
     /// The bus configuration of a process serving cezone services: signs and checks events
-    /// with the deployment's key (see `cezone_bus::EventKey`).
+    /// with the deployment's service secret (see `cezone_bus::EventKey`).
     pub fn bus_config(
         &self,
         connection_name: &str,
@@ -264,6 +263,7 @@ impl Settings {
         Ok(self.bus.config(connection_name).signed_with(event_key))
     }
 
+    /// The embedded defaults alone, as tests start from.
     pub fn defaults() -> Settings {
         let s: Settings = Config::builder()
             .add_source(File::from_str(DEFAULTS, FileFormat::Toml))

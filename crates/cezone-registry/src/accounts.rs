@@ -1,6 +1,6 @@
 //! People's accounts: created, listed, disabled and their passwords reset by the evaluation
 //! office and district IT; signing in with a password (argon2id hashes, a lockout after
-//! repeated failures), short-lived access tokens signed with the deployment's key, and opaque
+//! repeated failures), short-lived access tokens signed with the registry's own key, and opaque
 //! refresh tokens kept only as their SHA-256 and rotated on every use. Every change and every
 //! sign-in, successful or not, is audited in the same transaction; a password never is.
 
