@@ -81,9 +81,11 @@ pub fn keys(cmd: KeysCommand) -> Result<ExitCode> {
         KeysCommand::List { .. } => {
             let set = KeySet::read(path)?;
             let current = set.current(now).map(|k| k.kid.clone());
+            use crate::render::fit;
             println!(
-                "{:<28} {:<27} 状态 state",
-                "密钥 key id", "签发起始 signs from"
+                "{} {} 状态 state",
+                fit("密钥 key id", 28),
+                fit("签发起始 signs from", 27)
             );
             for (i, k) in set.keys.iter().enumerate() {
                 let state = if Some(&k.kid) == current.as_ref() {
@@ -94,7 +96,11 @@ pub fn keys(cmd: KeysCommand) -> Result<ExitCode> {
                     let replaced = set.keys.get(i + 1).map_or(now, |n| n.active_from);
                     format!("仅验证 verifies until {}", local(replaced + keep))
                 };
-                println!("{:<28} {:<27} {state}", k.kid, local(k.active_from));
+                println!(
+                    "{} {} {state}",
+                    fit(&k.kid, 28),
+                    fit(&local(k.active_from), 27)
+                );
             }
         }
         KeysCommand::Rotate { activate_in, .. } => {

@@ -230,7 +230,11 @@ async fn batches(
         .batches;
     let offset = svc.settings.scheduler.utc_offset_hours;
     println!(
-        "batch                                 survey          responses  state            filed by / received"
+        "{} {} {} {} 报送 filed by / received",
+        crate::render::fit("批次 batch", 37),
+        crate::render::fit("问卷 survey", 15),
+        crate::render::fit("答卷 responses", 15),
+        crate::render::fit("状态 state", 16),
     );
     for b in &list {
         let review = if b.reviewed_by.is_empty() {
@@ -244,11 +248,11 @@ async fn batches(
             )
         };
         println!(
-            "{:<37} {:<15} {:>9}  {:<16} {} {}{review}",
-            b.id,
-            b.survey_id,
+            "{} {} {:>15} {} {} {}{review}",
+            crate::render::fit(&b.id, 37),
+            crate::render::fit(&b.survey_id, 15),
             b.responses,
-            batch_state_name(b.state),
+            crate::render::fit(batch_state_name(b.state), 16),
             b.filed_by,
             crate::render::local_time(&b.received_at, offset),
         );

@@ -745,6 +745,65 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         "{out}"
     );
 
+    // A town's export waits for review; the town cannot accept it, the office can.
+    let (ok, guicheng_token) = d.cezone(&[
+        "token",
+        "issue",
+        "--subject",
+        "桂城街道",
+        "--role",
+        "town",
+        "--unit",
+        "towns",
+        "--org-unit",
+        "nanhai.guicheng",
+    ]);
+    assert!(ok, "{guicheng_token}");
+    let guicheng_token = guicheng_token.lines().next().unwrap().trim().to_string();
+    let from_town = d.write(
+        "platform-town.csv",
+        "答卷编号,所在社区,Q1 知道社区教育吗,Q3 满意度
+t1,nanhai.guicheng.pingzhou,是,满意
+",
+    );
+    let (ok, out) = d.with_token(
+        &guicheng_token,
+        &[
+            "surveys",
+            "import",
+            &from_town,
+            "--survey",
+            "resident-2013",
+            "--mapping",
+            &mapping,
+        ],
+    );
+    assert!(ok, "{out}");
+    let listed = d.ok(&["surveys", "batches", "--state", "pending"]);
+    assert!(
+        listed.contains("待审核 pending")
+            && listed.contains("桂城街道")
+            && listed.contains("1 batch(es)"),
+        "{listed}"
+    );
+    let batch = listed
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let out = d.refused(&["surveys", "review", &batch, "--return", " "]);
+    assert!(out.contains("comment is empty"), "{out}");
+    let (ok, out) = d.with_token(&guicheng_token, &["surveys", "review", &batch, "--accept"]);
+    assert!(!ok && out.contains("nobody reviews their own"), "{out}");
+    let out = d.ok(&["surveys", "review", &batch, "--accept"]);
+    assert!(
+        out.contains("已通过 accepted") && out.contains(&batch),
+        "{out}"
+    );
+    let listed = d.ok(&["surveys", "batches", "--state", "pending"]);
+    assert!(listed.contains("0 batch(es)"), "{listed}");
+
     // Evidence: two files uploaded, one accepted, one returned, and downloaded intact.
     let criterion = fw
         .leaves()
