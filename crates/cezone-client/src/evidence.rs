@@ -23,18 +23,25 @@ pub async fn upload(
     meta: pe::UploadMetadata,
     content: Vec<u8>,
 ) -> Result<pe::Evidence, tonic::Status> {
-    let mut msgs = vec![pe::UploadRequest {
-        part: Some(pe::upload_request::Part::Metadata(meta)),
-    }];
-    for chunk in content.chunks(UPLOAD_CHUNK) {
-        msgs.push(pe::UploadRequest {
-            part: Some(pe::upload_request::Part::Chunk(chunk.to_vec())),
-        });
-    }
-    client
-        .upload(tokio_stream::iter(msgs))
-        .await
-        .map(|r| r.into_inner())
+    let messages = || {
+        let mut msgs = vec![pe::UploadRequest {
+            part: Some(pe::upload_request::Part::Metadata(meta.clone())),
+        }];
+        for chunk in content.chunks(UPLOAD_CHUNK) {
+            msgs.push(pe::UploadRequest {
+                part: Some(pe::upload_request::Part::Chunk(chunk.to_vec())),
+            });
+        }
+        msgs
+    };
+    // Refused for backpressure, an upload stored nothing: it is sent again after the hint.
+    crate::backpressure::patiently(|| {
+        let mut c = client.clone();
+        let msgs = messages();
+        async move { c.upload(tokio_stream::iter(msgs)).await }
+    })
+    .await
+    .map(|r| r.into_inner())
 }
 
 /// The record and the whole file.
@@ -70,15 +77,19 @@ pub async fn review(
     grade: u32,
     comment: &str,
 ) -> Result<pe::Evidence, ClientError> {
-    client
-        .review(pe::ReviewRequest {
-            id: id.to_string(),
-            decision: decision as i32,
-            grade,
-            comment: comment.to_string(),
-            reviewer: "评估办公室".to_string(),
-        })
-        .await
-        .map(|r| r.into_inner())
-        .map_err(|s| ClientError::call("Review", s))
+    let request = pe::ReviewRequest {
+        id: id.to_string(),
+        decision: decision as i32,
+        grade,
+        comment: comment.to_string(),
+        reviewer: "评估办公室".to_string(),
+    };
+    crate::backpressure::patiently(|| {
+        let mut c = client.clone();
+        let request = request.clone();
+        async move { c.review(request).await }
+    })
+    .await
+    .map(|r| r.into_inner())
+    .map_err(|s| ClientError::call("Review", s))
 }

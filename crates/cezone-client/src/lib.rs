@@ -2,6 +2,7 @@
 //! publishing frameworks, creating org units, uploading evidence. The demo loader and the
 //! tests use exactly these paths, as any integrating system would.
 
+pub mod backpressure;
 pub mod demo;
 pub mod evidence;
 pub mod files;
