@@ -51,6 +51,28 @@ impl Scale {
         })
     }
 
+    /// The same data with one statistic in `every` still pending review, and one survey
+    /// tally in `every` holding half its answers in a pending batch: what a district looks like
+    /// while returns and batches wait for the level above, so confirmed and projected differ.
+    pub fn with_pending(&self, every: usize) -> Scale {
+        let mut facts = self.facts.clone();
+        for s in facts.statistics.iter_mut().step_by(every.max(1)) {
+            s.state = cezone_domain::facts::StatState::Pending;
+        }
+        for t in facts.surveys.iter_mut().step_by(every.max(1)) {
+            t.pending_responses = t.responses / 2;
+            t.pending_positive = (t.positive / 2).min(t.pending_responses);
+        }
+        Scale {
+            fw: self.fw.clone(),
+            org: self.org.clone(),
+            facts,
+            period: self.period,
+            towns: self.towns,
+            communities: self.communities,
+        }
+    }
+
     pub fn engine(&self) -> Engine {
         Engine::new(self.fw.clone(), self.org.clone(), &self.facts, self.period)
     }

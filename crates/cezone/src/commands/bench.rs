@@ -556,7 +556,68 @@ async fn recompute(size: Size, report: &mut Report) -> Result<()> {
         .spreads(ours, Some(base), Some(ratio));
     report.lower_is_better();
     report.goal(Goal::FasterBy(10.0));
-    drop(district);
+
+    // What review states cost: the same district with a third of its statistics and survey
+    // tallies pending (both views kept, criteria reading them evaluated twice) against the
+    // district with everything accepted, in turns.
+    eprintln!("bench: full recompute, district scale with pending figures …");
+    let pending = district.with_pending(3);
+    let (_, _, board) = rc::full(&pending, 1);
+    let (_, _, accepted) = rc::full(&district, 1);
+    // Cells whose confirmed score the pending figures change.
+    let differing = (0..board.units())
+        .flat_map(|node| board.row(node).iter().zip(accepted.row(node)))
+        .filter(|(p, a)| p.confirmed != a.confirmed)
+        .count();
+    drop((board, accepted));
+    let paired = cezone_bench::sample::interleave(
+        Plan::short(quick),
+        async || Ok(rc::full_once(&pending)),
+        async || Ok(rc::full_once(&district)),
+    )
+    .await?;
+    let (ours, base, ratio) = fast_figures(&paired);
+    report
+        .push(
+            "full recompute (district, pending)",
+            "time",
+            "ms",
+            ours.median,
+            Some(base.median),
+            "≤ 2× the all-accepted build",
+            &format!(
+                "the district above with {} of {} statistics pending and {} of {} survey \
+                 tallies holding half their answers in pending batches ({} cells whose \
+                 confirmed score they change); ours: Engine::new + scoreboard(), lower \
+                 decile of {} runs (median {:.2} ms); baseline: the same with everything \
+                 accepted, lower decile of {} runs (median {:.2} ms); {} alternating turns of \
+                 50 ms, the ratio of the lower deciles, p10–p90 of the turns' ratios",
+                pending
+                    .facts
+                    .statistics
+                    .iter()
+                    .filter(|s| !s.state.is_accepted())
+                    .count(),
+                pending.facts.statistics.len(),
+                pending
+                    .facts
+                    .surveys
+                    .iter()
+                    .filter(|t| t.pending_responses > 0)
+                    .count(),
+                pending.facts.surveys.len(),
+                differing,
+                ours.n,
+                paired.ours().median,
+                base.n,
+                paired.baseline().median,
+                ratio.n,
+            ),
+        )
+        .spreads(ours, Some(base), Some(ratio));
+    report.lower_is_better();
+    report.goal(Goal::FasterBy(0.5));
+    drop((district, pending));
 
     let province_params = if quick {
         DemoParams {
