@@ -16,8 +16,9 @@ mod records;
 
 pub use app::Application;
 
-/// The evidence service's outbox table.
+/// The evidence service's consumer of other services' events and the patterns it binds.
 pub use closures::{CONSUMER, PATTERNS};
 
+/// The evidence service's outbox table.
 pub const OUTBOX: &str = "evidence_outbox";
 pub use metadata::safe_file_name;

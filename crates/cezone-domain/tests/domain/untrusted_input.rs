@@ -43,10 +43,24 @@ proptest! {
 
     #[test]
     fn lines_cut_or_repeated_give_findings_not_a_panic(cut in 0usize..120, repeat in 0usize..120) {
-        let mut lines: Vec<&str> = guangdong::TABLE.lines().collect();
+        let original: Vec<&str> = guangdong::TABLE.lines().collect();
+        let mut lines = original.clone();
         if cut < lines.len() { lines.remove(cut); }
         if repeat < lines.len() { let l = lines[repeat]; lines.insert(repeat, l); }
-        let _ = read_untrusted("indicators.csv", lines.join("\n").as_bytes());
+        let outcome = read_untrusted("indicators.csv", lines.join("\n").as_bytes());
+        // A criterion row lost or doubled never passes unnoticed: the import is refused, says
+        // what is wrong, or reads a different number of criteria than the seed has.
+        let touched = |i: usize| i > 0 && i < original.len() && !original[i].trim().is_empty();
+        if touched(cut) || touched(repeat) {
+            let noticed = match &outcome {
+                Err(_) => true,
+                Ok((fw, findings)) => {
+                    findings.errors() + findings.warnings() > 0
+                        || fw.len() != guangdong::framework().0.len()
+                }
+            };
+            prop_assert!(noticed, "cut {} repeat {}: read as the seed", cut, repeat);
+        }
     }
 }
 
@@ -55,4 +69,33 @@ fn the_seed_reads_through_the_untrusted_path() {
     let (fw, findings) = read_untrusted("indicators.csv", guangdong::TABLE.as_bytes()).unwrap();
     assert_eq!(fw.len(), guangdong::framework().0.len());
     assert!(!findings.has_errors(), "{findings:?}");
+}
+
+/// Every criterion row of the seed lost, or doubled, is noticed (the property above draws
+/// both at once; this walks each alone, every row).
+#[test]
+fn each_criterion_row_lost_or_doubled_is_noticed() {
+    let original: Vec<&str> = guangdong::TABLE.lines().collect();
+    let seed_len = guangdong::framework().0.len();
+    for i in 1..original.len() {
+        for doubled in [false, true] {
+            let mut lines = original.clone();
+            if doubled {
+                lines.insert(i, original[i]);
+            } else {
+                lines.remove(i);
+            }
+            let noticed = match read_untrusted("indicators.csv", lines.join("\n").as_bytes()) {
+                Err(_) => true,
+                Ok((fw, findings)) => {
+                    findings.errors() + findings.warnings() > 0 || fw.len() != seed_len
+                }
+            };
+            assert!(
+                noticed,
+                "row {i} {}: read as the seed",
+                if doubled { "doubled" } else { "lost" }
+            );
+        }
+    }
 }
