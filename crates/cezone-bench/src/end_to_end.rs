@@ -21,7 +21,7 @@ use cezone_platform::auth::Bearer;
 use cezone_platform::testing::{admin_url, amqp_url};
 use cezone_proto::scoring::v1 as psc;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use futures::StreamExt;
 use sqlx::Connection;
 
@@ -170,13 +170,13 @@ async fn run(
         .map(|u| u.id.to_string())
         .collect();
     let period = district.params.period;
-    let batches = |count: usize, offset: usize| -> Vec<Vec<ps::StatisticReturn>> {
+    let batches = |count: usize, offset: usize| -> Vec<Vec<psv::StatisticReturn>> {
         (0..count.div_ceil(PER_CALL))
             .map(|b| {
                 (0..PER_CALL.min(count - b * PER_CALL))
                     .map(|i| {
                         let k = offset + b * PER_CALL + i;
-                        ps::StatisticReturn {
+                        psv::StatisticReturn {
                             // Distinct communities within a call; a community's consecutive
                             // values differ, so each filing moves its score.
                             org_unit: communities[(b * PER_CALL + i) % communities.len()].clone(),
@@ -191,7 +191,7 @@ async fn run(
             })
             .collect()
     };
-    let sample = ps::StatisticReturn {
+    let sample = psv::StatisticReturn {
         org_unit: communities[0].clone(),
         metric: "residents_served".into(),
         period,
@@ -271,7 +271,7 @@ async fn drive(
     channels: &Channels,
     scores: &mut ScoringServiceClient<cezone_platform::auth::AuthChannel>,
     pool: &sqlx::PgPool,
-    batches: Vec<Vec<ps::StatisticReturn>>,
+    batches: Vec<Vec<psv::StatisticReturn>>,
     rate: Option<f64>,
 ) -> Result<(Run, i64)> {
     let total: usize = batches.iter().map(Vec::len).sum();
@@ -332,7 +332,7 @@ async fn drive(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let r = client
-                    .record_statistics(ps::RecordStatisticsRequest {
+                    .record_statistics(psv::RecordStatisticsRequest {
                         statistics: batch,
                         dry_run: false,
                     })

@@ -15,7 +15,7 @@ use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
 use cezone_platform::settings::Settings;
 use cezone_platform::testing::{admin_url, fresh_bus_prefix, fresh_postgres_database};
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sqlx::Connection;
 
 /// Communities the responses are spread over.
@@ -78,7 +78,7 @@ pub async fn measure(n: usize, rounds: usize) -> Result<Measured> {
                 .insert(period, (per as u64) * (rounds as u64 + 1) * 2);
         }
     }
-    let responses: Vec<ps::Response> = district
+    let responses: Vec<psv::Response> = district
         .responses(&fw.catalog)
         .take(n)
         .map(|r| surveys::response(&r))
@@ -108,10 +108,10 @@ pub async fn measure(n: usize, rounds: usize) -> Result<Measured> {
         .await?;
         let (mut ours, mut copy, mut row_bytes) = (Vec::new(), Vec::new(), 0.0);
         for round in 0..=rounds {
-            let rows: Vec<ps::Response> = responses
+            let rows: Vec<psv::Response> = responses
                 .iter()
                 .take(if round == 0 { n / 10 } else { n })
-                .map(|r| ps::Response {
+                .map(|r| psv::Response {
                     respondent_id: format!("{}-r{round}", r.respondent_id),
                     ..r.clone()
                 })
@@ -195,7 +195,7 @@ pub(crate) async fn drop_database(url: &str) {
 async fn baseline(
     conn: &mut sqlx::PgConnection,
     survey: &str,
-    responses: &[ps::Response],
+    responses: &[psv::Response],
 ) -> Result<(Run, f64)> {
     let batch = uuid::Uuid::now_v7().to_string();
     let mut bytes = 0usize;

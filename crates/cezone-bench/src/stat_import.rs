@@ -13,7 +13,7 @@ use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
 use cezone_domain::org::{OrgLevel, OrgTree, OrgUnit};
 use cezone_domain::rules::{MetricDef, MetricUnit};
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sqlx::Connection;
 
 use crate::ingest::{Run, drop_database};
@@ -119,9 +119,9 @@ pub async fn measure(communities: usize, rounds: usize) -> Result<Measured> {
             let started = Instant::now();
             let filed =
                 returns::read("province.xlsx", &xlsx, &fw, &tree).map_err(|e| anyhow!("{e}"))?;
-            let parts: Vec<ps::RecordStatisticsRequest> = filed
+            let parts: Vec<psv::RecordStatisticsRequest> = filed
                 .chunks(PART)
-                .map(|c| ps::RecordStatisticsRequest {
+                .map(|c| psv::RecordStatisticsRequest {
                     statistics: c.iter().map(|f| f.statistic.clone()).collect(),
                     dry_run: false,
                 })

@@ -14,7 +14,7 @@ use cezone_domain::org::OrgLevel;
 use cezone_domain::rules::QuestionKind;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::registry::v1 as pr;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
@@ -174,13 +174,13 @@ async fn statistics(
         } else {
             rng.random_range(2..=20)
         };
-        let mut batch: HashMap<(String, String), ps::StatisticReturn> = HashMap::new();
+        let mut batch: HashMap<(String, String), psv::StatisticReturn> = HashMap::new();
         for _ in 0..n {
             let org_unit = scope.communities[rng.random_range(0..scope.communities.len())].clone();
             let metric = scope.metrics[rng.random_range(0..scope.metrics.len())].clone();
             batch.insert(
                 (org_unit.clone(), metric.clone()),
-                ps::StatisticReturn {
+                psv::StatisticReturn {
                     org_unit,
                     metric,
                     period: scope.period,
@@ -190,7 +190,7 @@ async fn statistics(
                 },
             );
         }
-        let statistics: Vec<ps::StatisticReturn> = batch.into_values().collect();
+        let statistics: Vec<psv::StatisticReturn> = batch.into_values().collect();
         let stored = if statistics.len() == 1 {
             client
                 .record_statistic(statistics[0].clone())
@@ -198,7 +198,7 @@ async fn statistics(
                 .map(|r| vec![r.into_inner()])
         } else {
             client
-                .record_statistics(ps::RecordStatisticsRequest {
+                .record_statistics(psv::RecordStatisticsRequest {
                     statistics,
                     dry_run: false,
                 })
@@ -298,18 +298,18 @@ async fn surveys(
         batch += 1;
         let n = rng.random_range(10..=30);
         let mut counts: HashMap<String, u64> = HashMap::new();
-        let responses: Vec<ps::Response> = (0..n)
+        let responses: Vec<psv::Response> = (0..n)
             .map(|i| {
                 let org_unit =
                     scope.communities[rng.random_range(0..scope.communities.len())].clone();
                 *counts.entry(org_unit.clone()).or_default() += 1;
-                ps::Response {
+                psv::Response {
                     respondent_id: format!("chaos-{seed}-{round}-{batch}-{i}"),
                     org_unit,
                     answers: scope
                         .questions
                         .iter()
-                        .map(|(q, kind)| ps::Answer {
+                        .map(|(q, kind)| psv::Answer {
                             question: q.clone(),
                             value: match kind {
                                 QuestionKind::YesNo => rng.random_range(0..=1),

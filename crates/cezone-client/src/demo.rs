@@ -7,7 +7,7 @@ use cezone_domain::framework::Framework;
 use cezone_platform::auth::AuthChannel;
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use futures::{StreamExt, TryStreamExt};
 use tonic::Code;
 
@@ -85,13 +85,13 @@ pub async fn load(
         Err(s) => return Err(ClientError::call("DefineSurvey", s)),
     }
     let existing = sv
-        .get_survey(ps::GetSurveyRequest { id: id.clone() })
+        .get_survey(psv::GetSurveyRequest { id: id.clone() })
         .await
         .map_err(|s| ClientError::call("GetSurvey", s))?
         .into_inner()
         .responses;
     if existing == 0 {
-        let responses: Vec<ps::Response> = district
+        let responses: Vec<psv::Response> = district
             .responses(&fw.catalog)
             .map(|r| surveys::response(&r))
             .collect();
@@ -104,7 +104,7 @@ pub async fn load(
     }
 
     let filed = sv
-        .list_statistics(ps::ListStatisticsRequest {
+        .list_statistics(psv::ListStatisticsRequest {
             page: Some(PageRequest {
                 page_size: 1,
                 page_token: String::new(),

@@ -4,7 +4,7 @@ use cezone_domain::demo::SurveyResponse;
 use cezone_domain::facts::StatFact;
 use cezone_domain::rules::{Catalog, QuestionKind};
 use cezone_platform::auth::AuthChannel;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use cezone_proto::surveys::v1::survey_service_client::SurveyServiceClient;
 
 use crate::{ClientError, MAX_MESSAGE_BYTES};
@@ -21,20 +21,20 @@ pub fn client(channel: AuthChannel) -> Surveys {
 }
 
 /// A survey asking every question of a framework's catalog.
-pub fn survey_for(catalog: &Catalog, id: &str, title: &str, period: i32) -> ps::Survey {
-    ps::Survey {
+pub fn survey_for(catalog: &Catalog, id: &str, title: &str, period: i32) -> psv::Survey {
+    psv::Survey {
         id: id.to_string(),
         title: title.to_string(),
         period,
         questions: catalog
             .questions
             .iter()
-            .map(|q| ps::Question {
+            .map(|q| psv::Question {
                 id: q.id.to_string(),
                 text: q.text.clone(),
                 kind: match q.kind {
-                    QuestionKind::YesNo => ps::QuestionKind::YesNo,
-                    QuestionKind::Likert5 => ps::QuestionKind::Likert5,
+                    QuestionKind::YesNo => psv::QuestionKind::YesNo,
+                    QuestionKind::Likert5 => psv::QuestionKind::Likert5,
                 } as i32,
                 satisfied_from: u32::from(q.satisfied_from.unwrap_or(0)),
             })
@@ -44,14 +44,14 @@ pub fn survey_for(catalog: &Catalog, id: &str, title: &str, period: i32) -> ps::
     }
 }
 
-pub fn response(r: &SurveyResponse) -> ps::Response {
-    ps::Response {
+pub fn response(r: &SurveyResponse) -> psv::Response {
+    psv::Response {
         respondent_id: r.respondent.clone(),
         org_unit: r.org_unit.to_string(),
         answers: r
             .answers
             .iter()
-            .map(|(q, v)| ps::Answer {
+            .map(|(q, v)| psv::Answer {
                 question: q.to_string(),
                 value: *v,
             })
@@ -64,19 +64,19 @@ pub async fn ingest<I>(
     client: &mut Surveys,
     survey_id: &str,
     responses: I,
-) -> Result<ps::IngestSummary, tonic::Status>
+) -> Result<psv::IngestSummary, tonic::Status>
 where
-    I: IntoIterator<Item = ps::Response>,
+    I: IntoIterator<Item = psv::Response>,
     I::IntoIter: Send + 'static,
 {
-    let first = ps::IngestRequest {
-        part: Some(ps::ingest_request::Part::SurveyId(survey_id.to_string())),
+    let first = psv::IngestRequest {
+        part: Some(psv::ingest_request::Part::SurveyId(survey_id.to_string())),
     };
     let mut it = responses.into_iter();
     let batches = std::iter::from_fn(move || {
-        let chunk: Vec<ps::Response> = it.by_ref().take(RESPONSES_PER_MESSAGE).collect();
-        (!chunk.is_empty()).then_some(ps::IngestRequest {
-            part: Some(ps::ingest_request::Part::Batch(ps::ResponseBatch {
+        let chunk: Vec<psv::Response> = it.by_ref().take(RESPONSES_PER_MESSAGE).collect();
+        (!chunk.is_empty()).then_some(psv::IngestRequest {
+            part: Some(psv::ingest_request::Part::Batch(psv::ResponseBatch {
                 responses: chunk,
             })),
         })
@@ -88,8 +88,8 @@ where
         .map(|r| r.into_inner())
 }
 
-pub fn statistic(s: &StatFact, filed_by: &str) -> ps::StatisticReturn {
-    ps::StatisticReturn {
+pub fn statistic(s: &StatFact, filed_by: &str) -> psv::StatisticReturn {
+    psv::StatisticReturn {
         org_unit: s.org_unit.to_string(),
         metric: s.metric.to_string(),
         period: s.period,
@@ -103,7 +103,7 @@ pub async fn record(
     client: &mut Surveys,
     s: &StatFact,
     filed_by: &str,
-) -> Result<ps::StatisticReturn, ClientError> {
+) -> Result<psv::StatisticReturn, ClientError> {
     client
         .record_statistic(statistic(s, filed_by))
         .await
@@ -121,13 +121,13 @@ pub async fn import(
     client: &mut Surveys,
     facts: &[StatFact],
     filed_by: &str,
-) -> Result<ps::ImportStatisticsResponse, ClientError> {
+) -> Result<psv::ImportStatisticsResponse, ClientError> {
     if facts.is_empty() {
-        return Ok(ps::ImportStatisticsResponse::default());
+        return Ok(psv::ImportStatisticsResponse::default());
     }
-    let parts: Vec<ps::RecordStatisticsRequest> = facts
+    let parts: Vec<psv::RecordStatisticsRequest> = facts
         .chunks(STATISTICS_PER_PART)
-        .map(|chunk| ps::RecordStatisticsRequest {
+        .map(|chunk| psv::RecordStatisticsRequest {
             statistics: chunk.iter().map(|f| statistic(f, filed_by)).collect(),
             dry_run: false,
         })

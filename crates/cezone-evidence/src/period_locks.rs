@@ -4,7 +4,7 @@
 //! the edition's submissions closed.
 
 use cezone_platform::db::stmt;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 pub const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS evidence_period_locks (\
@@ -12,7 +12,7 @@ pub const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS evidence_period_locks (\
      locked_at TEXT NOT NULL, revision BIGINT NOT NULL, unlocked TEXT NOT NULL)";
 
 /// Keeps the announced lock if it is newer than the one held.
-pub async fn apply(db: &DatabaseConnection, lock: &ps::PeriodLock) -> Result<(), DbErr> {
+pub async fn apply(db: &DatabaseConnection, lock: &psv::PeriodLock) -> Result<(), DbErr> {
     let unlocked: Vec<&str> = lock.unlocked.iter().map(|u| u.org_unit.as_str()).collect();
     let unlocked = serde_json::to_string(&unlocked).map_err(|e| DbErr::Custom(e.to_string()))?;
     db.execute(stmt(

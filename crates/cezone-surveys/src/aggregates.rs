@@ -6,7 +6,7 @@ use cezone_domain::facts::SurveyTally;
 use cezone_domain::org::{OrgIdx, OrgTree, OrgUnitId};
 use cezone_domain::rules::QuestionId;
 use cezone_platform::ApiError;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::entities::tally;
@@ -49,9 +49,9 @@ fn org_aggregate(
     period: i32,
     questions: &[QuestionId],
     target: f64,
-) -> ps::OrgAggregate {
+) -> psv::OrgAggregate {
     let unit = tree.unit(node);
-    ps::OrgAggregate {
+    psv::OrgAggregate {
         org_unit: unit.id.to_string(),
         name: unit.name.clone(),
         population: agg.population(period, Segment::All, node),
@@ -63,7 +63,7 @@ fn org_aggregate(
                     .map(|s| s.sum[Segment::All as usize][node])
                     .unwrap_or_default();
                 let (lo, hi) = wr.interval().unwrap_or((0.0, 1.0));
-                ps::QuestionAggregate {
+                psv::QuestionAggregate {
                     question: q.to_string(),
                     responses: wr.responses,
                     positive: wr.positive,
@@ -84,8 +84,8 @@ fn org_aggregate(
 pub fn compute(
     tree: &OrgTree,
     all: &[SurveyTally],
-    r: &ps::GetAggregatesRequest,
-) -> Result<ps::Aggregates, ApiError> {
+    r: &psv::GetAggregatesRequest,
+) -> Result<psv::Aggregates, ApiError> {
     if !(1900..=2200).contains(&r.period) {
         return Err(ApiError::invalid(
             "period",
@@ -114,7 +114,7 @@ pub fn compute(
         .collect();
     questions.sort();
     questions.dedup();
-    Ok(ps::Aggregates {
+    Ok(psv::Aggregates {
         total: Some(org_aggregate(
             &agg, tree, node, r.period, &questions, r.target,
         )),

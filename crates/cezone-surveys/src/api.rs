@@ -5,7 +5,7 @@ use cezone_platform::ApiError;
 use cezone_platform::auth::{caller, permit};
 use cezone_platform::paging::Page;
 use cezone_platform::registry_view::RegistryView;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use cezone_proto::surveys::v1::ingest_request::Part;
 use cezone_proto::surveys::v1::survey_service_server::SurveyService;
 use sea_orm::sea_query::Expr;
@@ -138,7 +138,7 @@ impl SurveyApi {
     async fn may_file(
         &self,
         who: &cezone_domain::access::Principal,
-        rs: &[ps::StatisticReturn],
+        rs: &[psv::StatisticReturn],
         batch: bool,
     ) -> Result<(), ApiError> {
         refuse_non_filers(
@@ -271,7 +271,7 @@ impl SurveyService for SurveyApi {
         Ok(tonic::Response::new(page))
     }
 
-    async fn define_survey(&self, req: Request<ps::Survey>) -> Reply<ps::Survey> {
+    async fn define_survey(&self, req: Request<psv::Survey>) -> Reply<psv::Survey> {
         let who = caller(&req)?;
         permit(&who, &Action::DefineSurvey, None)?;
         let def = definitions::from_proto(req.get_ref())?;
@@ -280,7 +280,7 @@ impl SurveyService for SurveyApi {
         Ok(Response::new(definitions::to_proto(&def, 0)))
     }
 
-    async fn get_survey(&self, req: Request<ps::GetSurveyRequest>) -> Reply<ps::Survey> {
+    async fn get_survey(&self, req: Request<psv::GetSurveyRequest>) -> Reply<psv::Survey> {
         let def = definitions::get(&self.db, &req.get_ref().id).await?;
         // Every stored response came in a batch that counts it, in the same transaction.
         let n: Option<i64> = batch::Entity::find()
@@ -300,8 +300,8 @@ impl SurveyService for SurveyApi {
 
     async fn ingest_responses(
         &self,
-        req: Request<Streaming<ps::IngestRequest>>,
-    ) -> Reply<ps::IngestSummary> {
+        req: Request<Streaming<psv::IngestRequest>>,
+    ) -> Reply<psv::IngestSummary> {
         let who = caller(&req)?;
         // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
         self.relay.admit().map_err(ApiError::from)?;
@@ -420,22 +420,22 @@ impl SurveyService for SurveyApi {
             .await?;
         self.relay.notify();
         tracing::info!(survey = %survey.id, batch = %batch_id, responses = rows, org_units, pending, "survey responses ingested");
-        Ok(Response::new(ps::IngestSummary {
+        Ok(Response::new(psv::IngestSummary {
             batch_id,
             accepted: rows,
             org_units,
             state: if pending {
-                ps::BatchState::Pending
+                psv::BatchState::Pending
             } else {
-                ps::BatchState::Accepted
+                psv::BatchState::Accepted
             } as i32,
         }))
     }
 
     async fn record_statistic(
         &self,
-        req: Request<ps::StatisticReturn>,
-    ) -> Reply<ps::StatisticReturn> {
+        req: Request<psv::StatisticReturn>,
+    ) -> Reply<psv::StatisticReturn> {
         let who = caller(&req)?;
         // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
         self.relay.admit().map_err(ApiError::from)?;
@@ -450,8 +450,8 @@ impl SurveyService for SurveyApi {
 
     async fn record_statistics(
         &self,
-        req: Request<ps::RecordStatisticsRequest>,
-    ) -> Reply<ps::RecordStatisticsResponse> {
+        req: Request<psv::RecordStatisticsRequest>,
+    ) -> Reply<psv::RecordStatisticsResponse> {
         let who = caller(&req)?;
         self.relay.admit().map_err(ApiError::from)?;
         let r = req.into_inner();
@@ -477,7 +477,7 @@ impl SurveyService for SurveyApi {
             tracing::info!(statistics = stored.len(), "statistics recorded");
             tracing::debug!(keys = ?stored.iter().map(|m| format!("{}/{}/{}@{}", m.org_unit, m.metric, m.period, m.version)).collect::<Vec<_>>(), "statistics recorded");
         }
-        Ok(Response::new(ps::RecordStatisticsResponse {
+        Ok(Response::new(psv::RecordStatisticsResponse {
             statistics: stored.iter().map(statistics::to_proto).collect(),
             event_ids,
         }))
@@ -485,13 +485,13 @@ impl SurveyService for SurveyApi {
 
     async fn import_statistics(
         &self,
-        req: Request<Streaming<ps::RecordStatisticsRequest>>,
-    ) -> Reply<ps::ImportStatisticsResponse> {
+        req: Request<Streaming<psv::RecordStatisticsRequest>>,
+    ) -> Reply<psv::ImportStatisticsResponse> {
         let who = caller(&req)?;
         self.relay.admit().map_err(ApiError::from)?;
         let started = std::time::Instant::now();
         let mut stream = req.into_inner();
-        let mut all: Vec<ps::StatisticReturn> = Vec::new();
+        let mut all: Vec<psv::StatisticReturn> = Vec::new();
         let mut dry_run = None;
         while let Some(part) = self.limits.next(&mut stream, started).await? {
             if part.statistics.len() > statistics::MAX_PER_CALL {
@@ -537,7 +537,7 @@ impl SurveyService for SurveyApi {
                 "statistics imported"
             );
         }
-        Ok(Response::new(ps::ImportStatisticsResponse {
+        Ok(Response::new(psv::ImportStatisticsResponse {
             recorded: stored.len() as u64,
             first_filings: stored.iter().filter(|m| m.version == 1).count() as u64,
             dry_run,
@@ -546,10 +546,10 @@ impl SurveyService for SurveyApi {
 
     async fn list_statistics(
         &self,
-        req: Request<ps::ListStatisticsRequest>,
-    ) -> Reply<ps::ListStatisticsResponse> {
+        req: Request<psv::ListStatisticsRequest>,
+    ) -> Reply<psv::ListStatisticsResponse> {
         let (statistics, page) = statistics::list(&self.db, req.get_ref()).await?;
-        Ok(Response::new(ps::ListStatisticsResponse {
+        Ok(Response::new(psv::ListStatisticsResponse {
             statistics,
             page,
         }))
@@ -557,8 +557,8 @@ impl SurveyService for SurveyApi {
 
     async fn review_statistics(
         &self,
-        req: Request<ps::ReviewStatisticsRequest>,
-    ) -> Reply<ps::ReviewStatisticsResponse> {
+        req: Request<psv::ReviewStatisticsRequest>,
+    ) -> Reply<psv::ReviewStatisticsResponse> {
         let who = caller(&req)?;
         refuse_non_filers(
             &who,
@@ -615,13 +615,13 @@ impl SurveyService for SurveyApi {
                 "statistics reviewed"
             );
         }
-        Ok(Response::new(ps::ReviewStatisticsResponse {
+        Ok(Response::new(psv::ReviewStatisticsResponse {
             statistics: decided.iter().map(statistics::to_proto).collect(),
             event_ids,
         }))
     }
 
-    async fn lock_period(&self, req: Request<ps::LockPeriodRequest>) -> Reply<ps::PeriodLock> {
+    async fn lock_period(&self, req: Request<psv::LockPeriodRequest>) -> Reply<psv::PeriodLock> {
         let who = caller(&req)?;
         permit(&who, &Action::LockPeriod, None)?;
         let r = req.into_inner();
@@ -635,8 +635,8 @@ impl SurveyService for SurveyApi {
 
     async fn unlock_org_unit(
         &self,
-        req: Request<ps::UnlockOrgUnitRequest>,
-    ) -> Reply<ps::PeriodLock> {
+        req: Request<psv::UnlockOrgUnitRequest>,
+    ) -> Reply<psv::PeriodLock> {
         let who = caller(&req)?;
         permit(&who, &Action::LockPeriod, None)?;
         let r = req.into_inner();
@@ -655,16 +655,16 @@ impl SurveyService for SurveyApi {
 
     async fn get_period_lock(
         &self,
-        req: Request<ps::GetPeriodLockRequest>,
-    ) -> Reply<ps::PeriodLock> {
+        req: Request<psv::GetPeriodLockRequest>,
+    ) -> Reply<psv::PeriodLock> {
         let period = locks::period(req.get_ref().period)?;
         Ok(Response::new(locks::get(&self.db, period).await?))
     }
 
     async fn list_obligations(
         &self,
-        req: Request<ps::ListObligationsRequest>,
-    ) -> Reply<ps::Obligations> {
+        req: Request<psv::ListObligationsRequest>,
+    ) -> Reply<psv::Obligations> {
         let who = caller(&req)?;
         let fw = self.framework("obligations come from").await?;
         // A community created a moment ago owes its figures at once.
@@ -676,8 +676,8 @@ impl SurveyService for SurveyApi {
 
     async fn review_survey_batch(
         &self,
-        req: Request<ps::ReviewSurveyBatchRequest>,
-    ) -> Reply<ps::SurveyBatch> {
+        req: Request<psv::ReviewSurveyBatchRequest>,
+    ) -> Reply<psv::SurveyBatch> {
         let who = caller(&req)?;
         self.relay.admit().map_err(ApiError::from)?;
         let fw = self.framework("reviewers are found from").await?;
@@ -688,22 +688,22 @@ impl SurveyService for SurveyApi {
 
     async fn list_survey_batches(
         &self,
-        req: Request<ps::ListSurveyBatchesRequest>,
-    ) -> Reply<ps::ListSurveyBatchesResponse> {
+        req: Request<psv::ListSurveyBatchesRequest>,
+    ) -> Reply<psv::ListSurveyBatchesResponse> {
         let batches = crate::batches::list(&self.db, req.get_ref()).await?;
-        Ok(Response::new(ps::ListSurveyBatchesResponse { batches }))
+        Ok(Response::new(psv::ListSurveyBatchesResponse { batches }))
     }
 
     async fn list_tallies(
         &self,
-        req: Request<ps::ListTalliesRequest>,
-    ) -> Reply<ps::ListTalliesResponse> {
+        req: Request<psv::ListTalliesRequest>,
+    ) -> Reply<psv::ListTalliesResponse> {
         let r = req.into_inner();
         let page = Page::parse(r.page.as_ref())?;
-        let all: Vec<ps::Tally> = aggregates::tallies(&self.db, r.period)
+        let all: Vec<psv::Tally> = aggregates::tallies(&self.db, r.period)
             .await?
             .into_iter()
-            .map(|t| ps::Tally {
+            .map(|t| psv::Tally {
                 org_unit: t.org_unit.to_string(),
                 question: t.question.to_string(),
                 period: t.period,
@@ -716,13 +716,13 @@ impl SurveyService for SurveyApi {
             })
             .collect();
         let (tallies, page) = page.slice(&all);
-        Ok(Response::new(ps::ListTalliesResponse { tallies, page }))
+        Ok(Response::new(psv::ListTalliesResponse { tallies, page }))
     }
 
     async fn get_aggregates(
         &self,
-        req: Request<ps::GetAggregatesRequest>,
-    ) -> Reply<ps::Aggregates> {
+        req: Request<psv::GetAggregatesRequest>,
+    ) -> Reply<psv::Aggregates> {
         let r = req.into_inner();
         let tree = self.view.org_tree(false).await?;
         let all = aggregates::tallies(&self.db, r.period).await?;

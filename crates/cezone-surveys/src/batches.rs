@@ -12,7 +12,7 @@ use cezone_platform::auth::permit;
 use cezone_platform::db::stmt;
 use cezone_platform::time::now_rfc3339;
 use cezone_proto::events::v1 as ev;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
@@ -45,16 +45,16 @@ pub fn tally_event(
     }
 }
 
-pub fn state_of(s: &str) -> ps::BatchState {
+pub fn state_of(s: &str) -> psv::BatchState {
     match s {
-        "pending" => ps::BatchState::Pending,
-        "returned" => ps::BatchState::Returned,
-        _ => ps::BatchState::Accepted,
+        "pending" => psv::BatchState::Pending,
+        "returned" => psv::BatchState::Returned,
+        _ => psv::BatchState::Accepted,
     }
 }
 
-pub fn to_proto(m: &batch::Model) -> ps::SurveyBatch {
-    ps::SurveyBatch {
+pub fn to_proto(m: &batch::Model) -> psv::SurveyBatch {
+    psv::SurveyBatch {
         id: m.id.clone(),
         survey_id: m.survey_id.clone(),
         period: m.period,
@@ -71,19 +71,19 @@ pub fn to_proto(m: &batch::Model) -> ps::SurveyBatch {
 /// The batches filed, newest first.
 pub async fn list(
     db: &DatabaseConnection,
-    r: &ps::ListSurveyBatchesRequest,
-) -> Result<Vec<ps::SurveyBatch>, ApiError> {
+    r: &psv::ListSurveyBatchesRequest,
+) -> Result<Vec<psv::SurveyBatch>, ApiError> {
     let mut q = batch::Entity::find();
     if !r.survey_id.trim().is_empty() {
         q = q.filter(batch::Column::SurveyId.eq(r.survey_id.trim()));
     }
-    let state = ps::BatchState::try_from(r.state)
+    let state = psv::BatchState::try_from(r.state)
         .map_err(|_| ApiError::invalid("state", format!("{} is not a batch state", r.state)))?;
     let name = match state {
-        ps::BatchState::Unspecified => None,
-        ps::BatchState::Pending => Some("pending"),
-        ps::BatchState::Accepted => Some("accepted"),
-        ps::BatchState::Returned => Some("returned"),
+        psv::BatchState::Unspecified => None,
+        psv::BatchState::Pending => Some("pending"),
+        psv::BatchState::Accepted => Some("accepted"),
+        psv::BatchState::Returned => Some("returned"),
     };
     if let Some(name) = name {
         q = q.filter(batch::Column::State.eq(name));
@@ -102,7 +102,7 @@ pub async fn review(
     db: &DatabaseConnection,
     fw: &Framework,
     who: &Principal,
-    r: &ps::ReviewSurveyBatchRequest,
+    r: &psv::ReviewSurveyBatchRequest,
 ) -> Result<batch::Model, ApiError> {
     let id = r.batch_id.trim();
     if id.is_empty() {

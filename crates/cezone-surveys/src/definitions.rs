@@ -4,7 +4,7 @@ use cezone_domain::access::Principal;
 use cezone_domain::rules::{QuestionDef, QuestionId, QuestionKind};
 use cezone_platform::ApiError;
 use cezone_platform::time::now_rfc3339;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sea_orm::TransactionTrait;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set};
 
@@ -47,7 +47,7 @@ pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     }
 }
 
-pub fn from_proto(s: &ps::Survey) -> Result<SurveyDef, ApiError> {
+pub fn from_proto(s: &psv::Survey) -> Result<SurveyDef, ApiError> {
     check_id("id", &s.id)?;
     if s.title.trim().is_empty() {
         return Err(ApiError::invalid("title", "is empty"));
@@ -83,8 +83,8 @@ pub fn from_proto(s: &ps::Survey) -> Result<SurveyDef, ApiError> {
                 format!("'{id}' is asked twice"),
             ));
         }
-        let (kind, cut) = match ps::QuestionKind::try_from(q.kind) {
-            Ok(ps::QuestionKind::YesNo) => {
+        let (kind, cut) = match psv::QuestionKind::try_from(q.kind) {
+            Ok(psv::QuestionKind::YesNo) => {
                 if q.satisfied_from != 0 {
                     return Err(ApiError::invalid(
                         &field("satisfied_from"),
@@ -93,7 +93,7 @@ pub fn from_proto(s: &ps::Survey) -> Result<SurveyDef, ApiError> {
                 }
                 (QuestionKind::YesNo, None)
             }
-            Ok(ps::QuestionKind::Likert5) => {
+            Ok(psv::QuestionKind::Likert5) => {
                 let cut = if q.satisfied_from == 0 {
                     4
                 } else {
@@ -130,20 +130,20 @@ pub fn from_proto(s: &ps::Survey) -> Result<SurveyDef, ApiError> {
     })
 }
 
-pub fn to_proto(d: &SurveyDef, responses: u64) -> ps::Survey {
-    ps::Survey {
+pub fn to_proto(d: &SurveyDef, responses: u64) -> psv::Survey {
+    psv::Survey {
         id: d.id.clone(),
         title: d.title.clone(),
         period: d.period,
         questions: d
             .questions
             .iter()
-            .map(|q| ps::Question {
+            .map(|q| psv::Question {
                 id: q.id.to_string(),
                 text: q.text.clone(),
                 kind: match q.kind {
-                    QuestionKind::YesNo => ps::QuestionKind::YesNo,
-                    QuestionKind::Likert5 => ps::QuestionKind::Likert5,
+                    QuestionKind::YesNo => psv::QuestionKind::YesNo,
+                    QuestionKind::Likert5 => psv::QuestionKind::Likert5,
                 } as i32,
                 satisfied_from: u32::from(q.satisfied_from.unwrap_or(0)),
             })

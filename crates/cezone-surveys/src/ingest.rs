@@ -9,7 +9,7 @@ use std::hash::BuildHasher as _;
 use cezone_domain::org::{OrgLevel, OrgTree, OrgUnitId};
 use cezone_platform::ApiError;
 use cezone_platform::time::now_rfc3339;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
@@ -121,7 +121,7 @@ impl<'a> Checker<'a> {
 
     /// Checks response `number` and counts it into the tallies; a refused response counts
     /// nowhere.
-    pub fn check(&mut self, number: u64, r: &ps::Response) -> Result<(), ApiError> {
+    pub fn check(&mut self, number: u64, r: &psv::Response) -> Result<(), ApiError> {
         let field = |f: &str| format!("responses[{number}].{f}");
         let rid = r.respondent_id.trim();
         if rid.is_empty() || rid.len() > 64 || rid.chars().any(char::is_control) {
@@ -314,7 +314,7 @@ impl Pipelined {
 
     /// Adds response `number`, which `checker` has just checked; a full chunk goes to the
     /// writer. False when the writer stopped on an error, which `finish` returns.
-    pub async fn push(&mut self, checker: &Checker<'_>, number: u64, r: ps::Response) -> bool {
+    pub async fn push(&mut self, checker: &Checker<'_>, number: u64, r: psv::Response) -> bool {
         let respondent = r.respondent_id.trim();
         match &mut self.filling {
             Chunk::Copy(text) => {

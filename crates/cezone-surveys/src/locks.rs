@@ -13,7 +13,7 @@ use cezone_platform::ApiError;
 use cezone_platform::audit::Entry;
 use cezone_platform::db::stmt;
 use cezone_platform::time::now_rfc3339;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
 /// A reason or comment: required, short, printable.
@@ -40,9 +40,9 @@ pub fn period(p: i32) -> Result<i32, ApiError> {
 }
 
 /// A period's lock as stored (unlocked: `locked` false, nothing else set).
-pub async fn get(db: &impl ConnectionTrait, period: i32) -> Result<ps::PeriodLock, ApiError> {
+pub async fn get(db: &impl ConnectionTrait, period: i32) -> Result<psv::PeriodLock, ApiError> {
     let b = db.get_database_backend();
-    let mut out = ps::PeriodLock {
+    let mut out = psv::PeriodLock {
         period,
         ..Default::default()
     };
@@ -72,7 +72,7 @@ pub async fn get(db: &impl ConnectionTrait, period: i32) -> Result<ps::PeriodLoc
         ))
         .await?
     {
-        out.unlocked.push(ps::Unlocked {
+        out.unlocked.push(psv::Unlocked {
             org_unit: r.try_get("", "org_unit")?,
             reason: r.try_get("", "reason")?,
             unlocked_by: r.try_get("", "unlocked_by")?,
@@ -88,7 +88,7 @@ pub async fn lock(
     who: &Principal,
     period: i32,
     reason: &str,
-) -> Result<ps::PeriodLock, ApiError> {
+) -> Result<psv::PeriodLock, ApiError> {
     let txn = db.begin().await?;
     let b = txn.get_database_backend();
     let at = now_rfc3339();
@@ -190,7 +190,7 @@ pub async fn lock_on_freeze(
 async fn announce(
     txn: &sea_orm::DatabaseTransaction,
     kind: &str,
-    lock: &ps::PeriodLock,
+    lock: &psv::PeriodLock,
 ) -> Result<(), ApiError> {
     let payload = cezone_proto::events::v1::PeriodLockChanged {
         lock: Some(lock.clone()),
@@ -207,7 +207,7 @@ pub async fn unlock(
     period: i32,
     org_unit: &OrgUnitId,
     reason: &str,
-) -> Result<ps::PeriodLock, ApiError> {
+) -> Result<psv::PeriodLock, ApiError> {
     let txn = db.begin().await?;
     let b = txn.get_database_backend();
     if !get(&txn, period).await?.locked {
@@ -259,7 +259,7 @@ pub async fn unlock(
 pub async fn locked(
     db: &impl ConnectionTrait,
     periods: impl IntoIterator<Item = i32>,
-) -> Result<BTreeMap<i32, ps::PeriodLock>, ApiError> {
+) -> Result<BTreeMap<i32, psv::PeriodLock>, ApiError> {
     let periods: HashSet<i32> = periods.into_iter().collect();
     let mut locks = BTreeMap::new();
     for p in periods {
@@ -276,13 +276,13 @@ pub async fn locked(
 pub struct Refusal {
     field: String,
     org_unit: String,
-    lock: ps::PeriodLock,
+    lock: psv::PeriodLock,
     refused: usize,
     of: usize,
 }
 
 pub fn refusal(
-    locks: &BTreeMap<i32, ps::PeriodLock>,
+    locks: &BTreeMap<i32, psv::PeriodLock>,
     targets: &[(String, &str, i32)],
 ) -> Option<Refusal> {
     if locks.is_empty() {

@@ -13,7 +13,7 @@ use cezone_domain::org::{OrgTree, OrgUnitId};
 use cezone_domain::rules::MetricId;
 use cezone_domain::units::UnitId;
 use cezone_platform::ApiError;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::entities::statistic as st;
@@ -24,8 +24,8 @@ pub async fn list(
     who: &Principal,
     fw: &Framework,
     tree: &OrgTree,
-    r: &ps::ListObligationsRequest,
-) -> Result<ps::Obligations, ApiError> {
+    r: &psv::ListObligationsRequest,
+) -> Result<psv::Obligations, ApiError> {
     let unit = if r.responsible_unit.trim().is_empty() {
         who.unit.clone().ok_or_else(|| {
             ApiError::invalid(
@@ -101,7 +101,7 @@ pub async fn list(
         );
     }
     let items = owed(fw, tree, &unit, scope, &filed, as_of > due);
-    let mut out = ps::Obligations {
+    let mut out = psv::Obligations {
         responsible_unit: unit.to_string(),
         org_unit: tree.unit(scope).id.to_string(),
         deadline: due.to_string(),
@@ -117,7 +117,7 @@ pub async fn list(
         }
         out.late += u32::from(o.late);
         let org = tree.find(&o.org_unit).map(|i| tree.unit(i).name.clone());
-        out.items.push(ps::Obligation {
+        out.items.push(psv::Obligation {
             metric_name: fw
                 .catalog
                 .metric(&o.metric)
@@ -127,10 +127,10 @@ pub async fn list(
             org_unit: o.org_unit.to_string(),
             org_unit_name: org.unwrap_or_default(),
             standing: match o.standing {
-                Standing::Missing => ps::Standing::Missing,
-                Standing::Returned => ps::Standing::Returned,
-                Standing::Pending => ps::Standing::Pending,
-                Standing::Accepted => ps::Standing::Accepted,
+                Standing::Missing => psv::Standing::Missing,
+                Standing::Returned => psv::Standing::Returned,
+                Standing::Pending => psv::Standing::Pending,
+                Standing::Accepted => psv::Standing::Accepted,
             } as i32,
             late: o.late,
             value: o.filed.as_ref().map(|f| f.value),

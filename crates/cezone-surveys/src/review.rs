@@ -13,7 +13,7 @@ use cezone_platform::ApiError;
 use cezone_platform::audit::Entry;
 use cezone_platform::db::stmt;
 use cezone_platform::time::now_rfc3339;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait, Value,
@@ -50,10 +50,10 @@ impl Target {
 }
 
 /// Checks the request's own fields: which field is wrong and why.
-pub fn parse(r: &ps::ReviewStatisticsRequest) -> Result<Request, ApiError> {
-    let decision = match ps::StatisticDecision::try_from(r.decision) {
-        Ok(ps::StatisticDecision::Accept) => StatState::Accepted,
-        Ok(ps::StatisticDecision::Return) => StatState::Returned,
+pub fn parse(r: &psv::ReviewStatisticsRequest) -> Result<Request, ApiError> {
+    let decision = match psv::StatisticDecision::try_from(r.decision) {
+        Ok(psv::StatisticDecision::Accept) => StatState::Accepted,
+        Ok(psv::StatisticDecision::Return) => StatState::Returned,
         _ => {
             return Err(ApiError::invalid(
                 "decision",

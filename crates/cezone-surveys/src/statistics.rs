@@ -16,7 +16,7 @@ use cezone_platform::db::{stmt, tuples};
 use cezone_platform::paging::Page;
 use cezone_platform::time::now_rfc3339;
 use cezone_proto::common::v1::PageInfo;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement, TransactionTrait, Value,
@@ -24,8 +24,8 @@ use sea_orm::{
 
 use crate::entities::statistic as st;
 
-pub fn to_proto(m: &st::Model) -> ps::StatisticReturn {
-    ps::StatisticReturn {
+pub fn to_proto(m: &st::Model) -> psv::StatisticReturn {
+    psv::StatisticReturn {
         org_unit: m.org_unit.clone(),
         metric: m.metric.clone(),
         period: m.period,
@@ -37,7 +37,7 @@ pub fn to_proto(m: &st::Model) -> ps::StatisticReturn {
         state: if m.latest {
             state_to_proto(state_of(m))
         } else {
-            ps::StatisticState::Superseded
+            psv::StatisticState::Superseded
         } as i32,
         reviewed_by: m.reviewed_by.clone(),
         reviewed_at: m.reviewed_at.clone(),
@@ -50,11 +50,11 @@ pub fn state_of(m: &st::Model) -> StatState {
     StatState::parse(&m.state).unwrap_or(StatState::Accepted)
 }
 
-pub fn state_to_proto(s: StatState) -> ps::StatisticState {
+pub fn state_to_proto(s: StatState) -> psv::StatisticState {
     match s {
-        StatState::Pending => ps::StatisticState::Pending,
-        StatState::Accepted => ps::StatisticState::Accepted,
-        StatState::Returned => ps::StatisticState::Returned,
+        StatState::Pending => psv::StatisticState::Pending,
+        StatState::Accepted => psv::StatisticState::Accepted,
+        StatState::Returned => psv::StatisticState::Returned,
     }
 }
 
@@ -85,7 +85,7 @@ pub use cezone_domain::obligations::responsible_for;
 /// domain's rules for statistics ([`cezone_domain::checks`], which scoring applies to the
 /// event too): the statistic as the domain has it, or which field is wrong and why.
 pub fn parse(
-    r: &ps::StatisticReturn,
+    r: &psv::StatisticReturn,
     tree: &OrgTree,
     fw: &Framework,
 ) -> Result<StatFact, FactError> {
@@ -122,7 +122,7 @@ const ROWS: usize = 500;
 pub async fn record_many(
     db: &DatabaseConnection,
     who: &Principal,
-    rs: &[ps::StatisticReturn],
+    rs: &[psv::StatisticReturn],
     dry_run: bool,
 ) -> Result<(Vec<st::Model>, Vec<String>), ApiError> {
     // Two filings of one key at once race for the next version; the loser retries.
@@ -388,8 +388,8 @@ fn key_values(keys: &[(String, String, i32)]) -> Vec<Value> {
 
 pub async fn list(
     db: &DatabaseConnection,
-    r: &ps::ListStatisticsRequest,
-) -> Result<(Vec<ps::StatisticReturn>, Option<PageInfo>), ApiError> {
+    r: &psv::ListStatisticsRequest,
+) -> Result<(Vec<psv::StatisticReturn>, Option<PageInfo>), ApiError> {
     let page = Page::parse(r.page.as_ref())?;
     let mut q = st::Entity::find();
     if !r.org_unit.is_empty() {
@@ -402,18 +402,18 @@ pub async fn list(
         q = q.filter(st::Column::Period.eq(r.period));
     }
     // Superseded filings are earlier versions: asking for them asks for every version.
-    if !r.all_versions && r.state != ps::StatisticState::Superseded as i32 {
+    if !r.all_versions && r.state != psv::StatisticState::Superseded as i32 {
         q = q.filter(st::Column::Latest.eq(true));
     }
-    match ps::StatisticState::try_from(r.state) {
-        Ok(ps::StatisticState::Unspecified) => {}
-        Ok(ps::StatisticState::Superseded) => {
+    match psv::StatisticState::try_from(r.state) {
+        Ok(psv::StatisticState::Unspecified) => {}
+        Ok(psv::StatisticState::Superseded) => {
             q = q.filter(st::Column::Latest.eq(false));
         }
         Ok(s) => {
             let name = match s {
-                ps::StatisticState::Pending => StatState::Pending,
-                ps::StatisticState::Returned => StatState::Returned,
+                psv::StatisticState::Pending => StatState::Pending,
+                psv::StatisticState::Returned => StatState::Returned,
                 _ => StatState::Accepted,
             };
             q = q

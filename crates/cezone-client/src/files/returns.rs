@@ -10,7 +10,7 @@ use cezone_domain::framework::Framework;
 use cezone_domain::org::{OrgTree, OrgUnit, OrgUnitId};
 use cezone_domain::rules::{MetricDef, MetricUnit};
 use cezone_domain::units::UnitId;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use rust_xlsxwriter::{DataValidation, DataValidationRule, Format, Workbook};
 
 use super::{CellError, FileErrors, Table};
@@ -205,7 +205,7 @@ pub struct Filed {
     pub sheet: Option<Arc<str>>,
     pub row: u32,
     pub column: String,
-    pub statistic: ps::StatisticReturn,
+    pub statistic: psv::StatisticReturn,
 }
 
 impl Filed {
@@ -315,7 +315,7 @@ pub fn read(
                             sheet: sheet.clone(),
                             row: *row,
                             column: t.place(*c),
-                            statistic: ps::StatisticReturn {
+                            statistic: psv::StatisticReturn {
                                 org_unit: org.to_string(),
                                 metric: m.id.to_string(),
                                 period,

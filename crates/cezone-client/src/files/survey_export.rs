@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use serde::Deserialize;
 
 use super::{CellError, FileErrors, Table};
@@ -44,9 +44,9 @@ impl Mapping {
 }
 
 /// The answer code a label means without a mapping (是/否, 非常满意 … 非常不满意, or the code).
-pub fn default_label(kind: ps::QuestionKind, text: &str) -> Option<i32> {
+pub fn default_label(kind: psv::QuestionKind, text: &str) -> Option<i32> {
     match kind {
-        ps::QuestionKind::YesNo => match text.to_lowercase().as_str() {
+        psv::QuestionKind::YesNo => match text.to_lowercase().as_str() {
             "1" | "是" | "有" | "知道" | "参加过" | "yes" | "y" => Some(1),
             "0" | "否" | "没有" | "不知道" | "未参加" | "no" | "n" => Some(0),
             _ => None,
@@ -63,14 +63,14 @@ pub fn default_label(kind: ps::QuestionKind, text: &str) -> Option<i32> {
 }
 
 /// A question's column, the question, and the labels the mapping gives it.
-type Answered<'a> = (usize, &'a ps::Question, Option<&'a BTreeMap<String, i32>>);
+type Answered<'a> = (usize, &'a psv::Question, Option<&'a BTreeMap<String, i32>>);
 
 /// An export's responses, each with the spreadsheet row it came from.
 #[derive(Debug, Clone)]
 pub struct Responses {
     /// The worksheet (XLSX); none for CSV.
     pub sheet: Option<String>,
-    pub rows: Vec<(u32, ps::Response)>,
+    pub rows: Vec<(u32, psv::Response)>,
 }
 
 impl Responses {
@@ -85,7 +85,7 @@ impl Responses {
 pub fn read(
     file: &str,
     bytes: &[u8],
-    survey: &ps::Survey,
+    survey: &psv::Survey,
     mapping: &Mapping,
 ) -> Result<Responses, FileErrors> {
     let t = Table::read(file, bytes)?;
@@ -189,12 +189,12 @@ pub fn read(
             if text.is_empty() {
                 continue;
             }
-            let kind = ps::QuestionKind::try_from(q.kind).unwrap_or_default();
+            let kind = psv::QuestionKind::try_from(q.kind).unwrap_or_default();
             let code = labels
                 .and_then(|l| l.get(text).copied())
                 .or_else(|| default_label(kind, text));
             match code {
-                Some(value) => answers.push(ps::Answer {
+                Some(value) => answers.push(psv::Answer {
                     question: q.id.clone(),
                     value,
                 }),
@@ -204,7 +204,7 @@ pub fn read(
                         "'{text}' is not an answer to question {} ({}); map it under [questions.{}.labels]",
                         q.id,
                         match kind {
-                            ps::QuestionKind::YesNo => "是/否, 1/0",
+                            psv::QuestionKind::YesNo => "是/否, 1/0",
                             _ => "1–5, 非常不满意 … 非常满意",
                         },
                         q.id
@@ -214,7 +214,7 @@ pub fn read(
         }
         out.push((
             *row,
-            ps::Response {
+            psv::Response {
                 respondent_id: respondent.to_string(),
                 org_unit: org.to_string(),
                 answers,
@@ -235,18 +235,18 @@ pub fn read(
 mod tests {
     use super::*;
 
-    fn survey() -> ps::Survey {
-        ps::Survey {
+    fn survey() -> psv::Survey {
+        psv::Survey {
             id: "resident-2013".into(),
             questions: vec![
-                ps::Question {
+                psv::Question {
                     id: "aware".into(),
-                    kind: ps::QuestionKind::YesNo as i32,
+                    kind: psv::QuestionKind::YesNo as i32,
                     ..Default::default()
                 },
-                ps::Question {
+                psv::Question {
                     id: "satisfied".into(),
-                    kind: ps::QuestionKind::Likert5 as i32,
+                    kind: psv::QuestionKind::Likert5 as i32,
                     satisfied_from: 4,
                     ..Default::default()
                 },

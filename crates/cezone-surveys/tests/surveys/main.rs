@@ -8,7 +8,7 @@ use cezone_domain::org::{OrgLevel, OrgTree};
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::common::v1::PageRequest;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use tonic::Code;
 
 struct Stack {
@@ -88,7 +88,7 @@ impl Stack {
         self.registry.stop().await;
     }
 
-    fn responses(&self) -> Vec<ps::Response> {
+    fn responses(&self) -> Vec<psv::Response> {
         let (fw, _) = guangdong::framework();
         self.district
             .responses(&fw.catalog)
@@ -96,9 +96,9 @@ impl Stack {
             .collect()
     }
 
-    async fn tallies(&mut self) -> Vec<ps::Tally> {
+    async fn tallies(&mut self) -> Vec<psv::Tally> {
         self.sv
-            .list_tallies(ps::ListTalliesRequest {
+            .list_tallies(psv::ListTalliesRequest {
                 period: 2013,
                 page: None,
             })
@@ -113,7 +113,7 @@ impl Stack {
         use sea_orm::ConnectionTrait;
         let reported = self
             .sv
-            .get_survey(ps::GetSurveyRequest {
+            .get_survey(psv::GetSurveyRequest {
                 id: "resident-2013".into(),
             })
             .await
@@ -159,7 +159,7 @@ async fn survey_definitions_are_checked(backend: Backend) {
         violations(&s.sv.define_survey(bad).await.unwrap_err())[0].0,
         "questions[1].id"
     );
-    let bad = ps::Survey {
+    let bad = psv::Survey {
         questions: vec![],
         ..sv::survey_for(&fw.catalog, "x", "x", 2013)
     };
@@ -189,7 +189,7 @@ async fn bulk_responses_are_stored_and_tallied(backend: Backend) {
         .unwrap();
     assert_eq!(summary.accepted, 140);
     assert_eq!(s.stored().await, 240);
-    let units = |rs: &[ps::Response]| {
+    let units = |rs: &[psv::Response]| {
         rs.iter()
             .map(|r| r.org_unit.clone())
             .collect::<std::collections::BTreeSet<_>>()
@@ -224,7 +224,7 @@ async fn bulk_responses_are_stored_and_tallied(backend: Backend) {
 }
 
 /// Spoils one response of a good batch.
-type Damage = Box<dyn Fn(&mut ps::Response)>;
+type Damage = Box<dyn Fn(&mut psv::Response)>;
 
 async fn a_bad_row_rejects_the_whole_call_with_its_row_number(backend: Backend) {
     let mut s = spawn(backend).await;
@@ -253,7 +253,7 @@ async fn a_bad_row_rejects_the_whole_call_with_its_row_number(backend: Backend) 
         (
             90,
             Box::new(|r| {
-                r.answers.push(ps::Answer {
+                r.answers.push(psv::Answer {
                     question: "mood".into(),
                     value: 1,
                 })
@@ -336,15 +336,15 @@ async fn a_bad_row_rejects_the_whole_call_with_its_row_number(backend: Backend) 
 async fn an_upload_cut_off_midway_stores_nothing(backend: Backend) {
     let mut s = spawn(backend).await;
     let good = s.responses();
-    let (tx, rx) = tokio::sync::mpsc::channel::<ps::IngestRequest>(16);
-    tx.send(ps::IngestRequest {
-        part: Some(ps::ingest_request::Part::SurveyId("resident-2013".into())),
+    let (tx, rx) = tokio::sync::mpsc::channel::<psv::IngestRequest>(16);
+    tx.send(psv::IngestRequest {
+        part: Some(psv::ingest_request::Part::SurveyId("resident-2013".into())),
     })
     .await
     .unwrap();
     for part in good[..100].chunks(20) {
-        tx.send(ps::IngestRequest {
-            part: Some(ps::ingest_request::Part::Batch(ps::ResponseBatch {
+        tx.send(psv::IngestRequest {
+            part: Some(psv::ingest_request::Part::Batch(psv::ResponseBatch {
                 responses: part.to_vec(),
             })),
         })
@@ -392,7 +392,7 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
         .unwrap()
         .id
         .to_string();
-    let stat = |value: i64| ps::StatisticReturn {
+    let stat = |value: i64| psv::StatisticReturn {
         org_unit: town.clone(),
         metric: "staff_trained".into(),
         period: 2013,
@@ -405,7 +405,7 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
     let v2 = s.sv.record_statistic(stat(14)).await.unwrap().into_inner();
     assert_eq!(v2.version, 2);
     let latest =
-        s.sv.list_statistics(ps::ListStatisticsRequest {
+        s.sv.list_statistics(psv::ListStatisticsRequest {
             org_unit: town.clone(),
             ..Default::default()
         })
@@ -415,7 +415,7 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
     assert_eq!(latest.statistics.len(), 1);
     assert_eq!(latest.statistics[0].value, 14);
     let all =
-        s.sv.list_statistics(ps::ListStatisticsRequest {
+        s.sv.list_statistics(psv::ListStatisticsRequest {
             org_unit: town.clone(),
             all_versions: true,
             ..Default::default()
@@ -428,7 +428,7 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
     let err = s.sv.record_statistic(stat(-1)).await.unwrap_err();
     assert_eq!(violations(&err)[0].0, "value");
     let err =
-        s.sv.record_statistic(ps::StatisticReturn {
+        s.sv.record_statistic(psv::StatisticReturn {
             metric: "staff_trainned".into(),
             ..stat(1)
         })
@@ -439,7 +439,7 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
             && violations(&err)[0].1.contains("staff_trained")
     );
     let err =
-        s.sv.record_statistic(ps::StatisticReturn {
+        s.sv.record_statistic(psv::StatisticReturn {
             org_unit: "nanhai.x".into(),
             ..stat(1)
         })
@@ -447,7 +447,7 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
         .unwrap_err();
     assert_eq!(violations(&err)[0].0, "org_unit");
     let err =
-        s.sv.record_statistic(ps::StatisticReturn {
+        s.sv.record_statistic(psv::StatisticReturn {
             period: 20130,
             ..stat(1)
         })
@@ -472,7 +472,7 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
     let mut seen = 0;
     loop {
         let page =
-            s.sv.list_statistics(ps::ListStatisticsRequest {
+            s.sv.list_statistics(psv::ListStatisticsRequest {
                 page: Some(PageRequest {
                     page_size: 7,
                     page_token: token,
@@ -497,17 +497,17 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
 /// refuses everything, named by its place in the whole stream; a dry run stores nothing.
 async fn a_streamed_import_is_stored_all_or_nothing(backend: Backend) {
     let mut s = spawn(backend).await;
-    let all: Vec<ps::StatisticReturn> = s
+    let all: Vec<psv::StatisticReturn> = s
         .district
         .statistics
         .iter()
         .map(|f| sv::statistic(f, "区统计局"))
         .collect();
     assert!(all.len() > 100, "{}", all.len());
-    let parts = |stats: &[ps::StatisticReturn], dry_run: bool| {
-        let parts: Vec<ps::RecordStatisticsRequest> = stats
+    let parts = |stats: &[psv::StatisticReturn], dry_run: bool| {
+        let parts: Vec<psv::RecordStatisticsRequest> = stats
             .chunks(40)
-            .map(|c| ps::RecordStatisticsRequest {
+            .map(|c| psv::RecordStatisticsRequest {
                 statistics: c.to_vec(),
                 dry_run,
             })
@@ -517,7 +517,7 @@ async fn a_streamed_import_is_stored_all_or_nothing(backend: Backend) {
     let stored = |sv: &mut sv::Surveys| {
         let mut sv = sv.clone();
         async move {
-            sv.list_statistics(ps::ListStatisticsRequest {
+            sv.list_statistics(psv::ListStatisticsRequest {
                 page: Some(PageRequest {
                     page_size: 5000,
                     page_token: String::new(),
@@ -582,9 +582,9 @@ async fn a_streamed_import_is_stored_all_or_nothing(backend: Backend) {
         .collect();
     pairs.sort();
     pairs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    let wide: Vec<ps::StatisticReturn> = (1950..2100)
+    let wide: Vec<psv::StatisticReturn> = (1950..2100)
         .flat_map(|period| {
-            pairs.iter().map(move |(o, m, v)| ps::StatisticReturn {
+            pairs.iter().map(move |(o, m, v)| psv::StatisticReturn {
                 org_unit: o.clone(),
                 metric: m.clone(),
                 period,
@@ -594,9 +594,9 @@ async fn a_streamed_import_is_stored_all_or_nothing(backend: Backend) {
         })
         .collect();
     assert!(wide.len() > 6_400, "{}", wide.len());
-    let wide_parts: Vec<ps::RecordStatisticsRequest> = wide
+    let wide_parts: Vec<psv::RecordStatisticsRequest> = wide
         .chunks(5_000)
-        .map(|c| ps::RecordStatisticsRequest {
+        .map(|c| psv::RecordStatisticsRequest {
             statistics: c.to_vec(),
             dry_run: false,
         })
@@ -609,9 +609,11 @@ async fn a_streamed_import_is_stored_all_or_nothing(backend: Backend) {
     assert_eq!(done.recorded, wide.len() as u64);
 
     let err =
-        s.sv.import_statistics(tokio_stream::iter(Vec::<ps::RecordStatisticsRequest>::new()))
-            .await
-            .unwrap_err();
+        s.sv.import_statistics(tokio_stream::iter(
+            Vec::<psv::RecordStatisticsRequest>::new(),
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(violations(&err)[0].0, "statistics");
     s.stop().await;
 }
@@ -621,7 +623,7 @@ async fn aggregates_are_population_weighted_with_wilson_intervals(backend: Backe
     let all = s.responses();
     sv::ingest(&mut s.sv, "resident-2013", all).await.unwrap();
     let agg =
-        s.sv.get_aggregates(ps::GetAggregatesRequest {
+        s.sv.get_aggregates(psv::GetAggregatesRequest {
             org_unit: String::new(),
             period: 2013,
             include_children: true,
@@ -652,7 +654,7 @@ async fn aggregates_are_population_weighted_with_wilson_intervals(backend: Backe
     assert!(aware.wilson_low < aware.rate.unwrap() && aware.rate.unwrap() < aware.wilson_high);
     assert!(aware.effective_n > 0.0 && aware.effective_n <= 240.0);
     let err =
-        s.sv.get_aggregates(ps::GetAggregatesRequest {
+        s.sv.get_aggregates(psv::GetAggregatesRequest {
             org_unit: "nowhere".into(),
             period: 2013,
             include_children: false,

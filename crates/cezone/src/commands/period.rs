@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 
 use super::connect::{Services, refused};
 use crate::cli::{ObligationsArgs, PeriodCommand};
@@ -19,7 +19,7 @@ pub async fn run(cmd: PeriodCommand) -> Result<ExitCode> {
             config,
         } => (
             config,
-            Call::Lock(ps::LockPeriodRequest {
+            Call::Lock(psv::LockPeriodRequest {
                 period,
                 reason: required("--reason", &reason)?,
             }),
@@ -31,14 +31,14 @@ pub async fn run(cmd: PeriodCommand) -> Result<ExitCode> {
             config,
         } => (
             config,
-            Call::Unlock(ps::UnlockOrgUnitRequest {
+            Call::Unlock(psv::UnlockOrgUnitRequest {
                 period,
                 org_unit,
                 reason: required("--reason", &reason)?,
             }),
         ),
         PeriodCommand::Show { period, config } => {
-            (config, Call::Show(ps::GetPeriodLockRequest { period }))
+            (config, Call::Show(psv::GetPeriodLockRequest { period }))
         }
     };
     let svc = Services::load(config.as_deref())?;
@@ -63,9 +63,9 @@ pub async fn run(cmd: PeriodCommand) -> Result<ExitCode> {
 }
 
 enum Call {
-    Lock(ps::LockPeriodRequest),
-    Unlock(ps::UnlockOrgUnitRequest),
-    Show(ps::GetPeriodLockRequest),
+    Lock(psv::LockPeriodRequest),
+    Unlock(psv::UnlockOrgUnitRequest),
+    Show(psv::GetPeriodLockRequest),
 }
 
 fn required(flag: &str, text: &str) -> Result<String> {
@@ -77,7 +77,7 @@ fn required(flag: &str, text: &str) -> Result<String> {
 }
 
 /// The lock as a person reads it: Chinese first, then the English.
-fn describe(l: &ps::PeriodLock) -> String {
+fn describe(l: &psv::PeriodLock) -> String {
     if !l.locked {
         return format!("{} 未锁定 not locked\n", l.period);
     }
@@ -101,7 +101,7 @@ pub async fn obligations(args: ObligationsArgs) -> Result<ExitCode> {
     let stats = svc
         .surveys()
         .await?
-        .list_obligations(ps::ListObligationsRequest {
+        .list_obligations(psv::ListObligationsRequest {
             responsible_unit: args.unit.clone().unwrap_or_default(),
             org_unit: args.org_unit.clone().unwrap_or_default(),
             period: args.period,
@@ -162,10 +162,10 @@ pub async fn obligations(args: ObligationsArgs) -> Result<ExitCode> {
             if s.late { "\t逾期 late" } else { "" }
         );
     }
-    let standing = |s: i32| match ps::Standing::try_from(s) {
-        Ok(ps::Standing::Missing) => "未报送 missing",
-        Ok(ps::Standing::Returned) => "已退回 returned",
-        Ok(ps::Standing::Pending) => "待审核 pending",
+    let standing = |s: i32| match psv::Standing::try_from(s) {
+        Ok(psv::Standing::Missing) => "未报送 missing",
+        Ok(psv::Standing::Returned) => "已退回 returned",
+        Ok(psv::Standing::Pending) => "待审核 pending",
         _ => "已通过 accepted",
     };
     println!(
@@ -180,7 +180,7 @@ pub async fn obligations(args: ObligationsArgs) -> Result<ExitCode> {
     for o in stats
         .items
         .iter()
-        .filter(|o| args.all || o.standing != ps::Standing::Accepted as i32)
+        .filter(|o| args.all || o.standing != psv::Standing::Accepted as i32)
     {
         println!(
             "  {} {}\t{} {}\t{}{}{}",

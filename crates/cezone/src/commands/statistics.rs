@@ -9,7 +9,7 @@ use cezone_domain::org::OrgUnitId;
 use cezone_domain::units::UnitId;
 use cezone_platform::registry_view::{fetch_framework, fetch_org_tree};
 use cezone_proto::common::v1::PageRequest;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 
 use super::connect::{Services, file_refused, indexed, progress, refused};
 use crate::cli::StatisticsCommand;
@@ -27,11 +27,11 @@ pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
             config,
         } => {
             let state = match state.as_str() {
-                "any" => ps::StatisticState::Unspecified,
-                "pending" => ps::StatisticState::Pending,
-                "accepted" => ps::StatisticState::Accepted,
-                "returned" => ps::StatisticState::Returned,
-                "superseded" => ps::StatisticState::Superseded,
+                "any" => psv::StatisticState::Unspecified,
+                "pending" => psv::StatisticState::Pending,
+                "accepted" => psv::StatisticState::Accepted,
+                "returned" => psv::StatisticState::Returned,
+                "superseded" => psv::StatisticState::Superseded,
                 other => bail!(
                     "--state: '{other}' is not pending, accepted, returned, superseded or any"
                 ),
@@ -45,7 +45,7 @@ pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
             );
             loop {
                 let resp = client
-                    .list_statistics(ps::ListStatisticsRequest {
+                    .list_statistics(psv::ListStatisticsRequest {
                         org_unit: org_unit.clone().unwrap_or_default(),
                         metric: metric.clone().unwrap_or_default(),
                         period: period.unwrap_or(0),
@@ -93,13 +93,13 @@ pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
             config,
         } => {
             let (decision, comment) = match (accept, return_with) {
-                (true, None) => (ps::StatisticDecision::Accept, String::new()),
-                (false, Some(c)) if !c.trim().is_empty() => (ps::StatisticDecision::Return, c),
+                (true, None) => (psv::StatisticDecision::Accept, String::new()),
+                (false, Some(c)) if !c.trim().is_empty() => (psv::StatisticDecision::Return, c),
                 (false, Some(_)) => bail!("--return: say what is wrong (the comment is empty)"),
                 _ => bail!("give --accept or --return COMMENT"),
             };
             let statistics = match (&org_unit, &metric) {
-                (Some(o), Some(m)) => vec![ps::StatisticKey {
+                (Some(o), Some(m)) => vec![psv::StatisticKey {
                     org_unit: o.clone(),
                     metric: m.clone(),
                     period,
@@ -110,7 +110,7 @@ pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
             let svc = Services::load(config.as_deref())?;
             let mut client = svc.surveys().await?;
             let resp = client
-                .review_statistics(ps::ReviewStatisticsRequest {
+                .review_statistics(psv::ReviewStatisticsRequest {
                     statistics,
                     return_of: return_of.clone().unwrap_or_default(),
                     period,
@@ -137,7 +137,7 @@ pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
                     state_name(s.state)
                 );
             }
-            let verb = if decision == ps::StatisticDecision::Accept {
+            let verb = if decision == psv::StatisticDecision::Accept {
                 "accepted 已通过"
             } else {
                 "returned 已退回"
@@ -242,9 +242,9 @@ pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let cells: Vec<&returns::Filed> = changes.changed.iter().map(|(f, _)| *f).collect();
-            let parts: Vec<ps::RecordStatisticsRequest> = cells
+            let parts: Vec<psv::RecordStatisticsRequest> = cells
                 .chunks(PART)
-                .map(|chunk| ps::RecordStatisticsRequest {
+                .map(|chunk| psv::RecordStatisticsRequest {
                     statistics: chunk.iter().map(|f| f.statistic.clone()).collect(),
                     dry_run,
                 })
@@ -308,7 +308,7 @@ async fn current_values(svc: &Services, period: Option<i32>) -> Result<returns::
     let mut token = String::new();
     loop {
         let page = surveys
-            .list_statistics(ps::ListStatisticsRequest {
+            .list_statistics(psv::ListStatisticsRequest {
                 period: period.unwrap_or(0),
                 page: Some(PageRequest {
                     page_size: 1000,
@@ -330,10 +330,10 @@ async fn current_values(svc: &Services, period: Option<i32>) -> Result<returns::
 }
 
 fn state_name(state: i32) -> &'static str {
-    match ps::StatisticState::try_from(state) {
-        Ok(ps::StatisticState::Pending) => "pending 待审核",
-        Ok(ps::StatisticState::Returned) => "returned 已退回",
-        Ok(ps::StatisticState::Superseded) => "superseded 已更正",
+    match psv::StatisticState::try_from(state) {
+        Ok(psv::StatisticState::Pending) => "pending 待审核",
+        Ok(psv::StatisticState::Returned) => "returned 已退回",
+        Ok(psv::StatisticState::Superseded) => "superseded 已更正",
         _ => "accepted 已通过",
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use cezone_client::files::survey_export::{self, Mapping};
 use cezone_client::surveys::RESPONSES_PER_MESSAGE;
-use cezone_proto::surveys::v1 as ps;
+use cezone_proto::surveys::v1 as psv;
 use futures::StreamExt;
 
 use super::connect::{Services, file_refused, indexed, progress, refused};
@@ -53,7 +53,7 @@ pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
     let svc = Services::load(config.as_deref())?;
     let mut client = svc.surveys().await?;
     let def = client
-        .get_survey(ps::GetSurveyRequest { id: survey.clone() })
+        .get_survey(psv::GetSurveyRequest { id: survey.clone() })
         .await
         .map_err(|s| refused("GetSurvey", s))?
         .into_inner();
@@ -74,22 +74,22 @@ pub async fn run(cmd: SurveysCommand) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let row_of: Vec<String> = read.rows.iter().map(|(r, _)| read.at(*r)).collect();
-    let responses: Vec<ps::Response> = read.rows.into_iter().map(|(_, r)| r).collect();
+    let responses: Vec<psv::Response> = read.rows.into_iter().map(|(_, r)| r).collect();
     let bar = progress(responses.len() as u64, "sending");
     let counted = bar.clone();
-    let first = ps::IngestRequest {
-        part: Some(ps::ingest_request::Part::SurveyId(survey.clone())),
+    let first = psv::IngestRequest {
+        part: Some(psv::ingest_request::Part::SurveyId(survey.clone())),
     };
-    let batches: Vec<ps::IngestRequest> = responses
+    let batches: Vec<psv::IngestRequest> = responses
         .chunks(RESPONSES_PER_MESSAGE)
-        .map(|c| ps::IngestRequest {
-            part: Some(ps::ingest_request::Part::Batch(ps::ResponseBatch {
+        .map(|c| psv::IngestRequest {
+            part: Some(psv::ingest_request::Part::Batch(psv::ResponseBatch {
                 responses: c.to_vec(),
             })),
         })
         .collect();
     let stream = futures::stream::iter(std::iter::once(first).chain(batches)).map(move |m| {
-        if let Some(ps::ingest_request::Part::Batch(b)) = &m.part {
+        if let Some(psv::ingest_request::Part::Batch(b)) = &m.part {
             counted.inc(b.responses.len() as u64);
         }
         m
@@ -153,7 +153,7 @@ async fn define(
             anyhow!("{field}: {why} (nothing was defined)")
         })?;
         match client
-            .get_survey(ps::GetSurveyRequest { id: def.id.clone() })
+            .get_survey(psv::GetSurveyRequest { id: def.id.clone() })
             .await
         {
             Ok(_) => bail!(
@@ -199,9 +199,9 @@ async fn define(
 }
 
 fn batch_state_name(state: i32) -> &'static str {
-    match ps::BatchState::try_from(state) {
-        Ok(ps::BatchState::Pending) => "待审核 pending",
-        Ok(ps::BatchState::Returned) => "已退回 returned",
+    match psv::BatchState::try_from(state) {
+        Ok(psv::BatchState::Pending) => "待审核 pending",
+        Ok(psv::BatchState::Returned) => "已退回 returned",
         _ => "已通过 accepted",
     }
 }
@@ -215,13 +215,13 @@ async fn batches(
     let svc = Services::load(config.as_deref())?;
     let mut client = svc.surveys().await?;
     let list = client
-        .list_survey_batches(ps::ListSurveyBatchesRequest {
+        .list_survey_batches(psv::ListSurveyBatchesRequest {
             survey_id: survey.unwrap_or_default(),
             state: match state {
-                None => ps::BatchState::Unspecified,
-                Some(BatchStateArg::Pending) => ps::BatchState::Pending,
-                Some(BatchStateArg::Accepted) => ps::BatchState::Accepted,
-                Some(BatchStateArg::Returned) => ps::BatchState::Returned,
+                None => psv::BatchState::Unspecified,
+                Some(BatchStateArg::Pending) => psv::BatchState::Pending,
+                Some(BatchStateArg::Accepted) => psv::BatchState::Accepted,
+                Some(BatchStateArg::Returned) => psv::BatchState::Returned,
             } as i32,
         })
         .await
@@ -276,7 +276,7 @@ async fn review(
     let svc = Services::load(config.as_deref())?;
     let mut client = svc.surveys().await?;
     let b = client
-        .review_survey_batch(ps::ReviewSurveyBatchRequest {
+        .review_survey_batch(psv::ReviewSurveyBatchRequest {
             batch_id: batch,
             accept,
             comment,
