@@ -594,15 +594,9 @@ impl KeySource {
             }
             KeySource::Registry { url, tls } => {
                 use cezone_proto::registry::v1 as pr;
-                let endpoint = endpoint(url, tls)
-                    .map_err(|e| format!("registry address {url}: {e}"))?
-                    .connect_timeout(Duration::from_secs(5))
-                    .timeout(Duration::from_secs(10));
-                let channel = endpoint
-                    .connect()
+                let answer = registry_client(url, tls)
                     .await
-                    .map_err(|e| format!("cannot reach the registry at {url}: {e}"))?;
-                let answer = pr::registry_service_client::RegistryServiceClient::new(channel)
+                    .map_err(|s| s.message().to_string())?
                     .get_signing_keys(pr::GetSigningKeysRequest {})
                     .await
                     .map_err(|s| format!("the registry at {url} refused: {}", s.message()))?
@@ -665,6 +659,27 @@ fn spawn_refresh(keys: &Arc<Keys>, source: KeySource, every: Duration) {
             }
         }
     });
+}
+
+/// The registry at `url` without a token, for the calls that need none (its keys, a service's
+/// token); bounded in time, UNAVAILABLE when it cannot be reached.
+async fn registry_client(
+    url: &str,
+    tls: &Option<tonic::transport::ClientTlsConfig>,
+) -> Result<
+    cezone_proto::registry::v1::registry_service_client::RegistryServiceClient<
+        tonic::transport::Channel,
+    >,
+    Status,
+> {
+    let channel = endpoint(url, tls)
+        .map_err(|e| Status::internal(format!("registry address {url}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("cannot reach the registry at {url}: {e}")))?;
+    Ok(cezone_proto::registry::v1::registry_service_client::RegistryServiceClient::new(channel))
 }
 
 /// Where to dial `url`: over mutual TLS (as https) when `tls` is given.
@@ -929,19 +944,8 @@ impl Bearer {
         secret: &ServiceSecret,
     ) -> Result<(http::HeaderValue, i64), Status> {
         use cezone_proto::registry::v1 as pr;
-        let channel = self
-            .endpoint(registry)
-            .map_err(|e| Status::internal(format!("registry address {registry}: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .map_err(|e| {
-                Status::unavailable(format!(
-                    "cannot reach the registry at {registry} for a service token: {e}"
-                ))
-            })?;
-        let answer = pr::registry_service_client::RegistryServiceClient::new(channel)
+        let answer = registry_client(registry, &self.tls)
+            .await?
             .issue_service_token(pr::IssueServiceTokenRequest {
                 service: service.to_string(),
                 secret: secret.text(),

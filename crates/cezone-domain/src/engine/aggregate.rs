@@ -195,6 +195,8 @@ pub struct SurveyAgg {
     pub own: Vec<(u64, u64)>,
     pub sources: HashMap<(OrgIdx, String), SourceTally>,
     pub sum: [Vec<WeightedRate>; 3],
+    /// Sources holding answers pending review: the confirmed twin is kept while any does.
+    pending_sources: usize,
     /// The same sums over accepted answers only, kept while some answers are pending review;
     /// without any, the confirmed view is this one.
     pub confirmed: Option<Box<SurveyAgg>>,
@@ -210,8 +212,24 @@ impl SurveyAgg {
                 vec![WeightedRate::default(); n],
                 vec![WeightedRate::default(); n],
             ],
+            pending_sources: 0,
             confirmed: None,
         }
+    }
+
+    /// Records `t` as the tally of source `key`, keeping the own sums and the pending count;
+    /// the tally it replaces, if any.
+    fn put_source(&mut self, key: (OrgIdx, String), t: SourceTally) -> Option<SourceTally> {
+        let i = key.0;
+        let old = self.sources.insert(key, t);
+        let (on, ok, was_pending) = old.map_or((0, 0, false), |o| {
+            (o.responses, o.positive, o.pending_responses > 0)
+        });
+        self.own[i].0 = self.own[i].0 - on + t.responses;
+        self.own[i].1 = self.own[i].1 - ok + t.positive;
+        self.pending_sources =
+            self.pending_sources + usize::from(t.pending_responses > 0) - usize::from(was_pending);
+        old
     }
 
     /// The sums a view reads.
@@ -240,10 +258,9 @@ impl SurveyAgg {
         }
     }
 
-    /// The confirmed twin: made (whole, so it equals what a full build gives) while any
-    /// answers are pending, dropped when none are.
-    fn refresh_confirmed(&mut self, org: &OrgTree, pop: &[u64]) {
-        if !self.sources.values().any(|t| t.pending_responses > 0) {
+    /// The confirmed twin, made whole while any answers are pending, none otherwise.
+    fn build_confirmed(&mut self, org: &OrgTree, pop: &[u64]) {
+        if self.pending_sources == 0 {
             self.confirmed = None;
             return;
         }
@@ -398,10 +415,7 @@ impl Aggregates {
         }
         for ((i, source, q, period), t) in tallies {
             let idx = agg.survey_slot(q, period, n);
-            let sa = &mut agg.surveys[idx];
-            sa.own[i].0 += t.responses;
-            sa.own[i].1 += t.positive;
-            sa.sources.insert((i, source.to_string()), t);
+            agg.surveys[idx].put_source((i, source.to_string()), t);
         }
         let keys: Vec<((QuestionId, i32), usize)> = agg
             .survey_index
@@ -412,7 +426,7 @@ impl Aggregates {
             let pop = &agg.population[&period][Segment::All as usize];
             let sa = &mut agg.surveys[idx];
             sa.sum_all(org, pop);
-            sa.refresh_confirmed(org, pop);
+            sa.build_confirmed(org, pop);
         }
 
         for seg in Segment::EACH {
@@ -488,14 +502,10 @@ impl Aggregates {
         let cand = SourceTally::of(t);
         let key = (i, t.source.clone());
         let sa = &mut self.surveys[idx];
-        let old = sa.sources.get(&key).copied();
-        if old.is_some_and(|o| cand <= o) {
+        if sa.sources.get(&key).is_some_and(|o| cand <= *o) {
             return false;
         }
-        let (on, ok) = old.map_or((0, 0), |o| (o.responses, o.positive));
-        sa.own[i].0 = sa.own[i].0 - on + cand.responses;
-        sa.own[i].1 = sa.own[i].1 - ok + cand.positive;
-        sa.sources.insert(key, cand);
+        let old = sa.put_source(key, cand);
         let pop = self
             .population
             .entry(t.period)
@@ -507,7 +517,23 @@ impl Aggregates {
                 sa.sum[seg as usize][a] = sa.node_sum(org, pop, seg, a);
             }
         }
-        sa.refresh_confirmed(org, pop);
+        // The confirmed twin: dropped when nothing is pending, made whole when answers first
+        // are, otherwise moved along the same path as the projected sums.
+        match (sa.pending_sources, sa.confirmed.as_deref_mut()) {
+            (0, _) => sa.confirmed = None,
+            (_, None) => sa.build_confirmed(org, pop),
+            (_, Some(c)) => {
+                let (on, ok) = old.map_or((0, 0), |o| o.accepted());
+                let (nn, nk) = cand.accepted();
+                c.own[i].0 = c.own[i].0 - on + nn;
+                c.own[i].1 = c.own[i].1 - ok + nk;
+                for a in org.path_to_root(i) {
+                    for seg in Segment::EACH {
+                        c.sum[seg as usize][a] = c.node_sum(org, pop, seg, a);
+                    }
+                }
+            }
+        }
         true
     }
 

@@ -207,17 +207,47 @@ pub async fn page(
 
 /// The decision as the surveys service takes it: named figures (`k:org:metric:version`
 /// fields) or a whole return (`return_of`), accept or return with a comment.
+/// A form field, trimmed; empty when absent.
+fn field(fields: &[(String, String)], name: &str) -> String {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// After a decision: back to the screen saying how many were decided, or the screen again
+/// with the service's refusal on it.
+async fn after_decision<T>(
+    wb: &Workbench,
+    caller: &Caller,
+    outcome: Result<T, crate::api::errors::GatewayError>,
+    decided: impl FnOnce(&T) -> usize,
+) -> PageResult {
+    match outcome {
+        Ok(r) => Ok(
+            Redirect::to(&format!("/work/statistics/review?decided={}", decided(&r)))
+                .into_response(),
+        ),
+        Err(e) => {
+            let (status, detail) = PageError::on_form(e)?;
+            show(
+                wb,
+                caller,
+                None,
+                status,
+                Some(format!("未作决定 Nothing was decided: {detail}")),
+            )
+            .await
+        }
+    }
+}
+
 fn parse(
     fields: &[(String, String)],
     period: i32,
 ) -> Result<psv::ReviewStatisticsRequest, PageError> {
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
+    let field = |name: &str| field(fields, name);
     let decision = match field("decision").as_str() {
         "accept" => psv::StatisticDecision::Accept,
         "return" => psv::StatisticDecision::Return,
@@ -306,24 +336,7 @@ pub async fn decide(
             .gateway()
             .unary(Service::Surveys, "ReviewStatistics", &caller.auth, request)
             .await;
-        match decided {
-            Ok(r) => Ok(Redirect::to(&format!(
-                "/work/statistics/review?decided={}",
-                r.statistics.len()
-            ))
-            .into_response()),
-            Err(e) => {
-                let (status, detail) = PageError::on_form(e)?;
-                show(
-                    &wb,
-                    &caller,
-                    None,
-                    status,
-                    Some(format!("未作决定 Nothing was decided: {detail}")),
-                )
-                .await
-            }
-        }
+        after_decision(&wb, &caller, decided, |r| r.statistics.len()).await
     }
     .await;
     finish(&wb, r)
@@ -337,13 +350,7 @@ pub async fn decide_batch(
 ) -> Response {
     let r = async {
         let caller = wb.caller(&headers, "/work/statistics/review").await?;
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.trim().to_string())
-                .unwrap_or_default()
-        };
+        let field = |name: &str| field(&fields, name);
         caller.check_form(Some(&field("csrf")))?;
         may_approve(&caller)?;
         let accept = match field("decision").as_str() {
@@ -375,20 +382,7 @@ pub async fn decide_batch(
                 },
             )
             .await;
-        match decided {
-            Ok(_) => Ok(Redirect::to("/work/statistics/review?decided=1").into_response()),
-            Err(e) => {
-                let (status, detail) = PageError::on_form(e)?;
-                show(
-                    &wb,
-                    &caller,
-                    None,
-                    status,
-                    Some(format!("未作决定 Nothing was decided: {detail}")),
-                )
-                .await
-            }
-        }
+        after_decision(&wb, &caller, decided, |_| 1).await
     }
     .await;
     finish(&wb, r)
