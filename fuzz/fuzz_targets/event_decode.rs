@@ -4,11 +4,12 @@
 
 use libfuzzer_sys::fuzz_target;
 
-const TYPES: [&str; 7] = [
+const TYPES: [&str; 8] = [
     "framework.published",
     "org_unit.created",
     "evidence.reviewed",
     "statistic.recorded",
+    "statistic.imported",
     "survey.batch_aggregated",
     "scores.changed",
     "other.event",

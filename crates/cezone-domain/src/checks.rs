@@ -77,13 +77,24 @@ fn shown(def: &crate::rules::MetricDef, v: i64) -> String {
 /// catalog's `max_per_resident`, or the unit's default), where the population of the year is
 /// known. Checked by the service that records the statistic, which has the current tree.
 pub fn statistic_plausible(s: &StatFact, fw: &Framework, tree: &OrgTree) -> Result<(), FactError> {
+    statistic_plausible_among(s, fw, tree, &tree.populations(s.period))
+}
+
+/// [`statistic_plausible`] with the period's populations computed once
+/// ([`OrgTree::populations`] of `s.period`), for checking a whole return.
+pub fn statistic_plausible_among(
+    s: &StatFact,
+    fw: &Framework,
+    tree: &OrgTree,
+    populations: &[u64],
+) -> Result<(), FactError> {
     let (Some(def), Some(i)) = (fw.catalog.metric(&s.metric), tree.find(&s.org_unit)) else {
         return Ok(());
     };
     let Some(per) = def.max_per_resident() else {
         return Ok(());
     };
-    let residents = tree.populations(s.period)[i];
+    let residents = populations.get(i).copied().unwrap_or(0);
     if residents == 0 || s.value < 0 {
         return Ok(());
     }

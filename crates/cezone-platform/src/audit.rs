@@ -188,6 +188,36 @@ pub async fn append_many<C: ConnectionTrait>(
     Ok(())
 }
 
+/// [`append`] on a PostgreSQL transaction held outside sea-orm (a write path that also uses
+/// `COPY`): the same lock, the same chain, the same row.
+pub async fn append_pg(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    service: &str,
+    entry: &Entry<'_>,
+) -> Result<(), sea_orm::sqlx::Error> {
+    use sea_orm::sqlx;
+    sqlx::query(PG_LOCK_SQL)
+        .bind(table(service))
+        .execute(&mut *conn)
+        .await?;
+    let last: Option<(i64, String)> = sqlx::query_as(&last_sql(service))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let s = seal(entry, last);
+    sqlx::query(&insert_sql(service, DatabaseBackend::Postgres))
+        .bind(s.seq)
+        .bind(s.at)
+        .bind(s.actor)
+        .bind(s.action)
+        .bind(s.target)
+        .bind(s.details)
+        .bind(s.prev_hash)
+        .bind(s.hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// What a check of the chain found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {

@@ -107,16 +107,15 @@ pub fn decode(env: &Envelope, framework_id: &str, edition: &str) -> Result<Vec<F
                 payload::<ev::StatisticReviewed>(env)?.statistic
             }
             .ok_or_else(|| bad("it carries no statistic".into()))?;
-            let fact = StatFact {
-                org_unit: OrgUnitId::parse(&s.org_unit).map_err(bad)?,
-                metric: MetricId::parse(&s.metric).map_err(bad)?,
-                period: s.period,
-                value: s.value,
-                version: s.version,
-                state: stat_state(s.state),
-            };
-            checks::statistic(&fact).map_err(|e| bad(e.to_string()))?;
-            vec![Fact::Stat(fact)]
+            vec![Fact::Stat(stat_fact(&s).map_err(bad)?)]
+        }
+        "statistic.imported" => {
+            // A part of an imported return: each statistic as `statistic.recorded` carries it.
+            let p: ev::StatisticsImported = payload(env)?;
+            p.statistics
+                .iter()
+                .map(|s| stat_fact(s).map(Fact::Stat).map_err(&bad))
+                .collect::<Result<_, _>>()?
         }
         "survey.batch_aggregated" => {
             let p: ev::SurveyBatchAggregated = payload(env)?;
@@ -147,6 +146,20 @@ pub fn decode(env: &Envelope, framework_id: &str, edition: &str) -> Result<Vec<F
             Vec::new()
         }
     })
+}
+
+/// A filed statistic as scoring keeps it, checked; or why it cannot be.
+fn stat_fact(s: &cezone_proto::surveys::v1::StatisticReturn) -> Result<StatFact, String> {
+    let fact = StatFact {
+        org_unit: OrgUnitId::parse(&s.org_unit)?,
+        metric: MetricId::parse(&s.metric)?,
+        period: s.period,
+        value: s.value,
+        version: s.version,
+        state: stat_state(s.state),
+    };
+    checks::statistic(&fact).map_err(|e| e.to_string())?;
+    Ok(fact)
 }
 
 /// Applies checked events in one transaction: the event ids (a duplicate is skipped), the facts

@@ -167,16 +167,18 @@ impl SurveyApi {
             }
         };
         let mut tree = self.view.org_tree(false).await?;
-        if rs.iter().any(|r| statistics::parse(r, &tree, &fw).is_err()) {
+        let mut first_look = statistics::Checker::new(&tree, &fw);
+        if rs.iter().any(|r| first_look.parse(r).is_err()) {
             // A unit created a moment ago: look again before refusing.
             tree = self.view.org_tree(true).await?;
         }
+        let mut checker = statistics::Checker::new(&tree, &fw);
         let mut refused: Vec<(String, String)> = Vec::new();
         let mut parsed = Vec::with_capacity(rs.len());
         let mut first_of: std::collections::HashMap<(&str, &str, i32), usize> =
-            std::collections::HashMap::new();
+            std::collections::HashMap::with_capacity(rs.len());
         for (i, r) in rs.iter().enumerate() {
-            match statistics::parse(r, &tree, &fw) {
+            match checker.parse(r) {
                 Ok(f) => parsed.push((i, f)),
                 Err(e) => refused.push((field(i, e.field), e.reason)),
             }
@@ -214,13 +216,13 @@ impl SurveyApi {
             });
         }
         for (_, f) in &parsed {
-            let responsible = statistics::responsible_for(&fw, f.metric.as_str());
+            let responsible = checker.responsible(f.metric.as_str());
             permit(
                 who,
                 &Action::RecordStatistic {
                     org_unit: &f.org_unit,
                     metric: f.metric.as_str(),
-                    responsible: &responsible,
+                    responsible,
                 },
                 Some(&tree),
             )?;
@@ -441,7 +443,10 @@ impl SurveyService for SurveyApi {
         self.relay.admit().map_err(ApiError::from)?;
         let r = req.into_inner();
         self.may_file(&who, std::slice::from_ref(&r), false).await?;
-        let (stored, _) = statistics::record_many(&self.db, &who, &[r], false).await?;
+        let stored =
+            statistics::record_many(&self.db, &who, &[r], false, statistics::Filing::OneByOne)
+                .await?
+                .stored;
         self.relay.notify();
         let m = &stored[0];
         tracing::debug!(org_unit = %m.org_unit, metric = %m.metric, period = m.period, version = m.version, "statistic recorded");
@@ -470,8 +475,16 @@ impl SurveyService for SurveyApi {
             .into());
         }
         self.may_file(&who, &r.statistics, true).await?;
-        let (stored, event_ids) =
-            statistics::record_many(&self.db, &who, &r.statistics, r.dry_run).await?;
+        let statistics::Recorded {
+            stored, event_ids, ..
+        } = statistics::record_many(
+            &self.db,
+            &who,
+            &r.statistics,
+            r.dry_run,
+            statistics::Filing::OneByOne,
+        )
+        .await?;
         if !r.dry_run {
             self.relay.notify();
             tracing::info!(statistics = stored.len(), "statistics recorded");
@@ -526,7 +539,10 @@ impl SurveyService for SurveyApi {
         let received_ms = started.elapsed().as_millis() as u64;
         self.may_file(&who, &all, true).await?;
         let checked_ms = started.elapsed().as_millis() as u64;
-        let (stored, _) = statistics::record_many(&self.db, &who, &all, dry_run).await?;
+        let recorded =
+            statistics::record_many(&self.db, &who, &all, dry_run, statistics::Filing::Import)
+                .await?;
+        let stored = &recorded.stored;
         if !dry_run {
             self.relay.notify();
             tracing::info!(
@@ -534,6 +550,7 @@ impl SurveyService for SurveyApi {
                 received_ms,
                 checked_ms,
                 elapsed_ms = started.elapsed().as_millis() as u64,
+                import_id = %recorded.import_id,
                 "statistics imported"
             );
         }
@@ -541,6 +558,7 @@ impl SurveyService for SurveyApi {
             recorded: stored.len() as u64,
             first_filings: stored.iter().filter(|m| m.version == 1).count() as u64,
             dry_run,
+            import_id: recorded.import_id.clone(),
         }))
     }
 

@@ -724,44 +724,10 @@ impl Writer {
                     totals.push(tally_event(org, *qi, *row));
                 }
                 let env = event(totals);
-                sqlx::query(&format!(
-                    "INSERT INTO {} (event_id, event_type, envelope, created_at) VALUES ($1, $2, $3, $4)",
-                    crate::OUTBOX
-                ))
-                .bind(&env.event_id)
-                .bind(&env.r#type)
-                .bind(cezone_bus::encode(&env))
-                .bind(now_rfc3339())
-                .execute(&mut *tx)
-                .await
-                .map_err(pg)?;
-                let table = cezone_platform::audit::table("surveys");
-                sqlx::query(cezone_platform::audit::PG_LOCK_SQL)
-                    .bind(&table)
-                    .execute(&mut *tx)
+                cezone_bus::outbox::enqueue_many_pg(&mut tx, crate::OUTBOX, &[env]).await?;
+                cezone_platform::audit::append_pg(&mut tx, "surveys", &audit)
                     .await
                     .map_err(pg)?;
-                let last: Option<(i64, String)> =
-                    sqlx::query_as(&cezone_platform::audit::last_sql("surveys"))
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(pg)?;
-                let s = cezone_platform::audit::seal(&audit, last);
-                sqlx::query(&cezone_platform::audit::insert_sql(
-                    "surveys",
-                    sea_orm::DatabaseBackend::Postgres,
-                ))
-                .bind(s.seq)
-                .bind(s.at)
-                .bind(s.actor)
-                .bind(s.action)
-                .bind(s.target)
-                .bind(s.details)
-                .bind(s.prev_hash)
-                .bind(s.hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(pg)?;
                 tx.commit().await.map_err(pg)?;
             }
             Writer::Sea(tx) => {

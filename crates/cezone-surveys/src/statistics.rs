@@ -19,7 +19,7 @@ use cezone_proto::common::v1::PageInfo;
 use cezone_proto::surveys::v1 as psv;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait, Value,
+    QuerySelect, TransactionTrait, Value,
 };
 
 use crate::entities::statistic as st;
@@ -81,28 +81,59 @@ fn short_text(field: &'static str, v: &str, max: usize) -> Result<String, FactEr
 
 pub use cezone_domain::obligations::responsible_for;
 
-/// A return parsed and checked against the org tree and the framework's catalog, with the
-/// domain's rules for statistics ([`cezone_domain::checks`], which scoring applies to the
-/// event too): the statistic as the domain has it, or which field is wrong and why.
-pub fn parse(
-    r: &psv::StatisticReturn,
-    tree: &OrgTree,
-    fw: &Framework,
-) -> Result<StatFact, FactError> {
-    let bad = |field: &'static str| move |reason: String| FactError { field, reason };
-    let fact = StatFact {
-        org_unit: OrgUnitId::parse(&r.org_unit).map_err(bad("org_unit"))?,
-        metric: MetricId::parse(&r.metric).map_err(bad("metric"))?,
-        period: r.period,
-        value: r.value,
-        version: 0,
-        state: StatState::Accepted,
-    };
-    checks::statistic_in(&fact, fw, tree)?;
-    checks::statistic_plausible(&fact, fw, tree)?;
-    short_text("filed_by", &r.filed_by, 100)?;
-    short_text("note", &r.note, 500)?;
-    Ok(fact)
+/// Checks the statistics of one return against one tree and framework, keeping what each
+/// check would otherwise recompute: the populations of each period and the units responsible
+/// for each metric.
+pub struct Checker<'a> {
+    tree: &'a OrgTree,
+    fw: &'a Framework,
+    populations: HashMap<i32, Vec<u64>>,
+    responsible: HashMap<String, Vec<cezone_domain::units::UnitId>>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(tree: &'a OrgTree, fw: &'a Framework) -> Checker<'a> {
+        Checker {
+            tree,
+            fw,
+            populations: HashMap::new(),
+            responsible: HashMap::new(),
+        }
+    }
+
+    /// A return parsed and checked against the org tree and the framework's catalog, with
+    /// the domain's rules for statistics ([`cezone_domain::checks`], which scoring applies to
+    /// the event too): the statistic as the domain has it, or which field is wrong and why.
+    pub fn parse(&mut self, r: &psv::StatisticReturn) -> Result<StatFact, FactError> {
+        let (tree, fw) = (self.tree, self.fw);
+        let bad = |field: &'static str| move |reason: String| FactError { field, reason };
+        let fact = StatFact {
+            org_unit: OrgUnitId::parse(&r.org_unit).map_err(bad("org_unit"))?,
+            metric: MetricId::parse(&r.metric).map_err(bad("metric"))?,
+            period: r.period,
+            value: r.value,
+            version: 0,
+            state: StatState::Accepted,
+        };
+        checks::statistic_in(&fact, fw, tree)?;
+        let populations = self
+            .populations
+            .entry(fact.period)
+            .or_insert_with(|| tree.populations(fact.period));
+        checks::statistic_plausible_among(&fact, fw, tree, populations)?;
+        short_text("filed_by", &r.filed_by, 100)?;
+        short_text("note", &r.note, 500)?;
+        Ok(fact)
+    }
+
+    /// The units responsible for the criteria that read `metric` ([`responsible_for`]).
+    pub fn responsible(&mut self, metric: &str) -> &[cezone_domain::units::UnitId] {
+        if !self.responsible.contains_key(metric) {
+            let units = responsible_for(self.fw, metric);
+            self.responsible.insert(metric.to_string(), units);
+        }
+        &self.responsible[metric]
+    }
 }
 
 /// Most statistics one call may carry.
@@ -115,175 +146,134 @@ pub const MAX_PER_IMPORT: usize = 1_000_000;
 /// Rows per multi-row statement.
 const ROWS: usize = 500;
 
+/// Statistics per `statistic.imported` event.
+pub const PER_IMPORT_EVENT: usize = 5_000;
+
+/// How a filing is announced and audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filing {
+    /// `RecordStatistic(s)`: a `statistic.recorded` event and an audit entry per statistic.
+    OneByOne,
+    /// `ImportStatistics`: `statistic.imported` events of up to [`PER_IMPORT_EVENT`]
+    /// statistics and one `statistics.imported` audit entry sealing a digest of every version
+    /// stored (the versions keep who filed them and when).
+    Import,
+}
+
+impl Filing {
+    /// A new import's id; none for single filings.
+    fn new_id(self) -> String {
+        match self {
+            Filing::Import => uuid::Uuid::new_v4().to_string(),
+            Filing::OneByOne => String::new(),
+        }
+    }
+}
+
+/// What a filing stored.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// The stored rows (or those a dry run would store), in the order filed.
+    pub stored: Vec<st::Model>,
+    /// The events announcing them: one per statistic filed one by one, one per part of an
+    /// import; empty on a dry run.
+    pub event_ids: Vec<String>,
+    /// An import's id (its audit entry's target); empty otherwise and on a dry run.
+    pub import_id: String,
+}
+
+type Key = (String, String, i32);
+
 /// Stores checked returns in one transaction, all or nothing: each becomes the next version
-/// of its (org unit, metric, period) and the latest, with its `statistic.recorded` event in the
-/// outbox and its audit entry. Returns the stored rows and their events' ids, in order. With
-/// `dry_run`, the versions are computed and nothing is written.
+/// of its (org unit, metric, period) and the latest, announced in the outbox and audited as
+/// `filing` says, in the same transaction. With `dry_run`, the versions are computed and
+/// nothing is written. On PostgreSQL the rows go in with `COPY` and the earlier versions are
+/// retired in one statement that also reads them; SQLite takes multi-row statements.
 pub async fn record_many(
     db: &DatabaseConnection,
     who: &Principal,
     rs: &[psv::StatisticReturn],
     dry_run: bool,
-) -> Result<(Vec<st::Model>, Vec<String>), ApiError> {
-    // Two filings of one key at once race for the next version; the loser retries.
+    filing: Filing,
+) -> Result<Recorded, ApiError> {
+    // Two filings of one key at once race for the next version; the loser retries (on
+    // PostgreSQL the keys' advisory locks make them queue instead).
     for _ in 0..5 {
-        let started = std::time::Instant::now();
-        let mut phases: Vec<(&str, u128)> = Vec::new();
-        let lap = |name: &'static str, phases: &mut Vec<(&str, u128)>| {
-            phases.push((name, started.elapsed().as_millis()));
+        let done = if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            record_pg(db.get_postgres_connection_pool(), who, rs, dry_run, filing).await?
+        } else {
+            record_sea(db, who, rs, dry_run, filing).await?
         };
-        let txn = db.begin().await?;
-        let b = txn.get_database_backend();
-        let keys: Vec<(String, String, i32)> = rs
-            .iter()
-            .map(|r| (r.org_unit.clone(), r.metric.clone(), r.period))
-            .collect();
-        if b == sea_orm::DatabaseBackend::Postgres {
-            // One filing of a key at a time, across calls and replicas: each call takes its
-            // keys' locks in one order (sorted), so two calls sharing keys queue rather than
-            // deadlock, and the second sees the first's version once it may go on.
-            let mut locks: Vec<i64> = keys.iter().map(key_lock).collect();
-            locks.sort_unstable();
-            locks.dedup();
-            let list: Vec<String> = locks.iter().map(i64::to_string).collect();
-            txn.execute_unprepared(&format!(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest(ARRAY[{}]::bigint[]) AS k",
-                list.join(",")
-            ))
-            .await?;
+        if let Some(done) = done {
+            return Ok(done);
         }
-        let mut latest: HashMap<(String, String, i32), (i32, i64)> = HashMap::new();
-        for chunk in keys.chunks(key_chunk(b)) {
-            let found = if b == sea_orm::DatabaseBackend::Postgres {
-                // The keys as one JSON parameter joined against the table: an index lookup
-                // per key. A row-wise IN list of hundreds of keys made PostgreSQL compare every
-                // row of the table with every key (~0.8 s per 500 keys at 100,000 rows).
-                txn.query_all(Statement::from_sql_and_values(
-                    b,
-                    "SELECT s.org_unit, s.metric, s.period, s.version, s.value \
-                     FROM surveys_statistics s \
-                     JOIN jsonb_to_recordset($1::jsonb) AS k(org_unit text, metric text, period int) \
-                     ON s.org_unit = k.org_unit AND s.metric = k.metric AND s.period = k.period \
-                     WHERE s.latest",
-                    [keys_json(chunk).into()],
-                ))
-                .await?
-            } else {
-                let sql = format!(
-                    "SELECT org_unit, metric, period, version, value FROM surveys_statistics \
-                     WHERE latest AND (org_unit, metric, period) IN ({})",
-                    tuples(3, chunk.len())
-                );
-                txn.query_all(stmt(b, &sql, key_values(chunk))).await?
-            };
-            for row in found {
-                latest.insert(
-                    (
-                        row.try_get("", "org_unit")?,
-                        row.try_get("", "metric")?,
-                        row.try_get("", "period")?,
-                    ),
-                    (row.try_get("", "version")?, row.try_get("", "value")?),
-                );
-            }
+    }
+    Err(ApiError::unavailable(
+        "the statistics are being filed concurrently; try again",
+    ))
+}
+
+/// Where a large filing's time goes: milliseconds since the start of the transaction.
+struct Laps {
+    started: std::time::Instant,
+    phases: Vec<(&'static str, u128)>,
+}
+
+impl Laps {
+    fn start() -> Laps {
+        Laps {
+            started: std::time::Instant::now(),
+            phases: Vec::new(),
         }
-        lap("locked_and_read", &mut phases);
-        let filed_at = now_rfc3339();
-        let state = filed_state(who).as_str().to_string();
-        let models: Vec<st::Model> = rs
-            .iter()
-            .zip(&keys)
-            .map(|(r, k)| st::Model {
-                id: 0,
-                org_unit: r.org_unit.clone(),
-                metric: r.metric.clone(),
-                period: r.period,
-                value: r.value,
-                version: latest.get(k).map_or(1, |(v, _)| v + 1),
-                latest: true,
-                // Who filed it is who is signed in, not what the return says.
-                filed_by: who.acting_name(&r.filed_by),
-                note: r.note.trim().to_string(),
-                filed_at: filed_at.clone(),
-                state: state.clone(),
-                reviewed_by: String::new(),
-                reviewed_at: String::new(),
-                review_comment: String::new(),
-            })
-            .collect();
-        if dry_run {
-            txn.rollback().await?;
-            return Ok((models, Vec::new()));
-        }
-        // Only keys filed before have a latest row to retire.
-        let earlier: Vec<(String, String, i32)> = keys
-            .iter()
-            .filter(|k| latest.contains_key(*k))
-            .cloned()
-            .collect();
-        for chunk in earlier.chunks(key_chunk(b)) {
-            if b == sea_orm::DatabaseBackend::Postgres {
-                txn.execute(Statement::from_sql_and_values(
-                    b,
-                    "UPDATE surveys_statistics s SET latest = false \
-                     FROM jsonb_to_recordset($1::jsonb) AS k(org_unit text, metric text, period int) \
-                     WHERE s.latest AND s.org_unit = k.org_unit AND s.metric = k.metric \
-                     AND s.period = k.period",
-                    [keys_json(chunk).into()],
-                ))
-                .await?;
-            } else {
-                let sql = format!(
-                    "UPDATE surveys_statistics SET latest = ? WHERE latest AND (org_unit, metric, period) IN ({})",
-                    tuples(3, chunk.len())
-                );
-                let mut values: Vec<Value> = vec![false.into()];
-                values.extend(key_values(chunk));
-                txn.execute(stmt(b, &sql, values)).await?;
-            }
-        }
-        lap("retired", &mut phases);
-        let mut inserted = Ok(());
-        for chunk in models.chunks(ROWS) {
-            let sql = format!(
-                "INSERT INTO surveys_statistics (org_unit, metric, period, value, version, latest, filed_by, note, filed_at, state) VALUES {}",
-                tuples(10, chunk.len())
-            );
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
-            for m in chunk {
-                values.extend([
-                    m.org_unit.clone().into(),
-                    m.metric.clone().into(),
-                    m.period.into(),
-                    m.value.into(),
-                    m.version.into(),
-                    true.into(),
-                    m.filed_by.clone().into(),
-                    m.note.clone().into(),
-                    m.filed_at.clone().into(),
-                    m.state.clone().into(),
-                ]);
-            }
-            if let Err(e) = txn.execute(stmt(b, &sql, values)).await {
-                inserted = Err(e);
-                break;
-            }
-        }
-        match inserted {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    e.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                ) =>
-            {
-                txn.rollback().await?;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        lap("inserted", &mut phases);
-        let events: Vec<Envelope> = models
+    }
+
+    fn lap(&mut self, name: &'static str) {
+        self.phases.push((name, self.started.elapsed().as_millis()));
+    }
+}
+
+fn keys_of(rs: &[psv::StatisticReturn]) -> Vec<Key> {
+    rs.iter()
+        .map(|r| (r.org_unit.clone(), r.metric.clone(), r.period))
+        .collect()
+}
+
+/// The rows a filing stores: each the version after the latest stored one (`latest`: key →
+/// (version, value)).
+fn new_versions(
+    who: &Principal,
+    rs: &[psv::StatisticReturn],
+    keys: &[Key],
+    latest: &HashMap<Key, (i32, i64)>,
+) -> Vec<st::Model> {
+    let filed_at = now_rfc3339();
+    let state = filed_state(who).as_str().to_string();
+    rs.iter()
+        .zip(keys)
+        .map(|(r, k)| st::Model {
+            id: 0,
+            org_unit: r.org_unit.clone(),
+            metric: r.metric.clone(),
+            period: r.period,
+            value: r.value,
+            version: latest.get(k).map_or(1, |(v, _)| v + 1),
+            latest: true,
+            // Who filed it is who is signed in, not what the return says.
+            filed_by: who.acting_name(&r.filed_by),
+            note: r.note.trim().to_string(),
+            filed_at: filed_at.clone(),
+            state: state.clone(),
+            reviewed_by: String::new(),
+            reviewed_at: String::new(),
+            review_comment: String::new(),
+        })
+        .collect()
+}
+
+/// The events announcing stored rows.
+fn announce(models: &[st::Model], filing: Filing, import_id: &str) -> Vec<Envelope> {
+    match filing {
+        Filing::OneByOne => models
             .iter()
             .map(|m| {
                 let payload = cezone_proto::events::v1::StatisticRecorded {
@@ -291,42 +281,358 @@ pub async fn record_many(
                 };
                 cezone_bus::envelope("statistic.recorded", "surveys", &payload, None)
             })
-            .collect();
-        cezone_bus::outbox::enqueue_many(&txn, crate::OUTBOX, &events).await?;
-        lap("announced", &mut phases);
-        let targets: Vec<String> = models
-            .iter()
-            .map(|m| format!("{}/{}/{}", m.org_unit, m.metric, m.period))
-            .collect();
-        let entries: Vec<Entry<'_>> = models
-            .iter()
-            .zip(&keys)
-            .zip(&targets)
-            .map(|((m, k), target)| Entry {
-                actor: who,
-                action: "statistic.recorded",
-                target,
-                details: serde_json::json!({
-                    "version": m.version,
-                    "value": m.value,
-                    "before": latest.get(k).map(|(_, v)| *v),
-                    "filed_by": m.filed_by,
-                    "note": m.note,
-                    "state": m.state,
-                }),
-            })
-            .collect();
-        cezone_platform::audit::append_many(&txn, "surveys", &entries).await?;
-        lap("audited", &mut phases);
-        txn.commit().await?;
-        lap("committed", &mut phases);
-        // Where a large return's time goes, milliseconds since the start of the transaction.
-        tracing::debug!(statistics = rs.len(), ?phases, "statistics written");
-        return Ok((models, events.into_iter().map(|e| e.event_id).collect()));
+            .collect(),
+        Filing::Import => {
+            let parts = models.len().div_ceil(PER_IMPORT_EVENT);
+            models
+                .chunks(PER_IMPORT_EVENT)
+                .enumerate()
+                .map(|(i, chunk)| {
+                    let payload = cezone_proto::events::v1::StatisticsImported {
+                        statistics: chunk.iter().map(to_proto).collect(),
+                        import_id: import_id.to_string(),
+                        part: i as u32 + 1,
+                        parts: parts as u32,
+                    };
+                    cezone_bus::envelope("statistic.imported", "surveys", &payload, None)
+                })
+                .collect()
+        }
     }
-    Err(ApiError::unavailable(
-        "the statistics are being filed concurrently; try again",
-    ))
+}
+
+/// The audit entries of stored rows, as (action, target, details).
+fn audit_records(
+    models: &[st::Model],
+    keys: &[Key],
+    latest: &HashMap<Key, (i32, i64)>,
+    filing: Filing,
+    import_id: &str,
+) -> Vec<(&'static str, String, serde_json::Value)> {
+    match filing {
+        Filing::OneByOne => models
+            .iter()
+            .zip(keys)
+            .map(|(m, k)| {
+                (
+                    "statistic.recorded",
+                    format!("{}/{}/{}", m.org_unit, m.metric, m.period),
+                    serde_json::json!({
+                        "version": m.version,
+                        "value": m.value,
+                        "before": latest.get(k).map(|(_, v)| *v),
+                        "filed_by": m.filed_by,
+                        "note": m.note,
+                        "state": m.state,
+                    }),
+                )
+            })
+            .collect(),
+        Filing::Import => {
+            let mut periods: Vec<i32> = models.iter().map(|m| m.period).collect();
+            periods.sort_unstable();
+            periods.dedup();
+            let org_units: std::collections::HashSet<&str> =
+                models.iter().map(|m| m.org_unit.as_str()).collect();
+            let mut metrics: Vec<&str> = models.iter().map(|m| m.metric.as_str()).collect();
+            metrics.sort_unstable();
+            metrics.dedup();
+            vec![(
+                "statistics.imported",
+                import_id.to_string(),
+                serde_json::json!({
+                    "statistics": models.len(),
+                    "first_filings": models.iter().filter(|m| m.version == 1).count(),
+                    "changed": models
+                        .iter()
+                        .zip(keys)
+                        .filter(|(m, k)| latest.get(*k).is_none_or(|(_, v)| *v != m.value))
+                        .count(),
+                    "periods": periods,
+                    "org_units": org_units.len(),
+                    "metrics": metrics,
+                    "state": models.first().map(|m| m.state.as_str()),
+                    "digest": import_digest(models),
+                }),
+            )]
+        }
+    }
+}
+
+/// SHA-256 over one line per stored version, in the order filed:
+/// `org_unit \t metric \t period \t version \t value \t filed_by \n`. Recomputed from the
+/// statistics table's rows of an import (the versions filed at its time by its filer), it shows
+/// the rows are those the import stored.
+pub fn import_digest(models: &[st::Model]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for m in models {
+        h.update(
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\n",
+                m.org_unit, m.metric, m.period, m.version, m.value, m.filed_by
+            )
+            .as_bytes(),
+        );
+    }
+    hex::encode(h.finalize())
+}
+
+fn pg(e: sea_orm::sqlx::Error) -> ApiError {
+    ApiError::internal(e)
+}
+
+fn is_unique_violation(e: &sea_orm::sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.code().as_deref() == Some("23505"))
+}
+
+/// PostgreSQL: the keys' advisory locks; the earlier versions retired and read in one
+/// `UPDATE … RETURNING` joined against the keys as arrays; the new versions in one `COPY`;
+/// the events and the audit entries. None when a concurrent filing took a version first.
+async fn record_pg(
+    pool: &sea_orm::sqlx::PgPool,
+    who: &Principal,
+    rs: &[psv::StatisticReturn],
+    dry_run: bool,
+    filing: Filing,
+) -> Result<Option<Recorded>, ApiError> {
+    use sea_orm::sqlx;
+    let mut laps = Laps::start();
+    let keys = keys_of(rs);
+    let mut tx = pool.begin().await.map_err(pg)?;
+    // One filing of a key at a time, across calls and replicas: each call takes its keys'
+    // locks in one order (sorted), so two calls sharing keys queue rather than deadlock, and
+    // the second sees the first's version once it may go on.
+    let mut locks: Vec<i64> = keys.iter().map(key_lock).collect();
+    locks.sort_unstable();
+    locks.dedup();
+    sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k")
+        .bind(&locks)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+    let orgs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let metrics: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let periods: Vec<i32> = keys.iter().map(|k| k.2).collect();
+    // The keys as three arrays joined against the table: an index lookup per key. On a dry
+    // run only read; otherwise the latest rows are retired by the same statement.
+    let sql = if dry_run {
+        "SELECT s.org_unit, s.metric, s.period, s.version, s.value \
+         FROM surveys_statistics s \
+         JOIN unnest($1::text[], $2::text[], $3::int4[]) AS k(org_unit, metric, period) \
+         ON s.org_unit = k.org_unit AND s.metric = k.metric AND s.period = k.period \
+         WHERE s.latest"
+    } else {
+        "UPDATE surveys_statistics s SET latest = false \
+         FROM unnest($1::text[], $2::text[], $3::int4[]) AS k(org_unit, metric, period) \
+         WHERE s.latest AND s.org_unit = k.org_unit AND s.metric = k.metric \
+         AND s.period = k.period \
+         RETURNING s.org_unit, s.metric, s.period, s.version, s.value"
+    };
+    let rows: Vec<(String, String, i32, i32, i64)> = sqlx::query_as(sql)
+        .bind(&orgs)
+        .bind(&metrics)
+        .bind(&periods)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(pg)?;
+    let latest: HashMap<Key, (i32, i64)> = rows
+        .into_iter()
+        .map(|(o, m, p, v, x)| ((o, m, p), (v, x)))
+        .collect();
+    laps.lap("locked_read_and_retired");
+    let models = new_versions(who, rs, &keys, &latest);
+    if dry_run {
+        tx.rollback().await.map_err(pg)?;
+        return Ok(Some(Recorded {
+            stored: models,
+            ..Recorded::default()
+        }));
+    }
+    let copied = async {
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY surveys_statistics (org_unit, metric, period, value, version, latest, \
+                 filed_by, note, filed_at, state) FROM STDIN",
+            )
+            .await?;
+        let mut buf = String::with_capacity(1 << 20);
+        for m in &models {
+            for (i, field) in [&m.org_unit, &m.metric].into_iter().enumerate() {
+                if i > 0 {
+                    buf.push('\t');
+                }
+                crate::ingest::copy_field(&mut buf, field);
+            }
+            use std::fmt::Write as _;
+            let _ = write!(buf, "\t{}\t{}\t{}\tt\t", m.period, m.value, m.version);
+            crate::ingest::copy_field(&mut buf, &m.filed_by);
+            buf.push('\t');
+            crate::ingest::copy_field(&mut buf, &m.note);
+            buf.push('\t');
+            crate::ingest::copy_field(&mut buf, &m.filed_at);
+            buf.push('\t');
+            crate::ingest::copy_field(&mut buf, &m.state);
+            buf.push('\n');
+            if buf.len() >= 1 << 20 {
+                copy.send(buf.as_bytes()).await?;
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            copy.send(buf.as_bytes()).await?;
+        }
+        copy.finish().await
+    }
+    .await;
+    match copied {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            tx.rollback().await.map_err(pg)?;
+            return Ok(None);
+        }
+        Err(e) => return Err(pg(e)),
+    }
+    laps.lap("inserted");
+    let import_id = filing.new_id();
+    let events = announce(&models, filing, &import_id);
+    cezone_bus::outbox::enqueue_many_pg(&mut tx, crate::OUTBOX, &events).await?;
+    laps.lap("announced");
+    for (action, target, details) in audit_records(&models, &keys, &latest, filing, &import_id) {
+        let entry = Entry {
+            actor: who,
+            action,
+            target: &target,
+            details,
+        };
+        cezone_platform::audit::append_pg(&mut tx, "surveys", &entry)
+            .await
+            .map_err(pg)?;
+    }
+    laps.lap("audited");
+    tx.commit().await.map_err(pg)?;
+    laps.lap("committed");
+    tracing::debug!(statistics = rs.len(), phases = ?laps.phases, "statistics written");
+    Ok(Some(Recorded {
+        stored: models,
+        event_ids: events.into_iter().map(|e| e.event_id).collect(),
+        import_id,
+    }))
+}
+
+/// SQLite (a single writer): the latest versions read and retired, the new ones inserted, in
+/// multi-row statements. None when a concurrent filing took a version first.
+async fn record_sea(
+    db: &DatabaseConnection,
+    who: &Principal,
+    rs: &[psv::StatisticReturn],
+    dry_run: bool,
+    filing: Filing,
+) -> Result<Option<Recorded>, ApiError> {
+    let mut laps = Laps::start();
+    let txn = db.begin().await?;
+    let b = txn.get_database_backend();
+    let keys = keys_of(rs);
+    let mut latest: HashMap<Key, (i32, i64)> = HashMap::new();
+    for chunk in keys.chunks(ROWS) {
+        let sql = format!(
+            "SELECT org_unit, metric, period, version, value FROM surveys_statistics \
+             WHERE latest AND (org_unit, metric, period) IN ({})",
+            tuples(3, chunk.len())
+        );
+        for row in txn.query_all(stmt(b, &sql, key_values(chunk))).await? {
+            latest.insert(
+                (
+                    row.try_get("", "org_unit")?,
+                    row.try_get("", "metric")?,
+                    row.try_get("", "period")?,
+                ),
+                (row.try_get("", "version")?, row.try_get("", "value")?),
+            );
+        }
+    }
+    laps.lap("read");
+    let models = new_versions(who, rs, &keys, &latest);
+    if dry_run {
+        txn.rollback().await?;
+        return Ok(Some(Recorded {
+            stored: models,
+            ..Recorded::default()
+        }));
+    }
+    // Only keys filed before have a latest row to retire.
+    let earlier: Vec<Key> = keys
+        .iter()
+        .filter(|k| latest.contains_key(*k))
+        .cloned()
+        .collect();
+    for chunk in earlier.chunks(ROWS) {
+        let sql = format!(
+            "UPDATE surveys_statistics SET latest = ? WHERE latest AND (org_unit, metric, period) IN ({})",
+            tuples(3, chunk.len())
+        );
+        let mut values: Vec<Value> = vec![false.into()];
+        values.extend(key_values(chunk));
+        txn.execute(stmt(b, &sql, values)).await?;
+    }
+    laps.lap("retired");
+    for chunk in models.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO surveys_statistics (org_unit, metric, period, value, version, latest, filed_by, note, filed_at, state) VALUES {}",
+            tuples(10, chunk.len())
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
+        for m in chunk {
+            values.extend([
+                m.org_unit.clone().into(),
+                m.metric.clone().into(),
+                m.period.into(),
+                m.value.into(),
+                m.version.into(),
+                true.into(),
+                m.filed_by.clone().into(),
+                m.note.clone().into(),
+                m.filed_at.clone().into(),
+                m.state.clone().into(),
+            ]);
+        }
+        if let Err(e) = txn.execute(stmt(b, &sql, values)).await {
+            if matches!(
+                e.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) {
+                txn.rollback().await?;
+                return Ok(None);
+            }
+            return Err(e.into());
+        }
+    }
+    laps.lap("inserted");
+    let import_id = filing.new_id();
+    let events = announce(&models, filing, &import_id);
+    cezone_bus::outbox::enqueue_many(&txn, crate::OUTBOX, &events).await?;
+    laps.lap("announced");
+    let records = audit_records(&models, &keys, &latest, filing, &import_id);
+    let entries: Vec<Entry<'_>> = records
+        .iter()
+        .map(|(action, target, details)| Entry {
+            actor: who,
+            action,
+            target,
+            details: details.clone(),
+        })
+        .collect();
+    cezone_platform::audit::append_many(&txn, "surveys", &entries).await?;
+    laps.lap("audited");
+    txn.commit().await?;
+    laps.lap("committed");
+    tracing::debug!(statistics = rs.len(), phases = ?laps.phases, "statistics written");
+    Ok(Some(Recorded {
+        stored: models,
+        event_ids: events.into_iter().map(|e| e.event_id).collect(),
+        import_id,
+    }))
 }
 
 /// Advisory locks a filing may take. PostgreSQL keeps every advisory lock in its shared lock
@@ -341,7 +647,7 @@ const LOCK_BASE: i64 = 0x5354_4154_0000; // "STAT"
 
 /// The advisory lock of a statistic's key: FNV-1a of the key, the same in every process,
 /// folded into one of `LOCK_BUCKETS`.
-fn key_lock(key: &(String, String, i32)) -> i64 {
+fn key_lock(key: &Key) -> i64 {
     LOCK_BASE + (key_hash(key) % LOCK_BUCKETS) as i64
 }
 
@@ -358,26 +664,6 @@ fn key_hash((org_unit, metric, period): &(String, String, i32)) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
-}
-
-/// Keys per statement: bound parameters on SQLite (three per key), one JSON document on
-/// PostgreSQL.
-fn key_chunk(b: sea_orm::DatabaseBackend) -> usize {
-    if b == sea_orm::DatabaseBackend::Postgres {
-        10_000
-    } else {
-        ROWS
-    }
-}
-
-/// Keys as `[{"org_unit": …, "metric": …, "period": …}, …]` for `jsonb_to_recordset`.
-fn keys_json(keys: &[(String, String, i32)]) -> String {
-    serde_json::Value::Array(
-        keys.iter()
-            .map(|(o, m, p)| serde_json::json!({ "org_unit": o, "metric": m, "period": p }))
-            .collect(),
-    )
-    .to_string()
 }
 
 fn key_values(keys: &[(String, String, i32)]) -> Vec<Value> {

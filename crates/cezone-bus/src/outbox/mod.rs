@@ -70,6 +70,36 @@ pub async fn enqueue_many<C: ConnectionTrait>(
     Ok(())
 }
 
+/// [`enqueue_many`] on a PostgreSQL transaction held outside sea-orm (a write path that also
+/// uses `COPY`, which sea-orm cannot send): the same rows, in one statement.
+pub async fn enqueue_many_pg(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    table: &str,
+    envelopes: &[Envelope],
+) -> Result<(), DbErr> {
+    if envelopes.is_empty() {
+        return Ok(());
+    }
+    for e in envelopes {
+        crate::envelope::check_publishable(e).map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
+    let sql = Sql::new(DatabaseBackend::Postgres, table)?;
+    let at = sql::now();
+    let ids: Vec<&str> = envelopes.iter().map(|e| e.event_id.as_str()).collect();
+    let types: Vec<&str> = envelopes.iter().map(|e| e.r#type.as_str()).collect();
+    let bodies: Vec<Vec<u8>> = envelopes.iter().map(crate::encode).collect();
+    let ats: Vec<&str> = envelopes.iter().map(|_| at.as_str()).collect();
+    sea_orm::sqlx::query(&sql.insert_arrays_pg())
+        .bind(&ids)
+        .bind(&types)
+        .bind(&bodies)
+        .bind(&ats)
+        .execute(conn)
+        .await
+        .map_err(|e| DbErr::Custom(format!("enqueueing {} events: {e}", envelopes.len())))?;
+    Ok(())
+}
+
 /// Deletes the rows published before `before` (RFC 3339); returns how many. The relay does
 /// this for its retention once an hour.
 pub async fn purge<C: ConnectionTrait>(conn: &C, table: &str, before: &str) -> Result<u64, DbErr> {

@@ -123,6 +123,15 @@ impl Sql {
     }
 
     /// One multi-row INSERT of these envelopes.
+    /// PostgreSQL: the rows as four arrays ($1 ids, $2 types, $3 envelopes, $4 times).
+    pub(super) fn insert_arrays_pg(&self) -> String {
+        format!(
+            "INSERT INTO {} (event_id, event_type, envelope, created_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])",
+            self.quoted
+        )
+    }
+
     pub(super) fn insert_many(&self, envelopes: &[Envelope]) -> Statement {
         let at = now();
         let mut tuples = Vec::with_capacity(envelopes.len());
@@ -279,7 +288,7 @@ impl Sql {
     }
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 

@@ -5,13 +5,14 @@
 use cezone_scoring::{EventError, decode_event};
 use proptest::prelude::*;
 
-const TYPES: [&str; 9] = [
+const TYPES: [&str; 10] = [
     "framework.published",
     "org_unit.created",
     "org_unit.moved",
     "evidence.submitted",
     "evidence.reviewed",
     "statistic.recorded",
+    "statistic.imported",
     "survey.batch_aggregated",
     "scores.changed",
     "something.else",

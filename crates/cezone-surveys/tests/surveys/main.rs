@@ -108,6 +108,89 @@ impl Stack {
             .tallies
     }
 
+    /// The survey service's database, as an inspector with access to it reads it.
+    async fn db(&self) -> sea_orm::DatabaseConnection {
+        cezone_platform::db::connect(&self._env.settings.database, "surveys")
+            .await
+            .unwrap()
+    }
+
+    /// The `statistic.imported` events in the outbox, oldest first.
+    async fn imported_events(&self) -> Vec<cezone_proto::events::v1::StatisticsImported> {
+        use prost::Message;
+        use sea_orm::ConnectionTrait;
+        let db = self.db().await;
+        let rows = db
+            .query_all(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT envelope FROM surveys_outbox WHERE event_type = 'statistic.imported' \
+                 ORDER BY id",
+            ))
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+        rows.iter()
+            .map(|r| {
+                let bytes: Vec<u8> = r.try_get("", "envelope").unwrap();
+                let env = cezone_bus::decode(&bytes).unwrap();
+                cezone_proto::events::v1::StatisticsImported::decode(env.payload.as_slice())
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// The newest entry of the service's audit log: action, target, details.
+    async fn last_audit_entry(&self) -> (String, String, serde_json::Value) {
+        use sea_orm::ConnectionTrait;
+        let db = self.db().await;
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT action, target, details FROM surveys_audit ORDER BY seq DESC LIMIT 1",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        db.close().await.unwrap();
+        let details: String = row.try_get("", "details").unwrap();
+        (
+            row.try_get("", "action").unwrap(),
+            row.try_get("", "target").unwrap(),
+            serde_json::from_str(&details).unwrap(),
+        )
+    }
+
+    /// Every statistic through ListStatistics (the latest, or every version), in the order
+    /// filed.
+    async fn listed_statistics(
+        &mut self,
+        all_versions: bool,
+        page_size: i32,
+    ) -> Vec<psv::StatisticReturn> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .sv
+                .list_statistics(psv::ListStatisticsRequest {
+                    all_versions,
+                    page: Some(PageRequest {
+                        page_size,
+                        page_token: token,
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            out.extend(page.statistics);
+            token = page.page.unwrap().next_page_token;
+            if token.is_empty() {
+                return out;
+            }
+        }
+    }
+
     /// The responses stored for the survey: the rows in the table, which GetSurvey reports.
     async fn stored(&mut self) -> u64 {
         use sea_orm::ConnectionTrait;
@@ -120,9 +203,7 @@ impl Stack {
             .unwrap()
             .into_inner()
             .responses;
-        let db = cezone_platform::db::connect(&self._env.settings.database, "surveys")
-            .await
-            .unwrap();
+        let db = self.db().await;
         let row = db
             .query_one(sea_orm::Statement::from_string(
                 db.get_database_backend(),
@@ -468,29 +549,28 @@ async fn statistics_are_versioned_and_checked(backend: Backend) {
             .await
             .unwrap();
     }
-    let mut token = String::new();
-    let mut seen = 0;
-    loop {
-        let page =
-            s.sv.list_statistics(psv::ListStatisticsRequest {
-                page: Some(PageRequest {
-                    page_size: 7,
-                    page_token: token,
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        seen += page.statistics.len();
-        token = page.page.unwrap().next_page_token;
-        if token.is_empty() {
-            break;
-        }
-    }
+    // Pages of 7: every latest value once.
+    let seen = s.listed_statistics(false, 7).await.len();
     // The 25th return is a third version of the town's staff_trained: 25 latest values in all.
     assert_eq!(seen, 25);
     s.stop().await;
+}
+
+/// An import's audit digest as an inspector recomputes it from the versions it stored (in the
+/// order filed): SHA-256 over `org_unit \t metric \t period \t version \t value \t filed_by \n`.
+fn digest(stored: &[psv::StatisticReturn]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for x in stored {
+        h.update(
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\n",
+                x.org_unit, x.metric, x.period, x.version, x.value, x.filed_by
+            )
+            .as_bytes(),
+        );
+    }
+    hex::encode(h.finalize())
 }
 
 /// A return of any size streamed in parts is stored all or nothing: a bad value in the last part
@@ -566,13 +646,77 @@ async fn a_streamed_import_is_stored_all_or_nothing(backend: Backend) {
         (all.len() as u64, all.len() as u64)
     );
     assert_eq!(stored(&mut s.sv).await, all.len());
-    // Corrections of a few: the next version of each, no first filings.
+    // Announced in one `statistic.imported` event (fewer than 5,000) and audited as one entry
+    // whose digest an inspector recomputes from the stored versions, in the order filed.
+    let announced = s.imported_events().await;
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0].import_id, done.import_id);
+    assert_eq!((announced[0].part, announced[0].parts), (1, 1));
+    assert_eq!(announced[0].statistics.len(), all.len());
+    assert!(announced[0].statistics.iter().all(|x| x.version == 1));
+    let listed = s.listed_statistics(false, 1000).await;
+    let (action, target, details) = s.last_audit_entry().await;
+    assert_eq!(
+        (action.as_str(), target.as_str()),
+        ("statistics.imported", done.import_id.as_str())
+    );
+    assert_eq!(details["statistics"], all.len());
+    assert_eq!(details["first_filings"], all.len());
+    assert_eq!(details["digest"], digest(&listed), "{details}");
+    // Corrections of a few: the next version of each, no first filings; the earlier versions
+    // are superseded, the new ones the latest.
+    let mut corrected = all[..3].to_vec();
+    for x in &mut corrected {
+        x.value += 1;
+    }
     let again =
-        s.sv.import_statistics(parts(&all[..3], false))
+        s.sv.import_statistics(parts(&corrected, false))
             .await
             .unwrap()
             .into_inner();
     assert_eq!((again.recorded, again.first_filings), (3, 0));
+    assert_ne!(again.import_id, done.import_id);
+    let announced = s.imported_events().await;
+    assert_eq!(announced.len(), 2);
+    let versions: Vec<(i64, u64)> = announced[1]
+        .statistics
+        .iter()
+        .map(|x| (x.value, x.version))
+        .collect();
+    assert_eq!(
+        versions,
+        corrected.iter().map(|x| (x.value, 2)).collect::<Vec<_>>()
+    );
+    let everything = s.listed_statistics(true, 1000).await;
+    assert_eq!(everything.len(), all.len() + 3);
+    for x in &corrected {
+        let of_key: Vec<(u64, i64, i32)> = everything
+            .iter()
+            .filter(|y| (&y.org_unit, &y.metric, y.period) == (&x.org_unit, &x.metric, x.period))
+            .map(|y| (y.version, y.value, y.state))
+            .collect();
+        assert_eq!(
+            of_key,
+            vec![
+                (1, x.value - 1, psv::StatisticState::Superseded as i32),
+                (2, x.value, psv::StatisticState::Accepted as i32)
+            ]
+        );
+    }
+    assert_eq!(
+        stored(&mut s.sv).await,
+        all.len(),
+        "one latest version per key"
+    );
+    let (_, target, details) = s.last_audit_entry().await;
+    assert_eq!(target, again.import_id);
+    assert_eq!(details["changed"], 3);
+    let newest: Vec<psv::StatisticReturn> = everything
+        .iter()
+        .filter(|y| y.version == 2)
+        .cloned()
+        .collect();
+    assert_eq!(details["digest"], digest(&newest));
 
     // A return with more keys than PostgreSQL's shared lock table holds locks (6,400 by
     // default): every (org unit, metric) over a century and a half of periods, in one import.
@@ -607,6 +751,25 @@ async fn a_streamed_import_is_stored_all_or_nothing(backend: Backend) {
             .unwrap()
             .into_inner();
     assert_eq!(done.recorded, wide.len() as u64);
+    let announced = s.imported_events().await;
+    let parts_of_wide: Vec<(u32, u32, usize)> = announced
+        .iter()
+        .filter(|e| e.import_id == done.import_id)
+        .map(|e| (e.part, e.parts, e.statistics.len()))
+        .collect();
+    let n = wide.len().div_ceil(5_000) as u32;
+    assert_eq!(parts_of_wide.len(), n as usize);
+    assert_eq!(
+        parts_of_wide.iter().map(|p| p.2).sum::<usize>(),
+        wide.len(),
+        "every statistic announced once"
+    );
+    assert!(
+        parts_of_wide
+            .iter()
+            .enumerate()
+            .all(|(i, p)| (p.0, p.1) == (i as u32 + 1, n))
+    );
 
     let err =
         s.sv.import_statistics(tokio_stream::iter(

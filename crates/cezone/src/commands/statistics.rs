@@ -277,6 +277,10 @@ pub async fn run(cmd: StatisticsCommand) -> Result<ExitCode> {
                 done.recorded - done.first_filings,
                 changes.unchanged
             );
+            if !done.import_id.is_empty() {
+                // Where to find it again: `cezone audit list --target ID`.
+                println!("导入编号 import id: {}", done.import_id);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -435,6 +435,27 @@ fn a_district_is_loaded_from_its_own_files_and_its_scores_exported() {
         out.contains(&format!("row 2: nanhai.guicheng {} 2013: — → ", m0.name)),
         "{out}"
     );
+    // The import is one entry of the audit log, found by the id the command prints.
+    let import_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("导入编号 import id: "))
+        .unwrap_or_else(|| panic!("no import id in {out}"));
+    let entries = d.ok(&[
+        "audit",
+        "list",
+        "--services",
+        "surveys",
+        "--target",
+        import_id,
+        "--format",
+        "json",
+    ]);
+    let entries: serde_json::Value = serde_json::from_str(&entries).unwrap();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["action"], "statistics.imported");
+    assert_eq!(entries[0]["details"]["statistics"], n, "{entries:?}");
+    assert_eq!(entries[0]["details"]["first_filings"], n, "{entries:?}");
     // The template now carries the values; the same file again stores nothing.
     d.ok(&[
         "statistics",
