@@ -188,33 +188,47 @@ pub async fn append_many<C: ConnectionTrait>(
     Ok(())
 }
 
-/// [`append`] on a PostgreSQL transaction held outside sea-orm (a write path that also uses
-/// `COPY`): the same lock, the same chain, the same row.
-pub async fn append_pg(
+/// [`append_many`] on a PostgreSQL transaction held outside sea-orm (a write path that also
+/// uses `COPY`): the same lock, the same chain, the rows in one statement.
+pub async fn append_many_pg(
     conn: &mut sea_orm::sqlx::PgConnection,
     service: &str,
-    entry: &Entry<'_>,
+    entries: &[Entry<'_>],
 ) -> Result<(), sea_orm::sqlx::Error> {
     use sea_orm::sqlx;
+    if entries.is_empty() {
+        return Ok(());
+    }
     sqlx::query(PG_LOCK_SQL)
         .bind(table(service))
         .execute(&mut *conn)
         .await?;
-    let last: Option<(i64, String)> = sqlx::query_as(&last_sql(service))
+    let mut last: Option<(i64, String)> = sqlx::query_as(&last_sql(service))
         .fetch_optional(&mut *conn)
         .await?;
-    let s = seal(entry, last);
-    sqlx::query(&insert_sql(service, DatabaseBackend::Postgres))
-        .bind(s.seq)
-        .bind(s.at)
-        .bind(s.actor)
-        .bind(s.action)
-        .bind(s.target)
-        .bind(s.details)
-        .bind(s.prev_hash)
-        .bind(s.hash)
-        .execute(&mut *conn)
-        .await?;
+    let mut sealed = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let s = seal(entry, last.take());
+        last = Some((s.seq, s.hash.clone()));
+        sealed.push(s);
+    }
+    let column = |f: fn(&Stored) -> &str| sealed.iter().map(f).collect::<Vec<&str>>();
+    sqlx::query(&format!(
+        "INSERT INTO {} (seq, at, actor, action, target, details, prev_hash, hash) \
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[])",
+        table(service)
+    ))
+    .bind(sealed.iter().map(|s| s.seq).collect::<Vec<i64>>())
+    .bind(column(|s| &s.at))
+    .bind(column(|s| &s.actor))
+    .bind(column(|s| &s.action))
+    .bind(column(|s| &s.target))
+    .bind(column(|s| &s.details))
+    .bind(column(|s| &s.prev_hash))
+    .bind(column(|s| &s.hash))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -725,7 +725,7 @@ impl Writer {
                 }
                 let env = event(totals);
                 cezone_bus::outbox::enqueue_many_pg(&mut tx, crate::OUTBOX, &[env]).await?;
-                cezone_platform::audit::append_pg(&mut tx, "surveys", &audit)
+                cezone_platform::audit::append_many_pg(&mut tx, "surveys", &[audit])
                     .await
                     .map_err(pg)?;
                 tx.commit().await.map_err(pg)?;

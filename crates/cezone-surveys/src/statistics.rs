@@ -359,6 +359,22 @@ fn audit_records(
     }
 }
 
+/// Audit entries of `who` for the records [`audit_records`] gives.
+fn entries<'a>(
+    who: &'a Principal,
+    records: &'a [(&'static str, String, serde_json::Value)],
+) -> Vec<Entry<'a>> {
+    records
+        .iter()
+        .map(|(action, target, details)| Entry {
+            actor: who,
+            action,
+            target,
+            details: details.clone(),
+        })
+        .collect()
+}
+
 /// SHA-256 over one line per stored version, in the order filed:
 /// `org_unit \t metric \t period \t version \t value \t filed_by \n`. Recomputed from the
 /// statistics table's rows of an import (the versions filed at its time by its filer), it shows
@@ -499,17 +515,10 @@ async fn record_pg(
     let events = announce(&models, filing, &import_id);
     cezone_bus::outbox::enqueue_many_pg(&mut tx, crate::OUTBOX, &events).await?;
     laps.lap("announced");
-    for (action, target, details) in audit_records(&models, &keys, &latest, filing, &import_id) {
-        let entry = Entry {
-            actor: who,
-            action,
-            target: &target,
-            details,
-        };
-        cezone_platform::audit::append_pg(&mut tx, "surveys", &entry)
-            .await
-            .map_err(pg)?;
-    }
+    let records = audit_records(&models, &keys, &latest, filing, &import_id);
+    cezone_platform::audit::append_many_pg(&mut tx, "surveys", &entries(who, &records))
+        .await
+        .map_err(pg)?;
     laps.lap("audited");
     tx.commit().await.map_err(pg)?;
     laps.lap("committed");
@@ -614,16 +623,7 @@ async fn record_sea(
     cezone_bus::outbox::enqueue_many(&txn, crate::OUTBOX, &events).await?;
     laps.lap("announced");
     let records = audit_records(&models, &keys, &latest, filing, &import_id);
-    let entries: Vec<Entry<'_>> = records
-        .iter()
-        .map(|(action, target, details)| Entry {
-            actor: who,
-            action,
-            target,
-            details: details.clone(),
-        })
-        .collect();
-    cezone_platform::audit::append_many(&txn, "surveys", &entries).await?;
+    cezone_platform::audit::append_many(&txn, "surveys", &entries(who, &records)).await?;
     laps.lap("audited");
     txn.commit().await?;
     laps.lap("committed");
