@@ -2,8 +2,9 @@
 //! different, so content deduplication stores each one) uploaded one after another with the
 //! client-streaming `Upload` call into the evidence service (storage root on local disk),
 //! timed from reading the first file to the last record returned — received, hashed, synced,
-//! stored and recorded. Beside it, `sha256sum` over the same files and then `cp` of them into
-//! another directory, both run as the commands themselves.
+//! stored and recorded. Beside it, `sha256sum` over the same files, `cp` of them into another
+//! directory and `sync` of the copy (made durable as the service makes what it stores), run
+//! as the commands themselves.
 
 use cezone_domain::access::Role;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ pub struct Measured {
     pub bytes: u64,
     /// Upload into the evidence service, per file.
     pub ours: Vec<Run>,
-    /// `sha256sum` + `cp` of the same file, per file, each right before ours.
+    /// `sha256sum` + `cp` + `sync` of the copy, per file, each right before ours.
     pub baseline: Vec<Run>,
 }
 
@@ -113,7 +114,8 @@ async fn command(program: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
 
 /// Generates files totalling `total` bytes in a temporary directory and starts an evidence
 /// service on a fresh database; then, file by file, runs the baseline (`sha256sum`, then `cp`
-/// into another directory, then an untimed `sync` so its writeback stays out of ours) and
+/// into another directory and `sync` of the copy, then an untimed `sync` of everything so no
+/// writeback of its stays for ours) and
 /// uploads the same file (after one warm-up upload that is not counted); removes everything
 /// after.
 pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
@@ -196,6 +198,10 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
             let started = Instant::now();
             let sum = command("sha256sum", &[path.as_os_str()]).await?;
             command("cp", &[path.as_os_str(), copies.as_os_str()]).await?;
+            // The copy made durable, as the service syncs what it stores: both sides wait
+            // for the disk, so the ratio compares the work rather than the page cache.
+            let copy = copies.join(path.file_name().context("a file name")?);
+            command("sync", &[copy.as_os_str()]).await?;
             base.push(Run::new(size, started));
             command("sync", &[]).await?;
             let want = sum

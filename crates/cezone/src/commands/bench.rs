@@ -89,7 +89,7 @@ impl Steady {
             Size::Quick => Steady {
                 window: s(3),
                 pairs: 1,
-                half: s(3),
+                half: s(2),
             },
             Size::Full => Steady {
                 window: s(4),
@@ -421,7 +421,7 @@ fn run_seconds(runs: &[cezone_bench::ingest::Run]) -> String {
 async fn statistics_import(size: Size, report: &mut Report) -> Result<()> {
     use cezone_bench::sample::Spread;
     let (communities, rounds) = match size {
-        Size::Quick => (2_600, 3),
+        Size::Quick => (2_600, 5),
         Size::Full => (26_000, 3),
     };
     eprintln!(
@@ -445,9 +445,10 @@ async fn statistics_import(size: Size, report: &mut Report) -> Result<()> {
                 "{} communities × {} metrics = {} values in a {:.1} MB XLSX return: read cell by \
                  cell, checked against the tree and catalog, streamed in one ImportStatistics \
                  call, stored all or nothing, file bytes → committed answer ({} s); COPY FROM \
-                 STDIN of the same values into a bare table, BEGIN → COMMIT ({} s); {rounds} \
-                 alternating rounds (each files the next version of every value) after a warm-up \
-                 round, medians, ratio p10–p90 over the rounds",
+                 STDIN of the same values into an emptied bare table, BEGIN → COMMIT, the best \
+                 of three per round ({} s); {rounds} alternating rounds (each files the next \
+                 version of every value) after a warm-up round that files them all, medians, \
+                 ratio p10–p90 over the rounds",
                 m.communities,
                 m.metrics,
                 m.values,
@@ -464,7 +465,7 @@ async fn statistics_import(size: Size, report: &mut Report) -> Result<()> {
 async fn evidence_upload(size: Size, report: &mut Report) -> Result<()> {
     use cezone_bench::sample::{Spread, bin_ratios};
     let total: u64 = match size {
-        Size::Quick => 256 << 20,
+        Size::Quick => 512 << 20,
         Size::Full => 1 << 30,
     };
     eprintln!("bench: evidence upload, {} MiB (local disk) …", total >> 20);
@@ -495,8 +496,8 @@ async fn evidence_upload(size: Size, report: &mut Report) -> Result<()> {
             "≥ 0.6×",
             &format!(
                 "{} files of 1–50 MiB, {:.0} MiB, each uploaded until stored, hashed and synced \
-                 ({:.2} s in all); the sha256sum and cp commands over the same file right \
-                 before it, no sync ({:.2} s in all); totals and their ratio, with the files' \
+                 ({:.2} s in all); the sha256sum, cp and sync (of the copy) commands over the \
+                 same file right before it ({:.2} s in all); totals and their ratio, with the files' \
                  own MB/s and ratios as p10–p90",
                 m.files,
                 m.bytes as f64 / (1u64 << 20) as f64,
