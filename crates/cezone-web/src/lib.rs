@@ -426,9 +426,10 @@ async fn jwks(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `scores` events (the district's totals, each time committed scores change), first the
-/// current ones. When the scores stream cannot be opened one `waiting` event says why and the
-/// stream ends; the browser reconnects by itself.
+/// `scores` events (the district's totals, each time scoring applies a change — its live
+/// stream, ahead of the persisted cells), first the current ones. When the scores stream
+/// cannot be opened one `waiting` event says why and the stream ends; the browser reconnects
+/// by itself.
 async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
