@@ -135,12 +135,35 @@ impl SurveyApi {
 
     /// Checks every return against the framework and the tree and whether `who` may file it;
     /// refuses the whole call naming each bad one. `batch` names fields `statistics[i].field`.
+    /// Checks a filing (who may, what is valid, which periods are open) and stores it, all or
+    /// nothing; checked again when a period's lock changed between the check and the write.
+    async fn file(
+        &self,
+        who: &cezone_domain::access::Principal,
+        rs: &[psv::StatisticReturn],
+        batch: bool,
+        dry_run: bool,
+        filing: statistics::Filing,
+    ) -> Result<statistics::Recorded, ApiError> {
+        for _ in 0..3 {
+            let locks = self.may_file(who, rs, batch).await?;
+            if let Some(done) =
+                statistics::record_many(&self.db, who, rs, dry_run, filing, &locks).await?
+            {
+                return Ok(done);
+            }
+        }
+        Err(ApiError::unavailable(
+            "the period's lock is changing; try again",
+        ))
+    }
+
     async fn may_file(
         &self,
         who: &cezone_domain::access::Principal,
         rs: &[psv::StatisticReturn],
         batch: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<locks::Revisions, ApiError> {
         refuse_non_filers(
             who,
             &Action::RecordStatistic {
@@ -417,9 +440,27 @@ impl SurveyService for SurveyApi {
         }
         // The evaluation office's batches are accepted as filed; a town's wait for review.
         let pending = who.role != Role::EvaluationOffice;
-        writer
-            .finish(&who, &survey, &batch_id, rows, &tallies, pending)
-            .await?;
+        let seen: locks::Revisions = [(
+            survey.period,
+            period_locks.get(&survey.period).map_or(0, |l| l.revision),
+        )]
+        .into();
+        if !writer
+            .finish(&who, &survey, &batch_id, rows, &tallies, pending, &seen)
+            .await?
+        {
+            // Locked while the batch was being sent: refused as a batch of a locked period is,
+            // or sent again when the new lock lets it in.
+            let now = locks::locked(&self.db, [survey.period]).await?;
+            return Err(match locks::refusal(&now, &targets) {
+                Some(r) => locks::refuse(&self.db, &who, "survey batch", r).await,
+                None => ApiError::unavailable(
+                    "the period's lock changed while the batch was sent; nothing was stored, \
+                     send it again",
+                ),
+            }
+            .into());
+        }
         self.relay.notify();
         tracing::info!(survey = %survey.id, batch = %batch_id, responses = rows, org_units, pending, "survey responses ingested");
         Ok(Response::new(psv::IngestSummary {
@@ -442,11 +483,16 @@ impl SurveyService for SurveyApi {
         // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
         self.relay.admit().map_err(ApiError::from)?;
         let r = req.into_inner();
-        self.may_file(&who, std::slice::from_ref(&r), false).await?;
-        let stored =
-            statistics::record_many(&self.db, &who, &[r], false, statistics::Filing::OneByOne)
-                .await?
-                .stored;
+        let stored = self
+            .file(
+                &who,
+                std::slice::from_ref(&r),
+                false,
+                false,
+                statistics::Filing::OneByOne,
+            )
+            .await?
+            .stored;
         self.relay.notify();
         let m = &stored[0];
         tracing::debug!(org_unit = %m.org_unit, metric = %m.metric, period = m.period, version = m.version, "statistic recorded");
@@ -474,17 +520,17 @@ impl SurveyService for SurveyApi {
             )
             .into());
         }
-        self.may_file(&who, &r.statistics, true).await?;
         let statistics::Recorded {
             stored, event_ids, ..
-        } = statistics::record_many(
-            &self.db,
-            &who,
-            &r.statistics,
-            r.dry_run,
-            statistics::Filing::OneByOne,
-        )
-        .await?;
+        } = self
+            .file(
+                &who,
+                &r.statistics,
+                true,
+                r.dry_run,
+                statistics::Filing::OneByOne,
+            )
+            .await?;
         if !r.dry_run {
             self.relay.notify();
             tracing::info!(statistics = stored.len(), "statistics recorded");
@@ -537,18 +583,15 @@ impl SurveyService for SurveyApi {
         }
         let dry_run = dry_run.unwrap_or(false);
         let received_ms = started.elapsed().as_millis() as u64;
-        self.may_file(&who, &all, true).await?;
-        let checked_ms = started.elapsed().as_millis() as u64;
-        let recorded =
-            statistics::record_many(&self.db, &who, &all, dry_run, statistics::Filing::Import)
-                .await?;
+        let recorded = self
+            .file(&who, &all, true, dry_run, statistics::Filing::Import)
+            .await?;
         let stored = &recorded.stored;
         if !dry_run {
             self.relay.notify();
             tracing::info!(
                 statistics = stored.len(),
                 received_ms,
-                checked_ms,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 import_id = %recorded.import_id,
                 "statistics imported"

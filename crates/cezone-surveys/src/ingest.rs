@@ -593,6 +593,8 @@ impl Writer {
     /// Records the batch, adds its counts to the tallies (each changed tally's version goes up;
     /// a `pending` batch's counts also as pending, and kept under the batch for its review)
     /// and enqueues the `survey.batch_aggregated` event with the new totals, then commits.
+    /// When the survey period's lock is no longer as the check saw it (`locks`: locked since),
+    /// rolls back instead and answers false.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish(
         self,
@@ -602,7 +604,8 @@ impl Writer {
         accepted: u64,
         tallies: &Tallies,
         pending: bool,
-    ) -> Result<(), ApiError> {
+        locks: &crate::locks::Revisions,
+    ) -> Result<bool, ApiError> {
         let state = if pending { "pending" } else { "accepted" };
         let share = i64::from(pending);
         // (org unit, question index, responses, positive) in key order, the order rows lock in.
@@ -652,6 +655,10 @@ impl Writer {
         };
         match self {
             Writer::Postgres(mut tx, _) => {
+                if !crate::locks::guard_pg(&mut tx, locks).await.map_err(pg)? {
+                    tx.rollback().await.map_err(pg)?;
+                    return Ok(false);
+                }
                 sqlx::query(
                     "INSERT INTO surveys_batches (id, survey_id, responses, received_at, state, \
                      filed_by, period, reviewed_by, reviewed_at, review_comment) \
@@ -731,6 +738,10 @@ impl Writer {
                 tx.commit().await.map_err(pg)?;
             }
             Writer::Sea(tx) => {
+                if !crate::locks::unchanged(&tx, locks).await? {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
                 batch::Entity::insert(batch::ActiveModel {
                     id: Set(batch_id.to_string()),
                     survey_id: Set(survey.id.clone()),
@@ -834,7 +845,7 @@ impl Writer {
                 tx.commit().await?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -20,6 +20,7 @@ pub use app::Application;
 pub use freezes::{CONSUMER, PATTERNS};
 /// PostgreSQL COPY text-format escaping, as the ingest writes rows.
 pub use ingest::copy_field;
+pub use locks::period_guard;
 pub use statistics::responsible_for;
 
 /// Checks a survey definition as `DefineSurvey` does (ids, title, period, questions), storing

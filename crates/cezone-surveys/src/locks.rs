@@ -90,6 +90,7 @@ pub async fn lock(
     reason: &str,
 ) -> Result<psv::PeriodLock, ApiError> {
     let txn = db.begin().await?;
+    guard_exclusive(&txn, period).await?;
     let b = txn.get_database_backend();
     let at = now_rfc3339();
     txn.execute(stmt(
@@ -139,6 +140,7 @@ pub async fn lock_on_freeze(
     f: &cezone_proto::events::v1::SnapshotFrozen,
 ) -> Result<bool, ApiError> {
     let txn = db.begin().await?;
+    guard_exclusive(&txn, f.period).await?;
     let b = txn.get_database_backend();
     let reason = format!(
         "快照冻结 snapshot {} frozen for checkpoint {}",
@@ -332,19 +334,107 @@ pub async fn refuse(db: &DatabaseConnection, who: &Principal, what: &str, r: Ref
     ))
 }
 
+/// The lock revision of each period a check looked at (0: not locked).
+pub type Revisions = BTreeMap<i32, u64>;
+
 /// Refuses (audited) when any of `targets` lies in a locked period and its org unit is not
-/// unlocked.
+/// unlocked; otherwise gives the lock revisions it saw, for the write to confirm inside its
+/// transaction ([`guard_pg`], [`unchanged`]).
 pub async fn check(
     db: &DatabaseConnection,
     who: &Principal,
     what: &str,
     targets: &[(String, &str, i32)],
-) -> Result<(), ApiError> {
+) -> Result<Revisions, ApiError> {
     let locks = locked(db, targets.iter().map(|t| t.2)).await?;
     match refusal(&locks, targets) {
         Some(r) => Err(refuse(db, who, what, r).await),
-        None => Ok(()),
+        None => Ok(targets
+            .iter()
+            .map(|t| (t.2, locks.get(&t.2).map_or(0, |l| l.revision)))
+            .collect()),
     }
+}
+
+/// Where the periods' advisory locks start (apart from other users of advisory locks).
+const PERIOD_GUARD_BASE: i64 = 0x5045_5249_0000; // "PERI"
+
+/// PostgreSQL: the advisory lock that makes a change of `period`'s lock and the filings of
+/// that period exclude each other — exclusive for locking, shared for filing — so a filing
+/// checked before a lock committed either commits before the lock or sees it.
+pub fn period_guard(period: i32) -> i64 {
+    PERIOD_GUARD_BASE + i64::from(period)
+}
+
+/// Takes the exclusive guard of `period` in a transaction that locks it (PostgreSQL; SQLite
+/// has one writer).
+async fn guard_exclusive(txn: &impl ConnectionTrait, period: i32) -> Result<(), ApiError> {
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        txn.execute(stmt(
+            txn.get_database_backend(),
+            "SELECT pg_advisory_xact_lock(?)",
+            vec![period_guard(period).into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL, in a filing's transaction: the shared guards of the filing's periods (in
+/// order), then whether their locks are as the check saw them.
+pub async fn guard_pg(
+    tx: &mut sea_orm::sqlx::PgConnection,
+    seen: &Revisions,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx;
+    if seen.is_empty() {
+        return Ok(true);
+    }
+    let guards: Vec<i64> = seen.keys().map(|p| period_guard(*p)).collect();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::int8[]) AS k")
+        .bind(&guards)
+        .execute(&mut *tx)
+        .await?;
+    let periods: Vec<i32> = seen.keys().copied().collect();
+    let now: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT period, revision FROM surveys_period_locks WHERE period = ANY($1::int4[])",
+    )
+    .bind(&periods)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(same(seen, now.into_iter().map(|(p, r)| (p, r as u64))))
+}
+
+/// In a filing's transaction (SQLite, one writer): whether the periods' locks are as the
+/// check saw them.
+pub async fn unchanged(txn: &impl ConnectionTrait, seen: &Revisions) -> Result<bool, ApiError> {
+    if seen.is_empty() {
+        return Ok(true);
+    }
+    let b = txn.get_database_backend();
+    let marks = vec!["?"; seen.len()].join(", ");
+    let rows = txn
+        .query_all(stmt(
+            b,
+            &format!("SELECT period, revision FROM surveys_period_locks WHERE period IN ({marks})"),
+            seen.keys().map(|p| (*p).into()).collect(),
+        ))
+        .await?;
+    let mut now = Vec::with_capacity(rows.len());
+    for r in rows {
+        now.push((
+            r.try_get::<i32>("", "period")?,
+            r.try_get::<i64>("", "revision")? as u64,
+        ));
+    }
+    Ok(same(seen, now))
+}
+
+/// Whether the locked periods now (period, revision) are those `seen` (0: not locked).
+fn same(seen: &Revisions, now: impl IntoIterator<Item = (i32, u64)>) -> bool {
+    let now: BTreeMap<i32, u64> = now.into_iter().collect();
+    seen.iter()
+        .all(|(p, r)| now.get(p).copied().unwrap_or(0) == *r)
 }
 
 /// Values for a list of (field, org unit, period) built from anything indexed.

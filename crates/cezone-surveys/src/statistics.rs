@@ -189,28 +189,52 @@ type Key = (String, String, i32);
 /// `filing` says, in the same transaction. With `dry_run`, the versions are computed and
 /// nothing is written. On PostgreSQL the rows go in with `COPY` and the earlier versions are
 /// retired in one statement that also reads them; SQLite takes multi-row statements.
+///
+/// `locks` are the period locks the check saw ([`crate::locks::check`]): when one of them has
+/// changed by the time the transaction holds the period (a lock committed after the check),
+/// nothing is written and the answer is `None` — check again.
 pub async fn record_many(
     db: &DatabaseConnection,
     who: &Principal,
     rs: &[psv::StatisticReturn],
     dry_run: bool,
     filing: Filing,
-) -> Result<Recorded, ApiError> {
+    locks: &crate::locks::Revisions,
+) -> Result<Option<Recorded>, ApiError> {
     // Two filings of one key at once race for the next version; the loser retries (on
     // PostgreSQL the keys' advisory locks make them queue instead).
     for _ in 0..5 {
         let done = if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-            record_pg(db.get_postgres_connection_pool(), who, rs, dry_run, filing).await?
+            record_pg(
+                db.get_postgres_connection_pool(),
+                who,
+                rs,
+                dry_run,
+                filing,
+                locks,
+            )
+            .await?
         } else {
-            record_sea(db, who, rs, dry_run, filing).await?
+            record_sea(db, who, rs, dry_run, filing, locks).await?
         };
-        if let Some(done) = done {
-            return Ok(done);
+        match done {
+            Written::Stored(done) => return Ok(Some(done)),
+            Written::LocksMoved => return Ok(None),
+            Written::Raced => {}
         }
     }
     Err(ApiError::unavailable(
         "the statistics are being filed concurrently; try again",
     ))
+}
+
+/// How one attempt at a filing's transaction ended.
+enum Written {
+    Stored(Recorded),
+    /// A concurrent filing took a version first: try again.
+    Raced,
+    /// A period's lock changed since the check: check again.
+    LocksMoved,
 }
 
 /// Where a large filing's time goes: milliseconds since the start of the transaction.
@@ -412,11 +436,18 @@ async fn record_pg(
     rs: &[psv::StatisticReturn],
     dry_run: bool,
     filing: Filing,
-) -> Result<Option<Recorded>, ApiError> {
+    locks: &crate::locks::Revisions,
+) -> Result<Written, ApiError> {
     use sea_orm::sqlx;
     let mut laps = Laps::start();
     let keys = keys_of(rs);
     let mut tx = pool.begin().await.map_err(pg)?;
+    // The periods first (shared: filings of a period go on together; a lock waits for them,
+    // and they for a lock), then whether a lock committed since the check.
+    if !crate::locks::guard_pg(&mut tx, locks).await.map_err(pg)? {
+        tx.rollback().await.map_err(pg)?;
+        return Ok(Written::LocksMoved);
+    }
     // One filing of a key at a time, across calls and replicas: each call takes its keys'
     // locks in one order (sorted), so two calls sharing keys queue rather than deadlock, and
     // the second sees the first's version once it may go on.
@@ -461,7 +492,7 @@ async fn record_pg(
     let models = new_versions(who, rs, &keys, &latest);
     if dry_run {
         tx.rollback().await.map_err(pg)?;
-        return Ok(Some(Recorded {
+        return Ok(Written::Stored(Recorded {
             stored: models,
             ..Recorded::default()
         }));
@@ -506,7 +537,7 @@ async fn record_pg(
         Ok(_) => {}
         Err(e) if is_unique_violation(&e) => {
             tx.rollback().await.map_err(pg)?;
-            return Ok(None);
+            return Ok(Written::Raced);
         }
         Err(e) => return Err(pg(e)),
     }
@@ -523,7 +554,7 @@ async fn record_pg(
     tx.commit().await.map_err(pg)?;
     laps.lap("committed");
     tracing::debug!(statistics = rs.len(), phases = ?laps.phases, "statistics written");
-    Ok(Some(Recorded {
+    Ok(Written::Stored(Recorded {
         stored: models,
         event_ids: events.into_iter().map(|e| e.event_id).collect(),
         import_id,
@@ -538,9 +569,14 @@ async fn record_sea(
     rs: &[psv::StatisticReturn],
     dry_run: bool,
     filing: Filing,
-) -> Result<Option<Recorded>, ApiError> {
+    locks: &crate::locks::Revisions,
+) -> Result<Written, ApiError> {
     let mut laps = Laps::start();
     let txn = db.begin().await?;
+    if !crate::locks::unchanged(&txn, locks).await? {
+        txn.rollback().await?;
+        return Ok(Written::LocksMoved);
+    }
     let b = txn.get_database_backend();
     let keys = keys_of(rs);
     let mut latest: HashMap<Key, (i32, i64)> = HashMap::new();
@@ -565,7 +601,7 @@ async fn record_sea(
     let models = new_versions(who, rs, &keys, &latest);
     if dry_run {
         txn.rollback().await?;
-        return Ok(Some(Recorded {
+        return Ok(Written::Stored(Recorded {
             stored: models,
             ..Recorded::default()
         }));
@@ -612,7 +648,7 @@ async fn record_sea(
                 Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
             ) {
                 txn.rollback().await?;
-                return Ok(None);
+                return Ok(Written::Raced);
             }
             return Err(e.into());
         }
@@ -628,7 +664,7 @@ async fn record_sea(
     txn.commit().await?;
     laps.lap("committed");
     tracing::debug!(statistics = rs.len(), phases = ?laps.phases, "statistics written");
-    Ok(Some(Recorded {
+    Ok(Written::Stored(Recorded {
         stored: models,
         event_ids: events.into_iter().map(|e| e.event_id).collect(),
         import_id,

@@ -108,6 +108,17 @@ impl Stack {
             .tallies
     }
 
+    /// The district's first town.
+    fn first_town(&self) -> String {
+        self.district
+            .units
+            .iter()
+            .find(|u| u.level == OrgLevel::Town)
+            .unwrap()
+            .id
+            .to_string()
+    }
+
     /// The survey service's database, as an inspector with access to it reads it.
     async fn db(&self) -> sea_orm::DatabaseConnection {
         cezone_platform::db::connect(&self._env.settings.database, "surveys")
@@ -465,14 +476,7 @@ async fn an_upload_cut_off_midway_stores_nothing(backend: Backend) {
 
 async fn statistics_are_versioned_and_checked(backend: Backend) {
     let mut s = spawn(backend).await;
-    let town = s
-        .district
-        .units
-        .iter()
-        .find(|u| u.level == OrgLevel::Town)
-        .unwrap()
-        .id
-        .to_string();
+    let town = s.first_town();
     let stat = |value: i64| psv::StatisticReturn {
         org_unit: town.clone(),
         metric: "staff_trained".into(),
@@ -837,6 +841,92 @@ impl ParseQuestion for &str {
     fn parse_question(&self) -> cezone_domain::rules::QuestionId {
         cezone_domain::rules::QuestionId::parse(self).unwrap()
     }
+}
+
+/// A filing checked while the period is being locked waits for the lock and is then refused:
+/// the lock's transaction is played by hand and held open (the period's exclusive guard and
+/// the lock row, as `LockPeriod` writes them), the filing's check passes (the lock is not
+/// committed), its write waits on the period, and once the lock commits nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filing_racing_a_period_lock_is_refused_not_stored() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let mut s = spawn(Backend::Postgres).await;
+    let town = s.first_town();
+    // Two connections of their own (the settings' pool holds one): the lock's transaction,
+    // and a look at who waits.
+    let (db, watcher) = (s.db().await, s.db().await);
+    let pg = sea_orm::DatabaseBackend::Postgres;
+    let locking = db.begin().await.unwrap();
+    locking
+        .execute(Statement::from_string(
+            pg,
+            format!(
+                "SELECT pg_advisory_xact_lock({})",
+                cezone_surveys::period_guard(2013)
+            ),
+        ))
+        .await
+        .unwrap();
+    locking
+        .execute(Statement::from_string(
+            pg,
+            "INSERT INTO surveys_period_locks (period, reason, locked_by, locked_at, revision) \
+             VALUES (2013, '材料已上交 handed in', 'office', '2026-12-07T20:00:00+08:00', 1)",
+        ))
+        .await
+        .unwrap();
+
+    let mut sv = s.sv.clone();
+    let filing = tokio::spawn(async move {
+        sv.record_statistic(psv::StatisticReturn {
+            org_unit: town,
+            metric: "staff_trained".into(),
+            period: 2013,
+            value: 3,
+            ..Default::default()
+        })
+        .await
+    });
+    // The filing's write waits on the period's guard (and must not have finished).
+    let waiting = "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM pg_locks \
+                   WHERE locktype = 'advisory' AND NOT granted";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        assert!(
+            !filing.is_finished(),
+            "the filing went through while the period was being locked: {:?}",
+            filing.await
+        );
+        let n: i64 = watcher
+            .query_one(Statement::from_string(pg, waiting))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "n")
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the filing never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    locking.commit().await.unwrap();
+    let err = filing.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("period 2013 is locked"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        s.listed_statistics(true, 100).await.is_empty(),
+        "nothing was stored"
+    );
+    db.close().await.unwrap();
+    s.stop().await;
 }
 
 cezone_platform::contract_tests!(
