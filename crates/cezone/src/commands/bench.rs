@@ -421,7 +421,7 @@ fn run_seconds(runs: &[cezone_bench::ingest::Run]) -> String {
 async fn statistics_import(size: Size, report: &mut Report) -> Result<()> {
     use cezone_bench::sample::Spread;
     let (communities, rounds) = match size {
-        Size::Quick => (2_600, 5),
+        Size::Quick => (2_600, 3),
         Size::Full => (26_000, 3),
     };
     eprintln!(
@@ -761,7 +761,7 @@ async fn score_queries(size: Size, report: &mut Report) -> Result<()> {
                 responses_per_community: 10,
                 ..DemoParams::nanhai(7)
             },
-            std::time::Duration::from_millis(500),
+            std::time::Duration::from_millis(300),
             5,
             "a 60-community demo district (quick)",
         ),
