@@ -422,6 +422,21 @@ fn pg(e: sea_orm::sqlx::Error) -> ApiError {
     ApiError::internal(e)
 }
 
+/// One stored version as a line of `COPY surveys_statistics (org_unit, metric, period, value,
+/// version, latest, filed_by, note, filed_at, state)` text.
+fn copy_row(buf: &mut String, m: &st::Model) {
+    use std::fmt::Write as _;
+    crate::ingest::copy_field(buf, &m.org_unit);
+    buf.push('\t');
+    crate::ingest::copy_field(buf, &m.metric);
+    let _ = write!(buf, "\t{}\t{}\t{}\tt", m.period, m.value, m.version);
+    for text in [&m.filed_by, &m.note, &m.filed_at, &m.state] {
+        buf.push('\t');
+        crate::ingest::copy_field(buf, text);
+    }
+    buf.push('\n');
+}
+
 fn is_unique_violation(e: &sea_orm::sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.code().as_deref() == Some("23505"))
@@ -429,7 +444,7 @@ fn is_unique_violation(e: &sea_orm::sqlx::Error) -> bool {
 
 /// PostgreSQL: the keys' advisory locks; the earlier versions retired and read in one
 /// `UPDATE … RETURNING` joined against the keys as arrays; the new versions in one `COPY`;
-/// the events and the audit entries. None when a concurrent filing took a version first.
+/// the events and the audit entries.
 async fn record_pg(
     pool: &sea_orm::sqlx::PgPool,
     who: &Principal,
@@ -506,22 +521,7 @@ async fn record_pg(
             .await?;
         let mut buf = String::with_capacity(1 << 20);
         for m in &models {
-            for (i, field) in [&m.org_unit, &m.metric].into_iter().enumerate() {
-                if i > 0 {
-                    buf.push('\t');
-                }
-                crate::ingest::copy_field(&mut buf, field);
-            }
-            use std::fmt::Write as _;
-            let _ = write!(buf, "\t{}\t{}\t{}\tt\t", m.period, m.value, m.version);
-            crate::ingest::copy_field(&mut buf, &m.filed_by);
-            buf.push('\t');
-            crate::ingest::copy_field(&mut buf, &m.note);
-            buf.push('\t');
-            crate::ingest::copy_field(&mut buf, &m.filed_at);
-            buf.push('\t');
-            crate::ingest::copy_field(&mut buf, &m.state);
-            buf.push('\n');
+            copy_row(&mut buf, m);
             if buf.len() >= 1 << 20 {
                 copy.send(buf.as_bytes()).await?;
                 buf.clear();
@@ -562,7 +562,7 @@ async fn record_pg(
 }
 
 /// SQLite (a single writer): the latest versions read and retired, the new ones inserted, in
-/// multi-row statements. None when a concurrent filing took a version first.
+/// multi-row statements.
 async fn record_sea(
     db: &DatabaseConnection,
     who: &Principal,
