@@ -18,12 +18,11 @@ use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgLevel;
 use cezone_platform::auth::Bearer;
-use cezone_platform::testing::{admin_url, amqp_url};
-use cezone_proto::scoring::v1 as psc;
+use cezone_platform::scratch::{self, amqp_url};
+use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use cezone_proto::surveys::v1 as psv;
 use futures::StreamExt;
-use sqlx::Connection;
 
 use crate::pipeline::{Raw, Run, summarize};
 
@@ -66,20 +65,11 @@ pub async fn measure(
     plan: Plan,
     prefetch: u16,
 ) -> Result<Measured> {
-    let admin = admin_url();
-    let name = format!("cezone_bench_e2e_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
+    let url = cezone_platform::scratch::create_database("cezone_b")
         .await
-        .with_context(|| format!("PostgreSQL at {admin}"))?;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut conn)
-        .await?;
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
+        .with_context(|| format!("PostgreSQL at {}", scratch::postgres_admin_url()))?;
     let result = measure_in(binary, &url, params, plan, prefetch).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
+    scratch::drop_database(&url).await;
     result
 }
 
@@ -150,7 +140,7 @@ async fn run(
                 .await?;
         if pending == 0
             && scores
-                .get_scores(psc::GetScoresRequest::default())
+                .get_scores(ps::GetScoresRequest::default())
                 .await
                 .is_ok()
         {
@@ -276,7 +266,7 @@ async fn drive(
 ) -> Result<(Run, i64)> {
     let total: usize = batches.iter().map(Vec::len).sum();
     let mut watch = scores
-        .watch_scores(psc::WatchScoresRequest::default())
+        .watch_scores(ps::WatchScoresRequest::default())
         .await?
         .into_inner();
     // The first message is the current state.

@@ -3,7 +3,6 @@
 //! committed summary. Beside it, the same rows with `COPY … FROM STDIN` into a bare table of
 //! the same columns (no keys, no indexes) in the same database, timed from `BEGIN` to `COMMIT`.
 
-use cezone_domain::access::Role;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,8 +12,10 @@ use cezone_client::demo::survey_id;
 use cezone_client::{registry, surveys};
 use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
-use cezone_platform::settings::Settings;
-use cezone_platform::testing::{admin_url, fresh_bus_prefix, fresh_postgres_database};
+use cezone_platform::scratch;
+use cezone_stack::Part;
+
+use crate::throwaway::Throwaway;
 use cezone_proto::surveys::v1 as psv;
 use sqlx::Connection;
 
@@ -84,12 +85,16 @@ pub async fn measure(n: usize, rounds: usize) -> Result<Measured> {
         .map(|r| surveys::response(&r))
         .collect();
 
-    let (settings, office, reg_app, sv_app) = registry_and_surveys().await?;
+    let deployment = registry_and_surveys().await?;
+    let (settings, office) = (&deployment.stack.settings, &deployment.office);
     let result = async {
-        let mut reg = registry::client(cezone_client::connect(&reg_app.url(), &office).await?);
+        let mut reg = registry::client(
+            cezone_client::connect(&settings.services.registry_url, office).await?,
+        );
         registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
         registry::create_org_units(&mut reg, &registry::parents_first(&district.units)).await?;
-        let mut sv = surveys::client(cezone_client::connect(&sv_app.url(), &office).await?);
+        let mut sv =
+            surveys::client(cezone_client::connect(&settings.services.surveys_url, office).await?);
         let period = district.params.period;
         let id = survey_id(period);
         sv.define_survey(surveys::survey_for(&fw.catalog, &id, "bench", period))
@@ -144,50 +149,17 @@ pub async fn measure(n: usize, rounds: usize) -> Result<Measured> {
         })
     }
     .await;
-    sv_app.stop().await;
-    reg_app.stop().await;
-    drop_database(&settings.database.url).await;
+    deployment.stop().await;
     result
 }
 
-/// The registry and the survey service on a fresh PostgreSQL database and an in-process bus,
-/// and the evaluation office's credentials for them.
-pub(crate) async fn registry_and_surveys() -> Result<(
-    Settings,
-    cezone_platform::auth::Bearer,
-    cezone_registry::Application,
-    cezone_surveys::Application,
-)> {
-    let mut settings = Settings::defaults();
-    settings.registry.port = 0;
-    settings.surveys.port = 0;
-    settings.database.url = fresh_postgres_database().await;
-    cezone_platform::testing::use_test_keys(&mut settings.auth);
-    let office = cezone_platform::testing::bearer_for(&settings, Role::EvaluationOffice);
+/// The registry and the survey service on a fresh PostgreSQL database and an in-process bus.
+pub(crate) async fn registry_and_surveys() -> Result<Throwaway> {
+    let settings = Throwaway::prepare(|_| {}).await?;
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::connect(&BusConfig::in_process(
-        &fresh_bus_prefix(),
+        &scratch::bus_prefix("t"),
     ))?);
-    let reg_app = cezone_registry::Application::build(&settings, bus.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the registry: {e}"))?;
-    settings.services.registry_url = reg_app.url();
-    let sv_app = cezone_surveys::Application::build(&settings, bus.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the survey service: {e}"))?;
-    Ok((settings, office, reg_app, sv_app))
-}
-
-/// Drops a database made by `fresh_postgres_database` once the services using it stopped.
-pub(crate) async fn drop_database(url: &str) {
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return;
-    };
-    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .execute(&mut admin)
-            .await;
-        let _ = admin.close().await;
-    }
+    Throwaway::start(&settings, bus, &[Part::Registry, Part::Surveys]).await
 }
 
 /// The same rows as the service writes (survey, batch, respondent, org unit, "q=v;q=v"),

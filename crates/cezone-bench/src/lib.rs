@@ -11,6 +11,7 @@ pub mod report;
 pub mod sample;
 pub mod stack;
 pub mod stat_import;
+pub mod throwaway;
 pub mod upload;
 
 pub use report::{Goal, Report, Row, Verdict};

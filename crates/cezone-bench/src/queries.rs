@@ -121,7 +121,7 @@ pub async fn interleaved(
 ) -> Result<Windows> {
     let units = unit_ids(stack);
     let mut scores = scoring_clients(stack, clients).await?;
-    let url = stack.services.scoring.url();
+    let url = stack.settings.services.scoring_url.clone();
     let mut health = Vec::with_capacity(clients);
     for _ in 0..clients {
         health.push(HealthClient::new(channel(&url).await?));
@@ -242,13 +242,7 @@ fn unit_ids(stack: &Stack) -> Arc<Vec<String>> {
 async fn scoring_clients(stack: &Stack, clients: usize) -> Result<Vec<ScoringClient>> {
     let mut out = Vec::with_capacity(clients);
     for _ in 0..clients {
-        out.push(
-            stack
-                .services
-                .scores()
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+        out.push(stack.scores().await?);
     }
     Ok(out)
 }

@@ -554,23 +554,12 @@ pub async fn sql_baseline(
     board: &Scoreboard,
     plan: Plan,
 ) -> Result<SqlRun> {
-    let url = cezone_platform::testing::fresh_postgres_database().await;
+    let url = cezone_platform::scratch::create_database("cezone_b")
+        .await
+        .context("PostgreSQL for the SQL baseline")?;
     let result = sql_baseline_on(&url, scale, engine, board, plan).await;
-    drop_database(&url).await;
+    cezone_platform::scratch::drop_database(&url).await;
     result
-}
-
-async fn drop_database(url: &str) {
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return;
-    };
-    let admin = cezone_platform::testing::admin_url();
-    if let Ok(mut conn) = PgConnection::connect(&admin).await {
-        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-        let _ = conn.close().await;
-    }
 }
 
 async fn sql_baseline_on(

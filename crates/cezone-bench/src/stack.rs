@@ -6,20 +6,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cezone_bus::{AmqpBus, Bus};
+use cezone_client::demo::{self, Channels};
 use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::engine::Engine;
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgTree;
 use cezone_platform::auth::AuthChannel;
+use cezone_platform::scratch::{amqp_url, bus_prefix};
 use cezone_platform::settings::Settings;
-use cezone_platform::testing::{amqp_url, fresh_bus_prefix, fresh_postgres_database};
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use cezone_testkit::Services;
+use cezone_stack::Part;
+
+use crate::throwaway::Throwaway;
 
 #[derive(Debug)]
 pub struct Stack {
-    pub services: Services,
+    pub services: Throwaway,
     pub bus: Arc<AmqpBus>,
     pub scores: ScoringServiceClient<AuthChannel>,
     pub district: DemoDistrict,
@@ -41,16 +44,12 @@ impl Stack {
     pub async fn start(params: &DemoParams) -> Result<Stack> {
         let dir =
             std::env::temp_dir().join(format!("cezone-bench-{}", uuid::Uuid::new_v4().simple()));
-        let mut settings = Settings::defaults();
-        settings.registry.port = 0;
-        settings.evidence.port = 0;
-        settings.surveys.port = 0;
-        settings.scoring.port = 0;
-        settings.database.url = fresh_postgres_database().await;
-        cezone_platform::testing::use_test_keys(&mut settings.auth);
-        settings.evidence.storage_root = dir.join("evidence");
-        settings.bus.amqp_url = amqp_url();
-        settings.bus.prefix = fresh_bus_prefix();
+        let settings = Throwaway::prepare(|s| {
+            s.evidence.storage_root = dir.join("evidence");
+            s.bus.amqp_url = amqp_url();
+            s.bus.prefix = bus_prefix("t");
+        })
+        .await?;
         let bus = Arc::new(
             AmqpBus::connect(
                 &settings
@@ -60,14 +59,9 @@ impl Stack {
             .await
             .context("RabbitMQ on 127.0.0.1:5672")?,
         );
-        let services = Services::start(&settings, bus.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("starting the services: {e}"))?;
-        let settings = services.settings.clone();
-        let scores = services
-            .scores()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let services = Throwaway::start(&settings, bus.clone(), &Part::CORE).await?;
+        let settings = services.stack.settings.clone();
+        let scores = scores_client(&services).await?;
         let (fw, _) = guangdong::framework();
         let district = generate(&fw, params);
         Ok(Stack {
@@ -83,11 +77,18 @@ impl Stack {
     /// Loads the district through the APIs and waits until the event-fed scores are right.
     pub async fn load(&mut self) -> Result<Duration> {
         let started = Instant::now();
-        self.services
-            .load(&self.district)
+        let office = &self.services.office;
+        let services = &self.settings.services;
+        let channels = Channels {
+            registry: cezone_client::connect(&services.registry_url, office).await?,
+            evidence: cezone_client::connect(&services.evidence_url, office).await?,
+            surveys: cezone_client::connect(&services.surveys_url, office).await?,
+        };
+        let (fw, _) = guangdong::framework();
+        demo::load(&channels, &fw, &self.district)
             .await
-            .map_err(|e| anyhow::anyhow!("loading the demo: {e}"))?;
-        self.services.flush_events().await;
+            .context("loading the demo")?;
+        self.services.stack.flush_events().await;
         let want = {
             let (fw, _) = guangdong::framework();
             let facts = self.district.facts(&fw.catalog);
@@ -124,6 +125,11 @@ impl Stack {
         }
     }
 
+    /// A scoring client on a connection of its own, accepting the largest messages it sends.
+    pub async fn scores(&self) -> Result<ScoringServiceClient<AuthChannel>> {
+        scores_client(&self.services).await
+    }
+
     pub async fn stop(self) {
         self.services.stop().await;
         let _ = self
@@ -132,4 +138,12 @@ impl Stack {
             .await;
         self.bus.close().await;
     }
+}
+
+async fn scores_client(services: &Throwaway) -> Result<ScoringServiceClient<AuthChannel>> {
+    let url = &services.stack.settings.services.scoring_url;
+    Ok(
+        ScoringServiceClient::new(cezone_client::connect(url, &services.office).await?)
+            .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES),
+    )
 }

@@ -16,7 +16,7 @@ use cezone_domain::rules::{MetricDef, MetricUnit};
 use cezone_proto::surveys::v1 as psv;
 use sqlx::Connection;
 
-use crate::ingest::{Run, drop_database};
+use crate::ingest::Run;
 
 /// Statistics per streamed part (the service takes at most 10,000).
 const PART: usize = 5_000;
@@ -68,9 +68,12 @@ pub async fn measure(communities: usize, rounds: usize) -> Result<Measured> {
         .filter(|u| u.level == OrgLevel::Community)
         .collect();
 
-    let (settings, office, reg_app, sv_app) = crate::ingest::registry_and_surveys().await?;
+    let deployment = crate::ingest::registry_and_surveys().await?;
+    let (settings, office) = (&deployment.stack.settings, &deployment.office);
     let result = async {
-        let mut reg = registry::client(cezone_client::connect(&reg_app.url(), &office).await?);
+        let mut reg = registry::client(
+            cezone_client::connect(&settings.services.registry_url, office).await?,
+        );
         registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
         reg.import_org_units(cezone_proto::registry::v1::ImportOrgUnitsRequest {
             units: registry::parents_first(&district.units)
@@ -81,7 +84,8 @@ pub async fn measure(communities: usize, rounds: usize) -> Result<Measured> {
         })
         .await
         .context("ImportOrgUnits")?;
-        let mut sv = surveys::client(cezone_client::connect(&sv_app.url(), &office).await?);
+        let mut sv =
+            surveys::client(cezone_client::connect(&settings.services.surveys_url, office).await?);
 
         let mut conn = sqlx::PgConnection::connect(&settings.database.url)
             .await
@@ -111,7 +115,7 @@ pub async fn measure(communities: usize, rounds: usize) -> Result<Measured> {
             let want = values.len() as u64;
             // The previous round's events leave the outbox first, as a district's next return
             // would find it; past the backlog limit the service would refuse the call.
-            sv_app.flush_events().await;
+            deployment.stack.flush_events().await;
 
             let started = Instant::now();
             let filed =
@@ -158,9 +162,7 @@ pub async fn measure(communities: usize, rounds: usize) -> Result<Measured> {
         })
     }
     .await;
-    sv_app.stop().await;
-    reg_app.stop().await;
-    drop_database(&settings.database.url).await;
+    deployment.stop().await;
     result
 }
 

@@ -6,7 +6,6 @@
 //! directory and `sync` of the copy (made durable as the service makes what it stores), run
 //! as the commands themselves.
 
-use cezone_domain::access::Role;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,8 +15,10 @@ use cezone_bus::{Bus, BusConfig, InProcessBus};
 use cezone_client::{evidence, registry};
 use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
-use cezone_platform::settings::Settings;
-use cezone_platform::testing::{fresh_bus_prefix, fresh_postgres_database};
+use cezone_platform::scratch;
+use cezone_stack::Part;
+
+use crate::throwaway::Throwaway;
 use cezone_proto::evidence::v1 as pe;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -137,24 +138,16 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
         tokio::task::spawn_blocking(move || write_files(&src, &sizes, seed)).await??
     };
 
-    let mut settings = Settings::defaults();
-    settings.registry.port = 0;
-    settings.evidence.port = 0;
-    settings.database.url = fresh_postgres_database().await;
-    cezone_platform::testing::use_test_keys(&mut settings.auth);
-    let office = cezone_platform::testing::bearer_for(&settings, Role::EvaluationOffice);
-    settings.evidence.storage_root = storage;
-    settings.evidence.max_file_bytes = MAX_FILE + MIB;
+    let settings = Throwaway::prepare(|s| {
+        s.evidence.storage_root = storage;
+        s.evidence.max_file_bytes = MAX_FILE + MIB;
+    })
+    .await?;
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::connect(&BusConfig::in_process(
-        &fresh_bus_prefix(),
+        &scratch::bus_prefix("t"),
     ))?);
-    let reg_app = cezone_registry::Application::build(&settings, bus.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the registry: {e}"))?;
-    settings.services.registry_url = reg_app.url();
-    let ev_app = cezone_evidence::Application::build(&settings, bus.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the evidence service: {e}"))?;
+    let deployment = Throwaway::start(&settings, bus, &[Part::Registry, Part::Evidence]).await?;
+    let (settings, office) = (&deployment.stack.settings, &deployment.office);
     let result = async {
         let (fw, _) = guangdong::framework();
         let district = generate(
@@ -166,7 +159,9 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
                 ..DemoParams::nanhai(seed)
             },
         );
-        let mut reg = registry::client(cezone_client::connect(&reg_app.url(), &office).await?);
+        let mut reg = registry::client(
+            cezone_client::connect(&settings.services.registry_url, office).await?,
+        );
         registry::import_and_publish(&mut reg, registry::guangdong_source()).await?;
         registry::create_org_units(&mut reg, &registry::parents_first(&district.units)).await?;
         let f = district
@@ -187,7 +182,9 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
             replaces: String::new(),
             submitted_by: "bench".into(),
         };
-        let mut client = evidence::client(cezone_client::connect(&ev_app.url(), &office).await?);
+        let mut client = evidence::client(
+            cezone_client::connect(&settings.services.evidence_url, office).await?,
+        );
         // Warm-up: a small file of its own, not counted.
         let warm: Vec<u8> = (0..MIB as usize).map(|i| (i * 7 + 3) as u8).collect();
         evidence::upload(&mut client, meta(usize::MAX, "warm-up.bin"), warm)
@@ -230,9 +227,7 @@ pub async fn measure(total: u64, seed: u64) -> Result<Measured> {
         Ok((ours, base))
     }
     .await;
-    ev_app.stop().await;
-    reg_app.stop().await;
-    crate::ingest::drop_database(&settings.database.url).await;
+    deployment.stop().await;
     let (ours, baseline) = result?;
     drop(dir);
     Ok(Measured {

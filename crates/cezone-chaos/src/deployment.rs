@@ -46,7 +46,7 @@ impl Deployment {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(cezone_platform::testing::unused_port()?)
+    Ok(cezone_platform::scratch::unused_port()?)
 }
 
 impl Deployment {

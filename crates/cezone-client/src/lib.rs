@@ -61,17 +61,15 @@ pub async fn connect(url: &str, bearer: &Bearer) -> Result<AuthChannel, ClientEr
 /// Connects without credentials: health checks and reflection need none (unless the
 /// deployment uses mutual TLS).
 pub async fn connect_plain(url: &str) -> Result<Channel, ClientError> {
-    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| ClientError::Connect {
-        url: url.to_string(),
-        source: e,
-    })?;
+    let endpoint =
+        cezone_platform::channel::endpoint(url, &None).map_err(|e| ClientError::Connect {
+            url: url.to_string(),
+            source: e,
+        })?;
     dial(url, endpoint).await
 }
 
 async fn dial(url: &str, endpoint: Endpoint) -> Result<Channel, ClientError> {
-    let endpoint = endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
     let mut last = None;
     for _ in 0..50 {
         match endpoint.connect().await {

@@ -7,7 +7,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::code::ItemCode;
 use crate::org::{OrgTree, OrgUnitId};
+use crate::rules::MetricId;
 use crate::units::UnitId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -166,15 +168,15 @@ pub enum Action<'a> {
     /// read the metric.
     RecordStatistic {
         org_unit: &'a OrgUnitId,
-        metric: &'a str,
+        metric: &'a MetricId,
         responsible: &'a [UnitId],
     },
     /// Evidence for `criterion` at `org_unit`, filed under `unit`; `responsible` are the
     /// criterion's units.
     UploadEvidence {
         org_unit: &'a OrgUnitId,
-        criterion: &'a str,
-        unit: &'a str,
+        criterion: &'a ItemCode,
+        unit: &'a UnitId,
         responsible: &'a [UnitId],
     },
     ReviewEvidence,
@@ -182,7 +184,7 @@ pub enum Action<'a> {
     /// are the units responsible for the criteria that read the metric.
     ReviewStatistic {
         org_unit: &'a OrgUnitId,
-        metric: &'a str,
+        metric: &'a MetricId,
         responsible: &'a [UnitId],
         filed_by: &'a str,
     },
@@ -208,19 +210,88 @@ pub enum Action<'a> {
     ReadRecipients,
 }
 
+/// The actions that are about something (an org unit, a metric, a survey), named by kind: what
+/// a service can ask about before it has read what a request is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoped {
+    IngestResponses,
+    RecordStatistic,
+    UploadEvidence,
+    ReviewStatistic,
+    ReviewSurveyBatch,
+}
+
+impl Scoped {
+    /// The roles that may do it for some subject; any other role never may.
+    pub fn roles(self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Scoped::IngestResponses => &[EvaluationOffice, Town],
+            Scoped::RecordStatistic | Scoped::UploadEvidence | Scoped::ReviewStatistic => {
+                &[EvaluationOffice, ResponsibleUnit, Town]
+            }
+            Scoped::ReviewSurveyBatch => &[EvaluationOffice, ResponsibleUnit],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scoped::IngestResponses => "file survey responses",
+            Scoped::RecordStatistic => "file a statistic",
+            Scoped::UploadEvidence => "upload evidence",
+            Scoped::ReviewStatistic => "review a statistic",
+            Scoped::ReviewSurveyBatch => "review a survey batch",
+        }
+    }
+}
+
+/// May `p`'s role ever do `kind`, whatever it is about? A role that never may is refused in
+/// the words `authorize` would use; one that may for some subjects passes, and each subject is
+/// then asked about with `authorize`.
+pub fn may_ever(p: &Principal, kind: Scoped) -> Result<(), Denial> {
+    if kind.roles().contains(&p.role) {
+        Ok(())
+    } else {
+        Err(Denial(format!(
+            "{} may not {}: {}",
+            p.describe(),
+            kind.name(),
+            only_roles(kind.roles())
+        )))
+    }
+}
+
+/// "only a, b or c may".
+fn only_roles(roles: &[Role]) -> String {
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => {
+            format!("only {} or {last} may", rest.join(", "))
+        }
+        _ => format!("only {} may", names.join("")),
+    }
+}
+
 impl Action<'_> {
+    /// What the action is about, when it is about something.
+    pub fn scoped(&self) -> Option<Scoped> {
+        match self {
+            Action::IngestResponses { .. } => Some(Scoped::IngestResponses),
+            Action::RecordStatistic { .. } => Some(Scoped::RecordStatistic),
+            Action::UploadEvidence { .. } => Some(Scoped::UploadEvidence),
+            Action::ReviewStatistic { .. } => Some(Scoped::ReviewStatistic),
+            Action::ReviewSurveyBatch { .. } => Some(Scoped::ReviewSurveyBatch),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Action::ImportFramework => "import a framework",
             Action::PublishFramework => "publish a framework",
             Action::ManageOrgUnits => "change org units",
             Action::DefineSurvey => "define a survey",
-            Action::IngestResponses { .. } => "file survey responses",
-            Action::RecordStatistic { .. } => "file a statistic",
-            Action::UploadEvidence { .. } => "upload evidence",
             Action::ReviewEvidence => "review evidence",
-            Action::ReviewStatistic { .. } => "review a statistic",
-            Action::ReviewSurveyBatch { .. } => "review a survey batch",
             Action::Recompute => "recompute scores",
             Action::FreezeSnapshot => "freeze a snapshot",
             Action::RunSchedule => "run a scheduled checkpoint",
@@ -229,6 +300,7 @@ impl Action<'_> {
             Action::ReadAudit => "read the audit log",
             Action::ManageAccounts => "manage accounts",
             Action::ReadRecipients => "read the e-mail addresses of accounts",
+            scoped => scoped.scoped().map_or("act", Scoped::name),
         }
     }
 }
@@ -258,16 +330,30 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
         if allowed.contains(&p.role) {
             Ok(())
         } else {
-            deny(format!(
-                "only {} may",
-                allowed
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ))
+            deny(only_roles(allowed))
         }
     };
+    // Nobody reviews their own filing, whatever their role (the office corrects its own
+    // statistics); said first, as it is the reason that matters to the filer.
+    match *action {
+        Action::ReviewSurveyBatch { filed_by, .. } if p.subject == filed_by => {
+            return deny(format!(
+                "{filed_by} filed it, and nobody reviews their own filing"
+            ));
+        }
+        Action::ReviewStatistic { filed_by, .. }
+            if p.role != EvaluationOffice && p.subject == filed_by =>
+        {
+            return deny(format!(
+                "{filed_by} filed it, and nobody reviews their own filing"
+            ));
+        }
+        _ => {}
+    }
+    // A role that may never do a scoped action is refused before its subject is looked at.
+    if let Some(kind) = action.scoped() {
+        may_ever(p, kind)?;
+    }
     match *action {
         Action::ImportFramework | Action::ManageOrgUnits | Action::DefineSurvey => {
             only(&[DistrictAdmin, EvaluationOffice])
@@ -287,7 +373,7 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
         Action::IngestResponses { org_unit } => match p.role {
             EvaluationOffice => Ok(()),
             Town => within_town(p, org_unit, tree).or_else(deny),
-            _ => only(&[EvaluationOffice, Town]),
+            _ => deny(only_roles(action.scoped().map_or(&[], Scoped::roles))),
         },
         Action::RecordStatistic {
             org_unit,
@@ -300,9 +386,6 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
             )
         })
         .or_else(deny),
-        Action::ReviewSurveyBatch { filed_by, .. } if p.subject == filed_by => deny(format!(
-            "{filed_by} filed it, and nobody reviews their own filing"
-        )),
         // The towns gather the answers; the department responsible for the criteria the
         // survey feeds, or the evaluation office, checks a batch.
         Action::ReviewSurveyBatch {
@@ -316,15 +399,8 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
                 "survey {survey} feeds only criteria of {}",
                 list(responsible)
             )),
-            _ => only(&[EvaluationOffice, ResponsibleUnit]),
+            _ => deny(only_roles(action.scoped().map_or(&[], Scoped::roles))),
         },
-        Action::ReviewStatistic { filed_by, .. }
-            if p.role != EvaluationOffice && p.subject == filed_by =>
-        {
-            deny(format!(
-                "{filed_by} filed it, and nobody reviews their own filing"
-            ))
-        }
         Action::ReviewStatistic {
             org_unit,
             metric,
@@ -354,11 +430,11 @@ pub fn authorize(p: &Principal, action: &Action, tree: Option<&OrgTree>) -> Resu
                 Some(_) => Ok(()),
                 None => deny(format!("org unit {org_unit} is not in the org tree")),
             },
-            _ => only(&[EvaluationOffice, ResponsibleUnit, Town]),
+            _ => deny(only_roles(action.scoped().map_or(&[], Scoped::roles))),
         },
         Action::UploadEvidence { unit, .. }
             if matches!(p.role, ResponsibleUnit | Town)
-                && p.unit.as_ref().is_none_or(|own| own.as_str() != unit) =>
+                && p.unit.as_ref().is_none_or(|own| own != unit) =>
         {
             deny(format!(
                 "it files as {}, not as {unit}",
@@ -396,7 +472,7 @@ fn by_matrix(
         }
         Role::ResponsibleUnit => Ok(()),
         Role::Town => within_town(p, org_unit, tree),
-        _ => Err("only evaluation_office, responsible_unit or town may".into()),
+        _ => Err(only_roles(Scoped::RecordStatistic.roles())),
     }
 }
 
@@ -451,6 +527,14 @@ mod tests {
         OrgUnitId::parse(s).unwrap()
     }
 
+    fn metric(s: &str) -> MetricId {
+        MetricId::parse(s).unwrap()
+    }
+
+    fn code(s: &str) -> ItemCode {
+        ItemCode::parse(s).unwrap()
+    }
+
     fn principal(role: Role) -> Principal {
         match role {
             Role::ResponsibleUnit => Principal::new("dept", role, Some(unit("finance")), None),
@@ -491,7 +575,7 @@ mod tests {
                 p,
                 &Action::ReviewStatistic {
                     org_unit: &o,
-                    metric: "funding",
+                    metric: &metric("funding"),
                     responsible: &fin,
                     filed_by,
                 },
@@ -623,7 +707,7 @@ mod tests {
                     Action::IngestResponses { org_unit: &target },
                     Action::RecordStatistic {
                         org_unit: &target,
-                        metric: "m",
+                        metric: &metric("m"),
                         responsible: &units,
                     },
                 ] {
@@ -654,13 +738,13 @@ mod tests {
             Action::IngestResponses { org_unit: &o },
             Action::RecordStatistic {
                 org_unit: &o,
-                metric: "m",
+                metric: &metric("m"),
                 responsible: &units,
             },
             Action::UploadEvidence {
                 org_unit: &o,
-                criterion: "1.1.1",
-                unit: "finance",
+                criterion: &code("1.1.1"),
+                unit: &unit("finance"),
                 responsible: &units,
             },
             Action::ReviewEvidence,
@@ -680,10 +764,11 @@ mod tests {
         let o = org("anywhere");
         let mine = [unit("education"), unit("finance")];
         let theirs = [unit("education"), unit("towns")];
+        let (criterion, finance) = (code("2.3.1"), unit("finance"));
         let up = |responsible| Action::UploadEvidence {
             org_unit: &o,
-            criterion: "2.3.1",
-            unit: "finance",
+            criterion: &criterion,
+            unit: &finance,
             responsible,
         };
         assert!(authorize(&p, &up(&mine), None).is_ok());
@@ -694,7 +779,7 @@ mod tests {
         );
         let stat = Action::RecordStatistic {
             org_unit: &o,
-            metric: "funding",
+            metric: &metric("funding"),
             responsible: &theirs,
         };
         assert!(
@@ -732,10 +817,11 @@ mod tests {
             .iter()
             .find(|u| u.parent.as_ref() == Some(&other.id))
             .unwrap();
+        let (criterion, towns) = (code("3.1.1"), unit("towns"));
         let up = |o| Action::UploadEvidence {
             org_unit: o,
-            criterion: "3.1.1",
-            unit: "towns",
+            criterion: &criterion,
+            unit: &towns,
             responsible: &responsible,
         };
         assert!(authorize(&p, &up(&mine.id), Some(&t)).is_ok());
@@ -767,8 +853,8 @@ mod tests {
             let o = t.units()[org_ix].id.clone();
             let dept = Principal::new("d", Role::ResponsibleUnit, Some(units[unit_ix].clone()), None).unwrap();
             for a in [
-                Action::UploadEvidence { org_unit: &o, criterion: "1.1.1", unit: units[unit_ix].as_str(), responsible: &responsible },
-                Action::RecordStatistic { org_unit: &o, metric: "m", responsible: &responsible },
+                Action::UploadEvidence { org_unit: &o, criterion: &code("1.1.1"), unit: &units[unit_ix], responsible: &responsible },
+                Action::RecordStatistic { org_unit: &o, metric: &metric("m"), responsible: &responsible },
             ] {
                 prop_assert!(authorize(&principal(Role::Inspector), &a, Some(&t)).is_err());
                 prop_assert!(authorize(&principal(Role::Service), &a, Some(&t)).is_err());

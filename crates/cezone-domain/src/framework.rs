@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 // Keys are the district's own validated ids; a fast hasher is what the hot paths need.
 use foldhash::HashMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,51 +15,13 @@ use crate::points::Points;
 use crate::rules::{Catalog, Rule};
 use crate::units::{UnitId, UnitRegistry};
 
-/// Stable framework identifier, e.g. `gd-community-education`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct FrameworkId(String);
-
-impl FrameworkId {
-    pub fn parse(text: &str) -> Result<FrameworkId, String> {
-        let ok = !text.is_empty()
-            && text.len() <= 64
-            && text
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !text.starts_with('-');
-        if ok {
-            Ok(FrameworkId(text.to_string()))
-        } else {
-            Err(format!(
-                "'{text}' is not a framework id (lowercase letters, digits and '-', at most 64)"
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for FrameworkId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        FrameworkId::parse(&s)
-    }
-}
-
-impl From<FrameworkId> for String {
-    fn from(v: FrameworkId) -> String {
-        v.0
-    }
-}
-
-impl fmt::Display for FrameworkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::ident::ident_newtype!(
+    /// Stable framework identifier, e.g. `gd-community-education`.
+    FrameworkId,
+    "a framework",
+    "lowercase letters, digits and '-', at most 64",
+    crate::ident::kebab_case
+);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {

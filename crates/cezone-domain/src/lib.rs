@@ -14,6 +14,7 @@ pub mod files;
 pub mod findings;
 pub mod framework;
 pub mod guangdong;
+mod ident;
 pub mod import;
 pub mod interpret;
 pub mod obligations;

@@ -5,41 +5,22 @@ use std::collections::BTreeMap;
 
 // Keys are the district's own validated ids; a fast hasher is what the hot paths need.
 use foldhash::HashMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Stable identifier of an org unit, e.g. `nanhai` or `nanhai.guicheng.c012`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct OrgUnitId(String);
-
-impl OrgUnitId {
-    pub fn parse(text: &str) -> Result<OrgUnitId, String> {
-        let ok = !text.is_empty()
+crate::ident::ident_newtype!(
+    /// Stable identifier of an org unit, e.g. `nanhai` or `nanhai.guicheng.c012`.
+    OrgUnitId,
+    "an org unit",
+    "ASCII letters, digits, '-', '_', '.', at most 128",
+    |text| {
+        !text.is_empty()
             && text.len() <= 128
             && text
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-        if ok {
-            Ok(OrgUnitId(text.to_string()))
-        } else {
-            Err(format!(
-                "'{text}' is not an org unit id (ASCII letters, digits, '-', '_', '.', at most 128)"
-            ))
-        }
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for OrgUnitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -7,64 +7,23 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::calendar::SourceLines;
+use crate::ident::ident_newtype;
 use crate::org::{OrgLevel, RegionClass};
 
-macro_rules! ident_newtype {
-    ($name:ident, $what:literal) => {
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn parse(text: &str) -> Result<Self, String> {
-                let ok = !text.is_empty()
-                    && text.len() <= 64
-                    && text.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-                    && text
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-                if ok {
-                    Ok($name(text.to_string()))
-                } else {
-                    Err(format!(
-                        concat!(
-                            "'{}' is not a ",
-                            $what,
-                            " id (lowercase letters, digits, '_')"
-                        ),
-                        text
-                    ))
-                }
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                $name::parse(&s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-ident_newtype!(MetricId, "metric");
-ident_newtype!(QuestionId, "question");
+ident_newtype!(
+    /// A statistic a rule reads (`community_learning_participants`).
+    MetricId,
+    "a metric",
+    "lowercase letters, digits, '_'",
+    crate::ident::snake_case
+);
+ident_newtype!(
+    /// A survey question a rule reads.
+    QuestionId,
+    "a question",
+    "lowercase letters, digits, '_'",
+    crate::ident::snake_case
+);
 
 impl MetricId {
     /// The reserved metric standing for the resident population of the org units concerned.

@@ -2,44 +2,18 @@
 //! 各镇（街道） that stand for every org unit at one level.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::org::OrgLevel;
 
-/// Stable ASCII identifier of a responsible unit, e.g. `education`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UnitId(String);
-
-impl UnitId {
-    pub fn parse(text: &str) -> Result<UnitId, String> {
-        let ok = !text.is_empty()
-            && text.len() <= 64
-            && text
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !text.starts_with('-');
-        if ok {
-            Ok(UnitId(text.to_string()))
-        } else {
-            Err(format!(
-                "'{text}' is not a unit id (lowercase letters, digits and '-', at most 64)"
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UnitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::ident::ident_newtype!(
+    /// Stable ASCII identifier of a responsible unit, e.g. `education`.
+    UnitId,
+    "a unit",
+    "lowercase letters, digits and '-', at most 64",
+    crate::ident::kebab_case
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

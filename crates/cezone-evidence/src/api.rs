@@ -98,12 +98,16 @@ impl EvidenceApi {
             (Vec::new(), None)
         };
         let org = OrgUnitId::parse(&meta.org_unit).map_err(|e| ApiError::invalid("org_unit", e))?;
+        let criterion = cezone_domain::code::ItemCode::parse(&meta.criterion)
+            .map_err(|e| ApiError::invalid("criterion", e))?;
+        let unit = cezone_domain::units::UnitId::parse(&meta.responsible_unit)
+            .map_err(|e| ApiError::invalid("responsible_unit", e))?;
         permit(
             who,
             &Action::UploadEvidence {
                 org_unit: &org,
-                criterion: &meta.criterion,
-                unit: &meta.responsible_unit,
+                criterion: &criterion,
+                unit: &unit,
                 responsible: &responsible,
             },
             tree.as_deref(),

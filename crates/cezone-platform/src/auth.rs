@@ -672,9 +672,8 @@ async fn registry_client(
     >,
     Status,
 > {
-    let channel = endpoint(url, tls)
+    let channel = crate::channel::endpoint(url, tls)
         .map_err(|e| Status::internal(format!("registry address {url}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .connect()
         .await
@@ -682,18 +681,6 @@ async fn registry_client(
     Ok(cezone_proto::registry::v1::registry_service_client::RegistryServiceClient::new(channel))
 }
 
-/// Where to dial `url`: over mutual TLS (as https) when `tls` is given.
-pub fn endpoint(
-    url: &str,
-    tls: &Option<tonic::transport::ClientTlsConfig>,
-) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
-    match tls {
-        Some(tls) => {
-            tonic::transport::Endpoint::from_shared(crate::tls::https(url))?.tls_config(tls.clone())
-        }
-        None => tonic::transport::Endpoint::from_shared(url.to_string()),
-    }
-}
 fn principal_of(c: &Claims) -> Result<Principal, String> {
     let role = Role::parse(&c.role)?;
     let unit = c.unit.as_deref().map(UnitId::parse).transpose()?;
@@ -777,16 +764,25 @@ pub fn caller<T>(req: &Request<T>) -> Result<Principal, ApiError> {
 
 /// Allows `action` to `who` or refuses it with the reason, logged.
 pub fn permit(who: &Principal, action: &Action, tree: Option<&OrgTree>) -> Result<(), ApiError> {
-    authorize(who, action, tree).map_err(|denial| {
-        tracing::warn!(
-            subject = %who.subject,
-            role = %who.role,
-            action = action.name(),
-            reason = %denial,
-            "permission denied"
-        );
-        ApiError::new(ErrorCode::PermissionDenied, denial.to_string())
-    })
+    authorize(who, action, tree).map_err(|denial| denied(who, action.name(), denial))
+}
+
+/// Refuses a role that may never do `kind`, whatever it is about, before anything the request
+/// is about has been read or looked up; each subject is then asked about with [`permit`].
+pub fn permit_ever(who: &Principal, kind: cezone_domain::access::Scoped) -> Result<(), ApiError> {
+    cezone_domain::access::may_ever(who, kind).map_err(|denial| denied(who, kind.name(), denial))
+}
+
+/// PERMISSION_DENIED in the access rules' words, logged with who asked.
+fn denied(who: &Principal, action: &str, denial: cezone_domain::access::Denial) -> ApiError {
+    tracing::warn!(
+        subject = %who.subject,
+        role = %who.role,
+        action,
+        reason = %denial,
+        "permission denied"
+    );
+    ApiError::new(ErrorCode::PermissionDenied, denial.to_string())
 }
 
 /// The client side: where the bearer token of outgoing calls comes from.
@@ -879,7 +875,7 @@ impl Bearer {
         &self,
         url: &str,
     ) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
-        endpoint(url, &self.tls)
+        crate::channel::endpoint(url, &self.tls)
     }
 
     pub fn attach(&self, channel: tonic::transport::Channel) -> AuthChannel {

@@ -14,21 +14,12 @@ use crate::error::ApiError;
 
 pub type RegistryClient = RegistryServiceClient<AuthChannel>;
 
-/// A lazily connecting channel carrying `bearer`'s token: services start in any order.
-pub fn lazy_channel(url: &str, bearer: &Bearer) -> Result<AuthChannel, ApiError> {
-    let channel = bearer
-        .endpoint(url)
-        .map_err(|e| ApiError::internal_msg(format!("url {url}: {e}")))?
-        .connect_lazy();
-    Ok(bearer.attach(channel))
-}
-
 pub fn registry_client(
     url: &str,
     max_message_bytes: usize,
     bearer: &Bearer,
 ) -> Result<RegistryClient, ApiError> {
-    let channel = lazy_channel(url, bearer)?;
+    let channel = crate::channel::lazy(url, bearer)?;
     Ok(RegistryServiceClient::new(channel)
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes))

@@ -263,6 +263,21 @@ impl Settings {
         Ok(self.bus.config(connection_name).signed_with(event_key))
     }
 
+    /// Every service and the page on a port the system picks (port 0): how the tests and the
+    /// benchmarks run several deployments on one machine.
+    pub fn use_free_ports(&mut self) {
+        for port in [
+            &mut self.registry.port,
+            &mut self.evidence.port,
+            &mut self.surveys.port,
+            &mut self.scoring.port,
+            &mut self.scheduler.port,
+            &mut self.web.port,
+        ] {
+            *port = 0;
+        }
+    }
+
     /// The embedded defaults alone, as tests start from.
     pub fn defaults() -> Settings {
         let s: Settings = Config::builder()

@@ -2,7 +2,7 @@
 
 use cezone_domain::access::Action;
 use cezone_platform::auth::{caller, permit};
-use cezone_proto::scheduler::v1 as pc;
+use cezone_proto::scheduler::v1 as psch;
 use cezone_proto::scheduler::v1::scheduler_service_server::SchedulerService;
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
@@ -35,8 +35,8 @@ impl SchedulerService for SchedulerApi {
 
     async fn list_runs(
         &self,
-        req: Request<pc::ListRunsRequest>,
-    ) -> Result<Response<pc::ListRunsResponse>, Status> {
+        req: Request<psch::ListRunsRequest>,
+    ) -> Result<Response<psch::ListRunsResponse>, Status> {
         Ok(Response::new(
             self.scheduler.list(req.get_ref().pending_only).await?,
         ))
@@ -44,22 +44,22 @@ impl SchedulerService for SchedulerApi {
 
     async fn list_notifications(
         &self,
-        req: Request<pc::ListNotificationsRequest>,
-    ) -> Result<Response<pc::ListNotificationsResponse>, Status> {
+        req: Request<psch::ListNotificationsRequest>,
+    ) -> Result<Response<psch::ListNotificationsResponse>, Status> {
         let who = caller(&req)?;
         let notifications = self
             .scheduler
             .notifications(&who, req.get_ref().limit)
             .await?;
-        Ok(Response::new(pc::ListNotificationsResponse {
+        Ok(Response::new(psch::ListNotificationsResponse {
             notifications,
         }))
     }
 
     async fn run_now(
         &self,
-        req: Request<pc::RunNowRequest>,
-    ) -> Result<Response<pc::RunRecord>, Status> {
+        req: Request<psch::RunNowRequest>,
+    ) -> Result<Response<psch::RunRecord>, Status> {
         let who = caller(&req)?;
         permit(&who, &Action::RunSchedule, None)?;
         let r = req.into_inner();

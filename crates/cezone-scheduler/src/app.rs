@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cezone_platform::grpc::{Running, bind, routes_with_health, spawn};
+use cezone_platform::ApiError;
+use cezone_platform::grpc::routes_with_health;
+use cezone_platform::service::{Kernel, Service, StopOrder};
 use cezone_platform::settings::Settings;
-use cezone_platform::{ApiError, db};
 use cezone_proto::scheduler::v1::scheduler_service_server::SchedulerServiceServer;
-use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -22,11 +22,15 @@ const RETRY: chrono::Duration = chrono::Duration::seconds(30);
 
 #[derive(Debug)]
 pub struct Application {
-    running: Running,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    pub db: DatabaseConnection,
+    service: Service,
     pub scheduler: Scheduler,
+}
+
+impl std::ops::Deref for Application {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        &self.service
+    }
 }
 
 impl Application {
@@ -36,59 +40,42 @@ impl Application {
         settings: &Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Application, ApiError> {
-        let db = db::connect(&settings.database, "scheduler").await?;
+        let mut kernel = Kernel::open::<Migrator>(settings, "scheduler", LOCK_KEY).await?;
         let (keys, bearer) =
             cezone_platform::auth::service_credentials(settings, "scheduler").await?;
-        db::migrate::<Migrator>(&db, LOCK_KEY).await?;
-        let scheduler = Scheduler::new(settings, db.clone(), clock, &bearer)?;
-        let shutdown = CancellationToken::new();
+        let scheduler = Scheduler::new(settings, kernel.db.clone(), clock, &bearer)?;
         let kick = Arc::new(Notify::new());
         let poll = chrono::Duration::seconds(settings.scheduler.poll_seconds as i64);
-        let task = tokio::spawn(run_loop(
+        kernel.spawn(run_loop(
             scheduler.clone(),
             poll,
             kick.clone(),
-            shutdown.clone(),
+            kernel.shutdown.clone(),
         ));
-        let listener = bind(&settings.grpc.host, settings.scheduler.port).await?;
-        let max = settings.grpc.max_message_bytes;
-        let svc = SchedulerServiceServer::new(SchedulerApi {
+        let api = SchedulerApi {
             scheduler: scheduler.clone(),
             kick,
-        })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-        let tls = cezone_platform::tls::server_config(&settings.grpc)?;
-        let running = spawn(
-            listener,
-            routes_with_health(svc, keys).await,
-            tls,
-            settings.grpc.max_connections,
-        )?;
-        tracing::info!(service = "scheduler", address = %running.addr, "listening");
-        Ok(Application {
-            running,
-            shutdown,
-            task,
-            db,
-            scheduler,
-        })
+        };
+        let routes = routes_with_health(
+            cezone_platform::grpc_server!(SchedulerServiceServer, api, settings),
+            keys,
+        )
+        .await;
+        let service = kernel
+            .serve(
+                settings,
+                settings.scheduler.port,
+                routes,
+                StopOrder::BackgroundFirst,
+            )
+            .await?;
+        Ok(Application { service, scheduler })
     }
 
-    pub fn port(&self) -> u16 {
-        self.running.port()
-    }
-
-    pub fn url(&self) -> String {
-        self.running.url()
-    }
-
-    /// Stops serving and stops the loop; a run in progress is abandoned uncommitted and done
-    /// again by the next scheduler to look.
+    /// Stops the loop and serving; a run in progress is abandoned uncommitted and done again
+    /// by the next scheduler to look.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.running.stop_logged("scheduler").await;
-        let _ = self.task.await;
+        self.service.stop().await;
     }
 }
 

@@ -9,15 +9,15 @@ use cezone_domain::framework::Framework;
 use cezone_domain::schedule::{self, DueRun, PlannedRun, RunState, SchedulePolicy};
 use cezone_platform::ApiError;
 use cezone_platform::auth::{AuthChannel, Bearer};
+use cezone_platform::channel;
 use cezone_platform::registry_view::RegistryView;
-use cezone_platform::registry_view::lazy_channel;
 use cezone_platform::settings::Settings;
 use cezone_platform::time::rfc3339;
 use cezone_proto::common::v1::Score;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::evidence::v1::evidence_service_client::EvidenceServiceClient;
 use cezone_proto::registry::v1::registry_service_client::RegistryServiceClient;
-use cezone_proto::scheduler::v1 as pc;
+use cezone_proto::scheduler::v1 as psch;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use cezone_proto::surveys::v1::survey_service_client::SurveyServiceClient;
@@ -49,7 +49,7 @@ pub struct Scheduler {
 pub struct Look {
     /// The time looked at.
     pub at: DateTime<Utc>,
-    pub ran: Vec<pc::RunRecord>,
+    pub ran: Vec<psch::RunRecord>,
     pub next_due: Option<DateTime<Utc>>,
 }
 
@@ -74,13 +74,13 @@ impl Scheduler {
         Ok(Scheduler {
             db,
             registry: RegistryView::new(&s.registry_url, max, bearer)?,
-            scoring: ScoringServiceClient::new(lazy_channel(&s.scoring_url, bearer)?)
+            scoring: ScoringServiceClient::new(channel::lazy(&s.scoring_url, bearer)?)
                 .max_decoding_message_size(max),
-            evidence: EvidenceServiceClient::new(lazy_channel(&s.evidence_url, bearer)?)
+            evidence: EvidenceServiceClient::new(channel::lazy(&s.evidence_url, bearer)?)
                 .max_decoding_message_size(max),
-            surveys: SurveyServiceClient::new(lazy_channel(&s.surveys_url, bearer)?)
+            surveys: SurveyServiceClient::new(channel::lazy(&s.surveys_url, bearer)?)
                 .max_decoding_message_size(max),
-            recipients: RegistryServiceClient::new(lazy_channel(&s.registry_url, bearer)?),
+            recipients: RegistryServiceClient::new(channel::lazy(&s.registry_url, bearer)?),
             mailer: crate::mail::Mailer::from_settings(&settings.notify)?,
             clock,
             policy: settings
@@ -147,7 +147,7 @@ impl Scheduler {
         Ok(look)
     }
 
-    async fn execute_due(&self, due: &DueRun) -> Result<Option<pc::RunRecord>, ApiError> {
+    async fn execute_due(&self, due: &DueRun) -> Result<Option<psch::RunRecord>, ApiError> {
         self.execute(
             &due.run.key,
             &due.run.checkpoint,
@@ -165,7 +165,7 @@ impl Scheduler {
         checkpoint: &str,
         requested_by: &str,
         who: &Principal,
-    ) -> Result<pc::RunRecord, ApiError> {
+    ) -> Result<psch::RunRecord, ApiError> {
         let (fw, _) = self.framework().await?;
         if fw.calendar.checkpoint(checkpoint).is_none() {
             let known: Vec<&str> = fw
@@ -213,7 +213,7 @@ impl Scheduler {
         trigger: &str,
         by: &str,
         who: &Principal,
-    ) -> Result<Option<pc::RunRecord>, ApiError> {
+    ) -> Result<Option<psch::RunRecord>, ApiError> {
         let txn = self.db.begin().await?;
         if !store::try_lock_checkpoint(&txn, checkpoint).await? {
             tracing::info!(run = key, "another scheduler is running this checkpoint");
@@ -366,7 +366,7 @@ impl Scheduler {
         &self,
         who: &Principal,
         limit: u32,
-    ) -> Result<Vec<pc::Notification>, ApiError> {
+    ) -> Result<Vec<psch::Notification>, ApiError> {
         let limit = if limit == 0 { 500 } else { limit.min(500) };
         let unit = match who.role {
             Role::Town | Role::ResponsibleUnit => who.unit.as_ref().map(|u| u.as_str()),
@@ -380,7 +380,7 @@ impl Scheduler {
     }
 
     /// The plan with each run's state and record.
-    pub async fn list(&self, pending_only: bool) -> Result<pc::ListRunsResponse, ApiError> {
+    pub async fn list(&self, pending_only: bool) -> Result<psch::ListRunsResponse, ApiError> {
         let (edition, runs) = self.plan().await?;
         let now = self.clock.now();
         let rows = self.done().await?;
@@ -396,7 +396,7 @@ impl Scheduler {
             .iter()
             .map(|r| {
                 let state = schedule::state(r, now, &done);
-                pc::PlannedRun {
+                psch::PlannedRun {
                     key: r.key.clone(),
                     checkpoint: r.checkpoint.clone(),
                     checkpoint_name: r.checkpoint_name.clone(),
@@ -404,10 +404,10 @@ impl Scheduler {
                     due_at: rfc3339(r.due_at),
                     checkpoint_at: rfc3339(r.checkpoint_at),
                     state: match state {
-                        RunState::Done => pc::RunState::Done,
-                        RunState::Due => pc::RunState::Due,
-                        RunState::Upcoming => pc::RunState::Upcoming,
-                        RunState::Missed => pc::RunState::Missed,
+                        RunState::Done => psch::RunState::Done,
+                        RunState::Due => psch::RunState::Due,
+                        RunState::Upcoming => psch::RunState::Upcoming,
+                        RunState::Missed => psch::RunState::Missed,
                     } as i32,
                     record: rows.get(&r.key).map(|row| {
                         to_record(
@@ -423,12 +423,12 @@ impl Scheduler {
             .filter(|r| {
                 !pending_only
                     || matches!(
-                        pc::RunState::try_from(r.state),
-                        Ok(pc::RunState::Due | pc::RunState::Upcoming)
+                        psch::RunState::try_from(r.state),
+                        Ok(psch::RunState::Due | psch::RunState::Upcoming)
                     )
             })
             .collect();
-        Ok(pc::ListRunsResponse {
+        Ok(psch::ListRunsResponse {
             framework_id: self.framework_id.clone(),
             edition,
             now: rfc3339(now),
@@ -437,8 +437,8 @@ impl Scheduler {
     }
 }
 
-fn to_record(r: &run::Model, covers: Vec<String>) -> pc::RunRecord {
-    pc::RunRecord {
+fn to_record(r: &run::Model, covers: Vec<String>) -> psch::RunRecord {
+    psch::RunRecord {
         key: r.done_by.clone(),
         checkpoint: r.checkpoint.clone(),
         snapshot_id: r.snapshot_id.clone(),

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cezone_bus::Bus;
-use cezone_bus::outbox::Relay;
-use cezone_platform::grpc::{Running, bind, routes_with_health, spawn};
+use cezone_platform::grpc::routes_with_health;
+use cezone_platform::service::{Kernel, Service, StopOrder};
 use cezone_platform::settings::Settings;
-use cezone_platform::{ApiError, ErrorCode, db};
+use cezone_platform::{ApiError, ErrorCode};
 use cezone_proto::scoring::v1::encoded::scoring_service_server::ScoringServiceServer;
-use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +25,15 @@ pub const CONSUMER: &str = "scoring";
 
 #[derive(Debug)]
 pub struct Application {
-    running: Running,
-    shutdown: CancellationToken,
-    pub db: DatabaseConnection,
+    service: Service,
     pub state: Arc<State>,
+}
+
+impl std::ops::Deref for Application {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        &self.service
+    }
 }
 
 impl Application {
@@ -37,22 +41,14 @@ impl Application {
     /// scorer and the relay, and serves. An empty read model is rebuilt from the other services
     /// in the background.
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
-        let db = db::connect(&settings.database, "scoring").await?;
+        let mut kernel = Kernel::open::<Migrator>(settings, "scoring", LOCK_KEY).await?;
         let (keys, bearer) =
             cezone_platform::auth::service_credentials(settings, "scoring").await?;
-        db::migrate::<Migrator>(&db, LOCK_KEY).await?;
-        let shutdown = CancellationToken::new();
-        let relay = Relay::spawn_with(
-            db.clone(),
-            OUTBOX,
-            bus.clone(),
-            shutdown.clone(),
-            settings.bus.relay(),
-        );
+        let relay = kernel.relay(settings, OUTBOX, bus.clone());
         let max = settings.grpc.max_message_bytes;
         let s = &settings.services;
         let state = Arc::new(State {
-            db: db.clone(),
+            db: kernel.db.clone(),
             upstream: Upstream::new(
                 &s.registry_url,
                 &s.evidence_url,
@@ -66,7 +62,7 @@ impl Application {
             wake: Notify::new(),
             updates: broadcast::channel(1024).0,
             relay: Some(relay),
-            shutdown: shutdown.clone(),
+            shutdown: kernel.shutdown.clone(),
             framework_id: settings.scoring.framework_id.clone(),
             edition: settings.scoring.edition.clone(),
             period: settings.scoring.period,
@@ -77,61 +73,44 @@ impl Application {
         if restored {
             tracing::info!(service = "scoring", "read model restored from the database");
         }
-        let subscription = bus
-            .subscribe(CONSUMER, events::PATTERNS)
-            .await
-            .map_err(|e| {
-                ApiError::unavailable(format!("cannot subscribe to the domain events: {e}"))
-            })?;
-        tokio::spawn(consumer::run(state.clone(), subscription, shutdown.clone()));
-        tokio::spawn(scorer.run(shutdown.clone()));
-        tokio::spawn(retention::run(
-            db.clone(),
+        let subscription = kernel
+            .subscribe(&bus, CONSUMER, events::PATTERNS, "the domain events")
+            .await?;
+        let shutdown = kernel.shutdown.clone();
+        kernel.spawn(consumer::run(state.clone(), subscription, shutdown.clone()));
+        kernel.spawn(scorer.run(shutdown.clone()));
+        kernel.spawn(retention::run(
+            kernel.db.clone(),
             retention::Settings::from(&settings.bus),
             shutdown.clone(),
         ));
         if !restored {
-            tokio::spawn(initial_rebuild(state.clone(), shutdown.clone()));
+            kernel.spawn(initial_rebuild(state.clone(), shutdown));
         }
-        let listener = bind(&settings.grpc.host, settings.scoring.port).await?;
-        let svc = ScoringServiceServer::new(ScoringApi {
+        let api = ScoringApi {
             state: state.clone(),
-        })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-        let tls = cezone_platform::tls::server_config(&settings.grpc)?;
-        let running = spawn(
-            listener,
-            routes_with_health(svc, keys).await,
-            tls,
-            settings.grpc.max_connections,
-        )?;
-        tracing::info!(service = "scoring", address = %running.addr, "listening");
-        Ok(Application {
-            running,
-            shutdown,
-            db,
-            state,
-        })
+        };
+        let routes = routes_with_health(
+            cezone_platform::grpc_server!(ScoringServiceServer, api, settings),
+            keys,
+        )
+        .await;
+        // Watch streams end with the background work, so the server can drain.
+        let service = kernel
+            .serve(
+                settings,
+                settings.scoring.port,
+                routes,
+                StopOrder::BackgroundFirst,
+            )
+            .await?;
+        Ok(Application { service, state })
     }
 
-    pub fn port(&self) -> u16 {
-        self.running.port()
-    }
-
-    pub fn url(&self) -> String {
-        self.running.url()
-    }
-
-    /// Stops serving, stops consuming (unacked deliveries go back to the queue), publishes what
+    /// Stops consuming (unacked deliveries go back to the queue) and serving, publishes what
     /// the outbox holds, and returns.
     pub async fn stop(self) {
-        // Watch streams end first, so the server can drain.
-        self.shutdown.cancel();
-        self.running.stop_logged("scoring").await;
-        if let Some(relay) = self.state.relay.clone() {
-            relay.stopped().await;
-        }
+        self.service.stop().await;
     }
 }
 

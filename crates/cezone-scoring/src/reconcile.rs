@@ -10,7 +10,7 @@ use cezone_domain::rules::{MetricId, QuestionId};
 use cezone_domain::units::UnitId;
 use cezone_platform::ApiError;
 use cezone_platform::auth::{AuthChannel, Bearer};
-use cezone_platform::registry_view::lazy_channel;
+use cezone_platform::channel;
 use cezone_platform::registry_view::{RegistryView, fetch_org_units};
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
@@ -37,9 +37,9 @@ impl Upstream {
     ) -> Result<Upstream, ApiError> {
         Ok(Upstream {
             registry: RegistryView::new(registry_url, max, bearer)?,
-            evidence: EvidenceServiceClient::new(lazy_channel(evidence_url, bearer)?)
+            evidence: EvidenceServiceClient::new(channel::lazy(evidence_url, bearer)?)
                 .max_decoding_message_size(max),
-            surveys: SurveyServiceClient::new(lazy_channel(surveys_url, bearer)?)
+            surveys: SurveyServiceClient::new(channel::lazy(surveys_url, bearer)?)
                 .max_decoding_message_size(max),
         })
     }

@@ -1,8 +1,8 @@
 //! gRPC edge of the survey service.
 
-use cezone_domain::access::{Action, Role};
+use cezone_domain::access::{Action, Role, Scoped};
 use cezone_platform::ApiError;
-use cezone_platform::auth::{caller, permit};
+use cezone_platform::auth::{caller, permit, permit_ever};
 use cezone_platform::paging::Page;
 use cezone_platform::registry_view::RegistryView;
 use cezone_proto::surveys::v1 as psv;
@@ -164,14 +164,7 @@ impl SurveyApi {
         rs: &[psv::StatisticReturn],
         batch: bool,
     ) -> Result<locks::Revisions, ApiError> {
-        refuse_non_filers(
-            who,
-            &Action::RecordStatistic {
-                org_unit: placeholder(),
-                metric: rs.first().map_or("", |r| r.metric.as_str()),
-                responsible: &[],
-            },
-        )?;
+        permit_ever(who, Scoped::RecordStatistic)?;
         let (fw, _) = self
             .view
             .framework(&self.framework_id, "")
@@ -244,7 +237,7 @@ impl SurveyApi {
                 who,
                 &Action::RecordStatistic {
                     org_unit: &f.org_unit,
-                    metric: f.metric.as_str(),
+                    metric: &f.metric,
                     responsible,
                 },
                 Some(&tree),
@@ -255,30 +248,6 @@ impl SurveyApi {
         });
         locks::check(&self.db, who, "statistics", &targets).await
     }
-}
-
-/// Roles that may never file or review statistics are refused, in the access rules' own
-/// words, before anything is looked up (the action is asked about a placeholder org unit).
-fn refuse_non_filers(
-    who: &cezone_domain::access::Principal,
-    action: &Action<'_>,
-) -> Result<(), ApiError> {
-    if matches!(
-        who.role,
-        Role::EvaluationOffice | Role::ResponsibleUnit | Role::Town
-    ) {
-        return Ok(());
-    }
-    permit(who, action, None)
-}
-
-/// The org unit the early refusal asks about: no request names it.
-fn placeholder() -> &'static cezone_domain::org::OrgUnitId {
-    static ANY: std::sync::LazyLock<cezone_domain::org::OrgUnitId> =
-        std::sync::LazyLock::new(|| {
-            cezone_domain::org::OrgUnitId::parse("any").expect("a valid id")
-        });
-    &ANY
 }
 
 /// Refused statistics named one by one in an answer; the message counts all of them.
@@ -330,11 +299,8 @@ impl SurveyService for SurveyApi {
         let who = caller(&req)?;
         // Past the outbox's backlog limit, refused with a retry hint: the lag stays bounded.
         self.relay.admit().map_err(ApiError::from)?;
-        if !matches!(who.role, Role::EvaluationOffice | Role::Town) {
-            // Refused before a row is read; a town is checked against each row's org unit.
-            let any = cezone_domain::org::OrgUnitId::parse("any").expect("a valid id");
-            permit(&who, &Action::IngestResponses { org_unit: &any }, None)?;
-        }
+        // Refused before a row is read; a town is checked against each row's org unit.
+        permit_ever(&who, Scoped::IngestResponses)?;
         let started = std::time::Instant::now();
         let mut stream = req.into_inner();
         let survey_id = match self
@@ -621,15 +587,7 @@ impl SurveyService for SurveyApi {
         req: Request<psv::ReviewStatisticsRequest>,
     ) -> Reply<psv::ReviewStatisticsResponse> {
         let who = caller(&req)?;
-        refuse_non_filers(
-            &who,
-            &Action::ReviewStatistic {
-                org_unit: placeholder(),
-                metric: "",
-                responsible: &[],
-                filed_by: "",
-            },
-        )?;
+        permit_ever(&who, Scoped::ReviewStatistic)?;
         self.relay.admit().map_err(ApiError::from)?;
         let r = review::parse(req.get_ref())?;
         let fw = self.framework("reviewers are found from").await?;
@@ -639,10 +597,12 @@ impl SurveyService for SurveyApi {
         for m in rows {
             let org = cezone_domain::org::OrgUnitId::parse(&m.org_unit)
                 .map_err(|e| ApiError::internal_msg(format!("a stored org unit: {e}")))?;
+            let metric = cezone_domain::rules::MetricId::parse(&m.metric)
+                .map_err(|e| ApiError::internal_msg(format!("a stored metric: {e}")))?;
             let responsible = statistics::responsible_for(&fw, &m.metric);
             let action = Action::ReviewStatistic {
                 org_unit: &org,
-                metric: &m.metric,
+                metric: &metric,
                 responsible: &responsible,
                 filed_by: &m.filed_by,
             };

@@ -13,6 +13,7 @@ use cezone_platform::auth::{AuthChannel, Bearer};
 use cezone_platform::settings::Settings;
 use cezone_platform::testing::bearer_for;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use cezone_stack::{Part, Stack};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -29,18 +30,20 @@ pub struct Services {
 }
 
 impl Services {
-    /// Starts registry, evidence, surveys and scoring in dependency order on `settings`
-    /// (ports 0 pick free ones).
+    /// Starts registry, evidence, surveys and scoring (the stack's core, in its order) on
+    /// `settings` (ports 0 pick free ones).
     pub async fn start(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Services, Error> {
-        let mut settings = settings.clone();
-        let registry = cezone_registry::Application::build(&settings, bus.clone()).await?;
-        settings.services.registry_url = registry.url();
-        let evidence = cezone_evidence::Application::build(&settings, bus.clone()).await?;
-        settings.services.evidence_url = evidence.url();
-        let surveys = cezone_surveys::Application::build(&settings, bus.clone()).await?;
-        settings.services.surveys_url = surveys.url();
-        let scoring = cezone_scoring::Application::build(&settings, bus.clone()).await?;
-        settings.services.scoring_url = scoring.url();
+        let Stack {
+            settings,
+            registry: Some(registry),
+            evidence: Some(evidence),
+            surveys: Some(surveys),
+            scoring: Some(scoring),
+            ..
+        } = Stack::start(settings, bus.clone(), &Part::CORE).await?
+        else {
+            unreachable!("the core parts were started");
+        };
         let office = bearer_for(&settings, Role::EvaluationOffice);
         let channels = Channels {
             registry: cezone_client::connect(&registry.url(), &office).await?,
@@ -56,6 +59,19 @@ impl Services {
             settings,
             bus,
         })
+    }
+
+    /// The services as the stack they were started from.
+    fn into_stack(self) -> Stack {
+        Stack {
+            settings: self.settings,
+            registry: Some(self.registry),
+            evidence: Some(self.evidence),
+            surveys: Some(self.surveys),
+            scoring: Some(self.scoring),
+            scheduler: None,
+            web: None,
+        }
     }
 
     /// Loads `district` with the Guangdong framework through the services' APIs.
@@ -87,10 +103,7 @@ impl Services {
 
     /// Stops in reverse order of start.
     pub async fn stop(self) {
-        self.scoring.stop().await;
-        self.surveys.stop().await;
-        self.evidence.stop().await;
-        self.registry.stop().await;
+        self.into_stack().stop().await;
     }
 }
 

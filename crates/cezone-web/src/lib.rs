@@ -48,27 +48,18 @@ pub enum WebError {
 }
 
 fn lazy(url: &str, bearer: &Bearer) -> Result<AuthChannel, WebError> {
-    let channel = bearer
-        .endpoint(url)
-        .map_err(|e| WebError::Url {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy();
-    Ok(bearer.attach(channel))
+    cezone_platform::channel::lazy(url, bearer).map_err(|e| WebError::Url {
+        url: url.to_string(),
+        reason: e.message,
+    })
 }
 
 /// A channel to `url` without credentials of its own: the API's calls carry their caller's.
 fn bare(url: &str, bearer: &Bearer) -> Result<tonic::transport::Channel, WebError> {
-    Ok(bearer
-        .endpoint(url)
-        .map_err(|e| WebError::Url {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy())
+    cezone_platform::channel::lazy_bare(url, bearer).map_err(|e| WebError::Url {
+        url: url.to_string(),
+        reason: e.message,
+    })
 }
 
 #[derive(Debug, Clone)]

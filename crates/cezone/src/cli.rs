@@ -558,7 +558,7 @@ pub enum AuditCommand {
     List {
         /// Services whose logs to read (default: registry, evidence, surveys, scoring and
         /// scheduler).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', value_parser = service_name())]
         services: Vec<ServiceName>,
         /// Entries whose actor contains this (a name, a role, a unit).
         #[arg(long)]
@@ -587,7 +587,7 @@ pub enum AuditCommand {
     /// Check every entry's hash and link; names the first broken entry and exits 1 if any.
     Verify {
         /// Services whose logs to check (default: all with a database).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', value_parser = service_name())]
         services: Vec<ServiceName>,
         #[arg(long, env = "CEZONE_CONFIG")]
         config: Option<PathBuf>,
@@ -597,7 +597,7 @@ pub enum AuditCommand {
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// Services to check (default: all), at their configured ports on this host.
-    #[arg(long, value_delimiter = ',', env = "CEZONE_SERVICES")]
+    #[arg(long, value_delimiter = ',', env = "CEZONE_SERVICES", value_parser = service_name())]
     pub services: Vec<ServiceName>,
     #[arg(long, env = "CEZONE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -637,7 +637,7 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "services")]
     pub all: bool,
     /// Comma-separated subset: registry, evidence, surveys, scoring, scheduler, web.
-    #[arg(long, value_delimiter = ',', env = "CEZONE_SERVICES")]
+    #[arg(long, value_delimiter = ',', env = "CEZONE_SERVICES", value_parser = service_name())]
     pub services: Vec<ServiceName>,
     /// On an empty system, load the demo district through the services' APIs, recompute and
     /// print the district scoreboard.
@@ -652,36 +652,14 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ServiceName {
-    Registry,
-    Evidence,
-    Surveys,
-    Scoring,
-    Scheduler,
-    Web,
-}
+/// The parts of a deployment, by the names `--services` takes.
+pub use cezone_stack::Part as ServiceName;
 
-impl ServiceName {
-    pub const ALL: [ServiceName; 6] = [
-        ServiceName::Registry,
-        ServiceName::Evidence,
-        ServiceName::Surveys,
-        ServiceName::Scoring,
-        ServiceName::Scheduler,
-        ServiceName::Web,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ServiceName::Registry => "registry",
-            ServiceName::Evidence => "evidence",
-            ServiceName::Surveys => "surveys",
-            ServiceName::Scoring => "scoring",
-            ServiceName::Scheduler => "scheduler",
-            ServiceName::Web => "web",
-        }
-    }
+/// Parses a `--services` name into a part of the deployment.
+fn service_name() -> impl clap::builder::TypedValueParser<Value = ServiceName> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(ServiceName::ALL.map(ServiceName::name))
+        .map(|s| ServiceName::parse(&s).expect("one of the names listed"))
 }
 
 #[derive(Debug, Subcommand)]

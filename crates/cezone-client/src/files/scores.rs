@@ -1,7 +1,7 @@
 //! Scores for another system: one row per item of an org unit's scores (current or frozen),
 //! as CSV, JSON or XLSX.
 
-use cezone_proto::scoring::v1 as psc;
+use cezone_proto::scoring::v1 as ps;
 use rust_xlsxwriter::{Format, Workbook};
 use serde::Serialize;
 
@@ -35,7 +35,7 @@ pub struct ItemRow<'a> {
     pub lost: &'a str,
 }
 
-pub fn rows<'a>(s: &'a psc::OrgUnitScores, snapshot: &'a str) -> ScoresFile<'a> {
+pub fn rows<'a>(s: &'a ps::OrgUnitScores, snapshot: &'a str) -> ScoresFile<'a> {
     let total = s.total.as_ref();
     ScoresFile {
         org_unit: &s.org_unit,

@@ -1,12 +1,15 @@
 //! Rule evaluation for one org unit: a fraction of the criterion's points, confirmed and
-//! projected, and (when asked) the explanation of how it came about.
+//! projected, and (when asked) the explanation of how it came about. Rules are compiled
+//! against the aggregates once; each kind's arithmetic is in `measure`, its words in
+//! `describe`, and the combinations (by community type, all of, weighted) here.
 
 use crate::engine::Engine;
 use crate::engine::aggregate::{MetricAgg, Segment, SurveyAgg, View};
-use crate::engine::explain::{RuleExplanation, SurveyStat};
+use crate::engine::describe;
+use crate::engine::explain::RuleExplanation;
+use crate::engine::measure::{self, At};
 use crate::org::{OrgIdx, OrgLevel, RegionClass};
 use crate::rules::{Direction, Fen, MetricId, Partial, Percent, QuestionId, Rule, Target};
-use crate::stats::WeightedRate;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Eval {
@@ -21,6 +24,13 @@ impl Eval {
             projected: f,
         }
     }
+
+    fn min(self, other: Eval) -> Eval {
+        Eval {
+            confirmed: self.confirmed.min(other.confirmed),
+            projected: self.projected.min(other.projected),
+        }
+    }
 }
 
 pub(crate) enum Den<'e> {
@@ -29,8 +39,8 @@ pub(crate) enum Den<'e> {
 }
 
 pub(crate) struct CountTable {
-    total: [Vec<u32>; 3],
-    meet: [Vec<u32>; 3],
+    pub total: [Vec<u32>; 3],
+    pub meet: [Vec<u32>; 3],
 }
 
 /// A rule with its metric and question references resolved against the aggregates.
@@ -90,14 +100,6 @@ pub(crate) struct Pair<'e> {
 pub(crate) struct Context<'e> {
     eng: &'e Engine,
     region: Vec<RegionClass>,
-}
-
-fn linear(value: f64, target: f64, partial: Partial) -> f64 {
-    partial.credit(value, target)
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", x * 100.0)
 }
 
 impl<'e> Context<'e> {
@@ -283,10 +285,15 @@ impl<'e> Context<'e> {
         evidence: (f64, f64),
         mut explain: Option<&mut RuleExplanation>,
     ) -> Eval {
-        let s = seg as usize;
-        let region = self.region[node];
-        let period = self.eng.period;
-        let agg = &self.eng.agg;
+        let at = At {
+            node,
+            seg,
+            region: self.region[node],
+            period: self.eng.period,
+        };
+        let (agg, org) = (&self.eng.agg, &self.eng.org);
+        // Words only when asked: this runs for every cell of the board.
+        let words = explain.as_deref_mut();
         let out = match rule {
             Compiled::Evidence => Eval {
                 confirmed: evidence.0,
@@ -301,58 +308,12 @@ impl<'e> Context<'e> {
                 partial,
                 basis,
             } => {
-                let t = target.for_region(region);
-                let n = num.map_or(0, |m| m.sum[s][node]);
-                let (d, has_den) = match den {
-                    Den::Population => {
-                        let p = agg.population(period, seg, node) as i64;
-                        (p, p > 0)
-                    }
-                    Den::Metric(m) => {
-                        let d = m.map_or(0, |m| m.sum[s][node]);
-                        (d, m.is_some_and(|m| m.filed[s][node] > 0))
-                    }
-                };
-                let has_num = num.is_some_and(|m| m.filed[s][node] > 0);
-                let v = if has_den && d > 0 && has_num {
-                    Some(n as f64 / d as f64)
-                } else {
-                    None
-                };
-                let f = v.map_or(0.0, |v| linear(v, t.as_fraction(), *partial));
-                // Words only when asked: this runs for every cell of the board.
-                if let Some(x) = explain.as_deref_mut() {
-                    let (measured, note) = if !has_den {
-                        (
-                            None,
-                            Some(format!(
-                                "no {den_id} filed for {period}, so the rate cannot be computed"
-                            )),
-                        )
-                    } else if d <= 0 {
-                        (
-                            None,
-                            Some(format!(
-                                "{den_id} is {d} for {period}, so the rate cannot be computed"
-                            )),
-                        )
-                    } else if !has_num {
-                        (
-                            Some(pct(0.0)),
-                            Some(format!("no {num_id} filed for {period}")),
-                        )
-                    } else {
-                        let band = v.and_then(|v| partial.band_applied(v, t.as_fraction()));
-                        (v.map(pct), band.map(|b| format!("容差区间 band: {b}")))
-                    };
-                    x.basis = basis.to_string();
-                    x.target = Some(format!("≥ {t}"));
-                    x.measured = measured;
-                    x.facts.push(format!("{num_id} = {n} ({period})"));
-                    x.facts.push(format!("{den_id} = {d} ({period})"));
-                    x.note = note;
+                let t = target.for_region(at.region);
+                let r = measure::ratio(agg, at, *num, den, t, *partial);
+                if let Some(x) = words {
+                    describe::ratio(x, &r, (*num_id, *den_id), *partial, basis, at.period);
                 }
-                Eval::same(f)
+                Eval::same(r.fraction)
             }
             Compiled::PerCapita {
                 amount,
@@ -361,35 +322,12 @@ impl<'e> Context<'e> {
                 partial,
                 basis,
             } => {
-                let t = target.for_region(region);
-                let fen = amount.map_or(0, |m| m.sum[s][node]);
-                let filed = amount.is_some_and(|m| m.filed[s][node] > 0);
-                let pop = agg.population(period, seg, node);
-                let per = (pop > 0 && filed).then(|| fen as f64 / pop as f64);
-                let f = per.map_or(0.0, |per| linear(per, t.0 as f64, *partial));
-                if let Some(x) = explain.as_deref_mut() {
-                    let (measured, note) = if pop == 0 {
-                        (
-                            None,
-                            Some(format!("no resident population known for {period}")),
-                        )
-                    } else if !filed {
-                        (None, Some(format!("no {amount_id} filed for {period}")))
-                    } else {
-                        (
-                            per.map(|per| format!("{:.2} 元 per resident", per / 100.0)),
-                            None,
-                        )
-                    };
-                    x.basis = basis.to_string();
-                    x.target = Some(format!("≥ {t} per resident per year"));
-                    x.measured = measured;
-                    x.facts
-                        .push(format!("{amount_id} = {} ({period})", Fen(fen)));
-                    x.facts.push(format!("population = {pop} ({period})"));
-                    x.note = note;
+                let t = target.for_region(at.region);
+                let r = measure::per_capita(agg, at, *amount, t, *partial);
+                if let Some(x) = words {
+                    describe::per_capita(x, &r, amount_id, basis, at.period);
                 }
-                Eval::same(f)
+                Eval::same(r.fraction)
             }
             Compiled::Survey {
                 questions,
@@ -397,58 +335,10 @@ impl<'e> Context<'e> {
                 partial,
                 basis,
             } => {
-                let t = target.for_region(region);
-                let mut f = 1.0f64;
-                let mut notes = Vec::new();
-                for (q, sa) in questions {
-                    let wr: WeightedRate = sa.map(|a| a.sum[s][node]).unwrap_or_default();
-                    let rate = wr.rate();
-                    let qf = match rate {
-                        Some(r) => linear(r, t.as_fraction(), *partial),
-                        None => {
-                            if explain.is_some() {
-                                notes.push(format!("no survey answers to '{q}' for {period}"));
-                            }
-                            0.0
-                        }
-                    };
-                    f = f.min(qf);
-                    if let Some(x) = explain.as_deref_mut() {
-                        if let Some(b) = rate.and_then(|r| partial.band_applied(r, t.as_fraction()))
-                        {
-                            notes.push(format!("{q} 容差区间 band: {b}"));
-                        }
-                        let (lo, hi) = wr.interval().unwrap_or((0.0, 1.0));
-                        let tf = t.as_fraction();
-                        x.surveys.push(SurveyStat {
-                            question: q.to_string(),
-                            rate,
-                            low: lo,
-                            high: hi,
-                            responses: wr.responses,
-                            positive: wr.positive,
-                            effective_n: wr.effective_n(),
-                            target: tf,
-                            straddles_target: rate.is_some() && lo < tf && tf < hi,
-                        });
-                    }
-                }
-                if let Some(x) = explain.as_deref_mut() {
-                    x.basis = basis.to_string();
-                    x.target = Some(format!("≥ {t} for every question"));
-                    x.measured = Some(
-                        x.surveys
-                            .iter()
-                            .map(|s| format!("{} {}", s.question, s.rate.map_or("—".into(), pct)))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    );
-                    if x.surveys.iter().any(|s| s.straddles_target) {
-                        notes.push("a 95% interval straddles the target: the sample cannot tell whether it is met".into());
-                    }
-                    if !notes.is_empty() {
-                        x.note = Some(notes.join("; "));
-                    }
+                let t = target.for_region(at.region);
+                let f = measure::survey(questions.iter().map(|(_, sa)| *sa), at, t, *partial);
+                if let Some(x) = words {
+                    describe::survey(x, questions, at, (t, *partial), basis);
                 }
                 Eval::same(f)
             }
@@ -459,42 +349,11 @@ impl<'e> Context<'e> {
                 table,
                 basis,
             } => {
-                let org = &self.eng.org;
-                let (total, meet, at) = if org.unit(node).level > *level {
-                    match org.ancestor_at(node, *level) {
-                        Some(a) => (table.total[s][a], table.meet[s][a], Some(a)),
-                        None => (0, 0, None),
-                    }
-                } else {
-                    (table.total[s][node], table.meet[s][node], None)
-                };
-                let f = if total == 0 {
-                    0.0
-                } else {
-                    f64::from(meet) / f64::from(total)
-                };
-                if let Some(x) = explain.as_deref_mut() {
-                    x.basis = basis.to_string();
-                    x.target = Some(format!(
-                        "{metric_id} ≥ {at_least} in every {}",
-                        level.as_str()
-                    ));
-                    x.measured = Some(format!(
-                        "{meet} of {total} {} unit(s) meet it",
-                        level.as_str()
-                    ));
-                    if let Some(a) = at {
-                        x.facts.push(format!(
-                            "judged at {} ({})",
-                            org.unit(a).name,
-                            org.unit(a).id
-                        ));
-                    }
-                    if total == 0 {
-                        x.note = Some(format!("no org unit at level {} here", level.as_str()));
-                    }
+                let r = measure::count(org, table, *level, at);
+                if let Some(x) = words {
+                    describe::count(x, &r, org, (*metric_id, *at_least, *level), basis);
                 }
-                Eval::same(f)
+                Eval::same(r.fraction)
             }
             Compiled::Trend {
                 metric_id,
@@ -504,138 +363,121 @@ impl<'e> Context<'e> {
                 per_capita,
                 basis,
             } => {
-                let value = |m: &Option<&MetricAgg>, year: i32| -> Option<f64> {
-                    let m = (*m)?;
-                    if m.filed[s][node] == 0 {
-                        return None;
-                    }
-                    let v = m.sum[s][node] as f64;
-                    if *per_capita {
-                        let pop = agg.population(year, seg, node);
-                        (pop > 0).then(|| v * 10_000.0 / pop as f64)
-                    } else {
-                        Some(v)
-                    }
-                };
-                let (cur, prev) = (value(current, period), value(previous, period - 1));
-                let f = match (cur, prev, direction) {
-                    (Some(c), Some(p), Direction::Falling) if c < p => 1.0,
-                    (Some(c), Some(p), Direction::Rising) if c > p => 1.0,
-                    _ => 0.0,
-                };
-                if let Some(x) = explain.as_deref_mut() {
-                    let unit = if *per_capita {
-                        " per 10,000 residents"
-                    } else {
-                        ""
-                    };
-                    let show =
-                        |v: Option<f64>| v.map_or("not filed".to_string(), |v| format!("{v:.2}"));
-                    x.basis = basis.to_string();
-                    x.target = Some(format!(
-                        "{metric_id}{unit} {} from {} to {period}",
-                        if *direction == Direction::Falling {
-                            "falls"
-                        } else {
-                            "rises"
-                        },
-                        period - 1
-                    ));
-                    x.measured = Some(format!("{} → {}", show(prev), show(cur)));
-                    x.facts
-                        .push(format!("{metric_id}{unit} {}: {}", period - 1, show(prev)));
-                    x.facts
-                        .push(format!("{metric_id}{unit} {period}: {}", show(cur)));
-                    if cur.is_none() || prev.is_none() {
-                        x.note = Some("both periods must be filed to judge a trend".into());
-                    }
+                let r = measure::trend(agg, at, *current, *previous, *direction, *per_capita);
+                if let Some(x) = words {
+                    let what = (*metric_id, *direction, *per_capita);
+                    describe::trend(x, &r, what, basis, at.period);
                 }
-                Eval::same(f)
+                Eval::same(r.fraction)
             }
             Compiled::BySegment { urban, rural } => {
-                let counts = &agg.community_count;
-                let mut result: Option<Eval> = None;
-                for (sub, subseg, label) in [
-                    (urban, Segment::Urban, "urban"),
-                    (rural, Segment::Rural, "rural"),
-                ] {
-                    let applies = counts[subseg as usize][node] > 0;
-                    let mut part = explain.as_ref().map(|_| RuleExplanation::named(label));
-                    if applies {
-                        let e = self.eval(sub, node, subseg, evidence, part.as_mut());
-                        result = Some(match result {
-                            None => e,
-                            Some(r) => Eval {
-                                confirmed: r.confirmed.min(e.confirmed),
-                                projected: r.projected.min(e.projected),
-                            },
-                        });
-                    } else if let Some(p) = part.as_mut() {
-                        p.note = Some(format!("no {label} communities here; not applicable"));
-                    }
-                    // Matched apart, so the empty part is not moved on every cell.
-                    if let Some(mut p) = part
-                        && let Some(x) = explain.as_deref_mut()
-                    {
-                        p.segment = Some(subseg.name());
-                        p.rule = sub_kind(sub);
-                        x.parts.push(p);
-                    }
-                }
-                if result.is_none()
-                    && let Some(x) = explain.as_deref_mut()
-                {
-                    x.note = Some("no communities here, so neither target applies".into());
-                }
-                result.unwrap_or(Eval::same(0.0))
+                self.by_segment([&**urban, &**rural], node, evidence, words)
             }
-            Compiled::AllOf(parts) => {
-                let mut r = Eval::same(1.0);
-                for sub in parts {
-                    let mut part = explain
-                        .as_ref()
-                        .map(|_| RuleExplanation::named(sub_kind(sub)));
-                    let e = self.eval(sub, node, seg, evidence, part.as_mut());
-                    r.confirmed = r.confirmed.min(e.confirmed);
-                    r.projected = r.projected.min(e.projected);
-                    if let Some(p) = part
-                        && let Some(x) = explain.as_deref_mut()
-                    {
-                        x.parts.push(p);
-                    }
-                }
-                r
-            }
-            Compiled::Weighted(parts) => {
-                let total: u32 = parts.iter().map(|(w, _)| *w).sum();
-                let mut r = Eval::same(0.0);
-                for (w, sub) in parts {
-                    let mut part = explain
-                        .as_ref()
-                        .map(|_| RuleExplanation::named(sub_kind(sub)));
-                    let e = self.eval(sub, node, seg, evidence, part.as_mut());
-                    let share = if total == 0 {
-                        0.0
-                    } else {
-                        f64::from(*w) / f64::from(total)
-                    };
-                    r.confirmed += share * e.confirmed;
-                    r.projected += share * e.projected;
-                    if let Some(mut p) = part
-                        && let Some(x) = explain.as_deref_mut()
-                    {
-                        p.weight = Some(*w);
-                        x.parts.push(p);
-                    }
-                }
-                r
-            }
+            Compiled::AllOf(parts) => self.all_of(parts, node, seg, evidence, words),
+            Compiled::Weighted(parts) => self.weighted(parts, node, seg, evidence, words),
         };
         if let Some(x) = explain {
             x.fraction_confirmed = out.confirmed;
             x.fraction_projected = out.projected;
         }
         out
+    }
+
+    /// Urban and rural communities judged each by their own rule; the weaker counts. A part
+    /// with no communities of its kind here does not apply.
+    fn by_segment(
+        &self,
+        [urban, rural]: [&Compiled<'_>; 2],
+        node: OrgIdx,
+        evidence: (f64, f64),
+        mut explain: Option<&mut RuleExplanation>,
+    ) -> Eval {
+        let counts = &self.eng.agg.community_count;
+        let mut result: Option<Eval> = None;
+        for (sub, subseg, label) in [
+            (urban, Segment::Urban, "urban"),
+            (rural, Segment::Rural, "rural"),
+        ] {
+            let applies = counts[subseg as usize][node] > 0;
+            let mut part = explain.as_ref().map(|_| RuleExplanation::named(label));
+            if applies {
+                let e = self.eval(sub, node, subseg, evidence, part.as_mut());
+                result = Some(result.map_or(e, |r| r.min(e)));
+            } else if let Some(p) = part.as_mut() {
+                p.note = Some(format!("no {label} communities here; not applicable"));
+            }
+            // Matched apart, so the empty part is not moved on every cell.
+            if let Some(mut p) = part
+                && let Some(x) = explain.as_deref_mut()
+            {
+                p.segment = Some(subseg.name());
+                p.rule = sub_kind(sub);
+                x.parts.push(p);
+            }
+        }
+        if result.is_none()
+            && let Some(x) = explain
+        {
+            x.note = Some("no communities here, so neither target applies".into());
+        }
+        result.unwrap_or(Eval::same(0.0))
+    }
+
+    /// Every part must be met: the weakest counts.
+    fn all_of(
+        &self,
+        parts: &[Compiled<'_>],
+        node: OrgIdx,
+        seg: Segment,
+        evidence: (f64, f64),
+        mut explain: Option<&mut RuleExplanation>,
+    ) -> Eval {
+        let mut r = Eval::same(1.0);
+        for sub in parts {
+            let mut part = explain
+                .as_ref()
+                .map(|_| RuleExplanation::named(sub_kind(sub)));
+            r = r.min(self.eval(sub, node, seg, evidence, part.as_mut()));
+            if let Some(p) = part
+                && let Some(x) = explain.as_deref_mut()
+            {
+                x.parts.push(p);
+            }
+        }
+        r
+    }
+
+    /// The parts' readings weighed by their share of the weights.
+    fn weighted(
+        &self,
+        parts: &[(u32, Compiled<'_>)],
+        node: OrgIdx,
+        seg: Segment,
+        evidence: (f64, f64),
+        mut explain: Option<&mut RuleExplanation>,
+    ) -> Eval {
+        let total: u32 = parts.iter().map(|(w, _)| *w).sum();
+        let mut r = Eval::same(0.0);
+        for (w, sub) in parts {
+            let mut part = explain
+                .as_ref()
+                .map(|_| RuleExplanation::named(sub_kind(sub)));
+            let e = self.eval(sub, node, seg, evidence, part.as_mut());
+            let share = if total == 0 {
+                0.0
+            } else {
+                f64::from(*w) / f64::from(total)
+            };
+            r.confirmed += share * e.confirmed;
+            r.projected += share * e.projected;
+            if let Some(mut p) = part
+                && let Some(x) = explain.as_deref_mut()
+            {
+                p.weight = Some(*w);
+                x.parts.push(p);
+            }
+        }
+        r
     }
 }
 

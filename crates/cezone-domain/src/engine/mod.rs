@@ -2,10 +2,12 @@
 //! capped at their declared points, and an explanation for any cell on demand.
 
 mod aggregate;
+mod describe;
 mod evaluate;
 mod evidence;
 mod explain;
 mod incremental;
+mod measure;
 
 use std::sync::Arc;
 

@@ -2,6 +2,7 @@
 //! `framework_import` fuzz target (`fuzz/`), run on every test run. Any input gives findings or
 //! an error, never a panic.
 
+use cezone_domain::findings::Severity;
 use cezone_domain::guangdong;
 use cezone_domain::import::read_untrusted;
 use proptest::prelude::*;
@@ -36,8 +37,22 @@ proptest! {
     ) {
         let data = damaged(at, &bytes);
         if let Ok((fw, findings)) = read_untrusted("indicators.csv", &data) {
-            // Whatever survives is a framework the rest of the system can hold.
-            prop_assert!(!fw.is_empty() || findings.has_errors());
+            // What the damage broke is said: a framework whose own structural check fails
+            // never comes back without errors, nor an empty one.
+            let recheck = fw.check();
+            prop_assert!(
+                findings.has_errors() || (recheck.errors() == 0 && !fw.is_empty()),
+                "at {} bytes {:?}: read without errors, yet its check says {:?}",
+                at, bytes, recheck
+            );
+            // And each error says where: a file, a row, a column or an item.
+            for f in findings.iter().filter(|f| f.severity == Severity::Error) {
+                let l = &f.location;
+                prop_assert!(
+                    l.file.is_some() || l.row.is_some() || l.column.is_some() || l.item.is_some(),
+                    "an error with no place: {}", f.message
+                );
+            }
         }
     }
 

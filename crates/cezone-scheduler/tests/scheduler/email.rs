@@ -117,7 +117,7 @@ async fn account(
 }
 
 /// Waits until no reminder's e-mail is pending or being sent.
-async fn settled(s: &Stack, url: &str) -> Vec<pc::Notification> {
+async fn settled(s: &Stack, url: &str) -> Vec<psch::Notification> {
     let office = Principal::new("office", Role::EvaluationOffice, None, None).unwrap();
     for _ in 0..300 {
         let list = notifications(s, url, &office).await;
@@ -293,7 +293,7 @@ pub async fn reminders_are_emailed_once_to_the_accounts_of_each_unit(backend: Ba
     assert!(!reminded.is_empty());
 
     // What each reminder should reach.
-    let expected = |n: &pc::Notification| -> BTreeSet<String> {
+    let expected = |n: &psch::Notification| -> BTreeSet<String> {
         if n.responsible_unit == "towns" {
             if n.org_unit == towns[0] {
                 BTreeSet::from(["first@guicheng.example".to_string()])

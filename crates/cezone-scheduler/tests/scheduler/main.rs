@@ -10,7 +10,7 @@ mod email;
 use cezone_platform::auth::AuthChannel as Channel;
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
-use cezone_proto::scheduler::v1 as pc;
+use cezone_proto::scheduler::v1 as psch;
 use cezone_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
@@ -97,38 +97,38 @@ async fn notifications(
     s: &Stack,
     url: &str,
     who: &cezone_domain::access::Principal,
-) -> Vec<pc::Notification> {
+) -> Vec<psch::Notification> {
     let bearer = cezone_platform::auth::Bearer::minted(s.env.keys(), who.clone());
     SchedulerServiceClient::new(cezone_client::connect(url, &bearer).await.unwrap())
-        .list_notifications(pc::ListNotificationsRequest::default())
+        .list_notifications(psch::ListNotificationsRequest::default())
         .await
         .unwrap()
         .into_inner()
         .notifications
 }
 
-async fn runs(client: &mut SchedulerServiceClient<Channel>) -> pc::ListRunsResponse {
+async fn runs(client: &mut SchedulerServiceClient<Channel>) -> psch::ListRunsResponse {
     client
-        .list_runs(pc::ListRunsRequest::default())
+        .list_runs(psch::ListRunsRequest::default())
         .await
         .unwrap()
         .into_inner()
 }
 
-fn state_of(list: &pc::ListRunsResponse, key: &str) -> pc::RunState {
+fn state_of(list: &psch::ListRunsResponse, key: &str) -> psch::RunState {
     let run = list
         .runs
         .iter()
         .find(|r| r.key == key)
         .unwrap_or_else(|| panic!("{key} is not planned"));
-    pc::RunState::try_from(run.state).unwrap()
+    psch::RunState::try_from(run.state).unwrap()
 }
 
 /// Waits (bounded) until the scheduler's loop has recorded `key`.
-async fn wait_done(client: &mut SchedulerServiceClient<Channel>, key: &str) -> pc::PlannedRun {
+async fn wait_done(client: &mut SchedulerServiceClient<Channel>, key: &str) -> psch::PlannedRun {
     for _ in 0..300 {
         let list = runs(client).await;
-        if state_of(&list, key) == pc::RunState::Done {
+        if state_of(&list, key) == psch::RunState::Done {
             return list.runs.into_iter().find(|r| r.key == key).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -141,8 +141,8 @@ async fn a_due_run_freezes_once_and_a_restart_does_not_repeat_it(backend: Backen
     let clock = Arc::new(ManualClock::new(at("2013-12-28T00:00:00Z")));
     let (app, mut client) = s.scheduler(&clock).await;
     let list = runs(&mut client).await;
-    assert_eq!(state_of(&list, T72), pc::RunState::Upcoming);
-    assert_eq!(state_of(&list, T24), pc::RunState::Upcoming);
+    assert_eq!(state_of(&list, T72), psch::RunState::Upcoming);
+    assert_eq!(state_of(&list, T24), psch::RunState::Upcoming);
     assert_eq!(
         list.runs.iter().find(|r| r.key == T72).unwrap().due_at,
         "2013-12-29T01:00:00.000Z",
@@ -159,7 +159,7 @@ async fn a_due_run_freezes_once_and_a_restart_does_not_repeat_it(backend: Backen
             .await
             .runs
             .iter()
-            .filter(|r| r.state == pc::RunState::Done as i32)
+            .filter(|r| r.state == psch::RunState::Done as i32)
             .count(),
         1
     );
@@ -247,7 +247,10 @@ async fn a_due_run_freezes_once_and_a_restart_does_not_repeat_it(backend: Backen
         "reminded once, whatever the restarts"
     );
     assert_eq!(look.next_due, Some(at("2013-12-31T01:00:00Z")));
-    assert_eq!(state_of(&runs(&mut client).await, T72), pc::RunState::Done);
+    assert_eq!(
+        state_of(&runs(&mut client).await, T72),
+        psch::RunState::Done
+    );
     assert_eq!(s.snapshots().await.len(), 1);
 
     // The next lead time falls due while it runs.
@@ -272,7 +275,7 @@ async fn missed_runs_are_done_once_at_start(backend: Backend) {
     let (app, mut client) = s.scheduler(&clock).await;
     let late = wait_done(&mut client, T24).await;
     let list = runs(&mut client).await;
-    assert_eq!(state_of(&list, T72), pc::RunState::Done);
+    assert_eq!(state_of(&list, T72), psch::RunState::Done);
     let early = list.runs.iter().find(|r| r.key == T72).unwrap();
     let (a, b) = (early.record.clone().unwrap(), late.record.unwrap());
     assert_eq!(a.snapshot_id, b.snapshot_id, "one run stands for both");
@@ -285,7 +288,7 @@ async fn missed_runs_are_done_once_at_start(backend: Backend) {
     assert!(look.ran.is_empty());
     assert_eq!(s.snapshots().await.len(), 1);
     let pending = client
-        .list_runs(pc::ListRunsRequest { pending_only: true })
+        .list_runs(psch::ListRunsRequest { pending_only: true })
         .await
         .unwrap()
         .into_inner();
@@ -299,7 +302,7 @@ async fn run_now_freezes_and_refuses_an_unknown_checkpoint(backend: Backend) {
     let clock = Arc::new(ManualClock::new(at("2013-11-01T00:00:00Z")));
     let (app, mut client) = s.scheduler(&clock).await;
     let err = client
-        .run_now(pc::RunNowRequest {
+        .run_now(psch::RunNowRequest {
             checkpoint: "2014-02-30".into(),
             requested_by: "office".into(),
         })
@@ -319,7 +322,7 @@ async fn run_now_freezes_and_refuses_an_unknown_checkpoint(backend: Backend) {
 
     // The request names someone else; the snapshot names who is signed in.
     let record = client
-        .run_now(pc::RunNowRequest {
+        .run_now(psch::RunNowRequest {
             checkpoint: CHECKPOINT.into(),
             requested_by: "区委书记".into(),
         })
@@ -334,7 +337,7 @@ async fn run_now_freezes_and_refuses_an_unknown_checkpoint(backend: Backend) {
     // A manual run is not a planned one: the plan still stands.
     assert_eq!(
         state_of(&runs(&mut client).await, T72),
-        pc::RunState::Upcoming
+        psch::RunState::Upcoming
     );
     app.stop().await;
     s.stop().await;

@@ -23,7 +23,7 @@ use cezone_platform::contract_tests;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::registry::v1 as pr;
-use cezone_proto::scheduler::v1 as pc;
+use cezone_proto::scheduler::v1 as psch;
 use cezone_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
@@ -494,7 +494,7 @@ async fn every_role_against_every_mutating_call(backend: Backend) {
         let mut scheduler = SchedulerServiceClient::new(self_channel(&s, who).await);
         let got = verdict(
             scheduler
-                .run_now(pc::RunNowRequest {
+                .run_now(psch::RunNowRequest {
                     // Not the closing checkpoint: uploads stay open for the next roles.
                     checkpoint: "materials-complete".into(),
                     requested_by: String::new(),

@@ -12,7 +12,7 @@ use axum::routing::MethodRouter;
 use cezone_proto::common::v1::{ListAuditRequest, ListAuditResponse};
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::registry::v1 as pr;
-use cezone_proto::scheduler::v1 as psc;
+use cezone_proto::scheduler::v1 as psch;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::surveys::v1 as psv;
 use serde::Serialize;
@@ -411,9 +411,9 @@ pub fn api() -> Api {
     streams::scoring(&mut a);
 
     // Scheduler.
-    a.unary::<psc::ListRunsRequest, psc::ListRunsResponse>(Scheduler, "ListRuns", true);
-    a.unary::<psc::RunNowRequest, psc::RunRecord>(Scheduler, "RunNow", false);
-    a.unary::<psc::ListNotificationsRequest, psc::ListNotificationsResponse>(
+    a.unary::<psch::ListRunsRequest, psch::ListRunsResponse>(Scheduler, "ListRuns", true);
+    a.unary::<psch::RunNowRequest, psch::RunRecord>(Scheduler, "RunNow", false);
+    a.unary::<psch::ListNotificationsRequest, psch::ListNotificationsResponse>(
         Scheduler,
         "ListNotifications",
         true,

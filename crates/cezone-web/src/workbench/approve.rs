@@ -69,13 +69,16 @@ async fn waiting(
             )
             .await?;
         for s in page.statistics {
-            let Ok(org) = cezone_domain::org::OrgUnitId::parse(&s.org_unit) else {
+            let (Ok(org), Ok(metric)) = (
+                cezone_domain::org::OrgUnitId::parse(&s.org_unit),
+                cezone_domain::rules::MetricId::parse(&s.metric),
+            ) else {
                 continue;
             };
             let responsible = cezone_domain::obligations::responsible_for(&names.fw, &s.metric);
             let action = Action::ReviewStatistic {
                 org_unit: &org,
-                metric: &s.metric,
+                metric: &metric,
                 responsible: &responsible,
                 filed_by: &s.filed_by,
             };

@@ -492,13 +492,15 @@ async fn may_upload(
             format!("'{org_unit}' is not an org unit"),
         ));
     }
+    let unit = cezone_domain::units::UnitId::parse(unit)
+        .map_err(|e| PageError::bad("responsible_unit", e))?;
     let item = fw.item(idx);
     access::authorize(
         caller.principal(),
         &Action::UploadEvidence {
             org_unit: &org,
-            criterion,
-            unit,
+            criterion: &code,
+            unit: &unit,
             responsible: &item.responsible,
         },
         Some(&tree),

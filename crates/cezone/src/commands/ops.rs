@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cezone_platform::auth::AuthChannel;
 use cezone_platform::settings::Settings;
-use cezone_proto::scheduler::v1 as pc;
+use cezone_proto::scheduler::v1 as psch;
 use cezone_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::transport::ClientTlsConfig;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -39,11 +39,7 @@ fn local_url(settings: &Settings, service: ServiceName) -> String {
 /// With mutual TLS the gRPC services answer only a client with a certificate; the page's
 /// port serves plain HTTP.
 async fn check(url: &str, tls: Option<ClientTlsConfig>) -> Result<ServingStatus> {
-    let endpoint = match tls {
-        Some(tls) => Endpoint::from_shared(cezone_platform::tls::https(url))?.tls_config(tls)?,
-        None => Endpoint::from_shared(url.to_string())?,
-    };
-    let channel = endpoint
+    let channel = cezone_platform::channel::endpoint(url, &tls)?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(3))
         .connect()
@@ -112,16 +108,16 @@ async fn scheduler(settings: &Settings) -> Result<SchedulerServiceClient<AuthCha
 }
 
 fn state_name(state: i32) -> &'static str {
-    match pc::RunState::try_from(state) {
-        Ok(pc::RunState::Done) => "done",
-        Ok(pc::RunState::Due) => "due",
-        Ok(pc::RunState::Upcoming) => "upcoming",
-        Ok(pc::RunState::Missed) => "missed",
+    match psch::RunState::try_from(state) {
+        Ok(psch::RunState::Done) => "done",
+        Ok(psch::RunState::Due) => "due",
+        Ok(psch::RunState::Upcoming) => "upcoming",
+        Ok(psch::RunState::Missed) => "missed",
         _ => "?",
     }
 }
 
-fn record_json(r: &pc::RunRecord) -> serde_json::Value {
+fn record_json(r: &psch::RunRecord) -> serde_json::Value {
     serde_json::json!({
         "key": r.key,
         "checkpoint": r.checkpoint,
@@ -147,7 +143,7 @@ pub async fn schedule(cmd: ScheduleCommand) -> Result<ExitCode> {
     let settings = Settings::load(config.as_deref())?;
     let list = scheduler(&settings)
         .await?
-        .list_runs(pc::ListRunsRequest { pending_only: !all })
+        .list_runs(psch::ListRunsRequest { pending_only: !all })
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner();
@@ -226,7 +222,7 @@ pub async fn snapshot(cmd: SnapshotCommand) -> Result<ExitCode> {
     let settings = Settings::load(config.as_deref())?;
     let record = scheduler(&settings)
         .await?
-        .run_now(pc::RunNowRequest {
+        .run_now(psch::RunNowRequest {
             checkpoint,
             // Who asks is the caller the command signs in as.
             requested_by: String::new(),

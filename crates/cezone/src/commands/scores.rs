@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use cezone_client::files::scores;
-use cezone_proto::scoring::v1 as psc;
+use cezone_proto::scoring::v1 as ps;
 
 use super::connect::{Services, refused};
 use crate::cli::{ScoresCommand, ScoresFormat};
@@ -27,7 +27,7 @@ pub async fn run(cmd: ScoresCommand) -> Result<ExitCode> {
     let (s, snap) = match &snapshot {
         Some(id) => {
             let r = client
-                .get_snapshot(psc::GetSnapshotRequest {
+                .get_snapshot(ps::GetSnapshotRequest {
                     id: id.clone(),
                     org_unit: org,
                     explain: false,
@@ -43,7 +43,7 @@ pub async fn run(cmd: ScoresCommand) -> Result<ExitCode> {
         }
         None => (
             client
-                .get_scores(psc::GetScoresRequest {
+                .get_scores(ps::GetScoresRequest {
                     org_unit: org,
                     items: Vec::new(),
                     explain: false,

@@ -11,30 +11,10 @@ use cezone_platform::telemetry;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 
-use crate::cli::{ServeArgs, ServiceName};
+use cezone_stack::{Part, Stack};
+
+use crate::cli::ServeArgs;
 use crate::render;
-
-enum Running {
-    Registry(cezone_registry::Application),
-    Evidence(cezone_evidence::Application),
-    Surveys(cezone_surveys::Application),
-    Scoring(cezone_scoring::Application),
-    Scheduler(cezone_scheduler::Application),
-    Web(cezone_web::Application),
-}
-
-impl Running {
-    async fn stop(self) {
-        match self {
-            Running::Registry(a) => a.stop().await,
-            Running::Evidence(a) => a.stop().await,
-            Running::Surveys(a) => a.stop().await,
-            Running::Scoring(a) => a.stop().await,
-            Running::Scheduler(a) => a.stop().await,
-            Running::Web(a) => a.stop().await,
-        }
-    }
-}
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let mut settings = Settings::load(args.config.as_deref())?;
@@ -50,13 +30,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
-    let wanted =
-        |s: ServiceName| args.all || args.services.is_empty() || args.services.contains(&s);
-    let names: Vec<&str> = ServiceName::ALL
-        .iter()
-        .filter(|s| wanted(**s))
-        .map(|s| s.name())
-        .collect();
+    let wanted = |s: Part| args.all || args.services.is_empty() || args.services.contains(&s);
+    let parts: Vec<Part> = Part::ALL.into_iter().filter(|s| wanted(*s)).collect();
+    let names: Vec<&str> = parts.iter().map(|p| p.name()).collect();
     // One bus (one named broker connection) for every service in this process.
     let bus = cezone_bus::connect(
         &settings
@@ -65,89 +41,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     )
     .await
     .context("connecting to the event bus")?;
-    let mut running = Vec::new();
     // Started in dependency order; each in-process service is reached at its real address.
-    if wanted(ServiceName::Registry) {
-        let app = cezone_registry::Application::build(&settings, bus.clone())
-            .await
-            .context("starting the registry")?;
-        settings.services.registry_url = app.url();
-        running.push(Running::Registry(app));
-    }
-    if wanted(ServiceName::Evidence) {
-        let app = cezone_evidence::Application::build(&settings, bus.clone())
-            .await
-            .context("starting the evidence service")?;
-        settings.services.evidence_url = app.url();
-        running.push(Running::Evidence(app));
-    }
-    if wanted(ServiceName::Surveys) {
-        let app = cezone_surveys::Application::build(&settings, bus.clone())
-            .await
-            .context("starting the survey service")?;
-        settings.services.surveys_url = app.url();
-        running.push(Running::Surveys(app));
-    }
-    if wanted(ServiceName::Scoring) {
-        let app = cezone_scoring::Application::build(&settings, bus.clone())
-            .await
-            .context("starting the scoring service")?;
-        settings.services.scoring_url = app.url();
-        running.push(Running::Scoring(app));
-    }
-    if wanted(ServiceName::Scheduler) {
-        let app = cezone_scheduler::Application::build(
-            &settings,
-            std::sync::Arc::new(cezone_scheduler::SystemClock),
-        )
-        .await
-        .context("starting the scheduler")?;
-        settings.services.scheduler_url = app.url();
-        running.push(Running::Scheduler(app));
-    }
-    let mut page = None;
-    if wanted(ServiceName::Web) {
-        let app = cezone_web::Application::build(&settings)
-            .await
-            .context("starting the scoreboard page")?;
-        page = Some(app.url());
-        running.push(Running::Web(app));
-    }
+    let stack = Stack::start(&settings, bus.clone(), &parts).await?;
+    let settings = stack.settings.clone();
     println!("cezone is running:");
-    for (name, url, on) in [
-        (
-            "registry",
-            &settings.services.registry_url,
-            wanted(ServiceName::Registry),
-        ),
-        (
-            "evidence",
-            &settings.services.evidence_url,
-            wanted(ServiceName::Evidence),
-        ),
-        (
-            "surveys",
-            &settings.services.surveys_url,
-            wanted(ServiceName::Surveys),
-        ),
-        (
-            "scoring",
-            &settings.services.scoring_url,
-            wanted(ServiceName::Scoring),
-        ),
-        (
-            "scheduler",
-            &settings.services.scheduler_url,
-            wanted(ServiceName::Scheduler),
-        ),
-    ] {
-        if on {
-            println!("  {name:<9}  {url}  (gRPC, health and reflection)");
+    for (part, url) in stack.listening() {
+        match part {
+            Part::Web => println!("  {part:<9}  {url}  (scoreboard page, HTTP)"),
+            _ => println!("  {part:<9}  {url}  (gRPC, health and reflection)"),
         }
     }
-    if let Some(url) = &page {
-        println!("  {:<9}  {url}  (scoreboard page, HTTP)", "web");
-    }
+    let page = stack.web.as_ref().map(|w| w.url());
     println!(
         "  database  {}",
         cezone_platform::settings::mask_url_password(&settings.database.url)
@@ -179,9 +83,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     println!("\nPress Ctrl-C to stop.");
     shutdown_signal().await;
     tracing::info!("shutting down");
-    for r in running.into_iter().rev() {
-        r.stop().await;
-    }
+    stack.stop().await;
     bus.close().await;
     Ok(())
 }

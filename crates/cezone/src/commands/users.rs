@@ -5,7 +5,6 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cezone_platform::settings::Settings;
@@ -241,13 +240,7 @@ pub async fn login(args: LoginArgs) -> Result<ExitCode> {
     let url = &settings.services.registry_url;
     let tls = cezone_platform::tls::client_config(&settings.grpc)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let endpoint = match tls {
-        Some(tls) => tonic::transport::Endpoint::from_shared(cezone_platform::tls::https(url))?
-            .tls_config(tls)?,
-        None => tonic::transport::Endpoint::from_shared(url.clone())?,
-    };
-    let channel = endpoint
-        .connect_timeout(Duration::from_secs(5))
+    let channel = cezone_platform::channel::endpoint(url, &tls)?
         .connect()
         .await
         .with_context(|| format!("the registry at {url} (services.registry_url)"))?;
