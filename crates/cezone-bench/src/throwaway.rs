@@ -24,6 +24,8 @@ impl Throwaway {
     /// A database named `cezone_b_…` with every port 0 and the throwaway keys, changed by
     /// `tweak` before anything starts.
     pub async fn prepare(tweak: impl FnOnce(&mut Settings)) -> Result<Settings> {
+        // Databases of runs that ended without dropping theirs (a crash, Ctrl-C).
+        scratch::drop_stale_databases("cezone_b", 3600).await;
         let mut settings = Settings::defaults();
         settings.use_free_ports();
         settings.database.url = scratch::create_database("cezone_b")

@@ -39,7 +39,7 @@ impl Deployment {
     /// harness mints its own tokens with, as an operator on the registry's machine would.
     pub fn keys(&self) -> Result<std::sync::Arc<cezone_platform::auth::Keys>> {
         let mut auth = cezone_platform::settings::Settings::defaults().auth;
-        auth.secret = self.secret.clone();
+        auth.secret = cezone_platform::settings::Secret::new(self.secret.clone());
         auth.signing_keys_file = self.logs.path().join("token-signing-keys.json");
         Ok(cezone_platform::auth::Keys::load_existing(&auth)?)
     }

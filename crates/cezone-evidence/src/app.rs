@@ -6,7 +6,7 @@ use cezone_bus::Bus;
 use cezone_platform::ApiError;
 use cezone_platform::grpc::routes_with_health;
 use cezone_platform::registry_view::RegistryView;
-use cezone_platform::service::{Kernel, Service, StopOrder};
+use cezone_platform::service::{Kernel, StopOrder};
 use cezone_platform::settings::Settings;
 use cezone_proto::evidence::v1::evidence_service_server::EvidenceServiceServer;
 
@@ -14,17 +14,7 @@ use crate::api::EvidenceApi;
 use crate::blobs::BlobStore;
 use crate::migration::{LOCK_KEY, Migrator};
 
-#[derive(Debug)]
-pub struct Application {
-    service: Service,
-}
-
-impl std::ops::Deref for Application {
-    type Target = Service;
-    fn deref(&self) -> &Service {
-        &self.service
-    }
-}
+cezone_platform::application!();
 
 impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
@@ -70,10 +60,5 @@ impl Application {
             )
             .await?;
         Ok(Application { service })
-    }
-
-    /// Stops serving, publishes what the outbox holds (for up to 5 s), and returns.
-    pub async fn stop(self) {
-        self.service.stop().await;
     }
 }

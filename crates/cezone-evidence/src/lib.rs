@@ -19,6 +19,9 @@ pub use app::Application;
 /// The evidence service's consumer of other services' events and the patterns it binds.
 pub use closures::{CONSUMER, PATTERNS};
 
+/// Whether a file name is a plain name (no directories, no control characters, at most 255
+/// bytes): the check every upload passes.
+pub use metadata::safe_file_name;
+
 /// The evidence service's outbox table.
 pub const OUTBOX: &str = "evidence_outbox";
-pub use metadata::safe_file_name;

@@ -91,7 +91,7 @@ impl ServiceSecret {
         let bytes = if s.secret.is_empty() {
             keyset::read_or_create_secret(&s.secret_file)?
         } else {
-            s.secret.clone().into_bytes()
+            s.secret.expose().as_bytes().to_vec()
         };
         ServiceSecret::new(bytes)
     }

@@ -20,7 +20,7 @@ pub use tonic_health::server::HealthReporter;
 
 use crate::auth::{Authenticate, CalledPath, Keys};
 
-pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+pub async fn bind(host: std::net::IpAddr, port: u16) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind((host, port)).await?;
     Ok(listener)
 }

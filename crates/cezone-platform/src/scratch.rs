@@ -130,7 +130,7 @@ pub fn use_keys(auth: &mut AuthSettings) {
     let (signing, public) = key_files();
     auth.signing_keys_file = signing.clone();
     auth.public_keys_file = public.clone();
-    auth.secret = secret().to_string();
+    auth.secret = crate::settings::Secret::new(secret());
 }
 
 /// Calls as an unscoped caller of `role` named `{name}-{role}`, under `settings`' key.

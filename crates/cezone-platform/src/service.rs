@@ -108,7 +108,7 @@ impl Kernel {
         routes: tonic::service::Routes,
         order: StopOrder,
     ) -> Result<Service, ApiError> {
-        let listener = bind(&settings.grpc.host, port).await?;
+        let listener = bind(settings.grpc.host, port).await?;
         let tls = crate::tls::server_config(&settings.grpc)?;
         let running = spawn(listener, routes, tls, settings.grpc.max_connections)?;
         tracing::info!(service = self.name, address = %running.addr, "listening");
@@ -193,5 +193,32 @@ macro_rules! grpc_server {
         $server::new($api)
             .max_decoding_message_size($settings.grpc.max_message_bytes)
             .max_encoding_message_size($settings.grpc.max_message_bytes)
+    };
+}
+
+/// Declares a service's `Application`: its running [`Service`], which it derefs to (`url()`,
+/// `flush_events()`, `db`), and the service's own parts listed as `name: Type`, kept beside it.
+#[macro_export]
+macro_rules! application {
+    ($($field:ident : $ty:ty),* $(,)?) => {
+        #[derive(Debug)]
+        pub struct Application {
+            service: $crate::service::Service,
+            $(pub $field: $ty,)*
+        }
+
+        impl std::ops::Deref for Application {
+            type Target = $crate::service::Service;
+            fn deref(&self) -> &$crate::service::Service {
+                &self.service
+            }
+        }
+
+        impl Application {
+            /// Stops the service in its stop order and returns when it has stopped.
+            pub async fn stop(self) {
+                self.service.stop().await;
+            }
+        }
     };
 }

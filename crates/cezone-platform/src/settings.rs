@@ -6,7 +6,46 @@ use std::path::{Path, PathBuf};
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
 
+mod checks;
+
 pub const DEFAULTS: &str = include_str!("default.toml");
+
+/// A secret setting (`auth.secret`): read as given, never shown — its `Debug` and its
+/// serialization (what `cezone config show` prints) say `***`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn shown(&self) -> &'static str {
+        if self.0.is_empty() { "" } else { "***" }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({:?})", self.shown())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.shown())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -46,7 +85,7 @@ pub struct AuthSettings {
     pub keys_refresh_seconds: u64,
     /// The service secret itself (at least 32 bytes). Empty: read `secret_file`, creating it
     /// if missing.
-    pub secret: String,
+    pub secret: Secret,
     pub secret_file: PathBuf,
     /// The `iss` claim tokens carry and must carry.
     pub issuer: String,
@@ -170,7 +209,8 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GrpcSettings {
-    pub host: String,
+    /// The address every service (and the page) listens on: an IP address, 0.0.0.0 for all.
+    pub host: std::net::IpAddr,
     pub max_message_bytes: usize,
     /// Mutual TLS between services and clients: this process's certificate and key (PEM) and
     /// the CA that signs every certificate of the deployment. All three or none.
@@ -302,274 +342,13 @@ impl Settings {
         Ok(s)
     }
 
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        let bad = |key: &'static str, value: &dyn std::fmt::Display, reason: &str| {
-            SettingsError::Invalid {
-                key,
-                value: value.to_string(),
-                reason: reason.to_string(),
-            }
-        };
-        let url = &self.database.url;
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            return Err(bad(
-                "database.url",
-                url,
-                "must start with sqlite: or postgres://",
-            ));
-        }
-        if self.database.max_connections == 0 {
-            return Err(bad("database.max_connections", &0, "must be at least 1"));
-        }
-        if !(1..=600).contains(&self.web.header_read_seconds) {
-            return Err(bad(
-                "web.header_read_seconds",
-                &self.web.header_read_seconds,
-                "must be between 1 and 600",
-            ));
-        }
-        if !(1..=86_400).contains(&self.web.session_idle_seconds) {
-            return Err(bad(
-                "web.session_idle_seconds",
-                &self.web.session_idle_seconds,
-                "must be between 1 and 86400 (a day)",
-            ));
-        }
-        if !(1..=86_400).contains(&self.grpc.stream_idle_seconds) {
-            return Err(bad(
-                "grpc.stream_idle_seconds",
-                &self.grpc.stream_idle_seconds,
-                "must be between 1 and 86400",
-            ));
-        }
-        if !(self.grpc.stream_idle_seconds..=604_800).contains(&self.grpc.stream_total_seconds) {
-            return Err(bad(
-                "grpc.stream_total_seconds",
-                &self.grpc.stream_total_seconds,
-                "must be between grpc.stream_idle_seconds and 604800 (a week)",
-            ));
-        }
-        if !(1..=1_000_000).contains(&self.grpc.max_connections) {
-            return Err(bad(
-                "grpc.max_connections",
-                &self.grpc.max_connections,
-                "must be between 1 and 1000000",
-            ));
-        }
-        if self.grpc.max_message_bytes < 64 * 1024 {
-            return Err(bad(
-                "grpc.max_message_bytes",
-                &self.grpc.max_message_bytes,
-                "must be at least 65536",
-            ));
-        }
-        if self.grpc.host.parse::<std::net::IpAddr>().is_err() {
-            return Err(bad(
-                "grpc.host",
-                &self.grpc.host,
-                "must be an IP address such as 127.0.0.1 or 0.0.0.0",
-            ));
-        }
-        let tls = [
-            ("grpc.tls_cert_file", &self.grpc.tls_cert_file),
-            ("grpc.tls_key_file", &self.grpc.tls_key_file),
-            ("grpc.tls_ca_file", &self.grpc.tls_ca_file),
-        ];
-        let given = tls
-            .iter()
-            .filter(|(_, p)| !p.as_os_str().is_empty())
-            .count();
-        if given != 0 && given != 3 {
-            let (key, path) = tls
-                .iter()
-                .find(|(_, p)| p.as_os_str().is_empty())
-                .expect("one is missing");
-            return Err(bad(
-                key,
-                &path.display(),
-                "mutual TLS needs grpc.tls_cert_file, grpc.tls_key_file and grpc.tls_ca_file together",
-            ));
-        }
-        if self.evidence.max_file_bytes == 0 {
-            return Err(bad("evidence.max_file_bytes", &0, "must be at least 1"));
-        }
-        if self.evidence.chunk_bytes < 1024
-            || self.evidence.chunk_bytes > self.grpc.max_message_bytes / 2
-        {
-            return Err(bad(
-                "evidence.chunk_bytes",
-                &self.evidence.chunk_bytes,
-                "must be between 1024 and half of grpc.max_message_bytes",
-            ));
-        }
-        if self.surveys.write_batch_rows == 0 || self.surveys.write_batch_rows > 50_000 {
-            return Err(bad(
-                "surveys.write_batch_rows",
-                &self.surveys.write_batch_rows,
-                "must be between 1 and 50000",
-            ));
-        }
-        if !(1900..=2200).contains(&self.scoring.period) {
-            return Err(bad(
-                "scoring.period",
-                &self.scoring.period,
-                "must be a year between 1900 and 2200",
-            ));
-        }
-        for (key, v) in [
-            ("services.registry_url", &self.services.registry_url),
-            ("services.evidence_url", &self.services.evidence_url),
-            ("services.surveys_url", &self.services.surveys_url),
-            ("services.scoring_url", &self.services.scoring_url),
-            ("services.scheduler_url", &self.services.scheduler_url),
-        ] {
-            if v.parse::<http::Uri>()
-                .map(|u| u.scheme().is_none() || u.host().is_none())
-                .unwrap_or(true)
-            {
-                return Err(bad(
-                    key,
-                    v,
-                    "must be an absolute URL such as http://127.0.0.1:50051",
-                ));
-            }
-        }
-        let url = &self.bus.amqp_url;
-        if !url.is_empty() && !url.starts_with("amqp://") {
-            return Err(bad(
-                "bus.amqp_url",
-                &mask_url_password(url),
-                "must be empty (in-process) or start with amqp://",
-            ));
-        }
-        let p = &self.bus.prefix;
-        if p.is_empty()
-            || p.len() > 64
-            || !p
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
-            return Err(bad(
-                "bus.prefix",
-                p,
-                "must be 1 to 64 letters, digits, '-', '_' or '.'",
-            ));
-        }
-        if self.bus.prefetch == 0 {
-            return Err(bad("bus.prefetch", &0, "must be at least 1"));
-        }
-        if self.bus.delivery_limit == 0 {
-            return Err(bad("bus.delivery_limit", &0, "must be at least 1"));
-        }
-        if !(1..=10_000).contains(&self.bus.publish_window) {
-            return Err(bad(
-                "bus.publish_window",
-                &self.bus.publish_window,
-                "must be 1 to 10000",
-            ));
-        }
-        if self.bus.outbox_backlog_limit == 0 {
-            return Err(bad("bus.outbox_backlog_limit", &0, "must be at least 1"));
-        }
-        if self.bus.retention_hours == 0 {
-            return Err(bad(
-                "bus.retention_hours",
-                &0,
-                "must be at least 1 (hours a record is kept)",
-            ));
-        }
-        if let Err(reason) = self.scheduler.policy() {
-            let (key, value) = if reason.contains("time of day") {
-                ("scheduler.checkpoint_time", &self.scheduler.checkpoint_time)
-            } else if reason.contains("offset") {
-                return Err(bad(
-                    "scheduler.utc_offset_hours",
-                    &self.scheduler.utc_offset_hours,
-                    &reason,
-                ));
-            } else {
-                ("scheduler.lead_hours", &self.scheduler.lead_hours)
-            };
-            return Err(bad(key, value, &reason));
-        }
-        if !self.auth.secret.is_empty() && self.auth.secret.len() < crate::auth::MIN_SECRET_BYTES {
-            return Err(bad(
-                "auth.secret",
-                &"***",
-                "must be at least 32 bytes, or empty to use auth.secret_file",
-            ));
-        }
-        let smtp = self.notify.smtp_url.trim();
-        if !smtp.is_empty() && !smtp.starts_with("smtp://") && !smtp.starts_with("smtps://") {
-            return Err(bad(
-                "notify.smtp_url",
-                &mask_url_password(smtp),
-                "must start with smtp:// or smtps:// (or be empty: no e-mail)",
-            ));
-        }
-        if !smtp.is_empty() && !self.notify.from.contains('@') {
-            return Err(bad(
-                "notify.from",
-                &self.notify.from,
-                "must be an address, or a name with <address>",
-            ));
-        }
-        if !(1..=86_400).contains(&self.auth.keys_refresh_seconds) {
-            return Err(bad(
-                "auth.keys_refresh_seconds",
-                &self.auth.keys_refresh_seconds,
-                "must be between 1 and 86400 (a day)",
-            ));
-        }
-        if self.auth.signing_keys_file.as_os_str().is_empty() {
-            return Err(bad(
-                "auth.signing_keys_file",
-                &"",
-                "must name the registry's signing key file",
-            ));
-        }
-        if !(1..=525_600).contains(&self.auth.max_token_minutes) {
-            return Err(bad(
-                "auth.max_token_minutes",
-                &self.auth.max_token_minutes,
-                "must be between 1 and 525600 (a year)",
-            ));
-        }
-        if !(1..=self.auth.max_token_minutes).contains(&self.auth.token_minutes) {
-            return Err(bad(
-                "auth.token_minutes",
-                &self.auth.token_minutes,
-                &format!(
-                    "must be between 1 and auth.max_token_minutes ({})",
-                    self.auth.max_token_minutes
-                ),
-            ));
-        }
-        if self.auth.issuer.trim().is_empty() {
-            return Err(bad("auth.issuer", &"", "must not be empty"));
-        }
-        if !(1..=86_400).contains(&self.scheduler.poll_seconds) {
-            return Err(bad(
-                "scheduler.poll_seconds",
-                &self.scheduler.poll_seconds,
-                "must be between 1 and 86400",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The effective configuration with secrets (passwords in URLs) masked.
+    /// The effective configuration with secrets (passwords in URLs) masked; `auth.secret`
+    /// masks itself.
     pub fn masked(&self) -> Settings {
         let mut s = self.clone();
         s.database.url = mask_url_password(&s.database.url);
         s.bus.amqp_url = mask_url_password(&s.bus.amqp_url);
         s.notify.smtp_url = mask_url_password(&s.notify.smtp_url);
-        if !s.auth.secret.is_empty() {
-            s.auth.secret = "***".into();
-        }
         s
     }
 }
@@ -636,6 +415,20 @@ mod tests {
             err.contains("database.url") && err.contains("sqlite: or postgres://"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_host_that_is_not_an_ip_address_is_refused_naming_its_key() {
+        let env = Environment::with_prefix("CEZONE")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(
+                [("CEZONE__GRPC__HOST".to_string(), "localhost".to_string())]
+                    .into_iter()
+                    .collect(),
+            ));
+        let err = Settings::load_with_env(None, env).unwrap_err().to_string();
+        assert!(err.contains("grpc.host"), "{err}");
     }
 
     #[test]

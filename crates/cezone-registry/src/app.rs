@@ -5,24 +5,14 @@ use std::sync::Arc;
 use cezone_bus::Bus;
 use cezone_platform::ApiError;
 use cezone_platform::grpc::routes_allowing;
-use cezone_platform::service::{Kernel, Service, StopOrder};
+use cezone_platform::service::{Kernel, StopOrder};
 use cezone_platform::settings::Settings;
 use cezone_proto::registry::v1::registry_service_server::RegistryServiceServer;
 
 use crate::api::RegistryApi;
 use crate::migration::{LOCK_KEY, Migrator};
 
-#[derive(Debug)]
-pub struct Application {
-    service: Service,
-}
-
-impl std::ops::Deref for Application {
-    type Target = Service;
-    fn deref(&self) -> &Service {
-        &self.service
-    }
-}
+cezone_platform::application!();
 
 impl Application {
     /// Connects and migrates the database, binds `grpc.host:registry.port` (0 picks a free
@@ -56,10 +46,5 @@ impl Application {
             )
             .await?;
         Ok(Application { service })
-    }
-
-    /// Stops serving, publishes what the outbox holds (for up to 5 s), and returns.
-    pub async fn stop(self) {
-        self.service.stop().await;
     }
 }

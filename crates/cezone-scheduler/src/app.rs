@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cezone_platform::ApiError;
 use cezone_platform::grpc::routes_with_health;
-use cezone_platform::service::{Kernel, Service, StopOrder};
+use cezone_platform::service::{Kernel, StopOrder};
 use cezone_platform::settings::Settings;
 use cezone_proto::scheduler::v1::scheduler_service_server::SchedulerServiceServer;
 use tokio::sync::Notify;
@@ -20,18 +20,7 @@ use crate::store::{LOCK_KEY, Migrator};
 /// After a failed look (a service down), how soon to look again.
 const RETRY: chrono::Duration = chrono::Duration::seconds(30);
 
-#[derive(Debug)]
-pub struct Application {
-    service: Service,
-    pub scheduler: Scheduler,
-}
-
-impl std::ops::Deref for Application {
-    type Target = Service;
-    fn deref(&self) -> &Service {
-        &self.service
-    }
-}
+cezone_platform::application!(scheduler: Scheduler);
 
 impl Application {
     /// Migrates, serves, and starts the loop; its first look runs whatever fell due while
@@ -70,12 +59,6 @@ impl Application {
             )
             .await?;
         Ok(Application { service, scheduler })
-    }
-
-    /// Stops the loop and serving; a run in progress is abandoned uncommitted and done again
-    /// by the next scheduler to look.
-    pub async fn stop(self) {
-        self.service.stop().await;
     }
 }
 

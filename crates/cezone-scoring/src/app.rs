@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cezone_bus::Bus;
 use cezone_platform::grpc::routes_with_health;
-use cezone_platform::service::{Kernel, Service, StopOrder};
+use cezone_platform::service::{Kernel, StopOrder};
 use cezone_platform::settings::Settings;
 use cezone_platform::{ApiError, ErrorCode};
 use cezone_proto::scoring::v1::encoded::scoring_service_server::ScoringServiceServer;
@@ -23,18 +23,7 @@ use crate::{OUTBOX, consumer, events, retention};
 /// The consumer (and its queue: `{prefix}.scoring`).
 pub const CONSUMER: &str = "scoring";
 
-#[derive(Debug)]
-pub struct Application {
-    service: Service,
-    pub state: Arc<State>,
-}
-
-impl std::ops::Deref for Application {
-    type Target = Service;
-    fn deref(&self) -> &Service {
-        &self.service
-    }
-}
+cezone_platform::application!(state: Arc<State>);
 
 impl Application {
     /// Migrates, restores the stored read model, subscribes to the domain events, starts the
@@ -105,12 +94,6 @@ impl Application {
             )
             .await?;
         Ok(Application { service, state })
-    }
-
-    /// Stops consuming (unacked deliveries go back to the queue) and serving, publishes what
-    /// the outbox holds, and returns.
-    pub async fn stop(self) {
-        self.service.stop().await;
     }
 }
 

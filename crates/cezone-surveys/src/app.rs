@@ -6,24 +6,14 @@ use cezone_bus::Bus;
 use cezone_platform::ApiError;
 use cezone_platform::grpc::routes_with_health;
 use cezone_platform::registry_view::RegistryView;
-use cezone_platform::service::{Kernel, Service, StopOrder};
+use cezone_platform::service::{Kernel, StopOrder};
 use cezone_platform::settings::Settings;
 use cezone_proto::surveys::v1::survey_service_server::SurveyServiceServer;
 
 use crate::api::SurveyApi;
 use crate::migration::{LOCK_KEY, Migrator};
 
-#[derive(Debug)]
-pub struct Application {
-    service: Service,
-}
-
-impl std::ops::Deref for Application {
-    type Target = Service;
-    fn deref(&self) -> &Service {
-        &self.service
-    }
-}
+cezone_platform::application!();
 
 impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
@@ -68,10 +58,5 @@ impl Application {
             )
             .await?;
         Ok(Application { service })
-    }
-
-    /// Stops serving, publishes what the outbox holds (for up to 5 s), and returns.
-    pub async fn stop(self) {
-        self.service.stop().await;
     }
 }

@@ -606,9 +606,36 @@ impl Writer {
         pending: bool,
         locks: &crate::locks::Revisions,
     ) -> Result<bool, ApiError> {
-        let state = if pending { "pending" } else { "accepted" };
-        let share = i64::from(pending);
-        // (org unit, question index, responses, positive) in key order, the order rows lock in.
+        let w = BatchWrite::new(who, survey, batch_id, accepted, tallies, pending);
+        match self {
+            Writer::Postgres(tx, _) => w.on_postgres(tx, locks).await,
+            Writer::Sea(tx) => w.on_sea(tx, locks).await,
+        }
+    }
+}
+
+/// What one batch writes, on either backend: the batch row, its counts added to the tallies,
+/// the event with the new totals and the audit entry.
+struct BatchWrite<'a> {
+    who: &'a Principal,
+    survey: &'a SurveyDef,
+    batch_id: &'a str,
+    accepted: u64,
+    pending: bool,
+    /// (org unit, question index, responses, positive) in key order, the order rows lock in.
+    keys: Vec<(&'a String, usize, u64, u64)>,
+    org_units: std::collections::BTreeSet<&'a str>,
+}
+
+impl<'a> BatchWrite<'a> {
+    fn new(
+        who: &'a Principal,
+        survey: &'a SurveyDef,
+        batch_id: &'a str,
+        accepted: u64,
+        tallies: &'a Tallies,
+        pending: bool,
+    ) -> BatchWrite<'a> {
         let mut keys: Vec<(&String, usize, u64, u64)> = tallies
             .iter()
             .flat_map(|(org, counts)| {
@@ -620,231 +647,259 @@ impl Writer {
             })
             .collect();
         keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let mut totals = Vec::with_capacity(keys.len());
-        let tally_event = |org: &str, qi: usize, row: TallyRow| {
-            crate::batches::tally_event(
-                &survey.id,
-                org,
-                survey.questions[qi].id.as_str(),
-                survey.period,
-                row,
-            )
-        };
-        let event = |totals: Vec<ev::SurveyTally>| {
-            let payload = ev::SurveyBatchAggregated {
-                survey_id: survey.id.clone(),
-                batch_id: batch_id.to_string(),
-                responses: accepted,
-                tallies: totals,
-            };
-            cezone_bus::envelope("survey.batch_aggregated", "surveys", &payload, None)
-        };
-        let org_units: std::collections::BTreeSet<&str> =
-            tallies.keys().map(String::as_str).collect();
-        let audit = cezone_platform::audit::Entry {
-            actor: who,
-            action: "survey.responses_ingested",
-            target: batch_id,
-            details: serde_json::json!({
-                "survey": survey.id,
-                "period": survey.period,
-                "responses": accepted,
-                "org_units": org_units,
-                "state": state,
-            }),
-        };
-        match self {
-            Writer::Postgres(mut tx, _) => {
-                if !crate::locks::guard_pg(&mut tx, locks).await.map_err(pg)? {
-                    tx.rollback().await.map_err(pg)?;
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "INSERT INTO surveys_batches (id, survey_id, responses, received_at, state, \
-                     filed_by, period, reviewed_by, reviewed_at, review_comment) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, '', '', '')",
-                )
-                .bind(batch_id)
-                .bind(&survey.id)
-                .bind(accepted as i64)
-                .bind(now_rfc3339())
-                .bind(state)
-                .bind(&who.subject)
-                .bind(survey.period)
-                .execute(&mut *tx)
-                .await
-                .map_err(pg)?;
-                // Every tally in one statement: the counts travel as arrays, one per column.
-                let orgs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-                let questions: Vec<&str> = keys
-                    .iter()
-                    .map(|k| survey.questions[k.1].id.as_str())
-                    .collect();
-                let ns: Vec<i64> = keys.iter().map(|k| k.2 as i64).collect();
-                let ks: Vec<i64> = keys.iter().map(|k| k.3 as i64).collect();
-                let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = sqlx::query_as(
-                    "INSERT INTO surveys_tallies (survey_id, org_unit, question, period, responses, positive, version, pending_responses, pending_positive) \
-                     SELECT $1, o, q, $2, n, k, 1, n * $7, k * $7 FROM unnest($3::varchar[], $4::varchar[], $5::int8[], $6::int8[]) AS t(o, q, n, k) \
-                     ON CONFLICT (survey_id, org_unit, question, period) DO UPDATE SET \
-                     responses = surveys_tallies.responses + excluded.responses, \
-                     positive = surveys_tallies.positive + excluded.positive, \
-                     pending_responses = surveys_tallies.pending_responses + excluded.pending_responses, \
-                     pending_positive = surveys_tallies.pending_positive + excluded.pending_positive, \
-                     version = surveys_tallies.version + 1 \
-                     RETURNING org_unit, question, responses, positive, version, pending_responses, pending_positive",
-                )
-                .bind(&survey.id)
-                .bind(survey.period)
-                .bind(&orgs)
-                .bind(&questions)
-                .bind(&ns)
-                .bind(&ks)
-                .bind(share)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(pg)?;
-                if pending {
-                    // The batch's own counts, for its review.
-                    sqlx::query(
-                        "INSERT INTO surveys_batch_tallies (batch_id, org_unit, question, responses, positive) \
-                         SELECT $1, o, q, n, k FROM unnest($2::varchar[], $3::varchar[], $4::int8[], $5::int8[]) AS t(o, q, n, k)",
-                    )
-                    .bind(batch_id)
-                    .bind(&orgs)
-                    .bind(&questions)
-                    .bind(&ns)
-                    .bind(&ks)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(pg)?;
-                }
-                let stored: HashMap<(&str, &str), TallyRow> = rows
-                    .iter()
-                    .map(|(o, q, n, k, v, pn, pk)| {
-                        ((o.as_str(), q.as_str()), (*n, *k, *v, *pn, *pk))
-                    })
-                    .collect();
-                for (org, qi, ..) in &keys {
-                    let row = stored
-                        .get(&(org.as_str(), survey.questions[*qi].id.as_str()))
-                        .ok_or_else(|| ApiError::internal_msg("an upserted tally is missing"))?;
-                    totals.push(tally_event(org, *qi, *row));
-                }
-                let env = event(totals);
-                cezone_bus::outbox::enqueue_many_pg(&mut tx, crate::OUTBOX, &[env]).await?;
-                cezone_platform::audit::append_many_pg(&mut tx, "surveys", &[audit])
-                    .await
-                    .map_err(pg)?;
-                tx.commit().await.map_err(pg)?;
-            }
-            Writer::Sea(tx) => {
-                if !crate::locks::unchanged(&tx, locks).await? {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                batch::Entity::insert(batch::ActiveModel {
-                    id: Set(batch_id.to_string()),
-                    survey_id: Set(survey.id.clone()),
-                    responses: Set(accepted as i64),
-                    received_at: Set(now_rfc3339()),
-                    state: Set(state.to_string()),
-                    filed_by: Set(who.subject.clone()),
-                    period: Set(survey.period),
-                    reviewed_by: Set(String::new()),
-                    reviewed_at: Set(String::new()),
-                    review_comment: Set(String::new()),
-                })
-                .exec(&tx)
-                .await?;
-                for (org, qi, n, k) in keys {
-                    let question = survey.questions[qi].id.to_string();
-                    tally::Entity::insert(tally::ActiveModel {
-                        survey_id: Set(survey.id.clone()),
-                        org_unit: Set(org.clone()),
-                        question: Set(question.clone()),
-                        period: Set(survey.period),
-                        responses: Set(n as i64),
-                        positive: Set(k as i64),
-                        version: Set(1),
-                        pending_responses: Set(n as i64 * share),
-                        pending_positive: Set(k as i64 * share),
-                        ..Default::default()
-                    })
-                    .on_conflict(
-                        OnConflict::columns([
-                            tally::Column::SurveyId,
-                            tally::Column::OrgUnit,
-                            tally::Column::Question,
-                            tally::Column::Period,
-                        ])
-                        .value(
-                            tally::Column::Responses,
-                            Expr::cust("surveys_tallies.responses + excluded.responses"),
-                        )
-                        .value(
-                            tally::Column::Positive,
-                            Expr::cust("surveys_tallies.positive + excluded.positive"),
-                        )
-                        .value(
-                            tally::Column::PendingResponses,
-                            Expr::cust(
-                                "surveys_tallies.pending_responses + excluded.pending_responses",
-                            ),
-                        )
-                        .value(
-                            tally::Column::PendingPositive,
-                            Expr::cust(
-                                "surveys_tallies.pending_positive + excluded.pending_positive",
-                            ),
-                        )
-                        .value(
-                            tally::Column::Version,
-                            Expr::cust("surveys_tallies.version + 1"),
-                        )
-                        .to_owned(),
-                    )
-                    .exec(&tx)
-                    .await?;
-                    let row = tally::Entity::find()
-                        .filter(tally::Column::SurveyId.eq(&survey.id))
-                        .filter(tally::Column::OrgUnit.eq(org.as_str()))
-                        .filter(tally::Column::Question.eq(question.as_str()))
-                        .filter(tally::Column::Period.eq(survey.period))
-                        .one(&tx)
-                        .await?
-                        .ok_or_else(|| ApiError::internal_msg("an upserted tally is missing"))?;
-                    if pending {
-                        tx.execute(cezone_platform::db::stmt(
-                            tx.get_database_backend(),
-                            "INSERT INTO surveys_batch_tallies (batch_id, org_unit, question, \
-                             responses, positive) VALUES (?, ?, ?, ?, ?)",
-                            vec![
-                                batch_id.into(),
-                                org.as_str().into(),
-                                question.as_str().into(),
-                                (n as i64).into(),
-                                (k as i64).into(),
-                            ],
-                        ))
-                        .await?;
-                    }
-                    totals.push(tally_event(
-                        org,
-                        qi,
-                        (
-                            row.responses,
-                            row.positive,
-                            row.version,
-                            row.pending_responses,
-                            row.pending_positive,
-                        ),
-                    ));
-                }
-                cezone_bus::outbox::enqueue(&tx, crate::OUTBOX, &event(totals)).await?;
-                cezone_platform::audit::append(&tx, "surveys", audit).await?;
-                tx.commit().await?;
-            }
+        BatchWrite {
+            who,
+            survey,
+            batch_id,
+            accepted,
+            pending,
+            keys,
+            org_units: tallies.keys().map(String::as_str).collect(),
         }
+    }
+
+    fn state(&self) -> &'static str {
+        if self.pending { "pending" } else { "accepted" }
+    }
+
+    /// 1 when the counts are also pending review, else 0.
+    fn share(&self) -> i64 {
+        i64::from(self.pending)
+    }
+
+    fn tally_event(&self, org: &str, qi: usize, row: TallyRow) -> ev::SurveyTally {
+        crate::batches::tally_event(
+            &self.survey.id,
+            org,
+            self.survey.questions[qi].id.as_str(),
+            self.survey.period,
+            row,
+        )
+    }
+
+    fn event(&self, totals: Vec<ev::SurveyTally>) -> cezone_bus::Envelope {
+        let payload = ev::SurveyBatchAggregated {
+            survey_id: self.survey.id.clone(),
+            batch_id: self.batch_id.to_string(),
+            responses: self.accepted,
+            tallies: totals,
+        };
+        cezone_bus::envelope("survey.batch_aggregated", "surveys", &payload, None)
+    }
+
+    fn audit(&self) -> cezone_platform::audit::Entry<'a> {
+        cezone_platform::audit::Entry {
+            actor: self.who,
+            action: "survey.responses_ingested",
+            target: self.batch_id,
+            details: serde_json::json!({
+                "survey": self.survey.id,
+                "period": self.survey.period,
+                "responses": self.accepted,
+                "org_units": self.org_units,
+                "state": self.state(),
+            }),
+        }
+    }
+
+    /// On PostgreSQL: every tally in one statement, the counts travelling as arrays.
+    async fn on_postgres(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        locks: &crate::locks::Revisions,
+    ) -> Result<bool, ApiError> {
+        let mut totals = Vec::with_capacity(self.keys.len());
+        if !crate::locks::guard_pg(&mut tx, locks).await.map_err(pg)? {
+            tx.rollback().await.map_err(pg)?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO surveys_batches (id, survey_id, responses, received_at, state, \
+             filed_by, period, reviewed_by, reviewed_at, review_comment) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, '', '', '')",
+        )
+        .bind(self.batch_id)
+        .bind(&self.survey.id)
+        .bind(self.accepted as i64)
+        .bind(now_rfc3339())
+        .bind(self.state())
+        .bind(&self.who.subject)
+        .bind(self.survey.period)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+        // Every tally in one statement: the counts travel as arrays, one per column.
+        let orgs: Vec<&str> = self.keys.iter().map(|k| k.0.as_str()).collect();
+        let questions: Vec<&str> = self
+            .keys
+            .iter()
+            .map(|k| self.survey.questions[k.1].id.as_str())
+            .collect();
+        let ns: Vec<i64> = self.keys.iter().map(|k| k.2 as i64).collect();
+        let ks: Vec<i64> = self.keys.iter().map(|k| k.3 as i64).collect();
+        let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "INSERT INTO surveys_tallies (survey_id, org_unit, question, period, responses, positive, version, pending_responses, pending_positive) \
+             SELECT $1, o, q, $2, n, k, 1, n * $7, k * $7 FROM unnest($3::varchar[], $4::varchar[], $5::int8[], $6::int8[]) AS t(o, q, n, k) \
+             ON CONFLICT (survey_id, org_unit, question, period) DO UPDATE SET \
+             responses = surveys_tallies.responses + excluded.responses, \
+             positive = surveys_tallies.positive + excluded.positive, \
+             pending_responses = surveys_tallies.pending_responses + excluded.pending_responses, \
+             pending_positive = surveys_tallies.pending_positive + excluded.pending_positive, \
+             version = surveys_tallies.version + 1 \
+             RETURNING org_unit, question, responses, positive, version, pending_responses, pending_positive",
+        )
+        .bind(&self.survey.id)
+        .bind(self.survey.period)
+        .bind(&orgs)
+        .bind(&questions)
+        .bind(&ns)
+        .bind(&ks)
+        .bind(self.share())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(pg)?;
+        if self.pending {
+            // The batch's own counts, for its review.
+            sqlx::query(
+                "INSERT INTO surveys_batch_tallies (batch_id, org_unit, question, responses, positive) \
+                 SELECT $1, o, q, n, k FROM unnest($2::varchar[], $3::varchar[], $4::int8[], $5::int8[]) AS t(o, q, n, k)",
+            )
+            .bind(self.batch_id)
+            .bind(&orgs)
+            .bind(&questions)
+            .bind(&ns)
+            .bind(&ks)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        }
+        let stored: HashMap<(&str, &str), TallyRow> = rows
+            .iter()
+            .map(|(o, q, n, k, v, pn, pk)| ((o.as_str(), q.as_str()), (*n, *k, *v, *pn, *pk)))
+            .collect();
+        for (org, qi, ..) in &self.keys {
+            let row = stored
+                .get(&(org.as_str(), self.survey.questions[*qi].id.as_str()))
+                .ok_or_else(|| ApiError::internal_msg("an upserted tally is missing"))?;
+            totals.push(self.tally_event(org, *qi, *row));
+        }
+        let env = self.event(totals);
+        cezone_bus::outbox::enqueue_many_pg(&mut tx, crate::OUTBOX, &[env]).await?;
+        cezone_platform::audit::append_many_pg(&mut tx, "surveys", &[self.audit()])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(true)
+    }
+
+    /// On SQLite: the tallies one upsert at a time, each read back for its totals.
+    async fn on_sea(
+        &self,
+        tx: sea_orm::DatabaseTransaction,
+        locks: &crate::locks::Revisions,
+    ) -> Result<bool, ApiError> {
+        let mut totals = Vec::with_capacity(self.keys.len());
+        if !crate::locks::unchanged(&tx, locks).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        batch::Entity::insert(batch::ActiveModel {
+            id: Set(self.batch_id.to_string()),
+            survey_id: Set(self.survey.id.clone()),
+            responses: Set(self.accepted as i64),
+            received_at: Set(now_rfc3339()),
+            state: Set(self.state().to_string()),
+            filed_by: Set(self.who.subject.clone()),
+            period: Set(self.survey.period),
+            reviewed_by: Set(String::new()),
+            reviewed_at: Set(String::new()),
+            review_comment: Set(String::new()),
+        })
+        .exec(&tx)
+        .await?;
+        for &(org, qi, n, k) in &self.keys {
+            let question = self.survey.questions[qi].id.to_string();
+            tally::Entity::insert(tally::ActiveModel {
+                survey_id: Set(self.survey.id.clone()),
+                org_unit: Set(org.clone()),
+                question: Set(question.clone()),
+                period: Set(self.survey.period),
+                responses: Set(n as i64),
+                positive: Set(k as i64),
+                version: Set(1),
+                pending_responses: Set(n as i64 * self.share()),
+                pending_positive: Set(k as i64 * self.share()),
+                ..Default::default()
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    tally::Column::SurveyId,
+                    tally::Column::OrgUnit,
+                    tally::Column::Question,
+                    tally::Column::Period,
+                ])
+                .value(
+                    tally::Column::Responses,
+                    Expr::cust("surveys_tallies.responses + excluded.responses"),
+                )
+                .value(
+                    tally::Column::Positive,
+                    Expr::cust("surveys_tallies.positive + excluded.positive"),
+                )
+                .value(
+                    tally::Column::PendingResponses,
+                    Expr::cust("surveys_tallies.pending_responses + excluded.pending_responses"),
+                )
+                .value(
+                    tally::Column::PendingPositive,
+                    Expr::cust("surveys_tallies.pending_positive + excluded.pending_positive"),
+                )
+                .value(
+                    tally::Column::Version,
+                    Expr::cust("surveys_tallies.version + 1"),
+                )
+                .to_owned(),
+            )
+            .exec(&tx)
+            .await?;
+            let row = tally::Entity::find()
+                .filter(tally::Column::SurveyId.eq(&self.survey.id))
+                .filter(tally::Column::OrgUnit.eq(org.as_str()))
+                .filter(tally::Column::Question.eq(question.as_str()))
+                .filter(tally::Column::Period.eq(self.survey.period))
+                .one(&tx)
+                .await?
+                .ok_or_else(|| ApiError::internal_msg("an upserted tally is missing"))?;
+            if self.pending {
+                tx.execute(cezone_platform::db::stmt(
+                    tx.get_database_backend(),
+                    "INSERT INTO surveys_batch_tallies (batch_id, org_unit, question, \
+                     responses, positive) VALUES (?, ?, ?, ?, ?)",
+                    vec![
+                        self.batch_id.into(),
+                        org.as_str().into(),
+                        question.as_str().into(),
+                        (n as i64).into(),
+                        (k as i64).into(),
+                    ],
+                ))
+                .await?;
+            }
+            totals.push(self.tally_event(
+                org,
+                qi,
+                (
+                    row.responses,
+                    row.positive,
+                    row.version,
+                    row.pending_responses,
+                    row.pending_positive,
+                ),
+            ));
+        }
+        cezone_bus::outbox::enqueue(&tx, crate::OUTBOX, &self.event(totals)).await?;
+        cezone_platform::audit::append(&tx, "surveys", self.audit()).await?;
+        tx.commit().await?;
         Ok(true)
     }
 }

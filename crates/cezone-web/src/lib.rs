@@ -96,17 +96,17 @@ impl Application {
             settings.scheduler.utc_offset_hours,
             max,
         );
-        let host = settings.grpc.host.clone();
+        let host = settings.grpc.host;
         let port = settings.web.port;
-        let listener = TcpListener::bind((host.as_str(), port))
+        let listener = TcpListener::bind((host, port))
             .await
             .map_err(|source| WebError::Bind {
-                host: host.clone(),
+                host: host.to_string(),
                 port,
                 source,
             })?;
         let addr = listener.local_addr().map_err(|source| WebError::Bind {
-            host: host.clone(),
+            host: host.to_string(),
             port,
             source,
         })?;

@@ -1070,7 +1070,8 @@ async fn the_scoreboard_shows_times_in_the_districts_zone() {
 async fn without_services() -> cezone_web::Application {
     let mut settings = cezone_platform::settings::Settings::defaults();
     settings.web.port = 0;
-    settings.auth.secret = cezone_platform::testing::random_secret();
+    settings.auth.secret =
+        cezone_platform::settings::Secret::new(cezone_platform::testing::random_secret());
     for url in [
         &mut settings.services.registry_url,
         &mut settings.services.evidence_url,

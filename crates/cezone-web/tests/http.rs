@@ -13,7 +13,8 @@ async fn start_with(
     let mut settings = cezone_platform::settings::Settings::defaults();
     settings.web.port = 0;
     f(&mut settings);
-    settings.auth.secret = cezone_platform::testing::random_secret();
+    settings.auth.secret =
+        cezone_platform::settings::Secret::new(cezone_platform::testing::random_secret());
     // The page's data is fetched lazily; no service needs to run for the static answers.
     cezone_web::Application::build(&settings).await.unwrap()
 }

@@ -1,12 +1,13 @@
 //! The seed-table shape: level columns (一级指标, 二级指标, 三级指标 …), then 分值, 提供材料,
 //! 负责单位. Merged cells arrive as empty cells below the first; "同上" repeats the row above.
+//! `parse_table` finds the header; a `Reader` then reads the rows below it one by one.
 
 use crate::code::{ItemCode, split_cell};
 use crate::findings::{Finding, FindingKind, Findings, Location, Severity};
 use crate::framework::Item;
 use crate::import::Row;
 use crate::points::Points;
-use crate::units::{Resolution, UnitRegistry};
+use crate::units::{Resolution, UnitId, UnitRegistry};
 
 #[derive(Debug, Clone, Default)]
 pub struct TableItems {
@@ -115,244 +116,269 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
             return out;
         }
     };
-
-    // Code of the current item at each level, as the merged cells continue downwards.
-    let mut context: Vec<Option<ItemCode>> = vec![None; cols.levels.len()];
-    // Whether the table numbers each level on its own, as Chinese documents do (一、 then （一）
-    // then 1.), rather than writing the full path (1, 1.1, 1.1.1): its first level-1 code says.
-    let mut labels_per_level: Option<bool> = None;
-    // Resolved materials and units of the last row, for "同上".
-    let mut above: Option<(u32, String, String)> = None;
-    let cell = |r: &Row, i: usize| {
-        r.cells
-            .get(i)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
+    let mut reader = Reader {
+        context: vec![None; cols.levels.len()],
+        labels_per_level: None,
+        above: None,
+        out,
     };
-
     for row in &rows[header_at + 1..] {
-        if row.cells.iter().all(|c| c.trim().is_empty()) {
-            continue;
+        if row.cells.iter().any(|c| !c.trim().is_empty()) {
+            reader.row(row, &cols, units);
         }
+    }
+    reader.out
+}
+
+fn cell(r: &Row, i: usize) -> String {
+    r.cells
+        .get(i)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Reads the rows below the header one by one, keeping what merged cells and "同上" carry
+/// down from the rows above.
+struct Reader {
+    /// Code of the current item at each level, as the merged cells continue downwards.
+    context: Vec<Option<ItemCode>>,
+    /// Whether the table numbers each level on its own, as Chinese documents do (一、 then
+    /// （一） then 1.), rather than writing the full path (1, 1.1, 1.1.1): its first level-1
+    /// code says.
+    labels_per_level: Option<bool>,
+    /// The last row's number and resolved materials and units, for "同上".
+    above: Option<(u32, String, String)>,
+    out: TableItems,
+}
+
+impl Reader {
+    fn finding(
+        &mut self,
+        severity: Severity,
+        kind: FindingKind,
+        at: Location,
+        text: impl Into<String>,
+    ) {
+        self.out
+            .findings
+            .push(Finding::new(severity, kind, at, text));
+    }
+
+    /// One row: the items its level columns start, then its points, materials and units,
+    /// which belong to the deepest of them.
+    fn row(&mut self, row: &Row, cols: &Columns, units: &UnitRegistry) {
         let n = row.number;
-        let mut created: Vec<usize> = Vec::new();
+        let mut deepest = None;
         for (level, &col) in cols.levels.iter().enumerate() {
             let text = cell(row, col);
-            if text.is_empty() {
-                continue;
+            if !text.is_empty() {
+                deepest = self.level_item(n, level, &text).or(deepest);
             }
-            let column = format!("level-{}", level + 1);
-            let head = split_cell(&text);
-            let Some(written) = head.code.clone() else {
-                let shown = if head.raw_code.is_empty() {
-                    text.chars().take(12).collect()
-                } else {
-                    head.raw_code.clone()
-                };
-                out.findings.push(Finding::new(
-                    Severity::Error,
-                    FindingKind::MalformedCode,
-                    Location::row(n).with_column(&column),
-                    format!(
-                        "'{shown}' does not start with an item code such as 3.2.1, A1.2.1, 一、 or （一）; \
-                         the row's item is left out"
-                    ),
-                ));
-                context[level] = None;
-                context[level + 1..].iter_mut().for_each(|c| *c = None);
-                continue;
-            };
-            if level == 0 && labels_per_level.is_none() {
-                labels_per_level = Some(head.label);
-            }
-            // A level's own label (（一）, or 1. in a table numbered the Chinese way) continues
-            // the code of the item above it: 一.（一）.1.
-            let own_label =
-                level > 0 && written.depth() == 1 && (head.label || labels_per_level == Some(true));
-            let code = if own_label {
-                match &context[level - 1] {
-                    Some(parent) => parent.child(&written),
-                    None => {
-                        out.findings.push(Finding::new(
-                            Severity::Error,
-                            FindingKind::CodeOutOfPlace,
-                            Location::row(n).with_column(&column).with_item(&written),
-                            format!(
-                                "label {written} stands in the level-{} column with no level-{} item above it; \
-                                 the row's item is left out",
-                                level + 1,
-                                level
-                            ),
-                        ));
-                        context[level..].iter_mut().for_each(|c| *c = None);
-                        continue;
-                    }
-                }
-            } else {
-                written
-            };
-            if code.depth() != level + 1 {
-                out.findings.push(Finding::new(
-                    Severity::Error,
-                    FindingKind::CodeOutOfPlace,
-                    Location::row(n).with_column(&column).with_item(&code),
-                    format!(
-                        "code {code} has {} level(s) but stands in the level-{} column",
-                        code.depth(),
-                        level + 1
-                    ),
-                ));
-            } else if level > 0
-                && let Some(Some(parent)) = context.get(level - 1)
-                && code.parent().as_ref() != Some(parent)
-            {
-                out.findings.push(Finding::new(
-                    Severity::Error,
-                    FindingKind::CodeOutOfPlace,
-                    Location::row(n).with_column(&column).with_item(&code),
-                    format!(
-                        "code {code} stands under {parent} in the table; it is placed by its code"
-                    ),
-                ));
-            }
-            let (points, declared) = match &head.points {
-                Some(p) => match Points::parse(p) {
-                    Ok(v) => (v, true),
-                    Err(e) => {
-                        out.findings.push(Finding::new(
-                            Severity::Error,
-                            FindingKind::MalformedPoints,
-                            Location::row(n).with_column(&column).with_item(&code),
-                            e,
-                        ));
-                        (Points::ZERO, false)
-                    }
-                },
-                None => (Points::ZERO, false),
-            };
-            if head.title.is_empty() {
-                out.findings.push(Finding::new(
-                    Severity::Error,
-                    FindingKind::EmptyField,
-                    Location::row(n).with_column(&column).with_item(&code),
-                    format!("item {code} has a code but no title"),
-                ));
-            }
-            context[level] = Some(code.clone());
-            context[level + 1..].iter_mut().for_each(|c| *c = None);
-            out.items.push(Item {
-                code,
-                title: head.title,
-                points,
-                declared,
-                key: head.key,
-                materials: String::new(),
-                responsible: Vec::new(),
-                rule: None,
-                source_row: Some(n),
-            });
-            created.push(out.items.len() - 1);
         }
-
         let points_cell = cell(row, cols.points);
         let mut materials = cell(row, cols.materials);
         let mut unit_cell = cell(row, cols.units);
-        let Some(&deepest) = created.last() else {
+        let Some(deepest) = deepest else {
             if !points_cell.is_empty() || !materials.is_empty() || !unit_cell.is_empty() {
-                out.findings.push(Finding::new(
+                self.finding(
                     Severity::Error,
                     FindingKind::OrphanItem,
                     Location::row(n),
                     "the row has points, materials or units but no item in any level column",
-                ));
+                );
             }
-            continue;
+            return;
         };
-        let code = out.items[deepest].code.clone();
+        let code = self.out.items[deepest].code.clone();
         let at = |column: &str| Location::row(n).with_column(column).with_item(&code);
+        self.points_column(deepest, &points_cell, at("分值"));
+        self.same_as_above(&mut materials, "提供材料", at("提供材料"));
+        self.same_as_above(&mut unit_cell, "负责单位", at("负责单位"));
+        let responsible = self.responsible(units, &unit_cell, at("负责单位"));
+        let it = &mut self.out.items[deepest];
+        it.materials = materials.clone();
+        it.responsible = responsible;
+        self.above = Some((n, materials, unit_cell));
+    }
 
-        if points_cell.is_empty() {
-            if !out.items[deepest].declared {
-                out.findings.push(Finding::new(
-                    Severity::Error,
-                    FindingKind::EmptyField,
-                    at("分值"),
-                    format!("item {code} has no points"),
-                ));
-            }
-        } else {
-            match Points::parse(&points_cell) {
-                Ok(p) => {
-                    let it = &mut out.items[deepest];
-                    if it.declared && it.points != p {
-                        out.findings.push(Finding::new(
-                            Severity::Error,
-                            FindingKind::MalformedPoints,
-                            at("分值"),
-                            format!(
-                                "item {code} declares {} in its title but {p} in the points column",
-                                it.points
-                            ),
-                        ));
-                    }
-                    it.points = p;
-                    it.declared = true;
+    /// The item a level cell starts, its index in the items; none (with a finding) when the
+    /// cell's code cannot be placed.
+    fn level_item(&mut self, n: u32, level: usize, text: &str) -> Option<usize> {
+        let column = format!("level-{}", level + 1);
+        let head = split_cell(text);
+        let Some(code) = self.code_of(n, level, &column, text, &head) else {
+            self.context[level..].iter_mut().for_each(|c| *c = None);
+            return None;
+        };
+        self.check_place(n, level, &column, &code);
+        let (points, declared) = match &head.points {
+            Some(p) => match Points::parse(p) {
+                Ok(v) => (v, true),
+                Err(e) => {
+                    let at = Location::row(n).with_column(&column).with_item(&code);
+                    self.finding(Severity::Error, FindingKind::MalformedPoints, at, e);
+                    (Points::ZERO, false)
                 }
-                Err(e) => out.findings.push(Finding::new(
+            },
+            None => (Points::ZERO, false),
+        };
+        if head.title.is_empty() {
+            let at = Location::row(n).with_column(&column).with_item(&code);
+            let text = format!("item {code} has a code but no title");
+            self.finding(Severity::Error, FindingKind::EmptyField, at, text);
+        }
+        self.context[level] = Some(code.clone());
+        self.context[level + 1..].iter_mut().for_each(|c| *c = None);
+        self.out.items.push(Item {
+            code,
+            title: head.title,
+            points,
+            declared,
+            key: head.key,
+            materials: String::new(),
+            responsible: Vec::new(),
+            rule: None,
+            source_row: Some(n),
+        });
+        Some(self.out.items.len() - 1)
+    }
+
+    /// The full code of a level cell: as written, or (for a level's own label, （一）, or 1.
+    /// in a table numbered the Chinese way) continuing the code of the item above it: 一.（一）.1.
+    fn code_of(
+        &mut self,
+        n: u32,
+        level: usize,
+        column: &str,
+        text: &str,
+        head: &crate::code::CellHead,
+    ) -> Option<ItemCode> {
+        let Some(written) = head.code.clone() else {
+            let shown = if head.raw_code.is_empty() {
+                text.chars().take(12).collect()
+            } else {
+                head.raw_code.clone()
+            };
+            self.finding(
+                Severity::Error,
+                FindingKind::MalformedCode,
+                Location::row(n).with_column(column),
+                format!(
+                    "'{shown}' does not start with an item code such as 3.2.1, A1.2.1, 一、 or （一）; \
+                     the row's item is left out"
+                ),
+            );
+            return None;
+        };
+        if level == 0 && self.labels_per_level.is_none() {
+            self.labels_per_level = Some(head.label);
+        }
+        let own_label = level > 0
+            && written.depth() == 1
+            && (head.label || self.labels_per_level == Some(true));
+        if !own_label {
+            return Some(written);
+        }
+        match &self.context[level - 1] {
+            Some(parent) => Some(parent.child(&written)),
+            None => {
+                self.finding(
                     Severity::Error,
-                    FindingKind::MalformedPoints,
-                    at("分值"),
-                    e,
-                )),
+                    FindingKind::CodeOutOfPlace,
+                    Location::row(n).with_column(column).with_item(&written),
+                    format!(
+                        "label {written} stands in the level-{} column with no level-{} item above it; \
+                         the row's item is left out",
+                        level + 1,
+                        level
+                    ),
+                );
+                None
             }
         }
+    }
 
-        for (value, column) in [(&mut materials, "提供材料"), (&mut unit_cell, "负责单位")]
+    /// A code in the wrong column, or under another parent than the rows above say, is placed
+    /// by its code, with a finding.
+    fn check_place(&mut self, n: u32, level: usize, column: &str, code: &ItemCode) {
+        let at = Location::row(n).with_column(column).with_item(code);
+        if code.depth() != level + 1 {
+            let text = format!(
+                "code {code} has {} level(s) but stands in the level-{} column",
+                code.depth(),
+                level + 1
+            );
+            self.finding(Severity::Error, FindingKind::CodeOutOfPlace, at, text);
+        } else if level > 0
+            && let Some(Some(parent)) = self.context.get(level - 1)
+            && code.parent().as_ref() != Some(parent)
         {
-            if !is_same_as_above(value) {
-                continue;
+            let text =
+                format!("code {code} stands under {parent} in the table; it is placed by its code");
+            self.finding(Severity::Error, FindingKind::CodeOutOfPlace, at, text);
+        }
+    }
+
+    /// The points column: required unless the title declared them, and equal to them if it did.
+    fn points_column(&mut self, deepest: usize, points_cell: &str, at: Location) {
+        let code = self.out.items[deepest].code.clone();
+        if points_cell.is_empty() {
+            if !self.out.items[deepest].declared {
+                let text = format!("item {code} has no points");
+                self.finding(Severity::Error, FindingKind::EmptyField, at, text);
             }
-            match &above {
-                Some((row_above, m, u)) => {
-                    let resolved = if column == "提供材料" {
-                        m.clone()
-                    } else {
-                        u.clone()
-                    };
-                    out.findings.push(Finding::new(
-                        Severity::Warning,
-                        FindingKind::SameAsAbove,
-                        at(column),
-                        format!(
-                            "'{}' (same as above) is resolved to row {row_above}'s value: {resolved}",
-                            value.trim()
-                        ),
-                    ));
-                    *value = resolved;
+            return;
+        }
+        match Points::parse(points_cell) {
+            Ok(p) => {
+                let it = &mut self.out.items[deepest];
+                let clash = (it.declared && it.points != p).then(|| {
+                    format!(
+                        "item {code} declares {} in its title but {p} in the points column",
+                        it.points
+                    )
+                });
+                it.points = p;
+                it.declared = true;
+                if let Some(text) = clash {
+                    self.finding(Severity::Error, FindingKind::MalformedPoints, at, text);
                 }
-                None => {
-                    out.findings.push(Finding::new(
-                        Severity::Error,
-                        FindingKind::SameAsAbove,
-                        at(column),
-                        format!(
-                            "'{}' (same as above) but there is no row above",
-                            value.trim()
-                        ),
-                    ));
-                    value.clear();
-                }
+            }
+            Err(e) => self.finding(Severity::Error, FindingKind::MalformedPoints, at, e),
+        }
+    }
+
+    /// "同上" in `column` takes the row above's value (a warning says which), or is an error
+    /// on the first row.
+    fn same_as_above(&mut self, value: &mut String, column: &str, at: Location) {
+        if !is_same_as_above(value) {
+            return;
+        }
+        let said = value.trim().to_string();
+        match &self.above {
+            Some((row_above, m, u)) => {
+                let resolved = (if column == "提供材料" { m } else { u }).clone();
+                let text = format!(
+                    "'{said}' (same as above) is resolved to row {row_above}'s value: {resolved}"
+                );
+                self.finding(Severity::Warning, FindingKind::SameAsAbove, at, text);
+                *value = resolved;
+            }
+            None => {
+                let text = format!("'{said}' (same as above) but there is no row above");
+                self.finding(Severity::Error, FindingKind::SameAsAbove, at, text);
+                value.clear();
             }
         }
+    }
 
+    /// The units a 负责单位 cell names, each once; an alias is read with a warning, an
+    /// unknown name left out with an error.
+    fn responsible(&mut self, units: &UnitRegistry, cell: &str, at: Location) -> Vec<UnitId> {
         let mut responsible = Vec::new();
-        for (spelling, resolution) in units.resolve_cell(&unit_cell) {
-            match resolution {
-                Resolution::Canonical(id) => {
-                    if !responsible.contains(&id) {
-                        responsible.push(id);
-                    }
-                }
+        for (spelling, resolution) in units.resolve_cell(cell) {
+            let id = match resolution {
+                Resolution::Canonical(id) => id,
                 Resolution::Alias {
                     id,
                     canonical,
@@ -363,32 +389,24 @@ pub fn parse_table(rows: &[Row], units: &UnitRegistry) -> TableItems {
                     } else {
                         ""
                     };
-                    out.findings.push(Finding::new(
-                        Severity::Warning,
-                        FindingKind::UnitAlias,
-                        at("负责单位"),
-                        format!("'{spelling}' is read as '{canonical}' ({id}){origin}"),
-                    ));
-                    if !responsible.contains(&id) {
-                        responsible.push(id);
-                    }
+                    let text = format!("'{spelling}' is read as '{canonical}' ({id}){origin}");
+                    self.finding(Severity::Warning, FindingKind::UnitAlias, at.clone(), text);
+                    id
                 }
-                Resolution::Unknown => out.findings.push(Finding::new(
-                    Severity::Error,
-                    FindingKind::UnknownUnit,
-                    at("负责单位"),
-                    format!(
+                Resolution::Unknown => {
+                    let text = format!(
                         "'{spelling}' is not a known responsible unit or alias; it is left out"
-                    ),
-                )),
+                    );
+                    self.finding(Severity::Error, FindingKind::UnknownUnit, at.clone(), text);
+                    continue;
+                }
+            };
+            if !responsible.contains(&id) {
+                responsible.push(id);
             }
         }
-        let it = &mut out.items[deepest];
-        it.materials = materials.clone();
-        it.responsible = responsible;
-        above = Some((n, materials, unit_cell));
+        responsible
     }
-    out
 }
 
 #[cfg(test)]

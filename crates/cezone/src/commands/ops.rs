@@ -17,9 +17,10 @@ use crate::cli::{HealthArgs, OutputFormat, ScheduleCommand, ServiceName, Snapsho
 
 /// Where a service listens, as seen from this host (a wildcard host is reached on loopback).
 fn local_url(settings: &Settings, service: ServiceName) -> String {
-    let host = match settings.grpc.host.as_str() {
-        "0.0.0.0" | "::" => "127.0.0.1",
-        h => h,
+    let host = if settings.grpc.host.is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        settings.grpc.host
     };
     let port = match service {
         ServiceName::Registry => settings.registry.port,
@@ -29,11 +30,7 @@ fn local_url(settings: &Settings, service: ServiceName) -> String {
         ServiceName::Scheduler => settings.scheduler.port,
         ServiceName::Web => settings.web.port,
     };
-    if host.contains(':') {
-        format!("http://[{host}]:{port}")
-    } else {
-        format!("http://{host}:{port}")
-    }
+    format!("http://{}", std::net::SocketAddr::new(host, port))
 }
 
 /// With mutual TLS the gRPC services answer only a client with a certificate; the page's

@@ -117,6 +117,19 @@
   }
 
   function setUpReview() {
+    // The document shown inline (a PDF viewer) can take the focus when it finishes loading,
+    // after the reviewer has started typing a comment: the comment keeps it.
+    var comment = document.querySelector("#comment");
+    var shown = document.querySelector("#document");
+    var lastKey = 0;
+    if (comment && shown) {
+      comment.addEventListener("keydown", function () { lastKey = Date.now(); });
+      window.addEventListener("blur", function () {
+        if (document.activeElement === shown && Date.now() - lastKey < 1000) {
+          setTimeout(function () { comment.focus(); }, 0);
+        }
+      });
+    }
     document.addEventListener("keydown", function (e) {
       if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) { return; }
       var target = { a: "#grade", r: "#comment", n: "#next" }[e.key];
