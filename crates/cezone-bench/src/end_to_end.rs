@@ -17,7 +17,7 @@ use cezone_domain::access::{Principal, Role};
 use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgLevel;
-use cezone_platform::auth::Bearer;
+use cezone_platform::access::auth::Bearer;
 use cezone_platform::scratch::{self, amqp_url};
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
@@ -259,7 +259,7 @@ async fn run(
 /// statistic's event is named by a score update.
 async fn drive(
     channels: &Channels,
-    scores: &mut ScoringServiceClient<cezone_platform::auth::AuthChannel>,
+    scores: &mut ScoringServiceClient<cezone_platform::access::auth::AuthChannel>,
     pool: &sqlx::PgPool,
     batches: Vec<Vec<psv::StatisticReturn>>,
     rate: Option<f64>,

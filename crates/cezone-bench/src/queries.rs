@@ -18,7 +18,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::stack::Stack;
 
 type ScoringClient = cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient<
-    cezone_platform::auth::AuthChannel,
+    cezone_platform::access::auth::AuthChannel,
 >;
 
 #[derive(Debug, Clone, Copy)]
@@ -169,8 +169,8 @@ pub async fn http_against_grpc(
     let web = cezone_web::Application::build(&settings)
         .await
         .map_err(|e| anyhow::anyhow!("starting the web port: {e}"))?;
-    let keys =
-        cezone_platform::auth::Keys::load(&settings.auth).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let keys = cezone_platform::access::auth::Keys::load(&settings.auth)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let who = cezone_domain::access::Principal::new(
         "bench",
         cezone_domain::access::Role::EvaluationOffice,

@@ -11,7 +11,7 @@ use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::engine::Engine;
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgTree;
-use cezone_platform::auth::AuthChannel;
+use cezone_platform::access::auth::AuthChannel;
 use cezone_platform::scratch::{amqp_url, bus_prefix};
 use cezone_platform::settings::Settings;
 use cezone_proto::scoring::v1 as ps;

@@ -78,7 +78,7 @@ pub async fn measure(communities: usize, rounds: usize) -> Result<Measured> {
         reg.import_org_units(cezone_proto::registry::v1::ImportOrgUnitsRequest {
             units: registry::parents_first(&district.units)
                 .iter()
-                .map(|u| cezone_platform::convert::org_unit_to_proto(u, 0))
+                .map(|u| cezone_platform::glue::convert::org_unit_to_proto(u, 0))
                 .collect(),
             dry_run: false,
         })

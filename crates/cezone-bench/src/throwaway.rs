@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use cezone_bus::Bus;
 use cezone_domain::access::Role;
-use cezone_platform::auth::Bearer;
+use cezone_platform::access::auth::Bearer;
 use cezone_platform::scratch;
 use cezone_platform::settings::Settings;
 use cezone_stack::{Part, Stack};

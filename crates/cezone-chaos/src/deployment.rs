@@ -37,11 +37,11 @@ pub struct Deployment {
 impl Deployment {
     /// The registry's signing keys (created by the registry on its first start): what the
     /// harness mints its own tokens with, as an operator on the registry's machine would.
-    pub fn keys(&self) -> Result<std::sync::Arc<cezone_platform::auth::Keys>> {
+    pub fn keys(&self) -> Result<std::sync::Arc<cezone_platform::access::auth::Keys>> {
         let mut auth = cezone_platform::settings::Settings::defaults().auth;
         auth.secret = cezone_platform::settings::Secret::new(self.secret.clone());
         auth.signing_keys_file = self.logs.path().join("token-signing-keys.json");
-        Ok(cezone_platform::auth::Keys::load_existing(&auth)?)
+        Ok(cezone_platform::access::auth::Keys::load_existing(&auth)?)
     }
 }
 

@@ -124,7 +124,7 @@ pub struct Poison {
 pub struct Injector<'a> {
     pub deployment: &'a tokio::sync::Mutex<Deployment>,
     pub pool: &'a PgPool,
-    pub office: &'a cezone_platform::auth::Bearer,
+    pub office: &'a cezone_platform::access::auth::Bearer,
     pub keyed: &'a Arc<AmqpBus>,
     pub queue_type: QueueType,
     /// Real statistic events seen on the tap, for duplicates and forgeries.

@@ -25,7 +25,7 @@ use cezone_client::demo::{self, Channels};
 use cezone_domain::access::{Principal, Role};
 use cezone_domain::demo::{DemoParams, generate};
 use cezone_domain::guangdong;
-use cezone_platform::auth::{AuthChannel, Bearer};
+use cezone_platform::access::auth::{AuthChannel, Bearer};
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use cezone_scoring::reconcile::Upstream;
 use rand::SeedableRng;
@@ -181,7 +181,7 @@ async fn run_in(
             queue_type: opts.queue_type,
             delivery_limit: cezone_bus::DEFAULT_DELIVERY_LIMIT,
             event_key: Some(
-                cezone_platform::auth::ServiceSecret::new(d.secret.clone().into_bytes())?
+                cezone_platform::access::auth::ServiceSecret::new(d.secret.clone().into_bytes())?
                     .event_key(),
             ),
         })

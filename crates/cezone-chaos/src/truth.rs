@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cezone_domain::facts::EvidenceState;
-use cezone_platform::auth::AuthChannel;
+use cezone_platform::access::auth::AuthChannel;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use cezone_scoring::reconcile::{Upstream, pull};

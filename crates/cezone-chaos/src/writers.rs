@@ -160,7 +160,7 @@ async fn pause() {
 }
 
 async fn statistics(
-    channel: cezone_platform::auth::AuthChannel,
+    channel: cezone_platform::access::auth::AuthChannel,
     scope: Scope,
     seed: u64,
     deadline: Instant,
@@ -226,7 +226,7 @@ async fn statistics(
 }
 
 async fn evidence(
-    channel: cezone_platform::auth::AuthChannel,
+    channel: cezone_platform::access::auth::AuthChannel,
     scope: Scope,
     seed: u64,
     deadline: Instant,
@@ -284,7 +284,7 @@ async fn evidence(
 }
 
 async fn surveys(
-    channel: cezone_platform::auth::AuthChannel,
+    channel: cezone_platform::access::auth::AuthChannel,
     scope: Scope,
     seed: u64,
     round: u32,
@@ -339,7 +339,7 @@ async fn surveys(
 /// incrementally: a reload (which every structural change is) would repair what the
 /// incremental path got wrong and hide it.
 async fn org_units(
-    channel: cezone_platform::auth::AuthChannel,
+    channel: cezone_platform::access::auth::AuthChannel,
     scope: Scope,
     seed: u64,
     deadline: Instant,

@@ -4,7 +4,7 @@
 use cezone_domain::demo::DemoDistrict;
 use cezone_domain::facts::EvidenceState;
 use cezone_domain::framework::Framework;
-use cezone_platform::auth::AuthChannel;
+use cezone_platform::access::auth::AuthChannel;
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::surveys::v1 as psv;

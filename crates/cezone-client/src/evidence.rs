@@ -1,6 +1,6 @@
 //! Evidence through the evidence service's API: streamed uploads and downloads, reviews.
 
-use cezone_platform::auth::AuthChannel;
+use cezone_platform::access::auth::AuthChannel;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::evidence::v1::evidence_service_client::EvidenceServiceClient;
 use tokio_stream::StreamExt;

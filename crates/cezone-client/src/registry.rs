@@ -2,8 +2,8 @@
 
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgUnit;
-use cezone_platform::auth::AuthChannel;
-use cezone_platform::convert::org_unit_to_proto;
+use cezone_platform::access::auth::AuthChannel;
+use cezone_platform::glue::convert::org_unit_to_proto;
 use cezone_proto::registry::v1 as pr;
 use cezone_proto::registry::v1::framework_source::Source;
 use cezone_proto::registry::v1::registry_service_client::RegistryServiceClient;

@@ -3,7 +3,7 @@
 use cezone_domain::demo::SurveyResponse;
 use cezone_domain::facts::StatFact;
 use cezone_domain::rules::{Catalog, QuestionKind};
-use cezone_platform::auth::AuthChannel;
+use cezone_platform::access::auth::AuthChannel;
 use cezone_proto::surveys::v1 as psv;
 use cezone_proto::surveys::v1::survey_service_client::SurveyServiceClient;
 

@@ -27,12 +27,18 @@ impl SchedulePolicy {
         checkpoint_time: &str,
         utc_offset_hours: i32,
     ) -> Result<SchedulePolicy, String> {
+        Ok(SchedulePolicy {
+            lead_hours: SchedulePolicy::lead_hours(lead_hours)?,
+            checkpoint_time: SchedulePolicy::checkpoint_time(checkpoint_time)?,
+            utc_offset: SchedulePolicy::utc_offset(utc_offset_hours)?,
+        })
+    }
+
+    /// `"72,24"` (an `h` after a number is allowed): each between 1 h and 90 days, longest
+    /// first, each once.
+    pub fn lead_hours(text: &str) -> Result<Vec<u32>, String> {
         let mut leads = Vec::new();
-        for part in lead_hours
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let h: u32 = part
                 .trim_end_matches('h')
                 .parse()
@@ -47,20 +53,22 @@ impl SchedulePolicy {
         }
         leads.sort_unstable_by(|a, b| b.cmp(a));
         leads.dedup();
-        let checkpoint_time = NaiveTime::parse_from_str(checkpoint_time.trim(), "%H:%M")
-            .map_err(|_| format!("'{checkpoint_time}' is not a time of day HH:MM"))?;
-        let utc_offset = (-14..=14)
-            .contains(&utc_offset_hours)
-            .then(|| FixedOffset::east_opt(utc_offset_hours * 3600))
+        Ok(leads)
+    }
+
+    /// `"09:00"`.
+    pub fn checkpoint_time(text: &str) -> Result<NaiveTime, String> {
+        NaiveTime::parse_from_str(text.trim(), "%H:%M")
+            .map_err(|_| format!("'{text}' is not a time of day HH:MM"))
+    }
+
+    /// Between -14 and 14 hours.
+    pub fn utc_offset(hours: i32) -> Result<FixedOffset, String> {
+        (-14..=14)
+            .contains(&hours)
+            .then(|| FixedOffset::east_opt(hours * 3600))
             .flatten()
-            .ok_or_else(|| {
-                format!("{utc_offset_hours} is not an offset between -14 and 14 hours")
-            })?;
-        Ok(SchedulePolicy {
-            lead_hours: leads,
-            checkpoint_time,
-            utc_offset,
-        })
+            .ok_or_else(|| format!("{hours} is not an offset between -14 and 14 hours"))
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use cezone_domain::access::{Action, Principal, Role};
 use cezone_domain::org::OrgUnitId;
 use cezone_platform::ApiError;
-use cezone_platform::auth::{caller, permit};
-use cezone_platform::registry_view::RegistryView;
+use cezone_platform::access::auth::{caller, permit};
+use cezone_platform::glue::registry_view::RegistryView;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::evidence::v1::evidence_service_server::EvidenceService;
 use cezone_proto::evidence::v1::upload_request::Part;
@@ -53,10 +53,10 @@ impl EvidenceApi {
         why: String,
     ) -> ApiError {
         let target = format!("{}/{}", checked.period, checked.org_unit);
-        let audited = cezone_platform::audit::append(
+        let audited = cezone_platform::access::audit::append(
             &self.db,
             "evidence",
-            cezone_platform::audit::Entry {
+            cezone_platform::access::audit::Entry {
                 actor: who,
                 action: "period.refused",
                 target: &target,
@@ -123,9 +123,10 @@ impl EvidenceService for EvidenceApi {
         &self,
         req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
     ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
-        let who = cezone_platform::auth::caller(&req)?;
+        let who = cezone_platform::access::auth::caller(&req)?;
         let page =
-            cezone_platform::audit_list::list(&self.db, "evidence", &who, req.get_ref()).await?;
+            cezone_platform::access::audit_list::list(&self.db, "evidence", &who, req.get_ref())
+                .await?;
         Ok(tonic::Response::new(page))
     }
 

@@ -120,10 +120,10 @@ async fn close(db: &DatabaseConnection, f: &ev::SnapshotFrozen) -> Result<(), Db
     if inserted.rows_affected() == 1 {
         let scoring =
             Principal::new("scoring", Role::Service, None, None).map_err(DbErr::Custom)?;
-        cezone_platform::audit::append(
+        cezone_platform::access::audit::append(
             &txn,
             "evidence",
-            cezone_platform::audit::Entry {
+            cezone_platform::access::audit::Entry {
                 actor: &scoring,
                 action: "submissions.closed",
                 target: &format!("{}/{}", f.framework_id, f.edition),

@@ -6,7 +6,7 @@ use cezone_domain::framework::{Framework, ItemIdx};
 use cezone_domain::org::OrgUnitId;
 use cezone_domain::units::UnitId;
 use cezone_platform::ApiError;
-use cezone_platform::registry_view::RegistryView;
+use cezone_platform::glue::registry_view::RegistryView;
 use cezone_proto::evidence::v1::UploadMetadata;
 
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(Initial),
-            Box::new(cezone_platform::audit::AuditLogMigration {
+            Box::new(cezone_platform::access::audit::AuditLogMigration {
                 name: "m0002_audit_log",
                 service: "evidence",
             }),

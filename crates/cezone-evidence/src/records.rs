@@ -205,10 +205,10 @@ async fn announce(
     e: &pe::Evidence,
 ) -> Result<(), ApiError> {
     let current = e.current.clone().unwrap_or_default();
-    cezone_platform::audit::append(
+    cezone_platform::access::audit::append(
         txn,
         "evidence",
-        cezone_platform::audit::Entry {
+        cezone_platform::access::audit::Entry {
             actor: who,
             action: event_type,
             target: &e.id,

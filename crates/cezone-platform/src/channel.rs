@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::auth::{AuthChannel, Bearer};
+use crate::access::auth::{AuthChannel, Bearer};
 use crate::error::ApiError;
 
 /// How long a connection attempt may take before the call fails as UNAVAILABLE.

@@ -18,7 +18,7 @@ use tracing::Level;
 
 pub use tonic_health::server::HealthReporter;
 
-use crate::auth::{Authenticate, CalledPath, Keys};
+use crate::access::auth::{Authenticate, CalledPath, Keys};
 
 pub async fn bind(host: std::net::IpAddr, port: u16) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind((host, port)).await?;

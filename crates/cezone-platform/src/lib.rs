@@ -1,6 +1,5 @@
-//! What every cezone service shares, in three parts. Each module stays at the crate root (so
-//! a path names the concept: `cezone_platform::grpc`, `cezone_platform::auth`); the groups
-//! below say where to look.
+//! What every cezone service shares, in three parts: serving (at the crate root), access
+//! ([`access`]) and the domain's glue to the wire ([`glue`]).
 //!
 //! **Serving** — how a process runs: [`settings`] (one typed tree, checked at start),
 //! [`telemetry`], [`db`] (connections and migrations), [`grpc`] (serving with health,
@@ -8,17 +7,18 @@
 //! every service is built on), [`error`] (the one error-code → status mapping), [`paging`],
 //! [`time`], and [`scratch`] (throwaway deployments for the benchmarks and the chaos harness).
 //!
-//! **Access** — who may do what, and the record of what they did: [`auth`] (bearer tokens,
-//! keys, `permit`), [`audit`] (the hash-chained log each service keeps) and [`audit_list`]
-//! (reading it).
+//! **Access** ([`access`]) — who may do what, and the record of what they did:
+//! [`access::auth`] (bearer tokens, keys, `permit`), [`access::audit`] (the hash-chained log
+//! each service keeps) and [`access::audit_list`] (reading it).
 //!
-//! **Domain glue** — the domain's types on the wire: [`convert`] (proto ↔ domain) and
-//! [`registry_view`] (the framework and org tree other services read from the registry).
+//! **Domain glue** ([`glue`]) — the domain's types on the wire: [`glue::convert`] (proto ↔
+//! domain) and [`glue::registry_view`] (the framework and org tree other services read from
+//! the registry).
 //!
 //! Test support (`testing`) exists only with the `testing` feature, which dev-dependencies
 //! and the test kit turn on.
 
-// Serving
+// Serving.
 pub mod channel;
 pub mod db;
 pub mod error;
@@ -31,14 +31,10 @@ pub mod telemetry;
 pub mod time;
 pub mod tls;
 
-// Access
-pub mod audit;
-pub mod audit_list;
-pub mod auth;
-
-// Domain glue
-pub mod convert;
-pub mod registry_view;
+// Who may do what, and what they did.
+pub mod access;
+// The domain's types on the wire.
+pub mod glue;
 
 #[cfg(feature = "testing")]
 pub mod testing;

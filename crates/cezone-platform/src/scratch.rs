@@ -6,7 +6,7 @@
 
 use sea_orm::{ConnectionTrait, Database, DbErr};
 
-use crate::auth::{Bearer, Keys};
+use crate::access::auth::{Bearer, Keys};
 use crate::settings::{AuthSettings, Settings};
 
 /// The PostgreSQL server throwaway databases are made on (`CEZONE_TEST_POSTGRES_URL`, default
@@ -113,9 +113,9 @@ pub fn key_files() -> &'static (std::path::PathBuf, std::path::PathBuf) {
         let dir = std::env::temp_dir().join("cezone-test-keys");
         let signing = dir.join("signing.json");
         let public = dir.join("public.json");
-        let set = crate::auth::keyset::KeySet::read_or_create(&signing)
+        let set = crate::access::auth::keyset::KeySet::read_or_create(&signing)
             .expect("the throwaway signing keys can be made");
-        let jwks = crate::auth::keyset::to_jwks(&set.public().expect("public keys"));
+        let jwks = crate::access::auth::keyset::to_jwks(&set.public().expect("public keys"));
         // Written aside and renamed: concurrent processes write the same text.
         let tmp = dir.join(format!("public-{}.json", uuid::Uuid::new_v4().simple()));
         std::fs::write(&tmp, jwks).expect("the throwaway public keys can be written");

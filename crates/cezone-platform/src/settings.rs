@@ -113,21 +113,69 @@ pub struct WebSettings {
 pub struct SchedulerSettings {
     pub port: u16,
     /// Hours before each checkpoint, comma-separated: "72,24".
-    pub lead_hours: String,
+    pub lead_hours: LeadHours,
     /// Local time of day a checkpoint falls due, "HH:MM".
-    pub checkpoint_time: String,
+    pub checkpoint_time: TimeOfDay,
     pub utc_offset_hours: i32,
     /// Longest wait between two looks at the calendar, in seconds.
     pub poll_seconds: u64,
 }
 
 impl SchedulerSettings {
+    /// When runs fall due. Only the offset can be wrong here (it is checked at load).
     pub fn policy(&self) -> Result<cezone_domain::schedule::SchedulePolicy, String> {
-        cezone_domain::schedule::SchedulePolicy::parse(
-            &self.lead_hours,
-            &self.checkpoint_time,
-            self.utc_offset_hours,
-        )
+        Ok(cezone_domain::schedule::SchedulePolicy {
+            lead_hours: self.lead_hours.hours().to_vec(),
+            checkpoint_time: self.checkpoint_time.0,
+            utc_offset: cezone_domain::schedule::SchedulePolicy::utc_offset(self.utc_offset_hours)?,
+        })
+    }
+}
+
+/// Hours before each checkpoint a run falls due, longest first, each once: written "72,24",
+/// read (and refused, naming the key) when the settings load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LeadHours(Vec<u32>);
+
+impl LeadHours {
+    pub fn hours(&self) -> &[u32] {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LeadHours {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        cezone_domain::schedule::SchedulePolicy::lead_hours(&text)
+            .map(LeadHours)
+            .map_err(|reason| format!("scheduler.lead_hours = {text:?}: {reason}"))
+    }
+}
+
+impl From<LeadHours> for String {
+    fn from(v: LeadHours) -> String {
+        v.0.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// A local time of day, written "HH:MM".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeOfDay(pub chrono::NaiveTime);
+
+impl TryFrom<String> for TimeOfDay {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        cezone_domain::schedule::SchedulePolicy::checkpoint_time(&text)
+            .map(TimeOfDay)
+            .map_err(|reason| format!("scheduler.checkpoint_time = {text:?}: {reason}"))
+    }
+}
+
+impl From<TimeOfDay> for String {
+    fn from(v: TimeOfDay) -> String {
+        v.0.format("%H:%M").to_string()
     }
 }
 
@@ -298,8 +346,8 @@ impl Settings {
     pub fn bus_config(
         &self,
         connection_name: &str,
-    ) -> Result<cezone_bus::BusConfig, crate::auth::AuthError> {
-        let event_key = crate::auth::event_key(&self.auth)?;
+    ) -> Result<cezone_bus::BusConfig, crate::access::auth::AuthError> {
+        let event_key = crate::access::auth::event_key(&self.auth)?;
         Ok(self.bus.config(connection_name).signed_with(event_key))
     }
 

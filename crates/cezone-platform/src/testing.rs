@@ -82,7 +82,7 @@ pub fn use_test_keys(auth: &mut crate::settings::AuthSettings) {
 pub fn bearer_for(
     settings: &crate::settings::Settings,
     role: cezone_domain::access::Role,
-) -> crate::auth::Bearer {
+) -> crate::access::auth::Bearer {
     crate::scratch::bearer_named(settings, role, "test")
 }
 
@@ -92,25 +92,25 @@ pub fn fresh_bus_prefix() -> String {
 }
 
 /// Calls as an unscoped caller of `role` to services started by `test_env`.
-pub fn as_role(role: cezone_domain::access::Role) -> crate::auth::Bearer {
+pub fn as_role(role: cezone_domain::access::Role) -> crate::access::auth::Bearer {
     let mut s = crate::settings::Settings::defaults();
     use_test_keys(&mut s.auth);
     bearer_for(&s, role)
 }
 
 /// Calls as the evaluation office, which may do everything the tests set up.
-pub fn office() -> crate::auth::Bearer {
+pub fn office() -> crate::access::auth::Bearer {
     as_role(cezone_domain::access::Role::EvaluationOffice)
 }
 
 impl TestEnv {
     /// The signing keys of this test's deployment.
-    pub fn keys(&self) -> std::sync::Arc<crate::auth::Keys> {
-        crate::auth::Keys::load(&self.settings.auth).expect("the test key is valid")
+    pub fn keys(&self) -> std::sync::Arc<crate::access::auth::Keys> {
+        crate::access::auth::Keys::load(&self.settings.auth).expect("the test key is valid")
     }
 
     /// Calls made as a caller of `role`, unscoped (the evaluation office, an inspector …).
-    pub fn bearer(&self, role: cezone_domain::access::Role) -> crate::auth::Bearer {
+    pub fn bearer(&self, role: cezone_domain::access::Role) -> crate::access::auth::Bearer {
         bearer_for(&self.settings, role)
     }
 }

@@ -11,7 +11,7 @@ use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use cezone_domain::access::{Action, Principal, Role};
 use cezone_domain::org::{OrgLevel, OrgUnitId};
 use cezone_domain::units::UnitId;
-use cezone_platform::auth::{Keys, permit};
+use cezone_platform::access::auth::{Keys, permit};
 use cezone_platform::time::{now, rfc3339};
 use cezone_platform::{ApiError, ErrorCode};
 use cezone_proto::registry::v1 as pr;
@@ -245,10 +245,10 @@ async fn audit(
     target: &str,
     details: serde_json::Value,
 ) -> Result<(), ApiError> {
-    cezone_platform::audit::append(
+    cezone_platform::access::audit::append(
         conn,
         SERVICE,
-        cezone_platform::audit::Entry {
+        cezone_platform::access::audit::Entry {
             actor: who,
             action,
             target,

@@ -2,8 +2,8 @@
 
 use cezone_domain::access::Action;
 use cezone_platform::ApiError;
-use cezone_platform::auth::{caller, permit};
-use cezone_platform::convert::{
+use cezone_platform::access::auth::{caller, permit};
+use cezone_platform::glue::convert::{
     finding_to_proto, level_to_proto, org_unit_from_proto, org_unit_to_proto,
 };
 use cezone_platform::paging::Page;
@@ -21,9 +21,9 @@ pub struct RegistryApi {
     pub relay: cezone_bus::outbox::RelayHandle,
     /// The registry's signing keys: sign the access tokens of people signing in and of
     /// services.
-    pub keys: std::sync::Arc<cezone_platform::auth::Keys>,
+    pub keys: std::sync::Arc<cezone_platform::access::auth::Keys>,
     /// What a service proves itself with to get a token.
-    pub secret: cezone_platform::auth::ServiceSecret,
+    pub secret: cezone_platform::access::auth::ServiceSecret,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -55,9 +55,10 @@ impl RegistryService for RegistryApi {
         &self,
         req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
     ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
-        let who = cezone_platform::auth::caller(&req)?;
+        let who = cezone_platform::access::auth::caller(&req)?;
         let page =
-            cezone_platform::audit_list::list(&self.db, "registry", &who, req.get_ref()).await?;
+            cezone_platform::access::audit_list::list(&self.db, "registry", &who, req.get_ref())
+                .await?;
         Ok(tonic::Response::new(page))
     }
 

@@ -20,8 +20,8 @@ impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let mut kernel = Kernel::open::<Migrator>(settings, "registry", LOCK_KEY).await?;
         // The registry signs tokens: it verifies them with its own keys, not the published ones.
-        let keys = cezone_platform::auth::Keys::load(&settings.auth)?;
-        let secret = cezone_platform::auth::ServiceSecret::load(&settings.auth)?;
+        let keys = cezone_platform::access::auth::Keys::load(&settings.auth)?;
+        let secret = cezone_platform::access::auth::ServiceSecret::load(&settings.auth)?;
         let relay = kernel.relay(settings, crate::OUTBOX, bus);
         let api = RegistryApi {
             db: kernel.db.clone(),
@@ -34,7 +34,7 @@ impl Application {
         let routes = routes_allowing(
             cezone_platform::grpc_server!(RegistryServiceServer, api, settings),
             keys,
-            &cezone_platform::auth::OPEN_METHODS,
+            &cezone_platform::access::auth::OPEN_METHODS,
         )
         .await;
         let service = kernel

@@ -11,7 +11,7 @@ use cezone_domain::package::{Manifest, read_table};
 use cezone_domain::rules::RulesFile;
 use cezone_domain::units::UnitRegistry;
 use cezone_platform::ApiError;
-use cezone_platform::convert::finding_to_proto;
+use cezone_platform::glue::convert::finding_to_proto;
 use cezone_platform::time::now_rfc3339;
 use cezone_proto::registry::v1 as pr;
 use cezone_proto::registry::v1::framework_source::Source;
@@ -197,10 +197,10 @@ pub async fn store_draft(
         }
         None => model.insert(&txn).await?,
     };
-    cezone_platform::audit::append(
+    cezone_platform::access::audit::append(
         &txn,
         "registry",
-        cezone_platform::audit::Entry {
+        cezone_platform::access::audit::Entry {
             actor: who,
             action: "framework.imported",
             target: &format!("{}/{}", saved.framework_id, saved.edition),
@@ -273,10 +273,10 @@ pub async fn publish(
         &cezone_bus::envelope("framework.published", "registry", &event, None),
     )
     .await?;
-    cezone_platform::audit::append(
+    cezone_platform::access::audit::append(
         &txn,
         "registry",
-        cezone_platform::audit::Entry {
+        cezone_platform::access::audit::Entry {
             actor: who,
             action: "framework.published",
             target: &format!("{framework_id}/{edition}"),

@@ -80,10 +80,10 @@ async fn announce(
     unit: &OrgUnit,
     revision: i64,
 ) -> Result<(), ApiError> {
-    cezone_platform::audit::append(
+    cezone_platform::access::audit::append(
         txn,
         "registry",
-        cezone_platform::audit::Entry {
+        cezone_platform::access::audit::Entry {
             actor: who,
             action: event_type,
             target: unit.id.as_str(),
@@ -92,7 +92,7 @@ async fn announce(
     )
     .await?;
     let payload = cezone_proto::events::v1::OrgUnitChanged {
-        unit: Some(cezone_platform::convert::org_unit_to_proto(
+        unit: Some(cezone_platform::glue::convert::org_unit_to_proto(
             unit,
             revision as u64,
         )),

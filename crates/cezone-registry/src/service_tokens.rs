@@ -3,7 +3,7 @@
 
 use cezone_domain::access::{Principal, Role};
 use cezone_platform::ApiError;
-use cezone_platform::auth::{Keys, SERVICES, ServiceSecret};
+use cezone_platform::access::auth::{Keys, SERVICES, ServiceSecret};
 use cezone_platform::error::ErrorCode;
 use cezone_platform::time::rfc3339;
 use cezone_proto::registry::v1 as pr;
@@ -15,7 +15,7 @@ pub fn signing_keys(keys: &Keys) -> Result<pr::SigningKeys, ApiError> {
         .into_iter()
         .map(|k| pr::SigningKey {
             kid: k.kid,
-            algorithm: cezone_platform::auth::keyset::ALGORITHM.to_string(),
+            algorithm: cezone_platform::access::auth::keyset::ALGORITHM.to_string(),
             public_key: k.x,
             active_from: rfc3339(
                 chrono::DateTime::from_timestamp(k.active_from, 0).unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! The scheduler's gRPC face.
 
 use cezone_domain::access::Action;
-use cezone_platform::auth::{caller, permit};
+use cezone_platform::access::auth::{caller, permit};
 use cezone_proto::scheduler::v1 as psch;
 use cezone_proto::scheduler::v1::scheduler_service_server::SchedulerService;
 use tokio::sync::Notify;
@@ -22,8 +22,8 @@ impl SchedulerService for SchedulerApi {
         &self,
         req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
     ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
-        let who = cezone_platform::auth::caller(&req)?;
-        let page = cezone_platform::audit_list::list(
+        let who = cezone_platform::access::auth::caller(&req)?;
+        let page = cezone_platform::access::audit_list::list(
             self.scheduler.db(),
             "scheduler",
             &who,

@@ -31,7 +31,7 @@ impl Application {
     ) -> Result<Application, ApiError> {
         let mut kernel = Kernel::open::<Migrator>(settings, "scheduler", LOCK_KEY).await?;
         let (keys, bearer) =
-            cezone_platform::auth::service_credentials(settings, "scheduler").await?;
+            cezone_platform::access::auth::service_credentials(settings, "scheduler").await?;
         let scheduler = Scheduler::new(settings, kernel.db.clone(), clock, &bearer)?;
         let kick = Arc::new(Notify::new());
         let poll = chrono::Duration::seconds(settings.scheduler.poll_seconds as i64);

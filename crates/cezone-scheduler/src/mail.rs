@@ -97,7 +97,7 @@ pub async fn send_pending(
     db: &impl ConnectionTrait,
     mailer: &Mailer,
     registry: &mut pr::registry_service_client::RegistryServiceClient<
-        cezone_platform::auth::AuthChannel,
+        cezone_platform::access::auth::AuthChannel,
     >,
     now: DateTime<Utc>,
 ) -> Result<usize, ApiError> {

@@ -8,7 +8,7 @@ use cezone_domain::framework::Framework;
 use cezone_domain::obligations::metrics_of;
 use cezone_domain::org::{OrgLevel, OrgTree};
 use cezone_platform::ApiError;
-use cezone_platform::auth::AuthChannel;
+use cezone_platform::access::auth::AuthChannel;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::surveys::v1 as psv;
 use cezone_proto::surveys::v1::survey_service_client::SurveyServiceClient;

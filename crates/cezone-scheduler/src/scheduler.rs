@@ -8,9 +8,9 @@ use cezone_domain::access::{Principal, Role};
 use cezone_domain::framework::Framework;
 use cezone_domain::schedule::{self, DueRun, PlannedRun, RunState, SchedulePolicy};
 use cezone_platform::ApiError;
-use cezone_platform::auth::{AuthChannel, Bearer};
+use cezone_platform::access::auth::{AuthChannel, Bearer};
 use cezone_platform::channel;
-use cezone_platform::registry_view::RegistryView;
+use cezone_platform::glue::registry_view::RegistryView;
 use cezone_platform::settings::Settings;
 use cezone_platform::time::rfc3339;
 use cezone_proto::common::v1::Score;
@@ -86,7 +86,7 @@ impl Scheduler {
             policy: settings
                 .scheduler
                 .policy()
-                .map_err(|reason| ApiError::invalid("scheduler.lead_hours", reason))?,
+                .map_err(|reason| ApiError::invalid("scheduler.utc_offset_hours", reason))?,
             framework_id: settings.scoring.framework_id.clone(),
             edition: settings.scoring.edition.clone(),
         })
@@ -326,10 +326,10 @@ impl Scheduler {
             self.mailer.is_some(),
         )
         .await?;
-        cezone_platform::audit::append(
+        cezone_platform::access::audit::append(
             &txn,
             "scheduler",
-            cezone_platform::audit::Entry {
+            cezone_platform::access::audit::Entry {
                 actor: who,
                 action: "checkpoint.run",
                 target: key,

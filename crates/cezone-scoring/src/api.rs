@@ -7,8 +7,8 @@ use std::pin::Pin;
 
 use cezone_domain::access::{Action, Principal};
 use cezone_platform::ApiError;
-use cezone_platform::auth::{caller, permit};
-use cezone_platform::convert::score;
+use cezone_platform::access::auth::{caller, permit};
+use cezone_platform::glue::convert::score;
 use cezone_proto::Encoded;
 use cezone_proto::scoring::v1 as ps;
 use cezone_proto::scoring::v1::encoded::scoring_service_server::ScoringService;
@@ -34,10 +34,14 @@ impl ScoringService for ScoringApi {
         &self,
         req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
     ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
-        let who = cezone_platform::auth::caller(&req)?;
-        let page =
-            cezone_platform::audit_list::list(&self.state.db, "scoring", &who, req.get_ref())
-                .await?;
+        let who = cezone_platform::access::auth::caller(&req)?;
+        let page = cezone_platform::access::audit_list::list(
+            &self.state.db,
+            "scoring",
+            &who,
+            req.get_ref(),
+        )
+        .await?;
         Ok(tonic::Response::new(page))
     }
 
@@ -76,10 +80,10 @@ impl ScoringService for ScoringApi {
         );
         // The read model is derived data; what is accountable is who asked and what came out.
         let txn = s.db.begin().await.map_err(ApiError::from)?;
-        cezone_platform::audit::append(
+        cezone_platform::access::audit::append(
             &txn,
             "scoring",
-            cezone_platform::audit::Entry {
+            cezone_platform::access::audit::Entry {
                 actor: &who,
                 action: "scores.recomputed",
                 target: &format!("{framework_id}/{}/{period}", scored.inputs.edition),
@@ -302,10 +306,10 @@ impl State {
             &events::snapshot_frozen(&snap, r.close_submissions),
         )
         .await?;
-        cezone_platform::audit::append(
+        cezone_platform::access::audit::append(
             &txn,
             "scoring",
-            cezone_platform::audit::Entry {
+            cezone_platform::access::audit::Entry {
                 actor: who,
                 action: "snapshot.frozen",
                 target: &snap.id,

@@ -32,7 +32,7 @@ impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let mut kernel = Kernel::open::<Migrator>(settings, "scoring", LOCK_KEY).await?;
         let (keys, bearer) =
-            cezone_platform::auth::service_credentials(settings, "scoring").await?;
+            cezone_platform::access::auth::service_credentials(settings, "scoring").await?;
         let relay = kernel.relay(settings, OUTBOX, bus.clone());
         let max = settings.grpc.max_message_bytes;
         let s = &settings.services;

@@ -7,7 +7,7 @@ use cezone_domain::engine::Cell;
 use cezone_domain::facts::{StatFact, StatState};
 use cezone_domain::org::OrgUnitId;
 use cezone_domain::rules::{MetricId, QuestionId};
-use cezone_platform::convert::{org_unit_from_proto, score};
+use cezone_platform::glue::convert::{org_unit_from_proto, score};
 use cezone_proto::events::v1 as ev;
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};

@@ -12,7 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(Initial),
             Box::new(SnapshotReadiness),
-            Box::new(cezone_platform::audit::AuditLogMigration {
+            Box::new(cezone_platform::access::audit::AuditLogMigration {
                 name: "m0003_audit_log",
                 service: "scoring",
             }),

@@ -9,7 +9,7 @@ use cezone_domain::framework::{Framework, FrameworkDocument};
 use cezone_domain::org::{OrgIdx, OrgTree, OrgUnit, OrgUnitId};
 use cezone_domain::points::Points;
 use cezone_platform::ApiError;
-use cezone_platform::convert::score;
+use cezone_platform::glue::convert::score;
 use cezone_proto::Encoded;
 use cezone_proto::common::v1 as pc;
 use cezone_proto::scoring::v1 as ps;

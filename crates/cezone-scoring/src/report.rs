@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use cezone_domain::calendar::Date;
 use cezone_platform::ApiError;
-use cezone_platform::convert::score;
 use cezone_platform::error::{ErrorCode, Violation};
+use cezone_platform::glue::convert::score;
 use cezone_platform::time::{local, now_rfc3339};
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;

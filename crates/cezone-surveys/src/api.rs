@@ -2,9 +2,9 @@
 
 use cezone_domain::access::{Action, Role, Scoped};
 use cezone_platform::ApiError;
-use cezone_platform::auth::{caller, permit, permit_ever};
+use cezone_platform::access::auth::{caller, permit, permit_ever};
+use cezone_platform::glue::registry_view::RegistryView;
 use cezone_platform::paging::Page;
-use cezone_platform::registry_view::RegistryView;
 use cezone_proto::surveys::v1 as psv;
 use cezone_proto::surveys::v1::ingest_request::Part;
 use cezone_proto::surveys::v1::survey_service_server::SurveyService;
@@ -259,9 +259,10 @@ impl SurveyService for SurveyApi {
         &self,
         req: tonic::Request<cezone_proto::common::v1::ListAuditRequest>,
     ) -> Result<tonic::Response<cezone_proto::common::v1::ListAuditResponse>, tonic::Status> {
-        let who = cezone_platform::auth::caller(&req)?;
+        let who = cezone_platform::access::auth::caller(&req)?;
         let page =
-            cezone_platform::audit_list::list(&self.db, "surveys", &who, req.get_ref()).await?;
+            cezone_platform::access::audit_list::list(&self.db, "surveys", &who, req.get_ref())
+                .await?;
         Ok(tonic::Response::new(page))
     }
 

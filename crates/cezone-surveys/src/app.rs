@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use cezone_bus::Bus;
 use cezone_platform::ApiError;
+use cezone_platform::glue::registry_view::RegistryView;
 use cezone_platform::grpc::routes_with_health;
-use cezone_platform::registry_view::RegistryView;
 use cezone_platform::service::{Kernel, StopOrder};
 use cezone_platform::settings::Settings;
 use cezone_proto::surveys::v1::survey_service_server::SurveyServiceServer;
@@ -19,7 +19,7 @@ impl Application {
     pub async fn build(settings: &Settings, bus: Arc<dyn Bus>) -> Result<Application, ApiError> {
         let mut kernel = Kernel::open::<Migrator>(settings, "surveys", LOCK_KEY).await?;
         let (keys, bearer) =
-            cezone_platform::auth::service_credentials(settings, "surveys").await?;
+            cezone_platform::access::auth::service_credentials(settings, "surveys").await?;
         let max = settings.grpc.max_message_bytes;
         let relay = kernel.relay(settings, crate::OUTBOX, bus.clone());
         let subscription = kernel

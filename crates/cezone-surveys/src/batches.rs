@@ -8,7 +8,7 @@
 use cezone_domain::access::{Action, Principal};
 use cezone_domain::framework::Framework;
 use cezone_platform::ApiError;
-use cezone_platform::auth::permit;
+use cezone_platform::access::auth::permit;
 use cezone_platform::db::stmt;
 use cezone_platform::time::now_rfc3339;
 use cezone_proto::events::v1 as ev;
@@ -249,10 +249,10 @@ pub async fn review(
         &cezone_bus::envelope("survey.batch_aggregated", "surveys", &payload, None),
     )
     .await?;
-    cezone_platform::audit::append(
+    cezone_platform::access::audit::append(
         &txn,
         "surveys",
-        cezone_platform::audit::Entry {
+        cezone_platform::access::audit::Entry {
             actor: who,
             action,
             target: id,

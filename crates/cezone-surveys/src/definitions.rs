@@ -186,10 +186,10 @@ pub async fn create(
         }
         _ => e.into(),
     })?;
-    cezone_platform::audit::append(
+    cezone_platform::access::audit::append(
         &txn,
         "surveys",
-        cezone_platform::audit::Entry {
+        cezone_platform::access::audit::Entry {
             actor: who,
             action: "survey.defined",
             target: &d.id,

@@ -687,8 +687,8 @@ impl<'a> BatchWrite<'a> {
         cezone_bus::envelope("survey.batch_aggregated", "surveys", &payload, None)
     }
 
-    fn audit(&self) -> cezone_platform::audit::Entry<'a> {
-        cezone_platform::audit::Entry {
+    fn audit(&self) -> cezone_platform::access::audit::Entry<'a> {
+        cezone_platform::access::audit::Entry {
             actor: self.who,
             action: "survey.responses_ingested",
             target: self.batch_id,
@@ -785,7 +785,7 @@ impl<'a> BatchWrite<'a> {
         }
         let env = self.event(totals);
         cezone_bus::outbox::enqueue_many_pg(&mut tx, crate::OUTBOX, &[env]).await?;
-        cezone_platform::audit::append_many_pg(&mut tx, "surveys", &[self.audit()])
+        cezone_platform::access::audit::append_many_pg(&mut tx, "surveys", &[self.audit()])
             .await
             .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
@@ -898,7 +898,7 @@ impl<'a> BatchWrite<'a> {
             ));
         }
         cezone_bus::outbox::enqueue(&tx, crate::OUTBOX, &self.event(totals)).await?;
-        cezone_platform::audit::append(&tx, "surveys", self.audit()).await?;
+        cezone_platform::access::audit::append(&tx, "surveys", self.audit()).await?;
         tx.commit().await?;
         Ok(true)
     }

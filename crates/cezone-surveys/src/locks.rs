@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use cezone_domain::access::Principal;
 use cezone_domain::org::OrgUnitId;
 use cezone_platform::ApiError;
-use cezone_platform::audit::Entry;
+use cezone_platform::access::audit::Entry;
 use cezone_platform::db::stmt;
 use cezone_platform::time::now_rfc3339;
 use cezone_proto::surveys::v1 as psv;
@@ -116,7 +116,7 @@ pub async fn lock(
         .await?
         .rows_affected();
     let target = period.to_string();
-    cezone_platform::audit::append_many(
+    cezone_platform::access::audit::append_many(
         &txn,
         "surveys",
         &[Entry {
@@ -167,7 +167,7 @@ pub async fn lock_on_freeze(
     let scoring = Principal::new("scoring", cezone_domain::access::Role::Service, None, None)
         .map_err(ApiError::internal_msg)?;
     let target = f.period.to_string();
-    cezone_platform::audit::append_many(
+    cezone_platform::access::audit::append_many(
         &txn,
         "surveys",
         &[Entry {
@@ -240,7 +240,7 @@ pub async fn unlock(
     ))
     .await?;
     let target = format!("{period}/{org_unit}");
-    cezone_platform::audit::append_many(
+    cezone_platform::access::audit::append_many(
         &txn,
         "surveys",
         &[Entry {
@@ -312,7 +312,7 @@ pub fn refusal(
 pub async fn refuse(db: &DatabaseConnection, who: &Principal, what: &str, r: Refusal) -> ApiError {
     let p = r.lock.period;
     let target = format!("{p}/{}", r.org_unit);
-    let audited = cezone_platform::audit::append_many(
+    let audited = cezone_platform::access::audit::append_many(
         db,
         "surveys",
         &[Entry {

@@ -10,7 +10,7 @@ use cezone_domain::facts::StatState;
 use cezone_domain::org::{OrgTree, OrgUnitId};
 use cezone_domain::rules::MetricId;
 use cezone_platform::ApiError;
-use cezone_platform::audit::Entry;
+use cezone_platform::access::audit::Entry;
 use cezone_platform::db::stmt;
 use cezone_platform::time::now_rfc3339;
 use cezone_proto::surveys::v1 as psv;
@@ -333,7 +333,7 @@ pub async fn decide(
             }),
         })
         .collect();
-    cezone_platform::audit::append_many(&txn, "surveys", &entries).await?;
+    cezone_platform::access::audit::append_many(&txn, "surveys", &entries).await?;
     txn.commit().await?;
     Ok((decided, events.into_iter().map(|e| e.event_id).collect()))
 }

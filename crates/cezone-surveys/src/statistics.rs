@@ -11,7 +11,7 @@ use cezone_domain::framework::Framework;
 use cezone_domain::org::{OrgTree, OrgUnitId};
 use cezone_domain::rules::MetricId;
 use cezone_platform::ApiError;
-use cezone_platform::audit::Entry;
+use cezone_platform::access::audit::Entry;
 use cezone_platform::db::{stmt, tuples};
 use cezone_platform::paging::Page;
 use cezone_platform::time::now_rfc3339;
@@ -547,7 +547,7 @@ async fn record_pg(
     cezone_bus::outbox::enqueue_many_pg(&mut tx, crate::OUTBOX, &events).await?;
     laps.lap("announced");
     let records = audit_records(&models, &keys, &latest, filing, &import_id);
-    cezone_platform::audit::append_many_pg(&mut tx, "surveys", &entries(who, &records))
+    cezone_platform::access::audit::append_many_pg(&mut tx, "surveys", &entries(who, &records))
         .await
         .map_err(pg)?;
     laps.lap("audited");
@@ -659,7 +659,7 @@ async fn record_sea(
     cezone_bus::outbox::enqueue_many(&txn, crate::OUTBOX, &events).await?;
     laps.lap("announced");
     let records = audit_records(&models, &keys, &latest, filing, &import_id);
-    cezone_platform::audit::append_many(&txn, "surveys", &entries(who, &records)).await?;
+    cezone_platform::access::audit::append_many(&txn, "surveys", &entries(who, &records)).await?;
     laps.lap("audited");
     txn.commit().await?;
     laps.lap("committed");

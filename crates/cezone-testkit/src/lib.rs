@@ -9,7 +9,7 @@ use cezone_client::demo::{self, Channels, LoadReport};
 use cezone_domain::access::Role;
 use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::guangdong;
-use cezone_platform::auth::{AuthChannel, Bearer};
+use cezone_platform::access::auth::{AuthChannel, Bearer};
 use cezone_platform::settings::Settings;
 use cezone_platform::testing::bearer_for;
 use cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use cezone_platform::auth::AuthChannel;
+use cezone_platform::access::auth::AuthChannel;
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::evidence::v1::evidence_service_client::EvidenceServiceClient;
@@ -220,13 +220,13 @@ impl Backends {
             .into_inner()
             .keys
             .into_iter()
-            .map(|k| cezone_platform::auth::keyset::PublicKey {
+            .map(|k| cezone_platform::access::auth::keyset::PublicKey {
                 kid: k.kid,
                 x: k.public_key,
                 active_from: 0,
             })
             .collect::<Vec<_>>();
-        Ok(cezone_platform::auth::keyset::to_jwks(&keys))
+        Ok(cezone_platform::access::auth::keyset::to_jwks(&keys))
     }
 
     async fn calendar(&self) -> Result<CalendarView, Status> {

@@ -20,7 +20,7 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cezone_platform::auth::{AuthChannel, Bearer};
+use cezone_platform::access::auth::{AuthChannel, Bearer};
 use cezone_platform::settings::Settings;
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
@@ -116,7 +116,7 @@ impl Application {
             shutdown: shutdown.clone(),
         };
         let registry_view =
-            cezone_platform::registry_view::RegistryView::new(&s.registry_url, max, &bearer)
+            cezone_platform::glue::registry_view::RegistryView::new(&s.registry_url, max, &bearer)
                 .map_err(|e| WebError::Url {
                     url: s.registry_url.clone(),
                     reason: e.message,

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use cezone_platform::auth::AuthChannel as Channel;
+use cezone_platform::access::auth::AuthChannel as Channel;
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::evidence::v1 as pe;
 use cezone_proto::scoring::v1 as ps;

@@ -81,7 +81,7 @@ async fn upload(browser: &Client, file: &std::path::Path) -> String {
 /// above it is at full marks.
 async fn slot_that_moves_the_total(
     scoring: &mut cezone_proto::scoring::v1::scoring_service_client::ScoringServiceClient<
-        cezone_platform::auth::AuthChannel,
+        cezone_platform::access::auth::AuthChannel,
     >,
     unit: &str,
     town: &str,

@@ -247,21 +247,14 @@ impl BusSettings {
 
 impl SchedulerSettings {
     fn check(&self) -> Checked {
-        if let Err(reason) = self.policy() {
-            if reason.contains("time of day") {
-                return Err(bad(
-                    "scheduler.checkpoint_time",
-                    &self.checkpoint_time,
-                    &reason,
-                ));
-            } else if reason.contains("offset") {
-                return Err(bad(
-                    "scheduler.utc_offset_hours",
-                    &self.utc_offset_hours,
-                    &reason,
-                ));
-            }
-            return Err(bad("scheduler.lead_hours", &self.lead_hours, &reason));
+        if let Err(reason) =
+            cezone_domain::schedule::SchedulePolicy::utc_offset(self.utc_offset_hours)
+        {
+            return Err(bad(
+                "scheduler.utc_offset_hours",
+                &self.utc_offset_hours,
+                &reason,
+            ));
         }
         within(
             "scheduler.poll_seconds",
@@ -295,7 +288,9 @@ impl NotifySettings {
 
 impl AuthSettings {
     fn check(&self) -> Checked {
-        if !self.secret.is_empty() && self.secret.expose().len() < crate::auth::MIN_SECRET_BYTES {
+        if !self.secret.is_empty()
+            && self.secret.expose().len() < crate::access::auth::MIN_SECRET_BYTES
+        {
             return Err(bad(
                 "auth.secret",
                 &"***",

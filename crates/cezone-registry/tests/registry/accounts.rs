@@ -6,7 +6,7 @@
 use cezone_domain::access::{Principal, Role};
 use cezone_domain::org::OrgUnitId;
 use cezone_domain::units::UnitId;
-use cezone_platform::auth::{AuthChannel, Bearer};
+use cezone_platform::access::auth::{AuthChannel, Bearer};
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, as_role};
 use cezone_proto::common::v1::{

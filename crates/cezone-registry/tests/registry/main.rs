@@ -3,7 +3,7 @@
 mod accounts;
 
 use cezone_domain::guangdong;
-use cezone_platform::auth::AuthChannel as Channel;
+use cezone_platform::access::auth::AuthChannel as Channel;
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::common::v1::{CommunityType, OrgLevel, PageRequest, RegionClass};
@@ -865,7 +865,7 @@ async fn the_audit_log_is_read_newest_first_filtered_and_paged(backend: Backend)
     use cezone_domain::access::{Principal, Role};
     async fn as_who(
         url: &str,
-        bearer: cezone_platform::auth::Bearer,
+        bearer: cezone_platform::access::auth::Bearer,
     ) -> Result<tonic::Response<ListAuditResponse>, tonic::Status> {
         let mut client =
             RegistryServiceClient::new(cezone_client::connect(url, &bearer).await.unwrap());
@@ -883,7 +883,7 @@ async fn the_audit_log_is_read_newest_first_filtered_and_paged(backend: Backend)
     .unwrap();
     let err = as_who(
         &url,
-        cezone_platform::auth::Bearer::minted(t._env.keys(), town),
+        cezone_platform::access::auth::Bearer::minted(t._env.keys(), town),
     )
     .await
     .unwrap_err();

@@ -262,7 +262,7 @@ pub async fn reminders_are_emailed_once_to_the_accounts_of_each_unit(backend: Ba
         reach.iter().map(|r| r.email.as_str()).collect::<Vec<_>>(),
         ["first@guicheng.example"]
     );
-    let town_token = cezone_platform::auth::Bearer::minted(
+    let town_token = cezone_platform::access::auth::Bearer::minted(
         s.env.keys(),
         Principal::new(
             "first.town",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod email;
 
-use cezone_platform::auth::AuthChannel as Channel;
+use cezone_platform::access::auth::AuthChannel as Channel;
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::scheduler::v1 as psch;
@@ -98,7 +98,7 @@ async fn notifications(
     url: &str,
     who: &cezone_domain::access::Principal,
 ) -> Vec<psch::Notification> {
-    let bearer = cezone_platform::auth::Bearer::minted(s.env.keys(), who.clone());
+    let bearer = cezone_platform::access::auth::Bearer::minted(s.env.keys(), who.clone());
     SchedulerServiceClient::new(cezone_client::connect(url, &bearer).await.unwrap())
         .list_notifications(psch::ListNotificationsRequest::default())
         .await

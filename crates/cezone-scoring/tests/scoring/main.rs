@@ -31,7 +31,7 @@ use cezone_domain::demo::{DemoDistrict, DemoParams, generate};
 use cezone_domain::engine::Engine;
 use cezone_domain::guangdong;
 use cezone_domain::org::OrgTree;
-use cezone_platform::auth::AuthChannel as Channel;
+use cezone_platform::access::auth::AuthChannel as Channel;
 use cezone_platform::error::violations;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::evidence::v1 as pe;

@@ -15,7 +15,7 @@ use super::spawn;
 
 async fn fetch(
     client: &mut ps::scoring_service_client::ScoringServiceClient<
-        cezone_platform::auth::AuthChannel,
+        cezone_platform::access::auth::AuthChannel,
     >,
     req: ps::ExportReportRequest,
 ) -> Result<(ps::ReportInfo, Vec<u8>), tonic::Status> {

@@ -2,7 +2,7 @@
 //! a town token scoped to the whole district, names taken from the request, and refusals that
 //! must say what is wrong without the parser's own words.
 
-use cezone_platform::auth::Claims;
+use cezone_platform::access::auth::Claims;
 
 use super::*;
 

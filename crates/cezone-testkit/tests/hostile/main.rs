@@ -18,7 +18,7 @@ use cezone_domain::framework::Framework;
 use cezone_domain::guangdong;
 use cezone_domain::org::{OrgLevel, OrgUnitId};
 use cezone_domain::units::UnitId;
-use cezone_platform::auth::{Bearer, Keys};
+use cezone_platform::access::auth::{Bearer, Keys};
 use cezone_platform::contract_tests;
 use cezone_platform::testing::{Backend, TestEnv, test_env};
 use cezone_proto::evidence::v1 as pe;
@@ -89,7 +89,11 @@ impl Stack {
         Bearer::minted(self.keys.clone(), who.clone())
     }
 
-    async fn channel(&self, url: &str, who: &Principal) -> cezone_platform::auth::AuthChannel {
+    async fn channel(
+        &self,
+        url: &str,
+        who: &Principal,
+    ) -> cezone_platform::access::auth::AuthChannel {
         cezone_client::connect(url, &self.bearer(who))
             .await
             .unwrap()
@@ -110,7 +114,7 @@ impl Stack {
     async fn scoring(
         &self,
         who: &Principal,
-    ) -> ScoringServiceClient<cezone_platform::auth::AuthChannel> {
+    ) -> ScoringServiceClient<cezone_platform::access::auth::AuthChannel> {
         ScoringServiceClient::new(self.channel(&self.services.scoring.url(), who).await)
             .max_decoding_message_size(cezone_client::MAX_MESSAGE_BYTES)
     }
@@ -123,7 +127,9 @@ impl Stack {
             "scoring" => &self.services.scoring.db,
             _ => &self.scheduler.db,
         };
-        let v = cezone_platform::audit::verify(db, service).await.unwrap();
+        let v = cezone_platform::access::audit::verify(db, service)
+            .await
+            .unwrap();
         assert_eq!(v.broken, None, "{service}");
         v.entries
     }
@@ -515,7 +521,7 @@ async fn every_role_against_every_mutating_call(backend: Backend) {
     s.services.stop().await;
 }
 
-async fn self_channel(s: &Stack, who: &Principal) -> cezone_platform::auth::AuthChannel {
+async fn self_channel(s: &Stack, who: &Principal) -> cezone_platform::access::auth::AuthChannel {
     s.channel(&s.scheduler.url(), who).await
 }
 
@@ -523,7 +529,7 @@ async fn bad_tokens_are_unauthenticated_and_change_nothing(backend: Backend) {
     let s = spawn(backend).await;
     let office = p(Role::EvaluationOffice, None, None);
     let before = s.audit_entries("registry").await;
-    use cezone_platform::auth::keyset::KeySet;
+    use cezone_platform::access::auth::keyset::KeySet;
     let defaults = cezone_platform::Settings::defaults().auth;
     let other_keys = Keys::from_keyset(KeySet::generate().unwrap(), &defaults).unwrap();
     // Another key under the id of the registry's own.
@@ -533,7 +539,7 @@ async fn bad_tokens_are_unauthenticated_and_change_nothing(backend: Backend) {
     // What holding the service secret allows: an HS256 token, as tokens were once signed.
     let with_secret = {
         let now = chrono::Utc::now().timestamp();
-        let claims = cezone_platform::auth::Claims {
+        let claims = cezone_platform::access::auth::Claims {
             sub: "mallory".into(),
             role: "evaluation_office".into(),
             unit: None,
@@ -607,7 +613,7 @@ async fn bad_tokens_are_unauthenticated_and_change_nothing(backend: Backend) {
 async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
     let s = spawn(backend).await;
     let db = &s.services.evidence.db;
-    let v = cezone_platform::audit::verify(db, "evidence")
+    let v = cezone_platform::access::audit::verify(db, "evidence")
         .await
         .unwrap();
     assert!(v.entries > 10, "the demo load is in the log: {v:?}");
@@ -619,7 +625,7 @@ async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
     };
     // Rewrite who did entry 5.
     exec("UPDATE evidence_audit SET actor = 'someone else' WHERE seq = 5".into()).await;
-    let v = cezone_platform::audit::verify(db, "evidence")
+    let v = cezone_platform::access::audit::verify(db, "evidence")
         .await
         .unwrap();
     let (seq, reason) = v.broken.clone().unwrap();
@@ -635,7 +641,7 @@ async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    let stored = cezone_platform::audit::Stored {
+    let stored = cezone_platform::access::audit::Stored {
         seq: row.try_get("", "seq").unwrap(),
         at: row.try_get("", "at").unwrap(),
         actor: row.try_get("", "actor").unwrap(),
@@ -650,7 +656,7 @@ async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
         stored.expected_hash()
     ))
     .await;
-    let (seq, reason) = cezone_platform::audit::verify(db, "evidence")
+    let (seq, reason) = cezone_platform::access::audit::verify(db, "evidence")
         .await
         .unwrap()
         .broken
@@ -660,7 +666,7 @@ async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
 
     // Deleting an entry leaves a gap that is named.
     let surveys = &s.services.surveys.db;
-    let before = cezone_platform::audit::verify(surveys, "surveys")
+    let before = cezone_platform::access::audit::verify(surveys, "surveys")
         .await
         .unwrap();
     assert!(before.entries >= 3, "{before:?}");
@@ -671,7 +677,7 @@ async fn a_tampered_audit_log_names_the_first_broken_entry(backend: Backend) {
         ))
         .await
         .unwrap();
-    let (seq, reason) = cezone_platform::audit::verify(surveys, "surveys")
+    let (seq, reason) = cezone_platform::access::audit::verify(surveys, "surveys")
         .await
         .unwrap()
         .broken

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cezone_platform::auth::keyset::KeySet;
+use cezone_platform::access::auth::keyset::KeySet;
 use cezone_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use cezone_proto::surveys::v1 as psv;
 

@@ -107,7 +107,7 @@ fn operation(ix: &Index, e: &Endpoint, schemas: &mut BTreeSet<String>) -> Value 
         .replace('/', "_");
     op.insert("operationId".into(), json!(format!("{verb}_{id}")));
     // Signing in and refreshing take no token (the services let exactly these through).
-    if cezone_platform::auth::OPEN_METHODS.contains(&format!("/{grpc}").as_str()) {
+    if cezone_platform::access::auth::OPEN_METHODS.contains(&format!("/{grpc}").as_str()) {
         op.insert("security".into(), json!([]));
     }
 

@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use cezone_domain::access::{self, Action, Role};
 use cezone_domain::framework::Framework;
 use cezone_domain::org::OrgTree;
-use cezone_platform::registry_view::RegistryView;
+use cezone_platform::glue::registry_view::RegistryView;
 use cezone_proto::registry::v1 as pr;
 use serde_json::{Value, json};
 

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use cezone_domain::access::{Principal, Role};
 use cezone_domain::org::OrgUnitId;
 use cezone_domain::units::UnitId;
-use cezone_platform::auth::{Bearer, Keys};
+use cezone_platform::access::auth::{Bearer, Keys};
 use cezone_platform::settings::Settings;
 
 use crate::cli::{AuditCommand, KeysCommand, ServiceName, TokenCommand};
@@ -63,7 +63,7 @@ pub fn token(cmd: TokenCommand) -> Result<ExitCode> {
 }
 
 pub fn keys(cmd: KeysCommand) -> Result<ExitCode> {
-    use cezone_platform::auth::keyset::{KeySet, to_jwks};
+    use cezone_platform::access::auth::keyset::{KeySet, to_jwks};
     let config = match &cmd {
         KeysCommand::List { config }
         | KeysCommand::Rotate { config, .. }
@@ -195,7 +195,7 @@ pub async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
         let db = cezone_platform::db::connect(&settings.database, name)
             .await
             .with_context(|| format!("the {name} database"))?;
-        let v = cezone_platform::audit::verify(&db, name)
+        let v = cezone_platform::access::audit::verify(&db, name)
             .await
             .with_context(|| format!("reading the {name} audit log"))?;
         match &v.broken {

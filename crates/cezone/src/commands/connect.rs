@@ -2,7 +2,7 @@
 //! refusal shown with every field it names, and progress bars on long work.
 
 use anyhow::{Context, Result};
-use cezone_platform::auth::{AuthChannel, Bearer};
+use cezone_platform::access::auth::{AuthChannel, Bearer};
 use cezone_platform::error::violations;
 use cezone_platform::settings::Settings;
 use indicatif::{ProgressBar, ProgressStyle};

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cezone_platform::auth::AuthChannel;
+use cezone_platform::access::auth::AuthChannel;
 use cezone_platform::settings::Settings;
 use cezone_proto::scheduler::v1 as psch;
 use cezone_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use cezone_client::demo::{self, Channels};
 use cezone_domain::access::{Principal, Role};
 use cezone_domain::demo::{DemoParams, generate};
-use cezone_platform::auth::{Bearer, Keys};
+use cezone_platform::access::auth::{Bearer, Keys};
 use cezone_platform::settings::Settings;
 use cezone_platform::telemetry;
 use cezone_proto::scoring::v1 as ps;

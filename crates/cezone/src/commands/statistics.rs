@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use cezone_client::files::returns;
 use cezone_domain::org::OrgUnitId;
 use cezone_domain::units::UnitId;
-use cezone_platform::registry_view::{fetch_framework, fetch_org_tree};
+use cezone_platform::glue::registry_view::{fetch_framework, fetch_org_tree};
 use cezone_proto::common::v1::PageRequest;
 use cezone_proto::surveys::v1 as psv;
 

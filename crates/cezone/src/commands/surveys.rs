@@ -129,10 +129,13 @@ async fn define(
     let period = period.unwrap_or(svc.settings.scoring.period);
     let mut reg = svc.registry().await?;
     let s = &svc.settings.scoring;
-    let (fw, _) =
-        cezone_platform::registry_view::fetch_framework(&mut reg, &s.framework_id, &s.edition)
-            .await
-            .map_err(|e| anyhow!("framework {}: {}", s.framework_id, e.message))?;
+    let (fw, _) = cezone_platform::glue::registry_view::fetch_framework(
+        &mut reg,
+        &s.framework_id,
+        &s.edition,
+    )
+    .await
+    .map_err(|e| anyhow!("framework {}: {}", s.framework_id, e.message))?;
     let title = title.unwrap_or_else(|| format!("{period}年社区教育居民调查"));
     let def = cezone_client::surveys::survey_for(&fw.catalog, &id, &title, period);
     let mut client = svc.surveys().await?;

@@ -369,7 +369,7 @@ fn token_issue_signs_a_token_the_services_accept_and_refuses_an_incomplete_scope
     let token = stdout_of(&out).trim().to_string();
     let mut settings = cezone_platform::Settings::defaults();
     settings.auth.signing_keys_file = dir.path().join(&settings.auth.signing_keys_file);
-    let who = cezone_platform::auth::Keys::load_existing(&settings.auth)
+    let who = cezone_platform::access::auth::Keys::load_existing(&settings.auth)
         .unwrap()
         .verify(&token)
         .unwrap();

@@ -186,7 +186,7 @@ fn expected_total(
 }
 
 async fn wait_total(
-    scores: &mut ScoringServiceClient<cezone_platform::auth::AuthChannel>,
+    scores: &mut ScoringServiceClient<cezone_platform::access::auth::AuthChannel>,
     want: &str,
 ) {
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -7,10 +7,10 @@ use cezone_proto::common::v1::PageRequest;
 use cezone_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use cezone_proto::registry::v1::{FrameworkRef, ListOrgUnitsRequest};
 
-use crate::auth::{AuthChannel, Bearer};
+use crate::access::auth::{AuthChannel, Bearer};
 
-use crate::convert::org_unit_from_proto;
 use crate::error::ApiError;
+use crate::glue::convert::org_unit_from_proto;
 
 pub type RegistryClient = RegistryServiceClient<AuthChannel>;
 

@@ -6,8 +6,8 @@ use cezone_proto::common::v1::{AuditEntry, ListAuditRequest, ListAuditResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
 
-use crate::audit::table;
-use crate::auth::permit;
+use crate::access::audit::table;
+use crate::access::auth::permit;
 use crate::error::ApiError;
 use crate::paging::Page;
 
